@@ -58,6 +58,11 @@ export interface PlanContext {
   /** Resolve a target expression to host names; throws TargetError with a clear message. */
   resolve(expression: string): string[];
   readonly defaults: PlanDefaults;
+  /**
+   * Local files named by tools (copy_file uploads, downloads) must live under this directory
+   * on the Castellan server, so a caller cannot read or write arbitrary server files.
+   */
+  readonly localRoot: string;
 }
 
 /** Results handed to `summarize`, keyed by step id then host. */

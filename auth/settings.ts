@@ -1,0 +1,146 @@
+// The parts of castellan.yaml that decide who may do what: `roles`, `policy` and `oidc`.
+// Each schema reads the operator's snake_case YAML and yields the camelCase shape the auth
+// modules use, with every default filled in, so policy code never has to guess a default.
+// The settings loader embeds these schemas; tests build configs with the `parse*` helpers.
+import { z } from 'zod';
+import { ORIGINS, ROLES, type Origin, type Role } from './types.js';
+import { RISKS, type Risk } from '../tools/types.js';
+
+/** IdP group names per Castellan role (`roles.admin: [admins]`). */
+export type RoleMap = Readonly<Record<Role, readonly string[]>>;
+
+export interface PolicyConfig {
+  /** `policy.read_only`: refuse everything but read tools. */
+  readonly readOnly: boolean;
+  /** `policy.approvals.required`: distinct approvers needed (M). */
+  readonly approvalsRequired: number;
+  /** `policy.approvals.allow_self_approval`: a requester may approve their own request (never via MCP). */
+  readonly allowSelfApproval: boolean;
+  /** `policy.require_approval`: per risk, the origins whose requests wait for approval. */
+  readonly requireApproval: Readonly<Record<Risk, readonly Origin[]>>;
+}
+
+export interface AuthConfig {
+  readonly roles: RoleMap;
+  readonly policy: PolicyConfig;
+}
+
+export const TOKEN_FORMATS = ['auto', 'jwt', 'opaque'] as const;
+export type TokenFormat = (typeof TOKEN_FORMATS)[number];
+
+export interface OidcConfig {
+  /** The IdP issuer (Authelia: `https://auth.example.com`, no path). */
+  readonly issuer: string;
+  /** Castellan's own resource URL (RFC 8707/9728); tokens must name it in `aud`. */
+  readonly resource: string;
+  /** Castellan's confidential client at the IdP, used only to introspect and call userinfo. */
+  readonly clientId: string;
+  readonly clientSecret: string;
+  readonly tokenFormat: TokenFormat;
+  /** Where groups come from: the token (or introspection) claim, or the userinfo endpoint. */
+  readonly groupsFrom: 'token' | 'userinfo';
+  readonly groupsClaim: string;
+  /** JWS algorithms accepted on JWT access tokens. */
+  readonly algorithms: readonly string[];
+  /** Upper bound for caching a verified token (it is never cached past its `exp`). */
+  readonly cacheTtlSeconds: number;
+  /** Plain-http issuers are refused unless loopback; set for labs on another host only. */
+  readonly allowInsecureIssuer: boolean;
+}
+
+const groupList = z.array(z.string().min(1)).default([]);
+
+export const rolesSchema = z
+  .object({ admin: groupList, operator: groupList, approver: groupList, viewer: groupList })
+  .strict()
+  .default({ admin: [], operator: [], approver: [], viewer: [] });
+
+const origins = z.array(z.enum(ORIGINS));
+
+/** Defaults: read never waits; change waits when an AI client (MCP) asks; destructive always waits. */
+export const DEFAULT_REQUIRE_APPROVAL: Readonly<Record<Risk, readonly Origin[]>> = {
+  read: [],
+  change: ['mcp'],
+  destructive: [...ORIGINS],
+};
+
+export const policySchema = z
+  .object({
+    read_only: z.boolean().default(false),
+    approvals: z
+      .object({
+        required: z.number().int().min(1).max(10).default(1),
+        allow_self_approval: z.boolean().default(false),
+      })
+      .strict()
+      .default({ required: 1, allow_self_approval: false }),
+    // Per-risk override; a risk left out keeps its default. `destructive` can be narrowed
+    // but is never allowed to skip approval entirely (see the refinement below).
+    require_approval: z
+      .object({ read: origins.optional(), change: origins.optional(), destructive: origins.optional() })
+      .strict()
+      .default({}),
+  })
+  .strict()
+  .refine((p) => p.require_approval.destructive === undefined || p.require_approval.destructive.length > 0, {
+    message: 'policy.require_approval.destructive cannot be empty: destructive tools always need approval from somewhere',
+    path: ['require_approval', 'destructive'],
+  })
+  .transform(
+    (p): PolicyConfig => ({
+      readOnly: p.read_only,
+      approvalsRequired: p.approvals.required,
+      allowSelfApproval: p.approvals.allow_self_approval,
+      requireApproval: Object.fromEntries(
+        RISKS.map((risk) => [risk, p.require_approval[risk] ?? DEFAULT_REQUIRE_APPROVAL[risk]]),
+      ) as Record<Risk, readonly Origin[]>,
+    }),
+  );
+
+export const oidcSchema = z
+  .object({
+    issuer: z.url(),
+    resource: z.url(),
+    client_id: z.string().min(1),
+    client_secret: z.string().min(8),
+    token_format: z.enum(TOKEN_FORMATS).default('auto'),
+    groups_from: z.enum(['token', 'userinfo']).default('token'),
+    groups_claim: z.string().min(1).default('groups'),
+    algorithms: z.array(z.string().min(2)).min(1).default(['RS256', 'ES256', 'EdDSA', 'PS256']),
+    cache_ttl_seconds: z.number().int().min(0).max(300).default(30),
+    allow_insecure_issuer: z.boolean().default(false),
+  })
+  .strict()
+  .transform(
+    (o): OidcConfig => ({
+      issuer: o.issuer,
+      resource: o.resource,
+      clientId: o.client_id,
+      clientSecret: o.client_secret,
+      tokenFormat: o.token_format,
+      groupsFrom: o.groups_from,
+      groupsClaim: o.groups_claim,
+      algorithms: o.algorithms,
+      cacheTtlSeconds: o.cache_ttl_seconds,
+      allowInsecureIssuer: o.allow_insecure_issuer,
+    }),
+  );
+
+export function parseRoles(input: unknown): RoleMap {
+  return rolesSchema.parse(input);
+}
+
+export function parsePolicy(input: unknown = {}): PolicyConfig {
+  return policySchema.parse(input);
+}
+
+export function parseOidc(input: unknown): OidcConfig {
+  return oidcSchema.parse(input);
+}
+
+/** Convenience for tests and the lab: `{ roles, policy }` from YAML-shaped input. */
+export function parseAuthConfig(input: { roles?: unknown; policy?: unknown }): AuthConfig {
+  return { roles: parseRoles(input.roles), policy: parsePolicy(input.policy ?? {}) };
+}
+
+export type { Role, Origin, Risk };

@@ -1,0 +1,61 @@
+// Everything the job layer needs, built once per process by src/runtime.ts. The service
+// (front-end side) and the worker (execution side) share it; neither knows which front end
+// or which transport is involved.
+import type { Redis } from 'ioredis';
+import type { Queue } from 'bullmq';
+import type { Inventory } from '../config/types.js';
+import type { Logger } from '../src/log.js';
+import type { Redactor } from '../src/redact.js';
+import type { SshTarget } from '../src/ssh/types.js';
+import type { PlanContext, ToolDefinition } from '../tools/types.js';
+import type { AuditLog } from './audit.js';
+import type { CancelBroadcast } from './cancel.js';
+import type { JobEvents } from './events.js';
+import type { HostLocks } from './host-locks.js';
+import type { Keys } from './keys.js';
+import type { ExecutionLedger } from './ledger.js';
+import type { JobStore } from './records.js';
+import type { PlanExecutor } from './runner.js';
+import type { FoldGroup } from '../src/fold-types.js';
+
+export interface JobSettings {
+  readonly waitBudgetMs: number;
+  readonly defaultTimeoutMs: number;
+  readonly readOnly: boolean;
+  readonly approvals: { readonly required: number; readonly allowSelfApproval: boolean; readonly expiryMs: number };
+  readonly retention: { readonly completedAgeS: number; readonly completedCount: number; readonly failedAgeS: number; readonly failedCount: number };
+  readonly worker: { readonly concurrency: number; readonly lockDurationMs: number; readonly stalledIntervalMs: number; readonly readRetries: number; readonly shutdownGraceMs: number };
+  readonly window: number;
+}
+
+export interface InventoryProvider {
+  /** The current inventory (re-read when its files change). */
+  current(): Promise<Inventory>;
+}
+
+export interface ToolCatalogue {
+  get(name: string): ToolDefinition | undefined;
+  list(): readonly ToolDefinition[];
+}
+
+export interface QueueContext {
+  readonly redis: Redis;
+  readonly keys: Keys;
+  readonly queue: Queue;
+  readonly queueName: string;
+  readonly store: JobStore;
+  readonly events: JobEvents;
+  readonly audit: AuditLog;
+  readonly ledger: ExecutionLedger;
+  readonly locks: HostLocks;
+  readonly cancel: CancelBroadcast;
+  readonly tools: ToolCatalogue;
+  readonly inventory: InventoryProvider;
+  planContext(inventory: Inventory): PlanContext;
+  targetFor(inventory: Inventory, host: string): SshTarget;
+  readonly executor: PlanExecutor;
+  readonly settings: JobSettings;
+  readonly redactor: Redactor;
+  readonly logger: Logger;
+  fold(items: ReadonlyArray<{ host: string; status: string; text: string }>): FoldGroup[];
+}

@@ -1,0 +1,130 @@
+// Progress of a job: one Redis stream per job. The worker appends; whichever front end owns
+// the request (the CLI that submitted it, the MCP call, the Slack thread's reporter) reads
+// it. A stream, unlike pub/sub, lets a reader that connects late (or reconnects) catch up
+// from any point, and only the reader that cares acts on it (no duplicate Slack posts).
+import type { Redis } from 'ioredis';
+import type { HostStatus } from '../src/ssh/types.js';
+import type { Keys } from './keys.js';
+import type { JobState } from './states.js';
+
+export type JobEvent =
+  | { readonly type: 'state'; readonly state: JobState; readonly reason?: string | undefined }
+  | { readonly type: 'batch'; readonly index: number; readonly total: number; readonly hosts: readonly string[] }
+  | { readonly type: 'step'; readonly step: string; readonly description: string; readonly hosts: readonly string[] }
+  | { readonly type: 'host_started'; readonly step: string; readonly host: string }
+  | {
+      readonly type: 'host_finished';
+      readonly step: string;
+      readonly host: string;
+      readonly status: HostStatus;
+      readonly exitCode: number | null;
+      readonly durationMs: number;
+      readonly error?: string | undefined;
+    }
+  | { readonly type: 'output'; readonly step: string; readonly host: string; readonly stream: 'stdout' | 'stderr'; readonly text: string }
+  | { readonly type: 'lock_wait'; readonly host: string; readonly holder: string }
+  | { readonly type: 'vote'; readonly subject: string; readonly decision: 'approve' | 'deny'; readonly count: number; readonly required: number };
+
+export interface StampedEvent {
+  readonly id: string;
+  readonly at: number;
+  readonly event: JobEvent;
+}
+
+const STREAM_MAXLEN = 5000;
+
+export class JobEvents {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+  ) {}
+
+  async publish(jobId: string, event: JobEvent): Promise<void> {
+    await this.redis.xadd(this.keys.events(jobId), 'MAXLEN', '~', STREAM_MAXLEN, '*', 'e', JSON.stringify(event));
+  }
+
+  async read(jobId: string, afterId = '0', count = 1000): Promise<StampedEvent[]> {
+    const entries = await this.redis.xrange(this.keys.events(jobId), afterId === '0' ? '-' : `(${afterId}`, '+', 'COUNT', count);
+    return entries.map(([id, fields]) => stamp(id, fields));
+  }
+
+  /**
+   * Follow a job's events until `until` says stop or the signal aborts. Uses its own
+   * connection for the blocking read.
+   */
+  async *follow(jobId: string, options: { afterId?: string; signal?: AbortSignal; blockMs?: number } = {}): AsyncGenerator<StampedEvent> {
+    const reader = this.redis.duplicate();
+    let last = options.afterId ?? '0';
+    try {
+      while (!options.signal?.aborted) {
+        const reply = (await reader.xread('COUNT', 500, 'BLOCK', options.blockMs ?? 1000, 'STREAMS', this.keys.events(jobId), last)) as
+          | Array<[string, Array<[string, string[]]>]>
+          | null;
+        if (!reply) continue;
+        for (const [, entries] of reply) {
+          for (const [id, fields] of entries) {
+            last = id;
+            yield stamp(id, fields);
+          }
+        }
+      }
+    } finally {
+      reader.disconnect();
+    }
+  }
+}
+
+function stamp(id: string, fields: string[]): StampedEvent {
+  const json = fields[fields.indexOf('e') + 1] ?? '{}';
+  return { id, at: Number(id.split('-')[0]), event: JSON.parse(json) as JobEvent };
+}
+
+/**
+ * Coalesces output chunks per host and flushes them at most every `intervalMs`, so a chatty
+ * command on 1000 hosts does not write 100,000 stream entries. Other events pass at once
+ * (after flushing pending output, to keep order per host).
+ */
+export class ThrottledPublisher {
+  private pending = new Map<string, { step: string; host: string; stream: 'stdout' | 'stderr'; text: string }>();
+  private timer: NodeJS.Timeout | undefined;
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly events: JobEvents,
+    private readonly jobId: string,
+    private readonly intervalMs = 250,
+    private readonly maxChunkChars = 4096,
+  ) {}
+
+  emit(event: JobEvent): void {
+    if (event.type === 'output') {
+      const key = `${event.step}\u0000${event.host}\u0000${event.stream}`;
+      const current = this.pending.get(key);
+      const text = (current?.text ?? '') + event.text;
+      // Progress is a preview: the full (capped) output lives in the result.
+      this.pending.set(key, { ...event, text: text.length > this.maxChunkChars ? text.slice(0, this.maxChunkChars) : text });
+      this.timer ??= setTimeout(() => this.flush(), this.intervalMs);
+      return;
+    }
+    this.flush();
+    this.enqueue(event);
+  }
+
+  flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const batch = [...this.pending.values()];
+    this.pending.clear();
+    for (const chunk of batch) this.enqueue({ type: 'output', ...chunk });
+  }
+
+  /** Wait until everything emitted so far is written. */
+  async drain(): Promise<void> {
+    this.flush();
+    await this.chain;
+  }
+
+  private enqueue(event: JobEvent): void {
+    this.chain = this.chain.then(() => this.events.publish(this.jobId, event)).catch(() => undefined);
+  }
+}

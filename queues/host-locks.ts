@@ -1,0 +1,97 @@
+// Per-host locks for `change` and `destructive` jobs, across all workers: two reboots never
+// overlap on a node. All-or-nothing acquisition (a Lua script) avoids two jobs each holding
+// half of each other's hosts; locks carry a TTL so a crashed worker cannot hold a node
+// forever, and the owner renews them while it runs.
+import type { Redis } from 'ioredis';
+import type { Keys } from './keys.js';
+
+const ACQUIRE = `
+for i = 1, #KEYS do
+  local owner = redis.call('GET', KEYS[i])
+  if owner and owner ~= ARGV[1] then return {0, KEYS[i], owner} end
+end
+for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2]) end
+return {1, '', ''}
+`;
+
+const RENEW_OR_RELEASE = `
+local n = 0
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    if ARGV[2] == 'release' then redis.call('DEL', KEYS[i]) else redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
+    n = n + 1
+  end
+end
+return n
+`;
+
+export type LockAttempt = { readonly acquired: true } | { readonly acquired: false; readonly host: string; readonly holder: string };
+
+export class HostLocks {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    private readonly ttlMs = 60_000,
+  ) {}
+
+  private lockKeys(hosts: readonly string[]): string[] {
+    // Sorted: a stable order, whatever order plans list hosts in.
+    return [...new Set(hosts)].sort().map((h) => this.keys.hostLock(h));
+  }
+
+  async tryAcquire(owner: string, hosts: readonly string[]): Promise<LockAttempt> {
+    const k = this.lockKeys(hosts);
+    if (k.length === 0) return { acquired: true };
+    const [ok, key, holder] = (await this.redis.eval(ACQUIRE, k.length, ...k, owner, String(this.ttlMs))) as [number, string, string];
+    if (ok === 1) return { acquired: true };
+    return { acquired: false, host: key.slice(this.keys.hostLock('').length), holder };
+  }
+
+  /**
+   * Wait until every host is free, polling; `onWait` is told once per change of holder.
+   * Gives up when `signal` aborts.
+   */
+  async acquire(owner: string, hosts: readonly string[], signal: AbortSignal, onWait?: (host: string, holder: string) => void): Promise<boolean> {
+    let lastHolder = '';
+    let delay = 50;
+    for (;;) {
+      if (signal.aborted) return false;
+      const attempt = await this.tryAcquire(owner, hosts);
+      if (attempt.acquired) return true;
+      if (attempt.holder !== lastHolder) {
+        lastHolder = attempt.holder;
+        onWait?.(attempt.host, attempt.holder);
+      }
+      await sleep(delay, signal);
+      delay = Math.min(delay * 2, 1000);
+    }
+  }
+
+  async renew(owner: string, hosts: readonly string[]): Promise<number> {
+    const k = this.lockKeys(hosts);
+    if (k.length === 0) return 0;
+    return (await this.redis.eval(RENEW_OR_RELEASE, k.length, ...k, owner, 'renew', String(this.ttlMs))) as number;
+  }
+
+  async release(owner: string, hosts: readonly string[]): Promise<number> {
+    const k = this.lockKeys(hosts);
+    if (k.length === 0) return 0;
+    return (await this.redis.eval(RENEW_OR_RELEASE, k.length, ...k, owner, 'release', '0')) as number;
+  }
+
+  get renewEveryMs(): number {
+    return Math.floor(this.ttlMs / 3);
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

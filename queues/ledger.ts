@@ -1,0 +1,83 @@
+// The execution ledger: proof that no step ran twice on a host. Before a step is dispatched
+// to a host, the worker claims `<attempt>|<step>|<host>` with HSETNX; a claim that already
+// exists is never dispatched again. `change`/`destructive` jobs always use attempt 0, so
+// no redelivery (stalled job, retry, second worker) can ever run them twice; `read` jobs
+// may be re-run under a new attempt number.
+import type { Redis } from 'ioredis';
+import type { Keys } from './keys.js';
+
+export interface LedgerEntry {
+  readonly attempt: number;
+  readonly step: string;
+  readonly host: string;
+  readonly worker: string;
+  readonly startedAt: string;
+  readonly finishedAt?: string | undefined;
+  readonly status?: string | undefined;
+  readonly exitCode?: number | null | undefined;
+  readonly durationMs?: number | undefined;
+}
+
+const CLAIM = `
+local claimed = {}
+for i = 2, #ARGV do
+  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[1]) == 1 then table.insert(claimed, ARGV[i]) end
+end
+return claimed
+`;
+
+export function ledgerField(attempt: number, step: string, host: string): string {
+  return `${attempt}|${step}|${host}`;
+}
+
+export class ExecutionLedger {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+  ) {}
+
+  /** Claim the step on each host; returns only the hosts this caller may run it on. */
+  async claim(jobId: string, attempt: number, step: string, hosts: readonly string[], worker: string): Promise<string[]> {
+    if (hosts.length === 0) return [];
+    const entry = (host: string): LedgerEntry => ({ attempt, step, host, worker, startedAt: new Date().toISOString() });
+    // One script call: the started record is the same shape for all hosts except the host
+    // name, which the field already carries; store the host-free part once.
+    const template = JSON.stringify({ ...entry(''), host: undefined });
+    const fields = hosts.map((h) => ledgerField(attempt, step, h));
+    const claimed = (await this.redis.eval(CLAIM, 1, this.keys.ledger(jobId), template, ...fields)) as string[];
+    const set = new Set(claimed);
+    return hosts.filter((h) => set.has(ledgerField(attempt, step, h)));
+  }
+
+  async finish(jobId: string, attempt: number, step: string, host: string, outcome: Pick<LedgerEntry, 'status' | 'exitCode' | 'durationMs'>, worker: string): Promise<void> {
+    const field = ledgerField(attempt, step, host);
+    const current = await this.redis.hget(this.keys.ledger(jobId), field);
+    const started = current ? (JSON.parse(current) as Partial<LedgerEntry>) : {};
+    const entry: LedgerEntry = {
+      attempt,
+      step,
+      host,
+      worker,
+      startedAt: started.startedAt ?? new Date().toISOString(),
+      finishedAt: new Date().toISOString(),
+      status: outcome.status,
+      exitCode: outcome.exitCode ?? null,
+      durationMs: outcome.durationMs,
+    };
+    await this.redis.hset(this.keys.ledger(jobId), field, JSON.stringify(entry));
+  }
+
+  async entries(jobId: string): Promise<LedgerEntry[]> {
+    const raw = await this.redis.hgetall(this.keys.ledger(jobId));
+    return Object.entries(raw).map(([field, json]) => {
+      const [attempt, step, host] = field.split('|');
+      const parsed = JSON.parse(json) as Partial<LedgerEntry>;
+      return { ...parsed, attempt: Number(attempt), step: step ?? '', host: host ?? '' } as LedgerEntry;
+    });
+  }
+
+  /** Hosts that started a step but never reported its end: their outcome is unknown. */
+  async unfinished(jobId: string): Promise<LedgerEntry[]> {
+    return (await this.entries(jobId)).filter((e) => e.finishedAt === undefined);
+  }
+}

@@ -1,0 +1,332 @@
+// The front-end side of the job layer. Every front end (CLI, MCP, HTTP API, Slack,
+// dashboard) calls these methods and nothing else: validate → authorize → plan → record +
+// BullMQ job (delayed until the approval deadline when approvals are needed) → audit.
+// Approvals, denials and cancellations go through here too, so the rules live once.
+import { createHash } from 'node:crypto';
+import type { z } from 'zod';
+import { authorizeApproval, authorizeRequest } from '../auth/policy.js';
+import type { AuthConfig } from '../auth/settings.js';
+import type { Identity, Requester } from '../auth/types.js';
+import { CastellanError, errorMessage } from '../src/errors.js';
+import { metrics } from '../src/metrics.js';
+import type { Plan, ToolDefinition } from '../tools/types.js';
+import type { QueueContext } from './context.js';
+import type { StampedEvent } from './events.js';
+import { planHash } from './plan-hash.js';
+import { JOB_ID_PATTERN, newJobId, type JobDoc, type JobRecord, type ReplyAddress, type Vote } from './records.js';
+import { announceFinal } from './worker.js';
+import { isFinal, type JobState } from './states.js';
+
+export interface SubmitRequest {
+  readonly tool: string;
+  readonly input: unknown;
+  readonly requester: Requester;
+  readonly replyTo: ReplyAddress;
+  /** Same key from the same subject → the same job (client retries, double clicks). */
+  readonly idempotencyKey?: string | undefined;
+}
+
+export interface SubmitResult {
+  readonly job: JobRecord;
+  /** True when the idempotency key matched an earlier request: no new job was made. */
+  readonly duplicate: boolean;
+}
+
+const IDEMPOTENCY_TTL_S = 24 * 3600;
+const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:@-]{1,200}$/;
+
+export class JobService {
+  constructor(
+    private readonly ctx: QueueContext,
+    private readonly auth: AuthConfig,
+  ) {}
+
+  tool(name: string): ToolDefinition {
+    const tool = this.ctx.tools.get(name);
+    if (!tool) {
+      const names = this.ctx.tools.list().map((t) => t.name);
+      const close = names.filter((n) => n.includes(name) || name.includes(n) || editDistance(n, name) <= 2);
+      throw new CastellanError('unknown_tool', `unknown tool '${name}'${close.length ? ` (did you mean ${close.map((c) => `'${c}'`).join(' or ')}?)` : ''}; run 'castellan help' for the list`, 'tool');
+    }
+    return tool;
+  }
+
+  /** Validate and plan without submitting (previews, dry runs). */
+  async preview(toolName: string, input: unknown): Promise<{ tool: ToolDefinition; input: unknown; plan: Plan }> {
+    const tool = this.tool(toolName);
+    const parsed = validate(tool, input);
+    const inventory = await this.ctx.inventory.current();
+    const plan = buildPlan(tool, parsed, this.ctx.planContext(inventory));
+    return { tool, input: parsed, plan };
+  }
+
+  async submit(request: SubmitRequest): Promise<SubmitResult> {
+    const { requester } = request;
+    const tool = this.tool(request.tool);
+    const decision = authorizeRequest({ risk: tool.risk, tool: tool.name, requester, config: this.auth });
+    if (!decision.ok) {
+      await this.ctx.audit.append({ kind: 'refused', subject: requester.subject, displayName: requester.displayName, origin: requester.origin, tool: tool.name, reason: decision.reason });
+      throw new CastellanError(decision.code === 'read_only' ? 'read_only' : 'forbidden', decision.reason);
+    }
+    const input = validate(tool, request.input);
+    const inventory = await this.ctx.inventory.current();
+    const plan = buildPlan(tool, input, this.ctx.planContext(inventory));
+
+    let jobId = newJobId();
+    if (request.idempotencyKey !== undefined) {
+      if (!IDEMPOTENCY_KEY.test(request.idempotencyKey)) throw new CastellanError('invalid_input', 'idempotency key: 1-200 characters of [A-Za-z0-9._:@-]', 'idempotency_key');
+      const key = this.ctx.keys.idempotency(hashPart(requester.subject), hashPart(request.idempotencyKey));
+      const won = await this.ctx.redis.set(key, jobId, 'EX', IDEMPOTENCY_TTL_S, 'NX');
+      if (won !== 'OK') {
+        const existingId = await this.ctx.redis.get(key);
+        const existing = existingId ? await this.ctx.store.get(existingId) : undefined;
+        if (existing) return { job: existing, duplicate: true };
+        // The first request is still being recorded (a race of two retries): wait briefly.
+        for (let i = 0; i < 20 && existingId; i++) {
+          await new Promise((r) => setTimeout(r, 50));
+          const again = await this.ctx.store.get(existingId);
+          if (again) return { job: again, duplicate: true };
+        }
+        jobId = existingId ?? jobId;
+      }
+    }
+
+    const now = Date.now();
+    const needsApproval = decision.approvalsRequired > 0;
+    const expiresAt = needsApproval ? now + this.ctx.settings.approvals.expiryMs : undefined;
+    const doc: JobDoc = {
+      id: jobId,
+      tool: tool.name,
+      risk: tool.risk,
+      input: this.ctx.redactor.scrubDeep(input),
+      plan,
+      planHash: planHash(plan),
+      requester: { subject: requester.subject, displayName: requester.displayName, groups: [...requester.groups], roles: [...requester.roles], origin: requester.origin },
+      replyTo: request.replyTo,
+      idempotencyKey: request.idempotencyKey,
+      createdAt: new Date(now).toISOString(),
+      approvalsRequired: decision.approvalsRequired,
+      expiresAt,
+      timeoutMs: this.ctx.settings.defaultTimeoutMs,
+    };
+    const initial: JobState = needsApproval ? 'awaiting_approval' : 'queued';
+    await this.ctx.store.create(doc, initial, needsApproval ? {} : { queuedAt: doc.createdAt });
+    await this.ctx.audit.append({
+      kind: 'request',
+      jobId,
+      subject: requester.subject,
+      displayName: requester.displayName,
+      origin: requester.origin,
+      tool: tool.name,
+      hosts: plan.hosts,
+      commands: planCommands(plan),
+      planHash: doc.planHash,
+      input: doc.input,
+      state: initial,
+    });
+    try {
+      await this.ctx.queue.add(tool.name, doc, {
+        jobId,
+        // Awaiting approval: the job sleeps until the deadline; approval promotes it, and if
+        // nobody decides, the worker wakes up at the deadline and marks it expired.
+        delay: needsApproval ? this.ctx.settings.approvals.expiryMs : 0,
+        attempts: 1,
+        removeOnComplete: { age: this.ctx.settings.retention.completedAgeS, count: this.ctx.settings.retention.completedCount },
+        removeOnFail: { age: this.ctx.settings.retention.failedAgeS, count: this.ctx.settings.retention.failedCount },
+      });
+    } catch (err) {
+      // Nothing half-enqueued: the record says why the request did not go through.
+      await this.ctx.store.transition(jobId, 'failed', { reason: `could not enqueue: ${errorMessage(err)}`, finishedAt: new Date().toISOString() }, [initial]);
+      throw new CastellanError('unavailable', `the job queue is unavailable (${errorMessage(err)}); nothing was run, retry later`);
+    }
+    await this.ctx.events.publish(jobId, { type: 'state', state: initial, reason: needsApproval ? `waiting for ${decision.approvalsRequired} approval(s)` : undefined });
+    metrics().jobsSubmitted.inc({ tool: tool.name, origin: requester.origin, risk: tool.risk });
+    const job = await this.ctx.store.get(jobId);
+    if (!job) throw new CastellanError('internal', `job ${jobId} vanished right after it was recorded`);
+    return { job, duplicate: false };
+  }
+
+  async get(jobId: string, viewer: Identity): Promise<JobRecord> {
+    requireAnyRole(viewer);
+    if (!JOB_ID_PATTERN.test(jobId)) throw new CastellanError('invalid_input', `'${jobId.slice(0, 40)}' is not a job id (they look like j…, see 'castellan jobs')`, 'job_id');
+    const job = await this.ctx.store.get(jobId);
+    if (!job) throw new CastellanError('not_found', `no job ${jobId} (it may have passed the retention period)`);
+    return job;
+  }
+
+  async list(viewer: Identity, options: { limit?: number; offset?: number; state?: JobState } = {}): Promise<JobRecord[]> {
+    requireAnyRole(viewer);
+    const limit = Math.min(Math.max(options.limit ?? 20, 1), 200);
+    const jobs = await this.ctx.store.list(options.state ? 500 : limit, options.offset ?? 0);
+    return (options.state ? jobs.filter((j) => j.state === options.state) : jobs).slice(0, limit);
+  }
+
+  async events(jobId: string, viewer: Identity, afterId = '0', count = 500): Promise<StampedEvent[]> {
+    await this.get(jobId, viewer);
+    return this.ctx.events.read(jobId, afterId, count);
+  }
+
+  approve(jobId: string, approver: Requester, reason?: string): Promise<JobRecord> {
+    return this.decide(jobId, approver, 'approve', reason);
+  }
+
+  deny(jobId: string, approver: Requester, reason?: string): Promise<JobRecord> {
+    return this.decide(jobId, approver, 'deny', reason);
+  }
+
+  private async decide(jobId: string, approver: Requester, decision: 'approve' | 'deny', reason?: string): Promise<JobRecord> {
+    const job = await this.get(jobId, approver);
+    if (job.state !== 'awaiting_approval') throw new CastellanError('conflict', `job ${jobId} is ${job.state}, not awaiting approval`);
+    const verdict = authorizeApproval({
+      approver,
+      vote: decision,
+      request: { requester: job.requester, risk: job.risk, tool: job.tool, origin: job.requester.origin },
+      votes: job.votes.map((v) => ({ subject: v.subject, vote: v.decision })),
+      config: this.auth,
+    });
+    if (!verdict.ok) {
+      await this.ctx.audit.append({ kind: 'refused', jobId, subject: approver.subject, displayName: approver.displayName, origin: approver.origin, tool: job.tool, decision, reason: verdict.reason });
+      throw new CastellanError(verdict.code === 'duplicate_vote' || verdict.code === 'already_decided' ? 'conflict' : 'forbidden', verdict.reason);
+    }
+    const vote: Vote = { subject: approver.subject, displayName: approver.displayName, origin: approver.origin, decision, reason, planHash: job.planHash, at: new Date().toISOString() };
+    const denyReason = `denied by ${approver.displayName}${reason ? `: ${reason}` : ''}`;
+    const outcome = await this.ctx.store.vote(jobId, vote, job.approvalsRequired, denyReason);
+    switch (outcome.kind) {
+      case 'duplicate':
+        throw new CastellanError('conflict', 'you already voted on this request; each person votes once');
+      case 'expired':
+        throw new CastellanError('conflict', `the approval window of job ${jobId} has closed`);
+      case 'state':
+        throw new CastellanError('conflict', `job ${jobId} is ${outcome.state}, not awaiting approval`);
+      case 'missing':
+        throw new CastellanError('not_found', `no job ${jobId}`);
+      default:
+        break;
+    }
+    metrics().approvals.inc({ decision });
+    await this.ctx.audit.append({ kind: 'decision', jobId, subject: approver.subject, displayName: approver.displayName, origin: approver.origin, tool: job.tool, decision, reason, planHash: job.planHash, hosts: job.plan.hosts });
+    await this.ctx.events.publish(jobId, { type: 'vote', subject: approver.subject, decision, count: outcome.count, required: job.approvalsRequired });
+    if (outcome.kind === 'approved') {
+      await this.ctx.events.publish(jobId, { type: 'state', state: 'queued', reason: `approved by ${approver.displayName}` });
+      await this.promote(jobId);
+    } else if (outcome.kind === 'denied') {
+      await announceFinal(this.ctx, job, 'denied', denyReason);
+      await this.promote(jobId);
+    }
+    return this.get(jobId, approver);
+  }
+
+  async cancel(jobId: string, by: Requester, reason?: string): Promise<JobRecord> {
+    const job = await this.get(jobId, by);
+    // The requester may cancel their own job; operators and admins may cancel any.
+    const own = job.requester.subject === by.subject;
+    if (!own && !by.roles.some((r) => r === 'operator' || r === 'admin')) {
+      throw new CastellanError('forbidden', 'cancelling someone else\'s job needs the operator role');
+    }
+    if (isFinal(job.state)) throw new CastellanError('conflict', `job ${jobId} already ended (${job.state})`);
+    const why = `cancelled by ${by.displayName}${reason ? `: ${reason}` : ''}`;
+    const cancel = JSON.stringify({ by: by.subject, at: new Date().toISOString(), reason: why });
+    await this.ctx.audit.append({ kind: 'cancel', jobId, subject: by.subject, displayName: by.displayName, origin: by.origin, tool: job.tool, reason });
+    // Not yet running: end it here. Running: flag it and tell every worker.
+    const early = await this.ctx.store.transition(jobId, 'cancelled', { cancel, reason: why, finishedAt: new Date().toISOString() }, ['awaiting_approval', 'queued']);
+    if (early.ok) {
+      await announceFinal(this.ctx, job, 'cancelled', why);
+      await this.promote(jobId);
+    } else if (early.current === 'running') {
+      await this.ctx.store.update(jobId, { cancel });
+      await this.ctx.cancel.announce(jobId, why);
+    }
+    return this.get(jobId, by);
+  }
+
+  /**
+   * Follow a job until it ends or `timeoutMs` passes, handing each event to `onEvent`.
+   * Returns the record as it is at that moment (final or not).
+   */
+  async wait(jobId: string, viewer: Identity, timeoutMs: number, onEvent?: (e: StampedEvent) => void, signal?: AbortSignal): Promise<JobRecord> {
+    let job = await this.get(jobId, viewer);
+    if (isFinal(job.state) && !onEvent) return job;
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), timeoutMs);
+    const onOuterAbort = (): void => controller.abort();
+    signal?.addEventListener('abort', onOuterAbort, { once: true });
+    try {
+      for await (const e of this.ctx.events.follow(jobId, { signal: controller.signal, blockMs: 500 })) {
+        onEvent?.(e);
+        if (e.event.type === 'state' && isFinal(e.event.state)) break;
+      }
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onOuterAbort);
+    }
+    job = await this.get(jobId, viewer);
+    return job;
+  }
+
+  /** Wake the delayed BullMQ job so the worker closes it now (approved, denied, cancelled). */
+  private async promote(jobId: string): Promise<void> {
+    const bull = await this.ctx.queue.getJob(jobId);
+    if (bull && (await bull.isDelayed())) await bull.promote().catch(() => undefined);
+  }
+}
+
+function validate(tool: ToolDefinition, input: unknown): unknown {
+  const parsed = (tool.input as z.ZodObject).safeParse(input ?? {});
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(input)'}: ${i.message}`);
+  const first = parsed.error.issues[0];
+  throw new CastellanError('invalid_input', `invalid input for ${tool.name}: ${problems.join('; ')}`, first?.path.join('.') || undefined);
+}
+
+function buildPlan(tool: ToolDefinition, input: unknown, ctx: ReturnType<QueueContext['planContext']>): Plan {
+  if (!tool.plan) return { tool: tool.name, hosts: [], batches: [], failureBudget: 0 };
+  try {
+    return tool.plan(input as never, ctx);
+  } catch (err) {
+    const field = (err as { field?: unknown }).field;
+    const isTarget = (err as Error).name === 'TargetError';
+    throw new CastellanError(isTarget ? 'bad_target' : 'invalid_input', errorMessage(err), typeof field === 'string' ? field : isTarget ? 'targets' : undefined);
+  }
+}
+
+export function planCommands(plan: Plan): string[][] {
+  return plan.batches.flatMap((b) =>
+    b.steps.map((s) => {
+      const a = s.action;
+      switch (a.kind) {
+        case 'exec':
+          return a.asRoot ? ['sudo', '-n', '--', ...a.argv] : [...a.argv];
+        case 'upload':
+          return ['upload', a.localPath, a.remotePath];
+        case 'download':
+          return ['download', a.remotePath, a.localDir];
+        case 'relay':
+          return ['relay', `${a.fromHost}:${a.remotePath}`, a.destPath];
+        case 'wait_reachable':
+          return ['wait-reachable'];
+      }
+    }),
+  );
+}
+
+function requireAnyRole(identity: Identity): void {
+  if (identity.roles.length === 0) throw new CastellanError('forbidden', `no Castellan role: your groups [${identity.groups.join(', ')}] map to none`);
+}
+
+function hashPart(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 32);
+}
+
+function editDistance(a: string, b: string): number {
+  const dp = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = dp[0]!;
+    dp[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = dp[j]!;
+      dp[j] = Math.min(dp[j]! + 1, dp[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return dp[b.length]!;
+}

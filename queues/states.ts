@@ -1,0 +1,44 @@
+// The life of a Castellan job. BullMQ's own states (delayed, waiting, active, …) are an
+// implementation detail; these are the states operators see in every front end.
+
+export const JOB_STATES = [
+  'awaiting_approval',
+  'queued',
+  'running',
+  'succeeded',
+  'failed',
+  'partially_failed',
+  'cancelled',
+  'denied',
+  'expired',
+  'interrupted',
+] as const;
+export type JobState = (typeof JOB_STATES)[number];
+
+export const FINAL_STATES: ReadonlySet<JobState> = new Set([
+  'succeeded',
+  'failed',
+  'partially_failed',
+  'cancelled',
+  'denied',
+  'expired',
+  'interrupted',
+]);
+
+export function isFinal(state: JobState): boolean {
+  return FINAL_STATES.has(state);
+}
+
+/** Allowed predecessors of each state; every transition is checked atomically in Redis. */
+export const ALLOWED_FROM: Readonly<Record<JobState, readonly JobState[]>> = {
+  awaiting_approval: [],
+  queued: ['awaiting_approval'],
+  running: ['queued'],
+  succeeded: ['running'],
+  failed: ['running', 'queued'],
+  partially_failed: ['running'],
+  cancelled: ['awaiting_approval', 'queued', 'running'],
+  denied: ['awaiting_approval', 'queued'],
+  expired: ['awaiting_approval'],
+  interrupted: ['running'],
+};

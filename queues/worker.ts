@@ -1,0 +1,362 @@
+// The execution side. A BullMQ worker takes a job id, and the job record decides what
+// happens: an approval that ran out becomes `expired`; a queued job is re-planned, its plan
+// hash checked against the approved one, its hosts locked, then run; a job found `running`
+// is a redelivery after a worker crash or stall — `read` jobs may run again, `change` and
+// `destructive` jobs are reported `interrupted` with the hosts whose outcome is unknown,
+// never silently re-run.
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { metrics } from '../src/metrics.js';
+import { errorMessage } from '../src/errors.js';
+import type { HostStatus } from '../src/ssh/types.js';
+import type { QueueContext } from './context.js';
+import { ThrottledPublisher } from './events.js';
+import { planHash } from './plan-hash.js';
+import type { HostOutcome, JobDoc, JobRecord, JobResult } from './records.js';
+import { runPlan } from './runner.js';
+import { isFinal, type JobState } from './states.js';
+
+export interface WorkerHandle {
+  readonly id: string;
+  readonly worker: Worker;
+  /** Graceful: stop taking jobs, let running ones finish within the grace, then interrupt them. */
+  close(): Promise<void>;
+}
+
+type StopReason = 'cancel' | 'timeout' | 'shutdown' | 'lock_lost';
+
+export async function startWorker(ctx: QueueContext, connection: Redis): Promise<WorkerHandle> {
+  const id = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const running = new Map<string, (reason: StopReason, detail?: string) => void>();
+  await ctx.cancel.listen();
+
+  const worker = new Worker<JobDoc>(
+    ctx.queueName,
+    async (job, _token, signal) => {
+      const stopHere = (reason: StopReason, detail?: string): void => running.get(job.data.id)?.(reason, detail);
+      signal?.addEventListener('abort', () => stopHere('cancel', 'cancelled by worker'), { once: true });
+      return processJob(ctx, id, job, running);
+    },
+    {
+      connection,
+      prefix: `${ctx.keys.prefix}:bull`,
+      concurrency: ctx.settings.worker.concurrency,
+      lockDuration: ctx.settings.worker.lockDurationMs,
+      stalledInterval: ctx.settings.worker.stalledIntervalMs,
+      // One redelivery after a stall: that delivery is how a crash gets noticed and reported
+      // (`interrupted`), never re-executed (see processJob).
+      maxStalledCount: 1,
+      removeOnComplete: { age: ctx.settings.retention.completedAgeS, count: ctx.settings.retention.completedCount },
+      removeOnFail: { age: ctx.settings.retention.failedAgeS, count: ctx.settings.retention.failedCount },
+    },
+  );
+  worker.on('lockRenewalFailed', (jobIds: string[]) => {
+    // Another worker may take these jobs: stop ours rather than run beside it.
+    for (const jobId of jobIds) running.get(jobId)?.('lock_lost', 'this worker lost the job lock');
+  });
+  worker.on('failed', (job, err) => {
+    // BullMQ gave up on a job (for example "stalled more than allowable limit") without our
+    // processor finishing it: make sure the record does not stay `running` forever.
+    if (!job) return;
+    void finalizeOrphan(ctx, job.data.id, errorMessage(err));
+  });
+  worker.on('error', (err) => ctx.logger.warn({ err: errorMessage(err) }, 'worker error'));
+  await worker.waitUntilReady();
+
+  return {
+    id,
+    worker,
+    async close() {
+      const closing = worker.close();
+      const grace = setTimeout(() => {
+        for (const stop of running.values()) stop('shutdown', 'worker shutting down');
+      }, ctx.settings.worker.shutdownGraceMs);
+      await closing;
+      clearTimeout(grace);
+      await ctx.cancel.close();
+    },
+  };
+}
+
+async function finalizeOrphan(ctx: QueueContext, jobId: string, why: string): Promise<void> {
+  const record = await ctx.store.get(jobId);
+  if (!record || isFinal(record.state)) return;
+  const unknown = [...new Set((await ctx.ledger.unfinished(jobId)).map((e) => e.host))];
+  const to: JobState = record.state === 'running' ? 'interrupted' : 'failed';
+  const reason = `${why}${unknown.length ? `; outcome unknown on: ${unknown.join(', ')}` : ''}`;
+  const t = await ctx.store.transition(jobId, to, { reason, finishedAt: new Date().toISOString() }, [record.state]);
+  if (t.ok) await announceFinal(ctx, record, to, reason);
+}
+
+async function processJob(
+  ctx: QueueContext,
+  workerId: string,
+  job: Job<JobDoc>,
+  running: Map<string, (reason: StopReason, detail?: string) => void>,
+): Promise<{ state: JobState }> {
+  const jobId = job.data.id;
+  const record = await ctx.store.get(jobId);
+  if (!record) return { state: 'failed' };
+
+  switch (record.state) {
+    case 'awaiting_approval': {
+      // The delayed BullMQ job fired at the approval deadline: nobody decided in time.
+      const reason = `no approval within ${Math.round(ctx.settings.approvals.expiryMs / 60_000)} min`;
+      const t = await ctx.store.transition(jobId, 'expired', { reason, finishedAt: new Date().toISOString() });
+      if (t.ok) {
+        await announceFinal(ctx, record, 'expired', reason);
+        return { state: 'expired' };
+      }
+      const now = await ctx.store.get(jobId);
+      if (now?.state !== 'queued') return { state: now?.state ?? 'failed' };
+      return execute(ctx, workerId, now, running, false);
+    }
+    case 'queued':
+      return execute(ctx, workerId, record, running, false);
+    case 'running':
+      return redelivered(ctx, workerId, record, running);
+    default:
+      // Denied, cancelled, expired…: already final; the delivery only closes the BullMQ job.
+      return { state: record.state };
+  }
+}
+
+async function redelivered(
+  ctx: QueueContext,
+  workerId: string,
+  record: JobRecord,
+  running: Map<string, (reason: StopReason, detail?: string) => void>,
+): Promise<{ state: JobState }> {
+  const unfinished = await ctx.ledger.unfinished(record.id);
+  const unknownHosts = [...new Set(unfinished.map((e) => e.host))];
+  if (record.risk === 'read' && record.attempt <= ctx.settings.worker.readRetries) {
+    ctx.logger.info({ jobId: record.id, attempt: record.attempt + 1 }, 'read job redelivered after a stall: running it again');
+    return execute(ctx, workerId, record, running, true);
+  }
+  const reason =
+    `the worker running this job (${record.worker ?? 'unknown'}) stopped before it finished; ` +
+    (unknownHosts.length ? `outcome unknown on: ${unknownHosts.join(', ')}` : 'no host was mid-step') +
+    '. Not re-run automatically: check the hosts, then submit again if needed.';
+  const result: JobResult = { hosts: [], steps: [], folded: [], unknownHosts };
+  const t = await ctx.store.transition(record.id, 'interrupted', { reason, result: JSON.stringify(result), finishedAt: new Date().toISOString() }, ['running']);
+  if (t.ok) await announceFinal(ctx, record, 'interrupted', reason);
+  return { state: 'interrupted' };
+}
+
+async function execute(
+  ctx: QueueContext,
+  workerId: string,
+  record: JobRecord,
+  running: Map<string, (reason: StopReason, detail?: string) => void>,
+  isRetry: boolean,
+): Promise<{ state: JobState }> {
+  const m = metrics();
+  const tool = ctx.tools.get(record.tool);
+  const publisher = new ThrottledPublisher(ctx.events, record.id);
+  const controller = new AbortController();
+  let stopReason: StopReason | undefined;
+  let stopDetail = '';
+  const stop = (reason: StopReason, detail?: string): void => {
+    if (stopReason) return;
+    stopReason = reason;
+    stopDetail = detail ?? reason;
+    controller.abort(new Error(stopDetail));
+  };
+  running.set(record.id, stop);
+  const unwatch = ctx.cancel.watch(record.id, (reason) => stop('cancel', reason));
+  const deadline = setTimeout(() => stop('timeout', `job timed out after ${Math.round(record.timeoutMs / 1000)}s`), record.timeoutMs);
+  let lockedHosts: readonly string[] = [];
+  let renew: NodeJS.Timeout | undefined;
+  m.activeJobs.inc();
+
+  try {
+    if (!tool) return await fail(ctx, record, `tool '${record.tool}' is not known to this worker`);
+    if (record.cancel) return await finishCancelled(ctx, record, record.cancel.reason);
+
+    // Re-plan with the current inventory. An approved plan must be exactly what runs.
+    const inventory = await ctx.inventory.current();
+    const planCtx = ctx.planContext(inventory);
+    let plan = record.plan;
+    if (tool.plan) {
+      let fresh;
+      try {
+        fresh = tool.plan(record.input as never, planCtx);
+      } catch (err) {
+        return await refuse(ctx, record, `the plan can no longer be built: ${errorMessage(err)}`, isRetry);
+      }
+      const freshHash = planHash(fresh);
+      if (freshHash !== record.planHash) {
+        if (record.approvalsRequired > 0) return await refuse(ctx, record, `refused: the plan changed since it was approved (inventory or tool changed; approved ${record.planHash.slice(0, 12)}, now ${freshHash.slice(0, 12)}). Submit it again for a fresh approval.`, isRetry);
+        plan = fresh;
+      }
+    }
+
+    if (record.risk !== 'read' && plan.hosts.length > 0) {
+      const owner = record.id;
+      const got = await ctx.locks.acquire(owner, plan.hosts, controller.signal, (host, holder) => {
+        publisher.emit({ type: 'lock_wait', host, holder });
+      });
+      if (!got) return await finishStopped(ctx, record, stopReason, stopDetail, isRetry);
+      lockedHosts = plan.hosts;
+      renew = setInterval(() => void ctx.locks.renew(owner, lockedHosts), ctx.locks.renewEveryMs);
+    }
+
+    const attempt = record.risk === 'read' ? record.attempt + 1 : 0;
+    const startedAt = new Date().toISOString();
+    if (!isRetry) {
+      const t = await ctx.store.transition(record.id, 'running', { startedAt, worker: workerId, attempt }, ['queued']);
+      if (!t.ok) return { state: t.current ?? 'failed' };
+      if (record.queuedAt) m.queueWait.observe((Date.now() - Date.parse(record.queuedAt)) / 1000);
+    } else {
+      await ctx.store.update(record.id, { worker: workerId, attempt });
+    }
+    publisher.emit({ type: 'state', state: 'running' });
+
+    let result: JobResult;
+    if (tool.answer) {
+      const data = ctx.redactor.scrubDeep(tool.answer(record.input as never, planCtx));
+      result = { hosts: [], steps: [], folded: [], data };
+    } else {
+      const outcome = await runPlan({
+        jobId: record.id,
+        attempt,
+        worker: workerId,
+        subject: record.requester.subject,
+        tool: record.tool,
+        plan,
+        targetFor: (host) => ctx.targetFor(inventory, host),
+        executor: ctx.executor,
+        ledger: ctx.ledger,
+        audit: ctx.audit,
+        publisher,
+        signal: controller.signal,
+        window: plan.window ?? ctx.settings.window,
+        abortStatus: () => (stopReason === 'timeout' ? 'timed_out' : 'cancelled'),
+      });
+      for (const h of outcome.hosts) m.hostResults.inc({ status: h.status });
+      const hosts = outcome.hosts.map((h) => scrubOutcome(ctx, h));
+      let data: unknown;
+      if (tool.summarize) {
+        const byStep = new Map(outcome.steps.map((s) => [s.id, new Map(s.results.map((r) => [r.host, r]))]));
+        try {
+          data = ctx.redactor.scrubDeep(tool.summarize(record.input as never, byStep, planCtx));
+        } catch (err) {
+          data = { summary_error: errorMessage(err) };
+        }
+      }
+      result = {
+        hosts,
+        steps: outcome.steps.map((s) => ({ ...s, results: s.results.map((r) => ({ ...r, stdout: ctx.redactor.scrub(r.stdout), stderr: ctx.redactor.scrub(r.stderr), error: r.error === undefined ? undefined : ctx.redactor.scrub(r.error) })) })),
+        folded: ctx.fold(hosts.map((h) => ({ host: h.host, status: h.status, text: foldText(h) }))),
+        data,
+      };
+    }
+
+    const state = finalState(result.hosts, stopReason);
+    const reason = stopReason ? stopDetail : summaryLine(result.hosts);
+    await publisher.drain();
+    const t = await ctx.store.transition(record.id, state, { result: JSON.stringify(result), reason, finishedAt: new Date().toISOString() }, ['running']);
+    if (t.ok) {
+      await announceFinal(ctx, record, state, reason);
+      m.jobDuration.observe({ tool: record.tool }, (Date.now() - Date.parse(startedAt)) / 1000);
+    }
+    return { state };
+  } catch (err) {
+    ctx.logger.error({ jobId: record.id, err: errorMessage(err) }, 'job failed unexpectedly');
+    await publisher.drain();
+    const current = await ctx.store.state(record.id);
+    if (current === 'running') {
+      const unknown = [...new Set((await ctx.ledger.unfinished(record.id)).map((e) => e.host))];
+      const reason = `internal error: ${errorMessage(err)}${unknown.length ? `; outcome unknown on: ${unknown.join(', ')}` : ''}`;
+      const t = await ctx.store.transition(record.id, 'interrupted', { reason, finishedAt: new Date().toISOString() }, ['running']);
+      if (t.ok) await announceFinal(ctx, record, 'interrupted', reason);
+      return { state: 'interrupted' };
+    }
+    if (current === 'queued') return fail(ctx, record, `internal error: ${errorMessage(err)}`);
+    return { state: current ?? 'failed' };
+  } finally {
+    clearTimeout(deadline);
+    if (renew) clearInterval(renew);
+    if (lockedHosts.length) await ctx.locks.release(record.id, lockedHosts).catch(() => undefined);
+    unwatch();
+    running.delete(record.id);
+    m.activeJobs.dec();
+    await publisher.drain();
+  }
+}
+
+function foldText(h: HostOutcome): string {
+  const out = h.stdout.replace(/\s+$/, '');
+  if (h.status === 'ok') return out;
+  const detail = [h.error, h.stderr.replace(/\s+$/, ''), out].filter((s) => s).join('\n');
+  return h.exitCode !== null ? `exit ${h.exitCode}${detail ? `: ${detail}` : ''}` : detail;
+}
+
+function scrubOutcome(ctx: QueueContext, h: HostOutcome): HostOutcome {
+  return { ...h, stdout: ctx.redactor.scrub(h.stdout), stderr: ctx.redactor.scrub(h.stderr), error: h.error === undefined ? undefined : ctx.redactor.scrub(h.error) };
+}
+
+function finalState(hosts: readonly HostOutcome[], stop: StopReason | undefined): JobState {
+  if (stop === 'cancel') return 'cancelled';
+  if (stop === 'shutdown' || stop === 'lock_lost') return 'interrupted';
+  if (stop === 'timeout') return 'failed';
+  if (hosts.length === 0) return 'succeeded';
+  const ok = hosts.filter((h) => h.status === 'ok').length;
+  if (ok === hosts.length) return 'succeeded';
+  return ok === 0 ? 'failed' : 'partially_failed';
+}
+
+function summaryLine(hosts: readonly HostOutcome[]): string {
+  const counts = new Map<HostStatus, number>();
+  for (const h of hosts) counts.set(h.status, (counts.get(h.status) ?? 0) + 1);
+  return [...counts].map(([s, n]) => `${n} ${s}`).join(', ') || 'no hosts';
+}
+
+async function fail(ctx: QueueContext, record: JobRecord, reason: string): Promise<{ state: JobState }> {
+  const t = await ctx.store.transition(record.id, 'failed', { reason, finishedAt: new Date().toISOString() });
+  if (t.ok) await announceFinal(ctx, record, 'failed', reason);
+  return { state: 'failed' };
+}
+
+async function refuse(ctx: QueueContext, record: JobRecord, reason: string, isRetry: boolean): Promise<{ state: JobState }> {
+  const to: JobState = isRetry ? 'failed' : 'denied';
+  const t = await ctx.store.transition(record.id, to, { reason, finishedAt: new Date().toISOString() });
+  if (t.ok) await announceFinal(ctx, record, to, reason);
+  return { state: to };
+}
+
+async function finishCancelled(ctx: QueueContext, record: JobRecord, reason?: string): Promise<{ state: JobState }> {
+  const why = reason ?? 'cancelled';
+  const t = await ctx.store.transition(record.id, 'cancelled', { reason: why, finishedAt: new Date().toISOString() });
+  if (t.ok) await announceFinal(ctx, record, 'cancelled', why);
+  return { state: 'cancelled' };
+}
+
+async function finishStopped(ctx: QueueContext, record: JobRecord, stop: StopReason | undefined, detail: string, isRetry: boolean): Promise<{ state: JobState }> {
+  if (stop === 'cancel') return finishCancelled(ctx, record, detail);
+  const to: JobState = isRetry ? 'interrupted' : 'failed';
+  const t = await ctx.store.transition(record.id, to, { reason: detail, finishedAt: new Date().toISOString() });
+  if (t.ok) await announceFinal(ctx, record, to, detail);
+  return { state: to };
+}
+
+/** Progress event, audit outcome, metrics and retention for a job that reached a final state. */
+export async function announceFinal(ctx: QueueContext, record: JobDoc, state: JobState, reason: string): Promise<void> {
+  await ctx.events.publish(record.id, { type: 'state', state, reason });
+  await ctx.audit.append({
+    kind: 'outcome',
+    jobId: record.id,
+    subject: record.requester.subject,
+    displayName: record.requester.displayName,
+    origin: record.requester.origin,
+    tool: record.tool,
+    hosts: record.plan.hosts,
+    state,
+    reason,
+  });
+  metrics().jobsFinished.inc({ tool: record.tool, state });
+  const ttl = state === 'succeeded' ? ctx.settings.retention.completedAgeS : ctx.settings.retention.failedAgeS;
+  await ctx.store.expireFinished(record.id, ttl);
+}

@@ -1,0 +1,36 @@
+// The lab provider's two interaction pages (sign-in, consent), modelled on Authelia's portal:
+// a username/password form, then a consent screen listing scopes. Plain HTML forms so tests
+// can drive them with fetch; every interpolated value is HTML-escaped.
+
+function escape(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function page(title: string, body: string): string {
+  return `<!doctype html><html><head><meta charset="utf-8"><title>${escape(title)}</title></head><body><h1>${escape(
+    title,
+  )}</h1>${body}</body></html>`;
+}
+
+export function loginPage(uid: string, clientId: string, error?: string): string {
+  const problem = error === undefined ? '' : `<p role="alert">${escape(error)}</p>`;
+  return page(
+    'Castellan lab sign-in',
+    `<p>Client <code>${escape(clientId)}</code> asks you to sign in.</p>${problem}
+<form method="post" action="/interaction/${escape(uid)}/login">
+<label>Username <input name="username" autocomplete="username" required></label>
+<label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+<button type="submit">Sign in</button></form>`,
+  );
+}
+
+export function consentPage(uid: string, clientId: string, scopes: readonly string[], resources: readonly string[]): string {
+  const list = (items: readonly string[]) => items.map((item) => `<li>${escape(item)}</li>`).join('');
+  return page(
+    'Castellan lab consent',
+    `<p>Client <code>${escape(clientId)}</code> requests:</p><ul>${list(scopes)}</ul>
+<p>for resources:</p><ul>${list(resources)}</ul>
+<form method="post" action="/interaction/${escape(uid)}/confirm"><button type="submit">Accept</button></form>
+<form method="post" action="/interaction/${escape(uid)}/abort"><button type="submit">Deny</button></form>`,
+  );
+}

@@ -1,0 +1,343 @@
+// A real OpenID provider (panva's oidc-provider) configured to behave like Authelia, for tests
+// and `castellan up`: issuer without a path, Authelia's endpoint paths, no dynamic client
+// registration, PKCE S256 for public clients, RFC 7662 introspection with client_secret_basic,
+// RFC 8707 resource indicators giving Castellan's resource opaque (default) or JWT access tokens
+// that carry a `groups` claim. Loopback only: the demo users' passwords are public knowledge.
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { exportJWK, generateKeyPair, SignJWT, type JWTPayload } from 'jose';
+import Provider, { errors, type Account, type Interaction, type ResourceServerInfo } from 'oidc-provider';
+import { consentPage, loginPage } from './oidc-pages.js';
+
+export interface LabUser {
+  readonly username: string;
+  readonly password: string;
+  readonly name: string;
+  readonly email: string;
+  readonly groups: readonly string[];
+}
+
+/** Client metadata as oidc-provider (and Authelia's `clients:` list) spell it. */
+export type LabClient = Readonly<Record<string, unknown>> & { readonly client_id: string };
+
+export interface LabOidcOptions {
+  /** Default: a free port chosen by the kernel. */
+  readonly port?: number;
+  /** 127.0.0.1 (default) or ::1; anything else is refused. */
+  readonly host?: string;
+  /** Castellan's resource URL (the `aud` of its access tokens). */
+  readonly resource: string;
+  readonly accessTokenFormat: 'opaque' | 'jwt';
+  /** Other resource URLs the provider will mint tokens for (wrong-audience tests). */
+  readonly otherResources?: readonly string[];
+  readonly users?: readonly LabUser[];
+  /** Replaces the default client list when given. */
+  readonly clients?: readonly LabClient[];
+  /** Secret of the `castellan` introspection client (random when absent). */
+  readonly castellanClientSecret?: string;
+  readonly accessTokenTtlSeconds?: number;
+}
+
+export interface MintOptions {
+  readonly username: string;
+  readonly clientId?: string;
+  readonly resource?: string;
+  readonly scope?: string;
+  readonly expiresInSeconds?: number;
+}
+
+export interface LabOidc {
+  readonly issuer: string;
+  readonly resource: string;
+  readonly accessTokenFormat: 'opaque' | 'jwt';
+  readonly users: readonly LabUser[];
+  /** Castellan's confidential client, for the resource server's introspection. */
+  readonly castellanClient: { readonly clientId: string; readonly clientSecret: string };
+  /** `kid` of the provider's signing key (forged tokens reuse it to look genuine). */
+  readonly signingKeyId: string;
+  /** Issue an access token for a demo user without the browser flow (opaque or JWT per options). */
+  mintAccessToken(options: MintOptions): Promise<string>;
+  /** Revoke an opaque access token at the provider (JWT access tokens cannot be revoked). */
+  revoke(token: string): Promise<void>;
+  /** Test-only: sign arbitrary claims with the provider's real key (expired JWTs, wrong typ…). */
+  signWithIssuerKey(payload: JWTPayload, typ: string): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export const LAB_SCOPES = ['openid', 'profile', 'email', 'groups', 'offline_access'] as const;
+
+/** Demo users. Groups match the lab's example `roles:` mapping; mallory's map to nothing. */
+export const LAB_USERS: readonly LabUser[] = [
+  { username: 'alice', password: 'alice-lab-password', name: 'Alice Admin', email: 'alice@lab.invalid', groups: ['admins'] },
+  { username: 'oscar', password: 'oscar-lab-password', name: 'Oscar Operator', email: 'oscar@lab.invalid', groups: ['ops'] },
+  { username: 'april', password: 'april-lab-password', name: 'April Approver', email: 'april@lab.invalid', groups: ['leads'] },
+  { username: 'victor', password: 'victor-lab-password', name: 'Victor Viewer', email: 'victor@lab.invalid', groups: ['everyone'] },
+  { username: 'mallory', password: 'mallory-lab-password', name: 'Mallory', email: 'mallory@lab.invalid', groups: ['guests'] },
+];
+
+/** The `roles:` block that goes with LAB_USERS. */
+export const LAB_ROLES = { admin: ['admins'], operator: ['ops'], approver: ['leads'], viewer: ['everyone'] } as const;
+
+const AUTHELIA_ROUTES = {
+  authorization: '/api/oidc/authorization',
+  token: '/api/oidc/token',
+  introspection: '/api/oidc/introspection',
+  userinfo: '/api/oidc/userinfo',
+  revocation: '/api/oidc/revocation',
+  end_session: '/api/oidc/logout',
+  jwks: '/jwks.json',
+};
+
+function defaultClients(castellanSecret: string): LabClient[] {
+  const publicClient = { token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] };
+  return [
+    // The resource server itself: never logs anyone in, only introspects (Authelia's default auth method).
+    {
+      client_id: 'castellan',
+      client_secret: castellanSecret,
+      token_endpoint_auth_method: 'client_secret_basic',
+      grant_types: [],
+      response_types: [],
+      redirect_uris: [],
+    },
+    // RFC 8252 native clients: any loopback port is accepted for these redirect URIs.
+    { ...publicClient, client_id: 'castellan-cli', application_type: 'native', redirect_uris: ['http://127.0.0.1/callback'] },
+    { ...publicClient, client_id: 'claude-code', application_type: 'native', redirect_uris: ['http://localhost/callback'] },
+    { ...publicClient, client_id: 'mcp-inspector', application_type: 'web', redirect_uris: ['http://localhost:6274/oauth/callback'] },
+  ];
+}
+
+export async function startLabOidc(options: LabOidcOptions): Promise<LabOidc> {
+  const host = options.host ?? '127.0.0.1';
+  if (host !== '127.0.0.1' && host !== '::1') {
+    throw new Error(`the lab OIDC provider binds loopback only (127.0.0.1 or ::1), not ${host}: its demo passwords are public`);
+  }
+  const users = options.users ?? LAB_USERS;
+  const castellanSecret = options.castellanClientSecret ?? randomBytes(24).toString('base64url');
+  const resources = new Set([options.resource, ...(options.otherResources ?? [])]);
+  const ttl = options.accessTokenTtlSeconds ?? 3600;
+
+  // Bind first: the issuer URL contains the port, and the provider needs its issuer up front.
+  const server = http.createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, host, () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const issuer = `http://${host === '::1' ? '[::1]' : host}:${port}`;
+
+  const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+  const signingKeyId = `lab-${randomBytes(6).toString('hex')}`;
+  const signingJwk = { ...(await exportJWK(privateKey)), kid: signingKeyId, alg: 'RS256', use: 'sig' };
+
+  const findUser = (name: string | undefined) => users.find((user) => user.username === name);
+
+  const resourceServerInfo = (resource: string): ResourceServerInfo => ({
+    scope: LAB_SCOPES.join(' '),
+    audience: resource,
+    accessTokenTTL: ttl,
+    accessTokenFormat: options.accessTokenFormat,
+    ...(options.accessTokenFormat === 'jwt' ? { jwt: { sign: { alg: 'RS256' } } } : {}),
+  });
+
+  const provider = new Provider(issuer, {
+    clients: options.clients ?? defaultClients(castellanSecret),
+    jwks: { keys: [signingJwk] },
+    cookies: { keys: [randomBytes(32).toString('base64url')] },
+    routes: AUTHELIA_ROUTES,
+    scopes: [...LAB_SCOPES],
+    claims: {
+      openid: ['sub'],
+      profile: ['name', 'preferred_username'],
+      email: ['email', 'email_verified'],
+      groups: ['groups'],
+    },
+    findAccount: (_ctx: unknown, id: string): Account | undefined => {
+      const user = findUser(id);
+      if (user === undefined) return undefined;
+      return {
+        accountId: user.username,
+        claims: () => ({
+          sub: user.username,
+          name: user.name,
+          preferred_username: user.username,
+          email: user.email,
+          email_verified: true,
+          groups: [...user.groups],
+        }),
+      };
+    },
+    // Authelia copies `groups` into access tokens via a claims policy; do the same so the
+    // claim is in JWT access tokens and in introspection answers.
+    extraTokenClaims: (_ctx: unknown, token: { kind: string; accountId?: string }) => {
+      const user = token.kind === 'AccessToken' ? findUser(token.accountId) : undefined;
+      return user === undefined ? undefined : { groups: [...user.groups], preferred_username: user.username, name: user.name };
+    },
+    interactions: { url: (_ctx: unknown, interaction: Interaction) => `/interaction/${interaction.uid}` },
+    features: {
+      devInteractions: { enabled: false },
+      introspection: {
+        enabled: true,
+        // Like Authelia: any authenticated confidential client (Castellan's resource server)
+        // may introspect; a public client only its own tokens.
+        allowedPolicy: (_ctx: unknown, client: { clientAuthMethod: string; clientId: string }, token: { clientId?: string }) =>
+          client.clientAuthMethod !== 'none' || token.clientId === client.clientId,
+      },
+      revocation: { enabled: true },
+      userinfo: { enabled: true },
+      registration: { enabled: false },
+      resourceIndicators: {
+        enabled: true,
+        // Authelia grants the audience asked for at authorization; reuse it at the token endpoint.
+        useGrantedResource: () => true,
+        defaultResource: (_ctx: unknown, _client: unknown, oneOf?: string[]) => oneOf,
+        getResourceServerInfo: (_ctx: unknown, resource: string) => {
+          if (!resources.has(resource)) throw new errors.InvalidTarget(`unknown resource ${resource}`);
+          return resourceServerInfo(resource);
+        },
+      },
+    },
+    pkce: { required: (_ctx: unknown, client: { clientAuthMethod: string }) => client.clientAuthMethod === 'none' },
+    ttl: {
+      AccessToken: ttl,
+      AuthorizationCode: 60,
+      IdToken: 3600,
+      Interaction: 600,
+      Session: 86_400,
+      Grant: 86_400,
+      RefreshToken: 86_400,
+      ClientCredentials: 600,
+    },
+    clientBasedCORS: () => false,
+    renderError: (ctx: { type: string; body: string }, out: Record<string, unknown>) => {
+      ctx.type = 'text/plain';
+      ctx.body = Object.entries(out)
+        .map(([key, value]) => `${key}: ${String(value)}`)
+        .join('\n');
+    },
+  });
+
+  const callback = provider.callback();
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (path.startsWith('/interaction/')) {
+      handleInteraction(provider, users, req, res).catch((error: unknown) => {
+        if (!res.headersSent) {
+          res.writeHead(400, { 'content-type': 'text/plain' });
+          res.end(`interaction failed: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      });
+      return;
+    }
+    // Authelia also publishes RFC 8414 metadata; the document is the same.
+    if (path === '/.well-known/oauth-authorization-server') req.url = '/.well-known/openid-configuration';
+    callback(req, res);
+  });
+
+  return {
+    issuer,
+    resource: options.resource,
+    accessTokenFormat: options.accessTokenFormat,
+    users,
+    castellanClient: { clientId: 'castellan', clientSecret: castellanSecret },
+    signingKeyId,
+    async mintAccessToken(mint) {
+      const user = findUser(mint.username);
+      if (user === undefined) throw new Error(`no lab user ${mint.username}`);
+      const client = await provider.Client.find(mint.clientId ?? 'castellan-cli');
+      if (client === undefined) throw new Error(`no lab client ${mint.clientId ?? 'castellan-cli'}`);
+      const resource = mint.resource ?? options.resource;
+      if (!resources.has(resource)) throw new Error(`the lab provider does not know resource ${resource}`);
+      const token = new provider.AccessToken({
+        accountId: user.username,
+        client,
+        scope: mint.scope ?? LAB_SCOPES.join(' '),
+        gty: 'lab',
+        resourceServer: new provider.ResourceServer(resource, resourceServerInfo(resource)),
+        ...(mint.expiresInSeconds !== undefined ? { expiresIn: mint.expiresInSeconds } : {}),
+      });
+      return token.save();
+    },
+    async revoke(token) {
+      const found = await provider.AccessToken.find(token);
+      if (found === undefined) throw new Error('no such opaque access token at the lab provider');
+      await found.destroy();
+    },
+    async signWithIssuerKey(payload, typ) {
+      return new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid: signingKeyId, typ }).sign(privateKey);
+    },
+    async stop() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+async function handleInteraction(
+  provider: Provider,
+  users: readonly LabUser[],
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
+  const details = await provider.interactionDetails(req, res);
+  const clientId = String(details.params['client_id'] ?? '');
+  const action = (req.url ?? '').split('?')[0]?.split('/')[3];
+  if (req.method === 'GET' && action === undefined) {
+    if (details.prompt.name === 'login') return send(res, 200, loginPage(details.uid, clientId));
+    const scopes = details.prompt.details.missingOIDCScope ?? [];
+    const resources = Object.keys(details.prompt.details.missingResourceScopes ?? {});
+    return send(res, 200, consentPage(details.uid, clientId, scopes, resources));
+  }
+  if (req.method !== 'POST') return send(res, 405, 'method not allowed');
+  const form = await readForm(req);
+  switch (action) {
+    case 'login': {
+      const user = users.find((candidate) => candidate.username === form.get('username'));
+      if (user === undefined || user.password !== form.get('password')) {
+        return send(res, 401, loginPage(details.uid, clientId, 'Incorrect username or password.'));
+      }
+      return provider.interactionFinished(req, res, { login: { accountId: user.username } }, { mergeWithLastSubmission: false });
+    }
+    case 'confirm': {
+      const accountId = details.session?.accountId;
+      if (accountId === undefined) return send(res, 400, 'sign in first');
+      const grant =
+        (details.grantId !== undefined ? await provider.Grant.find(details.grantId) : undefined) ??
+        new provider.Grant({ accountId, clientId });
+      const missing = details.prompt.details;
+      if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+      if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
+      for (const [resource, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
+        grant.addResourceScope(resource, scopes.join(' '));
+      }
+      const grantId = await grant.save();
+      return provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+    }
+    case 'abort':
+      return provider.interactionFinished(
+        req,
+        res,
+        { error: 'access_denied', error_description: 'the user denied the request' },
+        { mergeWithLastSubmission: false },
+      );
+    default:
+      return send(res, 404, 'no such interaction step');
+  }
+}
+
+function send(res: ServerResponse, status: number, body: string): void {
+  res.writeHead(status, { 'content-type': status === 200 || status === 401 ? 'text/html; charset=utf-8' : 'text/plain' });
+  res.end(body);
+}
+
+async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > 16_384) throw new Error('form too large');
+    chunks.push(chunk);
+  }
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}

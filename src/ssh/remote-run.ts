@@ -1,0 +1,188 @@
+// How a command runs on a node so that it can really be stopped. Closing an SSH channel does
+// not kill the remote process, and OpenSSH 9.2 refuses `signal` requests for root logins, so
+// every command runs under a small POSIX sh wrapper (built only through quoteArgv):
+//
+//  - `setsid -w` gives the run its own session: everything it starts shares the session id,
+//    even processes that make their own process group (GNU timeout does), so `pkill -s` reaches
+//    grandchildren. CASTELLAN_RUN=<runId> in the environment and `castellan-run:<runId>` in the
+//    wrapper's argv let any later connection find the run (reconciliation after a crash).
+//  - The wrapper's first stdout line reports the session id; the executor strips it.
+//  - `timeout --kill-after` is the remote deadline: the command dies even if Castellan is
+//    SIGKILLed and the connection is never closed (half-open TCP).
+//  - A lifeline reads the channel's stdin after the user's stdin bytes (exactly `n` of them,
+//    via `head -c`): EOF while the wrapper is still alive means the client sent EOF (cancel) or
+//    the connection dropped, and the lifeline TERMs then KILLs the session. The executor
+//    therefore keeps the channel's stdin open while the command runs.
+import { quoteArgv } from './quote.js';
+
+export const RUN_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+export const RUN_ENV = 'CASTELLAN_RUN';
+const SIDE_CHANNEL_PREFIX = '\u001ecastellan-run ';
+
+export class RunIdError extends Error {
+  constructor(runId: string) {
+    super(`run id ${JSON.stringify(runId.slice(0, 80))} must match ${RUN_ID_PATTERN.source}`);
+    this.name = 'RunIdError';
+  }
+}
+
+export function assertRunId(runId: string): void {
+  if (!RUN_ID_PATTERN.test(runId)) throw new RunIdError(runId);
+}
+
+// $0 = castellan-run:<runId>, $1 = remote deadline (s), $2 = kill grace (s), $3 = stdin bytes, $4.. = argv.
+const WRAPPER = `t=$1 g=$2 n=$3
+shift 3
+exec 3<&0 </dev/null
+printf '\\036castellan-run %s\\n' "$$"
+{
+  if [ "$n" -gt 0 ]; then head -c "$n" <&3; fi
+  exec >&-
+  trap '' TERM
+  cat <&3 >/dev/null
+  if kill -0 "$$"; then
+    pkill -TERM -s "$$"
+    sleep "$g"
+    pkill -KILL -s "$$"
+  fi
+} 2>/dev/null | timeout -k "$g" "$t" "$@" 3<&- &
+wait "$!"`;
+
+// Prints the pids (one per line, zombies excluded) of the run: processes whose argv names it,
+// every member of their sessions, and every process carrying CASTELLAN_RUN=<runId>.
+// $1 = pgrep pattern (anchored, dots escaped so this script never matches itself), $2 = env line.
+const RUN_PIDS = `run_pids() {
+  w=$(pgrep -f "$1")
+  {
+    for p in $w; do echo "$p"; pgrep -s "$p"; done
+    grep -lzxF -e "$2" /proc/[0-9]*/environ 2>/dev/null | sed -n 's|^/proc/\\([0-9]*\\)/environ$|\\1|p'
+  } | sort -un | while read -r p; do
+    [ "$p" = "$$" ] && continue
+    s=$(ps -o stat= -p "$p" 2>/dev/null) || continue
+    case $s in Z*|'') continue ;; esac
+    echo "$p"
+  done
+}`;
+
+const FIND = `${RUN_PIDS}
+for p in $(run_pids "$1" "$2"); do ps -o pid=,args= -p "$p" 2>/dev/null; done
+exit 0`;
+
+// $3 = number of 0.1 s polls during the TERM grace. Exit 0 = nothing left, 3 = survivors listed.
+const KILL = `${RUN_PIDS}
+pids=$(run_pids "$1" "$2")
+[ -z "$pids" ] && { echo 'gone'; exit 0; }
+kill -TERM $pids 2>/dev/null
+i=0
+while [ "$i" -lt "$3" ]; do
+  sleep 0.1
+  pids=$(run_pids "$1" "$2")
+  [ -z "$pids" ] && { echo 'terminated'; exit 0; }
+  i=$((i + 1))
+done
+i=0
+while [ "$i" -lt 30 ]; do
+  kill -KILL $pids 2>/dev/null
+  sleep 0.1
+  pids=$(run_pids "$1" "$2")
+  [ -z "$pids" ] && { echo 'killed'; exit 0; }
+  i=$((i + 1))
+done
+echo "left" $pids
+exit 3`;
+
+function seconds(ms: number): string {
+  return (Math.max(ms, 1) / 1000).toFixed(3);
+}
+
+/** sudo only when it changes something: a root login is already root (and minimal nodes lack sudo). */
+function privileged(argv: readonly string[], asRoot: boolean, loginUser: string): string[] {
+  return asRoot && loginUser !== 'root' ? ['sudo', '-n', '--', ...argv] : [...argv];
+}
+
+export interface WrapOptions {
+  readonly runId: string;
+  readonly asRoot: boolean;
+  readonly loginUser: string;
+  /** Remote deadline; the executor's own command timeout should fire first. */
+  readonly deadlineMs: number;
+  readonly killGraceMs: number;
+  readonly stdinBytes: number;
+}
+
+/** The full remote command line for one run of `argv`. */
+export function wrapCommand(argv: readonly string[], options: WrapOptions): string {
+  assertRunId(options.runId);
+  const inner = [
+    'env', `${RUN_ENV}=${options.runId}`,
+    'setsid', '-w', 'sh', '-c', WRAPPER, `castellan-run:${options.runId}`,
+    seconds(options.deadlineMs), seconds(options.killGraceMs), String(options.stdinBytes),
+    ...argv,
+  ];
+  // quoteArgv also refuses an empty argv here (the wrapper would otherwise run `timeout` alone).
+  quoteArgv(argv);
+  return quoteArgv(privileged(inner, options.asRoot, options.loginUser));
+}
+
+function runArgs(runId: string): string[] {
+  assertRunId(runId);
+  // The pattern is anchored at an argument boundary; dots are escaped, which also makes the
+  // pattern text differ from what it matches, so the finder never finds itself.
+  return [`castellan-run:${runId.replaceAll('.', '[.]')}( |$)`, `${RUN_ENV}=${runId}`];
+}
+
+export function findCommand(runId: string, asRoot: boolean, loginUser: string): string {
+  return quoteArgv(privileged(['sh', '-c', FIND, 'castellan-find', ...runArgs(runId)], asRoot, loginUser));
+}
+
+export function killCommand(runId: string, graceMs: number, asRoot: boolean, loginUser: string): string {
+  const polls = String(Math.max(1, Math.ceil(graceMs / 100)));
+  return quoteArgv(privileged(['sh', '-c', KILL, 'castellan-kill', ...runArgs(runId), polls], asRoot, loginUser));
+}
+
+/**
+ * Strips the wrapper's side-channel line from the start of stdout. Anything before it (a
+ * chatty login script) passes through; after it, nothing is parsed, so command output can
+ * never be mistaken for it.
+ */
+export class SideChannel {
+  private pending = '';
+  private done = false;
+  sessionId: number | null = null;
+
+  /** Feed a stdout chunk; returns what belongs to the command's output. */
+  push(chunk: string): string {
+    if (this.done) return chunk;
+    this.pending += chunk;
+    let out = '';
+    for (;;) {
+      const newline = this.pending.indexOf('\n');
+      if (newline < 0) {
+        // A partial line that cannot become the marker is output already.
+        if (!SIDE_CHANNEL_PREFIX.startsWith(this.pending.slice(0, SIDE_CHANNEL_PREFIX.length)) || this.pending.length > 256) {
+          out += this.pending;
+          this.pending = '';
+        }
+        return out;
+      }
+      const line = this.pending.slice(0, newline);
+      this.pending = this.pending.slice(newline + 1);
+      if (line.startsWith(SIDE_CHANNEL_PREFIX)) {
+        const sid = Number(line.slice(SIDE_CHANNEL_PREFIX.length));
+        this.sessionId = Number.isInteger(sid) && sid > 0 ? sid : null;
+        this.done = true;
+        out += this.pending;
+        this.pending = '';
+        return out;
+      }
+      out += `${line}\n`;
+    }
+  }
+
+  /** At end of stream: whatever is still held back. */
+  flush(): string {
+    const rest = this.pending;
+    this.pending = '';
+    return rest;
+  }
+}

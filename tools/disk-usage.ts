@@ -1,0 +1,88 @@
+// Filesystem usage from POSIX-format df, whose columns are fixed; pseudo filesystems are left
+// out by default because operators ask "which disk is full", not "how big is /dev/shm".
+import { z } from 'zod';
+import { absolutePath, targetsOrAll, timeout } from './fields.js';
+import { execStep, resolveHosts, singleBatchPlan, stepTimeout } from './planning.js';
+import { OutputFormatError, hostReportSchema, reportHosts } from './reports.js';
+import { defineTool } from './types.js';
+
+export const PSEUDO_FILESYSTEMS = new Set(['tmpfs', 'devtmpfs', 'squashfs', 'overlay', 'efivarfs', 'ramfs']);
+
+export interface Filesystem {
+  filesystem: string;
+  type: string;
+  size_bytes: number;
+  used_bytes: number;
+  available_bytes: number;
+  used_percent: number;
+  mounted_on: string;
+}
+
+/** `df -PTk`: Filesystem Type 1024-blocks Used Available Capacity Mounted-on (mount may hold spaces). */
+export function parseDf(stdout: string): Filesystem[] {
+  const lines = stdout.split('\n').filter((line) => line.trim() !== '');
+  if (lines.length === 0 || !/^Filesystem\s+Type/.test(lines[0] ?? '')) throw new OutputFormatError('missing df -PT header');
+  return lines.slice(1).map((line) => {
+    const match = /^(\S+)\s+(\S+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)%\s+(.+)$/.exec(line);
+    if (!match) throw new OutputFormatError(`not a df -PT line: '${line.slice(0, 80)}'`);
+    const [, filesystem = '', type = '', size, used, available, percent, mount = ''] = match;
+    return {
+      filesystem,
+      type,
+      size_bytes: Number(size) * 1024,
+      used_bytes: Number(used) * 1024,
+      available_bytes: Number(available) * 1024,
+      used_percent: Number(percent),
+      mounted_on: mount,
+    };
+  });
+}
+
+export const diskUsage = defineTool({
+  name: 'disk_usage',
+  title: 'Disk usage',
+  description:
+    'Show size, used and available space of each mounted filesystem on each host, or only of the filesystems ' +
+    'holding the given paths. Mirrors `df -PT [PATH…]`.',
+  risk: 'read',
+  idempotent: true,
+  input: z
+    .object({
+      targets: targetsOrAll,
+      paths: z
+        .array(absolutePath.describe('Absolute path.'))
+        .max(32)
+        .optional()
+        .describe('Only the filesystems holding these paths (e.g. `/`, `/var/lib/rancher`).'),
+      include_pseudo: z
+        .boolean()
+        .default(false)
+        .describe('Also show tmpfs, devtmpfs, squashfs and overlay filesystems.'),
+      timeout,
+    })
+    .strict(),
+  output: hostReportSchema({
+    filesystems: z.array(
+      z.object({
+        filesystem: z.string(),
+        type: z.string(),
+        size_bytes: z.number(),
+        used_bytes: z.number(),
+        available_bytes: z.number(),
+        used_percent: z.number(),
+        mounted_on: z.string(),
+      }),
+    ),
+  }),
+  plan(input, ctx) {
+    const hosts = resolveHosts(ctx, input.targets);
+    return singleBatchPlan('disk_usage', hosts, [
+      execStep({ id: 'df', hosts, argv: ['df', '-PTk', '--', ...(input.paths ?? [])], asRoot: false, timeoutMs: stepTimeout(ctx, input.timeout) }),
+    ]);
+  },
+  summarize(input, results) {
+    return reportHosts(results, 'df', (stdout) => ({
+      filesystems: parseDf(stdout).filter((fs) => input.include_pseudo || !PSEUDO_FILESYSTEMS.has(fs.type)),
+    }));
+  },
+});

@@ -1,0 +1,39 @@
+// What the kubectl tools share: they run on ONE control-plane host (kubectl talks to the API
+// server; running it on every node would repeat the operation), chosen as the first host the
+// `control_plane` expression resolves to, so the choice is stable and visible in the plan.
+import { z } from 'zod';
+import { absolutePath, duration, k8sNodeName, targets } from './fields.js';
+import { resolveHosts } from './planning.js';
+import type { PlanContext } from './types.js';
+
+export const kubectlFields = {
+  control_plane: targets
+    .default('k8s_control_plane')
+    .describe('Target expression for the control-plane hosts; kubectl runs on the first host it resolves to. Default `k8s_control_plane`.'),
+  kubeconfig: absolutePath
+    .optional()
+    .describe('kubeconfig file on the control-plane host (e.g. `/etc/kubernetes/admin.conf`); kubectl\'s default otherwise.'),
+  as_root: z.boolean().default(false).describe('Run kubectl through `sudo -n` (e.g. to read /etc/kubernetes/admin.conf).'),
+  timeout: duration({ minMs: 1000, maxMs: 3_600_000 })
+    .optional()
+    .describe('Per-command timeout, e.g. `60s` (1s to 1h). Defaults to the configured command timeout.'),
+};
+
+export const nodeList = z
+  .array(k8sNodeName)
+  .min(1)
+  .max(256)
+  .describe('Kubernetes node names, e.g. `worker1,worker2`.');
+
+export interface KubectlInput {
+  control_plane: string;
+  kubeconfig?: string | undefined;
+}
+
+/** The control-plane host kubectl runs on, and the argv prefix (`kubectl [--kubeconfig=…]`). */
+export function kubectlOn(input: KubectlInput, ctx: PlanContext): { host: string; kubectl: string[] } {
+  const [host] = resolveHosts(ctx, input.control_plane, 'control_plane');
+  const kubectl = ['kubectl'];
+  if (input.kubeconfig !== undefined) kubectl.push(`--kubeconfig=${input.kubeconfig}`);
+  return { host: host ?? '', kubectl };
+}

@@ -1,0 +1,49 @@
+// Rolling reboot. The reboot is scheduled two seconds out with systemd-run so the SSH command
+// returns cleanly (an immediate `reboot` kills the session and looks like a failure); then the
+// batch waits for its hosts to go away and come back before the next batch starts.
+import { z } from 'zod';
+import { batchSize, duration, failureBudget, targets } from './fields.js';
+import { execStep, resolveHosts, rollingBatches } from './planning.js';
+import { defineTool } from './types.js';
+
+export const SCHEDULE_REBOOT = ['systemd-run', '--on-active=2', 'systemctl', 'reboot'] as const;
+
+export const reboot = defineTool({
+  name: 'reboot',
+  title: 'Reboot hosts (rolling)',
+  description:
+    'Reboot hosts in rolling batches: each batch schedules `systemctl reboot` (as root, via systemd-run so the SSH ' +
+    'call returns), waits for its hosts to go down and answer again, then the next batch starts. Stops once more ' +
+    'than `failure_budget` hosts failed. Mirrors `systemctl reboot` with `ansible --forks`/serial.',
+  risk: 'destructive',
+  idempotent: false,
+  input: z
+    .object({
+      targets,
+      batch_size: batchSize.prefault(1).describe('Hosts rebooted at a time: a count like `1` or `25%`. Default 1.'),
+      failure_budget: failureBudget.default(0).describe('Hosts allowed to fail (or not come back) before the roll stops. Default 0.'),
+      down_timeout: duration({ minMs: 5000, maxMs: 30 * 60_000 })
+        .prefault('2m')
+        .describe('How long to wait for a host to go down after scheduling the reboot. Default 2m.'),
+      up_timeout: duration({ minMs: 10_000, maxMs: 2 * 3_600_000 })
+        .prefault('10m')
+        .describe('How long to wait for a host to come back and answer. Default 10m.'),
+    })
+    .strict(),
+  plan(input, ctx) {
+    const hosts = resolveHosts(ctx, input.targets);
+    const batches = rollingBatches(hosts, input.batch_size).map((batch, i) => ({
+      steps: [
+        execStep({ id: `reboot-${i + 1}`, hosts: batch, argv: SCHEDULE_REBOOT, asRoot: true, timeoutMs: ctx.defaults.commandTimeoutMs }),
+        {
+          id: `wait-${i + 1}`,
+          description: `wait for ${batch.join(', ')} to go down (≤${Math.round(input.down_timeout / 1000)}s) and come back (≤${Math.round(input.up_timeout / 1000)}s)`,
+          hosts: batch,
+          action: { kind: 'wait_reachable' as const, downTimeoutMs: input.down_timeout, upTimeoutMs: input.up_timeout },
+          timeoutMs: input.down_timeout + input.up_timeout,
+        },
+      ],
+    }));
+    return { tool: 'reboot', hosts, batches, failureBudget: input.failure_budget };
+  },
+});

@@ -1,0 +1,103 @@
+// Unit state from `systemctl show` (stable key=value output meant for programs), not from
+// `systemctl status`, whose human layout changes between systemd versions.
+import { z } from 'zod';
+import { targetsOrAll, timeout, unitName } from './fields.js';
+import { execStep, resolveHosts, singleBatchPlan, stepTimeout } from './planning.js';
+import { OutputFormatError, hostReportSchema, reportHosts } from './reports.js';
+import { defineTool } from './types.js';
+
+export const SHOWN_PROPERTIES = [
+  'Id',
+  'Description',
+  'LoadState',
+  'ActiveState',
+  'SubState',
+  'UnitFileState',
+  'ActiveEnterTimestamp',
+  'StateChangeTimestamp',
+  'MainPID',
+  'NRestarts',
+] as const;
+
+export interface ServiceState {
+  unit: string;
+  description: string;
+  load_state: string;
+  active_state: string;
+  sub_state: string;
+  unit_file_state: string | null;
+  /** When it last became active, as systemd prints it ("Mon 2025-01-06 10:00:00 UTC"); null if never. */
+  since: string | null;
+  main_pid: number | null;
+  restarts: number | null;
+}
+
+/** Parse `systemctl show` key=value lines. */
+export function parseSystemctlShow(stdout: string): ServiceState {
+  const props = new Map<string, string>();
+  for (const line of stdout.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) props.set(line.slice(0, eq), line.slice(eq + 1).trim());
+  }
+  const active = props.get('ActiveState');
+  if (active === undefined) throw new OutputFormatError('no ActiveState in systemctl show output');
+  const text = (key: string): string | null => {
+    const value = props.get(key);
+    return value === undefined || value === '' || value === 'n/a' ? null : value;
+  };
+  const count = (key: string): number | null => {
+    const value = text(key);
+    const n = value === null ? Number.NaN : Number(value);
+    return Number.isInteger(n) ? n : null;
+  };
+  const pid = count('MainPID');
+  return {
+    unit: props.get('Id') ?? '',
+    description: props.get('Description') ?? '',
+    load_state: props.get('LoadState') ?? 'unknown',
+    active_state: active,
+    sub_state: props.get('SubState') ?? 'unknown',
+    unit_file_state: text('UnitFileState'),
+    since: text('ActiveEnterTimestamp'),
+    // systemd reports MainPID=0 when nothing runs.
+    main_pid: pid === 0 ? null : pid,
+    restarts: count('NRestarts'),
+  };
+}
+
+export const serviceStatus = defineTool({
+  name: 'service_status',
+  title: 'Service status',
+  description:
+    'Show whether a systemd unit is loaded and running on each host: active state, sub-state, since when, main PID ' +
+    'and restart count. Mirrors `systemctl show UNIT --property=ActiveState,SubState,…` (the data of `systemctl status`).',
+  risk: 'read',
+  idempotent: true,
+  input: z.object({ targets: targetsOrAll, unit: unitName, timeout }).strict(),
+  output: hostReportSchema({
+    unit: z.string(),
+    description: z.string(),
+    load_state: z.string(),
+    active_state: z.string(),
+    sub_state: z.string(),
+    unit_file_state: z.string().nullable(),
+    since: z.string().nullable(),
+    main_pid: z.number().nullable(),
+    restarts: z.number().nullable(),
+  }),
+  plan(input, ctx) {
+    const hosts = resolveHosts(ctx, input.targets);
+    return singleBatchPlan('service_status', hosts, [
+      execStep({
+        id: 'show',
+        hosts,
+        argv: ['systemctl', 'show', `--property=${SHOWN_PROPERTIES.join(',')}`, '--', input.unit],
+        asRoot: false,
+        timeoutMs: stepTimeout(ctx, input.timeout),
+      }),
+    ]);
+  },
+  summarize(_input, results) {
+    return reportHosts(results, 'show', parseSystemctlShow);
+  },
+});

@@ -1,0 +1,53 @@
+// Uptime and load from /proc, read directly so the output format does not depend on the
+// distribution's `uptime` binary or locale.
+import { z } from 'zod';
+import { targetsOrAll, timeout } from './fields.js';
+import { execStep, resolveHosts, singleBatchPlan, stepTimeout } from './planning.js';
+import { OutputFormatError, hostReportSchema, humanSeconds, reportHosts } from './reports.js';
+import { defineTool } from './types.js';
+
+export interface LoadAverage {
+  one: number;
+  five: number;
+  fifteen: number;
+}
+
+/** `/proc/loadavg`: "0.52 0.58 0.59 1/389 12345". */
+export function parseLoadavg(line: string): LoadAverage {
+  const [one, five, fifteen] = line.trim().split(/\s+/).map(Number);
+  if (one === undefined || five === undefined || fifteen === undefined || [one, five, fifteen].some(Number.isNaN)) {
+    throw new OutputFormatError(`not a /proc/loadavg line: '${line.slice(0, 80)}'`);
+  }
+  return { one, five, fifteen };
+}
+
+/** `cat /proc/uptime /proc/loadavg` output. */
+export function parseUptime(stdout: string): { uptime_seconds: number; uptime: string; load: LoadAverage } {
+  const [uptimeLine = '', loadLine = ''] = stdout.trim().split('\n');
+  const seconds = Number(uptimeLine.trim().split(/\s+/)[0]);
+  if (!Number.isFinite(seconds)) throw new OutputFormatError(`not a /proc/uptime line: '${uptimeLine.slice(0, 80)}'`);
+  return { uptime_seconds: Math.floor(seconds), uptime: humanSeconds(seconds), load: parseLoadavg(loadLine) };
+}
+
+export const loadSchema = z.object({ one: z.number(), five: z.number(), fifteen: z.number() });
+
+export const uptime = defineTool({
+  name: 'uptime',
+  title: 'Uptime and load',
+  description:
+    'Show how long each host has been up and its 1/5/15-minute load averages, read from /proc/uptime and ' +
+    '/proc/loadavg. Mirrors `uptime`.',
+  risk: 'read',
+  idempotent: true,
+  input: z.object({ targets: targetsOrAll, timeout }).strict(),
+  output: hostReportSchema({ uptime_seconds: z.number(), uptime: z.string(), load: loadSchema }),
+  plan(input, ctx) {
+    const hosts = resolveHosts(ctx, input.targets);
+    return singleBatchPlan('uptime', hosts, [
+      execStep({ id: 'uptime', hosts, argv: ['cat', '/proc/uptime', '/proc/loadavg'], asRoot: false, timeoutMs: stepTimeout(ctx, input.timeout) }),
+    ]);
+  },
+  summarize(_input, results) {
+    return reportHosts(results, 'uptime', parseUptime);
+  },
+});
