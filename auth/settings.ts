@@ -3,7 +3,7 @@
 // modules use, with every default filled in, so policy code never has to guess a default.
 // The settings loader embeds these schemas; tests build configs with the `parse*` helpers.
 import { z } from 'zod';
-import { ORIGINS, ROLES, type Origin, type Role } from './types.js';
+import { ORIGINS, type Origin, type Role } from './types.js';
 import { RISKS, type Risk } from '../tools/types.js';
 
 /** IdP group names per Castellan role (`roles.admin: [admins]`). */
@@ -141,6 +141,60 @@ export function parseOidc(input: unknown): OidcConfig {
 /** Convenience for tests and the lab: `{ roles, policy }` from YAML-shaped input. */
 export function parseAuthConfig(input: { roles?: unknown; policy?: unknown }): AuthConfig {
   return { roles: parseRoles(input.roles), policy: parsePolicy(input.policy ?? {}) };
+}
+
+/**
+ * Adapters from the loaded settings (config/schema.ts: `auth.roles`, `policy`, `auth.oidc`),
+ * typed structurally so this module does not depend on the whole settings tree. A
+ * `requireApproval` absent there keeps the defaults above.
+ */
+export function authConfigFromSettings(settings: {
+  readonly auth: { readonly roles: RoleMap };
+  readonly policy: {
+    readonly readOnly: boolean;
+    readonly approvals: { readonly required: number; readonly allowSelfApproval: boolean };
+    readonly requireApproval?: Partial<Record<Risk, readonly Origin[]>> | undefined;
+  };
+}): AuthConfig {
+  const { policy } = settings;
+  return {
+    roles: settings.auth.roles,
+    policy: {
+      readOnly: policy.readOnly,
+      approvalsRequired: policy.approvals.required,
+      allowSelfApproval: policy.approvals.allowSelfApproval,
+      requireApproval: Object.fromEntries(
+        RISKS.map((risk) => [risk, policy.requireApproval?.[risk] ?? DEFAULT_REQUIRE_APPROVAL[risk]]),
+      ) as Record<Risk, readonly Origin[]>,
+    },
+  };
+}
+
+/** `auth.oidc` from the settings plus its resolved client secret -> the verifier's config. */
+export function oidcConfigFromSettings(
+  oidc: {
+    readonly issuer: string;
+    readonly clientId: string;
+    /** Expected `aud`: Castellan's resource URL. */
+    readonly audience: string;
+    readonly tokenFormat: TokenFormat;
+    readonly groupsFrom: 'token' | 'userinfo';
+  },
+  clientSecret: string,
+  overrides: Partial<Pick<OidcConfig, 'groupsClaim' | 'algorithms' | 'cacheTtlSeconds' | 'allowInsecureIssuer'>> = {},
+): OidcConfig {
+  return parseOidc({
+    issuer: oidc.issuer,
+    resource: oidc.audience,
+    client_id: oidc.clientId,
+    client_secret: clientSecret,
+    token_format: oidc.tokenFormat,
+    groups_from: oidc.groupsFrom,
+    ...(overrides.groupsClaim !== undefined ? { groups_claim: overrides.groupsClaim } : {}),
+    ...(overrides.algorithms !== undefined ? { algorithms: [...overrides.algorithms] } : {}),
+    ...(overrides.cacheTtlSeconds !== undefined ? { cache_ttl_seconds: overrides.cacheTtlSeconds } : {}),
+    ...(overrides.allowInsecureIssuer !== undefined ? { allow_insecure_issuer: overrides.allowInsecureIssuer } : {}),
+  });
 }
 
 export type { Role, Origin, Risk };

@@ -21,6 +21,8 @@ export interface VerifiedToken {
   readonly expiresAt: number;
   readonly clientId: string;
   readonly audience: readonly string[];
+  /** Castellan's resource URL the audience was checked against (AuthInfo.resource). */
+  readonly resource: string;
 }
 
 export interface TokenVerifier {
@@ -87,6 +89,7 @@ export function createTokenVerifier(oidc: OidcConfig, options: TokenVerifierOpti
         expiresAt: claims.exp,
         clientId: clientIdOf(claims),
         audience: stringList(claims['aud']),
+        resource: oidc.resource,
       };
       cache.set(token, verified, claims.exp * 1000);
       return verified;

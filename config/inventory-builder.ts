@@ -3,6 +3,7 @@
 // Ansible's rules (nested groups, var precedence) plus Castellan's (labels, strict names).
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { describe } from './describe.js';
 import type { Host, Inventory } from './types.js';
 
 export class InventoryError extends Error {
@@ -303,15 +304,6 @@ function resolveKeyFile(file: string, source: string): string {
   if (file === '~' || file.startsWith('~/')) return resolve(homedir(), file.slice(2));
   if (isAbsolute(file)) return file;
   return resolve(dirname(resolve(source)), file);
-}
-
-/** A short, safe description of a found value for error messages. */
-export function describe(value: unknown): string {
-  if (value === null || value === undefined) return 'nothing';
-  if (Array.isArray(value)) return 'a list';
-  if (value instanceof Map || typeof value === 'object') return 'a mapping';
-  const text = JSON.stringify(value);
-  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
 // ---------------------------------------------------------------------------------------------

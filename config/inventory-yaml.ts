@@ -3,17 +3,18 @@
 // Top-level keys are groups (usually just `all`). Anything else under a group is an error,
 // not a warning: `host:` instead of `hosts:` would otherwise silently drop machines.
 import { parseDocument } from 'yaml';
-import { describe, expandAnsibleHosts, InventoryError, type InventoryBuilder, type Origin, type Vars } from './inventory-builder.js';
+import { describe } from './describe.js';
+import { expandAnsibleHosts, InventoryError, type InventoryBuilder, type Origin, type Vars } from './inventory-builder.js';
 import { didYouMean } from './suggest.js';
 
 const GROUP_KEYS = ['hosts', 'vars', 'children'];
 
 export function readYamlInventory(text: string, source: string, builder: InventoryBuilder): void {
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   const error = doc.errors[0];
   if (error) {
     const line = error.linePos?.[0];
-    throw new InventoryError(source, line ? `line ${line.line}, column ${line.col}` : '', `invalid YAML: ${error.message.split('\n')[0]}`);
+    throw new InventoryError(source, line ? `line ${line.line}, column ${line.col}` : '', `invalid YAML: ${error.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`);
   }
   const root: unknown = doc.toJS({ mapAsMap: true });
   if (root === null || root === undefined) return;

@@ -119,8 +119,10 @@ function indexOf(inventory: Inventory): InventoryIndex {
       order.set(host.name, order.size);
       for (const [key, value] of Object.entries(host.labels)) {
         let values = labels.get(key);
-        if (!values) labels.set(key, (values = new Map()));
-        values.set(value, [...(values.get(value) ?? []), host.name]);
+        if (!values) labels.set(key, (values = new Map<string, string[]>()));
+        const hosts = values.get(value);
+        if (hosts) hosts.push(host.name);
+        else values.set(value, [host.name]);
       }
     }
     indexes.set(inventory, (index = { order, labels }));
@@ -189,7 +191,7 @@ class Parser {
   private resolveWord(word: string, at: number): Set<string> {
     if (word.startsWith('@')) return this.group(word.slice(1), word, at);
     if (word.includes('=')) return this.label(word, at);
-    if (word.includes('@')) throw this.error(`'@' at position ${at + word.indexOf('@')} may only start a group name`, at);
+    if (word.includes('@')) throw this.error(`'@' at position ${at + word.indexOf('@')} may only start a group name`, at + word.indexOf('@'));
     if (hasRange(word)) return this.nodeSet(word, at);
     if (this.inventory.hosts.has(word)) return new Set([word]);
     if (this.inventory.groups.has(word)) return new Set(this.inventory.groups.get(word));
@@ -211,8 +213,8 @@ class Parser {
     const values = this.index.labels.get(key);
     if (!values) {
       const known = [...this.index.labels.keys()].sort();
-      const inUse = known.length > 0 ? `; labels in use: ${known.join(', ')}` : '; no host has labels';
-      throw this.error(`unknown label '${key}' in '${word}'${didYouMean(key, known).replace(/\?\)$/, `?${inUse})`) || ` (${inUse.slice(2)})`}`, at);
+      const inUse = known.length > 0 ? `labels in use: ${known.join(', ')}` : 'no host has labels';
+      throw this.error(`unknown label '${key}' in '${word}'${didYouMean(key, known)} (${inUse})`, at);
     }
     const hosts = values.get(value);
     if (!hosts) {

@@ -49,8 +49,10 @@ export interface RunOutcome {
 export async function runPlan(ctx: RunContext): Promise<RunOutcome> {
   const { plan } = ctx;
   const finalByHost = new Map<string, HostOutcome>();
-  const failedHosts = new Set<string>();
   const steps: StepReport[] = [];
+  // Failures are counted per batch and host: kubectl tools run every batch on the same
+  // control-plane host, and each failed drain counts against the budget.
+  let failures = 0;
   let budgetSpent = false;
 
   for (const [index, batch] of plan.batches.entries()) {
@@ -64,6 +66,8 @@ export async function runPlan(ctx: RunContext): Promise<RunOutcome> {
       continue;
     }
     ctx.publisher.emit({ type: 'batch', index, total: plan.batches.length, hosts: batchHosts });
+    // A host that failed a step is skipped for the rest of this batch's steps.
+    const failedHosts = new Set<string>();
 
     for (const step of batch.steps) {
       const eligible = step.hosts.filter((h) => !failedHosts.has(h));
@@ -109,8 +113,9 @@ export async function runPlan(ctx: RunContext): Promise<RunOutcome> {
       }
       steps.push({ id: step.id, description: step.description, batch: index, results: ordered });
     }
-    const failed = batchHosts.filter((h) => failedHosts.has(h)).length;
-    budgetSpent = failedHosts.size > plan.failureBudget;
+    const failed = failedHosts.size;
+    failures += failed;
+    budgetSpent = failures > plan.failureBudget;
     ctx.publisher.emit({ type: 'state', state: 'running', reason: `batch ${index + 1}/${plan.batches.length} done: ${batchHosts.length - failed} ok, ${failed} failed` });
   }
 

@@ -3,13 +3,13 @@
 // BullMQ job (delayed until the approval deadline when approvals are needed) → audit.
 // Approvals, denials and cancellations go through here too, so the rules live once.
 import { createHash } from 'node:crypto';
-import type { z } from 'zod';
 import { authorizeApproval, authorizeRequest } from '../auth/policy.js';
 import type { AuthConfig } from '../auth/settings.js';
 import type { Identity, Requester } from '../auth/types.js';
 import { CastellanError, errorMessage } from '../src/errors.js';
 import { metrics } from '../src/metrics.js';
 import type { Plan, ToolDefinition } from '../tools/types.js';
+import { validateInput } from '../tools/registry.js';
 import type { QueueContext } from './context.js';
 import type { StampedEvent } from './events.js';
 import { planHash } from './plan-hash.js';
@@ -69,6 +69,12 @@ export class JobService {
       throw new CastellanError(decision.code === 'read_only' ? 'read_only' : 'forbidden', decision.reason);
     }
     const input = validate(tool, request.input);
+    // A configured secret typed into a command would have to travel through Redis to the
+    // worker; refuse it rather than store it.
+    const serialized = JSON.stringify(input);
+    if (this.ctx.redactor.scrub(serialized) !== serialized) {
+      throw new CastellanError('invalid_input', `invalid input for ${tool.name}: it contains one of Castellan's own configured secrets; Castellan never stores or sends them`);
+    }
     const inventory = await this.ctx.inventory.current();
     const plan = buildPlan(tool, input, this.ctx.planContext(inventory));
 
@@ -271,11 +277,9 @@ export class JobService {
 }
 
 function validate(tool: ToolDefinition, input: unknown): unknown {
-  const parsed = (tool.input as z.ZodObject).safeParse(input ?? {});
-  if (parsed.success) return parsed.data;
-  const problems = parsed.error.issues.map((i) => `${i.path.length ? i.path.join('.') : '(input)'}: ${i.message}`);
-  const first = parsed.error.issues[0];
-  throw new CastellanError('invalid_input', `invalid input for ${tool.name}: ${problems.join('; ')}`, first?.path.join('.') || undefined);
+  const result = validateInput(tool, input ?? {});
+  if (result.ok) return result.input;
+  throw new CastellanError('invalid_input', `invalid input for ${tool.name}: ${result.message}`, result.issues[0]?.field);
 }
 
 function buildPlan(tool: ToolDefinition, input: unknown, ctx: ReturnType<QueueContext['planContext']>): Plan {

@@ -4,7 +4,7 @@
 // I/O): the executor must still refuse symlinks that lead out of localRoot.
 import path from 'node:path';
 import { z } from 'zod';
-import { absolutePath, targets, timeout } from './fields.js';
+import { absolutePath, fileMode, targets, timeout } from './fields.js';
 import { resolveHosts } from './planning.js';
 import { ToolInputError, defineTool } from './types.js';
 import type { PlanContext, PlanStep } from './types.js';
@@ -55,9 +55,7 @@ export const copyFile = defineTool({
         'upload and relay: absolute path on each host; download: directory in the server transfer directory (files land in `<destination>/<host>/`).',
       ),
       from_host: targets.optional().describe('relay only: the host to copy from (a target expression matching exactly one host).'),
-      mode: z
-        .string()
-        .regex(/^0?[0-7]{3,4}$/, { error: 'expected an octal file mode like 0644 or 755' })
+      mode: fileMode
         .optional()
         .describe('upload only: file mode to set, in octal like `0644`.'),
       timeout,
@@ -77,7 +75,9 @@ export const copyFile = defineTool({
     const hosts = resolveHosts(ctx, input.targets);
     const timeoutMs = input.timeout ?? ctx.defaults.commandTimeoutMs;
     const step = copyStep(input, hosts, ctx, timeoutMs);
-    const touched = step.action.kind === 'relay' ? [step.action.fromHost, ...hosts.filter((h) => h !== step.action.fromHost)] : hosts;
+    const { action } = step;
+    // The relay source is touched too (read), so it belongs in locks, approvals and audit.
+    const touched = action.kind === 'relay' ? [action.fromHost, ...step.hosts] : hosts;
     return { tool: 'copy_file', hosts: touched, batches: [{ steps: [step] }], failureBudget: hosts.length };
   },
 });

@@ -9,11 +9,14 @@ import { scriptText } from './run-script.js';
 import { ToolInputError, defineTool } from './types.js';
 import type { PlanStep } from './types.js';
 
-const commandLine = z
+// One line of shell; blank lines are allowed in `lines` (dropped there), not as `command`.
+const shellLine = z
   .string()
-  .min(1, { error: 'must not be empty' })
   .max(16 * 1024)
-  .regex(/^[^\0\r\n]*$/, { error: 'must be one line without NUL (use `script` or `lines` for several)' });
+  .regex(/^[^\0\r\n]*$/, { error: 'must be one line without NUL (use `script` or `lines` for several)' })
+  // `sh -c -x…` would read the line as shell options, not as the command.
+  .refine((line) => !line.trimStart().startsWith('-'), { error: 'must not start with "-"' });
+const commandLine = shellLine.min(1, { error: 'must not be empty' });
 
 const FORMS = ['argv', 'command', 'script', 'lines'] as const;
 
@@ -44,7 +47,7 @@ export const exec = defineTool({
       command: commandLine.optional().describe('One shell command line, run as `/bin/sh -c COMMAND` (pipes and redirections work).'),
       script: scriptText.optional().describe('A shell script fed on stdin to `/bin/sh -s` (the heredoc form).'),
       lines: z
-        .array(commandLine)
+        .array(shellLine)
         .min(1)
         .max(100)
         .optional()

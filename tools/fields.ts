@@ -15,6 +15,10 @@ export const targets = z
   .regex(/^[A-Za-z0-9._\-[\],&!=@() ]+$/, {
     error: 'may contain only letters, digits, spaces and . _ - [ ] , & ! = @ ( )',
   })
+  // Same rules as config/targets.ts checkTargetCharacters (which the resolver applies again);
+  // kept as plain string checks here so MCP clients see the bounds in the JSON Schema.
+  .refine((s) => s.trim() !== '', { error: 'must not be blank' })
+  .refine((s) => !s.trimStart().startsWith('-'), { error: 'must not start with "-"' })
   .describe(
     'Target expression: host names, group names, `all`, node sets like `node[01-09]`, labels like ' +
       '`role=storage`; combine with `,` (union), `&` (intersection) and `!` (difference).',
@@ -55,7 +59,8 @@ export const argvElement = z
   .refine((s) => !s.includes('\0'), { error: 'must not contain a NUL character' });
 
 const DURATION_UNITS_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
-const DURATION = /^(\d{1,7})(ms|s|m|h)$/;
+export const DURATION_PATTERN = /^(\d{1,7})(ms|s|m|h)$/;
+const DURATION = DURATION_PATTERN;
 
 /** Parse `30s`, `5m`, `2h`, `500ms` into milliseconds; undefined when malformed. */
 export function parseDuration(text: string): number | undefined {
@@ -93,11 +98,24 @@ export const timeout = duration({ minMs: 1000, maxMs: 24 * 3_600_000 })
   .optional()
   .describe('Per-host command timeout, e.g. `30s` or `10m` (1s to 24h). Defaults to the configured command timeout.');
 
+const BATCH_SIZE_TEXT = /^(\d{1,6}|\d{1,3}%)$/;
+const FILE_MODE = /^0?[0-7]{3,4}$/;
+
+/** Octal file mode as typed (`0644`), for upload modes. */
+export const fileMode = z.string().regex(FILE_MODE, { error: 'expected an octal file mode like 0644 or 755' });
+
+/** How help and errors name a pattern-checked text parameter (keyed by regex source). */
+export const PATTERN_WORDS: Readonly<Record<string, string>> = {
+  [DURATION_PATTERN.source]: 'a duration like 30s, 5m or 2h',
+  [BATCH_SIZE_TEXT.source]: 'a percentage like 25%',
+  [FILE_MODE.source]: 'an octal file mode like 0644',
+};
+
 /** Hosts per rolling batch: a count (`2`) or a share of the hosts (`25%`). */
 export const batchSize = z
   .union([
     z.number().int().min(1).max(100_000),
-    z.string().regex(/^(\d{1,6}|\d{1,3}%)$/, { error: 'expected a host count like 2 or a percentage like 25%' }),
+    z.string().regex(BATCH_SIZE_TEXT, { error: 'expected a host count like 2 or a percentage like 25%' }),
   ])
   .transform((value, ctx): BatchSize => {
     if (typeof value === 'number') return value;

@@ -24,6 +24,10 @@ function list(value: unknown): unknown[] {
   return Array.isArray(value) ? (value as unknown[]) : [];
 }
 
+function text(value: unknown): string {
+  return typeof value === 'string' ? value : '';
+}
+
 /** `kubectl get nodes -o json` → one entry per node. */
 export function parseKubectlNodes(stdout: string): K8sNode[] {
   let doc: unknown;
@@ -42,13 +46,13 @@ export function parseKubectlNodes(stdout: string): K8sNode[] {
     const ready = list(status.conditions).some((c) => record(c).type === 'Ready' && record(c).status === 'True');
     const address = list(status.addresses).map(record).find((a) => a.type === 'InternalIP');
     return {
-      name: String(metadata.name ?? ''),
+      name: text(metadata.name),
       ready,
       roles: Object.keys(labels)
         .filter((key) => key.startsWith(ROLE_LABEL))
         .map((key) => key.slice(ROLE_LABEL.length))
         .sort(),
-      version: String(record(status.nodeInfo).kubeletVersion ?? ''),
+      version: text(record(status.nodeInfo).kubeletVersion),
       unschedulable: spec.unschedulable === true,
       internal_ip: typeof address?.address === 'string' ? address.address : null,
     };

@@ -2,6 +2,7 @@
 // exec (connect included when the connection was not pooled), which is what an operator feels.
 import { z } from 'zod';
 import { HOST_STATUSES } from '../src/ssh/types.js';
+import type { HostResult } from '../src/ssh/types.js';
 import { targetsOrAll, timeout } from './fields.js';
 import { execStep, resolveHosts, singleBatchPlan, stepTimeout } from './planning.js';
 import { defineTool } from './types.js';
@@ -33,7 +34,7 @@ export const ping = defineTool({
     return singleBatchPlan('ping', hosts, [{ ...step, description: 'ping (run `true`)' }]);
   },
   summarize(_input, results) {
-    const step = results.get('ping') ?? new Map();
+    const step: ReadonlyMap<string, HostResult> = results.get('ping') ?? new Map<string, HostResult>();
     return {
       hosts: [...step.values()].map((r) => ({
         host: r.host,

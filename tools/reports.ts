@@ -26,7 +26,7 @@ export interface HostEntry {
   error?: string;
 }
 
-/** Why a host produced nothing to parse, in words (never the raw stderr of a secret-bearing command). */
+/** Why a host produced nothing to parse: the executor's reason, else the exit code and first stderr line. */
 function failureReason(result: HostResult): string {
   if (result.error) return result.error;
   if (result.status === 'failed') {

@@ -1,6 +1,7 @@
 // What front ends need to know about one parameter, read from the tool's JSON Schema (input
 // mode) so help text, CLI coercion and error wording can never drift from the zod schema.
 import { z } from 'zod';
+import { PATTERN_WORDS } from './fields.js';
 
 export interface JsonSchema {
   type?: string | string[];
@@ -67,10 +68,14 @@ export function expectation(prop: JsonSchema): string {
       return `an integer${range(low, prop.maximum)}`;
     case 'number':
       return `a number${range(low, prop.maximum)}`;
-    case 'array':
-      return `a list${prop.minItems !== undefined || prop.maxItems !== undefined ? ` of${range(prop.minItems, prop.maxItems, ' items').replace(/^ of/, '')}` : ''}${prop.items ? ` of ${expectation(prop.items)}` : ''}`;
+    case 'array': {
+      const items = prop.items ? `, each ${expectation(prop.items)}` : '';
+      if (prop.minItems !== undefined && prop.maxItems !== undefined) return `a list of ${prop.minItems} to ${prop.maxItems} items${items}`;
+      if (prop.maxItems !== undefined) return `a list of at most ${prop.maxItems} items${items}`;
+      return `a list${items}`;
+    }
     default:
-      if (prop.pattern === '^\\d{1,7}(ms|s|m|h)$' || prop.pattern?.startsWith('^(\\d{1,7})(ms|s|m|h)')) return 'a duration like 30s or 5m';
+      if (prop.pattern !== undefined && PATTERN_WORDS[prop.pattern]) return PATTERN_WORDS[prop.pattern] ?? 'text';
       return prop.maxLength !== undefined ? `text of at most ${prop.maxLength} characters` : 'text';
   }
 }

@@ -34,7 +34,7 @@ declare module 'oidc-provider' {
   }
 
   export interface PromptDetails {
-    readonly name: 'login' | 'consent' | string;
+    readonly name: string;
     readonly reasons: string[];
     readonly details: {
       readonly missingOIDCScope?: string[];

@@ -230,6 +230,14 @@ export async function startLabOidc(options: LabOidcOptions): Promise<LabOidc> {
       });
       return;
     }
+    // Authelia's introspection_endpoint_auth_method defaults to client_secret_basic and is
+    // enforced; oidc-provider would also take client_secret_post (openid-client's default),
+    // which would hide exactly the misconfiguration this lab exists to catch.
+    if (path === AUTHELIA_ROUTES.introspection && !/^basic /i.test(req.headers.authorization ?? '')) {
+      res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Basic realm="introspection"' });
+      res.end(JSON.stringify({ error: 'invalid_client', error_description: 'introspection requires client_secret_basic' }));
+      return;
+    }
     // Authelia also publishes RFC 8414 metadata; the document is the same.
     if (path === '/.well-known/oauth-authorization-server') req.url = '/.well-known/openid-configuration';
     callback(req, res);
@@ -281,7 +289,8 @@ async function handleInteraction(
   res: ServerResponse,
 ): Promise<void> {
   const details = await provider.interactionDetails(req, res);
-  const clientId = String(details.params['client_id'] ?? '');
+  const rawClientId = details.params['client_id'];
+  const clientId = typeof rawClientId === 'string' ? rawClientId : '';
   const action = (req.url ?? '').split('?')[0]?.split('/')[3];
   if (req.method === 'GET' && action === undefined) {
     if (details.prompt.name === 'login') return send(res, 200, loginPage(details.uid, clientId));

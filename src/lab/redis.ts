@@ -70,22 +70,29 @@ function spawnServer(args: string[], detached: boolean): ChildProcess {
   return spawn(REDIS_SERVER, args, { stdio: 'ignore' });
 }
 
-/** One PING round trip; resolves true on +PONG (a replaying server answers -LOADING). */
-function ping(port: number): Promise<boolean> {
+/**
+ * The pid of the Redis answering on `port`, or null while it cannot answer (not listening yet,
+ * or -LOADING while it replays the AOF). Asking for the pid, not just PING, proves the answer
+ * comes from the server we started and not from another one already holding the port.
+ */
+function serverPid(port: number): Promise<number | null> {
   return new Promise((resolve) => {
     const socket = net.connect({ host: '127.0.0.1', port });
     let reply = '';
-    const done = (ok: boolean): void => {
+    const done = (pid: number | null): void => {
       socket.destroy();
-      resolve(ok);
+      resolve(pid);
     };
-    socket.setTimeout(1000, () => done(false));
-    socket.once('error', () => done(false));
-    socket.once('connect', () => socket.write('PING\r\n'));
+    socket.setTimeout(1000, () => done(null));
+    socket.once('error', () => done(null));
+    socket.once('connect', () => socket.write('INFO server\r\n'));
     socket.on('data', (chunk: Buffer) => {
       reply += chunk.toString();
-      if (reply.includes('\r\n')) done(reply.startsWith('+PONG'));
+      if (reply.startsWith('-')) return done(null);
+      const match = /process_id:(\d+)/.exec(reply);
+      if (match) done(Number(match[1]));
     });
+    socket.once('end', () => done(null));
   });
 }
 
@@ -115,13 +122,13 @@ async function launch(port: number, dir: string, appendOnly: boolean, detached: 
   child.once('error', () => (exited = true));
   const deadline = Date.now() + READY_TIMEOUT_MS;
   while (!exited && Date.now() < deadline) {
-    if (await ping(port)) return child;
+    if ((await serverPid(port)) === child.pid) return child;
     await new Promise((resolve) => setTimeout(resolve, 30));
   }
   child.kill('SIGKILL');
   await exitOf(child);
   const tail = await logTail(dir);
-  const reason = exited ? 'exited during start' : `no PONG within ${READY_TIMEOUT_MS} ms`;
+  const reason = exited ? 'exited during start' : `not answering within ${READY_TIMEOUT_MS} ms`;
   throw new RedisStartError(`redis-server on 127.0.0.1:${port} ${reason}:\n${tail}`, /Address already in use/.test(tail));
 }
 

@@ -97,7 +97,7 @@ export class PooledConnection {
 }
 
 /** TCP connect on our own socket: NODELAY (else every handshake round trip waits ~40 ms) and a real timeout. */
-function openSocket(target: SshTarget, timeoutMs: number, signal?: AbortSignal): Promise<Socket> {
+export function openSocket(target: SshTarget, timeoutMs: number, signal?: AbortSignal): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = new Socket();
     socket.setNoDelay(true);
@@ -174,6 +174,12 @@ export class ConnectionPool {
       signal.addEventListener('abort', onAbort, { once: true });
       pending.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
     });
+  }
+
+  /** True when a live connection to `target` is pooled (the next request skips the handshake). */
+  has(target: SshTarget): boolean {
+    const connection = this.connections.get(poolKey(target));
+    return connection !== undefined && !connection.isClosed;
   }
 
   /** Forget (and end) the connection to `target`, e.g. after its host key was re-trusted. */

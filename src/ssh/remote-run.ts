@@ -12,11 +12,14 @@
 //  - A lifeline reads the channel's stdin after the user's stdin bytes (exactly `n` of them,
 //    via `head -c`): EOF while the wrapper is still alive means the client sent EOF (cancel) or
 //    the connection dropped, and the lifeline TERMs then KILLs the session. The executor
-//    therefore keeps the channel's stdin open while the command runs.
-import { quoteArgv } from './quote.js';
+//    therefore keeps the channel's stdin open while the command runs. The lifeline is a
+//    separate background job: dash's `wait` waits for a whole pipeline, not just the command.
+import { QuotingError, quoteArgv } from './quote.js';
 
 export const RUN_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
 export const RUN_ENV = 'CASTELLAN_RUN';
+/** sshd hands the command line to `$SHELL -c` as ONE argument, and Linux caps one argument at 128 KiB. */
+export const MAX_COMMAND_LINE_BYTES = 128 * 1024 - 1;
 const SIDE_CHANNEL_PREFIX = '\u001ecastellan-run ';
 
 export class RunIdError extends Error {
@@ -38,13 +41,15 @@ printf '\\036castellan-run %s\\n' "$$"
 {
   if [ "$n" -gt 0 ]; then head -c "$n" <&3; fi
   exec >&-
-  trap '' TERM
-  cat <&3 >/dev/null
-  if kill -0 "$$"; then
-    pkill -TERM -s "$$"
-    sleep "$g"
-    pkill -KILL -s "$$"
-  fi
+  {
+    cat >/dev/null
+    trap '' TERM
+    if kill -0 "$$"; then
+      pkill -TERM -s "$$"
+      sleep "$g"
+      pkill -KILL -s "$$"
+    fi
+  } <&3 &
 } 2>/dev/null | timeout -k "$g" "$t" "$@" 3<&- &
 wait "$!"`;
 
@@ -121,7 +126,12 @@ export function wrapCommand(argv: readonly string[], options: WrapOptions): stri
   ];
   // quoteArgv also refuses an empty argv here (the wrapper would otherwise run `timeout` alone).
   quoteArgv(argv);
-  return quoteArgv(privileged(inner, options.asRoot, options.loginUser));
+  const line = quoteArgv(privileged(inner, options.asRoot, options.loginUser));
+  if (Buffer.byteLength(line) > MAX_COMMAND_LINE_BYTES) {
+    throw new QuotingError(`the command line is ${Buffer.byteLength(line)} bytes once quoted; the remote shell takes at most ` +
+      `${MAX_COMMAND_LINE_BYTES} (Linux MAX_ARG_STRLEN): pass large data on stdin or upload a file`);
+  }
+  return line;
 }
 
 function runArgs(runId: string): string[] {
@@ -140,49 +150,59 @@ export function killCommand(runId: string, graceMs: number, asRoot: boolean, log
   return quoteArgv(privileged(['sh', '-c', KILL, 'castellan-kill', ...runArgs(runId), polls], asRoot, loginUser));
 }
 
+const MARKER = Buffer.from(SIDE_CHANNEL_PREFIX, 'latin1');
+const MAX_PREAMBLE_LINE = 4096;
+
 /**
  * Strips the wrapper's side-channel line from the start of stdout. Anything before it (a
  * chatty login script) passes through; after it, nothing is parsed, so command output can
  * never be mistaken for it.
  */
 export class SideChannel {
-  private pending = '';
+  private pending: Buffer = Buffer.alloc(0);
   private done = false;
+  /** The run's remote session id (= process group of the wrapper), once reported. */
   sessionId: number | null = null;
 
-  /** Feed a stdout chunk; returns what belongs to the command's output. */
-  push(chunk: string): string {
+  get seen(): boolean {
+    return this.done;
+  }
+
+  /** Feed a stdout chunk; returns the bytes that belong to the command's output. */
+  push(chunk: Buffer): Buffer {
     if (this.done) return chunk;
-    this.pending += chunk;
-    let out = '';
+    this.pending = Buffer.concat([this.pending, chunk]);
+    const out: Buffer[] = [];
     for (;;) {
-      const newline = this.pending.indexOf('\n');
+      const newline = this.pending.indexOf(0x0a);
       if (newline < 0) {
-        // A partial line that cannot become the marker is output already.
-        if (!SIDE_CHANNEL_PREFIX.startsWith(this.pending.slice(0, SIDE_CHANNEL_PREFIX.length)) || this.pending.length > 256) {
-          out += this.pending;
-          this.pending = '';
+        // A partial line that can no longer become the marker is output already.
+        const head = this.pending.subarray(0, MARKER.length);
+        if (!MARKER.subarray(0, head.length).equals(head) || this.pending.length > MAX_PREAMBLE_LINE) {
+          out.push(this.pending);
+          this.pending = Buffer.alloc(0);
         }
-        return out;
+        return Buffer.concat(out);
       }
-      const line = this.pending.slice(0, newline);
-      this.pending = this.pending.slice(newline + 1);
-      if (line.startsWith(SIDE_CHANNEL_PREFIX)) {
-        const sid = Number(line.slice(SIDE_CHANNEL_PREFIX.length));
+      const line = this.pending.subarray(0, newline);
+      const rest = this.pending.subarray(newline + 1);
+      if (line.subarray(0, MARKER.length).equals(MARKER)) {
+        const sid = Number(line.subarray(MARKER.length).toString('latin1'));
         this.sessionId = Number.isInteger(sid) && sid > 0 ? sid : null;
         this.done = true;
-        out += this.pending;
-        this.pending = '';
-        return out;
+        out.push(rest);
+        this.pending = Buffer.alloc(0);
+        return Buffer.concat(out);
       }
-      out += `${line}\n`;
+      out.push(this.pending.subarray(0, newline + 1));
+      this.pending = rest;
     }
   }
 
   /** At end of stream: whatever is still held back. */
-  flush(): string {
+  flush(): Buffer {
     const rest = this.pending;
-    this.pending = '';
+    this.pending = Buffer.alloc(0);
     return rest;
   }
 }

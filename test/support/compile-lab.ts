@@ -23,7 +23,7 @@ export async function compileLab(entries: readonly string[]): Promise<CompiledLa
   const outDir = await mkdtemp(path.join(repo, '.lab', 'compiled-'));
   const tsc = path.join(repo, 'node_modules', 'typescript', 'bin', 'tsc');
   await run(process.execPath, [
-    tsc, '--outDir', outDir, '--rootDir', path.join(repo, 'src', 'lab'),
+    tsc, '--ignoreConfig', '--outDir', outDir, '--rootDir', path.join(repo, 'src', 'lab'),
     '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022',
     '--types', 'node', '--skipLibCheck', '--strict',
     ...entries.map((name) => path.join(repo, 'src', 'lab', `${name}.ts`)),

@@ -1,0 +1,416 @@
+// The shape of castellan.yaml (snake_case, as operators write it) and of the Config object
+// the rest of Castellan reads (camelCase, durations in ms, sizes in bytes, paths absolute).
+// Every object is strict: an unknown key is an error, because a typo such as
+// `conect_timeout` would otherwise silently fall back to the default.
+import { homedir } from 'node:os';
+import { isAbsolute, resolve } from 'node:path';
+import { z } from 'zod';
+import { ROLES, type Role } from '../auth/types.js';
+import { DURATION_HINT, parseDuration, parseSize, SIZE_HINT } from './duration.js';
+import type { SecretRef } from './secrets.js';
+
+export interface SshSettings {
+  /** Login user when the inventory gives no ansible_user. */
+  readonly user: string;
+  /** Default private key (absolute); hosts may override with ansible_ssh_private_key_file. */
+  readonly privateKeyFile: string | undefined;
+  /** `agent: true` (use $SSH_AUTH_SOCK) or a socket path; resolved to the socket at load. */
+  readonly agent: boolean | string;
+  readonly agentSocket: string | undefined;
+  readonly port: number;
+  readonly connectTimeoutMs: number;
+  readonly commandTimeoutMs: number;
+  /** Hosts in flight at once (ClusterShell's fanout). */
+  readonly window: number;
+  readonly maxChannelsPerHost: number;
+  /** Pooled connections idle this long are closed. */
+  readonly idleCloseMs: number;
+  readonly keepaliveIntervalMs: number;
+  readonly maxOutputBytes: number;
+  readonly killGraceMs: number;
+  readonly maxTransferBytes: number;
+}
+
+export interface RedisSettings {
+  /** Without credentials; the password comes from `password_env` / `password_file`. */
+  readonly url: string;
+  readonly prefix: string;
+  readonly password: SecretRef | undefined;
+}
+
+export interface ServerSettings {
+  readonly listen: { readonly host: string; readonly port: number };
+  /** The resource URL (token audience) for MCP. */
+  readonly publicUrl: string;
+  /** public_url's origin first, then the configured extra origins (deduplicated). */
+  readonly allowedOrigins: readonly string[];
+}
+
+export interface SlackSettings {
+  /** Socket Mode (app token) instead of signed HTTP requests. */
+  readonly socketMode: boolean;
+  /** Channel where approval requests are posted, if any. */
+  readonly approvalsChannel: string | undefined;
+  readonly signingSecret: SecretRef | undefined;
+  readonly botToken: SecretRef;
+  readonly appToken: SecretRef | undefined;
+}
+
+export const TOKEN_FORMATS = ['auto', 'jwt', 'opaque'] as const;
+export const GROUP_SOURCES = ['token', 'userinfo'] as const;
+
+export interface OidcSettings {
+  readonly issuer: string;
+  readonly clientId: string;
+  readonly clientSecret: SecretRef | undefined;
+  /** Expected `aud` of access tokens; defaults to server.public_url. */
+  readonly audience: string;
+  readonly scopes: readonly string[];
+  readonly tokenFormat: (typeof TOKEN_FORMATS)[number];
+  readonly groupsFrom: (typeof GROUP_SOURCES)[number];
+}
+
+export interface LocalIdentitySettings {
+  readonly subject: string;
+  readonly displayName: string;
+  readonly groups: readonly string[];
+}
+
+export interface AuthSettings {
+  /** Absent: only the local identity works. */
+  readonly oidc: OidcSettings | undefined;
+  /** Castellan role -> IdP groups that grant it. */
+  readonly roles: Readonly<Record<Role, readonly string[]>>;
+  /** Who the CLI and `mcp --stdio` run as. */
+  readonly localIdentity: LocalIdentitySettings;
+}
+
+export interface PolicySettings {
+  readonly readOnly: boolean;
+  /** Per risk, the origins whose requests wait for approval (absent: the defaults in auth/settings.ts). */
+  readonly requireApproval: Partial<Record<'read' | 'change' | 'destructive', readonly ('cli' | 'mcp' | 'slack' | 'dashboard')[]>>;
+  readonly approvals: {
+    /** M of N: distinct approvers needed. */
+    readonly required: number;
+    readonly allowSelfApproval: boolean;
+    readonly expiryMs: number;
+  };
+}
+
+export interface JobSettings {
+  /** How long a front end waits for a job before answering "still running". */
+  readonly waitBudgetMs: number;
+  readonly defaultTimeoutMs: number;
+  readonly retention: {
+    readonly completedAgeMs: number;
+    readonly completedCount: number;
+    readonly failedAgeMs: number;
+    readonly failedCount: number;
+  };
+  readonly worker: {
+    /** Jobs one worker process runs at once. */
+    readonly concurrency: number;
+    /** BullMQ job lock; a worker silent this long is considered crashed. */
+    readonly lockDurationMs: number;
+    /** How often workers look for jobs whose worker crashed. */
+    readonly stalledIntervalMs: number;
+    /** On SIGTERM, how long running jobs may finish before they are interrupted. */
+    readonly shutdownGraceMs: number;
+  };
+  /** Local files named by tools (copy_file) must live under this directory (absolute). */
+  readonly filesRoot: string;
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Settings as parsed from the file, before secrets are read. */
+export interface Settings {
+  /** Inventory files (absolute), merged in order. */
+  readonly inventory: readonly string[];
+  /** Pinned host keys, OpenSSH known_hosts format (absolute). */
+  readonly knownHosts: string;
+  readonly ssh: SshSettings;
+  readonly redis: RedisSettings;
+  readonly server: ServerSettings;
+  readonly slack: SlackSettings | undefined;
+  readonly auth: AuthSettings;
+  readonly policy: PolicySettings;
+  readonly jobs: JobSettings;
+  readonly audit: { readonly file: string | undefined };
+  readonly log: { readonly level: (typeof LOG_LEVELS)[number] };
+}
+
+/** Keys that would hold a secret in plain text: refused with a pointer to `_env` / `_file`. */
+export const LITERAL_SECRET_KEYS = ['client_secret', 'password', 'signing_secret', 'bot_token', 'app_token', 'token', 'secret'];
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Schema for castellan.yaml; relative paths resolve against `baseDir` (the file's folder). */
+export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process.env) {
+  const path = z
+    .string()
+    .min(1)
+    .transform((p) => (p === '~' || p.startsWith('~/') ? resolve(homedir(), p.slice(2)) : isAbsolute(p) ? p : resolve(baseDir, p)));
+  const duration = (fallback: string) =>
+    z
+      .unknown()
+      .transform((value, ctx) => {
+        try {
+          if (typeof value === 'string' || typeof value === 'number') return parseDuration(value);
+        } catch {
+          // reported below with the value found
+        }
+        ctx.addIssue({ code: 'custom', message: `expected ${DURATION_HINT}`, input: value });
+        return z.NEVER;
+      })
+      .prefault(fallback);
+  const size = (fallback: string) =>
+    z
+      .unknown()
+      .transform((value, ctx) => {
+        try {
+          if (typeof value === 'string' || typeof value === 'number') return parseSize(value);
+        } catch {
+          // reported below with the value found
+        }
+        ctx.addIssue({ code: 'custom', message: `expected ${SIZE_HINT}`, input: value });
+        return z.NEVER;
+      })
+      .prefault(fallback);
+  const count = (min: number, fallback: number) => z.int().min(min).default(fallback);
+  const envName = z.string().regex(ENV_NAME, 'expected an environment variable name (LIKE_THIS)');
+  const httpUrl = z.string().refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), 'expected an http(s) URL');
+  const secretRef = (envValue: string | undefined, fileValue: string | undefined, name: string, ctx: z.RefinementCtx): SecretRef | undefined => {
+    if (envValue !== undefined && fileValue !== undefined) {
+      ctx.addIssue({ code: 'custom', path: [`${name}_file`], message: `give ${name}_env or ${name}_file, not both` });
+    }
+    if (envValue !== undefined) return { kind: 'env', name: envValue };
+    if (fileValue !== undefined) return { kind: 'file', path: fileValue };
+    return undefined;
+  };
+
+  const ssh = z
+    .strictObject({
+      user: z.string().min(1).default('root'),
+      private_key_file: path.optional(),
+      agent: z.union([z.boolean(), z.string().min(1)]).default(false),
+      port: z.int().min(1).max(65535).default(22),
+      connect_timeout: duration('15s'),
+      command_timeout: duration('5m'),
+      window: count(1, 64),
+      max_channels_per_host: count(1, 8),
+      idle_close: duration('60s'),
+      keepalive_interval: duration('15s'),
+      max_output_bytes: size('1MiB'),
+      kill_grace: duration('5s'),
+      max_transfer_bytes: size('100MiB'),
+    })
+    .transform((v, ctx): SshSettings => {
+      const agentSocket = v.agent === true ? env.SSH_AUTH_SOCK : v.agent === false ? undefined : resolve(baseDir, v.agent);
+      if (v.agent === true && !agentSocket) {
+        ctx.addIssue({ code: 'custom', path: ['agent'], message: 'ssh.agent is true but SSH_AUTH_SOCK is not set (give a socket path or a private_key_file)' });
+      }
+      return {
+        user: v.user,
+        privateKeyFile: v.private_key_file,
+        agent: v.agent,
+        agentSocket,
+        port: v.port,
+        connectTimeoutMs: v.connect_timeout,
+        commandTimeoutMs: v.command_timeout,
+        window: v.window,
+        maxChannelsPerHost: v.max_channels_per_host,
+        idleCloseMs: v.idle_close,
+        keepaliveIntervalMs: v.keepalive_interval,
+        maxOutputBytes: v.max_output_bytes,
+        killGraceMs: v.kill_grace,
+        maxTransferBytes: v.max_transfer_bytes,
+      };
+    })
+    .prefault({});
+
+  const redis = z
+    .strictObject({
+      url: z
+        .string()
+        .default('redis://127.0.0.1:6379')
+        .refine((u) => URL.canParse(u) && /^rediss?:$/.test(new URL(u).protocol), 'expected a redis:// or rediss:// URL')
+        .refine((u) => !URL.canParse(u) || new URL(u).password === '', 'the URL must not contain a password; use redis.password_env or redis.password_file'),
+      prefix: z.string().regex(/^[A-Za-z0-9_.:-]+$/, 'expected a key prefix of letters, digits and . _ : -').default('castellan'),
+      password_env: envName.optional(),
+      password_file: path.optional(),
+    })
+    .transform((v, ctx): RedisSettings => ({ url: v.url, prefix: v.prefix, password: secretRef(v.password_env, v.password_file, 'password', ctx) }))
+    .prefault({});
+
+  const server = z
+    .strictObject({
+      listen: z
+        .string()
+        .regex(/^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$/, 'expected host:port (e.g. 127.0.0.1:8080 or [::1]:8080)')
+        .default('127.0.0.1:8080'),
+      public_url: httpUrl.optional(),
+      allowed_origins: z.array(httpUrl).default([]),
+    })
+    .transform((v, ctx): ServerSettings => {
+      const colon = v.listen.lastIndexOf(':');
+      const host = v.listen.slice(0, colon).replace(/^\[(.*)\]$/, '$1') || '0.0.0.0';
+      const port = Number(v.listen.slice(colon + 1));
+      if (port < 0 || port > 65535) ctx.addIssue({ code: 'custom', path: ['listen'], message: 'expected a port 0-65535 (0: any free port)', input: v.listen });
+      const publicUrl = v.public_url ?? `http://${v.listen.startsWith(':') ? `127.0.0.1${v.listen}` : v.listen}`;
+      const origins = [new URL(publicUrl).origin, ...v.allowed_origins.map((o) => new URL(o).origin)];
+      return { listen: { host, port }, publicUrl, allowedOrigins: [...new Set(origins)] };
+    })
+    .prefault({});
+
+  const slack = z
+    .strictObject({
+      socket_mode: z.boolean().default(false),
+      approvals_channel: z.string().min(1).optional(),
+      signing_secret_env: envName.optional(),
+      signing_secret_file: path.optional(),
+      bot_token_env: envName.optional(),
+      bot_token_file: path.optional(),
+      app_token_env: envName.optional(),
+      app_token_file: path.optional(),
+    })
+    .transform((v, ctx): SlackSettings => {
+      const signingSecret = secretRef(v.signing_secret_env, v.signing_secret_file, 'signing_secret', ctx);
+      const botToken = secretRef(v.bot_token_env, v.bot_token_file, 'bot_token', ctx);
+      const appToken = secretRef(v.app_token_env, v.app_token_file, 'app_token', ctx);
+      if (!botToken) ctx.addIssue({ code: 'custom', path: ['bot_token_env'], message: 'missing: give bot_token_env or bot_token_file' });
+      if (v.socket_mode && !appToken) ctx.addIssue({ code: 'custom', path: ['app_token_env'], message: 'socket_mode needs app_token_env or app_token_file' });
+      if (!v.socket_mode && !signingSecret) {
+        ctx.addIssue({ code: 'custom', path: ['signing_secret_env'], message: 'HTTP mode needs signing_secret_env or signing_secret_file (or set socket_mode: true)' });
+      }
+      // Without a bot token an issue was added above and parsing fails; the placeholder is never seen.
+      return { socketMode: v.socket_mode, approvalsChannel: v.approvals_channel, signingSecret, botToken: botToken ?? { kind: 'env', name: '' }, appToken };
+    })
+    .optional();
+
+  const oidc = z
+    .strictObject({
+      issuer: httpUrl,
+      client_id: z.string().min(1),
+      client_secret_env: envName.optional(),
+      client_secret_file: path.optional(),
+      audience: z.string().min(1).optional(),
+      scopes: z.array(z.string().min(1)).default(['openid', 'profile', 'email', 'groups']),
+      token_format: z.enum(TOKEN_FORMATS).default('auto'),
+      groups_from: z.enum(GROUP_SOURCES).default('token'),
+    })
+    .transform((v, ctx) => ({
+      issuer: v.issuer,
+      clientId: v.client_id,
+      clientSecret: secretRef(v.client_secret_env, v.client_secret_file, 'client_secret', ctx),
+      audience: v.audience,
+      scopes: v.scopes,
+      tokenFormat: v.token_format,
+      groupsFrom: v.groups_from,
+    }))
+    .optional();
+
+  const groupList = z.array(z.string().min(1)).default([]);
+  const roleShape = Object.fromEntries(ROLES.map((r) => [r, groupList])) as Record<Role, typeof groupList>;
+  const auth = z
+    .strictObject({
+      oidc,
+      roles: z.strictObject(roleShape).prefault({}),
+      local_identity: z
+        .strictObject({
+          subject: z.string().min(1).default('local-admin'),
+          display_name: z.string().min(1).default('Local admin'),
+          groups: groupList,
+        })
+        .transform((v): LocalIdentitySettings => ({ subject: v.subject, displayName: v.display_name, groups: v.groups }))
+        .prefault({}),
+    })
+    .prefault({});
+
+  const originList = z.array(z.enum(['cli', 'mcp', 'slack', 'dashboard']));
+  const policy = z
+    .strictObject({
+      read_only: z.boolean().default(false),
+      approvals: z
+        .strictObject({ required: count(1, 1), allow_self_approval: z.boolean().default(false), expiry: duration('15m') })
+        .prefault({}),
+      require_approval: z
+        .strictObject({ read: originList.optional(), change: originList.optional(), destructive: originList.min(1, 'destructive tools always need approval from somewhere: list at least one origin').optional() })
+        .prefault({}),
+    })
+    .transform(
+      (v): PolicySettings => ({
+        readOnly: v.read_only,
+        requireApproval: Object.fromEntries(Object.entries(v.require_approval).filter(([, o]) => o !== undefined)),
+        approvals: { required: v.approvals.required, allowSelfApproval: v.approvals.allow_self_approval, expiryMs: v.approvals.expiry },
+      }),
+    )
+    .prefault({});
+
+  const jobs = z
+    .strictObject({
+      wait_budget: duration('45s'),
+      default_timeout: duration('30m'),
+      retention: z
+        .strictObject({ completed_age: duration('7d'), completed_count: count(0, 1000), failed_age: duration('30d'), failed_count: count(0, 5000) })
+        .prefault({}),
+      worker: z
+        .strictObject({ concurrency: count(1, 16), lock_duration: duration('30s'), stalled_interval: duration('30s'), shutdown_grace: duration('25s') })
+        .prefault({}),
+      files_root: path.optional(),
+    })
+    .transform(
+      (v): JobSettings => ({
+        waitBudgetMs: v.wait_budget,
+        defaultTimeoutMs: v.default_timeout,
+        retention: {
+          completedAgeMs: v.retention.completed_age,
+          completedCount: v.retention.completed_count,
+          failedAgeMs: v.retention.failed_age,
+          failedCount: v.retention.failed_count,
+        },
+        worker: {
+          concurrency: v.worker.concurrency,
+          lockDurationMs: v.worker.lock_duration,
+          stalledIntervalMs: v.worker.stalled_interval,
+          shutdownGraceMs: v.worker.shutdown_grace,
+        },
+        filesRoot: v.files_root ?? resolve(baseDir, 'files'),
+      }),
+    )
+    .prefault({});
+
+  return z
+    .strictObject({
+      inventory: z.union([path, z.array(path).min(1)]),
+      known_hosts: path,
+      ssh,
+      redis,
+      server,
+      slack,
+      auth,
+      policy,
+      jobs,
+      audit: z.strictObject({ file: path.optional() }).prefault({}),
+      log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
+    })
+    .transform(
+      (v): Settings => ({
+        inventory: Array.isArray(v.inventory) ? v.inventory : [v.inventory],
+        knownHosts: v.known_hosts,
+        ssh: v.ssh,
+        redis: v.redis,
+        server: v.server,
+        slack: v.slack,
+        auth: {
+          oidc: v.auth.oidc ? { ...v.auth.oidc, audience: v.auth.oidc.audience ?? v.server.publicUrl } : undefined,
+          roles: v.auth.roles,
+          localIdentity: v.auth.local_identity,
+        },
+        policy: v.policy,
+        jobs: v.jobs,
+        audit: { file: v.audit.file },
+        log: { level: v.log.level },
+      }),
+    );
+}

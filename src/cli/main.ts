@@ -1,0 +1,297 @@
+// `castellan`: the operators' CLI. Every operation goes through the same pipeline as MCP and
+// Slack (typed tool → policy → job → SSH → folded result → audit). Live progress goes to
+// stderr, results to stdout, and the exit code says how it went (see render.ts).
+import { Command, CommanderError } from 'commander';
+import { catalogue, getTool, helpText, parseToolWords } from '../../tools/index.js';
+import { CastellanError, errorMessage } from '../errors.js';
+import { runCopy } from './copy.js';
+import { openLocal, type JobClient } from './local.js';
+import { exitCodeFor, progressLine, renderJobLine, renderPlan, renderResult, renderSummary } from './render.js';
+import { readStdin, readTextFile, scriptLines } from './stdin.js';
+
+interface GlobalOptions {
+  config?: string;
+  json?: boolean;
+  wait?: boolean;
+  verbose?: boolean;
+  idempotencyKey?: string;
+}
+
+const program = new Command();
+program
+  .name('castellan')
+  .description('Typed, authenticated, audited cluster operations over SSH: the CLI front end.')
+  .option('-c, --config <file>', 'castellan.yaml (default: $CASTELLAN_CONFIG, ./castellan.yaml, ./.castellan/castellan.yaml)')
+  .option('--json', 'print the job record as JSON on stdout')
+  .option('--no-wait', 'submit and print the job id without waiting for the result')
+  .option('--idempotency-key <key>', 'the same key again returns the same job instead of a new one')
+  .option('-v, --verbose', 'debug logs on stderr')
+  .showHelpAfterError()
+  .exitOverride();
+
+const globals = (): GlobalOptions => program.opts<GlobalOptions>();
+
+async function withClient<T>(fn: (client: JobClient) => Promise<T>): Promise<T> {
+  const { client } = await openLocal(globals().config, Boolean(globals().verbose));
+  try {
+    return await fn(client);
+  } finally {
+    await client.close();
+  }
+}
+
+/** Submit a tool call, follow its progress, print the result; returns the exit code. */
+export async function runTool(client: JobClient, tool: string, input: unknown): Promise<number> {
+  const g = globals();
+  const { job, duplicate } = await client.submit(tool, input, g.idempotencyKey);
+  if (duplicate) process.stderr.write(`» same idempotency key as job ${job.id}: not submitted again\n`);
+  if (job.state === 'awaiting_approval') {
+    process.stderr.write(`${renderPlan(job)}\n» job ${job.id} awaits ${job.approvalsRequired} approval(s): castellan approve ${job.id}  (or deny / cancel)\n`);
+  }
+  if (g.wait === false) {
+    process.stdout.write(g.json ? JSON.stringify(job, null, 2) + '\n' : `${job.id}\n`);
+    return exitCodeFor(job.state);
+  }
+  // First Ctrl-C cancels the job (like ^C on ssh); a second one stops waiting.
+  const stopWaiting = new AbortController();
+  let interrupts = 0;
+  const onSigint = (): void => {
+    interrupts += 1;
+    if (interrupts === 1) {
+      process.stderr.write(`\n» cancelling job ${job.id} (Ctrl-C again to stop waiting)\n`);
+      client.cancel(job.id, 'interrupted from the terminal').catch((err: unknown) => process.stderr.write(`» ${errorMessage(err)}\n`));
+    } else stopWaiting.abort();
+  };
+  process.on('SIGINT', onSigint);
+  const queuedHint = setTimeout(() => {
+    void client.get(job.id).then((j) => {
+      if (j.state === 'queued') process.stderr.write("» still queued: is a worker running? ('castellan up', 'castellan serve' or 'castellan worker')\n");
+    }).catch(() => undefined);
+  }, 3000);
+  try {
+    const waitMs = job.state === 'awaiting_approval' ? Math.max(0, (job.expiresAt ?? Date.now()) - Date.now()) + 60_000 : job.timeoutMs + 60_000;
+    const final = await client.wait(job.id, waitMs, (e) => {
+      const line = progressLine(e);
+      if (line) process.stderr.write(line + '\n');
+    }, stopWaiting.signal);
+    printFinal(final, g.json);
+    return exitCodeFor(final.state);
+  } finally {
+    clearTimeout(queuedHint);
+    process.off('SIGINT', onSigint);
+  }
+}
+
+function printFinal(job: Awaited<ReturnType<JobClient['get']>>, json: boolean | undefined): void {
+  if (json) {
+    process.stdout.write(JSON.stringify(job, null, 2) + '\n');
+    return;
+  }
+  process.stdout.write(renderResult(job));
+  process.stderr.write(renderSummary(job) + '\n');
+}
+
+function toolInput(toolName: string, words: readonly string[]): unknown {
+  const tool = getTool(toolName);
+  const parsed = parseToolWords(tool, words);
+  if (!parsed.ok) throw new CastellanError('invalid_input', `${toolName}: ${parsed.message}\n(see 'castellan help ${toolName}')`, parsed.issues[0]?.field);
+  return parsed.raw;
+}
+
+/** exec's options (--as-root, --timeout…) for the stdin forms; the command itself comes from stdin or a file. */
+function execOptions(targets: string, extra: readonly string[]): Record<string, unknown> {
+  const parsed = toolInput('exec', [targets, ...extra, '--command', 'true']) as Record<string, unknown>;
+  const { command: _ignored, ...rest } = parsed;
+  return rest;
+}
+
+async function runWords(toolName: string, words: readonly string[]): Promise<number> {
+  const input = toolInput(toolName, words);
+  return withClient((client) => runTool(client, toolName, input));
+}
+
+// --- operations with their own shape -------------------------------------------------
+program
+  .command('pipe')
+  .description('Run each stdin line as a command on the hosts (# comments and blank lines skipped)')
+  .argument('<targets>')
+  .allowUnknownOption()
+  .allowExcessArguments()
+  .action(async (targets: string, _o: unknown, cmd: Command) => {
+    const lines = scriptLines(await readStdin());
+    finish(await runInput('exec', { ...execOptions(targets, cmd.args.slice(1)), lines }));
+  });
+
+program
+  .command('heredoc')
+  .description('Run stdin as one shell script on the hosts')
+  .argument('<targets>')
+  .allowUnknownOption()
+  .allowExcessArguments()
+  .action(async (targets: string, _o: unknown, cmd: Command) => {
+    const script = await readStdin();
+    finish(await runInput('exec', { ...execOptions(targets, cmd.args.slice(1)), script }));
+  });
+
+program
+  .command('batch')
+  .description('Run each line of a script file as a command on the hosts (default targets: all)')
+  .argument('<script>')
+  .argument('[targets]', 'target expression', 'all')
+  .allowUnknownOption()
+  .allowExcessArguments()
+  .action(async (script: string, targets: string, _o: unknown, cmd: Command) => {
+    const lines = scriptLines(await readTextFile(script));
+    finish(await runInput('exec', { ...execOptions(targets, cmd.args.slice(2)), lines }));
+  });
+
+program
+  .command('cp')
+  .description('Copy files with node:path syntax: cp ./f k8s_worker:/etc/f | cp node01:/etc/f ./dir | cp node01:/etc/f node02,node03:/etc/f')
+  .argument('<source>')
+  .argument('<destination>')
+  .option('--mode <octal>', 'file mode for uploads, e.g. 0644')
+  .action(async (source: string, destination: string, opts: { mode?: string }) => {
+    finish(await withClient((client) => runCopy(client, source, destination, opts.mode, (tool, input) => runTool(client, tool, input))));
+  });
+
+program
+  .command('list-groups')
+  .description('Inventory groups and their hosts (no SSH)')
+  .action(async () => finish(await runWords('list_groups', [])));
+
+program
+  .command('list-nodes')
+  .description('Inventory hosts with address, groups and labels (no SSH)')
+  .argument('[targets]')
+  .action(async (targets: string | undefined) => finish(await runWords('list_nodes', targets ? [targets] : [])));
+
+// --- jobs ---------------------------------------------------------------------------
+program
+  .command('jobs')
+  .description('Recent jobs, newest first')
+  .option('--state <state>', 'only jobs in this state')
+  .option('--limit <n>', 'how many', '20')
+  .action(async (opts: { state?: string; limit: string }) => {
+    await withClient(async (client) => {
+      const jobs = await client.list({ limit: Number(opts.limit), state: opts.state });
+      if (globals().json) process.stdout.write(JSON.stringify(jobs, null, 2) + '\n');
+      else for (const j of jobs) process.stdout.write(renderJobLine(j) + '\n');
+    });
+    finish(0);
+  });
+
+program
+  .command('job')
+  .description('One job: status, plan, folded output (--log for its event log)')
+  .argument('<id>')
+  .option('--log', 'print the event log')
+  .action(async (id: string, opts: { log?: boolean }) => {
+    const code = await withClient(async (client) => {
+      const job = await client.get(id);
+      if (globals().json) {
+        process.stdout.write(JSON.stringify(job, null, 2) + '\n');
+        return exitCodeFor(job.state);
+      }
+      process.stdout.write(`${renderSummary(job)}\n${renderPlan(job)}\n`);
+      if (job.votes.length) process.stdout.write(job.votes.map((v) => `  ${v.decision} by ${v.displayName} via ${v.origin} at ${v.at}${v.reason ? `: ${v.reason}` : ''}`).join('\n') + '\n');
+      process.stdout.write(renderResult(job));
+      if (opts.log) {
+        for (const e of await client.events(id)) {
+          const line = progressLine(e, process.stdout);
+          if (line) process.stdout.write(`${new Date(e.at).toISOString()} ${line}\n`);
+        }
+      }
+      return exitCodeFor(job.state);
+    });
+    finish(code);
+  });
+
+for (const verb of ['approve', 'deny', 'cancel'] as const) {
+  program
+    .command(verb)
+    .description(`${verb[0]!.toUpperCase()}${verb.slice(1)} a job`)
+    .argument('<id>')
+    .option('--reason <text>', 'recorded in the audit trail')
+    .action(async (id: string, opts: { reason?: string }) => {
+      const job = await withClient((client) => client[verb](id, opts.reason));
+      process.stdout.write(`${renderSummary(job)}\n`);
+      finish(0);
+    });
+}
+
+// --- help ---------------------------------------------------------------------------
+program
+  .command('help')
+  .description('List the tools, or show one tool\'s parameters')
+  .argument('[tool]')
+  .action((tool: string | undefined) => {
+    if (tool) process.stdout.write(helpText(getTool(tool.replaceAll('-', '_'))) + '\n');
+    else {
+      process.stdout.write(program.helpInformation() + '\nTools (castellan <tool> [targets] [--param value]; castellan run <tool> …; castellan help <tool>):\n');
+      for (const t of catalogue) process.stdout.write(`  ${t.name.padEnd(18)} ${t.risk.padEnd(12)} ${t.title}\n`);
+    }
+    finish(0);
+  });
+
+async function runInput(tool: string, input: unknown): Promise<number> {
+  return withClient((client) => runTool(client, tool, input));
+}
+
+/** Errors that mean "what you typed is wrong" (exit 64, EX_USAGE). */
+const USAGE_ERRORS = new Set(['UnknownToolError', 'ToolInputError', 'InvalidInputError', 'TargetError', 'NodeSetError', 'QuotingError']);
+
+/** Index of the command word, skipping global options and their values. */
+function firstWordIndex(args: readonly string[]): number {
+  const withValue = new Set(['-c', '--config', '--idempotency-key']);
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (withValue.has(a)) i += 1;
+    else if (!a.startsWith('-')) return i;
+  }
+  return -1;
+}
+
+function finish(code: number): void {
+  process.exitCode = code;
+}
+
+// Commands added by other modules (server, lab, hosts, up, mcp) register here.
+const extensions = await import('./commands.js');
+extensions.register(program, { globals, withClient, runTool });
+
+// Any catalogue tool is also a command: `castellan ping all`, `castellan service_status web --unit nginx`.
+const toolNames = new Set(catalogue.map((t) => t.name));
+const argv = process.argv.slice(2);
+const firstCommand = firstWordIndex(argv);
+const verb = firstCommand >= 0 ? argv[firstCommand]!.replaceAll('-', '_') : undefined;
+const isToolVerb = verb !== undefined && toolNames.has(verb) && !program.commands.some((c) => c.name() === argv[firstCommand]);
+// `run <tool> …` and tool verbs keep their raw words (commander would swallow the `--` that
+// separates exec's command from Castellan's options).
+const isRun = argv[firstCommand] === 'run';
+
+try {
+  if (isRun) {
+    program.parseOptions(argv.slice(0, firstCommand));
+    const tool = argv[firstCommand + 1];
+    if (!tool) throw new CastellanError('invalid_input', "run: which tool? (see 'castellan help')");
+    finish(await runWords(tool.replaceAll('-', '_'), argv.slice(firstCommand + 2)));
+  } else if (isToolVerb) {
+    // Parse the global options that come before the tool name, then hand the rest over.
+    program.parseOptions(argv.slice(0, firstCommand));
+    finish(await runWords(verb, argv.slice(firstCommand + 1)));
+  } else {
+    await program.parseAsync(process.argv);
+  }
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exitCode = err.exitCode === 0 ? 0 : 64;
+  } else if (err instanceof CastellanError) {
+    process.stderr.write(`castellan: ${err.message}\n`);
+    process.exitCode = err.exitCode;
+  } else {
+    const name = (err as { name?: string }).name ?? '';
+    process.stderr.write(`castellan: ${errorMessage(err)}\n`);
+    process.exitCode = name === 'ConfigError' ? 78 : USAGE_ERRORS.has(name) ? 64 : 70;
+  }
+}

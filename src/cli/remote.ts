@@ -1,0 +1,262 @@
+// The CLI's remote mode: the same job operations as the local JobService, over Castellan's
+// HTTP API (`castellan --server URL …`). Requests carry the operator's OIDC access token and
+// `X-Castellan-Client: cli`, so jobs are recorded with origin `cli`. Errors come back as
+// CastellanErrors with the server's code and message, so the CLI prints and exits the same
+// way in both modes.
+import { readFile } from 'node:fs/promises';
+import type { StampedEvent, JobEvent } from '../../queues/events.js';
+import type { JobState } from '../../queues/states.js';
+import { CastellanError, ERROR_CODES, type ErrorCode } from '../errors.js';
+import type { EventView, JobView, OutputPage } from '../http/job-view.js';
+
+export const TOKEN_ENV = 'CASTELLAN_TOKEN';
+
+export interface RemoteClientOptions {
+  /** Castellan's base URL, e.g. https://castellan.example (the API is under /api/v1). */
+  readonly server: string;
+  /** OIDC access token for Castellan's audience. Sent only to `server`. */
+  readonly token: string;
+  /** Per-request time limit (default 30 s). */
+  readonly timeoutMs?: number;
+  /** Plain http to a non-loopback host would expose the token; refused unless set. */
+  readonly allowInsecure?: boolean;
+  readonly fetch?: typeof fetch;
+}
+
+/** One tool as the server lists it for this caller. */
+export interface RemoteTool {
+  readonly name: string;
+  readonly title: string;
+  readonly description: string;
+  readonly risk: 'read' | 'change' | 'destructive';
+  readonly approval_required: boolean;
+  readonly annotations: Record<string, unknown>;
+  readonly input_schema: Record<string, unknown>;
+  readonly output_schema?: Record<string, unknown>;
+}
+
+export interface EventPage {
+  readonly job_id: string;
+  readonly state: JobState;
+  readonly events: readonly EventView[];
+  /** Pass as `after` to get the next page. */
+  readonly next_after: string;
+  readonly more: boolean;
+}
+
+export interface FollowOptions {
+  readonly onEvent?: (event: StampedEvent) => void;
+  /** Poll interval while nothing new arrives (default 500 ms). */
+  readonly intervalMs?: number;
+  /** Give up (returning the job as it is) after this long; default: follow to the end. */
+  readonly timeoutMs?: number;
+  readonly signal?: AbortSignal;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
+const FINAL: ReadonlySet<JobState> = new Set(['succeeded', 'failed', 'partially_failed', 'cancelled', 'denied', 'expired', 'interrupted']);
+
+/**
+ * The token for remote mode: `$CASTELLAN_TOKEN`, else the file given (first line, e.g. written
+ * by a login helper). Never taken from a command-line argument, where `ps` would show it.
+ */
+export async function remoteToken(options: { readonly tokenFile?: string | undefined; readonly env?: NodeJS.ProcessEnv } = {}): Promise<string> {
+  const fromEnv = (options.env ?? process.env)[TOKEN_ENV]?.trim();
+  if (fromEnv) return fromEnv;
+  if (options.tokenFile !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(options.tokenFile, 'utf8');
+    } catch (error) {
+      throw new CastellanError('unauthenticated', `cannot read the token file ${options.tokenFile} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    const token = text.split('\n')[0]?.trim();
+    if (token) return token;
+    throw new CastellanError('unauthenticated', `the token file ${options.tokenFile} is empty`);
+  }
+  throw new CastellanError('unauthenticated', `remote mode needs an access token: set ${TOKEN_ENV} or give a token file`);
+}
+
+function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ERROR_CODES, code);
+}
+
+function codeForStatus(status: number): ErrorCode {
+  if (status === 401) return 'unauthenticated';
+  if (status === 403) return 'forbidden';
+  if (status === 404) return 'not_found';
+  if (status === 409) return 'conflict';
+  if (status === 400 || status === 413) return 'invalid_input';
+  if (status === 503) return 'unavailable';
+  return 'internal';
+}
+
+export class RemoteClient {
+  private readonly base: URL;
+  private readonly token: string;
+  private readonly timeoutMs: number;
+  private readonly fetch: typeof fetch;
+
+  constructor(options: RemoteClientOptions) {
+    let base: URL;
+    try {
+      base = new URL(options.server);
+    } catch {
+      throw new CastellanError('invalid_input', `--server: '${options.server}' is not a URL (expected e.g. https://castellan.example)`, 'server');
+    }
+    if (base.protocol !== 'https:' && base.protocol !== 'http:') {
+      throw new CastellanError('invalid_input', `--server: expected an http(s) URL, got ${base.protocol}`, 'server');
+    }
+    if (base.protocol === 'http:' && !LOOPBACK.has(base.hostname) && options.allowInsecure !== true) {
+      throw new CastellanError('invalid_input', `--server: refusing to send an access token over plain http to ${base.host}; use https`, 'server');
+    }
+    if (options.token.trim() === '' || /\s/.test(options.token.trim())) {
+      throw new CastellanError('unauthenticated', 'the access token is empty or contains whitespace');
+    }
+    this.base = new URL(base.pathname.endsWith('/') ? base.href : `${base.href}/`);
+    this.token = options.token.trim();
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.fetch = options.fetch ?? fetch;
+  }
+
+  private async request<T>(method: 'GET' | 'POST', path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    const url = new URL(`api/v1/${path}`, this.base);
+    const timeout = AbortSignal.timeout(this.timeoutMs);
+    let response: Response;
+    try {
+      response = await this.fetch(url, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.token}`,
+          accept: 'application/json',
+          'x-castellan-client': 'cli',
+          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+        },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+        redirect: 'error',
+      });
+    } catch (error) {
+      const reason = timeout.aborted ? `no answer within ${this.timeoutMs} ms` : (error as Error).message;
+      throw new CastellanError('unavailable', `cannot reach Castellan at ${this.base.origin}: ${reason}`);
+    }
+    const text = await response.text();
+    let parsed: unknown;
+    try {
+      parsed = text === '' ? undefined : JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    if (response.ok) return parsed as T;
+    throw this.errorFrom(response, parsed);
+  }
+
+  private errorFrom(response: Response, body: unknown): CastellanError {
+    const apiError = (body as { error?: unknown } | undefined)?.error;
+    if (apiError !== null && typeof apiError === 'object') {
+      const e = apiError as { code?: unknown; message?: unknown; field?: unknown };
+      const code = isErrorCode(e.code) ? e.code : codeForStatus(response.status);
+      return new CastellanError(code, typeof e.message === 'string' ? e.message : `HTTP ${response.status}`, typeof e.field === 'string' ? e.field : undefined);
+    }
+    // The bearer gate answers in RFC 6750 form: { error: "invalid_token", error_description }.
+    const description = (body as { error_description?: unknown } | undefined)?.error_description;
+    const detail = typeof description === 'string' ? description : `HTTP ${response.status} ${response.statusText}`;
+    const hint = response.status === 401 ? ` (log in again and set ${TOKEN_ENV})` : '';
+    return new CastellanError(codeForStatus(response.status), `${detail}${hint}`);
+  }
+
+  async tools(): Promise<RemoteTool[]> {
+    return (await this.request<{ tools: RemoteTool[] }>('GET', 'tools')).tools;
+  }
+
+  /** Submit a tool call; the job may be awaiting approval, queued or (for retries) already done. */
+  async submit(request: { tool: string; input?: Record<string, unknown>; idempotencyKey?: string }): Promise<{ job: JobView; duplicate: boolean }> {
+    return this.request('POST', 'jobs', {
+      tool: request.tool,
+      input: request.input ?? {},
+      ...(request.idempotencyKey !== undefined ? { idempotency_key: request.idempotencyKey } : {}),
+    });
+  }
+
+  async get(jobId: string): Promise<JobView> {
+    return (await this.request<{ job: JobView }>('GET', `jobs/${encodeURIComponent(jobId)}`)).job;
+  }
+
+  async list(options: { limit?: number; offset?: number; state?: JobState } = {}): Promise<JobView[]> {
+    const query = new URLSearchParams();
+    if (options.limit !== undefined) query.set('limit', String(options.limit));
+    if (options.offset !== undefined) query.set('offset', String(options.offset));
+    if (options.state !== undefined) query.set('state', options.state);
+    const qs = query.toString();
+    return (await this.request<{ jobs: JobView[] }>('GET', `jobs${qs ? `?${qs}` : ''}`)).jobs;
+  }
+
+  async events(jobId: string, after = '0', limit = 500, signal?: AbortSignal): Promise<EventPage> {
+    const query = new URLSearchParams({ after, limit: String(limit) });
+    return this.request('GET', `jobs/${encodeURIComponent(jobId)}/events?${query.toString()}`, undefined, signal);
+  }
+
+  async output(jobId: string, options: { offset?: number; limit?: number; maxChars?: number } = {}): Promise<OutputPage> {
+    const query = new URLSearchParams();
+    if (options.offset !== undefined) query.set('offset', String(options.offset));
+    if (options.limit !== undefined) query.set('limit', String(options.limit));
+    if (options.maxChars !== undefined) query.set('max_chars', String(options.maxChars));
+    const qs = query.toString();
+    return this.request('GET', `jobs/${encodeURIComponent(jobId)}/output${qs ? `?${qs}` : ''}`);
+  }
+
+  async approve(jobId: string, reason?: string): Promise<JobView> {
+    return this.decide(jobId, 'approve', reason);
+  }
+
+  async deny(jobId: string, reason?: string): Promise<JobView> {
+    return this.decide(jobId, 'deny', reason);
+  }
+
+  async cancel(jobId: string, reason?: string): Promise<JobView> {
+    return this.decide(jobId, 'cancel', reason);
+  }
+
+  private async decide(jobId: string, action: 'approve' | 'deny' | 'cancel', reason?: string): Promise<JobView> {
+    const body = reason !== undefined ? { reason } : {};
+    return (await this.request<{ job: JobView }>('POST', `jobs/${encodeURIComponent(jobId)}/${action}`, body)).job;
+  }
+
+  /**
+   * Poll the job's event log, handing each event to `onEvent` in order, until the job ends
+   * (or `timeoutMs` passes, or `signal` aborts). Returns the job as it is then.
+   */
+  async follow(jobId: string, options: FollowOptions = {}): Promise<JobView> {
+    const interval = options.intervalMs ?? 500;
+    const deadline = options.timeoutMs !== undefined ? Date.now() + options.timeoutMs : Infinity;
+    let after = '0';
+    let endedPolls = 0;
+    for (;;) {
+      const page = await this.events(jobId, after, 500, options.signal);
+      let sawEnd = false;
+      for (const e of page.events) {
+        const event = e.event as unknown as JobEvent;
+        if (event.type === 'state' && FINAL.has(event.state)) sawEnd = true;
+        options.onEvent?.({ id: e.id, at: Date.parse(e.at), event });
+      }
+      after = page.next_after;
+      // The record turns final a moment before its last event is written: poll once more for it.
+      if (FINAL.has(page.state) && !page.more && (sawEnd || ++endedPolls > 1)) break;
+      if (options.signal?.aborted || Date.now() >= deadline) break;
+      if (!page.more) await sleep(interval, options.signal);
+    }
+    return this.get(jobId);
+  }
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}

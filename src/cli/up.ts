@@ -1,0 +1,118 @@
+// `castellan up`: the embedded default. Starts, on loopback only, a private redis-server
+// (own port and data dir, AOF on), a lab of real sshd nodes, the lab OIDC provider with demo
+// users, the HTTP server and a worker; writes a ready castellan.yaml; prints how to try it;
+// and on SIGINT/SIGTERM stops everything it started, leaving no process behind.
+import { randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+import { loadConfig } from '../../config/load.js';
+import { LAB_ROLES, LAB_USERS, startLabOidc, type LabOidc } from '../lab/oidc.js';
+import { startRedis, type PrivateRedis } from '../lab/redis.js';
+import { labUp, type Lab } from '../lab/sshd-lab.js';
+import { findFreePort } from '../lab/net.js';
+import { createRuntime, type Runtime } from '../runtime.js';
+import { CastellanError, errorMessage } from '../errors.js';
+import { untilSignal } from './commands.js';
+
+export interface UpOptions {
+  readonly dir: string;
+  readonly nodes: number;
+  readonly port: number;
+}
+
+export async function runUp(options: UpOptions): Promise<void> {
+  if (!Number.isInteger(options.nodes) || options.nodes < 1 || options.nodes > 200) throw new CastellanError('invalid_input', '--nodes: expected an integer from 1 to 200');
+  if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535) throw new CastellanError('invalid_input', '--port: expected a TCP port');
+  const dir = resolve(options.dir);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const port = (await findFreePort('127.0.0.1', options.port).catch(() => undefined)) === options.port ? options.port : await findFreePort('127.0.0.1');
+  if (port !== options.port) process.stderr.write(`» port ${options.port} is busy: using ${port}\n`);
+  const publicUrl = `http://127.0.0.1:${port}`;
+
+  const started: Array<{ name: string; stop: () => Promise<void> }> = [];
+  const stopAll = async (): Promise<void> => {
+    for (const s of started.reverse()) {
+      try {
+        await s.stop();
+      } catch (err) {
+        process.stderr.write(`» stopping ${s.name}: ${errorMessage(err)}\n`);
+      }
+    }
+  };
+
+  try {
+    const redis: PrivateRedis = await startRedis({ dir: join(dir, 'redis') });
+    started.push({ name: 'redis', stop: () => redis.stop() });
+    const lab: Lab = await labUp({ nodes: options.nodes, dir: join(dir, 'lab'), redisUrl: redis.url });
+    started.push({ name: 'lab', stop: () => lab.down() });
+    const clientSecret = randomBytes(24).toString('base64url');
+    await writeFile(join(dir, 'oidc-client-secret'), clientSecret, { mode: 0o600 });
+    const oidc: LabOidc = await startLabOidc({ resource: publicUrl, accessTokenFormat: 'opaque', castellanClientSecret: clientSecret });
+    started.push({ name: 'oidc', stop: () => oidc.stop() });
+    await mkdir(join(dir, 'files'), { recursive: true });
+
+    const configFile = join(dir, 'castellan.yaml');
+    await writeFile(configFile, embeddedConfig({ lab, redisUrl: redis.url, publicUrl, port, issuer: oidc.issuer }), { mode: 0o600 });
+    const config = await loadConfig(configFile);
+    const runtime: Runtime = await createRuntime(config, { mode: 'all' });
+    started.push({ name: 'castellan', stop: () => runtime.close() });
+    const { startServer } = await import('../server.js');
+    const server = await startServer(runtime, {});
+    started.splice(started.length - 1, 0, { name: 'server', stop: () => server.close() });
+    await runtime.startWorker();
+
+    process.stdout.write(banner({ configFile, server: server.url, issuer: oidc.issuer, redis: redis.url, lab, dir }));
+    const sig = await untilSignal();
+    process.stderr.write(`\n» ${sig}: stopping everything castellan up started\n`);
+  } finally {
+    await stopAll();
+  }
+  process.stderr.write('» stopped\n');
+}
+
+function embeddedConfig(p: { lab: Lab; redisUrl: string; publicUrl: string; port: number; issuer: string }): string {
+  const doc = {
+    inventory: './lab/inventory.yaml',
+    known_hosts: './lab/known_hosts',
+    ssh: { user: p.lab.loginUser, private_key_file: './lab/id_ed25519', connect_timeout: '5s', command_timeout: '5m', window: 64 },
+    redis: { url: p.redisUrl, prefix: 'castellan' },
+    server: { listen: `127.0.0.1:${p.port}`, public_url: p.publicUrl },
+    auth: {
+      oidc: { issuer: p.issuer, client_id: 'castellan', client_secret_file: './oidc-client-secret', token_format: 'auto' },
+      roles: LAB_ROLES,
+      local_identity: { subject: 'local-admin', display_name: 'Local admin', groups: ['admins'] },
+    },
+    // A single-operator lab: the local admin may approve their own CLI requests. Approvals
+    // through an AI client (MCP) stay refused whatever this says.
+    policy: { read_only: false, approvals: { required: 1, allow_self_approval: true, expiry: '15m' } },
+    jobs: { wait_budget: '45s', files_root: './files' },
+    audit: { file: './audit.jsonl' },
+    log: { level: 'info' },
+  };
+  return `# Written by 'castellan up' for its embedded lab. Regenerated on every start.\n${stringify(doc)}`;
+}
+
+function banner(p: { configFile: string; server: string; issuer: string; redis: string; lab: Lab; dir: string }): string {
+  const users = LAB_USERS.map((u) => `${u.username} (${u.groups.join(', ') || 'no groups'})`).join(', ');
+  return [
+    '',
+    'Castellan is up (embedded default, loopback only).',
+    `  server      ${p.server}   (/mcp, /api/v1, /healthz, /metrics)`,
+    `  lab OIDC    ${p.issuer}   demo users: ${users}; password = <user>-lab-password`,
+    `  redis       ${p.redis}   (data in ${p.dir}/redis)`,
+    `  lab nodes   ${p.lab.nodes.map((n) => `${n.name}=${n.address}:${n.port}`).join(' ')}`,
+    `  config      ${p.configFile}`,
+    '',
+    'Try, in another terminal:',
+    `  export CASTELLAN_CONFIG=${p.configFile}`,
+    '  node bin/castellan.js ping all',
+    '  node bin/castellan.js uptime lab',
+    '  node bin/castellan.js exec odd -- uname -a        # destructive: waits for approval',
+    '  node bin/castellan.js approve <job id>             # in a third terminal',
+    '  node bin/castellan.js jobs',
+    '',
+    'Stop with Ctrl-C: everything started here is stopped.',
+    '',
+  ].join('\n');
+}

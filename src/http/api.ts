@@ -1,0 +1,216 @@
+// The HTTP JSON API under /api/v1: the same job operations as every other front end (submit,
+// status, log, approve, deny, cancel, list, the tool catalogue), for the CLI's remote mode and
+// the coming dashboard. It translates HTTP to JobService calls and CastellanErrors back to
+// HTTP; it decides nothing itself. JSON is parsed here, per router, never app-wide (the Slack
+// receiver mounted on the same app needs raw bodies).
+import express, { type ErrorRequestHandler, type Request, type RequestHandler } from 'express';
+import { z } from 'zod';
+import { visibleRisks } from '../../auth/policy.js';
+import type { Identity, Origin, Requester } from '../../auth/types.js';
+import type { ReplyAddress } from '../../queues/records.js';
+import { JOB_STATES } from '../../queues/states.js';
+import { annotations, inputJsonSchema, outputJsonSchema } from '../../tools/registry.js';
+import type { AnyTool } from '../../tools/registry.js';
+import { CastellanError } from '../errors.js';
+import type { Runtime } from '../runtime.js';
+import { eventView, jobView, outputPage } from './job-view.js';
+import { identityOf } from './resource-server.js';
+
+export const API_PREFIX = '/api/v1';
+/** Sent by `castellan --server …` so its requests are recorded with origin `cli`. */
+export const CLIENT_HEADER = 'x-castellan-client';
+const MAX_BODY = '256kb';
+
+export interface ApiOptions {
+  /** Bearer authentication (requireBearer), or a responder explaining why there is none. */
+  readonly authenticate: RequestHandler;
+}
+
+/** The JSON error body every API failure uses. */
+export interface ApiErrorBody {
+  readonly error: { readonly code: string; readonly message: string; readonly field?: string | undefined };
+}
+
+const submitBody = z
+  .object({
+    tool: z.string().min(1, { error: 'must name a tool' }),
+    input: z.record(z.string(), z.unknown()).optional(),
+    idempotency_key: z.string().optional(),
+  })
+  .strict();
+const decisionBody = z.object({ reason: z.string().max(1000).optional() }).strict();
+const listQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(200).optional(),
+  offset: z.coerce.number().int().min(0).max(100_000).optional(),
+  state: z.enum(JOB_STATES).optional(),
+});
+const eventsQuery = z.object({
+  after: z.string().regex(/^(0|\d{1,20}-\d{1,20})$/, { error: 'expected an event id like 1712345678901-0 (or 0 for the start)' }).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).optional(),
+});
+const outputQuery = z.object({
+  offset: z.coerce.number().int().min(0).optional(),
+  limit: z.coerce.number().int().min(1).max(500).optional(),
+  max_chars: z.coerce.number().int().min(100).max(1_000_000).optional(),
+});
+
+/** Parse with a zod schema; the first problem becomes an `invalid_input` naming its field. */
+function parse<S extends z.ZodType>(schema: S, value: unknown, where: string): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const field = issue?.path.map(String).join('.') ?? '';
+  const message =
+    issue?.code === 'unrecognized_keys' ? `unknown ${where} field(s): ${issue.keys.join(', ')}` : `${field || where}: ${issue?.message ?? 'invalid'}`;
+  throw new CastellanError('invalid_input', message, field || undefined);
+}
+
+function originOf(req: Request): Origin {
+  return req.get(CLIENT_HEADER)?.toLowerCase() === 'cli' ? 'cli' : 'dashboard';
+}
+
+function requesterOf(req: Request): Requester {
+  const identity = identityOf(req);
+  // requireBearer always sets it; reaching here without one is a wiring bug, not the caller's.
+  if (identity === undefined) throw new CastellanError('unauthenticated', 'no verified identity on this request');
+  return { ...identity, origin: originOf(req) };
+}
+
+function replyTo(origin: Origin): ReplyAddress {
+  return origin === 'cli' ? { kind: 'cli' } : { kind: 'dashboard' };
+}
+
+/** What a caller may see of the catalogue: the tools their roles may run, with schemas. */
+export function toolListing(tools: readonly AnyTool[], identity: Identity, runtime: Runtime, origin: Origin): Array<Record<string, unknown>> {
+  const risks = new Set(visibleRisks(identity, runtime.auth));
+  return tools
+    .filter((tool) => risks.has(tool.risk))
+    .map((tool) => {
+      const output = outputJsonSchema(tool);
+      return {
+        name: tool.name,
+        title: tool.title,
+        description: tool.description,
+        risk: tool.risk,
+        approval_required: runtime.auth.policy.requireApproval[tool.risk].includes(origin),
+        annotations: annotations(tool),
+        input_schema: inputJsonSchema(tool),
+        ...(output !== undefined ? { output_schema: output } : {}),
+      };
+    });
+}
+
+export function apiRouter(runtime: Runtime, options: ApiOptions): express.Router {
+  const { service } = runtime;
+  const router = express.Router();
+  router.use(options.authenticate);
+  router.use(express.json({ limit: MAX_BODY, strict: true }));
+
+  const jsonBody = (req: Request): unknown => {
+    if (!req.is('application/json')) {
+      throw new CastellanError('invalid_input', 'expected a JSON body with Content-Type: application/json');
+    }
+    return req.body as unknown;
+  };
+  const jobId = (req: Request): string => String(req.params['id'] ?? '');
+
+  router.get('/tools', (req, res) => {
+    const requester = requesterOf(req);
+    res.json({ tools: toolListing(runtime.ctx.tools.list(), requester, runtime, requester.origin) });
+  });
+
+  router.post('/jobs', async (req, res) => {
+    const requester = requesterOf(req);
+    const body = parse(submitBody, jsonBody(req), 'body');
+    const { job, duplicate } = await service.submit({
+      tool: body.tool,
+      input: body.input ?? {},
+      requester,
+      replyTo: replyTo(requester.origin),
+      idempotencyKey: body.idempotency_key,
+    });
+    res.status(202).location(`${req.baseUrl}/jobs/${job.id}`).json({ job: jobView(job), duplicate });
+  });
+
+  router.get('/jobs', async (req, res) => {
+    const requester = requesterOf(req);
+    const query = parse(listQuery, req.query, 'query');
+    const jobs = await service.list(requester, { limit: query.limit, offset: query.offset, state: query.state });
+    res.json({ jobs: jobs.map(jobView) });
+  });
+
+  router.get('/jobs/:id', async (req, res) => {
+    res.json({ job: jobView(await service.get(jobId(req), requesterOf(req))) });
+  });
+
+  router.get('/jobs/:id/events', async (req, res) => {
+    const query = parse(eventsQuery, req.query, 'query');
+    const limit = query.limit ?? 500;
+    const events = await service.events(jobId(req), requesterOf(req), query.after ?? '0', limit);
+    const job = await service.get(jobId(req), requesterOf(req));
+    const last = events.at(-1)?.id ?? query.after ?? '0';
+    res.json({ job_id: job.id, state: job.state, events: events.map(eventView), next_after: last, more: events.length === limit });
+  });
+
+  router.get('/jobs/:id/output', async (req, res) => {
+    const query = parse(outputQuery, req.query, 'query');
+    const job = await service.get(jobId(req), requesterOf(req));
+    res.json(outputPage(job, { offset: query.offset ?? 0, limit: query.limit ?? 100, maxChars: query.max_chars ?? 64 * 1024 }));
+  });
+
+  for (const action of ['approve', 'deny', 'cancel'] as const) {
+    router.post(`/jobs/:id/${action}`, async (req, res) => {
+      const requester = requesterOf(req);
+      // An empty body is fine here: the reason is optional.
+      const body = req.is('application/json') ? parse(decisionBody, req.body ?? {}, 'body') : {};
+      const id = jobId(req);
+      const job =
+        action === 'approve'
+          ? await service.approve(id, requester, body.reason)
+          : action === 'deny'
+            ? await service.deny(id, requester, body.reason)
+            : await service.cancel(id, requester, body.reason);
+      res.json({ job: jobView(job) });
+    });
+  }
+
+  router.use((_req, res) => {
+    sendError(res, new CastellanError('not_found', 'no such API endpoint; see GET /api/v1/tools and /api/v1/jobs'));
+  });
+  router.use(apiErrorHandler(runtime));
+  return router;
+}
+
+export function sendError(res: express.Response, error: CastellanError): void {
+  const body: ApiErrorBody = { error: { code: error.code, message: error.message, ...(error.field !== undefined ? { field: error.field } : {}) } };
+  res.status(error.httpStatus).json(body);
+}
+
+/** Body-parser failures carry `type`; everything else unknown is an internal error (logged, not shown). */
+export function apiErrorHandler(runtime: Pick<Runtime, 'logger'>): ErrorRequestHandler {
+  return (err: unknown, req, res, next) => {
+    if (res.headersSent) {
+      next(err);
+      return;
+    }
+    if (err instanceof CastellanError) {
+      sendError(res, err);
+      return;
+    }
+    const type = (err as { type?: unknown }).type;
+    if (type === 'entity.parse.failed') {
+      sendError(res, new CastellanError('invalid_input', `the request body is not valid JSON (${(err as Error).message})`));
+      return;
+    }
+    if (type === 'entity.too.large') {
+      res.status(413).json({ error: { code: 'invalid_input', message: `the request body is larger than ${MAX_BODY}` } });
+      return;
+    }
+    if (typeof type === 'string' && type.startsWith('encoding.') || type === 'charset.unsupported') {
+      sendError(res, new CastellanError('invalid_input', 'the request body must be UTF-8 JSON'));
+      return;
+    }
+    runtime.logger.error({ err, path: req.path, method: req.method }, 'API request failed');
+    sendError(res, new CastellanError('internal', 'internal error; the server log has the details'));
+  };
+}

@@ -1,0 +1,160 @@
+// The one Express app Castellan serves: health and metrics, the OAuth protected-resource
+// metadata, `/mcp` and the JSON API, behind a Host/Origin guard. There is deliberately no
+// app-wide body parser: each router parses its own JSON, because the Slack receiver that
+// will be mounted on this app must see raw bodies to check Slack's signatures.
+import express, { type RequestHandler } from 'express';
+import type { TokenVerifier } from '../../auth/tokens.js';
+import { createTokenVerifier } from '../../auth/tokens.js';
+import { oidcConfigFromSettings } from '../../auth/settings.js';
+import { CastellanError } from '../errors.js';
+import { metrics } from '../metrics.js';
+import type { Runtime } from '../runtime.js';
+import { InFlightCalls } from '../mcp/calls.js';
+import { MCP_PATH, mcpRouter } from '../mcp/http.js';
+import { API_PREFIX, apiRouter } from './api.js';
+import {
+  hostAndOriginGuard,
+  protectedResourceMetadataRouter,
+  protectedResourceMetadataUrl,
+  requireBearer,
+} from './resource-server.js';
+
+export interface HttpAppOptions {
+  /** Checks bearer tokens; undefined when `auth.oidc` is not configured (then /mcp and the API answer 503). */
+  readonly verifier: TokenVerifier | undefined;
+  /** Host header values accepted besides public_url's host (e.g. `127.0.0.1:8080`). */
+  readonly allowedHosts?: readonly string[];
+}
+
+export interface HttpApp {
+  readonly app: express.Express;
+  /** MCP tool calls in flight (for cancellation, and for tests and shutdown to inspect). */
+  readonly calls: InFlightCalls;
+}
+
+const HEALTH_TIMEOUT_MS = 2000;
+
+const NO_OIDC =
+  'OIDC is not configured (auth.oidc in castellan.yaml), so this server cannot tell who is asking and refuses all ' +
+  'remote calls. Configure auth.oidc (issuer, client_id, client_secret_env) to use /mcp and the HTTP API; locally, ' +
+  '`castellan mcp --stdio` and the CLI run as auth.local_identity.';
+
+/** The token verifier for `auth.oidc`, or undefined when OIDC is not configured. */
+export function verifierFromConfig(runtime: Pick<Runtime, 'config'>): TokenVerifier | undefined {
+  const { config } = runtime;
+  const oidc = config.auth.oidc;
+  if (oidc === undefined) return undefined;
+  const secret = config.secrets.oidcClientSecret;
+  if (secret === undefined) {
+    throw new CastellanError('unavailable', `${config.file}: auth.oidc needs client_secret_env or client_secret_file (Castellan's own client secret, used to introspect tokens)`);
+  }
+  return createTokenVerifier(oidcConfigFromSettings(oidc, secret), { roles: config.auth.roles });
+}
+
+/** Host headers a browser may legitimately send for this server (DNS-rebinding guard). */
+export function allowedHostsFor(publicUrl: string, listenHost: string, port: number): string[] {
+  const hosts = new Set<string>([new URL(publicUrl).host]);
+  const wildcard = listenHost === '0.0.0.0' || listenHost === '::' || listenHost === '';
+  const loopback = wildcard || listenHost === '127.0.0.1' || listenHost === '::1' || listenHost === 'localhost';
+  if (!wildcard) hosts.add(`${listenHost.includes(':') ? `[${listenHost}]` : listenHost}:${port}`);
+  if (loopback) for (const name of ['localhost', '127.0.0.1', '[::1]']) hosts.add(`${name}:${port}`);
+  return [...hosts];
+}
+
+/**
+ * CORS for browser MCP clients (the MCP Inspector) and the dashboard: only origins the guard
+ * already accepted get here; they may send the MCP and auth headers and read the challenge.
+ */
+function cors(): RequestHandler {
+  return (req, res, next) => {
+    const origin = req.headers.origin;
+    if (origin === undefined) {
+      next();
+      return;
+    }
+    res.set({
+      'Access-Control-Allow-Origin': origin,
+      Vary: 'Origin',
+      'Access-Control-Expose-Headers': 'Mcp-Session-Id, Mcp-Protocol-Version, WWW-Authenticate, Location',
+    });
+    if (req.method === 'OPTIONS') {
+      res
+        .set({
+          'Access-Control-Allow-Methods': 'GET, POST, DELETE, OPTIONS',
+          'Access-Control-Allow-Headers': 'Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID, X-Castellan-Client',
+          'Access-Control-Max-Age': '600',
+        })
+        .status(204)
+        .end();
+      return;
+    }
+    next();
+  };
+}
+
+async function redisAnswers(runtime: Runtime): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(false), HEALTH_TIMEOUT_MS);
+  });
+  try {
+    // The connection queues commands while Redis is away; the timeout is what notices.
+    return await Promise.race([runtime.redis.ping().then((reply) => reply === 'PONG', () => false), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function createHttpApp(runtime: Runtime, options: HttpAppOptions): HttpApp {
+  const { config } = runtime;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+  const calls = new InFlightCalls();
+  const publicUrl = config.server.publicUrl;
+
+  app.use(
+    hostAndOriginGuard({
+      allowedHosts: [...new Set([new URL(publicUrl).host, ...(options.allowedHosts ?? [])])],
+      allowedOrigins: config.server.allowedOrigins,
+    }),
+  );
+  app.use(cors());
+
+  app.get('/healthz', async (_req, res) => {
+    const ok = await redisAnswers(runtime);
+    res.status(ok ? 200 : 503).json({ status: ok ? 'ok' : 'unavailable', redis: ok ? 'ok' : 'not answering' });
+  });
+  app.get('/metrics', async (_req, res) => {
+    const registry = metrics().registry;
+    res.set('Content-Type', registry.contentType).send(await registry.metrics());
+  });
+
+  const oidc = config.auth.oidc;
+  let mcpAuth: RequestHandler;
+  let apiAuth: RequestHandler;
+  if (oidc !== undefined && options.verifier !== undefined) {
+    const resourceMetadataUrl = protectedResourceMetadataUrl(oidc.audience);
+    app.use(protectedResourceMetadataRouter({ resourceUrl: oidc.audience, issuer: oidc.issuer, scopes: oidc.scopes }));
+    const verifier = options.verifier;
+    const bearer = requireBearer(verifier, {
+      resourceMetadataUrl,
+      onUnavailable: (error) => runtime.logger.warn({ err: error }, 'cannot check access tokens: the OIDC provider is not answering'),
+    });
+    mcpAuth = bearer;
+    apiAuth = bearer;
+  } else {
+    mcpAuth = (_req, res) => {
+      res.status(503).json({ jsonrpc: '2.0', error: { code: -32001, message: NO_OIDC }, id: null });
+    };
+    apiAuth = (_req, res) => {
+      res.status(503).json({ error: { code: 'unavailable', message: NO_OIDC } });
+    };
+  }
+
+  const places = { publicUrl, slackChannel: config.slack?.approvalsChannel };
+  app.use(mcpRouter(runtime, { authenticate: mcpAuth, places, calls }));
+  app.use(API_PREFIX, apiRouter(runtime, { authenticate: apiAuth }));
+  runtime.logger.debug({ mcp: MCP_PATH, api: API_PREFIX, oidc: oidc !== undefined }, 'HTTP routes ready');
+  return { app, calls };
+}

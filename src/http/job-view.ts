@@ -1,0 +1,254 @@
+// How a job looks to JSON clients (the HTTP API, MCP structured content, the coming
+// dashboard): snake_case, plain JSON, the exact plan an approver must see, folded output and
+// per-host status. The zod schemas are the contract: MCP publishes them as `outputSchema`
+// and the API's consumers can rely on the same field names.
+import { z } from 'zod';
+import { planCommands } from '../../queues/service.js';
+import type { JobRecord } from '../../queues/records.js';
+import { isFinal, JOB_STATES } from '../../queues/states.js';
+import type { StampedEvent } from '../../queues/events.js';
+import { ORIGINS } from '../../auth/types.js';
+import { RISKS, type Plan } from '../../tools/types.js';
+import { HOST_STATUSES } from '../ssh/types.js';
+
+export const stepViewSchema = z.object({
+  id: z.string(),
+  description: z.string(),
+  hosts: z.array(z.string()),
+  /** The argv as it will run (`sudo -n --` prefixed when as root), or the transfer it does. */
+  command: z.array(z.string()),
+  /** Script fed on stdin, shown in full: an approver must see what will run. */
+  stdin: z.string().optional(),
+  timeout_ms: z.number(),
+});
+
+export const planViewSchema = z.object({
+  hosts: z.array(z.string()),
+  failure_budget: z.number(),
+  window: z.number().optional(),
+  batches: z.array(z.object({ index: z.number(), steps: z.array(stepViewSchema) })),
+});
+export type PlanView = z.infer<typeof planViewSchema>;
+
+export const hostViewSchema = z.object({
+  host: z.string(),
+  status: z.enum(HOST_STATUSES),
+  step: z.string(),
+  exit_code: z.number().nullable(),
+  duration_ms: z.number(),
+  truncated: z.boolean(),
+  error: z.string().optional(),
+});
+export type HostView = z.infer<typeof hostViewSchema>;
+
+export const foldViewSchema = z.object({
+  nodeset: z.string(),
+  count: z.number(),
+  status: z.string(),
+  text: z.string(),
+  /** True when `text` was cut to keep the answer small (page through job output for all of it). */
+  text_truncated: z.boolean().optional(),
+});
+export type FoldView = z.infer<typeof foldViewSchema>;
+
+export const voteViewSchema = z.object({
+  subject: z.string(),
+  display_name: z.string(),
+  origin: z.enum(ORIGINS),
+  decision: z.enum(['approve', 'deny']),
+  reason: z.string().optional(),
+  at: z.string(),
+});
+
+export const requesterViewSchema = z.object({ subject: z.string(), display_name: z.string(), origin: z.enum(ORIGINS) });
+
+export const jobViewSchema = z.object({
+  id: z.string(),
+  tool: z.string(),
+  risk: z.enum(RISKS),
+  state: z.enum(JOB_STATES),
+  finished: z.boolean(),
+  requester: requesterViewSchema,
+  created_at: z.string(),
+  updated_at: z.string(),
+  queued_at: z.string().optional(),
+  started_at: z.string().optional(),
+  finished_at: z.string().optional(),
+  reason: z.string().optional(),
+  input: z.unknown(),
+  plan: planViewSchema,
+  approval: z
+    .object({
+      required: z.number(),
+      approvals: z.number(),
+      votes: z.array(voteViewSchema),
+      expires_at: z.string().optional(),
+    })
+    .optional(),
+  result: z
+    .object({
+      hosts: z.array(hostViewSchema),
+      folded: z.array(foldViewSchema),
+      data: z.unknown().optional(),
+      unknown_hosts: z.array(z.string()).optional(),
+    })
+    .optional(),
+});
+export type JobView = z.infer<typeof jobViewSchema>;
+
+export function planView(plan: Plan): PlanView {
+  const commands = planCommands(plan);
+  let n = 0;
+  return {
+    hosts: [...plan.hosts],
+    failure_budget: plan.failureBudget,
+    ...(plan.window !== undefined ? { window: plan.window } : {}),
+    batches: plan.batches.map((batch, index) => ({
+      index,
+      steps: batch.steps.map((step) => ({
+        id: step.id,
+        description: step.description,
+        hosts: [...step.hosts],
+        command: commands[n++] ?? [],
+        ...(step.action.kind === 'exec' && step.action.stdin !== undefined ? { stdin: step.action.stdin } : {}),
+        timeout_ms: step.timeoutMs,
+      })),
+    })),
+  };
+}
+
+export function hostViews(job: JobRecord): HostView[] {
+  return (job.result?.hosts ?? []).map((h) => ({
+    host: h.host,
+    status: h.status,
+    step: h.step,
+    exit_code: h.exitCode,
+    duration_ms: h.durationMs,
+    truncated: h.truncated,
+    ...(h.error !== undefined ? { error: h.error } : {}),
+  }));
+}
+
+/** Folded groups, each text cut at `maxChars` (0 = uncut). */
+export function foldViews(job: JobRecord, maxChars = 0): FoldView[] {
+  return (job.result?.folded ?? []).map((g) => {
+    const cut = maxChars > 0 && g.text.length > maxChars;
+    return { nodeset: g.nodeset, count: g.count, status: g.status, text: cut ? `${g.text.slice(0, maxChars)}…` : g.text, ...(cut ? { text_truncated: true } : {}) };
+  });
+}
+
+export function approvalCount(job: JobRecord): number {
+  return new Set(job.votes.filter((v) => v.decision === 'approve').map((v) => v.subject)).size;
+}
+
+export function jobView(job: JobRecord): JobView {
+  const result = job.result;
+  return {
+    id: job.id,
+    tool: job.tool,
+    risk: job.risk,
+    state: job.state,
+    finished: isFinal(job.state),
+    requester: { subject: job.requester.subject, display_name: job.requester.displayName, origin: job.requester.origin },
+    created_at: job.createdAt,
+    updated_at: job.updatedAt,
+    ...(job.queuedAt !== undefined ? { queued_at: job.queuedAt } : {}),
+    ...(job.startedAt !== undefined ? { started_at: job.startedAt } : {}),
+    ...(job.finishedAt !== undefined ? { finished_at: job.finishedAt } : {}),
+    ...(job.reason !== undefined ? { reason: job.reason } : {}),
+    input: job.input,
+    plan: planView(job.plan),
+    ...(job.approvalsRequired > 0
+      ? {
+          approval: {
+            required: job.approvalsRequired,
+            approvals: approvalCount(job),
+            votes: job.votes.map((v) => ({
+              subject: v.subject,
+              display_name: v.displayName,
+              origin: v.origin,
+              decision: v.decision,
+              ...(v.reason !== undefined ? { reason: v.reason } : {}),
+              at: v.at,
+            })),
+            ...(job.expiresAt !== undefined && job.expiresAt > 0 ? { expires_at: new Date(job.expiresAt).toISOString() } : {}),
+          },
+        }
+      : {}),
+    ...(result !== undefined
+      ? {
+          result: {
+            hosts: hostViews(job),
+            folded: foldViews(job),
+            ...(result.data !== undefined ? { data: result.data } : {}),
+            ...(result.unknownHosts !== undefined && result.unknownHosts.length > 0 ? { unknown_hosts: [...result.unknownHosts] } : {}),
+          },
+        }
+      : {}),
+  };
+}
+
+/** One page of a job's output: folded groups and per-host output, both by position. */
+export const outputPageSchema = z.object({
+  job_id: z.string(),
+  state: z.enum(JOB_STATES),
+  finished: z.boolean(),
+  offset: z.number(),
+  total_groups: z.number(),
+  total_hosts: z.number(),
+  folded: z.array(foldViewSchema),
+  hosts: z.array(
+    hostViewSchema.extend({
+      stdout: z.string(),
+      stderr: z.string(),
+      output_truncated: z.boolean().optional(),
+    }),
+  ),
+  /** Offset of the next page, absent on the last one. */
+  next_offset: z.number().optional(),
+});
+export type OutputPage = z.infer<typeof outputPageSchema>;
+
+export interface PageOptions {
+  readonly offset: number;
+  readonly limit: number;
+  /** Cap per text field (folded text, stdout, stderr). */
+  readonly maxChars: number;
+}
+
+function cut(text: string, max: number): { text: string; cut: boolean } {
+  return text.length > max ? { text: `${text.slice(0, max)}…`, cut: true } : { text, cut: false };
+}
+
+export function outputPage(job: JobRecord, options: PageOptions): OutputPage {
+  const { offset, limit, maxChars } = options;
+  const groups = foldViews(job, maxChars);
+  const views = hostViews(job);
+  const raw = job.result?.hosts ?? [];
+  const hosts = views.slice(offset, offset + limit).map((view, i) => {
+    const full = raw[offset + i];
+    const stdout = cut(full?.stdout ?? '', maxChars);
+    const stderr = cut(full?.stderr ?? '', maxChars);
+    return { ...view, stdout: stdout.text, stderr: stderr.text, ...(stdout.cut || stderr.cut ? { output_truncated: true } : {}) };
+  });
+  const end = offset + limit;
+  const more = end < Math.max(groups.length, views.length);
+  return {
+    job_id: job.id,
+    state: job.state,
+    finished: isFinal(job.state),
+    offset,
+    total_groups: groups.length,
+    total_hosts: views.length,
+    folded: groups.slice(offset, end),
+    hosts,
+    ...(more ? { next_offset: end } : {}),
+  };
+}
+
+export const eventViewSchema = z.object({ id: z.string(), at: z.string(), event: z.record(z.string(), z.unknown()) });
+export type EventView = z.infer<typeof eventViewSchema>;
+
+export function eventView(e: StampedEvent): EventView {
+  return { id: e.id, at: new Date(e.at).toISOString(), event: { ...e.event } };
+}

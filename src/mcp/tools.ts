@@ -1,0 +1,322 @@
+// The tools Castellan offers over MCP: every catalogue operation (one MCP tool each, schema
+// and annotations derived from its definition) plus the job tools an AI client needs to follow
+// what it started. A tool call here submits a job through JobService like every other front
+// end; policy (roles, approvals, read-only mode) is decided there, not here.
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { visibleRisks } from '../../auth/policy.js';
+import type { AuthConfig } from '../../auth/settings.js';
+import type { Identity, Requester } from '../../auth/types.js';
+import type { StampedEvent } from '../../queues/events.js';
+import type { JobRecord } from '../../queues/records.js';
+import { isFinal, JOB_STATES } from '../../queues/states.js';
+import { annotations, inputJsonSchema, type AnyTool, type ToolAnnotations } from '../../tools/registry.js';
+import type { JsonSchema } from '../../tools/schema-info.js';
+import { CastellanError } from '../errors.js';
+import type { Runtime } from '../runtime.js';
+import { eventView, eventViewSchema, outputPage, outputPageSchema, requesterViewSchema } from '../http/job-view.js';
+import type { RequestId } from './calls.js';
+import { jobOutcome, outcomeSchemaFor, outcomeText, type ApprovalPlaces } from './outcome.js';
+
+/** What a tool needs to know about the call it is serving. */
+export interface McpCall {
+  readonly runtime: Runtime;
+  readonly requester: Requester;
+  readonly places: ApprovalPlaces;
+  readonly requestId: RequestId;
+  /** Aborts when the client cancels or disconnects: stop waiting, not necessarily the job. */
+  readonly signal: AbortSignal;
+  /** The reason given in `notifications/cancelled`, once the client sent one. */
+  cancelReason(): string | undefined;
+  /** One step of progress (no-op when the client sent no progressToken). */
+  progress(message: string, total?: number): void;
+}
+
+export interface McpTool {
+  readonly name: string;
+  readonly title: string;
+  readonly description: string;
+  readonly inputSchema: JsonSchema;
+  readonly outputSchema: JsonSchema;
+  readonly annotations: ToolAnnotations;
+  /** Whether `tools/list` shows it to this identity (a hidden tool still answers, with the reason). */
+  visibleTo(identity: Identity, auth: AuthConfig): boolean;
+  run(args: Record<string, unknown>, call: McpCall): Promise<CallToolResult>;
+}
+
+/** An idempotency key window: a client re-sending the same request within it gets the same job. */
+const RETRY_WINDOW_MS = 5 * 60_000;
+
+/** Key order must not matter: `{a,b}` and `{b,a}` are the same request. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+/**
+ * JSON-RPC ids restart at 0 in every client session, so the id alone would make a new
+ * session's first call "the same" as an old one; the tool, its arguments and a time window
+ * narrow the key to what a real retry of one request looks like.
+ */
+export function mcpIdempotencyKey(subject: string, requestId: RequestId, tool: string, args: unknown, now = Date.now()): string {
+  const window = Math.floor(now / RETRY_WINDOW_MS);
+  const digest = createHash('sha256')
+    .update(canonicalJson([subject, typeof requestId, String(requestId), tool, args, window]))
+    .digest('base64url')
+    .slice(0, 43);
+  return `mcp.${digest}`;
+}
+
+export function structured(content: Record<string, unknown>, text: string): CallToolResult {
+  return { content: [{ type: 'text', text }], structuredContent: content };
+}
+
+export function toolError(message: string): CallToolResult {
+  return { isError: true, content: [{ type: 'text', text: message }] };
+}
+
+/** Tool arguments checked against a job tool's schema; the first problem names its field. */
+function argsOf<S extends z.ZodObject>(schema: S, args: Record<string, unknown>): z.output<S> {
+  const parsed = schema.safeParse(args);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  if (issue?.code === 'unrecognized_keys') {
+    throw new CastellanError('invalid_input', `unknown parameter(s) ${issue.keys.join(', ')}; allowed: ${Object.keys(schema.shape).join(', ')}`, issue.keys[0]);
+  }
+  const field = issue?.path.map(String).join('.') || undefined;
+  throw new CastellanError('invalid_input', `${field ?? 'arguments'}: ${issue?.message ?? 'invalid'}`, field);
+}
+
+function outcomeResult(job: JobRecord, call: McpCall, waitedMs?: number): CallToolResult {
+  const outcome = jobOutcome(job, call.places, waitedMs);
+  return structured(outcome, outcomeText(outcome));
+}
+
+/** Steps × hosts: one progress unit per host finishing one step. */
+function progressTotal(job: JobRecord): number {
+  return job.plan.batches.reduce((n, batch) => n + batch.steps.reduce((m, step) => m + step.hosts.length, 0), 0);
+}
+
+/**
+ * Follow a job up to `budgetMs`, reporting each finished host as progress. An explicit
+ * cancellation from the client cancels the job; a dropped connection only stops the wait.
+ */
+async function follow(job: JobRecord, budgetMs: number, call: McpCall): Promise<CallToolResult> {
+  const { service } = call.runtime;
+  const total = progressTotal(job);
+  const onEvent = (stamped: StampedEvent): void => {
+    const e = stamped.event;
+    if (e.type === 'host_finished') {
+      const detail = e.status === 'ok' ? 'ok' : `${e.status}${e.exitCode !== null ? ` (exit ${e.exitCode})` : ''}${e.error ? `: ${e.error}` : ''}`;
+      call.progress(`${e.host} ${e.step}: ${detail}`, total > 0 ? total : undefined);
+    }
+  };
+  const started = Date.now();
+  let current = await service.wait(job.id, call.requester, budgetMs, onEvent, call.signal);
+  const reason = call.cancelReason();
+  if (reason !== undefined && !isFinal(current.state)) {
+    current = await service.cancel(job.id, call.requester, reason === '' ? 'cancelled by the MCP client' : reason);
+  }
+  return outcomeResult(current, call, isFinal(current.state) ? undefined : Date.now() - started);
+}
+
+function catalogueTool(tool: AnyTool): McpTool {
+  const outputSchema = z.toJSONSchema(outcomeSchemaFor(tool), { io: 'output', unrepresentable: 'any' }) as JsonSchema;
+  return {
+    name: tool.name,
+    title: tool.title,
+    description: `${tool.description} Risk: ${tool.risk}.${tool.risk === 'read' ? '' : ' Returns "awaiting approval" with the exact plan when a human must approve first.'}`,
+    inputSchema: inputJsonSchema(tool),
+    outputSchema,
+    annotations: annotations(tool),
+    visibleTo: (identity, auth) => visibleRisks(identity, auth).includes(tool.risk),
+    async run(args, call) {
+      const { service, ctx } = call.runtime;
+      const { job } = await service.submit({
+        tool: tool.name,
+        input: args,
+        requester: call.requester,
+        replyTo: { kind: 'mcp' },
+        idempotencyKey: mcpIdempotencyKey(call.requester.subject, call.requestId, tool.name, args),
+      });
+      // Awaiting approval answers at once: waiting would only run into the client's timeout.
+      if (job.state === 'awaiting_approval' || isFinal(job.state)) return outcomeResult(job, call);
+      return follow(job, ctx.settings.waitBudgetMs, call);
+    },
+  };
+}
+
+const jobId = z.string().min(1).max(64).describe('The job id returned by a tool call (starts with "j").');
+const reason = z.string().max(500).optional().describe('Why, for the audit log.');
+
+interface JobToolSpec<S extends z.ZodObject> {
+  readonly name: string;
+  readonly title: string;
+  readonly description: string;
+  readonly input: S;
+  readonly output: z.ZodObject;
+  readonly readOnly: boolean;
+  run(args: z.output<S>, call: McpCall): Promise<CallToolResult>;
+}
+
+function jobTool<S extends z.ZodObject>(spec: JobToolSpec<S>): McpTool {
+  return {
+    name: spec.name,
+    title: spec.title,
+    description: spec.description,
+    inputSchema: z.toJSONSchema(spec.input, { io: 'input', unrepresentable: 'any' }) as JsonSchema,
+    outputSchema: z.toJSONSchema(spec.output, { io: 'output', unrepresentable: 'any' }) as JsonSchema,
+    annotations: { title: spec.title, readOnlyHint: spec.readOnly, destructiveHint: false, idempotentHint: true, openWorldHint: false },
+    // Anyone with a role may follow jobs; JobService checks each call again.
+    visibleTo: (identity) => identity.roles.length > 0,
+    run: (args, call) => spec.run(argsOf(spec.input, args), call),
+  };
+}
+
+const outcomeOutput = outcomeSchemaFor(undefined);
+
+/** Why job_approve / job_deny exist at all: so an AI client learns where approvals happen. */
+async function vote(decision: 'approve' | 'deny', id: string, why: string | undefined, call: McpCall): Promise<CallToolResult> {
+  const { service } = call.runtime;
+  try {
+    const job = decision === 'approve' ? await service.approve(id, call.requester, why) : await service.deny(id, call.requester, why);
+    return outcomeResult(job, call);
+  } catch (error) {
+    if (!(error instanceof CastellanError) || error.code !== 'forbidden') throw error;
+    const base = call.places.publicUrl.replace(/\/$/, '');
+    return toolError(
+      `${error.message}. A person with the approver role (not the requester) can ${decision} job ${id} with ` +
+        `\`castellan ${decision} ${id}\`, with POST ${base}/api/v1/jobs/${id}/${decision}` +
+        `${call.places.slackChannel !== undefined ? `, or with the buttons in Slack channel ${call.places.slackChannel}` : ''}.`,
+    );
+  }
+}
+
+export const JOB_TOOLS: readonly McpTool[] = [
+  jobTool({
+    name: 'job_status',
+    title: 'Job status',
+    description:
+      'Where a job stands: state, plan, approvals, per-host status and folded output once finished. ' +
+      'With wait_seconds, waits up to that long for it to finish (sending progress) before answering.',
+    input: z.object({ job_id: jobId, wait_seconds: z.number().int().min(0).max(300).optional().describe('Wait up to this many seconds for the job to finish (capped at the server\'s wait budget).') }).strict(),
+    output: outcomeOutput,
+    readOnly: true,
+    async run(args, call) {
+      const job = await call.runtime.service.get(args.job_id, call.requester);
+      const waitMs = Math.min((args.wait_seconds ?? 0) * 1000, call.runtime.ctx.settings.waitBudgetMs);
+      if (waitMs <= 0 || isFinal(job.state) || job.state === 'awaiting_approval') return outcomeResult(job, call);
+      return follow(job, waitMs, call);
+    },
+  }),
+  jobTool({
+    name: 'job_output',
+    title: 'Job output',
+    description:
+      'Page through a job\'s output: folded groups (hosts with identical output together) and per-host stdout/stderr ' +
+      'from `offset`, plus the job\'s event log after `events_after`.',
+    input: z
+      .object({
+        job_id: jobId,
+        offset: z.number().int().min(0).default(0).describe('First folded group / host to return.'),
+        limit: z.number().int().min(1).max(200).default(20).describe('How many groups / hosts per page.'),
+        max_chars: z.number().int().min(200).max(100_000).default(8000).describe('Cut each output text at this many characters.'),
+        events_after: z.string().regex(/^(0|\d{1,20}-\d{1,20})$/, { error: 'expected an event id from next_events_after, or "0"' }).default('0').describe('Return log events after this id ("0" for the start).'),
+      })
+      .strict(),
+    output: outputPageSchema.extend({ events: z.array(eventViewSchema), next_events_after: z.string() }),
+    readOnly: true,
+    async run(args, call) {
+      const job = await call.runtime.service.get(args.job_id, call.requester);
+      const events = await call.runtime.service.events(job.id, call.requester, args.events_after, 200);
+      const page = {
+        ...outputPage(job, { offset: args.offset, limit: args.limit, maxChars: args.max_chars }),
+        events: events.map(eventView),
+        next_events_after: events.at(-1)?.id ?? args.events_after,
+      };
+      const head = `job ${job.id} ${job.state}: groups ${args.offset}-${args.offset + page.folded.length} of ${page.total_groups}, hosts ${args.offset}-${args.offset + page.hosts.length} of ${page.total_hosts}`;
+      return structured(page, `${head}\n${JSON.stringify(page)}`);
+    },
+  }),
+  jobTool({
+    name: 'job_cancel',
+    title: 'Cancel a job',
+    description: 'Cancel a job that has not finished: a queued or awaiting job never runs; a running one is stopped on its hosts.',
+    input: z.object({ job_id: jobId, reason }).strict(),
+    output: outcomeOutput,
+    readOnly: false,
+    async run(args, call) {
+      const job = await call.runtime.service.cancel(args.job_id, call.requester, args.reason);
+      return outcomeResult(job, call);
+    },
+  }),
+  jobTool({
+    name: 'jobs_list',
+    title: 'List jobs',
+    description: 'Recent jobs, newest first, optionally only those in one state (e.g. awaiting_approval, running).',
+    input: z
+      .object({
+        limit: z.number().int().min(1).max(100).default(20),
+        state: z.enum(JOB_STATES).optional().describe('Only jobs in this state.'),
+      })
+      .strict(),
+    output: z.object({
+      jobs: z.array(
+        z.object({
+          job_id: z.string(),
+          tool: z.string(),
+          state: z.enum(JOB_STATES),
+          requester: requesterViewSchema,
+          created_at: z.string(),
+          hosts: z.number(),
+          reason: z.string().optional(),
+        }),
+      ),
+    }),
+    readOnly: true,
+    async run(args, call) {
+      const jobs = await call.runtime.service.list(call.requester, { limit: args.limit, state: args.state });
+      const rows = jobs.map((j) => ({
+        job_id: j.id,
+        tool: j.tool,
+        state: j.state,
+        requester: { subject: j.requester.subject, display_name: j.requester.displayName, origin: j.requester.origin },
+        created_at: j.createdAt,
+        hosts: j.plan.hosts.length,
+        ...(j.reason !== undefined ? { reason: j.reason } : {}),
+      }));
+      const text = rows.map((r) => `${r.job_id} ${r.tool} ${r.state} (${r.requester.display_name} via ${r.requester.origin}, ${r.created_at})`).join('\n');
+      return structured({ jobs: rows }, `${text || 'no jobs'}\n${JSON.stringify({ jobs: rows })}`);
+    },
+  }),
+  jobTool({
+    name: 'job_approve',
+    title: 'Approve a job (humans only)',
+    description:
+      'Listed so AI clients learn how approvals work: approvals are never accepted through MCP. ' +
+      'The answer says where a person with the approver role can approve (CLI, HTTP API, Slack).',
+    input: z.object({ job_id: jobId, reason }).strict(),
+    output: outcomeOutput,
+    readOnly: false,
+    run: (args, call) => vote('approve', args.job_id, args.reason, call),
+  }),
+  jobTool({
+    name: 'job_deny',
+    title: 'Deny a job (humans only)',
+    description: 'Like job_approve: denials are decided by people, not through MCP; the answer says where. To stop your own request, use job_cancel.',
+    input: z.object({ job_id: jobId, reason }).strict(),
+    output: outcomeOutput,
+    readOnly: false,
+    run: (args, call) => vote('deny', args.job_id, args.reason, call),
+  }),
+];
+
+/** Catalogue tools then job tools, in the catalogue's order. */
+export function mcpTools(catalogue: readonly AnyTool[]): McpTool[] {
+  return [...catalogue.map(catalogueTool), ...JOB_TOOLS];
+}

@@ -1,0 +1,224 @@
+// Builds one process's Castellan from its config: Redis connection, job store, audit,
+// executor, tool catalogue, policy. The CLI (local mode), `serve`, `worker` and `up` all
+// start here, so every entry point runs the same pipeline.
+import { stat } from 'node:fs/promises';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { Config } from '../config/load.js';
+import { loadInventory } from '../config/inventory.js';
+import { resolveTargets } from '../config/targets.js';
+import type { Inventory } from '../config/types.js';
+import { authConfigFromSettings } from '../auth/settings.js';
+import type { AuthConfig } from '../auth/settings.js';
+import { rolesForGroups } from '../auth/roles.js';
+import type { Requester, Origin } from '../auth/types.js';
+import { AuditLog } from '../queues/audit.js';
+import { CancelBroadcast } from '../queues/cancel.js';
+import type { InventoryProvider, JobSettings, QueueContext, ToolCatalogue } from '../queues/context.js';
+import { JobEvents } from '../queues/events.js';
+import { HostLocks } from '../queues/host-locks.js';
+import { keys } from '../queues/keys.js';
+import { ExecutionLedger } from '../queues/ledger.js';
+import { JobStore } from '../queues/records.js';
+import { JobService } from '../queues/service.js';
+import { startWorker, type WorkerHandle } from '../queues/worker.js';
+import { catalogue } from '../tools/index.js';
+import type { ToolDefinition } from '../tools/types.js';
+import { CastellanError, errorMessage } from './errors.js';
+import { foldOutputs } from './fold.js';
+import { createLogger, type Logger } from './log.js';
+import { Redactor } from './redact.js';
+import { createPlanExecutor, type ClosablePlanExecutor } from './ssh/plan-executor.js';
+import type { SshTarget } from './ssh/types.js';
+
+export type RuntimeMode = 'client' | 'server' | 'worker' | 'all';
+
+export interface RuntimeOptions {
+  readonly mode: RuntimeMode;
+  readonly logger?: Logger | undefined;
+  /** Override job/worker settings (tests shorten lock durations, benchmarks raise concurrency). */
+  readonly jobSettings?: Partial<JobSettings> | undefined;
+}
+
+export interface Runtime {
+  readonly config: Config;
+  readonly auth: AuthConfig;
+  readonly ctx: QueueContext;
+  readonly service: JobService;
+  readonly logger: Logger;
+  readonly redactor: Redactor;
+  readonly redis: Redis;
+  /** The identity the CLI and `mcp --stdio` act as (from auth.local_identity). */
+  localRequester(origin: Origin): Requester;
+  startWorker(): Promise<WorkerHandle>;
+  close(): Promise<void>;
+}
+
+export async function createRuntime(config: Config, options: RuntimeOptions): Promise<Runtime> {
+  const redactor = new Redactor(config.secrets.values());
+  const logger = options.logger ?? createLogger({ level: config.log.level, redactor });
+  const redis = await connectRedis(config, options.mode);
+  try {
+    if (options.mode !== 'client') await checkRedisSettings(redis, logger);
+  } catch (err) {
+    redis.disconnect();
+    throw err;
+  }
+  const k = keys(config.redis.prefix);
+  const queueName = 'jobs';
+  const queue = new Queue(queueName, { connection: redis, prefix: `${k.prefix}:bull` });
+  const executor = await createPlanExecutor(config, logger);
+  const settings = jobSettingsFrom(config, options.jobSettings);
+  const inventory = watchedInventory(config.inventory, config.ssh.port);
+  const byName = new Map(catalogue.map((t) => [t.name, t as ToolDefinition]));
+  const tools: ToolCatalogue = { get: (n) => byName.get(n), list: () => catalogue as readonly ToolDefinition[] };
+  const localRoot = config.jobs.filesRoot;
+
+  const ctx: QueueContext = {
+    redis,
+    keys: k,
+    queue,
+    queueName,
+    store: new JobStore(redis, k),
+    events: new JobEvents(redis, k),
+    audit: new AuditLog(redis, k, redactor, config.audit.file),
+    ledger: new ExecutionLedger(redis, k),
+    locks: new HostLocks(redis, k),
+    cancel: new CancelBroadcast(redis, k),
+    tools,
+    inventory,
+    planContext: (inv) => ({
+      inventory: inv,
+      resolve: (expression) => resolveTargets(expression, inv),
+      defaults: { commandTimeoutMs: config.ssh.commandTimeoutMs, connectTimeoutMs: config.ssh.connectTimeoutMs },
+      localRoot,
+    }),
+    targetFor: (inv, host) => targetFor(config, inv, host),
+    executor,
+    settings,
+    redactor,
+    logger,
+    fold: foldOutputs,
+  };
+  const auth = authConfigFromSettings(config);
+  const service = new JobService(ctx, auth);
+  const workers: WorkerHandle[] = [];
+
+  return {
+    config,
+    auth,
+    ctx,
+    service,
+    logger,
+    redactor,
+    redis,
+    localRequester(origin) {
+      const id = config.auth.localIdentity;
+      return { subject: id.subject, displayName: id.displayName, groups: [...id.groups], roles: rolesForGroups(id.groups, config.auth.roles), origin };
+    },
+    async startWorker() {
+      const w = await startWorker(ctx, redis);
+      workers.push(w);
+      return w;
+    },
+    async close() {
+      for (const w of workers.splice(0)) await w.close();
+      await ctx.cancel.close();
+      await queue.close();
+      await executor.close();
+      redis.disconnect();
+    },
+  };
+}
+
+function jobSettingsFrom(config: Config, overrides: Partial<JobSettings> = {}): JobSettings {
+  const j = config.jobs;
+  return {
+    waitBudgetMs: j.waitBudgetMs,
+    defaultTimeoutMs: j.defaultTimeoutMs,
+    readOnly: config.policy.readOnly,
+    approvals: { ...config.policy.approvals },
+    retention: {
+      completedAgeS: Math.max(1, Math.round(j.retention.completedAgeMs / 1000)),
+      completedCount: j.retention.completedCount,
+      failedAgeS: Math.max(1, Math.round(j.retention.failedAgeMs / 1000)),
+      failedCount: j.retention.failedCount,
+    },
+    worker: {
+      concurrency: j.worker.concurrency,
+      lockDurationMs: j.worker.lockDurationMs,
+      stalledIntervalMs: j.worker.stalledIntervalMs,
+      readRetries: 1,
+      shutdownGraceMs: j.worker.shutdownGraceMs,
+    },
+    window: config.ssh.window,
+    ...overrides,
+  };
+}
+
+export function targetFor(config: Config, inventory: Inventory, name: string): SshTarget {
+  const host = inventory.hosts.get(name);
+  if (!host) throw new CastellanError('bad_target', `host '${name}' is not in the inventory`);
+  return {
+    name: host.name,
+    address: host.address,
+    port: host.port,
+    user: host.user ?? config.ssh.user,
+    privateKeyFile: host.privateKeyFile ?? config.ssh.privateKeyFile,
+  };
+}
+
+/** Re-reads the inventory when one of its files changes, so plans always use the current one. */
+function watchedInventory(files: readonly string[], defaultPort: number): InventoryProvider {
+  let cached: { stamp: string; inventory: Inventory } | undefined;
+  return {
+    async current() {
+      const stamps = await Promise.all(files.map(async (f) => {
+        const s = await stat(f).catch(() => undefined);
+        return s ? `${s.mtimeMs}:${s.size}` : 'missing';
+      }));
+      const stamp = stamps.join('|');
+      if (cached?.stamp === stamp) return cached.inventory;
+      const inventory = await loadInventory(files, { defaultPort });
+      cached = { stamp, inventory };
+      return inventory;
+    },
+  };
+}
+
+async function connectRedis(config: Config, mode: RuntimeMode): Promise<Redis> {
+  const redis = new Redis(config.redis.url, {
+    password: config.secrets.redisPassword,
+    lazyConnect: true,
+    // Workers and BullMQ need blocking commands to wait out Redis restarts; a CLI call must
+    // fail fast instead of hanging when Redis is down.
+    maxRetriesPerRequest: null,
+    enableOfflineQueue: true,
+    connectTimeout: 5000,
+    retryStrategy: mode === 'client' ? () => null : (times) => Math.min(times * 200, 5000),
+  });
+  redis.on('error', () => undefined); // reported through the connect/command errors below
+  try {
+    await redis.connect();
+  } catch (err) {
+    redis.disconnect();
+    throw new CastellanError('unavailable', `cannot reach Redis at ${config.redis.url}: ${errorMessage(err)}. Is it running? ('castellan up' starts a private one)`);
+  }
+  return redis;
+}
+
+async function checkRedisSettings(redis: Redis, logger: Logger): Promise<void> {
+  let policy: string | undefined;
+  let aof: string | undefined;
+  try {
+    policy = ((await redis.config('GET', 'maxmemory-policy')) as string[])[1];
+    aof = ((await redis.config('GET', 'appendonly')) as string[])[1];
+  } catch {
+    logger.warn('cannot read Redis settings (CONFIG is disabled?); make sure maxmemory-policy is noeviction');
+    return;
+  }
+  if (policy !== undefined && policy !== 'noeviction') {
+    throw new CastellanError('unavailable', `Redis maxmemory-policy is '${policy}'; Castellan needs 'noeviction' (an evicting Redis can silently drop jobs, approvals and audit records). Run: redis-cli CONFIG SET maxmemory-policy noeviction`);
+  }
+  if (aof === 'no') logger.warn('Redis persistence (appendonly) is off: a Redis restart loses queued jobs, approvals and the audit stream');
+}

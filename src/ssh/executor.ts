@@ -1,0 +1,518 @@
+// The SSH executor: runs argv arrays on hosts and reports one HostResult per host, in target
+// order, never throwing. It knows nothing of jobs, tools or identities. Connections come from
+// the pool (pinned host keys, channel budget), commands run under the remote wrapper
+// (remote-run.ts) so that timeouts and cancellation really stop them on the node.
+import type { Logger } from 'pino';
+import type { ClientChannel } from 'ssh2';
+import { slidingWindow, splitBatches } from './batches.js';
+import { KnownHosts } from './known-hosts.js';
+import type { SshObserver } from './metrics.js';
+import { CappedOutput } from './output.js';
+import { ConnectError, ConnectionPool, type PooledConnection } from './pool.js';
+import { SideChannel, findCommand, killCommand, wrapCommand } from './remote-run.js';
+import { SlotsClosedError } from './slots.js';
+import {
+  DEFAULT_MAX_TRANSFER_BYTES,
+  download,
+  relay,
+  upload,
+  type SftpAccess,
+  type TransferOptions,
+  type UploadOptions,
+} from './transfer.js';
+import type {
+  ExecEvent,
+  ExecLimits,
+  ExecRequest,
+  FanoutOptions,
+  HostResult,
+  HostStatus,
+  RollingOptions,
+  SshTarget,
+} from './types.js';
+
+export const DEFAULT_LIMITS: ExecLimits = {
+  connectTimeoutMs: 10_000,
+  commandTimeoutMs: 5 * 60_000,
+  maxOutputBytes: 1024 * 1024,
+  killGraceMs: 5_000,
+};
+export const DEFAULT_WINDOW = 64;
+/** The remote deadline trails the executor's own timeout, so the executor normally decides. */
+const REMOTE_DEADLINE_MARGIN_MS = 5_000;
+/** After the kill finished, how long the channel may take to report its close. */
+const CLOSE_AFTER_KILL_MS = 3_000;
+/** Control commands (find/kill) beyond the kill grace itself. */
+const CONTROL_TIMEOUT_MS = 15_000;
+
+export interface ExecutorOptions {
+  readonly knownHosts: KnownHosts;
+  /** Defaults for every call; a call's options override them. */
+  readonly limits?: Partial<ExecLimits> | undefined;
+  readonly window?: number | undefined;
+  /** Config `max_channels_per_host` (default 8; OpenSSH allows 10 sessions per connection). */
+  readonly maxChannelsPerHost?: number | undefined;
+  readonly idleCloseMs?: number | undefined;
+  readonly keepaliveIntervalMs?: number | undefined;
+  readonly agentSocket?: string | undefined;
+  readonly maxTransferBytes?: number | undefined;
+  readonly logger?: Logger | undefined;
+  readonly observer?: SshObserver | undefined;
+}
+
+export type RequestFor = ExecRequest | ((target: SshTarget) => ExecRequest);
+
+export interface RemoteProcess {
+  readonly pid: number;
+  readonly command: string;
+}
+
+/** What a node says about a run id (for reconciliation after a worker crash). */
+export interface RemoteRunState {
+  readonly host: string;
+  readonly runId: string;
+  /** `unknown` when the node could not be asked (see error). */
+  readonly state: 'running' | 'absent' | 'unknown';
+  readonly processes: readonly RemoteProcess[];
+  readonly error?: string | undefined;
+}
+
+export interface RemoteKillReport {
+  readonly host: string;
+  readonly runId: string;
+  /** gone: nothing was running; terminated: TERM sufficed; killed: KILL was needed; survivors: still there. */
+  readonly outcome: 'gone' | 'terminated' | 'killed' | 'survivors' | 'unknown';
+  readonly error?: string | undefined;
+}
+
+export interface RemoteRunOptions {
+  /** The run was started with asRoot: finding its environment and killing it needs root too. */
+  readonly asRoot?: boolean | undefined;
+  readonly killGraceMs?: number | undefined;
+  readonly connectTimeoutMs?: number | undefined;
+}
+
+interface Lease {
+  readonly connection: PooledConnection;
+  readonly release: () => void;
+  readonly connectMs: number;
+}
+
+interface ControlOutput {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function limitsOf(base: ExecLimits, options: Partial<ExecLimits> | undefined): ExecLimits {
+  return {
+    connectTimeoutMs: options?.connectTimeoutMs ?? base.connectTimeoutMs,
+    commandTimeoutMs: options?.commandTimeoutMs ?? base.commandTimeoutMs,
+    maxOutputBytes: options?.maxOutputBytes ?? base.maxOutputBytes,
+    killGraceMs: options?.killGraceMs ?? base.killGraceMs,
+  };
+}
+
+/** Builds HostResults for one attempt; `startedAt` includes the connect. */
+class Attempt {
+  readonly startedAt = new Date().toISOString();
+  private readonly t0 = performance.now();
+  connectMs = 0;
+
+  constructor(readonly host: string) {}
+
+  result(status: HostStatus, fields: Partial<Omit<HostResult, 'host' | 'status' | 'startedAt' | 'durationMs'>> = {}): HostResult {
+    return {
+      host: this.host,
+      status,
+      exitCode: fields.exitCode ?? null,
+      signal: fields.signal ?? null,
+      stdout: fields.stdout ?? '',
+      stderr: fields.stderr ?? '',
+      truncated: fields.truncated ?? false,
+      startedAt: this.startedAt,
+      durationMs: Math.round(performance.now() - this.t0),
+      connectMs: fields.connectMs ?? this.connectMs,
+      error: fields.error,
+    };
+  }
+}
+
+export class SshExecutor implements SftpAccess {
+  private knownHosts: KnownHosts;
+  private readonly pool: ConnectionPool;
+  readonly limits: ExecLimits;
+  readonly window: number;
+  readonly maxTransferBytes: number;
+  private readonly logger: Logger | undefined;
+  private readonly observer: SshObserver | undefined;
+
+  constructor(options: ExecutorOptions) {
+    this.knownHosts = options.knownHosts;
+    this.limits = limitsOf(DEFAULT_LIMITS, options.limits);
+    this.window = options.window ?? DEFAULT_WINDOW;
+    this.maxTransferBytes = options.maxTransferBytes ?? DEFAULT_MAX_TRANSFER_BYTES;
+    this.logger = options.logger;
+    this.observer = options.observer;
+    for (const note of this.knownHosts.notes) this.logger?.warn({ note }, 'known_hosts line skipped');
+    this.pool = new ConnectionPool({
+      knownHosts: () => this.knownHosts,
+      maxChannelsPerHost: options.maxChannelsPerHost,
+      idleCloseMs: options.idleCloseMs,
+      keepaliveIntervalMs: options.keepaliveIntervalMs,
+      agentSocket: options.agentSocket,
+      logger: options.logger,
+      observer: options.observer,
+    });
+  }
+
+  /** Executor with host keys pinned from an OpenSSH known_hosts file. */
+  static async fromKnownHostsFile(file: string, options: Omit<ExecutorOptions, 'knownHosts'> = {}): Promise<SshExecutor> {
+    return new SshExecutor({ ...options, knownHosts: await KnownHosts.load(file) });
+  }
+
+  /** Swap the pinned keys (after `hosts trust`); open connections to changed hosts are dropped. */
+  replaceKnownHosts(knownHosts: KnownHosts, changedTargets: readonly SshTarget[] = []): void {
+    this.knownHosts = knownHosts;
+    for (const note of knownHosts.notes) this.logger?.warn({ note }, 'known_hosts line skipped');
+    for (const target of changedTargets) this.pool.drop(target);
+  }
+
+  get openConnections(): number {
+    return this.pool.size;
+  }
+
+  /** Run one request on one host. */
+  async exec(target: SshTarget, request: ExecRequest, options: FanoutOptions = {}): Promise<HostResult> {
+    const [result] = await this.fanout([target], request, options);
+    return result as HostResult;
+  }
+
+  /** Run on every target with a sliding window; one result per target, in target order. */
+  async fanout(targets: readonly SshTarget[], request: RequestFor, options: FanoutOptions = {}): Promise<HostResult[]> {
+    const limits = limitsOf(this.limits, options);
+    return slidingWindow(targets, options.window ?? this.window, (target) => this.runGuarded(target, request, limits, options));
+  }
+
+  /**
+   * Batches run one after another; failed hosts are counted across batches and once more than
+   * `failureBudget` have failed, the remaining batches are `skipped` (never attempted).
+   */
+  async rolling(targets: readonly SshTarget[], request: RequestFor, options: RollingOptions): Promise<HostResult[]> {
+    const batches = splitBatches(targets, options.batchSize);
+    const results: HostResult[] = [];
+    let failed = 0;
+    for (const [index, batch] of batches.entries()) {
+      if (failed > options.failureBudget) {
+        for (const target of batch) {
+          const result = new Attempt(target.name).result('skipped', {
+            error: `not attempted: ${failed} hosts failed, over the failure budget of ${options.failureBudget}`,
+          });
+          this.finish(result, options.onEvent);
+          results.push(result);
+        }
+        continue;
+      }
+      options.onEvent?.({ type: 'batch_started', index, hosts: batch.map((target) => target.name) });
+      const batchResults = await this.fanout(batch, request, options);
+      const batchFailed = batchResults.filter((result) => result.status !== 'ok' && result.status !== 'skipped').length;
+      failed += batchFailed;
+      options.onEvent?.({ type: 'batch_finished', index, failed: batchFailed, budgetLeft: Math.max(0, options.failureBudget - failed) });
+      results.push(...batchResults);
+    }
+    return results;
+  }
+
+  /** Which processes of run `runId` exist on the node (wrapper, its session, anything carrying its tag). */
+  async findRemoteRun(target: SshTarget, runId: string, options: RemoteRunOptions = {}): Promise<RemoteRunState> {
+    try {
+      const command = findCommand(runId, options.asRoot ?? false, target.user);
+      const output = await this.control(target, command, options.connectTimeoutMs ?? this.limits.connectTimeoutMs, CONTROL_TIMEOUT_MS);
+      if (output.code !== 0) throw new Error(`finder exited ${output.code}: ${output.stderr.trim()}`);
+      const processes = output.stdout.split('\n').flatMap((line) => {
+        const match = /^\s*(\d+)\s+(.*)$/.exec(line);
+        return match ? [{ pid: Number(match[1]), command: match[2] ?? '' }] : [];
+      });
+      return { host: target.name, runId, state: processes.length > 0 ? 'running' : 'absent', processes };
+    } catch (error) {
+      return { host: target.name, runId, state: 'unknown', processes: [], error: message(error) };
+    }
+  }
+
+  /** TERM every process of the run, KILL after the grace, and verify none is left. */
+  async killRemoteRun(target: SshTarget, runId: string, options: RemoteRunOptions = {}): Promise<RemoteKillReport> {
+    const grace = options.killGraceMs ?? this.limits.killGraceMs;
+    try {
+      const command = killCommand(runId, grace, options.asRoot ?? false, target.user);
+      const output = await this.control(target, command, options.connectTimeoutMs ?? this.limits.connectTimeoutMs, grace + CONTROL_TIMEOUT_MS);
+      const word = output.stdout.trim().split(/\s+/)[0];
+      if (output.code === 0 && (word === 'gone' || word === 'terminated' || word === 'killed')) {
+        return { host: target.name, runId, outcome: word };
+      }
+      if (output.code === 3) return { host: target.name, runId, outcome: 'survivors', error: `still running: ${output.stdout.trim()}` };
+      return { host: target.name, runId, outcome: 'unknown', error: `killer exited ${output.code}: ${output.stderr.trim()}` };
+    } catch (error) {
+      return { host: target.name, runId, outcome: 'unknown', error: message(error) };
+    }
+  }
+
+  // --- transfers (implemented in transfer.ts) ---------------------------------------------
+
+  upload(targets: readonly SshTarget[], localPath: string, remotePath: string, options: UploadOptions = {}): Promise<HostResult[]> {
+    return upload(this, targets, localPath, remotePath, options);
+  }
+
+  download(targets: readonly SshTarget[], remotePath: string, localDir: string, options: TransferOptions = {}): Promise<HostResult[]> {
+    return download(this, targets, remotePath, localDir, options);
+  }
+
+  relay(from: SshTarget, remotePath: string, toTargets: readonly SshTarget[], destPath: string, options: UploadOptions = {}): Promise<HostResult[]> {
+    return relay(this, from, remotePath, toTargets, destPath, options);
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+
+  // --- SftpAccess ---------------------------------------------------------------------------
+
+  /** A pooled connection plus one channel slot; retried once if the connection died while queued. */
+  async lease(target: SshTarget, connectTimeoutMs: number, signal?: AbortSignal, control = false): Promise<Lease> {
+    for (let attempt = 0; ; attempt++) {
+      const before = performance.now();
+      const pooled = this.pool.has(target);
+      const connection = await this.pool.connection(target, connectTimeoutMs, signal);
+      const connectMs = pooled ? 0 : Math.round(performance.now() - before);
+      try {
+        const release = await (control ? connection.control : connection.slots).acquire(signal);
+        return { connection, release, connectMs };
+      } catch (error) {
+        if (signal?.aborted) throw new ConnectError('cancelled', 'cancelled while waiting for a channel');
+        const lost = error instanceof ConnectError || error instanceof SlotsClosedError;
+        if (attempt === 0 && lost) continue;
+        throw error;
+      }
+    }
+  }
+
+  attempt(host: string): Attempt {
+    return new Attempt(host);
+  }
+
+  finish(result: HostResult, onEvent: ((event: ExecEvent) => void) | undefined): HostResult {
+    this.observer?.hostFinished?.(result);
+    const level = result.status === 'ok' || result.status === 'skipped' ? 'debug' : 'info';
+    this.logger?.[level]({ host: result.host, status: result.status, exitCode: result.exitCode, durationMs: result.durationMs, error: result.error }, 'host finished');
+    onEvent?.({ type: 'host_finished', host: result.host, result });
+    return result;
+  }
+
+  connectFailure(attempt: Attempt, error: unknown): HostResult {
+    if (error instanceof ConnectError) return attempt.result(error.status, { error: error.message });
+    return attempt.result('unreachable', { error: message(error) });
+  }
+
+  // --- one host -----------------------------------------------------------------------------
+
+  private async runGuarded(target: SshTarget, request: RequestFor, limits: ExecLimits, options: FanoutOptions): Promise<HostResult> {
+    const attempt = new Attempt(target.name);
+    try {
+      const resolved = typeof request === 'function' ? request(target) : request;
+      return await this.runOnHost(target, resolved, limits, options, attempt);
+    } catch (error) {
+      // Defensive: a result per host, always, even if something unexpected threw.
+      return this.finish(attempt.result('failed', { error: `executor error: ${message(error)}` }), options.onEvent);
+    }
+  }
+
+  private async runOnHost(target: SshTarget, request: ExecRequest, limits: ExecLimits, options: FanoutOptions, attempt: Attempt): Promise<HostResult> {
+    const { signal, onEvent } = options;
+    onEvent?.({ type: 'host_started', host: target.name });
+    const stdin = request.stdin !== undefined ? Buffer.from(request.stdin, 'utf8') : Buffer.alloc(0);
+    let command: string;
+    try {
+      command = wrapCommand(request.argv, {
+        runId: request.runId,
+        asRoot: request.asRoot ?? false,
+        loginUser: target.user,
+        deadlineMs: limits.commandTimeoutMs + limits.killGraceMs + REMOTE_DEADLINE_MARGIN_MS,
+        killGraceMs: limits.killGraceMs,
+        stdinBytes: stdin.length,
+      });
+    } catch (error) {
+      return this.finish(attempt.result('failed', { error: `refused before running: ${message(error)}` }), onEvent);
+    }
+    if (signal?.aborted) return this.finish(attempt.result('cancelled', { error: 'cancelled before start' }), onEvent);
+    let lease: Lease;
+    try {
+      lease = await this.lease(target, limits.connectTimeoutMs, signal);
+    } catch (error) {
+      return this.finish(this.connectFailure(attempt, error), onEvent);
+    }
+    attempt.connectMs = lease.connectMs;
+    this.logger?.debug({ host: target.name, runId: request.runId, program: request.argv[0] }, 'exec');
+    const result = await this.runOnChannel(target, request, command, stdin, limits, options, attempt, lease);
+    return this.finish(result, onEvent);
+  }
+
+  private runOnChannel(
+    target: SshTarget,
+    request: ExecRequest,
+    command: string,
+    stdin: Buffer,
+    limits: ExecLimits,
+    options: FanoutOptions,
+    attempt: Attempt,
+    lease: Lease,
+  ): Promise<HostResult> {
+    const { signal, onEvent } = options;
+    return new Promise<HostResult>((resolve) => {
+      lease.connection.client.exec(command, (error, stream) => {
+        if (error) {
+          lease.release();
+          resolve(attempt.result('failed', { error: `could not open a channel on ${target.name}: ${error.message}` }));
+          return;
+        }
+        this.observer?.execStarted?.(target.name);
+        const side = new SideChannel();
+        const stdout = new CappedOutput(limits.maxOutputBytes);
+        const stderr = new CappedOutput(limits.maxOutputBytes);
+        let exitCode: number | null = null;
+        let exitSignal: string | null = null;
+        let outcome: { status: 'timed_out' | 'cancelled'; reason: string } | null = null;
+        let stopping: Promise<RemoteKillReport> | null = null;
+        let forceClose: NodeJS.Timeout | undefined;
+
+        const emit = (stream: 'stdout' | 'stderr', chunk: string): void => {
+          if (chunk !== '') onEvent?.({ type: 'output', host: target.name, stream, chunk });
+        };
+        const stop = (status: 'timed_out' | 'cancelled', reason: string): void => {
+          if (outcome) return;
+          outcome = { status, reason };
+          // The kill over a second channel is the authoritative stop and verifies that nothing
+          // of the run is left. Only if it could not do its job is EOF sent on the channel's
+          // stdin, which trips the remote lifeline (it would otherwise hold the kill up for a
+          // whole grace period, since it outlives TERM on purpose).
+          stopping = this.killRemoteRun(target, request.runId, {
+            asRoot: request.asRoot ?? false,
+            killGraceMs: limits.killGraceMs,
+            connectTimeoutMs: limits.connectTimeoutMs,
+          }).then((report) => {
+            if (report.outcome === 'unknown' || report.outcome === 'survivors') {
+              try {
+                stream.eof();
+              } catch {
+                // channel already closing
+              }
+            }
+            return report;
+          });
+          void stopping.finally(() => {
+            forceClose = setTimeout(() => stream.close(), CLOSE_AFTER_KILL_MS);
+          });
+        };
+        const timer = setTimeout(() => stop('timed_out', `command timeout after ${limits.commandTimeoutMs} ms`), limits.commandTimeoutMs);
+        const onAbort = (): void => stop('cancelled', 'cancelled');
+        signal?.addEventListener('abort', onAbort, { once: true });
+        if (signal?.aborted) onAbort();
+
+        stream.on('data', (chunk: Buffer) => emit('stdout', stdout.push(side.push(chunk))));
+        stream.stderr.on('data', (chunk: Buffer) => emit('stderr', stderr.push(chunk)));
+        stream.on('exit', (code: number | null, signalName?: string) => {
+          exitCode = typeof code === 'number' ? code : null;
+          exitSignal = signalName ?? null;
+        });
+        stream.on('error', (streamError: Error) => this.logger?.warn({ host: target.name, err: streamError.message }, 'channel error'));
+        stream.once('close', () => {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+          lease.release();
+          emit('stdout', stdout.push(side.flush()));
+          void (async () => {
+            const report = stopping ? await stopping : null;
+            clearTimeout(forceClose);
+            resolve(this.channelResult(attempt, lease, { exitCode, exitSignal, outcome, report, wrapperSeen: side.seen, stdout, stderr, limits }));
+          })();
+        });
+        if (stdin.length > 0) writeStdin(stream, stdin);
+      });
+    });
+  }
+
+  private channelResult(
+    attempt: Attempt,
+    lease: Lease,
+    run: {
+      exitCode: number | null;
+      exitSignal: string | null;
+      outcome: { status: 'timed_out' | 'cancelled'; reason: string } | null;
+      report: RemoteKillReport | null;
+      wrapperSeen: boolean;
+      stdout: CappedOutput;
+      stderr: CappedOutput;
+      limits: ExecLimits;
+    },
+  ): HostResult {
+    const fields = {
+      exitCode: run.exitCode,
+      signal: run.exitSignal,
+      stdout: run.stdout.finish(),
+      stderr: run.stderr.finish(),
+      truncated: run.stdout.truncated || run.stderr.truncated,
+      connectMs: lease.connectMs,
+    };
+    if (run.outcome) {
+      const report = run.report;
+      const remote = !report ? '' : report.outcome === 'survivors' || report.outcome === 'unknown'
+        ? `; remote stop NOT verified: ${report.error ?? report.outcome}`
+        : `; remote run stopped (${report.outcome})`;
+      return attempt.result(run.outcome.status, { ...fields, error: `${run.outcome.reason}${remote}` });
+    }
+    if (run.exitCode === 0) return attempt.result('ok', fields);
+    if (run.exitCode === null && run.exitSignal === null) {
+      return attempt.result('failed', { ...fields, error: 'connection lost while the command ran (the remote lifeline stops it)' });
+    }
+    let error = run.exitSignal ? `killed by signal ${run.exitSignal}` : `exit code ${run.exitCode}`;
+    if (!run.wrapperSeen) error += ' (the remote wrapper did not start: are sh, setsid, timeout and pkill installed?)';
+    else if (run.exitCode === 124) error += ' (the remote deadline of the command was reached)';
+    return attempt.result('failed', { ...fields, error });
+  }
+
+  /** A short command on a control channel (reserved slots), e.g. find/kill of a run. */
+  private async control(target: SshTarget, command: string, connectTimeoutMs: number, timeoutMs: number): Promise<ControlOutput> {
+    const lease = await this.lease(target, connectTimeoutMs, undefined, true);
+    return new Promise<ControlOutput>((resolve, reject) => {
+      lease.connection.client.exec(command, (error, stream) => {
+        if (error) {
+          lease.release();
+          reject(error);
+          return;
+        }
+        const stdout: Buffer[] = [];
+        const stderr: Buffer[] = [];
+        let code: number | null = null;
+        const timer = setTimeout(() => stream.close(), timeoutMs);
+        stream.on('data', (chunk: Buffer) => stdout.push(chunk));
+        stream.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+        stream.on('exit', (exitCode: number | null) => {
+          code = typeof exitCode === 'number' ? exitCode : null;
+        });
+        stream.once('close', () => {
+          clearTimeout(timer);
+          lease.release();
+          resolve({ code, stdout: Buffer.concat(stdout).toString('utf8'), stderr: Buffer.concat(stderr).toString('utf8') });
+        });
+        stream.eof();
+      });
+    });
+  }
+}
+
+/** Write stdin without ending it: EOF on stdin is the wrapper's cancel/lost-connection signal. */
+function writeStdin(stream: ClientChannel, data: Buffer): void {
+  stream.write(data);
+}

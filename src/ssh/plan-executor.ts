@@ -1,0 +1,123 @@
+// Adapts the SSH executor to what the job runner needs (queues/runner.ts PlanExecutor), with
+// the config's limits, and two guards that belong at execution time rather than in pure
+// plans: the pinned host keys are re-read when known_hosts changes (after `castellan hosts
+// trust`), and local paths of transfers must really resolve inside the files root (a
+// symlink cannot lead a copy outside it).
+import { mkdir, realpath, stat } from 'node:fs/promises';
+import { dirname, relative, isAbsolute } from 'node:path';
+import type { Config } from '../../config/load.js';
+import type { PlanExecutor, TransferCallOptions } from '../../queues/runner.js';
+import type { Logger } from '../log.js';
+import { metrics } from '../metrics.js';
+import { SshExecutor } from './executor.js';
+import { KnownHosts } from './known-hosts.js';
+import { sshMetrics } from './metrics.js';
+import { download, relay, upload } from './transfer.js';
+import type { ExecRequest, FanoutOptions, HostResult, SshTarget } from './types.js';
+
+export interface ClosablePlanExecutor extends PlanExecutor {
+  readonly ssh: SshExecutor;
+  close(): Promise<void>;
+}
+
+let observer: ReturnType<typeof sshMetrics> | undefined;
+
+export async function createPlanExecutor(config: Config, logger: Logger): Promise<ClosablePlanExecutor> {
+  const knownHostsFile = config.knownHosts;
+  let stamp = await fileStamp(knownHostsFile);
+  observer ??= sshMetrics(metrics().registry);
+  const ssh = new SshExecutor({
+    knownHosts: await loadPinned(knownHostsFile),
+    limits: {
+      connectTimeoutMs: config.ssh.connectTimeoutMs,
+      commandTimeoutMs: config.ssh.commandTimeoutMs,
+      maxOutputBytes: config.ssh.maxOutputBytes,
+      killGraceMs: config.ssh.killGraceMs,
+    },
+    window: config.ssh.window,
+    maxChannelsPerHost: config.ssh.maxChannelsPerHost,
+    idleCloseMs: config.ssh.idleCloseMs,
+    keepaliveIntervalMs: config.ssh.keepaliveIntervalMs,
+    agentSocket: config.ssh.agentSocket,
+    maxTransferBytes: config.ssh.maxTransferBytes,
+    logger,
+    observer,
+  });
+
+  const refreshPins = async (): Promise<void> => {
+    const now = await fileStamp(knownHostsFile);
+    if (now === stamp) return;
+    stamp = now;
+    ssh.replaceKnownHosts(await loadPinned(knownHostsFile));
+    logger.info({ file: knownHostsFile }, 'known_hosts changed: pinned host keys reloaded');
+  };
+  const root = config.jobs.filesRoot;
+
+  return {
+    ssh,
+    async exec(targets: readonly SshTarget[], request: (t: SshTarget) => ExecRequest, options: FanoutOptions): Promise<HostResult[]> {
+      await refreshPins();
+      return ssh.fanout(targets, request, options);
+    },
+    async upload(targets, localPath, remotePath, options: TransferCallOptions & { mode?: number | undefined }) {
+      await refreshPins();
+      const refusal = await outsideRoot(root, localPath, true);
+      if (refusal) return refuse(targets, refusal, options);
+      return upload(ssh, targets, localPath, remotePath, options);
+    },
+    async download(targets, remotePath, localDir, options: TransferCallOptions) {
+      await refreshPins();
+      await mkdir(localDir, { recursive: true }).catch(() => undefined);
+      const refusal = await outsideRoot(root, localDir, true);
+      if (refusal) return refuse(targets, refusal, options);
+      return download(ssh, targets, remotePath, localDir, options);
+    },
+    async relay(from, remotePath, targets, destPath, options: TransferCallOptions) {
+      await refreshPins();
+      return relay(ssh, from, remotePath, targets, destPath, options);
+    },
+    close: () => ssh.close(),
+  };
+}
+
+async function loadPinned(file: string): Promise<KnownHosts> {
+  // A missing known_hosts pins nothing: every host is refused until `castellan hosts trust`.
+  try {
+    await stat(file);
+  } catch {
+    await mkdir(dirname(file), { recursive: true }).catch(() => undefined);
+    return KnownHosts.parse('', file);
+  }
+  return KnownHosts.load(file);
+}
+
+async function fileStamp(file: string): Promise<string> {
+  const s = await stat(file).catch(() => undefined);
+  return s ? `${s.mtimeMs}:${s.size}` : 'missing';
+}
+
+async function outsideRoot(root: string, path: string, mustExist: boolean): Promise<string | undefined> {
+  let realRoot: string;
+  let realPath: string;
+  try {
+    realRoot = await realpath(root);
+  } catch {
+    return `the files root ${root} does not exist; create it and put the files to copy there`;
+  }
+  try {
+    realPath = await realpath(path);
+  } catch {
+    return mustExist ? `${path} does not exist` : undefined;
+  }
+  const rel = relative(realRoot, realPath);
+  if (rel.startsWith('..') || isAbsolute(rel)) return `${path} resolves to ${realPath}, outside the files root ${realRoot}`;
+  return undefined;
+}
+
+function refuse(targets: readonly SshTarget[], error: string, options: TransferCallOptions): HostResult[] {
+  return targets.map((t) => {
+    const result: HostResult = { host: t.name, status: 'failed', exitCode: null, signal: null, stdout: '', stderr: '', truncated: false, startedAt: new Date().toISOString(), durationMs: 0, connectMs: 0, error: `refused: ${error}` };
+    options.onEvent?.({ type: 'host_finished', host: t.name, result });
+    return result;
+  });
+}

@@ -1,0 +1,100 @@
+// End to end through the real CLI: castellan → job in Redis → worker → SSH to real sshd lab
+// nodes → folded result on stdout, progress on stderr, exit codes that mean something.
+import { existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { useCastellan } from '../support/castellan.js';
+
+const c = useCastellan({ nodes: 4, config: { policy: { approvals: { allow_self_approval: true } } } });
+
+describe('castellan CLI through the pipeline', () => {
+  it('pings every lab node and folds the identical results', async () => {
+    const r = await c.cli(['ping', 'lab']);
+    expect(r.stderr).toContain('succeeded');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/node\[01-04\] \(4\)/);
+  });
+
+  it('runs uptime on a group and reports per-host progress on stderr', async () => {
+    const r = await c.cli(['uptime', 'odd']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/node01: ok/);
+    expect(r.stderr).toMatch(/node03: ok/);
+    expect(r.stderr).not.toMatch(/node02: ok/);
+  });
+
+  it('lists groups without SSH', async () => {
+    const r = await c.cli(['list-groups']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('odd');
+    expect(r.stdout).toContain('even');
+  });
+
+  it('shows help for a tool derived from its definition', async () => {
+    const r = await c.cli(['help', 'journal']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/--lines/);
+  });
+
+  it('exec waits for approval, runs after it, and the job shows who approved', async () => {
+    const marker = `/tmp/castellan-cli-${randomBytes(4).toString('hex')}`;
+    const submitted = await c.cli(['--no-wait', 'exec', 'node02', '--', 'touch', marker]);
+    expect(submitted.code).toBe(3); // still pending
+    const jobId = submitted.stdout.trim();
+    expect(jobId).toMatch(/^j[a-z0-9]+$/);
+    expect(submitted.stderr).toContain(`castellan approve ${jobId}`);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(existsSync(marker)).toBe(false); // nothing ran before the approval
+
+    const approved = await c.cli(['approve', jobId, '--reason', 'looks right']);
+    expect(approved.code).toBe(0);
+    const finished = await c.runtime.service.wait(jobId, c.runtime.localRequester('cli'), 30_000);
+    expect(finished.state).toBe('succeeded');
+    expect(existsSync(marker)).toBe(true);
+    const shown = await c.cli(['job', jobId]);
+    expect(shown.stdout).toContain('approve by Local admin via cli');
+  });
+
+  it('pipe runs each stdin line, skipping comments and blank lines', async () => {
+    const r = await c.cli(['--no-wait', 'pipe', 'node01', '--timeout', '20s'], { stdin: '# a comment\n\necho first\necho second\n' });
+    // exec is destructive: even the local admin's own request waits for an approval.
+    expect(r.code).toBe(3);
+    const jobId = r.stdout.trim();
+    const me = c.runtime.localRequester('cli');
+    const pending = await c.runtime.service.get(jobId, me);
+    expect(pending.input).toMatchObject({ lines: ['echo first', 'echo second'] });
+    await c.runtime.service.approve(jobId, me);
+    const done = await c.runtime.service.wait(jobId, me, 30_000);
+    expect(done.state).toBe('succeeded');
+    expect(done.result?.steps.map((s) => s.results[0]?.stdout.trim())).toEqual(['first', 'second']);
+  });
+
+  it('refuses bad input with a clear error and submits nothing', async () => {
+    const before = (await c.runtime.service.list(c.runtime.localRequester('cli'), { limit: 200 })).length;
+    const unknownTool = await c.cli(['run', 'pnig', 'lab']);
+    expect(unknownTool.code).toBe(64);
+    expect(unknownTool.stderr).toMatch(/unknown tool 'pnig'.*ping/);
+
+    const badTarget = await c.cli(['ping', 'lba']);
+    expect(badTarget.code).toBe(64);
+    expect(badTarget.stderr).toMatch(/lba/);
+    expect(badTarget.stderr).toMatch(/did you mean 'lab'/);
+
+    const hostile = await c.cli(['service_status', 'lab', '--unit', 'nginx; rm -rf /']);
+    expect(hostile.code).toBe(64);
+    expect(hostile.stderr).toMatch(/unit/);
+
+    const hostileTarget = await c.cli(['ping', '$(reboot)']);
+    expect(hostileTarget.code).toBe(64);
+    expect(hostileTarget.stderr).toMatch(/target|character/i);
+
+    const after = (await c.runtime.service.list(c.runtime.localRequester('cli'), { limit: 200 })).length;
+    expect(after).toBe(before);
+  });
+
+  it('lists jobs and shows one with its event log', async () => {
+    const r = await c.cli(['jobs', '--limit', '5']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/succeeded\s+ping/);
+  });
+});

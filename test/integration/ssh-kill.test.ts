@@ -1,0 +1,174 @@
+// Timeouts and cancellation must stop the remote command itself, grandchildren included, for a
+// root login (where sshd refuses channel signals) and for a non-root login. Every check looks
+// for a unique marker in the node's process table (the lab nodes live on this machine).
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { labUp, type Lab } from '../../src/lab/sshd-lab.js';
+import { KnownHosts, SshExecutor, type SshTarget } from '../../src/ssh/index.js';
+
+let seq = 0;
+/** A `sleep N` nobody else runs: N is unique per test, so `pgrep -fx 'sleep N'` finds only ours. */
+function uniqueSleep(): string {
+  seq += 1;
+  return String(4_000_000 + (process.pid % 10_000) * 100 + seq);
+}
+
+function survivors(seconds: string): string[] {
+  const found = spawnSync('pgrep', ['-f', `^sleep ${seconds}$`], { encoding: 'utf8' });
+  return found.stdout.split('\n').filter(Boolean);
+}
+
+/** Processes die asynchronously after KILL; poll (bounded) rather than assert at one instant. */
+async function survivorsAfterSettling(seconds: string, withinMs = 8_000): Promise<string[]> {
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    const left = survivors(seconds);
+    if (left.length === 0 || Date.now() > deadline) return left;
+    await sleep(100);
+  }
+}
+
+/** `echo` reaches us before the next command has started: wait (bounded) for it to show up. */
+async function appeared(seconds: string, withinMs = 5_000): Promise<string[]> {
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    const found = survivors(seconds);
+    if (found.length > 0 || Date.now() > deadline) return found;
+    await sleep(50);
+  }
+}
+
+function grandchildren(a: string, b: string): string[] {
+  // The background sleep is a grandchild of the wrapper; the foreground one a child of sh.
+  return ['sh', '-c', `sleep ${a} & sleep ${b}; echo never`];
+}
+
+for (const login of ['root', 'castellan-lab'] as const) {
+  describe(`stopping remote runs (${login} login)`, () => {
+    let lab: Lab;
+    let dir: string;
+    let ssh: SshExecutor;
+    let target: SshTarget;
+    const limits = { connectTimeoutMs: 5_000, commandTimeoutMs: 60_000, killGraceMs: 1_000 };
+
+    beforeAll(async () => {
+      dir = await mkdtemp(path.join(tmpdir(), `castellan-ssh-kill-${login}-`));
+      lab = await labUp({ nodes: 1, dir, loginUser: login });
+      const node = lab.nodes[0]!;
+      target = { name: node.name, address: node.address, port: node.port, user: lab.loginUser, privateKeyFile: lab.clientKeyFile };
+      ssh = new SshExecutor({ knownHosts: await KnownHosts.load(lab.knownHostsFile), limits });
+    });
+
+    afterAll(async () => {
+      await ssh?.close();
+      await lab?.down();
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    it('runs as the login user', async () => {
+      const result = await ssh.exec(target, { argv: ['id', '-un'], runId: `whoami-${process.pid}` });
+      expect(result).toMatchObject({ status: 'ok', stdout: `${login}\n` });
+    });
+
+    it('command timeout: timed_out, and no process of the run is left', async () => {
+      const [a, b] = [uniqueSleep(), uniqueSleep()];
+      const result = await ssh.exec(target, { argv: grandchildren(a, b), runId: `timeout-${a}` }, { commandTimeoutMs: 1_500 });
+      expect(result.status).toBe('timed_out');
+      expect(result.error).toMatch(/command timeout after 1500 ms; remote run stopped \((terminated|killed|gone)\)/);
+      expect(result.stdout).toBe('');
+      expect(await survivorsAfterSettling(a)).toEqual([]);
+      expect(await survivorsAfterSettling(b)).toEqual([]);
+    });
+
+    it('cancel via AbortSignal: cancelled, and no process of the run is left', async () => {
+      const [a, b] = [uniqueSleep(), uniqueSleep()];
+      const controller = new AbortController();
+      const result = await ssh.exec(
+        target,
+        { argv: ['sh', '-c', `echo started; sleep ${a} & sleep ${b}`], runId: `cancel-${a}` },
+        { signal: controller.signal, onEvent: (event) => event.type === 'output' && event.chunk.includes('started') && controller.abort() },
+      );
+      expect(result.status).toBe('cancelled');
+      expect(result.stdout).toBe('started\n');
+      expect(result.error).toMatch(/remote run stopped/);
+      expect(await survivorsAfterSettling(a)).toEqual([]);
+      expect(await survivorsAfterSettling(b)).toEqual([]);
+    });
+
+    it('killRemoteRun escalates to KILL after the grace for a command that ignores TERM', async () => {
+      const a = uniqueSleep();
+      const runId = `stubborn-${a}`;
+      let started!: () => void;
+      const running = new Promise<void>((resolve) => {
+        started = resolve;
+      });
+      // SIG_IGN survives exec, so the sleep ignores TERM too.
+      // The run's own grace (the remote `timeout -k`) is long, so the escalation seen is the killer's.
+      const inFlight = ssh.exec(target, { argv: ['sh', '-c', `trap '' TERM; echo started; sleep ${a}`], runId }, {
+        killGraceMs: 30_000,
+        onEvent: (event) => event.type === 'output' && started(),
+      });
+      await running;
+      const report = await ssh.killRemoteRun(target, runId, { killGraceMs: 300 });
+      expect(report.outcome).toBe('killed');
+      expect(await survivorsAfterSettling(a)).toEqual([]);
+      expect((await inFlight).status).toBe('failed');
+    });
+
+    it('reconciliation from another executor: findRemoteRun sees the run, killRemoteRun stops it', async () => {
+      const [a, b] = [uniqueSleep(), uniqueSleep()];
+      const runId = `crash.${a}`;
+      let started!: () => void;
+      const running = new Promise<void>((resolve) => {
+        started = resolve;
+      });
+      const inFlight = ssh.exec(target, { argv: ['sh', '-c', `echo up; sleep ${a} & sleep ${b}`], runId }, { onEvent: (e) => e.type === 'output' && started() });
+      await running;
+      const other = new SshExecutor({ knownHosts: await KnownHosts.load(lab.knownHostsFile), limits });
+      try {
+        const found = await other.findRemoteRun(target, runId);
+        expect(found.state).toBe('running');
+        const commands = found.processes.map((p) => p.command);
+        expect(commands).toContain(`sleep ${a}`);
+        expect(commands).toContain(`sleep ${b}`);
+        expect(commands.some((c) => c.includes(`castellan-run:${runId}`))).toBe(true);
+        // A different run id with the same prefix is not this run.
+        expect((await other.findRemoteRun(target, `crash.${a.slice(0, -1)}`)).state).toBe('absent');
+
+        const report = await other.killRemoteRun(target, runId);
+        expect(report.outcome).toBe('terminated');
+        expect(await survivorsAfterSettling(a)).toEqual([]);
+        expect(await survivorsAfterSettling(b)).toEqual([]);
+        expect((await other.findRemoteRun(target, runId)).state).toBe('absent');
+        expect((await other.killRemoteRun(target, runId)).outcome).toBe('gone');
+      } finally {
+        await other.close();
+      }
+      const result = await inFlight;
+      expect(result.status).toBe('failed');
+    });
+
+    it('a dropped connection stops the run (the remote lifeline sees stdin close)', async () => {
+      const [a, b] = [uniqueSleep(), uniqueSleep()];
+      const doomed = new SshExecutor({ knownHosts: await KnownHosts.load(lab.knownHostsFile), limits });
+      let started!: () => void;
+      const running = new Promise<void>((resolve) => {
+        started = resolve;
+      });
+      const inFlight = doomed.exec(target, { argv: ['sh', '-c', `echo up; sleep ${a} & sleep ${b}`], runId: `drop-${a}` }, {
+        onEvent: (e) => e.type === 'output' && started(),
+      });
+      await running;
+      expect(await appeared(b)).toHaveLength(1); // really running before the client vanishes
+      await doomed.close(); // the client goes away without any kill request
+      const result = await inFlight;
+      expect(result.status).toBe('failed');
+      expect(await survivorsAfterSettling(a)).toEqual([]);
+      expect(await survivorsAfterSettling(b)).toEqual([]);
+    });
+  });
+}

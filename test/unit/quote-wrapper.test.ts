@@ -1,0 +1,98 @@
+// The remote wrapper is built only through quoteArgv; these check what it hands to the shell.
+import { describe, expect, it } from 'vitest';
+import { QuotingError } from '../../src/ssh/quote.js';
+import { RunIdError, SideChannel, findCommand, killCommand, wrapCommand } from '../../src/ssh/remote-run.js';
+import { splitBatches } from '../../src/ssh/batches.js';
+import { CappedOutput } from '../../src/ssh/output.js';
+
+const base = { runId: 'job-1.step', asRoot: false, loginUser: 'ops', deadlineMs: 10_000, killGraceMs: 2_000, stdinBytes: 0 };
+
+describe('wrapCommand', () => {
+  it('tags the run in env and argv and ends with the quoted user argv', () => {
+    const line = wrapCommand(['echo', "it's"], base);
+    expect(line.startsWith(`'env' 'CASTELLAN_RUN=job-1.step' 'setsid' '-w' 'sh' '-c' `)).toBe(true);
+    expect(line.endsWith(`'castellan-run:job-1.step' '10.000' '2.000' '0' 'echo' 'it'\\''s'`)).toBe(true);
+  });
+
+  it('uses sudo -n -- for asRoot unless the login is already root', () => {
+    expect(wrapCommand(['id'], { ...base, asRoot: true })).toMatch(/^'sudo' '-n' '--' 'env' /);
+    expect(wrapCommand(['id'], { ...base, asRoot: true, loginUser: 'root' })).toMatch(/^'env' /);
+  });
+
+  it('refuses bad run ids, empty argv, NUL and over-long command lines', () => {
+    expect(() => wrapCommand(['id'], { ...base, runId: 'a b' })).toThrow(RunIdError);
+    expect(() => wrapCommand(['id'], { ...base, runId: 'x'.repeat(65) })).toThrow(RunIdError);
+    expect(() => wrapCommand([], base)).toThrow(QuotingError);
+    expect(() => wrapCommand(['echo', '\0'], base)).toThrow(QuotingError);
+    expect(() => wrapCommand(['echo', 'x'.repeat(140_000)], base)).toThrow(/MAX_ARG_STRLEN/);
+    expect(() => findCommand('$(id)', false, 'ops')).toThrow(RunIdError);
+  });
+
+  it('find/kill patterns escape dots so the finder never matches itself', () => {
+    expect(findCommand('a.b', false, 'ops')).toContain(`'castellan-run:a[.]b( |$)' 'CASTELLAN_RUN=a.b'`);
+    expect(killCommand('a.b', 1_500, true, 'ops')).toMatch(/^'sudo' '-n' '--' 'sh' '-c' .* '15'$/s);
+  });
+});
+
+describe('SideChannel', () => {
+  it('strips the marker line even when split across chunks, and passes the rest through', () => {
+    const side = new SideChannel();
+    const out = [side.push(Buffer.from('\u001ecastel')), side.push(Buffer.from('lan-run 4242\nhello')), side.push(Buffer.from(' world\n'))];
+    expect(Buffer.concat(out).toString()).toBe('hello world\n');
+    expect(side.sessionId).toBe(4242);
+    expect(side.seen).toBe(true);
+  });
+
+  it('passes a login-script preamble through and never parses after the marker', () => {
+    const side = new SideChannel();
+    const text = Buffer.concat([
+      side.push(Buffer.from('motd line\n\u001ecastellan-run 7\n')),
+      side.push(Buffer.from('\u001ecastellan-run 99\n')),
+    ]).toString();
+    expect(text).toBe('motd line\n\u001ecastellan-run 99\n');
+    expect(side.sessionId).toBe(7);
+  });
+
+  it('without a marker, everything is output', () => {
+    const side = new SideChannel();
+    const text = Buffer.concat([side.push(Buffer.from('\u001ecast')), side.flush()]).toString();
+    expect(text).toBe('\u001ecast');
+    expect(side.seen).toBe(false);
+  });
+});
+
+describe('CappedOutput', () => {
+  it('keeps at most maxBytes and flags truncation', () => {
+    const capture = new CappedOutput(5);
+    expect(capture.push(Buffer.from('abc'))).toBe('abc');
+    expect(capture.push(Buffer.from('defg'))).toBe('de');
+    expect(capture.push(Buffer.from('h'))).toBe('');
+    expect(capture.finish()).toBe('abcde');
+    expect(capture.truncated).toBe(true);
+  });
+
+  it('decodes multi-byte characters split across chunks', () => {
+    const capture = new CappedOutput(100);
+    const bytes = Buffer.from('é🚀');
+    capture.push(bytes.subarray(0, 1));
+    capture.push(bytes.subarray(1, 4));
+    capture.push(bytes.subarray(4));
+    expect(capture.finish()).toBe('é🚀');
+    expect(capture.truncated).toBe(false);
+  });
+});
+
+describe('splitBatches', () => {
+  const hosts = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j'];
+  it('splits by count and by percentage (rounded up, at least one host)', () => {
+    expect(splitBatches(hosts, 4).map((batch) => batch.length)).toEqual([4, 4, 2]);
+    expect(splitBatches(hosts, '25%').map((batch) => batch.length)).toEqual([3, 3, 3, 1]);
+    expect(splitBatches(['a', 'b'], '1%')).toEqual([['a'], ['b']]);
+    expect(splitBatches(hosts, '100%')).toEqual([hosts]);
+  });
+  it('refuses nonsense sizes', () => {
+    expect(() => splitBatches(hosts, 0)).toThrow(RangeError);
+    expect(() => splitBatches(hosts, '0%')).toThrow(RangeError);
+    expect(() => splitBatches(hosts, '150%')).toThrow(RangeError);
+  });
+});
