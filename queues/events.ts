@@ -4,6 +4,7 @@
 // from any point, and only the reader that cares acts on it (no duplicate Slack posts).
 import type { Redis } from 'ioredis';
 import type { HostStatus } from '../src/ssh/types.js';
+import type { Redactor } from '../src/redact.js';
 import type { Keys } from './keys.js';
 import type { JobState } from './states.js';
 
@@ -37,10 +38,11 @@ export class JobEvents {
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
+    readonly redactor: Redactor,
   ) {}
 
   async publish(jobId: string, event: JobEvent): Promise<void> {
-    await this.redis.xadd(this.keys.events(jobId), 'MAXLEN', '~', STREAM_MAXLEN, '*', 'e', JSON.stringify(event));
+    await this.redis.xadd(this.keys.events(jobId), 'MAXLEN', '~', STREAM_MAXLEN, '*', 'e', JSON.stringify(this.redactor.scrubDeep(event)));
   }
 
   async read(jobId: string, afterId = '0', count = 1000): Promise<StampedEvent[]> {
@@ -103,24 +105,38 @@ export class ThrottledPublisher {
       const text = (current?.text ?? '') + event.text;
       // Progress is a preview: the full (capped) output lives in the result.
       this.pending.set(key, { ...event, text: text.length > this.maxChunkChars ? text.slice(0, this.maxChunkChars) : text });
-      this.timer ??= setTimeout(() => this.flush(), this.intervalMs);
+      this.timer ??= setTimeout(() => this.flush(false), this.intervalMs);
       return;
     }
-    this.flush();
+    // Output of a host is complete once it finished: release its held-back tail.
+    if (event.type === 'host_finished') this.flush(true, event.host);
+    this.flush(false);
     this.enqueue(event);
   }
 
-  flush(): void {
+  /**
+   * Write pending output. Until the host's output is complete (`final`), the last few
+   * characters are held back: a secret split across two chunks must be whole when the
+   * redactor sees it.
+   */
+  flush(final = true, onlyHost?: string): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    const batch = [...this.pending.values()];
-    this.pending.clear();
-    for (const chunk of batch) this.enqueue({ type: 'output', ...chunk });
+    const hold = final ? 0 : Math.max(0, this.events.redactor.longest - 1);
+    for (const [key, chunk] of [...this.pending]) {
+      if (onlyHost !== undefined && chunk.host !== onlyHost) continue;
+      const clean = this.events.redactor.scrub(chunk.text);
+      const cut = Math.max(0, clean.length - hold);
+      if (cut > 0) this.enqueue({ type: 'output', ...chunk, text: clean.slice(0, cut) });
+      if (cut < clean.length) this.pending.set(key, { ...chunk, text: clean.slice(cut) });
+      else this.pending.delete(key);
+    }
+    if (this.pending.size > 0) this.timer = setTimeout(() => this.flush(false), this.intervalMs);
   }
 
   /** Wait until everything emitted so far is written. */
   async drain(): Promise<void> {
-    this.flush();
+    this.flush(true);
     await this.chain;
   }
 

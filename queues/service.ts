@@ -224,10 +224,11 @@ export class JobService {
 
   async cancel(jobId: string, by: Requester, reason?: string): Promise<JobRecord> {
     const job = await this.get(jobId, by);
-    // The requester may cancel their own job; operators and admins may cancel any.
+    // The requester may cancel their own job; operators, approvers and admins may cancel any
+    // (stopping is always safer than running, and the approver may be the one who notices).
     const own = job.requester.subject === by.subject;
-    if (!own && !by.roles.some((r) => r === 'operator' || r === 'admin')) {
-      throw new CastellanError('forbidden', 'cancelling someone else\'s job needs the operator role');
+    if (!own && !by.roles.some((r) => r === 'operator' || r === 'approver' || r === 'admin')) {
+      throw new CastellanError('forbidden', "cancelling someone else's job needs the operator or approver role");
     }
     if (isFinal(job.state)) throw new CastellanError('conflict', `job ${jobId} already ended (${job.state})`);
     const why = `cancelled by ${by.displayName}${reason ? `: ${reason}` : ''}`;

@@ -83,7 +83,7 @@ export async function startWorker(ctx: QueueContext, connection: Redis): Promise
 async function finalizeOrphan(ctx: QueueContext, jobId: string, why: string): Promise<void> {
   const record = await ctx.store.get(jobId);
   if (!record || isFinal(record.state)) return;
-  const unknown = [...new Set((await ctx.ledger.unfinished(jobId)).map((e) => e.host))];
+  const unknown = inPlanOrder(record, (await ctx.ledger.unfinished(jobId)).map((e) => e.host));
   const to: JobState = record.state === 'running' ? 'interrupted' : 'failed';
   const reason = `${why}${unknown.length ? `; outcome unknown on: ${unknown.join(', ')}` : ''}`;
   const t = await ctx.store.transition(jobId, to, { reason, finishedAt: new Date().toISOString() }, [record.state]);
@@ -129,8 +129,7 @@ async function redelivered(
   record: JobRecord,
   running: Map<string, (reason: StopReason, detail?: string) => void>,
 ): Promise<{ state: JobState }> {
-  const unfinished = await ctx.ledger.unfinished(record.id);
-  const unknownHosts = [...new Set(unfinished.map((e) => e.host))];
+  const unknownHosts = inPlanOrder(record, (await ctx.ledger.unfinished(record.id)).map((e) => e.host));
   if (record.risk === 'read' && record.attempt <= ctx.settings.worker.readRetries) {
     ctx.logger.info({ jobId: record.id, attempt: record.attempt + 1 }, 'read job redelivered after a stall: running it again');
     return execute(ctx, workerId, record, running, true);
@@ -268,7 +267,7 @@ async function execute(
     await publisher.drain();
     const current = await ctx.store.state(record.id);
     if (current === 'running') {
-      const unknown = [...new Set((await ctx.ledger.unfinished(record.id)).map((e) => e.host))];
+      const unknown = inPlanOrder(record, (await ctx.ledger.unfinished(record.id)).map((e) => e.host));
       const reason = `internal error: ${errorMessage(err)}${unknown.length ? `; outcome unknown on: ${unknown.join(', ')}` : ''}`;
       const t = await ctx.store.transition(record.id, 'interrupted', { reason, finishedAt: new Date().toISOString() }, ['running']);
       if (t.ok) await announceFinal(ctx, record, 'interrupted', reason);
@@ -285,6 +284,13 @@ async function execute(
     m.activeJobs.dec();
     await publisher.drain();
   }
+}
+
+/** Hosts in the order the plan lists them (the ledger's order is Redis hash order). */
+function inPlanOrder(record: JobDoc, hosts: readonly string[]): string[] {
+  const set = new Set(hosts);
+  const ordered = record.plan.hosts.filter((h) => set.has(h));
+  return [...ordered, ...[...set].filter((h) => !ordered.includes(h))];
 }
 
 function foldText(h: HostOutcome): string {

@@ -23,6 +23,11 @@ export class Redactor {
     return this.values.length;
   }
 
+  /** Length of the longest secret: a streaming writer holds back this many characters minus one. */
+  get longest(): number {
+    return this.values[0]?.length ?? 0;
+  }
+
   /** Replace every occurrence of a known secret value. */
   scrub(text: string): string {
     let out = text;

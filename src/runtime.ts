@@ -80,7 +80,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
     queue,
     queueName,
     store: new JobStore(redis, k),
-    events: new JobEvents(redis, k),
+    events: new JobEvents(redis, k, redactor),
     audit: new AuditLog(redis, k, redactor, config.audit.file),
     ledger: new ExecutionLedger(redis, k),
     locks: new HostLocks(redis, k),

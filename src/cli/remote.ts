@@ -4,10 +4,13 @@
 // CastellanErrors with the server's code and message, so the CLI prints and exits the same
 // way in both modes.
 import { readFile } from 'node:fs/promises';
+import type { Requester, Role } from '../../auth/types.js';
 import type { StampedEvent, JobEvent } from '../../queues/events.js';
+import type { JobRecord } from '../../queues/records.js';
 import type { JobState } from '../../queues/states.js';
 import { CastellanError, ERROR_CODES, type ErrorCode } from '../errors.js';
 import type { EventView, JobView, OutputPage } from '../http/job-view.js';
+import type { JobClient } from './local.js';
 
 export const TOKEN_ENV = 'CASTELLAN_TOKEN';
 
@@ -33,6 +36,15 @@ export interface RemoteTool {
   readonly annotations: Record<string, unknown>;
   readonly input_schema: Record<string, unknown>;
   readonly output_schema?: Record<string, unknown>;
+}
+
+/** The caller as the server sees them (GET /api/v1/whoami). */
+export interface RemoteIdentity {
+  readonly subject: string;
+  readonly display_name: string;
+  readonly groups: readonly string[];
+  readonly roles: readonly Role[];
+  readonly origin: Requester['origin'];
 }
 
 export interface EventPage {
@@ -165,6 +177,10 @@ export class RemoteClient {
     return new CastellanError(codeForStatus(response.status), `${detail}${hint}`);
   }
 
+  async whoami(): Promise<RemoteIdentity> {
+    return this.request('GET', 'whoami');
+  }
+
   async tools(): Promise<RemoteTool[]> {
     return (await this.request<{ tools: RemoteTool[] }>('GET', 'tools')).tools;
   }
@@ -259,4 +275,113 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     }
     signal?.addEventListener('abort', done, { once: true });
   });
+}
+
+/**
+ * A JobRecord rebuilt from the API's job view, so the CLI renders remote jobs with the same
+ * code as local ones. For display only: plan steps come back as the argv shown to approvers
+ * (never re-plan or hash them), the plan hash is not sent, per-host stdout/stderr are empty
+ * (the folded output carries the text; `RemoteClient.output()` pages the raw output), and
+ * the requester's groups and roles are not sent.
+ */
+export function recordFromView(view: JobView): JobRecord {
+  const result = view.result;
+  return {
+    id: view.id,
+    tool: view.tool,
+    risk: view.risk,
+    input: view.input,
+    plan: {
+      tool: view.tool,
+      hosts: view.plan.hosts,
+      failureBudget: view.plan.failure_budget,
+      ...(view.plan.window !== undefined ? { window: view.plan.window } : {}),
+      batches: view.plan.batches.map((batch) => ({
+        steps: batch.steps.map((step) => ({
+          id: step.id,
+          description: step.description,
+          hosts: step.hosts,
+          action: { kind: 'exec' as const, argv: step.command, asRoot: false, stdin: step.stdin },
+          timeoutMs: step.timeout_ms,
+        })),
+      })),
+    },
+    planHash: '',
+    requester: { subject: view.requester.subject, displayName: view.requester.display_name, groups: [], roles: [], origin: view.requester.origin },
+    replyTo: { kind: 'cli' },
+    createdAt: view.created_at,
+    approvalsRequired: view.approval?.required ?? 0,
+    expiresAt: view.approval?.expires_at !== undefined ? Date.parse(view.approval.expires_at) : undefined,
+    timeoutMs: view.timeout_ms,
+    state: view.state,
+    votes: (view.approval?.votes ?? []).map((v) => ({ subject: v.subject, displayName: v.display_name, origin: v.origin, decision: v.decision, reason: v.reason, planHash: '', at: v.at })),
+    updatedAt: view.updated_at,
+    queuedAt: view.queued_at,
+    startedAt: view.started_at,
+    finishedAt: view.finished_at,
+    attempt: 0,
+    reason: view.reason,
+    result:
+      result === undefined
+        ? undefined
+        : {
+            hosts: result.hosts.map((h) => ({
+              host: h.host,
+              status: h.status,
+              step: h.step,
+              exitCode: h.exit_code,
+              signal: null,
+              stdout: '',
+              stderr: '',
+              truncated: h.truncated,
+              durationMs: h.duration_ms,
+              error: h.error,
+            })),
+            steps: [],
+            folded: result.folded.map((g) => ({ nodeset: g.nodeset, hosts: [], count: g.count, status: g.status, text: g.text })),
+            data: result.data,
+            unknownHosts: result.unknown_hosts,
+          },
+  };
+}
+
+/**
+ * The CLI's JobClient over the HTTP API (`castellan --server URL …`): the same commands as
+ * local mode, run as the token's identity with origin `cli`. Asks the server who that is first,
+ * so a bad or expired token fails before anything is submitted.
+ */
+export async function openRemoteJobClient(options: RemoteClientOptions): Promise<JobClient> {
+  const remote = new RemoteClient(options);
+  const me = await remote.whoami();
+  const requester: Requester = { subject: me.subject, displayName: me.display_name, groups: [...me.groups], roles: [...me.roles], origin: 'cli' };
+  return {
+    requester,
+    // Local files cannot be staged on a remote server's files root: `cp` from local paths is local-mode only.
+    filesRoot: undefined,
+    async submit(tool, input, idempotencyKey) {
+      const { job, duplicate } = await remote.submit({
+        tool,
+        input: (input ?? {}) as Record<string, unknown>,
+        ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
+      });
+      return { job: recordFromView(job), duplicate };
+    },
+    get: async (id) => recordFromView(await remote.get(id)),
+    list: async (o) => (await remote.list({ limit: o.limit, state: o.state as JobState | undefined })).map(recordFromView),
+    async events(id, afterId = '0') {
+      const all: StampedEvent[] = [];
+      let after = afterId;
+      for (;;) {
+        const page = await remote.events(id, after);
+        for (const e of page.events) all.push({ id: e.id, at: Date.parse(e.at), event: e.event as unknown as JobEvent });
+        after = page.next_after;
+        if (!page.more) return all;
+      }
+    },
+    wait: async (id, timeoutMs, onEvent, signal) => recordFromView(await remote.follow(id, { onEvent, timeoutMs, ...(signal ? { signal } : {}) })),
+    approve: async (id, reason) => recordFromView(await remote.approve(id, reason)),
+    deny: async (id, reason) => recordFromView(await remote.deny(id, reason)),
+    cancel: async (id, reason) => recordFromView(await remote.cancel(id, reason)),
+    close: async () => undefined,
+  };
 }

@@ -114,6 +114,12 @@ export function apiRouter(runtime: Runtime, options: ApiOptions): express.Router
   };
   const jobId = (req: Request): string => String(req.params['id'] ?? '');
 
+  // Who the token says the caller is, and the roles Castellan maps their groups to.
+  router.get('/whoami', (req, res) => {
+    const r = requesterOf(req);
+    res.json({ subject: r.subject, display_name: r.displayName, groups: r.groups, roles: r.roles, origin: r.origin });
+  });
+
   router.get('/tools', (req, res) => {
     const requester = requesterOf(req);
     res.json({ tools: toolListing(runtime.ctx.tools.list(), requester, runtime, requester.origin) });

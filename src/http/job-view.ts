@@ -75,6 +75,8 @@ export const jobViewSchema = z.object({
   started_at: z.string().optional(),
   finished_at: z.string().optional(),
   reason: z.string().optional(),
+  /** Whole-job time limit once it runs. */
+  timeout_ms: z.number(),
   input: z.unknown(),
   plan: planViewSchema,
   approval: z
@@ -156,6 +158,7 @@ export function jobView(job: JobRecord): JobView {
     ...(job.startedAt !== undefined ? { started_at: job.startedAt } : {}),
     ...(job.finishedAt !== undefined ? { finished_at: job.finishedAt } : {}),
     ...(job.reason !== undefined ? { reason: job.reason } : {}),
+    timeout_ms: job.timeoutMs,
     input: job.input,
     plan: planView(job.plan),
     ...(job.approvalsRequired > 0

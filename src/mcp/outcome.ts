@@ -61,9 +61,22 @@ export const jobOutcomeSchema = z.object({
 });
 export type JobOutcome = z.infer<typeof jobOutcomeSchema>;
 
-/** The outcome schema with `data` typed by the tool's own output schema, when it has one. */
+/**
+ * What `tools/list` publishes as each tool's outputSchema: the same fields, with the nested
+ * parts described in words instead of spelled out. Spelled out for 27 tools the listing
+ * weighed ~115 KB, tokens every AI client pays on connect; this keeps it near a third.
+ */
+const publishedOutcomeSchema = jobOutcomeSchema.extend({
+  requester: z.looseObject({}).describe('subject, display_name, origin'),
+  plan: z.looseObject({}).describe('The exact plan: hosts, failure_budget, batches[].steps[] with id, description, hosts, command (argv as run), stdin'),
+  approval: z.looseObject({}).optional().describe('When people must approve: required, approvals, expires_at, and where to approve (cli, api, slack)'),
+  hosts: z.array(z.looseObject({})).optional().describe('Per host: host, status, step, exit_code, duration_ms, truncated, error'),
+  folded: z.array(z.looseObject({})).optional().describe('Hosts with identical output grouped: nodeset, count, status, text'),
+});
+
+/** The published outcome schema with `data` typed by the tool's own output schema, when it has one. */
 export function outcomeSchemaFor(tool: AnyTool | undefined): z.ZodObject {
-  return tool?.output ? jobOutcomeSchema.extend({ data: tool.output.optional() }) : jobOutcomeSchema;
+  return tool?.output ? publishedOutcomeSchema.extend({ data: tool.output.optional() }) : publishedOutcomeSchema;
 }
 
 function seconds(ms: number): string {

@@ -210,7 +210,7 @@ export const JOB_TOOLS: readonly McpTool[] = [
     async run(args, call) {
       const job = await call.runtime.service.get(args.job_id, call.requester);
       const waitMs = Math.min((args.wait_seconds ?? 0) * 1000, call.runtime.ctx.settings.waitBudgetMs);
-      if (waitMs <= 0 || isFinal(job.state) || job.state === 'awaiting_approval') return outcomeResult(job, call);
+      if (waitMs <= 0 || isFinal(job.state)) return outcomeResult(job, call);
       return follow(job, waitMs, call);
     },
   }),
