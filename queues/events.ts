@@ -59,9 +59,7 @@ export class JobEvents {
     let last = options.afterId ?? '0';
     try {
       while (!options.signal?.aborted) {
-        const reply = (await reader.xread('COUNT', 500, 'BLOCK', options.blockMs ?? 1000, 'STREAMS', this.keys.events(jobId), last)) as
-          | Array<[string, Array<[string, string[]]>]>
-          | null;
+        const reply = (await reader.xread('COUNT', 500, 'BLOCK', options.blockMs ?? 1000, 'STREAMS', this.keys.events(jobId), last));
         if (!reply) continue;
         for (const [, entries] of reply) {
           for (const [id, fields] of entries) {

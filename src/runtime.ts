@@ -28,7 +28,7 @@ import { CastellanError, errorMessage } from './errors.js';
 import { foldOutputs } from './fold.js';
 import { createLogger, type Logger } from './log.js';
 import { Redactor } from './redact.js';
-import { createPlanExecutor, type ClosablePlanExecutor } from './ssh/plan-executor.js';
+import { createPlanExecutor } from './ssh/plan-executor.js';
 import type { SshTarget } from './ssh/types.js';
 
 export type RuntimeMode = 'client' | 'server' | 'worker' | 'all';
@@ -71,7 +71,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
   const settings = jobSettingsFrom(config, options.jobSettings);
   const inventory = watchedInventory(config.inventory, config.ssh.port);
   const byName = new Map(catalogue.map((t) => [t.name, t as ToolDefinition]));
-  const tools: ToolCatalogue = { get: (n) => byName.get(n), list: () => catalogue as readonly ToolDefinition[] };
+  const tools: ToolCatalogue = { get: (n) => byName.get(n), list: () => catalogue };
   const localRoot = config.jobs.filesRoot;
 
   const ctx: QueueContext = {

@@ -136,8 +136,11 @@ export function register(program: Command, cli: CliContext): void {
     .requiredOption('--stdio', 'use stdin/stdout (the only local transport)')
     .action(async () => {
       const config = await loadConfig(findConfig(cli.globals().config));
+      // Logs go to stderr: stdout belongs to the MCP protocol.
       const runtime: Runtime = await createRuntime(config, { mode: 'client' });
       const { runStdio } = await import('../mcp/stdio.js');
-      await runStdio(runtime);
+      const session = await runStdio(runtime);
+      await session.closed;
+      await runtime.close();
     });
 }

@@ -6,11 +6,14 @@ import { catalogue, getTool, helpText, parseToolWords } from '../../tools/index.
 import { CastellanError, errorMessage } from '../errors.js';
 import { runCopy } from './copy.js';
 import { openLocal, type JobClient } from './local.js';
+import { openRemoteJobClient, remoteToken } from './remote.js';
 import { exitCodeFor, progressLine, renderJobLine, renderPlan, renderResult, renderSummary } from './render.js';
 import { readStdin, readTextFile, scriptLines } from './stdin.js';
 
 interface GlobalOptions {
   config?: string;
+  server?: string;
+  tokenFile?: string;
   json?: boolean;
   wait?: boolean;
   verbose?: boolean;
@@ -22,6 +25,8 @@ program
   .name('castellan')
   .description('Typed, authenticated, audited cluster operations over SSH: the CLI front end.')
   .option('-c, --config <file>', 'castellan.yaml (default: $CASTELLAN_CONFIG, ./castellan.yaml, ./.castellan/castellan.yaml)')
+  .option('--server <url>', 'remote mode: talk to a Castellan server\'s HTTP API (token from $CASTELLAN_TOKEN or --token-file)')
+  .option('--token-file <file>', 'remote mode: file holding an OIDC access token for Castellan')
   .option('--json', 'print the job record as JSON on stdout')
   .option('--no-wait', 'submit and print the job id without waiting for the result')
   .option('--idempotency-key <key>', 'the same key again returns the same job instead of a new one')
@@ -32,7 +37,11 @@ program
 const globals = (): GlobalOptions => program.opts<GlobalOptions>();
 
 async function withClient<T>(fn: (client: JobClient) => Promise<T>): Promise<T> {
-  const { client } = await openLocal(globals().config, Boolean(globals().verbose));
+  const g = globals();
+  const server = g.server ?? process.env.CASTELLAN_SERVER;
+  const client = server
+    ? await openRemoteJobClient({ server, token: await remoteToken({ tokenFile: g.tokenFile }) })
+    : (await openLocal(g.config, Boolean(g.verbose))).client;
   try {
     return await fn(client);
   } finally {
@@ -243,7 +252,7 @@ const USAGE_ERRORS = new Set(['UnknownToolError', 'ToolInputError', 'InvalidInpu
 
 /** Index of the command word, skipping global options and their values. */
 function firstWordIndex(args: readonly string[]): number {
-  const withValue = new Set(['-c', '--config', '--idempotency-key']);
+  const withValue = new Set(['-c', '--config', '--idempotency-key', '--server', '--token-file']);
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     if (withValue.has(a)) i += 1;

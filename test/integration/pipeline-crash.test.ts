@@ -23,7 +23,7 @@ function startWorkerProcess(configFile: string): Promise<ChildProcess> {
     const child = spawn(process.execPath, [CLI, '--config', configFile, 'worker'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     const timer = setTimeout(() => reject(new Error(`worker did not start: ${err}`)), 20_000);
-    child.stderr!.on('data', (d: Buffer) => {
+    child.stderr.on('data', (d: Buffer) => {
       err += d.toString();
       if (err.includes('started')) {
         clearTimeout(timer);
