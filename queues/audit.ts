@@ -61,8 +61,21 @@ export class AuditLog {
     }
   }
 
+  /** One stream entry per record, written in one round trip (and one file append). */
   async appendMany(records: readonly AuditRecord[]): Promise<void> {
-    for (const r of records) await this.append(r);
+    if (records.length === 0) return;
+    const at = new Date().toISOString();
+    const lines = records.map((record) => JSON.stringify(this.redactor.scrubDeep({ at, ...record })));
+    const pipeline = this.redis.pipeline();
+    for (const json of lines) pipeline.xadd(this.keys.audit(), 'MAXLEN', '~', STREAM_MAXLEN, '*', 'r', json);
+    const replies = (await pipeline.exec()) ?? [];
+    const failed = replies.find(([error]) => error);
+    if (failed?.[0]) throw failed[0];
+    if (this.file) {
+      this.fileReady ??= ensureFile(this.file);
+      await this.fileReady;
+      await appendFile(this.file, lines.map((json) => json + '\n').join(''), { mode: 0o600 });
+    }
   }
 
   /** Newest last. `jobId` filters. */

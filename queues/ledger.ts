@@ -67,6 +67,42 @@ export class ExecutionLedger {
     await this.redis.hset(this.keys.ledger(jobId), field, JSON.stringify(entry));
   }
 
+  /**
+   * `finish` for every host of a step at once: two round trips (read the claims, write the
+   * outcomes) instead of two per host.
+   */
+  async finishMany(
+    jobId: string,
+    attempt: number,
+    step: string,
+    outcomes: ReadonlyArray<{ readonly host: string } & Pick<LedgerEntry, 'status' | 'exitCode' | 'durationMs'>>,
+    worker: string,
+  ): Promise<void> {
+    if (outcomes.length === 0) return;
+    const key = this.keys.ledger(jobId);
+    const fields = outcomes.map((o) => ledgerField(attempt, step, o.host));
+    const current = await this.redis.hmget(key, ...fields);
+    const finishedAt = new Date().toISOString();
+    const values: string[] = [];
+    outcomes.forEach((outcome, i) => {
+      const raw = current[i];
+      const started = raw ? (JSON.parse(raw) as Partial<LedgerEntry>) : {};
+      const entry: LedgerEntry = {
+        attempt,
+        step,
+        host: outcome.host,
+        worker,
+        startedAt: started.startedAt ?? finishedAt,
+        finishedAt,
+        status: outcome.status,
+        exitCode: outcome.exitCode ?? null,
+        durationMs: outcome.durationMs,
+      };
+      values.push(fields[i] as string, JSON.stringify(entry));
+    });
+    await this.redis.hset(key, ...values);
+  }
+
   async entries(jobId: string): Promise<LedgerEntry[]> {
     const raw = await this.redis.hgetall(this.keys.ledger(jobId));
     return Object.entries(raw).map(([field, json]) => {

@@ -84,24 +84,25 @@ export async function runPlan(ctx: RunContext): Promise<RunOutcome> {
           if (!claimedSet.has(h)) results.set(h, notRun(h, 'refused: the ledger shows this step already started on this host', 'skipped'));
         }
         const ran = await dispatch(ctx, step, claimed);
-        for (const r of ran) {
-          results.set(r.host, r);
-          await ctx.ledger.finish(ctx.jobId, ctx.attempt, step.id, r.host, { status: r.status, exitCode: r.exitCode, durationMs: r.durationMs }, ctx.worker);
-          await ctx.audit.append({
-            kind: 'execution',
-            jobId: ctx.jobId,
-            subject: ctx.subject,
-            origin: 'worker',
-            tool: ctx.tool,
-            host: r.host,
-            step: step.id,
-            argv: describeArgv(step.action),
-            status: r.status,
-            exitCode: r.exitCode,
-            durationMs: r.durationMs,
-            reason: r.error,
-          });
-        }
+        for (const r of ran) results.set(r.host, r);
+        // Every host's finish and its own audit record, batched: at N = 1000 one round trip per
+        // host (three, with the ledger read) added ~0.3 s after every fan-out.
+        await ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, ran.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs })), ctx.worker);
+        const argv = describeArgv(step.action);
+        await ctx.audit.appendMany(ran.map((r) => ({
+          kind: 'execution' as const,
+          jobId: ctx.jobId,
+          subject: ctx.subject,
+          origin: 'worker' as const,
+          tool: ctx.tool,
+          host: r.host,
+          step: step.id,
+          argv,
+          status: r.status,
+          exitCode: r.exitCode,
+          durationMs: r.durationMs,
+          reason: r.error,
+        })));
       }
 
       const ordered = step.hosts.map((h) => results.get(h) ?? notRun(h, 'no result', 'skipped'));

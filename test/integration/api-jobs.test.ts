@@ -2,7 +2,8 @@
 // per-client variant): real server, worker, sshd lab and OIDC provider.
 import http from 'node:http';
 import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CastellanError } from '../../src/errors.js';
@@ -14,7 +15,8 @@ import { createRuntime } from '../../src/runtime.js';
 import { startServer } from '../../src/server.js';
 import { expiredAccessToken, forgedAccessToken, loginAndGetToken, wrongAudienceToken } from '../support/oidc.js';
 import { useRedis } from '../support/redis.js';
-import { OTHER_RESOURCE, startHarness, type Harness } from './mcp-harness.js';
+import { runCli } from '../support/castellan.js';
+import { eventually, OTHER_RESOURCE, startHarness, type Harness } from './mcp-harness.js';
 
 const redis = useRedis();
 let h: Harness;
@@ -282,5 +284,41 @@ describe('HTTP API details', () => {
       await server.close();
       await runtime.close();
     }
+  });
+});
+
+describe('castellan CLI in remote mode (--server, token from the environment or a file)', () => {
+  it('runs a tool, lists jobs, and holds exec for another person to approve', async () => {
+    const oscarToken = await h.token('oscar');
+    const env = { CASTELLAN_TOKEN: oscarToken, CASTELLAN_CONFIG: '/nonexistent' };
+    const ping = await runCli(['--server', h.base, 'ping', 'all'], { env });
+    expect(ping.stderr).toContain('succeeded');
+    expect(ping.code).toBe(0);
+    expect(ping.stdout).toMatch(/node\[01-02\] \(2\)/);
+
+    const marker = `/tmp/castellan-remote-${Date.now().toString(36)}`;
+    const held = await runCli(['--server', h.base, '--no-wait', 'exec', 'node01', '--', 'touch', marker], { env });
+    expect(held.code).toBe(3);
+    const jobId = held.stdout.trim();
+    const self = await runCli(['--server', h.base, 'approve', jobId], { env });
+    expect(self.code).toBe(77);
+    expect(self.stderr).toMatch(/approver role/);
+
+    const tokenFile = path.join(h.dir, 'april.token');
+    await writeFile(tokenFile, await h.token('april'), { mode: 0o600 });
+    const approved = await runCli(['--server', h.base, '--token-file', tokenFile, 'approve', jobId], { env: { CASTELLAN_CONFIG: '/nonexistent' } });
+    expect(approved.code).toBe(0);
+    await eventually(async () => (existsSync(marker) ? true : undefined), 20_000, 'the approved exec to run');
+
+    const jobs = await runCli(['--server', h.base, 'jobs'], { env });
+    expect(jobs.stdout).toContain(jobId);
+  });
+
+  it('refuses a bad token with a clear error and runs nothing', async () => {
+    const before = await jobCount();
+    const r = await runCli(['--server', h.base, 'ping', 'all'], { env: { CASTELLAN_TOKEN: 'not-a-token', CASTELLAN_CONFIG: '/nonexistent' } });
+    expect(r.code).toBe(77);
+    expect(r.stderr).toMatch(/token/i);
+    expect(await jobCount()).toBe(before);
   });
 });
