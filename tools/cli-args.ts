@@ -120,37 +120,38 @@ function collect(tool: AnyTool, args: readonly string[]): Record<string, unknown
   return raw;
 }
 
+type ParsedWords =
+  | (ValidationResult & { readonly ok: false })
+  | { readonly ok: true; readonly raw: Record<string, unknown>; readonly input: Record<string, unknown> };
+
+function parseWords(tool: AnyTool, args: readonly string[]): ParsedWords {
+  let raw: Record<string, unknown>;
+  try {
+    raw = collect(tool, args);
+  } catch (error: unknown) {
+    if (!(error instanceof ArgumentError)) throw error;
+    const issues: InputIssue[] = [{ field: error.field, message: error.message }];
+    return { ok: false, issues, message: formatIssues(issues, 'cli') };
+  }
+  const result = validateInput(tool, raw);
+  return result.ok ? { ok: true, raw, input: result.input } : { ok: false, issues: result.issues, message: formatIssues(result.issues, 'cli') };
+}
+
 /**
  * Parse CLI/Slack words and validate them with the tool's schema. Issues name the option
  * (`--lines: expected an integer from 1 to 2000, got 'abc'`) in `message`.
  */
 export function parseToolArgs(tool: AnyTool, args: readonly string[]): ValidationResult {
-  let raw: Record<string, unknown>;
-  try {
-    raw = collect(tool, args);
-  } catch (error: unknown) {
-    if (!(error instanceof ArgumentError)) throw error;
-    const issues: InputIssue[] = [{ field: error.field, message: error.message }];
-    return { ok: false, issues, message: formatIssues(issues, 'cli') };
-  }
-  const result = validateInput(tool, raw);
-  return result.ok ? result : { ok: false, issues: result.issues, message: formatIssues(result.issues, 'cli') };
+  const parsed = parseWords(tool, args);
+  return parsed.ok ? { ok: true, input: parsed.input } : parsed;
 }
 
 /**
- * Like parseToolArgs, but on success also returns the raw (pre-transform) object, which is
- * what front ends submit: the job layer validates the input itself, and transforms such as
+ * Like parseToolArgs, but on success returns the raw (pre-transform) object, which is what
+ * front ends submit: the job layer validates the input itself, and transforms such as
  * `30s` → 30000 must run exactly once.
  */
 export function parseToolWords(tool: AnyTool, args: readonly string[]): (ValidationResult & { readonly ok: false }) | { readonly ok: true; readonly raw: Record<string, unknown> } {
-  let raw: Record<string, unknown>;
-  try {
-    raw = collect(tool, args);
-  } catch (error: unknown) {
-    if (!(error instanceof ArgumentError)) throw error;
-    const issues: InputIssue[] = [{ field: error.field, message: error.message }];
-    return { ok: false, issues, message: formatIssues(issues, 'cli') };
-  }
-  const result = validateInput(tool, raw);
-  return result.ok ? { ok: true, raw } : { ok: false, issues: result.issues, message: formatIssues(result.issues, 'cli') };
+  const parsed = parseWords(tool, args);
+  return parsed.ok ? { ok: true, raw: parsed.raw } : parsed;
 }

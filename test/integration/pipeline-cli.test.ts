@@ -97,4 +97,27 @@ describe('castellan CLI through the pipeline', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/succeeded\s+ping/);
   });
+
+  it('refuses a changed host key, and pins a new one only when told to, explicitly', async () => {
+    await c.lab.rotateHostKey('node04');
+    const refused = await c.cli(['ping', 'node04']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/node04: host_key_rejected/);
+    expect(refused.stdout).toMatch(/SHA256:.*SHA256:/);
+
+    const notInteractive = await c.cli(['hosts', 'trust', 'node04']);
+    expect(notInteractive.stdout).toMatch(/node04 \(127\.0\.0\.\d+:\d+\): ssh-ed25519 SHA256:/);
+    expect(notInteractive.stderr).toMatch(/--yes/);
+    expect(notInteractive.code).not.toBe(0);
+
+    const differs = await c.cli(['hosts', 'trust', 'node04', '--yes']);
+    expect(differs.code).toBe(1);
+    expect(differs.stdout).toMatch(/node04: refused/);
+
+    const replaced = await c.cli(['hosts', 'trust', 'node04', '--yes', '--replace']);
+    expect(replaced.code).toBe(0);
+    expect(replaced.stdout).toMatch(/node04: replaced SHA256:\S+ \(was SHA256:/);
+    const again = await c.cli(['ping', 'node04']);
+    expect(again.code).toBe(0);
+  });
 });

@@ -1,10 +1,11 @@
 // A worker killed with SIGKILL in the middle of a destructive job: the job must end up
 // `interrupted`, naming the hosts whose outcome is unknown, and must never run again on any
 // host. The remote commands must not outlive the dead worker.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
+import { pgrepFull } from '../support/processes.js';
 import { rolesForGroups } from '../../auth/roles.js';
 import type { Requester } from '../../auth/types.js';
 import { CLI, useCastellan } from '../support/castellan.js';
@@ -34,13 +35,7 @@ function startWorkerProcess(configFile: string): Promise<ChildProcess> {
   });
 }
 
-const pgrep = (pattern: string): string => {
-  try {
-    return execFileSync('pgrep', ['-f', pattern], { encoding: 'utf8' }).trim();
-  } catch {
-    return '';
-  }
-};
+const pgrep = pgrepFull;
 
 describe('worker crash', () => {
   it('a SIGKILLed worker leaves the job interrupted, never re-run, with nothing left running', async () => {

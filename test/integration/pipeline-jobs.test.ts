@@ -2,13 +2,13 @@
 // expiry, plan change, M of N), idempotency, cancellation, audit completeness and the
 // secret canary. Different people are different OIDC identities handed to the service, the
 // way the MCP and HTTP front ends hand them over.
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
+import { pgrepFull } from '../support/processes.js';
 import { stringify, parse } from 'yaml';
 import { rolesForGroups } from '../../auth/roles.js';
 import type { Origin, Requester } from '../../auth/types.js';
@@ -36,13 +36,7 @@ const april = person('april', ['leads']);
 const victor = person('victor', ['everyone']);
 
 const marker = (name: string): string => `/tmp/castellan-${name}-${randomBytes(4).toString('hex')}`;
-const pgrep = (pattern: string): string => {
-  try {
-    return execFileSync('pgrep', ['-f', pattern], { encoding: 'utf8' }).trim();
-  } catch {
-    return '';
-  }
-};
+const pgrep = pgrepFull;
 
 describe('approvals', () => {
   it('a destructive request waits, is not run, and refuses self-approval by default', async () => {
