@@ -142,14 +142,15 @@ export async function measureQueue(spec: QueueSpec): Promise<QueueResult> {
     let failed = 0;
     let submitMs = 0;
     let afterHalfBytes = Number.NaN;
-    let worker: Awaited<ReturnType<Runtime['startWorker']>> | undefined;
+    // The worker is up (connected, listening) but paused: the drain measures processing, not start-up.
+    const worker = await runtime.startWorker();
+    await worker.worker.pause();
     for (let part = 0; part < 2; part++) {
       const t0 = performance.now();
       const ids = await submitMany(runtime, spec.target, half);
       submitMs += performance.now() - t0;
       const started = performance.now();
-      if (!worker) worker = await runtime.startWorker();
-      else await worker.worker.resume();
+      await worker.worker.resume();
       const ok = await waitFinal(runtime, ids);
       drainMs += performance.now() - started;
       failed += ids.length - ok;
@@ -161,7 +162,7 @@ export async function measureQueue(spec: QueueSpec): Promise<QueueResult> {
     const counts = await runtime.ctx.queue.getJobCounts('completed', 'failed');
     const retainedBullmqJobs = (counts.completed ?? 0) + (counts.failed ?? 0);
     const retainedJobRecords = await countJobRecords(redis, prefix);
-    await worker?.worker.resume();
+    await worker.worker.resume();
 
     // --- latency at a steady offered load --------------------------------------------------
     const total = Math.max(1, Math.round(spec.ratePerSecond * spec.durationSeconds));

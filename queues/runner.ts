@@ -120,7 +120,11 @@ export async function runPlan(ctx: RunContext): Promise<RunOutcome> {
     ctx.publisher.emit({ type: 'state', state: 'running', reason: `batch ${index + 1}/${plan.batches.length} done: ${batchHosts.length - failed} ok, ${failed} failed` });
   }
 
-  const hosts = plan.hosts.map((h) => finalByHost.get(h) ?? outcomeOf(notRun(h, 'not part of any step', 'skipped'), ''));
+  // Hosts the plan only reads from (a relay's source) have no step of their own.
+  const hosts = plan.hosts.flatMap((h) => {
+    const outcome = finalByHost.get(h);
+    return outcome ? [outcome] : [];
+  });
   return { hosts, steps };
 }
 

@@ -130,6 +130,8 @@ export class JobService {
       input: doc.input,
       state: initial,
     });
+    // Before the BullMQ job exists, so a fast worker's `running` always comes after it.
+    await this.ctx.events.publish(jobId, { type: 'state', state: initial, reason: needsApproval ? `waiting for ${decision.approvalsRequired} approval(s)` : undefined });
     try {
       await this.ctx.queue.add(tool.name, doc, {
         jobId,
@@ -145,7 +147,6 @@ export class JobService {
       await this.ctx.store.transition(jobId, 'failed', { reason: `could not enqueue: ${errorMessage(err)}`, finishedAt: new Date().toISOString() }, [initial]);
       throw new CastellanError('unavailable', `the job queue is unavailable (${errorMessage(err)}); nothing was run, retry later`);
     }
-    await this.ctx.events.publish(jobId, { type: 'state', state: initial, reason: needsApproval ? `waiting for ${decision.approvalsRequired} approval(s)` : undefined });
     metrics().jobsSubmitted.inc({ tool: tool.name, origin: requester.origin, risk: tool.risk });
     const job = await this.ctx.store.get(jobId);
     if (!job) throw new CastellanError('internal', `job ${jobId} vanished right after it was recorded`);

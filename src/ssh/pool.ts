@@ -143,7 +143,7 @@ function describeSocketError(error: NodeJS.ErrnoException, target: SshTarget): s
 
 export class ConnectionPool {
   /**
-   * Private key files by path, keyed on mtime and size so a replaced key is read again: opening
+   * Private key files by path, keyed on inode, times and size so a replaced key is read again: opening
    * and reading the file on every connect cost ~0.3 ms of CPU per connection. (ssh2 parses
    * the key again on each connect; it accepts only a Buffer or string.)
    */
@@ -303,7 +303,8 @@ export class ConnectionPool {
 
   private async privateKey(file: string): Promise<Buffer> {
     const info = await stat(file);
-    const stamp = `${info.mtimeMs}:${info.size}`;
+    // ctime too: a chmod that makes the key unreadable must not be hidden by the cache.
+    const stamp = `${info.ino}:${info.mtimeMs}:${info.ctimeMs}:${info.size}`;
     const cached = this.keys.get(file);
     if (cached?.stamp === stamp) return cached.key;
     const key = await readFile(file);
