@@ -68,6 +68,8 @@ export interface OidcSettings {
   readonly scopes: readonly string[];
   readonly tokenFormat: (typeof TOKEN_FORMATS)[number];
   readonly groupsFrom: (typeof GROUP_SOURCES)[number];
+  /** Upper bound for trusting a verified token without asking the IdP again. */
+  readonly cacheTtlMs: number;
 }
 
 export interface LocalIdentitySettings {
@@ -298,6 +300,9 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
       scopes: z.array(z.string().min(1)).default(['openid', 'profile', 'email', 'groups']),
       token_format: z.enum(TOKEN_FORMATS).default('auto'),
       groups_from: z.enum(GROUP_SOURCES).default('token'),
+      // How long a verified token is trusted before the IdP is asked again (never past its
+      // exp). 0s: every request introspects, so a revoked token stops working at once.
+      cache_ttl: duration('30s'),
     })
     .transform((v, ctx) => ({
       issuer: v.issuer,
@@ -307,6 +312,7 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
       scopes: v.scopes,
       tokenFormat: v.token_format,
       groupsFrom: v.groups_from,
+      cacheTtlMs: v.cache_ttl,
     }))
     .optional();
 

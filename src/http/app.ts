@@ -48,7 +48,7 @@ export function verifierFromConfig(runtime: Pick<Runtime, 'config'>): TokenVerif
   if (secret === undefined) {
     throw new CastellanError('unavailable', `${config.file}: auth.oidc needs client_secret_env or client_secret_file (Castellan's own client secret, used to introspect tokens)`);
   }
-  return createTokenVerifier(oidcConfigFromSettings(oidc, secret), { roles: config.auth.roles });
+  return createTokenVerifier(oidcConfigFromSettings(oidc, secret, { cacheTtlSeconds: Math.min(300, Math.floor(oidc.cacheTtlMs / 1000)) }), { roles: config.auth.roles });
 }
 
 /** Host headers a browser may legitimately send for this server (DNS-rebinding guard). */
