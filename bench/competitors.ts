@@ -96,7 +96,7 @@ export function competitorCommand(tool: CompetitorName, window: number, fleet: F
 /**
  * Hosts that ran the command successfully, from the tool's own output: parallel-ssh and
  * Ansible print a success line per host; clush and pdsh stay silent for `true` and report
- * each failing host on stderr, so ok = hosts never named in an error line.
+ * each failing host on stderr, so ok = hosts never named in one of their failure lines.
  */
 export function hostsOk(tool: CompetitorName, run: { code: number | null; stdout: string; stderr: string; timedOut: boolean }, fleet: FleetFiles): number {
   if (run.timedOut) return 0;
@@ -108,8 +108,12 @@ export function hostsOk(tool: CompetitorName, run: { code: number | null; stdout
     case 'clush':
     case 'pdsh': {
       if (run.code === null) return 0;
+      // Only the tool's own per-host failure lines count ("clush: ADDR: exited with exit code
+      // 255", "pdsh@me: ADDR: ssh exited with exit code 1"): a node's login shell may print
+      // noise on stderr (seen: root's .bashrc racing on pyenv shims) while `true` succeeds.
+      const own = tool === 'clush' ? /^clush: ([\d.]+): /gm : /^pdsh@[^:\s]+: ([\d.]+): /gm;
       const addresses = new Set(fleet.nodes.map((n) => n.address));
-      const failed = new Set((run.stderr.match(/\b127\.\d{1,3}\.\d{1,3}\.\d{1,3}\b/g) ?? []).filter((a) => addresses.has(a)));
+      const failed = new Set([...run.stderr.matchAll(own)].map((m) => m[1] ?? '').filter((a) => addresses.has(a)));
       // A non-zero exit without a host named means something failed we cannot attribute.
       if (run.code !== 0 && failed.size === 0) return 0;
       return fleet.nodes.length - failed.size;

@@ -249,10 +249,24 @@ export class JobStore {
     await this.redis.multi().expire(this.keys.job(id), ttlSeconds).expire(this.keys.events(id), ttlSeconds).expire(this.keys.ledger(id), ttlSeconds).exec();
   }
 
-  /** Drop index entries whose record has expired, and cap the index length. */
-  async trimIndex(maxEntries: number): Promise<void> {
-    const count = await this.redis.zcard(this.keys.jobIndex());
-    if (count > maxEntries) await this.redis.zremrangebyrank(this.keys.jobIndex(), 0, count - maxEntries - 1);
+  /**
+   * Keep at most `maxEntries` jobs: the oldest finished ones beyond that are deleted with
+   * their events and ledger (records whose TTL already removed them leave the index too).
+   * A job still in flight is never deleted, however old. Cheap when under the cap (ZCARD).
+   */
+  async trim(maxEntries: number, isFinalState: (state: string) => boolean): Promise<number> {
+    const index = this.keys.jobIndex();
+    const count = await this.redis.zcard(index);
+    if (count <= maxEntries) return 0;
+    const oldest = await this.redis.zrange(index, 0, count - maxEntries - 1);
+    const states = await Promise.all(oldest.map((id) => this.redis.hget(this.keys.job(id), 'state')));
+    const doomed = oldest.filter((_, i) => states[i] === null || isFinalState(states[i]!));
+    if (doomed.length === 0) return 0;
+    const multi = this.redis.multi();
+    for (const id of doomed) multi.del(this.keys.job(id), this.keys.events(id), this.keys.ledger(id));
+    multi.zrem(index, ...doomed);
+    await multi.exec();
+    return doomed.length;
   }
 }
 

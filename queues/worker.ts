@@ -4,6 +4,7 @@
 // is a redelivery after a worker crash or stall — `read` jobs may run again, `change` and
 // `destructive` jobs are reported `interrupted` with the hosts whose outcome is unknown,
 // never silently re-run.
+import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { Worker, type Job } from 'bullmq';
@@ -155,6 +156,8 @@ async function execute(
   const tool = ctx.tools.get(record.tool);
   const publisher = new ThrottledPublisher(ctx.events, record.id);
   const controller = new AbortController();
+  // Every host in flight listens on this signal (a 64-host window exceeds the default 10).
+  setMaxListeners(0, controller.signal);
   let stopReason: StopReason | undefined;
   let stopDetail = '';
   const stop = (reason: StopReason, detail?: string): void => {
@@ -365,4 +368,8 @@ export async function announceFinal(ctx: QueueContext, record: JobDoc, state: Jo
   metrics().jobsFinished.inc({ tool: record.tool, state });
   const ttl = state === 'succeeded' ? ctx.settings.retention.completedAgeS : ctx.settings.retention.failedAgeS;
   await ctx.store.expireFinished(record.id, ttl);
+  // Bound history by count as well as age, like BullMQ's own retention: Redis memory stays
+  // flat however many jobs run.
+  const keep = ctx.settings.retention.completedCount + ctx.settings.retention.failedCount;
+  await ctx.store.trim(Math.max(keep, 1), (s) => isFinal(s as JobState));
 }

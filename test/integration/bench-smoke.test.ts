@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../config/load.js';
 import { measureCastellan, writeBenchConfig } from '../../bench/castellan-client.js';
+import { hostsOk } from '../../bench/competitors.js';
 import { castellanConfig, competitorConfig, runFanout, type CastellanRunner, type FleetResult } from '../../bench/fanout.js';
 import { describeFarm, type Fleet } from '../../bench/fleet.js';
 import { missingPackages } from '../../bench/install.js';
@@ -46,6 +47,18 @@ afterAll(async () => {
 describe('benchmark smoke run', () => {
   let fanout: FleetResult;
   let queue: QueueResult;
+
+  it('counts hosts ok from each tool\'s own lines, not from login-shell noise', () => {
+    const n = fleet.nodes.length;
+    const [a, b] = [fleet.nodes[0]?.address ?? '', fleet.nodes[1]?.address ?? ''];
+    const noise = `${a}: rm: cannot remove '/root/.pyenv/shims/tmp': No such file or directory\n`;
+    expect(hostsOk('pdsh', { code: 0, stdout: '', stderr: noise, timedOut: false }, fleet)).toBe(n);
+    expect(hostsOk('pdsh', { code: 1, stdout: '', stderr: `${noise}pdsh@box: ${b}: ssh exited with exit code 255\n`, timedOut: false }, fleet)).toBe(n - 1);
+    expect(hostsOk('clush', { code: 255, stdout: '', stderr: `clush: ${a}: exited with exit code 255\n`, timedOut: false }, fleet)).toBe(n - 1);
+    expect(hostsOk('clush', { code: 1, stdout: '', stderr: 'clush: something odd\n', timedOut: false }, fleet)).toBe(0);
+    expect(hostsOk('parallel-ssh', { code: 0, stdout: `[1] 08:36:20 [SUCCESS] ${a}:22\n[2] 08:36:20 [FAILURE] ${b}:22 Exited with error code 255\n`, stderr: '', timedOut: false }, fleet)).toBe(1);
+    expect(hostsOk('ansible', { code: 0, stdout: 'node01 | CHANGED | rc=0 >>\n\nnode02 | UNREACHABLE! => {\n', stderr: '', timedOut: false }, fleet)).toBe(1);
+  });
 
   it('has the competitor it compares with', () => {
     expect(missingPackages()).not.toContain('pssh');

@@ -1,11 +1,12 @@
 // Operations through the CLI and the job layer that the other pipeline tests do not cover:
 // cp in every direction, heredoc and batch, per-host locks, and the Redis safety check.
 import { randomBytes } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { statSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
 import { rolesForGroups } from '../../auth/roles.js';
 import type { Requester } from '../../auth/types.js';
 import { loadConfig } from '../../config/load.js';
@@ -123,9 +124,31 @@ describe('Redis safety', () => {
   });
 });
 
-describe('files root', () => {
-  it('exists for staging', async () => {
-    await mkdir(path.join(c.dir, 'files'), { recursive: true });
-    expect(existsSync(path.join(c.dir, 'files'))).toBe(true);
+describe('retention', () => {
+  it('keeps at most completed_count + failed_count job records: Redis stays bounded', async () => {
+    const doc = parse(await readFile(c.configFile, 'utf8')) as Record<string, Record<string, unknown>>;
+    doc.redis = { ...doc.redis, prefix: 'retention' };
+    doc.jobs = { ...doc.jobs, retention: { completed_count: 3, failed_count: 2 } };
+    const file = path.join(c.dir, 'retention.yaml');
+    await writeFile(file, stringify(doc));
+    const small = await createRuntime(await loadConfig(file), { mode: 'all' });
+    try {
+      await small.startWorker();
+      const me = small.localRequester('cli');
+      for (let i = 0; i < 12; i++) {
+        const { job } = await small.service.submit({ tool: 'list_nodes', input: {}, requester: me, replyTo: { kind: 'cli' } });
+        expect((await small.service.wait(job.id, me, 10_000)).state).toBe('succeeded');
+      }
+      const redis = new Redis(c.redis.url);
+      try {
+        expect(await redis.zcard('retention:jobs')).toBeLessThanOrEqual(5);
+        expect((await redis.keys('retention:job:*')).length).toBeLessThanOrEqual(5);
+        expect((await redis.keys('retention:events:*')).length).toBeLessThanOrEqual(5);
+      } finally {
+        redis.disconnect();
+      }
+    } finally {
+      await small.close();
+    }
   });
 });
