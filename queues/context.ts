@@ -16,7 +16,7 @@ import type { Keys } from './keys.js';
 import type { ExecutionLedger } from './ledger.js';
 import type { JobStore } from './records.js';
 import type { PlanExecutor } from './runner.js';
-import type { FoldGroup } from '../src/fold-types.js';
+import type { OutputGroup } from '../src/fold.js';
 
 export interface JobSettings {
   readonly waitBudgetMs: number;
@@ -57,5 +57,5 @@ export interface QueueContext {
   readonly settings: JobSettings;
   readonly redactor: Redactor;
   readonly logger: Logger;
-  fold(items: ReadonlyArray<{ host: string; status: string; text: string }>): FoldGroup[];
+  fold(items: ReadonlyArray<{ host: string; status: string; text: string }>): OutputGroup[];
 }

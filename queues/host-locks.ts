@@ -3,6 +3,7 @@
 // half of each other's hosts; locks carry a TTL so a crashed worker cannot hold a node
 // forever, and the owner renews them while it runs.
 import type { Redis } from 'ioredis';
+import { sleep } from '../src/sleep.js';
 import type { Keys } from './keys.js';
 
 const ACQUIRE = `
@@ -82,16 +83,4 @@ export class HostLocks {
   get renewEveryMs(): number {
     return Math.floor(this.ttlMs / 3);
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

@@ -7,7 +7,7 @@ import type { Redis } from 'ioredis';
 import type { Requester } from '../auth/types.js';
 import type { Plan, Risk } from '../tools/types.js';
 import type { HostResult, HostStatus } from '../src/ssh/types.js';
-import type { FoldGroup } from '../src/fold-types.js';
+import type { OutputGroup } from '../src/fold.js';
 import type { Keys } from './keys.js';
 import { ALLOWED_FROM, type JobState } from './states.js';
 
@@ -53,7 +53,7 @@ export interface StepReport {
 export interface JobResult {
   readonly hosts: readonly HostOutcome[];
   readonly steps: readonly StepReport[];
-  readonly folded: readonly FoldGroup[];
+  readonly folded: readonly OutputGroup[];
   /** Structured data from the tool's summarize()/answer(). */
   readonly data?: unknown;
   /** Interrupted jobs: hosts whose outcome is unknown (started, never reported). */

@@ -3,7 +3,10 @@
 // never sent the same step twice; every host outcome is published as progress and written
 // to the audit trail. A failure budget counted over the whole plan skips later batches
 // once it is spent.
-import type { Plan, PlanStep, StepAction } from '../tools/types.js';
+import type { Plan, PlanStep } from '../tools/types.js';
+import type { Redactor } from '../src/redact.js';
+import { sleep } from '../src/sleep.js';
+import { actionArgv } from './plan-commands.js';
 import type { ExecEvent, ExecRequest, FanoutOptions, HostResult, HostStatus, SshTarget } from '../src/ssh/types.js';
 import type { AuditLog } from './audit.js';
 import type { ThrottledPublisher } from './events.js';
@@ -37,6 +40,8 @@ export interface RunContext {
   readonly publisher: ThrottledPublisher;
   readonly signal: AbortSignal;
   readonly window?: number | undefined;
+  /** Scrubs known secret values out of remote output before it is stored anywhere. */
+  readonly redactor: Redactor;
   /** Maps an abort to the status hosts in flight get (cancelled, or timed_out for a job deadline). */
   readonly abortStatus: () => HostStatus;
 }
@@ -83,12 +88,13 @@ export async function runPlan(ctx: RunContext): Promise<RunOutcome> {
         for (const h of eligible) {
           if (!claimedSet.has(h)) results.set(h, notRun(h, 'refused: the ledger shows this step already started on this host', 'skipped'));
         }
-        const ran = await dispatch(ctx, step, claimed);
+        // Scrubbed once, here: everything downstream (result, summary, audit) sees clean text.
+        const ran = (await dispatch(ctx, step, claimed)).map((r) => scrubResult(ctx.redactor, r));
         for (const r of ran) results.set(r.host, r);
         // Every host's finish and its own audit record, batched: at N = 1000 one round trip per
         // host (three, with the ledger read) added ~0.3 s after every fan-out.
         await ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, ran.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs })), ctx.worker);
-        const argv = describeArgv(step.action);
+        const argv = actionArgv(step.action);
         await ctx.audit.appendMany(ran.map((r) => ({
           kind: 'execution' as const,
           jobId: ctx.jobId,
@@ -199,7 +205,7 @@ async function waitReachable(
       wentDown = true;
       break;
     }
-    await delay(1000, ctx.signal);
+    await sleep(1000, ctx.signal);
   }
   if (!wentDown) return finish('failed', `host still answered ${Math.round(downTimeoutMs / 1000)}s after the reboot was scheduled`);
   const upStarted = Date.now();
@@ -208,34 +214,13 @@ async function waitReachable(
     const r = await probe();
     if (r?.status === 'ok') return finish('ok');
     if (r?.status === 'host_key_rejected') return finish('host_key_rejected', r.error);
-    await delay(2000, ctx.signal);
+    await sleep(2000, ctx.signal);
   }
   return finish('timed_out', `host did not come back within ${Math.round(upTimeoutMs / 1000)}s`);
 }
 
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
-  });
-}
-
-export function describeArgv(action: StepAction): string[] {
-  switch (action.kind) {
-    case 'exec':
-      return action.asRoot ? ['sudo', '-n', '--', ...action.argv] : [...action.argv];
-    case 'upload':
-      return ['sftp-put', action.localPath, action.remotePath];
-    case 'download':
-      return ['sftp-get', action.remotePath, action.localDir];
-    case 'relay':
-      return ['sftp-relay', `${action.fromHost}:${action.remotePath}`, action.destPath];
-    case 'wait_reachable':
-      return ['wait-reachable'];
-  }
+function scrubResult(redactor: Redactor, r: HostResult): HostResult {
+  return { ...r, stdout: redactor.scrub(r.stdout), stderr: redactor.scrub(r.stderr), error: r.error === undefined ? undefined : redactor.scrub(r.error) };
 }
 
 export function notRun(host: string, error: string, status: HostStatus): HostResult {

@@ -9,7 +9,10 @@ import type { Identity, Requester } from '../auth/types.js';
 import { CastellanError, errorMessage } from '../src/errors.js';
 import { metrics } from '../src/metrics.js';
 import type { Plan, ToolDefinition } from '../tools/types.js';
-import { validateInput } from '../tools/registry.js';
+import { findTool, UnknownToolError, validateInput } from '../tools/registry.js';
+import { noRoleReason } from '../auth/roles.js';
+import { sleep } from '../src/sleep.js';
+import { planCommands } from './plan-commands.js';
 import type { QueueContext } from './context.js';
 import type { StampedEvent } from './events.js';
 import { planHash } from './plan-hash.js';
@@ -42,22 +45,12 @@ export class JobService {
   ) {}
 
   tool(name: string): ToolDefinition {
-    const tool = this.ctx.tools.get(name);
-    if (!tool) {
-      const names = this.ctx.tools.list().map((t) => t.name);
-      const close = names.filter((n) => n.includes(name) || name.includes(n) || editDistance(n, name) <= 2);
-      throw new CastellanError('unknown_tool', `unknown tool '${name}'${close.length ? ` (did you mean ${close.map((c) => `'${c}'`).join(' or ')}?)` : ''}; run 'castellan help' for the list`, 'tool');
+    try {
+      return findTool(this.ctx.tools.list(), name);
+    } catch (err) {
+      if (err instanceof UnknownToolError) throw new CastellanError('unknown_tool', `${err.message}; run 'castellan help' for the list`, 'tool');
+      throw err;
     }
-    return tool;
-  }
-
-  /** Validate and plan without submitting (previews, dry runs). */
-  async preview(toolName: string, input: unknown): Promise<{ tool: ToolDefinition; input: unknown; plan: Plan }> {
-    const tool = this.tool(toolName);
-    const parsed = validate(tool, input);
-    const inventory = await this.ctx.inventory.current();
-    const plan = buildPlan(tool, parsed, this.ctx.planContext(inventory));
-    return { tool, input: parsed, plan };
   }
 
   async submit(request: SubmitRequest): Promise<SubmitResult> {
@@ -78,23 +71,10 @@ export class JobService {
     const inventory = await this.ctx.inventory.current();
     const plan = buildPlan(tool, input, this.ctx.planContext(inventory));
 
-    let jobId = newJobId();
+    const jobId = newJobId();
     if (request.idempotencyKey !== undefined) {
-      if (!IDEMPOTENCY_KEY.test(request.idempotencyKey)) throw new CastellanError('invalid_input', 'idempotency key: 1-200 characters of [A-Za-z0-9._:@-]', 'idempotency_key');
-      const key = this.ctx.keys.idempotency(hashPart(requester.subject), hashPart(request.idempotencyKey));
-      const won = await this.ctx.redis.set(key, jobId, 'EX', IDEMPOTENCY_TTL_S, 'NX');
-      if (won !== 'OK') {
-        const existingId = await this.ctx.redis.get(key);
-        const existing = existingId ? await this.ctx.store.get(existingId) : undefined;
-        if (existing) return { job: existing, duplicate: true };
-        // The first request is still being recorded (a race of two retries): wait briefly.
-        for (let i = 0; i < 20 && existingId; i++) {
-          await new Promise((r) => setTimeout(r, 50));
-          const again = await this.ctx.store.get(existingId);
-          if (again) return { job: again, duplicate: true };
-        }
-        jobId = existingId ?? jobId;
-      }
+      const earlier = await this.claimIdempotencyKey(requester.subject, request.idempotencyKey, jobId);
+      if (earlier) return { job: earlier, duplicate: true };
     }
 
     const now = Date.now();
@@ -151,6 +131,23 @@ export class JobService {
     const job = await this.ctx.store.get(jobId);
     if (!job) throw new CastellanError('internal', `job ${jobId} vanished right after it was recorded`);
     return { job, duplicate: false };
+  }
+
+  /**
+   * First use of (subject, key) claims it for `jobId` and returns undefined; a repeat returns
+   * the job it was claimed for. A retry that races the first request waits for its record.
+   */
+  private async claimIdempotencyKey(subject: string, idempotencyKey: string, jobId: string): Promise<JobRecord | undefined> {
+    if (!IDEMPOTENCY_KEY.test(idempotencyKey)) throw new CastellanError('invalid_input', 'idempotency key: 1-200 characters of [A-Za-z0-9._:@-]', 'idempotency_key');
+    const key = this.ctx.keys.idempotency(hashPart(subject), hashPart(idempotencyKey));
+    if ((await this.ctx.redis.set(key, jobId, 'EX', IDEMPOTENCY_TTL_S, 'NX')) === 'OK') return undefined;
+    const earlierId = (await this.ctx.redis.get(key)) ?? '';
+    for (let i = 0; i < 20; i++) {
+      const earlier = await this.ctx.store.get(earlierId);
+      if (earlier) return earlier;
+      await sleep(50);
+    }
+    throw new CastellanError('conflict', 'an earlier request with this idempotency key is still being recorded (or failed before it was); retry in a moment');
   }
 
   async get(jobId: string, viewer: Identity): Promise<JobRecord> {
@@ -295,44 +292,10 @@ function buildPlan(tool: ToolDefinition, input: unknown, ctx: ReturnType<QueueCo
   }
 }
 
-export function planCommands(plan: Plan): string[][] {
-  return plan.batches.flatMap((b) =>
-    b.steps.map((s) => {
-      const a = s.action;
-      switch (a.kind) {
-        case 'exec':
-          return a.asRoot ? ['sudo', '-n', '--', ...a.argv] : [...a.argv];
-        case 'upload':
-          return ['upload', a.localPath, a.remotePath];
-        case 'download':
-          return ['download', a.remotePath, a.localDir];
-        case 'relay':
-          return ['relay', `${a.fromHost}:${a.remotePath}`, a.destPath];
-        case 'wait_reachable':
-          return ['wait-reachable'];
-      }
-    }),
-  );
-}
-
 function requireAnyRole(identity: Identity): void {
-  if (identity.roles.length === 0) throw new CastellanError('forbidden', `no Castellan role: your groups [${identity.groups.join(', ')}] map to none`);
+  if (identity.roles.length === 0) throw new CastellanError('forbidden', noRoleReason(identity));
 }
 
 function hashPart(text: string): string {
   return createHash('sha256').update(text).digest('hex').slice(0, 32);
-}
-
-function editDistance(a: string, b: string): number {
-  const dp = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = dp[0]!;
-    dp[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = dp[j]!;
-      dp[j] = Math.min(dp[j]! + 1, dp[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return dp[b.length]!;
 }

@@ -15,15 +15,9 @@ export const JOB_STATES = [
 ] as const;
 export type JobState = (typeof JOB_STATES)[number];
 
-export const FINAL_STATES: ReadonlySet<JobState> = new Set([
-  'succeeded',
-  'failed',
-  'partially_failed',
-  'cancelled',
-  'denied',
-  'expired',
-  'interrupted',
-]);
+/** States that never change again: everything but waiting for approval, queued and running. */
+const IN_FLIGHT: readonly JobState[] = ['awaiting_approval', 'queued', 'running'];
+export const FINAL_STATES: ReadonlySet<JobState> = new Set(JOB_STATES.filter((s) => !IN_FLIGHT.includes(s)));
 
 export function isFinal(state: JobState): boolean {
   return FINAL_STATES.has(state);

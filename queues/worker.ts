@@ -235,10 +235,11 @@ async function execute(
         publisher,
         signal: controller.signal,
         window: plan.window ?? ctx.settings.window,
+        redactor: ctx.redactor,
         abortStatus: () => (stopReason === 'timeout' ? 'timed_out' : 'cancelled'),
       });
       for (const h of outcome.hosts) m.hostResults.inc({ status: h.status });
-      const hosts = outcome.hosts.map((h) => scrubOutcome(ctx, h));
+      const { hosts } = outcome;
       let data: unknown;
       if (tool.summarize) {
         const byStep = new Map(outcome.steps.map((s) => [s.id, new Map(s.results.map((r) => [r.host, r]))]));
@@ -250,7 +251,7 @@ async function execute(
       }
       result = {
         hosts,
-        steps: outcome.steps.map((s) => ({ ...s, results: s.results.map((r) => ({ ...r, stdout: ctx.redactor.scrub(r.stdout), stderr: ctx.redactor.scrub(r.stderr), error: r.error === undefined ? undefined : ctx.redactor.scrub(r.error) })) })),
+        steps: outcome.steps,
         folded: ctx.fold(hosts.map((h) => ({ host: h.host, status: h.status, text: foldText(h) }))),
         data,
       };
@@ -301,10 +302,6 @@ function foldText(h: HostOutcome): string {
   if (h.status === 'ok') return out;
   const detail = [h.error, h.stderr.replace(/\s+$/, ''), out].filter((s) => s).join('\n');
   return h.exitCode !== null ? `exit ${h.exitCode}${detail ? `: ${detail}` : ''}` : detail;
-}
-
-function scrubOutcome(ctx: QueueContext, h: HostOutcome): HostOutcome {
-  return { ...h, stdout: ctx.redactor.scrub(h.stdout), stderr: ctx.redactor.scrub(h.stderr), error: h.error === undefined ? undefined : ctx.redactor.scrub(h.error) };
 }
 
 function finalState(hosts: readonly HostOutcome[], stop: StopReason | undefined): JobState {

@@ -3,8 +3,8 @@
 // `control_plane` expression resolves to, so the choice is stable and visible in the plan.
 import { z } from 'zod';
 import { absolutePath, duration, k8sNodeName, targets } from './fields.js';
-import { resolveHosts } from './planning.js';
-import type { PlanContext } from './types.js';
+import { execStep, resolveHosts, singleBatchPlan, stepTimeout } from './planning.js';
+import { defineTool, type PlanContext } from './types.js';
 
 export const kubectlFields = {
   control_plane: targets
@@ -36,4 +36,26 @@ export function kubectlOn(input: KubectlInput, ctx: PlanContext): { host: string
   const kubectl = ['kubectl'];
   if (input.kubeconfig !== undefined) kubectl.push(`--kubeconfig=${input.kubeconfig}`);
   return { host: host ?? '', kubectl };
+}
+
+/**
+ * cordon and uncordon differ only in the kubectl verb: one kubectl step per node on one
+ * control-plane host, so the plan shows each node by name and a failure names its node.
+ */
+export function nodeSchedulingTool(spec: { name: string; verb: 'cordon' | 'uncordon'; title: string; description: string }) {
+  return defineTool({
+    name: spec.name,
+    title: spec.title,
+    description: spec.description,
+    risk: 'change',
+    idempotent: true,
+    input: z.object({ nodes: nodeList, ...kubectlFields }).strict(),
+    plan(input, ctx) {
+      const { host, kubectl } = kubectlOn(input, ctx);
+      const steps = input.nodes.map((node, i) =>
+        execStep({ id: `${spec.verb}-${i + 1}`, hosts: [host], argv: [...kubectl, spec.verb, '--', node], asRoot: input.as_root, timeoutMs: stepTimeout(ctx, input.timeout) }),
+      );
+      return singleBatchPlan(spec.name, [host], steps, 0);
+    },
+  });
 }

@@ -4,6 +4,7 @@
 import type { StampedEvent } from '../../queues/events.js';
 import type { JobRecord } from '../../queues/records.js';
 import type { JobState } from '../../queues/states.js';
+import { renderFolded } from '../fold.js';
 
 /** Exit codes: 0 all ok; 1 some host not ok; 2 the job did not run to the end; 3 still pending. */
 export function exitCodeFor(state: JobState): number {
@@ -56,19 +57,11 @@ export function progressLine(event: StampedEvent, stream: NodeJS.WriteStream = p
 export function renderResult(job: JobRecord): string {
   const lines: string[] = [];
   const result = job.result;
-  if (result?.data !== undefined && (result.hosts.length === 0 || job.tool.startsWith('list_'))) {
+  if (result?.data !== undefined && result.hosts.length === 0) {
     lines.push(typeof result.data === 'string' ? result.data : JSON.stringify(result.data, null, 2));
     return lines.join('\n') + '\n';
   }
-  for (const group of result?.folded ?? []) {
-    const label = `${group.nodeset} (${group.count})${group.status === 'ok' ? '' : ` [${group.status}]`}`;
-    const text = group.text;
-    if (!text.includes('\n')) lines.push(`${label}: ${text}`);
-    else {
-      lines.push(`---------------- ${label}`);
-      lines.push(text);
-    }
-  }
+  if (result?.folded.length) lines.push(renderFolded(result.folded));
   const truncated = (result?.hosts ?? []).filter((h) => h.truncated).map((h) => h.host);
   if (truncated.length) lines.push(`(output truncated on: ${truncated.join(', ')})`);
   return lines.length ? lines.join('\n') + '\n' : '';

@@ -3,7 +3,7 @@
 // per-host status. The zod schemas are the contract: MCP publishes them as `outputSchema`
 // and the API's consumers can rely on the same field names.
 import { z } from 'zod';
-import { planCommands } from '../../queues/service.js';
+import { planCommands } from '../../queues/plan-commands.js';
 import type { JobRecord } from '../../queues/records.js';
 import { isFinal, JOB_STATES } from '../../queues/states.js';
 import type { StampedEvent } from '../../queues/events.js';
