@@ -3,6 +3,8 @@
 // `X-Castellan-Client: cli`, so jobs are recorded with origin `cli`. Errors come back as
 // CastellanErrors with the server's code and message, so the CLI prints and exits the same
 // way in both modes.
+import { FINAL_STATES } from '../../queues/states.js';
+import { sleep } from '../sleep.js';
 import { readFile } from 'node:fs/promises';
 import type { Requester, Role } from '../../auth/types.js';
 import type { StampedEvent, JobEvent } from '../../queues/events.js';
@@ -66,7 +68,6 @@ export interface FollowOptions {
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
-const FINAL: ReadonlySet<JobState> = new Set(['succeeded', 'failed', 'partially_failed', 'cancelled', 'denied', 'expired', 'interrupted']);
 
 /**
  * The token for remote mode: `$CASTELLAN_TOKEN`, else the file given (first line, e.g. written
@@ -252,29 +253,17 @@ export class RemoteClient {
       let sawEnd = false;
       for (const e of page.events) {
         const event = e.event as unknown as JobEvent;
-        if (event.type === 'state' && FINAL.has(event.state)) sawEnd = true;
+        if (event.type === 'state' && FINAL_STATES.has(event.state)) sawEnd = true;
         options.onEvent?.({ id: e.id, at: Date.parse(e.at), event });
       }
       after = page.next_after;
       // The record turns final a moment before its last event is written: poll once more for it.
-      if (FINAL.has(page.state) && !page.more && (sawEnd || ++endedPolls > 1)) break;
+      if (FINAL_STATES.has(page.state) && !page.more && (sawEnd || ++endedPolls > 1)) break;
       if (options.signal?.aborted || Date.now() >= deadline) break;
       if (!page.more) await sleep(interval, options.signal);
     }
     return this.get(jobId);
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }
 
 /**
