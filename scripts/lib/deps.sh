@@ -26,10 +26,17 @@ ensure_packages() {
   fi
 }
 
-# npm packages exactly as locked; skipped when node_modules already matches the lockfile.
+# npm packages as locked; skipped when node_modules already matches the lockfile.
+# `npm ci` refuses a lockfile that lacks entries for other platforms' optional packages
+# (msgpackr-extract for darwin/win32/linux-arm, via bullmq): a registry mirror without them
+# can never write such a lockfile. `npm install` then installs the same locked versions,
+# skipping the optional packages it cannot fetch.
 ensure_node_modules() {
   if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-    npm ci --no-audit --no-fund
+    if ! npm ci --no-audit --no-fund; then
+      echo "castellan: npm ci refused the lockfile (optional packages of other platforms missing from this registry); installing the locked versions with npm install" >&2
+      npm install --no-audit --no-fund
+    fi
   fi
 }
 
