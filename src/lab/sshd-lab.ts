@@ -31,6 +31,20 @@ export interface LabOptions {
   hostKeyTypes?: Array<'ed25519' | 'ecdsa' | 'rsa'>; // cycled over nodes; default all ed25519
   /** Written into castellan.yaml (`redis.url`); default redis://127.0.0.1:6379. */
   redisUrl?: string;
+  /**
+   * Give each node its own DIR/nodes/<name>/bin, first on the PATH of its sessions (sshd
+   * SetEnv), so tests can install per-node programs (the zfs/kbe/kubectl stand-ins) that keep
+   * their state in the node's directory. Off by default: nodes see the machine's PATH.
+   */
+  nodeBinDirs?: boolean;
+}
+
+/** PATH of a lab session when the node has its own bin dir; the rest is sshd's usual default. */
+const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** DIR/nodes/<name>/bin: the node's own programs (see LabOptions.nodeBinDirs). */
+export function nodeBinDir(dir: string, name: string): string {
+  return path.join(path.resolve(dir), 'nodes', name, 'bin');
 }
 
 export interface Lab {
@@ -77,6 +91,7 @@ interface LabState {
   knownHostsFile: string;
   configFile: string;
   redisUrl?: string | undefined;
+  nodeBinDirs?: boolean | undefined;
   nodes: NodeRecord[];
 }
 
@@ -102,6 +117,8 @@ function sshdConfig(node: NodeRecord, state: LabState): string {
     'LogLevel INFO',
     'PrintMotd no',
     'Subsystem sftp internal-sftp',
+    // A path with a space or quote would need sshd quoting; lab dirs come from mkdtemp.
+    ...(state.nodeBinDirs === true ? [`SetEnv PATH=${nodeBinDir(state.dir, node.name)}:${SYSTEM_PATH}`] : []),
     '',
   ].join('\n');
 }
@@ -309,6 +326,7 @@ export async function labUp(options: LabOptions): Promise<Lab> {
   });
   await forEachLimited(nodes, START_CONCURRENCY, async (node) => {
     await mkdir(path.dirname(node.configFile), { recursive: true });
+    if (options.nodeBinDirs === true) await mkdir(nodeBinDir(dir, node.name), { recursive: true });
     await generateKeyPair(node.hostKeyFile, node.hostKeyType, `${node.name}-host`);
   });
 
@@ -323,6 +341,7 @@ export async function labUp(options: LabOptions): Promise<Lab> {
     knownHostsFile: path.join(dir, 'known_hosts'),
     configFile: path.join(dir, 'castellan.yaml'),
     redisUrl: options.redisUrl,
+    nodeBinDirs: options.nodeBinDirs,
     nodes,
   };
 
