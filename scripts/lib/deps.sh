@@ -26,17 +26,28 @@ ensure_packages() {
   fi
 }
 
-# npm packages as locked; skipped when node_modules already matches the lockfile.
-# `npm ci` refuses a lockfile that lacks entries for other platforms' optional packages
-# (msgpackr-extract for darwin/win32/linux-arm, via bullmq): a registry mirror without them
-# can never write such a lockfile. `npm install` then installs the same locked versions,
-# skipping the optional packages it cannot fetch.
+# npm packages exactly as locked, quietly (errors only), leaving the tree as it was: `npm ci`
+# never rewrites package-lock.json. Skipped when node_modules already matches the lockfile.
 ensure_node_modules() {
   if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-    if ! npm ci --no-audit --no-fund; then
-      echo "castellan: npm ci refused the lockfile (optional packages of other platforms missing from this registry); installing the locked versions with npm install" >&2
-      npm install --no-audit --no-fund
-    fi
+    echo "castellan: installing npm packages from package-lock.json" >&2
+    npm ci --no-audit --no-fund --loglevel=error >/dev/null
+  fi
+}
+
+# Put `castellan` on PATH (like `npm link`, without npm re-installing anything): a symlink in
+# npm's global bin directory to this checkout's launcher. Skipped when it already points here;
+# a hint instead when that directory is not writable.
+link_cli() {
+  local here bindir current
+  here="$(pwd -P)/bin/castellan.js"
+  bindir="$(npm prefix -g 2>/dev/null)/bin"
+  current="$(readlink -f "$(command -v castellan 2>/dev/null || true)" 2>/dev/null || true)"
+  [ "$current" = "$here" ] && return 0
+  if [ -d "$bindir" ] && [ -w "$bindir" ] && ln -sfn "$here" "$bindir/castellan" 2>/dev/null; then
+    echo "castellan: linked $bindir/castellan -> $here" >&2
+  else
+    echo "castellan: could not link the command into $bindir; use $here, or: sudo ln -s $here /usr/local/bin/castellan" >&2
   fi
 }
 

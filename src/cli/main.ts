@@ -9,6 +9,10 @@ import { openLocal, type JobClient } from './local.js';
 import { openRemoteJobClient, remoteToken } from './remote.js';
 import { exitCodeFor, progressLine, renderJobLine, renderPlan, renderResult, renderSummary } from './render.js';
 import { readStdin, readTextFile, scriptLines } from './stdin.js';
+import { GLOBAL_OPTIONS, firstWordIndex, splitGlobalOptions } from './global-options.js';
+import { quietOnClosedPipe } from './pipes.js';
+
+quietOnClosedPipe();
 
 interface GlobalOptions {
   config?: string;
@@ -21,18 +25,9 @@ interface GlobalOptions {
 }
 
 const program = new Command();
-program
-  .name('castellan')
-  .description('Typed, authenticated, audited cluster operations over SSH: the CLI front end.')
-  .option('-c, --config <file>', 'castellan.yaml (default: $CASTELLAN_CONFIG, ./castellan.yaml, ./.castellan/castellan.yaml)')
-  .option('--server <url>', 'remote mode: talk to a Castellan server\'s HTTP API (token from $CASTELLAN_TOKEN or --token-file)')
-  .option('--token-file <file>', 'remote mode: file holding an OIDC access token for Castellan')
-  .option('--json', 'print the job record as JSON on stdout')
-  .option('--no-wait', 'submit and print the job id without waiting for the result')
-  .option('--idempotency-key <key>', 'the same key again returns the same job instead of a new one')
-  .option('-v, --verbose', 'debug logs on stderr')
-  .showHelpAfterError()
-  .exitOverride();
+program.name('castellan').description('Typed, authenticated, audited cluster operations over SSH: the CLI front end.');
+for (const o of GLOBAL_OPTIONS) program.option(o.flags, o.description);
+program.showHelpAfterError().exitOverride();
 
 const globals = (): GlobalOptions => program.opts<GlobalOptions>();
 
@@ -250,17 +245,6 @@ async function runInput(tool: string, input: unknown): Promise<number> {
 /** Errors that mean "what you typed is wrong" (exit 64, EX_USAGE). */
 const USAGE_ERRORS = new Set(['UnknownToolError', 'ToolInputError', 'InvalidInputError', 'TargetError', 'NodeSetError', 'QuotingError']);
 
-/** Index of the command word, skipping global options and their values. */
-function firstWordIndex(args: readonly string[]): number {
-  const withValue = new Set(['-c', '--config', '--idempotency-key', '--server', '--token-file']);
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (withValue.has(a)) i += 1;
-    else if (!a.startsWith('-')) return i;
-  }
-  return -1;
-}
-
 function finish(code: number): void {
   process.exitCode = code;
 }
@@ -280,15 +264,14 @@ const isToolVerb = verb !== undefined && toolNames.has(verb) && !program.command
 const isRun = argv[firstCommand] === 'run';
 
 try {
-  if (isRun) {
-    program.parseOptions(argv.slice(0, firstCommand));
-    const tool = argv[firstCommand + 1];
+  if (isRun || isToolVerb) {
+    // Global options may come before or after the tool name (as with kubectl); the tool's
+    // parser gets the rest, including everything after `--` untouched.
+    const { globals: late, rest } = splitGlobalOptions(argv.slice(firstCommand + 1));
+    program.parseOptions([...argv.slice(0, firstCommand), ...late]);
+    const tool = isRun ? rest.shift() : verb;
     if (!tool) throw new CastellanError('invalid_input', "run: which tool? (see 'castellan help')");
-    finish(await runWords(tool.replaceAll('-', '_'), argv.slice(firstCommand + 2)));
-  } else if (isToolVerb) {
-    // Parse the global options that come before the tool name, then hand the rest over.
-    program.parseOptions(argv.slice(0, firstCommand));
-    finish(await runWords(verb, argv.slice(firstCommand + 1)));
+    finish(await runWords(tool.replaceAll('-', '_'), rest));
   } else {
     await program.parseAsync(process.argv);
   }

@@ -11,6 +11,7 @@ import { CappedOutput } from './output.js';
 import { ConnectError, ConnectionPool, type PooledConnection } from './pool.js';
 import { SideChannel, findCommand, killCommand, wrapCommand } from './remote-run.js';
 import { SlotsClosedError } from './slots.js';
+import { INIT_NAME_COMMAND, diagnoseFailure, diagnosisText } from './missing-prerequisite.js';
 import {
   DEFAULT_MAX_TRANSFER_BYTES,
   download,
@@ -356,7 +357,7 @@ export class SshExecutor implements SftpAccess {
     attempt.connectMs = lease.connectMs;
     this.logger?.debug({ host: target.name, runId: request.runId, program: request.argv[0] }, 'exec');
     const result = await this.runOnChannel(target, request, command, stdin, limits, options, attempt, lease);
-    return this.finish(result, onEvent);
+    return this.finish(await this.explainFailure(target, request, limits, result), onEvent);
   }
 
   private runOnChannel(
@@ -480,6 +481,24 @@ export class SshExecutor implements SftpAccess {
     if (!run.wrapperSeen) error += ' (the remote wrapper did not start: are sh, setsid, timeout and pkill installed?)';
     else if (run.exitCode === 124) error += ' (the remote deadline of the command was reached)';
     return attempt.result('failed', { ...fields, error });
+  }
+
+  /**
+   * A command that failed because the node lacks what it needs gets that as its error, in one
+   * line ("systemd is not running here (PID 1 is sshd)") instead of a bare exit code.
+   */
+  private async explainFailure(target: SshTarget, request: ExecRequest, limits: ExecLimits, result: HostResult): Promise<HostResult> {
+    if (result.status !== 'failed' || result.exitCode === null || result.exitCode === 0) return result;
+    const diagnosis = diagnoseFailure(request.argv, result.exitCode, result.stderr);
+    if (diagnosis === undefined) return result;
+    let initName: string | undefined;
+    if (diagnosis.needsInitName) {
+      initName = await this.control(target, INIT_NAME_COMMAND, limits.connectTimeoutMs, 5000).then(
+        (out) => (out.code === 0 ? out.stdout : undefined),
+        () => undefined,
+      );
+    }
+    return { ...result, error: diagnosisText(diagnosis, initName) };
   }
 
   /** A short command on a control channel (reserved slots), e.g. find/kill of a run. */

@@ -1,9 +1,10 @@
 // End to end through the real CLI: castellan → job in Redis → worker → SSH to real sshd lab
 // nodes → folded result on stdout, progress on stderr, exit codes that mean something.
-import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { useCastellan } from '../support/castellan.js';
+import { CLI, runCli, useCastellan } from '../support/castellan.js';
 
 const c = useCastellan({ nodes: 4, config: { policy: { approvals: { allow_self_approval: true } } } });
 
@@ -119,5 +120,41 @@ describe('castellan CLI through the pipeline', () => {
     expect(replaced.stdout).toMatch(/node04: replaced SHA256:\S+ \(was SHA256:/);
     const again = await c.cli(['ping', 'node04']);
     expect(again.code).toBe(0);
+  });
+
+  it('accepts global options after the tool name and its parameters, as kubectl does', async () => {
+    const r = await runCli(['uptime', 'odd', '--config', c.configFile, '--json']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ tool: 'uptime', state: 'succeeded' });
+    const late = await runCli(['jobs', '--limit', '1', '--config', c.configFile]);
+    expect(late.code).toBe(0);
+    expect(late.stdout).toMatch(/uptime/);
+  });
+
+  it('stops quietly when the reader of its output goes away (castellan … | head)', async () => {
+    const child = spawn(process.execPath, [CLI, '--config', c.configFile, 'list-groups'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy(); // the reader closed the pipe before anything was written
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(stderr).not.toMatch(/EPIPE|Unhandled|at /);
+    expect(code).toBe(0);
+  });
+
+  it('says in one line what a node lacks instead of a bare exit code', async () => {
+    const missing = await c.cli(['--no-wait', 'exec', 'node01', '--', 'castellan-no-such-program', '--version']);
+    const jobId = missing.stdout.trim();
+    await c.cli(['approve', jobId]);
+    const shown = await c.runtime.service.wait(jobId, c.runtime.localRequester('cli'), 30_000);
+    expect(shown.result?.hosts[0]?.error).toBe('castellan-no-such-program is not installed here (command not found)');
+
+    // The lab nodes share this machine's init: systemd only where PID 1 is systemd.
+    const init = readFileSync('/proc/1/comm', 'utf8').trim();
+    const status = await c.cli(['service_status', 'node01', '--unit', 'ssh']);
+    if (init === 'systemd') expect(status.stderr).not.toMatch(/systemd is not running here/);
+    else {
+      expect(status.code).toBe(1);
+      expect(status.stderr).toContain(`node01: failed exit 1 systemd is not running here (PID 1 is ${init})`);
+    }
   });
 });
