@@ -1,5 +1,9 @@
 // The catalogue: every operation Castellan offers, in the order front ends list them.
 // Adding an operation = one new file in tools/ plus one line here.
+import { bootEnvironmentActivate } from './boot-environment-activate.js';
+import { bootEnvironmentCreate } from './boot-environment-create.js';
+import { bootEnvironmentDestroy } from './boot-environment-destroy.js';
+import { bootEnvironments } from './boot-environments.js';
 import { certExpiry } from './cert-expiry.js';
 import { copyFile } from './copy-file.js';
 import { diskUsage } from './disk-usage.js';
@@ -37,6 +41,7 @@ export const catalogue: readonly AnyTool[] = [
   wireguardStatus,
   certExpiry,
   k8sNodes,
+  bootEnvironments,
   // change
   serviceRestart,
   serviceReload,
@@ -44,11 +49,14 @@ export const catalogue: readonly AnyTool[] = [
   runScript,
   k8sCordon,
   k8sUncordon,
+  bootEnvironmentCreate,
   // destructive
   exec,
   reboot,
   shutdown,
   k8sDrain,
+  bootEnvironmentActivate,
+  bootEnvironmentDestroy,
 ];
 
 /** The tool called `name`; an unknown name throws UnknownToolError suggesting close names. */

@@ -32,6 +32,10 @@ const BASE: Record<string, Record<string, unknown>> = {
   reboot: { targets: 'web' },
   shutdown: { targets: 'web' },
   k8s_drain: { nodes: ['node01'] },
+  boot_environments: {},
+  boot_environment_create: { targets: 'web', name: 'pre-upgrade-20261129-050000' },
+  boot_environment_activate: { targets: 'web', name: 'pre-upgrade-20261129-050000' },
+  boot_environment_destroy: { targets: 'web', name: 'old' },
 };
 
 type Slot = { field: string; list: boolean };
