@@ -18,11 +18,30 @@ export interface PolicyConfig {
   readonly allowSelfApproval: boolean;
   /** `policy.require_approval`: per risk, the origins whose requests wait for approval. */
   readonly requireApproval: Readonly<Record<Risk, readonly Origin[]>>;
+  /**
+   * `policy.visibility.output_for_others`: whose output a person who neither asked for nor
+   * approves a job may read: `read` jobs only (default), `all`, or `none`.
+   */
+  readonly outputForOthers: OutputForOthers;
 }
+
+export const OUTPUT_FOR_OTHERS = ['read', 'all', 'none'] as const;
+export type OutputForOthers = (typeof OUTPUT_FOR_OTHERS)[number];
+
+/** `auth.clients`: OIDC client id (client_id / azp) -> the origin its tokens carry. */
+export type ClientOrigins = Readonly<Record<string, Origin>>;
+
+/**
+ * Used when `auth.clients` is absent: Castellan's own CLI client (the README's Authelia
+ * snippet registers it as a public native client) is person-driven; every other client,
+ * known AI clients included, gets the most restricted origin.
+ */
+export const DEFAULT_CLIENT_ORIGINS: ClientOrigins = { 'castellan-cli': 'cli' };
 
 export interface AuthConfig {
   readonly roles: RoleMap;
   readonly policy: PolicyConfig;
+  readonly clients: ClientOrigins;
 }
 
 export const TOKEN_FORMATS = ['auto', 'jwt', 'opaque'] as const;
@@ -80,6 +99,10 @@ export const policySchema = z
       .object({ read: origins.optional(), change: origins.optional(), destructive: origins.optional() })
       .strict()
       .default({}),
+    visibility: z
+      .object({ output_for_others: z.enum(OUTPUT_FOR_OTHERS).default('read') })
+      .strict()
+      .default({ output_for_others: 'read' }),
   })
   .strict()
   .refine((p) => p.require_approval.destructive === undefined || p.require_approval.destructive.length > 0, {
@@ -94,8 +117,11 @@ export const policySchema = z
       requireApproval: Object.fromEntries(
         RISKS.map((risk) => [risk, p.require_approval[risk] ?? DEFAULT_REQUIRE_APPROVAL[risk]]),
       ) as Record<Risk, readonly Origin[]>,
+      outputForOthers: p.visibility.output_for_others,
     }),
   );
+
+export const clientsSchema = z.record(z.string().min(1), z.enum(ORIGINS)).default({ ...DEFAULT_CLIENT_ORIGINS });
 
 export const oidcSchema = z
   .object({
@@ -138,9 +164,9 @@ export function parseOidc(input: unknown): OidcConfig {
   return oidcSchema.parse(input);
 }
 
-/** Convenience for tests and the lab: `{ roles, policy }` from YAML-shaped input. */
-export function parseAuthConfig(input: { roles?: unknown; policy?: unknown }): AuthConfig {
-  return { roles: parseRoles(input.roles), policy: parsePolicy(input.policy ?? {}) };
+/** Convenience for tests and the lab: `{ roles, policy, clients }` from YAML-shaped input. */
+export function parseAuthConfig(input: { roles?: unknown; policy?: unknown; clients?: unknown }): AuthConfig {
+  return { roles: parseRoles(input.roles), policy: parsePolicy(input.policy ?? {}), clients: clientsSchema.parse(input.clients) };
 }
 
 /**
@@ -149,16 +175,18 @@ export function parseAuthConfig(input: { roles?: unknown; policy?: unknown }): A
  * `requireApproval` absent there keeps the defaults above.
  */
 export function authConfigFromSettings(settings: {
-  readonly auth: { readonly roles: RoleMap };
+  readonly auth: { readonly roles: RoleMap; readonly clients?: ClientOrigins | undefined };
   readonly policy: {
     readonly readOnly: boolean;
     readonly approvals: { readonly required: number; readonly allowSelfApproval: boolean };
     readonly requireApproval?: Partial<Record<Risk, readonly Origin[]>> | undefined;
+    readonly outputForOthers?: OutputForOthers | undefined;
   };
 }): AuthConfig {
   const { policy } = settings;
   return {
     roles: settings.auth.roles,
+    clients: settings.auth.clients ?? DEFAULT_CLIENT_ORIGINS,
     policy: {
       readOnly: policy.readOnly,
       approvalsRequired: policy.approvals.required,
@@ -166,6 +194,7 @@ export function authConfigFromSettings(settings: {
       requireApproval: Object.fromEntries(
         RISKS.map((risk) => [risk, policy.requireApproval?.[risk] ?? DEFAULT_REQUIRE_APPROVAL[risk]]),
       ) as Record<Risk, readonly Origin[]>,
+      outputForOthers: policy.outputForOthers ?? 'read',
     },
   };
 }

@@ -3,8 +3,9 @@
 // issuer (auth/introspection.ts). The token is only ever sent back to the issuer that minted
 // it (introspection, userinfo); it is never forwarded anywhere else, logged or cached as is.
 import * as client from 'openid-client';
-import type { Identity } from './types.js';
-import type { OidcConfig, RoleMap } from './settings.js';
+import type { Identity, Origin } from './types.js';
+import { DEFAULT_CLIENT_ORIGINS, type ClientOrigins, type OidcConfig, type RoleMap } from './settings.js';
+import { originForClient } from './policy.js';
 import { identityFor } from './roles.js';
 import { createJwtAccessTokenVerifier, looksLikeJwt, type JwtAccessTokenVerifier } from './jwt.js';
 import { createIntrospector, type Introspector } from './introspection.js';
@@ -20,6 +21,8 @@ export interface VerifiedToken {
   /** Seconds since the epoch (the token's `exp`). */
   readonly expiresAt: number;
   readonly clientId: string;
+  /** From the client the token was issued to (auth.clients); unknown clients are `mcp`. */
+  readonly origin: Origin;
   readonly audience: readonly string[];
   /** Castellan's resource URL the audience was checked against (AuthInfo.resource). */
   readonly resource: string;
@@ -33,6 +36,8 @@ export interface TokenVerifier {
 export interface TokenVerifierOptions {
   /** Group -> role mapping (config `roles`). */
   readonly roles: RoleMap;
+  /** Client id -> origin (config `auth.clients`); default: only castellan-cli is person-driven. */
+  readonly clients?: ClientOrigins | undefined;
   /** For tests: a fetch used for discovery, JWKS, introspection and userinfo. */
   readonly fetch?: typeof fetch | undefined;
   readonly now?: (() => Date) | undefined;
@@ -87,7 +92,8 @@ export function createTokenVerifier(oidc: OidcConfig, options: TokenVerifierOpti
         identity: identityFor(claims.sub, displayNameOf(claims), groups, options.roles),
         scopes: typeof claims['scope'] === 'string' ? claims['scope'].split(' ').filter((s) => s !== '') : [],
         expiresAt: claims.exp,
-        clientId: clientIdOf(claims),
+        clientId: clientIdOf(claims) ?? 'unknown',
+        origin: originForClient(clientIdOf(claims), options.clients ?? DEFAULT_CLIENT_ORIGINS),
         audience: stringList(claims['aud']),
         resource: oidc.resource,
       };
@@ -177,10 +183,14 @@ function displayNameOf(claims: Claims): string {
   return claims.sub;
 }
 
-function clientIdOf(claims: Claims): string {
+/**
+ * The client a token was issued to: RFC 9068 `client_id`, else OIDC `azp`; RFC 7662
+ * introspection answers carry `client_id` too. Undefined when the token names none.
+ */
+function clientIdOf(claims: Claims): string | undefined {
   for (const key of ['client_id', 'azp']) {
     const value = claims[key];
     if (typeof value === 'string' && value !== '') return value;
   }
-  return 'unknown';
+  return undefined;
 }

@@ -7,6 +7,21 @@ export type Role = (typeof ROLES)[number];
 export const ORIGINS = ['cli', 'mcp', 'slack', 'dashboard'] as const;
 export type Origin = (typeof ORIGINS)[number];
 
+/**
+ * Origins a person drives with their own hands: only these may approve, deny or skip an
+ * approval. `mcp` is an AI client (and the most restricted origin, which an unknown OIDC client
+ * also gets); the front end never chooses its own origin from anything the caller sends.
+ */
+export const PERSON_ORIGINS = ['cli', 'slack', 'dashboard'] as const satisfies readonly Origin[];
+export type PersonOrigin = (typeof PERSON_ORIGINS)[number];
+
+/** The origin given to a credential Castellan cannot attribute to a person-driven client. */
+export const MOST_RESTRICTED_ORIGIN: Origin = 'mcp';
+
+export function isPersonOrigin(origin: Origin): origin is PersonOrigin {
+  return (PERSON_ORIGINS as readonly Origin[]).includes(origin);
+}
+
 export interface Identity {
   /** OIDC `sub` (or the configured local identity's subject). */
   readonly subject: string;

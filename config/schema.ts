@@ -85,6 +85,8 @@ export interface AuthSettings {
   readonly roles: Readonly<Record<Role, readonly string[]>>;
   /** Who the CLI and `mcp --stdio` run as. */
   readonly localIdentity: LocalIdentitySettings;
+  /** OIDC client id -> origin of its tokens; an unlisted client is an AI client (`mcp`). */
+  readonly clients: Readonly<Record<string, (typeof ORIGIN_NAMES)[number]>>;
 }
 
 export interface PolicySettings {
@@ -97,6 +99,8 @@ export interface PolicySettings {
     readonly allowSelfApproval: boolean;
     readonly expiryMs: number;
   };
+  /** Whose output people not involved in a job may read: read jobs only, all, none. */
+  readonly outputForOthers: 'read' | 'all' | 'none';
 }
 
 export interface JobSettings {
@@ -122,6 +126,10 @@ export interface JobSettings {
   /** Local files named by tools (copy_file) must live under this directory (absolute). */
   readonly filesRoot: string;
 }
+
+export const ORIGIN_NAMES = ['cli', 'mcp', 'slack', 'dashboard'] as const;
+/** Used when auth.clients is absent (auth/settings.ts explains why). */
+export const DEFAULT_CLIENTS = { 'castellan-cli': 'cli' } as const;
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -330,10 +338,12 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
         })
         .transform((v): LocalIdentitySettings => ({ subject: v.subject, displayName: v.display_name, groups: v.groups }))
         .prefault({}),
+      // The origin of a token comes from the client it was issued to, never from the request.
+      clients: z.record(z.string().min(1), z.enum(ORIGIN_NAMES)).default({ ...DEFAULT_CLIENTS }),
     })
     .prefault({});
 
-  const originList = z.array(z.enum(['cli', 'mcp', 'slack', 'dashboard']));
+  const originList = z.array(z.enum(ORIGIN_NAMES));
   const policy = z
     .strictObject({
       read_only: z.boolean().default(false),
@@ -343,12 +353,14 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
       require_approval: z
         .strictObject({ read: originList.optional(), change: originList.optional(), destructive: originList.min(1, 'destructive tools always need approval from somewhere: list at least one origin').optional() })
         .prefault({}),
+      visibility: z.strictObject({ output_for_others: z.enum(['read', 'all', 'none']).default('read') }).prefault({}),
     })
     .transform(
       (v): PolicySettings => ({
         readOnly: v.read_only,
         requireApproval: Object.fromEntries(Object.entries(v.require_approval).filter(([, o]) => o !== undefined)),
         approvals: { required: v.approvals.required, allowSelfApproval: v.approvals.allow_self_approval, expiryMs: v.approvals.expiry },
+        outputForOthers: v.visibility.output_for_others,
       }),
     )
     .prefault({});
@@ -412,6 +424,7 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
           oidc: v.auth.oidc ? { ...v.auth.oidc, audience: v.auth.oidc.audience ?? v.server.publicUrl } : undefined,
           roles: v.auth.roles,
           localIdentity: v.auth.local_identity,
+          clients: v.auth.clients,
         },
         policy: v.policy,
         jobs: v.jobs,

@@ -22,6 +22,8 @@ export interface Vote {
   readonly subject: string;
   readonly displayName: string;
   readonly origin: Requester['origin'];
+  /** Roles the voter held when voting (re-checked by the worker before it runs the job). */
+  readonly roles?: readonly Requester['roles'][number][] | undefined;
   readonly decision: 'approve' | 'deny';
   readonly reason?: string | undefined;
   readonly planHash: string;

@@ -3,7 +3,7 @@
 // BullMQ job (delayed until the approval deadline when approvals are needed) → audit.
 // Approvals, denials and cancellations go through here too, so the rules live once.
 import { createHash } from 'node:crypto';
-import { authorizeApproval, authorizeRequest } from '../auth/policy.js';
+import { authorizeApproval, authorizeCancel, authorizeRequest } from '../auth/policy.js';
 import type { AuthConfig } from '../auth/settings.js';
 import type { Identity, Requester } from '../auth/types.js';
 import { CastellanError, errorMessage } from '../src/errors.js';
@@ -192,7 +192,8 @@ export class JobService {
       await this.ctx.audit.append({ kind: 'refused', jobId, subject: approver.subject, displayName: approver.displayName, origin: approver.origin, tool: job.tool, decision, reason: verdict.reason });
       throw new CastellanError(verdict.code === 'duplicate_vote' || verdict.code === 'already_decided' ? 'conflict' : 'forbidden', verdict.reason);
     }
-    const vote: Vote = { subject: approver.subject, displayName: approver.displayName, origin: approver.origin, decision, reason, planHash: job.planHash, at: new Date().toISOString() };
+    // The voter's roles are kept with the vote so the worker can re-check the approval itself.
+    const vote: Vote = { subject: approver.subject, displayName: approver.displayName, origin: approver.origin, roles: [...approver.roles], decision, reason, planHash: job.planHash, at: new Date().toISOString() };
     const denyReason = `denied by ${approver.displayName}${reason ? `: ${reason}` : ''}`;
     const outcome = await this.ctx.store.vote(jobId, vote, job.approvalsRequired, denyReason);
     switch (outcome.kind) {
@@ -222,11 +223,10 @@ export class JobService {
 
   async cancel(jobId: string, by: Requester, reason?: string): Promise<JobRecord> {
     const job = await this.get(jobId, by);
-    // The requester may cancel their own job; operators, approvers and admins may cancel any
-    // (stopping is always safer than running, and the approver may be the one who notices).
-    const own = job.requester.subject === by.subject;
-    if (!own && !by.roles.some((r) => r === 'operator' || r === 'approver' || r === 'admin')) {
-      throw new CastellanError('forbidden', "cancelling someone else's job needs the operator or approver role");
+    const allowed = authorizeCancel({ by, requester: job.requester });
+    if (!allowed.ok) {
+      await this.ctx.audit.append({ kind: 'refused', jobId, subject: by.subject, displayName: by.displayName, origin: by.origin, tool: job.tool, reason: allowed.reason });
+      throw new CastellanError('forbidden', allowed.reason);
     }
     if (isFinal(job.state)) throw new CastellanError('conflict', `job ${jobId} already ended (${job.state})`);
     const why = `cancelled by ${by.displayName}${reason ? `: ${reason}` : ''}`;

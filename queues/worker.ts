@@ -9,6 +9,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { checkRecordedApprovals } from '../auth/policy.js';
 import { metrics } from '../src/metrics.js';
 import { errorMessage } from '../src/errors.js';
 import type { HostStatus } from '../src/ssh/types.js';
@@ -176,6 +177,15 @@ async function execute(
   try {
     if (!tool) return await fail(ctx, record, `tool '${record.tool}' is not known to this worker`);
     if (record.cancel) return await finishCancelled(ctx, record, record.cancel.reason);
+    if (!isRetry && record.approvalsRequired > 0) {
+      // The state field alone is not proof: the approvals must be in the vote records.
+      const check = checkRecordedApprovals({
+        job: record,
+        votes: record.votes.map((v) => ({ subject: v.subject, decision: v.decision, origin: v.origin, roles: v.roles, planHash: v.planHash, at: v.at })),
+        allowSelfApproval: ctx.settings.approvals.allowSelfApproval,
+      });
+      if (!check.ok) return await refuse(ctx, record, `denied: not approved as required: ${check.reason}`, isRetry);
+    }
 
     // Re-plan with the current inventory. An approved plan must be exactly what runs.
     const inventory = await ctx.inventory.current();

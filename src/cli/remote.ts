@@ -1,6 +1,7 @@
 // The CLI's remote mode: the same job operations as the local JobService, over Castellan's
-// HTTP API (`castellan --server URL …`). Requests carry the operator's OIDC access token and
-// `X-Castellan-Client: cli`, so jobs are recorded with origin `cli`. Errors come back as
+// HTTP API (`castellan --server URL …`). Requests carry the operator's OIDC access token; the
+// server derives the origin from the client that token was issued to (auth.clients), so a
+// token from the castellan-cli client is recorded with origin `cli`. Errors come back as
 // CastellanErrors with the server's code and message, so the CLI prints and exits the same
 // way in both modes.
 import { FINAL_STATES } from '../../queues/states.js';
@@ -142,7 +143,6 @@ export class RemoteClient {
         headers: {
           authorization: `Bearer ${this.token}`,
           accept: 'application/json',
-          'x-castellan-client': 'cli',
           ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
         },
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
@@ -336,13 +336,13 @@ export function recordFromView(view: JobView): JobRecord {
 
 /**
  * The CLI's JobClient over the HTTP API (`castellan --server URL …`): the same commands as
- * local mode, run as the token's identity with origin `cli`. Asks the server who that is first,
+ * local mode, run as the token's identity with the origin the server gives that token. Asks the server who that is first,
  * so a bad or expired token fails before anything is submitted.
  */
 export async function openRemoteJobClient(options: RemoteClientOptions): Promise<JobClient> {
   const remote = new RemoteClient(options);
   const me = await remote.whoami();
-  const requester: Requester = { subject: me.subject, displayName: me.display_name, groups: [...me.groups], roles: [...me.roles], origin: 'cli' };
+  const requester: Requester = { subject: me.subject, displayName: me.display_name, groups: [...me.groups], roles: [...me.roles], origin: me.origin };
   return {
     requester,
     // Local files cannot be staged on a remote server's files root: `cp` from local paths is local-mode only.

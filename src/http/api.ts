@@ -14,11 +14,9 @@ import type { AnyTool } from '../../tools/registry.js';
 import { CastellanError } from '../errors.js';
 import type { Runtime } from '../runtime.js';
 import { eventView, jobView, outputPage } from './job-view.js';
-import { identityOf } from './resource-server.js';
+import { verifiedRequester } from './resource-server.js';
 
 export const API_PREFIX = '/api/v1';
-/** Sent by `castellan --server …` so its requests are recorded with origin `cli`. */
-export const CLIENT_HEADER = 'x-castellan-client';
 const MAX_BODY = '256kb';
 
 export interface ApiOptions {
@@ -65,19 +63,23 @@ function parse<S extends z.ZodType>(schema: S, value: unknown, where: string): z
   throw new CastellanError('invalid_input', message, field || undefined);
 }
 
-function originOf(req: Request): Origin {
-  return req.get(CLIENT_HEADER)?.toLowerCase() === 'cli' ? 'cli' : 'dashboard';
-}
-
+/** The caller, with the origin their verified token carries (auth.clients); no header can change it. */
 function requesterOf(req: Request): Requester {
-  const identity = identityOf(req);
+  const requester = verifiedRequester(req);
   // requireBearer always sets it; reaching here without one is a wiring bug, not the caller's.
-  if (identity === undefined) throw new CastellanError('unauthenticated', 'no verified identity on this request');
-  return { ...identity, origin: originOf(req) };
+  if (requester === undefined) throw new CastellanError('unauthenticated', 'no verified identity on this request');
+  return requester;
 }
 
 function replyTo(origin: Origin): ReplyAddress {
-  return origin === 'cli' ? { kind: 'cli' } : { kind: 'dashboard' };
+  switch (origin) {
+    case 'cli':
+      return { kind: 'cli' };
+    case 'mcp':
+      return { kind: 'mcp' };
+    default:
+      return { kind: 'dashboard' };
+  }
 }
 
 /** What a caller may see of the catalogue: the tools their roles may run, with schemas. */

@@ -48,7 +48,10 @@ export function verifierFromConfig(runtime: Pick<Runtime, 'config'>): TokenVerif
   if (secret === undefined) {
     throw new CastellanError('unavailable', `${config.file}: auth.oidc needs client_secret_env or client_secret_file (Castellan's own client secret, used to introspect tokens)`);
   }
-  return createTokenVerifier(oidcConfigFromSettings(oidc, secret, { cacheTtlSeconds: Math.min(300, Math.floor(oidc.cacheTtlMs / 1000)) }), { roles: config.auth.roles });
+  return createTokenVerifier(oidcConfigFromSettings(oidc, secret, { cacheTtlSeconds: Math.min(300, Math.floor(oidc.cacheTtlMs / 1000)) }), {
+    roles: config.auth.roles,
+    clients: config.auth.clients,
+  });
 }
 
 /** Host headers a browser may legitimately send for this server (DNS-rebinding guard). */
@@ -81,7 +84,7 @@ function cors(): RequestHandler {
       res
         .set({
           'Access-Control-Allow-Methods': 'GET, POST, DELETE, OPTIONS',
-          'Access-Control-Allow-Headers': 'Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID, X-Castellan-Client',
+          'Access-Control-Allow-Headers': 'Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID',
           'Access-Control-Max-Age': '600',
         })
         .status(204)

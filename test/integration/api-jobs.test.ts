@@ -218,13 +218,13 @@ describe('HTTP API details', () => {
     expect((await api('GET', '/jobs/jzzzzzzzzzzzz', { user: 'oscar' })).status).toBe(404);
   });
 
-  it('records origin dashboard for browsers and cli for the CLI header, and answers 202 with a Location', async () => {
-    const browser = await api('POST', '/jobs', { user: 'victor', body: JSON.stringify({ tool: 'list_nodes', input: {} }) });
-    expect(browser.status).toBe(202);
-    expect(browser.body.job.requester.origin).toBe('dashboard');
-    expect(browser.headers.get('location')).toBe(`/api/v1/jobs/${browser.body.job.id}`);
-    const cli = await api('POST', '/jobs', { user: 'victor', body: JSON.stringify({ tool: 'list_nodes', input: {} }), headers: { 'x-castellan-client': 'cli' } });
+  it('records the origin of the client the token was issued to, answers 202 with a Location, and ignores an origin header', async () => {
+    const cli = await api('POST', '/jobs', { user: 'victor', body: JSON.stringify({ tool: 'list_nodes', input: {} }) });
+    expect(cli.status).toBe(202);
     expect(cli.body.job.requester.origin).toBe('cli');
+    expect(cli.headers.get('location')).toBe(`/api/v1/jobs/${cli.body.job.id}`);
+    const ai = await api('POST', '/jobs', { token: await h.token('victor', 'claude-code'), body: JSON.stringify({ tool: 'list_nodes', input: {} }), headers: { 'x-castellan-client': 'cli' } });
+    expect(ai.body.job.requester.origin).toBe('mcp');
   });
 
   it('refuses missing, expired, wrong-audience, forged and ID tokens with 401 and the metadata pointer; a role-less user with 403', async () => {

@@ -39,10 +39,10 @@ export interface Harness {
   readonly server: RunningServer;
   /** http://127.0.0.1:PORT: the public URL, the resource (token audience) and where it listens. */
   readonly base: string;
-  /** A fresh access token for a lab user (opaque or JWT, per the harness). */
-  token(username: string): Promise<string>;
-  /** An MCP client over Streamable HTTP, logged in as `username`. */
-  mcp(username: string, url?: string): Promise<Client>;
+  /** A fresh access token for a lab user (opaque or JWT, per the harness), issued to `clientId` (default castellan-cli). */
+  token(username: string, clientId?: string): Promise<string>;
+  /** An MCP client over Streamable HTTP, logged in as `username` through `clientId` (default castellan-cli). */
+  mcp(username: string, url?: string, clientId?: string): Promise<Client>;
   /** Run jobs: start (or restart) the worker runtime. */
   startWorker(): Promise<void>;
   /** Stop executing jobs; queued ones wait until startWorker(). */
@@ -105,9 +105,9 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
       runtime,
       server,
       base,
-      token: (username) => oidc.mintAccessToken({ username }),
-      async mcp(username, url = `${base}/mcp`) {
-        const token = await oidc.mintAccessToken({ username });
+      token: (username, clientId) => oidc.mintAccessToken({ username, ...(clientId !== undefined ? { clientId } : {}) }),
+      async mcp(username, url = `${base}/mcp`, clientId) {
+        const token = await oidc.mintAccessToken({ username, ...(clientId !== undefined ? { clientId } : {}) });
         const client = new Client({ name: 'castellan-test', version: '0.0.0' });
         const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } });
         await client.connect(transport);

@@ -176,10 +176,10 @@ describe('approvals', () => {
 
       // The requester cannot approve through MCP, and neither can another approver (an AI client never approves).
       const self = errorText(await call(alice, 'job_approve', { job_id: out.job_id }));
-      expect(self).toMatch(/cannot be given through MCP/);
+      expect(self).toMatch(/cannot be given by an AI client/);
       expect(self).toContain(`castellan approve ${out.job_id}`);
       const viaMcp = errorText(await call(await h.mcp('april'), 'job_approve', { job_id: out.job_id }));
-      expect(viaMcp).toMatch(/cannot be given through MCP/);
+      expect(viaMcp).toMatch(/cannot be given by an AI client/);
 
       await new Promise((resolve) => setTimeout(resolve, 1000));
       expect(existsSync(marker)).toBe(false);

@@ -73,7 +73,9 @@ describe('adapters from loaded settings', () => {
       approvalsRequired: 2,
       allowSelfApproval: true,
       requireApproval: { read: [], change: ['mcp'], destructive: ['cli', 'mcp', 'slack', 'dashboard'] },
+      outputForOthers: 'read',
     });
+    expect(config.clients).toEqual({ 'castellan-cli': 'cli' });
   });
 
   it('maps auth.oidc (audience = resource) and validates it', () => {

@@ -1,6 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { authorizeApproval, authorizeRequest, visibleRisks, type CastVote, type Vote } from '../../auth/policy.js';
+import {
+  authorizeApproval,
+  authorizeCancel,
+  authorizeRequest,
+  checkRecordedApprovals,
+  effectiveOrigin,
+  jobAccess,
+  originForClient,
+  visibleRisks,
+  type CastVote,
+  type RecordedVote,
+  type Vote,
+} from '../../auth/policy.js';
 import { rolesForGroups } from '../../auth/roles.js';
 import { parseAuthConfig, type AuthConfig } from '../../auth/settings.js';
 import { ORIGINS, type Origin, type Requester } from '../../auth/types.js';
@@ -81,7 +93,9 @@ describe('authorizeRequest with policy overrides', () => {
   it.each<[Record<string, unknown>, Risk, Origin, number]>([
     [{ change: ['mcp', 'slack'] }, 'change', 'slack', 1],
     [{ change: ['mcp', 'slack'] }, 'change', 'cli', 0],
-    [{ change: [] }, 'change', 'mcp', 0],
+    // An AI client never skips approval for anything beyond reading, whatever the config says.
+    [{ change: [] }, 'change', 'mcp', 1],
+    [{ change: [] }, 'change', 'cli', 0],
     [{ read: ['mcp'] }, 'read', 'mcp', 1],
     [{ read: ['mcp'] }, 'read', 'cli', 0],
     [{ destructive: ['mcp'] }, 'destructive', 'cli', 0],
@@ -183,5 +197,110 @@ describe('visibleRisks', () => {
   ])('%s (read-only %s) sees %j', (name, readOnly, expected) => {
     const config = parseAuthConfig({ roles, policy: { read_only: readOnly } });
     expect(visibleRisks(who(name), config)).toEqual(expected);
+  });
+});
+
+describe('originForClient and effectiveOrigin', () => {
+  const clients = { 'castellan-cli': 'cli', 'castellan-dashboard': 'dashboard', 'claude-code': 'mcp' } as const;
+  it.each<[string | undefined, Origin]>([
+    ['castellan-cli', 'cli'],
+    ['castellan-dashboard', 'dashboard'],
+    ['claude-code', 'mcp'],
+    ['mcp-inspector', 'mcp'],
+    ['', 'mcp'],
+    [undefined, 'mcp'],
+    // Prototype keys are not clients.
+    ['__proto__', 'mcp'],
+    ['constructor', 'mcp'],
+    ['toString', 'mcp'],
+  ])('client %j -> %s', (client, origin) => {
+    expect(originForClient(client, clients)).toBe(origin);
+  });
+
+  it('the default map trusts only the castellan-cli client', () => {
+    expect(originForClient('castellan-cli', base.clients)).toBe('cli');
+    expect(originForClient('claude-code', base.clients)).toBe('mcp');
+    expect(originForClient('castellan-cli', parseAuthConfig({ roles, clients: { 'my-cli': 'cli' } }).clients)).toBe('mcp');
+  });
+
+  it('an endpoint can lower an origin, never raise it', () => {
+    expect(effectiveOrigin('cli', 'mcp')).toBe('mcp');
+    expect(effectiveOrigin('mcp', 'mcp')).toBe('mcp');
+    expect(effectiveOrigin('mcp', 'cli')).toBe('mcp');
+    expect(effectiveOrigin('mcp', 'dashboard')).toBe('mcp');
+    expect(effectiveOrigin('dashboard')).toBe('dashboard');
+  });
+
+  it('an AI origin waits for approval on every change and destructive tool, whatever require_approval lists', () => {
+    fc.assert(
+      fc.property(fc.subarray([...ORIGINS]), fc.constantFrom<Risk>('change', 'destructive'), (listed, risk) => {
+        const policy = risk === 'destructive' && listed.length === 0 ? {} : { require_approval: { [risk]: listed } };
+        const config = parseAuthConfig({ roles, policy });
+        expect(authorizeRequest({ risk, tool: 't', requester: who('alice', 'mcp'), config })).toEqual({ ok: true, approvalsRequired: 1 });
+      }),
+    );
+  });
+});
+
+describe('authorizeCancel', () => {
+  it.each<[string, Requester, string, boolean]>([
+    ['the requester via MCP', who('oscar', 'mcp'), 'oscar', true],
+    ['the requester via the CLI', who('victor', 'cli'), 'victor', true],
+    ['an operator, another person\'s job, via the CLI', who('oscar', 'cli'), 'alice', true],
+    ['an approver via Slack', who('april', 'slack'), 'oscar', true],
+    ['an admin via MCP, another person\'s job', who('alice', 'mcp'), 'oscar', false],
+    ['a viewer, another person\'s job', who('victor', 'dashboard'), 'oscar', false],
+    ['someone without a role, even their own', who('mallory', 'cli'), 'mallory', false],
+  ])('%s -> %s', (_label, by, requester, allowed) => {
+    const decision = authorizeCancel({ by, requester: { subject: requester } });
+    expect(decision.ok).toBe(allowed);
+    if (!decision.ok) expect(decision.reason.length).toBeGreaterThan(10);
+  });
+});
+
+describe('jobAccess (who sees what)', () => {
+  const job = (risk: Risk, approvalsRequired = 0, votes: { subject: string }[] = []) => ({ risk, requester: { subject: 'oscar' }, approvalsRequired, votes });
+  it.each<[string, Who, ReturnType<typeof job>, AuthConfig, boolean, boolean]>([
+    ['an admin sees everything', 'alice', job('destructive'), base, true, true],
+    ['the requester sees their job', 'oscar', job('destructive', 1), base, true, true],
+    ['an approver sees a job asking for approval', 'april', job('destructive', 1), base, true, true],
+    ['an approver sees only a summary of a job that asked for none', 'april', job('change'), base, false, false],
+    ['a voter sees the job they voted on', 'victor', job('change', 0, [{ subject: 'victor' }]), base, true, true],
+    ['a viewer sees output of a read job only', 'victor', job('read'), base, false, true],
+    ['a viewer sees no input or output of a change job', 'victor', job('change'), base, false, false],
+    ['output_for_others: all', 'victor', job('change'), parseAuthConfig({ roles, policy: { visibility: { output_for_others: 'all' } } }), false, true],
+    ['output_for_others: none', 'victor', job('read'), parseAuthConfig({ roles, policy: { visibility: { output_for_others: 'none' } } }), false, false],
+    ['no role, nothing', 'mallory', job('read'), base, false, false],
+  ])('%s', (_label, name, facts, config, details, output) => {
+    const access = jobAccess(who(name), facts, config);
+    expect(access).toMatchObject({ details, output });
+    if (!details) expect(access.hidden).toBeTruthy();
+  });
+});
+
+describe('checkRecordedApprovals (the worker re-check)', () => {
+  const planHash = 'a'.repeat(64);
+  const job = { risk: 'destructive' as const, requester: { subject: 'oscar' }, approvalsRequired: 1, votes: [], planHash, expiresAt: Date.parse('2030-01-01T00:15:00Z') };
+  const vote = (over: Partial<RecordedVote> = {}): RecordedVote => ({ subject: 'april', decision: 'approve', origin: 'slack', roles: ['approver', 'viewer'], planHash, at: '2030-01-01T00:05:00Z', ...over });
+  it.each<[string, RecordedVote[], number, boolean, RegExp | undefined]>([
+    ['one valid approval', [vote()], 1, true, undefined],
+    ['no votes at all (a state field set by hand)', [], 1, false, /0 valid approval/],
+    ['an approval via MCP', [vote({ origin: 'mcp' })], 1, false, /voted via mcp/],
+    ['an approval by someone without the approver role', [vote({ roles: ['operator', 'viewer'] })], 1, false, /approver role/],
+    ['a vote recorded without roles', [vote({ roles: undefined })], 1, false, /approver role/],
+    ['the requester approving', [vote({ subject: 'oscar' })], 1, false, /requester/],
+    ['an approval of another plan', [vote({ planHash: 'b'.repeat(64) })], 1, false, /different plan/],
+    ['an approval after the deadline', [vote({ at: '2030-01-01T00:20:00Z' })], 1, false, /after the deadline/],
+    ['the same approver twice for two required', [vote(), vote()], 2, false, /1 valid approval/],
+    ['two distinct approvers for two required', [vote(), vote({ subject: 'alice', roles: ['admin', 'approver'] })], 2, true, undefined],
+    ['a denial among approvals', [vote(), vote({ subject: 'alice', decision: 'deny' })], 1, false, /denial/],
+  ])('%s', (_label, votes, required, ok, reason) => {
+    const check = checkRecordedApprovals({ job: { ...job, approvalsRequired: required }, votes, allowSelfApproval: false });
+    expect(check.ok).toBe(ok);
+    if (!check.ok && reason) expect(check.reason).toMatch(reason);
+  });
+
+  it('the requester counts when self-approval is allowed', () => {
+    expect(checkRecordedApprovals({ job, votes: [vote({ subject: 'oscar' })], allowSelfApproval: true }).ok).toBe(true);
   });
 });
