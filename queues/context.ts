@@ -26,6 +26,8 @@ export interface JobSettings {
   readonly retention: { readonly completedAgeS: number; readonly completedCount: number; readonly failedAgeS: number; readonly failedCount: number };
   readonly worker: { readonly concurrency: number; readonly lockDurationMs: number; readonly stalledIntervalMs: number; readonly readRetries: number; readonly shutdownGraceMs: number };
   readonly window: number;
+  /** TTL of a per-host lock; its owner renews it every third of that. */
+  readonly hostLockTtlMs: number;
 }
 
 export interface InventoryProvider {

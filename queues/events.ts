@@ -50,7 +50,8 @@ export class JobEvents {
     if (events.length === 0) return;
     const key = this.keys.events(jobId);
     const pipeline = this.redis.pipeline();
-    for (const event of events) pipeline.xadd(key, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'e', JSON.stringify(event));
+    // Scrubbed like every other writer: an error text or a host name can carry a secret too.
+    for (const event of events) pipeline.xadd(key, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'e', JSON.stringify(this.redactor.scrubDeep(event)));
     const replies = (await pipeline.exec()) ?? [];
     const failed = replies.find(([error]) => error);
     if (failed?.[0]) throw failed[0];

@@ -5,7 +5,11 @@
 import type { Redis } from 'ioredis';
 import { sleep } from '../src/sleep.js';
 import type { Keys } from './keys.js';
+import { runScript } from './scripts.js';
 
+// Takes every lock or none. The same script renews: a lock this owner holds is extended, and a
+// lock that expired while Redis was unreachable and that nobody took meanwhile is taken again
+// (the run never stopped owning the host); a lock someone else holds now is lost.
 const ACQUIRE = `
 for i = 1, #KEYS do
   local owner = redis.call('GET', KEYS[i])
@@ -15,11 +19,11 @@ for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2]) end
 return {1, '', ''}
 `;
 
-const RENEW_OR_RELEASE = `
+const RELEASE = `
 local n = 0
 for i = 1, #KEYS do
   if redis.call('GET', KEYS[i]) == ARGV[1] then
-    if ARGV[2] == 'release' then redis.call('DEL', KEYS[i]) else redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
+    redis.call('DEL', KEYS[i])
     n = n + 1
   end
 end
@@ -27,6 +31,8 @@ return n
 `;
 
 export type LockAttempt = { readonly acquired: true } | { readonly acquired: false; readonly host: string; readonly holder: string };
+/** Renewal: every lock still ours, or the first host whose lock someone else now holds. */
+export type LockRenewal = { readonly held: true } | { readonly held: false; readonly host: string; readonly holder: string };
 
 export class HostLocks {
   constructor(
@@ -43,9 +49,9 @@ export class HostLocks {
   async tryAcquire(owner: string, hosts: readonly string[]): Promise<LockAttempt> {
     const k = this.lockKeys(hosts);
     if (k.length === 0) return { acquired: true };
-    const [ok, key, holder] = (await this.redis.eval(ACQUIRE, k.length, ...k, owner, String(this.ttlMs))) as [number, string, string];
+    const [ok, key, holder] = (await runScript(this.redis, 'castellanLockAcquire', ACQUIRE, k, [owner, String(this.ttlMs)])) as [number, string, string];
     if (ok === 1) return { acquired: true };
-    return { acquired: false, host: key.slice(this.keys.hostLock('').length), holder };
+    return { acquired: false, host: this.hostOf(key), holder };
   }
 
   /**
@@ -68,16 +74,23 @@ export class HostLocks {
     }
   }
 
-  async renew(owner: string, hosts: readonly string[]): Promise<number> {
+  /** Throws when Redis cannot be reached (the caller retries); `held: false` means stop. */
+  async renew(owner: string, hosts: readonly string[]): Promise<LockRenewal> {
     const k = this.lockKeys(hosts);
-    if (k.length === 0) return 0;
-    return (await this.redis.eval(RENEW_OR_RELEASE, k.length, ...k, owner, 'renew', String(this.ttlMs))) as number;
+    if (k.length === 0) return { held: true };
+    const [ok, key, holder] = (await runScript(this.redis, 'castellanLockAcquire', ACQUIRE, k, [owner, String(this.ttlMs)])) as [number, string, string];
+    if (ok === 1) return { held: true };
+    return { held: false, host: this.hostOf(key), holder };
   }
 
   async release(owner: string, hosts: readonly string[]): Promise<number> {
     const k = this.lockKeys(hosts);
     if (k.length === 0) return 0;
-    return (await this.redis.eval(RENEW_OR_RELEASE, k.length, ...k, owner, 'release', '0')) as number;
+    return (await runScript(this.redis, 'castellanLockRelease', RELEASE, k, [owner])) as number;
+  }
+
+  private hostOf(key: string): string {
+    return key.slice(this.keys.hostLock('').length);
   }
 
   get renewEveryMs(): number {

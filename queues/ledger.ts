@@ -5,6 +5,7 @@
 // may be re-run under a new attempt number.
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
+import { runScript } from './scripts.js';
 
 export interface LedgerEntry {
   readonly attempt: number;
@@ -44,7 +45,7 @@ export class ExecutionLedger {
     // name, which the field already carries; store the host-free part once.
     const template = JSON.stringify({ ...entry(''), host: undefined });
     const fields = hosts.map((h) => ledgerField(attempt, step, h));
-    const claimed = (await this.redis.eval(CLAIM, 1, this.keys.ledger(jobId), template, ...fields)) as string[];
+    const claimed = (await runScript(this.redis, 'castellanLedgerClaim', CLAIM, [this.keys.ledger(jobId)], [template, ...fields])) as string[];
     const set = new Set(claimed);
     return hosts.filter((h) => set.has(ledgerField(attempt, step, h)));
   }

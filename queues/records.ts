@@ -9,6 +9,7 @@ import type { Plan, Risk } from '../tools/types.js';
 import type { HostResult, HostStatus } from '../src/ssh/types.js';
 import type { OutputGroup } from '../src/fold.js';
 import type { Keys } from './keys.js';
+import { runScript } from './scripts.js';
 import { ALLOWED_FROM, type JobState } from './states.js';
 
 /** Where progress and results go back to, per origin. Opaque to the queue layer. */
@@ -116,12 +117,19 @@ end
 return {'refused', s}
 `;
 
+// ARGV: 1 vote (JSON), 2 approvals required, 3 now (ms), 4 now (ISO), 5 deny reason,
+// 6 states `denied` may come from, 7 states `queued` may come from (the transition table,
+// so the script never writes a state the table does not allow).
 const VOTE = `
 local s = redis.call('HGET', KEYS[1], 'state')
 if not s then return {'missing', '0'} end
 if s ~= 'awaiting_approval' then return {'state', s} end
 local expires = tonumber(redis.call('HGET', KEYS[1], 'expiresAt') or '0')
 if expires > 0 and tonumber(ARGV[3]) >= expires then return {'expired', s} end
+local function allowed(list)
+  for st in string.gmatch(list, '[^,]+') do if st == s then return true end end
+  return false
+end
 local raw = redis.call('HGET', KEYS[1], 'votes')
 local votes = {}
 if raw and raw ~= '' and raw ~= '[]' then votes = cjson.decode(raw) end
@@ -129,6 +137,7 @@ local vote = cjson.decode(ARGV[1])
 for _, v in ipairs(votes) do
   if v['subject'] == vote['subject'] then return {'duplicate', s} end
 end
+if vote['decision'] == 'deny' and not allowed(ARGV[6]) then return {'state', s} end
 table.insert(votes, vote)
 redis.call('HSET', KEYS[1], 'votes', cjson.encode(votes), 'updatedAt', ARGV[4])
 if vote['decision'] == 'deny' then
@@ -137,7 +146,7 @@ if vote['decision'] == 'deny' then
 end
 local approvals = 0
 for _, v in ipairs(votes) do if v['decision'] == 'approve' then approvals = approvals + 1 end end
-if approvals >= tonumber(ARGV[2]) then
+if approvals >= tonumber(ARGV[2]) and allowed(ARGV[7]) then
   redis.call('HSET', KEYS[1], 'state', 'queued', 'queuedAt', ARGV[4])
   return {'approved', tostring(approvals)}
 end
@@ -199,14 +208,11 @@ export class JobStore {
   /** Move to `to` only from one of its allowed predecessors (or a narrower `from` list). */
   async transition(id: string, to: JobState, fields: Fields = {}, from: readonly JobState[] = ALLOWED_FROM[to]): Promise<TransitionOutcome> {
     const now = new Date().toISOString();
-    const reply = (await this.redis.eval(
-      TRANSITION,
-      1,
-      this.keys.job(id),
+    const reply = (await runScript(this.redis, 'castellanTransition', TRANSITION, [this.keys.job(id)], [
       from.join(','),
       to,
       JSON.stringify(stringFields({ updatedAt: now, ...fields })),
-    )) as [string, string];
+    ])) as [string, string];
     if (reply[0] === 'ok') return { ok: true, from: reply[1] as JobState };
     return { ok: false, current: reply[0] === 'missing' ? null : (reply[1] as JobState) };
   }
@@ -216,16 +222,15 @@ export class JobStore {
   }
 
   async vote(id: string, vote: Vote, required: number, denyReason: string): Promise<VoteOutcome> {
-    const reply = (await this.redis.eval(
-      VOTE,
-      1,
-      this.keys.job(id),
+    const reply = (await runScript(this.redis, 'castellanVote', VOTE, [this.keys.job(id)], [
       JSON.stringify(vote),
       String(required),
       String(Date.now()),
       new Date().toISOString(),
       denyReason,
-    )) as [string, string];
+      ALLOWED_FROM.denied.join(','),
+      ALLOWED_FROM.queued.join(','),
+    ])) as [string, string];
     const [kind, detail] = reply;
     switch (kind) {
       case 'approved':

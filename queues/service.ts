@@ -14,10 +14,10 @@ import { noRoleReason } from '../auth/roles.js';
 import { sleep } from '../src/sleep.js';
 import { planCommands } from './plan-commands.js';
 import type { QueueContext } from './context.js';
+import { endJob } from './endings.js';
 import type { StampedEvent } from './events.js';
 import { planHash } from './plan-hash.js';
 import { JOB_ID_PATTERN, newJobId, type JobDoc, type JobRecord, type ReplyAddress, type Vote } from './records.js';
-import { announceFinal } from './worker.js';
 import { isFinal, type JobState } from './states.js';
 
 export interface SubmitRequest {
@@ -124,7 +124,7 @@ export class JobService {
       });
     } catch (err) {
       // Nothing half-enqueued: the record says why the request did not go through.
-      await this.ctx.store.transition(jobId, 'failed', { reason: `could not enqueue: ${errorMessage(err)}`, finishedAt: new Date().toISOString() }, [initial]);
+      await endJob(this.ctx, doc, 'failed', { reason: `could not enqueue: ${errorMessage(err)}`, from: [initial] }).catch(() => undefined);
       throw new CastellanError('unavailable', `the job queue is unavailable (${errorMessage(err)}); nothing was run, retry later`);
     }
     metrics().jobsSubmitted.inc({ tool: tool.name, origin: requester.origin, risk: tool.risk });
@@ -215,7 +215,8 @@ export class JobService {
       await this.ctx.events.publish(jobId, { type: 'state', state: 'queued', reason: `approved by ${approver.displayName}` });
       await this.promote(jobId);
     } else if (outcome.kind === 'denied') {
-      await announceFinal(this.ctx, job, 'denied', denyReason);
+      // The vote script wrote `denied` together with the vote (atomic); the rest of the ending here.
+      await endJob(this.ctx, job, 'denied', { reason: denyReason, recorded: true });
       await this.promote(jobId);
     }
     return this.get(jobId, approver);
@@ -233,9 +234,8 @@ export class JobService {
     const cancel = JSON.stringify({ by: by.subject, at: new Date().toISOString(), reason: why });
     await this.ctx.audit.append({ kind: 'cancel', jobId, subject: by.subject, displayName: by.displayName, origin: by.origin, tool: job.tool, reason });
     // Not yet running: end it here. Running: flag it and tell every worker.
-    const early = await this.ctx.store.transition(jobId, 'cancelled', { cancel, reason: why, finishedAt: new Date().toISOString() }, ['awaiting_approval', 'queued']);
-    if (early.ok) {
-      await announceFinal(this.ctx, job, 'cancelled', why);
+    const early = await endJob(this.ctx, job, 'cancelled', { reason: why, from: ['awaiting_approval', 'queued'], fields: { cancel } });
+    if (early.ended) {
       await this.promote(jobId);
     } else if (early.current === 'running') {
       await this.ctx.store.update(jobId, { cancel });
@@ -268,10 +268,36 @@ export class JobService {
     return job;
   }
 
-  /** Wake the delayed BullMQ job so the worker closes it now (approved, denied, cancelled). */
+  /**
+   * Wake the delayed BullMQ job so a worker takes it now (approved) or closes it (denied,
+   * cancelled). An approved job whose wake-up is lost would sit until its approval deadline,
+   * so this retries through a Redis blip and, if it still fails, says so in the job's progress
+   * and the log (the worker still starts it at the deadline at the latest).
+   */
   private async promote(jobId: string): Promise<void> {
-    const bull = await this.ctx.queue.getJob(jobId);
-    if (bull && (await bull.isDelayed())) await bull.promote().catch(() => undefined);
+    let lastError = '';
+    for (let attempt = 0; attempt < 5; attempt++) {
+      if (attempt > 0) await sleep(250 * 2 ** attempt);
+      try {
+        const bull = await this.ctx.queue.getJob(jobId);
+        if (!bull || !(await bull.isDelayed())) return;
+        await bull.promote();
+        return;
+      } catch (err) {
+        lastError = errorMessage(err);
+        // Promoted meanwhile by someone else (another server handling a second vote): done.
+        const bull = await this.ctx.queue.getJob(jobId).catch(() => undefined);
+        if (bull && !(await bull.isDelayed().catch(() => true))) return;
+      }
+    }
+    const record = await this.ctx.store.get(jobId).catch(() => undefined);
+    const deadline = record?.expiresAt ? new Date(record.expiresAt).toISOString() : 'its approval deadline';
+    this.ctx.logger.error({ jobId, err: lastError }, 'could not wake the job after the decision');
+    if (record?.state === 'queued') {
+      await this.ctx.events
+        .publish(jobId, { type: 'state', state: 'queued', reason: `approved, but the queue could not be woken (${lastError}); it starts at ${deadline} at the latest` })
+        .catch(() => undefined);
+    }
   }
 }
 

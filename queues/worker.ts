@@ -18,6 +18,7 @@ import { ThrottledPublisher } from './events.js';
 import { planHash } from './plan-hash.js';
 import type { HostOutcome, JobDoc, JobRecord, JobResult } from './records.js';
 import { runPlan } from './runner.js';
+import { endJob, type FinalState } from './endings.js';
 import { isFinal, type JobState } from './states.js';
 
 export interface WorkerHandle {
@@ -86,10 +87,9 @@ async function finalizeOrphan(ctx: QueueContext, jobId: string, why: string): Pr
   const record = await ctx.store.get(jobId);
   if (!record || isFinal(record.state)) return;
   const unknown = inPlanOrder(record, (await ctx.ledger.unfinished(jobId)).map((e) => e.host));
-  const to: JobState = record.state === 'running' ? 'interrupted' : 'failed';
+  const to: FinalState = record.state === 'running' ? 'interrupted' : 'failed';
   const reason = `${why}${unknown.length ? `; outcome unknown on: ${unknown.join(', ')}` : ''}`;
-  const t = await ctx.store.transition(jobId, to, { reason, finishedAt: new Date().toISOString() }, [record.state]);
-  if (t.ok) await announceFinal(ctx, record, to, reason);
+  await endJob(ctx, record, to, { reason, from: [record.state] });
 }
 
 async function processJob(
@@ -106,11 +106,8 @@ async function processJob(
     case 'awaiting_approval': {
       // The delayed BullMQ job fired at the approval deadline: nobody decided in time.
       const reason = `no approval within ${Math.round(ctx.settings.approvals.expiryMs / 60_000)} min`;
-      const t = await ctx.store.transition(jobId, 'expired', { reason, finishedAt: new Date().toISOString() });
-      if (t.ok) {
-        await announceFinal(ctx, record, 'expired', reason);
-        return { state: 'expired' };
-      }
+      const t = await endJob(ctx, record, 'expired', { reason });
+      if (t.ended) return { state: 'expired' };
       const now = await ctx.store.get(jobId);
       if (now?.state !== 'queued') return { state: now?.state ?? 'failed' };
       return execute(ctx, workerId, now, running, false);
@@ -141,8 +138,7 @@ async function redelivered(
     (unknownHosts.length ? `outcome unknown on: ${unknownHosts.join(', ')}` : 'no host was mid-step') +
     '. Not re-run automatically: check the hosts, then submit again if needed.';
   const result: JobResult = { hosts: [], steps: [], folded: [], unknownHosts };
-  const t = await ctx.store.transition(record.id, 'interrupted', { reason, result: JSON.stringify(result), finishedAt: new Date().toISOString() }, ['running']);
-  if (t.ok) await announceFinal(ctx, record, 'interrupted', reason);
+  await endJob(ctx, record, 'interrupted', { reason, result, from: ['running'] });
   return { state: 'interrupted' };
 }
 
@@ -212,7 +208,17 @@ async function execute(
       });
       if (!got) return await finishStopped(ctx, record, stopReason, stopDetail, isRetry);
       lockedHosts = plan.hosts;
-      renew = setInterval(() => void ctx.locks.renew(owner, lockedHosts), ctx.locks.renewEveryMs);
+      renew = setInterval(() => {
+        ctx.locks.renew(owner, lockedHosts).then(
+          (renewal) => {
+            // Someone else holds one of our hosts now: running beside them is exactly what the
+            // lock exists to prevent, so stop (remote commands are killed) and say why.
+            if (!renewal.held) stop('lock_lost', `lost the lock on ${renewal.host} (now held by ${renewal.holder}); stopped so two jobs never run on one host`);
+          },
+          // Redis unreachable: keep running (the lock's TTL outlasts short outages) and retry.
+          (err: unknown) => ctx.logger.warn({ jobId: record.id, err: errorMessage(err) }, 'host lock renewal failed; retrying'),
+        );
+      }, ctx.locks.renewEveryMs);
     }
 
     const attempt = record.risk === 'read' ? record.attempt + 1 : 0;
@@ -270,11 +276,8 @@ async function execute(
     const state = finalState(result.hosts, stopReason);
     const reason = stopReason ? stopDetail : summaryLine(result.hosts);
     await publisher.drain();
-    const t = await ctx.store.transition(record.id, state, { result: JSON.stringify(result), reason, finishedAt: new Date().toISOString() }, ['running']);
-    if (t.ok) {
-      await announceFinal(ctx, record, state, reason);
-      m.jobDuration.observe({ tool: record.tool }, (Date.now() - Date.parse(startedAt)) / 1000);
-    }
+    const t = await endJob(ctx, record, state, { reason, result, from: ['running'] });
+    if (t.ended) m.jobDuration.observe({ tool: record.tool }, (Date.now() - Date.parse(startedAt)) / 1000);
     return { state };
   } catch (err) {
     ctx.logger.error({ jobId: record.id, err: errorMessage(err) }, 'job failed unexpectedly');
@@ -283,8 +286,7 @@ async function execute(
     if (current === 'running') {
       const unknown = inPlanOrder(record, (await ctx.ledger.unfinished(record.id)).map((e) => e.host));
       const reason = `internal error: ${errorMessage(err)}${unknown.length ? `; outcome unknown on: ${unknown.join(', ')}` : ''}`;
-      const t = await ctx.store.transition(record.id, 'interrupted', { reason, finishedAt: new Date().toISOString() }, ['running']);
-      if (t.ok) await announceFinal(ctx, record, 'interrupted', reason);
+      await endJob(ctx, record, 'interrupted', { reason, from: ['running'] });
       return { state: 'interrupted' };
     }
     if (current === 'queued') return fail(ctx, record, `internal error: ${errorMessage(err)}`);
@@ -314,7 +316,7 @@ function foldText(h: HostOutcome): string {
   return h.exitCode !== null ? `exit ${h.exitCode}${detail ? `: ${detail}` : ''}` : detail;
 }
 
-function finalState(hosts: readonly HostOutcome[], stop: StopReason | undefined): JobState {
+function finalState(hosts: readonly HostOutcome[], stop: StopReason | undefined): FinalState {
   if (stop === 'cancel') return 'cancelled';
   if (stop === 'shutdown' || stop === 'lock_lost') return 'interrupted';
   if (stop === 'timeout') return 'failed';
@@ -331,52 +333,24 @@ function summaryLine(hosts: readonly HostOutcome[]): string {
 }
 
 async function fail(ctx: QueueContext, record: JobRecord, reason: string): Promise<{ state: JobState }> {
-  const t = await ctx.store.transition(record.id, 'failed', { reason, finishedAt: new Date().toISOString() });
-  if (t.ok) await announceFinal(ctx, record, 'failed', reason);
+  await endJob(ctx, record, 'failed', { reason });
   return { state: 'failed' };
 }
 
 async function refuse(ctx: QueueContext, record: JobRecord, reason: string, isRetry: boolean): Promise<{ state: JobState }> {
-  const to: JobState = isRetry ? 'failed' : 'denied';
-  const t = await ctx.store.transition(record.id, to, { reason, finishedAt: new Date().toISOString() });
-  if (t.ok) await announceFinal(ctx, record, to, reason);
+  const to: FinalState = isRetry ? 'failed' : 'denied';
+  await endJob(ctx, record, to, { reason });
   return { state: to };
 }
 
 async function finishCancelled(ctx: QueueContext, record: JobRecord, reason?: string): Promise<{ state: JobState }> {
-  const why = reason ?? 'cancelled';
-  const t = await ctx.store.transition(record.id, 'cancelled', { reason: why, finishedAt: new Date().toISOString() });
-  if (t.ok) await announceFinal(ctx, record, 'cancelled', why);
+  await endJob(ctx, record, 'cancelled', { reason: reason ?? 'cancelled' });
   return { state: 'cancelled' };
 }
 
 async function finishStopped(ctx: QueueContext, record: JobRecord, stop: StopReason | undefined, detail: string, isRetry: boolean): Promise<{ state: JobState }> {
   if (stop === 'cancel') return finishCancelled(ctx, record, detail);
-  const to: JobState = isRetry ? 'interrupted' : 'failed';
-  const t = await ctx.store.transition(record.id, to, { reason: detail, finishedAt: new Date().toISOString() });
-  if (t.ok) await announceFinal(ctx, record, to, detail);
+  const to: FinalState = isRetry ? 'interrupted' : 'failed';
+  await endJob(ctx, record, to, { reason: detail });
   return { state: to };
-}
-
-/** Progress event, audit outcome, metrics and retention for a job that reached a final state. */
-export async function announceFinal(ctx: QueueContext, record: JobDoc, state: JobState, reason: string): Promise<void> {
-  await ctx.events.publish(record.id, { type: 'state', state, reason });
-  await ctx.audit.append({
-    kind: 'outcome',
-    jobId: record.id,
-    subject: record.requester.subject,
-    displayName: record.requester.displayName,
-    origin: record.requester.origin,
-    tool: record.tool,
-    hosts: record.plan.hosts,
-    state,
-    reason,
-  });
-  metrics().jobsFinished.inc({ tool: record.tool, state });
-  const ttl = state === 'succeeded' ? ctx.settings.retention.completedAgeS : ctx.settings.retention.failedAgeS;
-  await ctx.store.expireFinished(record.id, ttl);
-  // Bound history by count as well as age, like BullMQ's own retention: Redis memory stays
-  // flat however many jobs run.
-  const keep = ctx.settings.retention.completedCount + ctx.settings.retention.failedCount;
-  await ctx.store.trim(Math.max(keep, 1), (s) => isFinal(s as JobState));
 }

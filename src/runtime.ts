@@ -83,7 +83,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
     events: new JobEvents(redis, k, redactor),
     audit: new AuditLog(redis, k, redactor, config.audit.file),
     ledger: new ExecutionLedger(redis, k),
-    locks: new HostLocks(redis, k),
+    locks: new HostLocks(redis, k, settings.hostLockTtlMs),
     cancel: new CancelBroadcast(redis, k),
     tools,
     inventory,
@@ -152,6 +152,7 @@ function jobSettingsFrom(config: Config, overrides: Partial<JobSettings> = {}): 
       shutdownGraceMs: j.worker.shutdownGraceMs,
     },
     window: config.ssh.window,
+    hostLockTtlMs: 60_000,
     ...overrides,
   };
 }

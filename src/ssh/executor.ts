@@ -391,9 +391,23 @@ export class SshExecutor implements SftpAccess {
         const emit = (stream: 'stdout' | 'stderr', chunk: string): void => {
           if (chunk !== '') onEvent?.({ type: 'output', host: target.name, stream, chunk });
         };
+        let killOnceSeen: NodeJS.Timeout | undefined;
         const stop = (status: 'timed_out' | 'cancelled', reason: string): void => {
           if (outcome) return;
           outcome = { status, reason };
+          if (side.seen) {
+            startKill();
+            return;
+          }
+          // The wrapper has not reported its session yet: a kill now can run before the command
+          // exists, find nothing ("gone") and let it start right after. Kill as soon as the
+          // wrapper reports (see the data handler), or after the connect timeout at the latest.
+          killOnceSeen = setTimeout(startKill, limits.connectTimeoutMs);
+        };
+        const startKill = (): void => {
+          clearTimeout(killOnceSeen);
+          killOnceSeen = undefined;
+          if (stopping) return;
           // The kill over a second channel is the authoritative stop and verifies that nothing
           // of the run is left. Only if it could not do its job is EOF sent on the channel's
           // stdin, which trips the remote lifeline (it would otherwise hold the kill up for a
@@ -421,7 +435,10 @@ export class SshExecutor implements SftpAccess {
         signal?.addEventListener('abort', onAbort, { once: true });
         if (signal?.aborted) onAbort();
 
-        stream.on('data', (chunk: Buffer) => emit('stdout', stdout.push(side.push(chunk))));
+        stream.on('data', (chunk: Buffer) => {
+          emit('stdout', stdout.push(side.push(chunk)));
+          if (killOnceSeen && side.seen) startKill();
+        });
         stream.stderr.on('data', (chunk: Buffer) => emit('stderr', stderr.push(chunk)));
         stream.on('exit', (code: number | null, signalName?: string) => {
           exitCode = typeof code === 'number' ? code : null;
@@ -430,6 +447,8 @@ export class SshExecutor implements SftpAccess {
         stream.on('error', (streamError: Error) => this.logger?.warn({ host: target.name, err: streamError.message }, 'channel error'));
         stream.once('close', () => {
           clearTimeout(timer);
+          // Closed before the wrapper reported: the command never started (nothing to kill).
+          clearTimeout(killOnceSeen);
           signal?.removeEventListener('abort', onAbort);
           lease.release();
           emit('stdout', stdout.push(side.flush()));

@@ -54,14 +54,21 @@ printf '\\036castellan-run %s\\n' "$$"
 wait "$!"`;
 
 // Prints the pids (one per line, zombies excluded) of the run: processes whose argv names it,
-// every member of their sessions, and every process carrying CASTELLAN_RUN=<runId>.
-// $1 = pgrep pattern (anchored, dots escaped so this script never matches itself), $2 = env line.
+// every member of their sessions, every process carrying CASTELLAN_RUN=<runId>, and every
+// descendant of those (a grandchild that made its own session and cleared its environment is
+// still found while its parent lives). $1 = pgrep pattern (anchored, dots escaped so this
+// script never matches itself), $2 = env line.
 const RUN_PIDS = `run_pids() {
   w=$(pgrep -f "$1")
   {
     for p in $w; do echo "$p"; pgrep -s "$p"; done
     grep -lzxF -e "$2" /proc/[0-9]*/environ 2>/dev/null | sed -n 's|^/proc/\\([0-9]*\\)/environ$|\\1|p'
-  } | sort -un | while read -r p; do
+  } | sort -un > "$run_seed"
+  ps -e -o pid= -o ppid= 2>/dev/null | awk -v seedfile="$run_seed" '
+    BEGIN { while ((getline p < seedfile) > 0) if (p != "") s[p] = 1 }
+    { parent[$1] = $2 }
+    END { do { c = 0; for (x in parent) if (!(x in s) && (parent[x] in s)) { s[x] = 1; c = 1 } } while (c); for (x in s) print x }
+  ' | sort -un | while read -r p; do
     [ "$p" = "$$" ] && continue
     s=$(ps -o stat= -p "$p" 2>/dev/null) || continue
     case $s in Z*|'') continue ;; esac
@@ -70,11 +77,15 @@ const RUN_PIDS = `run_pids() {
 }`;
 
 const FIND = `${RUN_PIDS}
+run_seed=$(mktemp) || exit 4
+trap 'rm -f "$run_seed"' EXIT
 for p in $(run_pids "$1" "$2"); do ps -o pid=,args= -p "$p" 2>/dev/null; done
 exit 0`;
 
 // $3 = number of 0.1 s polls during the TERM grace. Exit 0 = nothing left, 3 = survivors listed.
 const KILL = `${RUN_PIDS}
+run_seed=$(mktemp) || exit 4
+trap 'rm -f "$run_seed"' EXIT
 pids=$(run_pids "$1" "$2")
 [ -z "$pids" ] && { echo 'gone'; exit 0; }
 kill -TERM $pids 2>/dev/null

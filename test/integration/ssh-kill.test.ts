@@ -99,6 +99,42 @@ for (const login of ['root', 'castellan-lab'] as const) {
       expect(await survivorsAfterSettling(b)).toEqual([]);
     });
 
+    it('cancel before the command exists: the kill waits for the wrapper, and the report is true at once', async () => {
+      const a = uniqueSleep();
+      const controller = new AbortController();
+      // Abort as the host starts, before the remote wrapper has even been spawned.
+      const result = await ssh.exec(target, { argv: ['sleep', a], runId: `early-${a}` }, {
+        signal: controller.signal,
+        onEvent: (event) => event.type === 'host_started' && controller.abort(),
+      });
+      expect(result.status).toBe('cancelled');
+      // Checked without settling: "stopped" must mean stopped when it is reported.
+      if (/remote run stopped/.test(result.error ?? '')) expect(survivors(a)).toEqual([]);
+      expect(await survivorsAfterSettling(a)).toEqual([]);
+    });
+
+    it('finds a grandchild that left the run session and cleared its run tag, through the process tree', async () => {
+      const a = uniqueSleep();
+      const runId = `detached-${a}`;
+      let started!: () => void;
+      const running = new Promise<void>((resolve) => {
+        started = resolve;
+      });
+      // A background job is not a group leader, so setsid execs at once: `sleep` gets its own
+      // session and no CASTELLAN_RUN, and only its parent ties it to the run.
+      const inFlight = ssh.exec(target, { argv: ['sh', '-c', `env -u CASTELLAN_RUN setsid sleep ${a} & echo started; wait`], runId }, {
+        onEvent: (event) => event.type === 'output' && event.chunk.includes('started') && started(),
+      });
+      await running;
+      expect(await appeared(a)).not.toEqual([]);
+      const found = await ssh.findRemoteRun(target, runId);
+      expect(found.processes.map((p) => p.command)).toContain(`sleep ${a}`);
+      const report = await ssh.killRemoteRun(target, runId, { killGraceMs: 1_000 });
+      expect(['terminated', 'killed']).toContain(report.outcome);
+      expect(survivors(a)).toEqual([]);
+      await inFlight;
+    });
+
     it('killRemoteRun escalates to KILL after the grace for a command that ignores TERM', async () => {
       const a = uniqueSleep();
       const runId = `stubborn-${a}`;

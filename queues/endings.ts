@@ -1,0 +1,96 @@
+// How a job ends, in one place. Every final transition (succeeded, failed, cancelled, denied,
+// expired, interrupted…) comes through `endJob`, whichever process makes it: the worker, the
+// service (a cancel before the run, a deny vote), a reconciler after a crash. It records the
+// state atomically (only from a state the transition table allows), releases the job's host
+// locks, publishes the final progress event, writes the audit outcome and applies retention.
+// The state write decides who ended the job; the rest only happens for the winner, so two
+// processes racing (an expiry and an approval, a cancel and the worker) never both announce.
+import { errorMessage } from '../src/errors.js';
+import { metrics } from '../src/metrics.js';
+import { sleep } from '../src/sleep.js';
+import type { QueueContext } from './context.js';
+import type { JobDoc, JobResult } from './records.js';
+import { ALLOWED_FROM, isFinal, type JobState } from './states.js';
+
+export type FinalState = Exclude<JobState, 'awaiting_approval' | 'queued' | 'running'>;
+
+export interface Ending {
+  /** One line for people: why it ended this way. */
+  readonly reason: string;
+  readonly result?: JobResult | undefined;
+  /** Narrower predecessors than the transition table allows (e.g. only `running`). */
+  readonly from?: readonly JobState[] | undefined;
+  /**
+   * The state was already written by an atomic script that decided it together with other
+   * fields (a deny vote): do everything else.
+   */
+  readonly recorded?: boolean | undefined;
+  /** Further record fields written in the same atomic step (who cancelled). */
+  readonly fields?: Readonly<Record<string, string>> | undefined;
+}
+
+export type EndOutcome = { readonly ended: true; readonly state: FinalState } | { readonly ended: false; readonly current: JobState | null };
+
+type EndingContext = Pick<QueueContext, 'store' | 'events' | 'audit' | 'locks' | 'settings' | 'logger'>;
+
+export async function endJob(ctx: EndingContext, record: JobDoc, to: FinalState, ending: Ending): Promise<EndOutcome> {
+  if (!ending.recorded) {
+    const from = (ending.from ?? ALLOWED_FROM[to]).filter((s) => ALLOWED_FROM[to].includes(s));
+    const fields = {
+      ...ending.fields,
+      reason: ending.reason,
+      finishedAt: new Date().toISOString(),
+      result: ending.result === undefined ? undefined : JSON.stringify(ending.result),
+    };
+    const t = await ctx.store.transition(record.id, to, fields, from);
+    if (!t.ok) return { ended: false, current: t.current };
+  }
+  await afterEnd(ctx, record, to, ending.reason);
+  return { ended: true, state: to };
+}
+
+/**
+ * The follow-up of a recorded ending. The state is already durable, so a failure here must not
+ * undo it or throw: each part is retried a few times (a Redis failover takes seconds) and a
+ * part that still fails is logged with the job id, never dropped silently.
+ */
+async function afterEnd(ctx: EndingContext, record: JobDoc, state: FinalState, reason: string): Promise<void> {
+  const step = async (what: string, work: () => Promise<unknown>): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await work();
+        return;
+      } catch (err) {
+        if (attempt >= 5) {
+          ctx.logger.error({ jobId: record.id, state, err: errorMessage(err) }, `job ended ${state}, but ${what} failed`);
+          return;
+        }
+        await sleep(200 * 2 ** attempt);
+      }
+    }
+  };
+  // Locks first: a job waiting for these hosts may start as soon as possible.
+  if (record.risk !== 'read' && record.plan.hosts.length > 0) await step('releasing its host locks', () => ctx.locks.release(record.id, record.plan.hosts));
+  await step('publishing its final event', () => ctx.events.publish(record.id, { type: 'state', state, reason }));
+  await step('writing its audit outcome', () =>
+    ctx.audit.append({
+      kind: 'outcome',
+      jobId: record.id,
+      subject: record.requester.subject,
+      displayName: record.requester.displayName,
+      origin: record.requester.origin,
+      tool: record.tool,
+      hosts: record.plan.hosts,
+      state,
+      reason,
+    }),
+  );
+  metrics().jobsFinished.inc({ tool: record.tool, state });
+  const retention = ctx.settings.retention;
+  await step('applying retention', async () => {
+    await ctx.store.expireFinished(record.id, state === 'succeeded' ? retention.completedAgeS : retention.failedAgeS);
+    // Bound history by count as well as age, like BullMQ's own retention: Redis memory stays
+    // flat however many jobs run.
+    await ctx.store.trim(Math.max(retention.completedCount + retention.failedCount, 1), (s) => isFinal(s as JobState));
+  });
+}
