@@ -54,6 +54,12 @@ export interface SlackSettings {
   readonly signingSecret: SecretRef | undefined;
   readonly botToken: SecretRef;
   readonly appToken: SecretRef | undefined;
+  /** Slack's Web API base (a proxy, or the tests' stand-in); also used for apps.connections.open. */
+  readonly apiUrl: string;
+  /** Channel IDs where slash commands are accepted; empty: any channel. */
+  readonly channels: readonly string[];
+  /** How long a Slack user's link to their OIDC identity is trusted before groups are refreshed. */
+  readonly linkTtlMs: number;
 }
 
 export const TOKEN_FORMATS = ['auto', 'jwt', 'opaque'] as const;
@@ -283,6 +289,9 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
       bot_token_file: path.optional(),
       app_token_env: envName.optional(),
       app_token_file: path.optional(),
+      api_url: httpUrl.default('https://slack.com/api/'),
+      channels: z.array(z.string().regex(/^[CGD][A-Z0-9]{2,}$/, 'expected a Slack channel ID such as C0123ABCD (not a #name)')).default([]),
+      link_ttl: duration('12h'),
     })
     .transform((v, ctx): SlackSettings => {
       const signingSecret = secretRef(v.signing_secret_env, v.signing_secret_file, 'signing_secret', ctx);
@@ -294,7 +303,16 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
         ctx.addIssue({ code: 'custom', path: ['signing_secret_env'], message: 'HTTP mode needs signing_secret_env or signing_secret_file (or set socket_mode: true)' });
       }
       // Without a bot token an issue was added above and parsing fails; the placeholder is never seen.
-      return { socketMode: v.socket_mode, approvalsChannel: v.approvals_channel, signingSecret, botToken: botToken ?? { kind: 'env', name: '' }, appToken };
+      return {
+        socketMode: v.socket_mode,
+        approvalsChannel: v.approvals_channel,
+        signingSecret,
+        botToken: botToken ?? { kind: 'env', name: '' },
+        appToken,
+        apiUrl: v.api_url.endsWith('/') ? v.api_url : `${v.api_url}/`,
+        channels: v.channels,
+        linkTtlMs: v.link_ttl,
+      };
     })
     .optional();
 

@@ -6,6 +6,7 @@ import type { Redis } from 'ioredis';
 import type { Origin } from '../auth/types.js';
 import type { Redactor } from '../src/redact.js';
 import type { Keys } from './keys.js';
+import type { ReplyAddress } from './records.js';
 
 export type AuditKind = 'request' | 'decision' | 'execution' | 'outcome' | 'cancel' | 'refused';
 
@@ -30,6 +31,8 @@ export interface AuditRecord {
   readonly reason?: string | undefined;
   readonly planHash?: string | undefined;
   readonly input?: unknown;
+  /** Where the person acted from, when the front end knows more than the origin (Slack team/user/channel). */
+  readonly via?: ReplyAddress | undefined;
 }
 
 export interface StoredAudit extends AuditRecord {

@@ -16,7 +16,7 @@ import { ALLOWED_FROM, type JobState } from './states.js';
 export type ReplyAddress =
   | { readonly kind: 'cli' }
   | { readonly kind: 'mcp'; readonly sessionId?: string | undefined }
-  | { readonly kind: 'slack'; readonly channel: string; readonly threadTs?: string | undefined; readonly user?: string | undefined }
+  | { readonly kind: 'slack'; readonly channel: string; readonly threadTs?: string | undefined; readonly user?: string | undefined; readonly team?: string | undefined }
   | { readonly kind: 'dashboard' };
 
 export interface Vote {

@@ -109,6 +109,7 @@ export class JobService {
       planHash: doc.planHash,
       input: doc.input,
       state: initial,
+      via: request.replyTo.kind === 'slack' ? request.replyTo : undefined,
     });
     // Before the BullMQ job exists, so a fast worker's `running` always comes after it.
     await this.ctx.events.publish(jobId, { type: 'state', state: initial, reason: needsApproval ? `waiting for ${decision.approvalsRequired} approval(s)` : undefined });
@@ -170,15 +171,16 @@ export class JobService {
     return this.ctx.events.read(jobId, afterId, count);
   }
 
-  approve(jobId: string, approver: Requester, reason?: string): Promise<JobRecord> {
-    return this.decide(jobId, approver, 'approve', reason);
+  /** `via`: where the approver acted (a Slack channel), for the audit record. */
+  approve(jobId: string, approver: Requester, reason?: string, via?: ReplyAddress): Promise<JobRecord> {
+    return this.decide(jobId, approver, 'approve', reason, via);
   }
 
-  deny(jobId: string, approver: Requester, reason?: string): Promise<JobRecord> {
-    return this.decide(jobId, approver, 'deny', reason);
+  deny(jobId: string, approver: Requester, reason?: string, via?: ReplyAddress): Promise<JobRecord> {
+    return this.decide(jobId, approver, 'deny', reason, via);
   }
 
-  private async decide(jobId: string, approver: Requester, decision: 'approve' | 'deny', reason?: string): Promise<JobRecord> {
+  private async decide(jobId: string, approver: Requester, decision: 'approve' | 'deny', reason?: string, via?: ReplyAddress): Promise<JobRecord> {
     const job = await this.get(jobId, approver);
     if (job.state !== 'awaiting_approval') throw new CastellanError('conflict', `job ${jobId} is ${job.state}, not awaiting approval`);
     const verdict = authorizeApproval({
@@ -189,7 +191,7 @@ export class JobService {
       config: this.auth,
     });
     if (!verdict.ok) {
-      await this.ctx.audit.append({ kind: 'refused', jobId, subject: approver.subject, displayName: approver.displayName, origin: approver.origin, tool: job.tool, decision, reason: verdict.reason });
+      await this.ctx.audit.append({ kind: 'refused', jobId, subject: approver.subject, displayName: approver.displayName, origin: approver.origin, tool: job.tool, decision, reason: verdict.reason, via });
       throw new CastellanError(verdict.code === 'duplicate_vote' || verdict.code === 'already_decided' ? 'conflict' : 'forbidden', verdict.reason);
     }
     // The voter's roles are kept with the vote so the worker can re-check the approval itself.
@@ -209,7 +211,7 @@ export class JobService {
         break;
     }
     metrics().approvals.inc({ decision });
-    await this.ctx.audit.append({ kind: 'decision', jobId, subject: approver.subject, displayName: approver.displayName, origin: approver.origin, tool: job.tool, decision, reason, planHash: job.planHash, hosts: job.plan.hosts });
+    await this.ctx.audit.append({ kind: 'decision', jobId, subject: approver.subject, displayName: approver.displayName, origin: approver.origin, tool: job.tool, decision, reason, planHash: job.planHash, hosts: job.plan.hosts, via });
     await this.ctx.events.publish(jobId, { type: 'vote', subject: approver.subject, decision, count: outcome.count, required: job.approvalsRequired });
     if (outcome.kind === 'approved') {
       await this.ctx.events.publish(jobId, { type: 'state', state: 'queued', reason: `approved by ${approver.displayName}` });
@@ -222,7 +224,7 @@ export class JobService {
     return this.get(jobId, approver);
   }
 
-  async cancel(jobId: string, by: Requester, reason?: string): Promise<JobRecord> {
+  async cancel(jobId: string, by: Requester, reason?: string, via?: ReplyAddress): Promise<JobRecord> {
     const job = await this.get(jobId, by);
     const allowed = authorizeCancel({ by, requester: job.requester });
     if (!allowed.ok) {
@@ -232,7 +234,7 @@ export class JobService {
     if (isFinal(job.state)) throw new CastellanError('conflict', `job ${jobId} already ended (${job.state})`);
     const why = `cancelled by ${by.displayName}${reason ? `: ${reason}` : ''}`;
     const cancel = JSON.stringify({ by: by.subject, at: new Date().toISOString(), reason: why });
-    await this.ctx.audit.append({ kind: 'cancel', jobId, subject: by.subject, displayName: by.displayName, origin: by.origin, tool: job.tool, reason });
+    await this.ctx.audit.append({ kind: 'cancel', jobId, subject: by.subject, displayName: by.displayName, origin: by.origin, tool: job.tool, reason, via });
     // Not yet running: end it here. Running: flag it and tell every worker.
     const early = await endJob(this.ctx, job, 'cancelled', { reason: why, from: ['awaiting_approval', 'queued'], fields: { cancel } });
     if (early.ended) {

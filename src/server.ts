@@ -6,6 +6,7 @@ import type { TokenVerifier } from '../auth/tokens.js';
 import { allowedHostsFor, createHttpApp, verifierFromConfig } from './http/app.js';
 import type { InFlightCalls } from './mcp/calls.js';
 import type { Runtime } from './runtime.js';
+import { createSlackFrontEnd, type SlackFrontEnd, type SlackFrontEndOptions } from './slack/app.js';
 
 export interface ServerOptions {
   /** Default: server.listen's host. */
@@ -14,6 +15,8 @@ export interface ServerOptions {
   readonly port?: number;
   /** Default: built from auth.oidc (undefined when OIDC is not configured). */
   readonly verifier?: TokenVerifier;
+  /** Slack front end options; `false` keeps Slack off even when castellan.yaml configures it. */
+  readonly slack?: SlackFrontEndOptions | false;
 }
 
 export interface RunningServer {
@@ -21,6 +24,8 @@ export interface RunningServer {
   readonly url: string;
   readonly server: http.Server;
   readonly calls: InFlightCalls;
+  /** The Slack front end, when slack: is configured. */
+  readonly slack: SlackFrontEnd | undefined;
   close(): Promise<void>;
 }
 
@@ -37,8 +42,15 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
     });
   });
   const { port } = server.address() as AddressInfo;
-  const { app, calls } = createHttpApp(runtime, { verifier, allowedHosts: allowedHostsFor(runtime.config.server.publicUrl, host, port) });
+  const slack = runtime.config.slack && options.slack !== false ? createSlackFrontEnd(runtime, options.slack ?? {}) : undefined;
+  const { app, calls } = createHttpApp(runtime, { verifier, allowedHosts: allowedHostsFor(runtime.config.server.publicUrl, host, port), slackRouter: slack?.router });
   server.on('request', app);
+  try {
+    await slack?.start();
+  } catch (error) {
+    server.close();
+    throw error;
+  }
   const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
   const url = `http://${shown}:${port}`;
   runtime.logger.info({ url, publicUrl: runtime.config.server.publicUrl, oidc: runtime.config.auth.oidc !== undefined }, 'Castellan HTTP server listening');
@@ -46,7 +58,9 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
     url,
     server,
     calls,
+    slack,
     async close() {
+      await slack?.stop();
       // MCP calls hold SSE responses open while they wait; end them rather than wait them out.
       // Their jobs are unaffected: they live in Redis and the worker.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

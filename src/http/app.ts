@@ -24,6 +24,8 @@ export interface HttpAppOptions {
   readonly verifier: TokenVerifier | undefined;
   /** Host header values accepted besides public_url's host (e.g. `127.0.0.1:8080`). */
   readonly allowedHosts?: readonly string[];
+  /** The Slack front end's routes (/slack/events, the link page), when Slack is configured. */
+  readonly slackRouter?: express.Router | undefined;
 }
 
 export interface HttpApp {
@@ -132,6 +134,9 @@ export function createHttpApp(runtime: Runtime, options: HttpAppOptions): HttpAp
     const registry = metrics().registry;
     res.set('Content-Type', registry.contentType).send(await registry.metrics());
   });
+
+  // Before any body parser: Bolt verifies Slack's signature on the raw body.
+  if (options.slackRouter) app.use(options.slackRouter);
 
   const oidc = config.auth.oidc;
   let mcpAuth: RequestHandler;

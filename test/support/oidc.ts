@@ -25,7 +25,7 @@ export interface LoginResult {
 }
 
 /** A minimal cookie jar honouring Path, which oidc-provider uses to scope interaction cookies. */
-class CookieJar {
+export class CookieJar {
   private readonly cookies = new Map<string, { value: string; path: string }>();
 
   store(response: Response): void {
@@ -50,7 +50,7 @@ class CookieJar {
   }
 }
 
-async function step(jar: CookieJar, url: URL, init: RequestInit = {}): Promise<Response> {
+export async function step(jar: CookieJar, url: URL, init: RequestInit = {}): Promise<Response> {
   const headers = new Headers(init.headers);
   const cookie = jar.headerFor(url);
   if (cookie !== '') headers.set('cookie', cookie);

@@ -1,0 +1,275 @@
+// The Slack front end: a Bolt app in one of two connection modes, chosen in castellan.yaml.
+//  - Socket Mode (slack.socket_mode, app-level token): Castellan dials out to Slack; no public
+//    URL needed. Slack hands each event to one of the connected servers, so every instance
+//    handles any command or button: all state is in Redis.
+//  - HTTP (signing secret): Bolt's ExpressReceiver mounted on Castellan's own HTTP server at
+//    /slack/events. Bolt checks the signature on the raw body and refuses requests older than
+//    5 minutes; Castellan adds the refusal of timestamps more than 1 minute in the future.
+// Both use slack.api_url for the Web API and for apps.connections.open.
+//
+// Every listener acks first and only then does the work, so the 3-second ack never waits on
+// Redis, the IdP or planning.
+import { App, ExpressReceiver, SocketModeReceiver, LogLevel, type AllMiddlewareArgs, type BlockAction, type Logger as BoltLogger, type SlackActionMiddlewareArgs } from '@slack/bolt';
+import express, { type RequestHandler } from 'express';
+import { CastellanError, errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Runtime } from '../runtime.js';
+import type { ReplyAddress } from '../../queues/records.js';
+import type { Requester } from '../../auth/types.js';
+import { errorReply, handleSlash, SLASH_COMMAND } from './commands.js';
+import { slackKeys } from './keys.js';
+import { linkRouter, linkUrl } from './link-page.js';
+import { SlackLinks } from './links.js';
+import { SlackNotifier } from './notifier.js';
+import { ACTION_APPROVE, ACTION_DENY, ACTION_LINK, denyReasonModal, ephemeral, linkPrompt, VIEW_DENY, type SlackMessage } from './render.js';
+
+export const SLACK_EVENTS_PATH = '/slack/events';
+/** Slack's own limit is 5 minutes in the past (checked by Bolt); a post-dated request is as suspect as a stale one. */
+const MAX_FUTURE_SKEW_S = 60;
+
+export interface SlackFrontEndOptions {
+  /** Run the notifier in this process (default true). */
+  readonly notifier?: boolean;
+  readonly tickMs?: number;
+  readonly editIntervalMs?: number;
+  /** Observes every Slack Web API call the notifier makes (benchmarks). */
+  readonly onCall?: (method: string) => void;
+}
+
+export interface SlackFrontEnd {
+  readonly app: App;
+  /** Routes to mount on Castellan's HTTP app: /slack/events (HTTP mode) and the link page. */
+  readonly router: express.Router;
+  readonly notifier: SlackNotifier | undefined;
+  readonly links: SlackLinks;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function createSlackFrontEnd(runtime: Runtime, options: SlackFrontEndOptions = {}): SlackFrontEnd {
+  const { config } = runtime;
+  const settings = config.slack;
+  if (!settings) throw new CastellanError('unavailable', 'slack is not configured in castellan.yaml');
+  const botToken = config.secrets.slackBotToken;
+  if (!botToken) throw new CastellanError('unavailable', 'slack.bot_token_env / bot_token_file is empty');
+  const logger = runtime.logger.child({ component: 'slack' });
+  const boltLogger = toBoltLogger(logger);
+  const clientOptions = {
+    slackApiUrl: settings.apiUrl,
+    // The notifier coalesces and honours Retry-After itself; a sleeping client would hide it.
+    rejectRateLimitedCalls: true,
+    retryConfig: { retries: 2, factor: 2, minTimeout: 200, maxTimeout: 2000 },
+  };
+  const router = express.Router();
+  const publicUrl = config.server.publicUrl;
+
+  let receiver: ExpressReceiver | SocketModeReceiver;
+  if (settings.socketMode) {
+    const appToken = config.secrets.slackAppToken;
+    if (!appToken) throw new CastellanError('unavailable', 'slack.socket_mode needs app_token_env / app_token_file');
+    receiver = new SocketModeReceiver({ appToken, logger: boltLogger, installerOptions: { clientOptions: { slackApiUrl: settings.apiUrl } } });
+  } else {
+    const signingSecret = config.secrets.slackSigningSecret;
+    if (!signingSecret) throw new CastellanError('unavailable', 'slack HTTP mode needs signing_secret_env / signing_secret_file');
+    router.post(SLACK_EVENTS_PATH, refuseFutureTimestamps(logger));
+    receiver = new ExpressReceiver({ signingSecret, router, endpoints: SLACK_EVENTS_PATH, logger: boltLogger, processBeforeResponse: false });
+  }
+
+  const app = new App({ token: botToken, receiver, logger: boltLogger, clientOptions, deferInitialization: true });
+  const keys = slackKeys(runtime.ctx.keys.prefix);
+  const oidc = config.auth.oidc;
+  const links = new SlackLinks(runtime.redis, keys, {
+    roles: config.auth.roles,
+    ttlMs: settings.linkTtlMs,
+    issuer: oidc?.issuer,
+    clientId: oidc?.clientId,
+    clientSecret: config.secrets.oidcClientSecret,
+    scopes: [...new Set(['openid', ...(oidc?.scopes ?? []), 'offline_access'])],
+    logger,
+  });
+  const deps = {
+    service: runtime.service,
+    tools: () => runtime.ctx.tools.list(),
+    auth: runtime.auth,
+    links,
+    publicUrl,
+    channels: settings.channels,
+    logger,
+  };
+
+  router.use(
+    linkRouter({
+      links,
+      publicUrl,
+      logger,
+      onLinked: async (pending, link) => {
+        if (pending.channel === undefined) return;
+        await app.client.chat.postEphemeral({ channel: pending.channel, user: pending.user, text: `Linked: Castellan now acts for you as ${link.displayName} (${link.subject}).` });
+      },
+    }),
+  );
+
+  app.command(SLASH_COMMAND, async ({ ack, command, respond }) => {
+    await ack();
+    await handleSlash(
+      deps,
+      { team: command.team_id, user: command.user_id, channel: command.channel_id, triggerId: command.trigger_id, text: command.text },
+      async (message) => {
+        await respond({ response_type: 'ephemeral', replace_original: false, text: message.text, blocks: message.blocks });
+      },
+    );
+  });
+
+  /** Who pressed a button, as the linked identity; undefined (and a link prompt sent) when not linked. */
+  const clicker = async (team: string, user: string, channel: string | undefined, tell: (m: SlackMessage) => Promise<void>) => {
+    const who = await links.lookup(team, user);
+    if (who.kind === 'linked') return who.requester;
+    const state = await links.begin(team, user, channel);
+    await tell(linkPrompt(linkUrl(publicUrl, state), who.kind === 'expired' ? 'Your link expired.' : 'You are not linked yet.'));
+    return undefined;
+  };
+
+  /**
+   * A button press: ack at once, then act as the clicker's linked identity (a link prompt when
+   * there is none); refusals from the job service come back to the clicker as ephemerals.
+   */
+  const onButton =
+    (act: (press: { jobId: string; requester: Requester; via: ReplyAddress & { kind: 'slack' }; triggerId: string; tell: (m: SlackMessage) => Promise<void> }) => Promise<void>) =>
+    async ({ ack, body, client }: SlackActionMiddlewareArgs<BlockAction> & AllMiddlewareArgs) => {
+      await ack();
+      const action = body.actions[0];
+      const jobId = action && 'value' in action ? String(action.value) : '';
+      const team = str(body.team?.id) ?? str(body.user.team_id) ?? '';
+      const channel = str(body.channel?.id) ?? str((body.container as Record<string, unknown> | undefined)?.channel_id);
+      const tell = async (m: SlackMessage) => {
+        if (channel) await client.chat.postEphemeral({ channel, user: body.user.id, text: m.text, blocks: m.blocks });
+      };
+      try {
+        const requester = await clicker(team, body.user.id, channel, tell);
+        if (!requester) return;
+        await act({ jobId, requester, via: { kind: 'slack', channel: channel ?? '', user: body.user.id, team }, triggerId: str(body.trigger_id) ?? '', tell });
+      } catch (error) {
+        await tell(errorReply(error)).catch(() => undefined);
+      }
+    };
+
+  app.action<BlockAction>(
+    ACTION_APPROVE,
+    onButton(async ({ jobId, requester, via, tell }) => {
+      const job = await runtime.service.approve(jobId, requester, undefined, via);
+      await tell(ephemeral(`:ok_hand: Your approval is recorded · job \`${job.id}\` is ${job.state.replaceAll('_', ' ')}.`));
+    }),
+  );
+
+  app.action<BlockAction>(
+    ACTION_DENY,
+    onButton(async ({ jobId, requester, via, triggerId }) => {
+      const job = await runtime.service.get(jobId, requester);
+      const view = { ...denyReasonModal(job.id, job.tool), private_metadata: JSON.stringify({ jobId: job.id, channel: via.channel }) };
+      await app.client.views.open({ trigger_id: triggerId, view: view as never });
+    }),
+  );
+
+  app.action(ACTION_LINK, async ({ ack }) => {
+    await ack(); // a URL button: the browser does the rest
+  });
+
+  app.view(VIEW_DENY, async ({ ack, body, view }) => {
+    const meta = JSON.parse(view.private_metadata || '{}') as { jobId?: string; channel?: string };
+    const reason = view.state.values.reason?.reason?.value ?? '';
+    const team = str(body.team?.id) ?? str(body.user.team_id) ?? '';
+    try {
+      const who = await links.lookup(team, body.user.id);
+      if (who.kind !== 'linked') {
+        await ack({ response_action: 'errors', errors: { reason: 'You are not linked to Castellan: run /castellan link first.' } });
+        return;
+      }
+      const via: ReplyAddress = { kind: 'slack', channel: meta.channel ?? '', user: body.user.id, team };
+      await runtime.service.deny(meta.jobId ?? '', who.requester, reason.trim() || undefined, via);
+      await ack();
+    } catch (error) {
+      // Shown in the modal, under the reason field.
+      await ack({ response_action: 'errors', errors: { reason: errorMessage(error).slice(0, 240) } });
+    }
+  });
+
+  app.event('app_mention', async ({ event, client }) => {
+    await client.chat.postMessage({
+      channel: event.channel,
+      thread_ts: event.ts,
+      text: `Hi! I take slash commands: \`${SLASH_COMMAND} help\` lists what I can do, \`${SLASH_COMMAND} link\` links your account.`,
+    });
+  });
+
+  app.error(async (error) => {
+    logger.warn({ err: errorMessage(error) }, 'Slack listener failed');
+  });
+
+  const notifier =
+    options.notifier === false
+      ? undefined
+      : new SlackNotifier({
+          redis: runtime.redis,
+          ctx: runtime.ctx,
+          keys,
+          client: app.client,
+          publicUrl,
+          approvalsChannel: settings.approvalsChannel,
+          logger,
+          tickMs: options.tickMs,
+          editIntervalMs: options.editIntervalMs,
+          onCall: options.onCall,
+        });
+
+  return {
+    app,
+    router,
+    notifier,
+    links,
+    async start() {
+      await app.init();
+      if (settings.socketMode) await app.start();
+      notifier?.start();
+      logger.info({ mode: settings.socketMode ? 'socket' : 'http', apiUrl: settings.apiUrl, approvalsChannel: settings.approvalsChannel }, `Slack front end ready${settings.socketMode ? '' : ` at ${SLACK_EVENTS_PATH}`}`);
+    },
+    async stop() {
+      await notifier?.stop();
+      if (settings.socketMode) await app.stop().catch(() => undefined);
+    },
+  };
+}
+
+function str(value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+/** Refuse a request whose Slack timestamp lies more than a minute ahead (Bolt checks the past only). */
+function refuseFutureTimestamps(logger: Logger): RequestHandler {
+  return (req, res, next) => {
+    const stamp = Number(req.headers['x-slack-request-timestamp']);
+    if (Number.isFinite(stamp) && stamp - Date.now() / 1000 > MAX_FUTURE_SKEW_S) {
+      logger.warn({ skewS: Math.round(stamp - Date.now() / 1000) }, 'refused a Slack request timestamped in the future');
+      res.status(401).send('x-slack-request-timestamp is in the future');
+      return;
+    }
+    next();
+  };
+}
+
+/** Bolt's logger interface on top of Castellan's pino logger (so redaction applies). */
+function toBoltLogger(logger: Logger): BoltLogger {
+  let level = LogLevel.INFO;
+  const text = (parts: unknown[]) => parts.map((p) => (typeof p === 'string' ? p : errorMessage(p))).join(' ');
+  return {
+    debug: (...m: unknown[]) => logger.debug(text(m)),
+    info: (...m: unknown[]) => logger.info(text(m)),
+    warn: (...m: unknown[]) => logger.warn(text(m)),
+    error: (...m: unknown[]) => logger.error(text(m)),
+    setLevel: (l: LogLevel) => {
+      level = l;
+    },
+    getLevel: () => level,
+    setName: () => undefined,
+  };
+}
+
