@@ -24,6 +24,8 @@ export type JobEvent =
     }
   | { readonly type: 'output'; readonly step: string; readonly host: string; readonly stream: 'stdout' | 'stderr'; readonly text: string }
   | { readonly type: 'lock_wait'; readonly host: string; readonly holder: string }
+  /** A gate's poll saw something new about its subject (see tools/steps/gate.ts). */
+  | { readonly type: 'gate'; readonly step: string; readonly subject: string; readonly text: string }
   | { readonly type: 'vote'; readonly subject: string; readonly decision: 'approve' | 'deny'; readonly count: number; readonly required: number };
 
 export interface StampedEvent {

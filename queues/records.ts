@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Requester } from '../auth/types.js';
 import type { Plan, Risk } from '../tools/types.js';
+import type { GateObservation } from '../tools/steps/index.js';
 import type { HostResult, HostStatus } from '../src/ssh/types.js';
 import type { OutputGroup } from '../src/fold.js';
 import type { Keys } from './keys.js';
@@ -31,7 +32,10 @@ export interface Vote {
   readonly at: string;
 }
 
-/** Final status of one host across the plan's steps. */
+/**
+ * Final status of one subject across the plan's steps: a host, or the node a step was about
+ * (`k8s_drain` reports node w1, not the control plane kubectl ran on).
+ */
 export interface HostOutcome {
   readonly host: string;
   readonly status: HostStatus;
@@ -51,6 +55,12 @@ export interface StepReport {
   readonly description: string;
   readonly batch: number;
   readonly results: readonly HostResult[];
+  /** The node the step is about when it ran elsewhere (see PlanStep.subject). */
+  readonly subject?: string | undefined;
+  /** An on-failure step: the subject whose failure ran it, and the step that armed it. */
+  readonly onFailure?: { readonly subject: string; readonly armedBy: string } | undefined;
+  /** Gates: the last observation per subject. */
+  readonly observations?: readonly GateObservation[] | undefined;
 }
 
 export interface JobResult {

@@ -1,14 +1,22 @@
 // Runs a plan: batches in order, steps in order within a batch, hosts of a step fanned out
-// by the executor. Every dispatch is claimed in the execution ledger first, so a host is
-// never sent the same step twice; every host outcome is published as progress and written
-// to the audit trail. A failure budget counted over the whole plan skips later batches
-// once it is spent.
-import type { Plan, PlanStep } from '../tools/types.js';
+// by the executor. What a step does is its kind's business (tools/steps/); this file owns
+// what every kind shares:
+// - failure is tracked per subject (the node a step is about, else the host it runs on): a
+//   failed step skips that subject's later steps in the batch, never another subject's;
+// - on-failure steps armed by a subject's successful steps run when a later step of that
+//   subject fails, most recent first, and are reported;
+// - every dispatch is claimed in the execution ledger first, so a host is never sent the same
+//   step twice; every host outcome is published as progress and written to the audit trail;
+// - a failure budget counted in failed subjects over the whole plan skips later batches once
+//   it is spent.
+import type { Plan, PlanContext, PlanStep, StepResults } from '../tools/types.js';
+import { GENERIC_CONDITIONS, stepKind, type ExecRequestSpec, type GateObservation, type Observation, type StepIO } from '../tools/steps/index.js';
 import type { Redactor } from '../src/redact.js';
 import { sleep } from '../src/sleep.js';
 import { actionArgv } from './plan-commands.js';
 import type { ExecEvent, ExecRequest, FanoutOptions, HostResult, HostStatus, SshTarget } from '../src/ssh/types.js';
 import type { AuditLog } from './audit.js';
+import type { ToolCatalogue } from './context.js';
 import type { ThrottledPublisher } from './events.js';
 import type { ExecutionLedger } from './ledger.js';
 import type { HostOutcome, StepReport } from './records.js';
@@ -44,6 +52,11 @@ export interface RunContext {
   readonly redactor: Redactor;
   /** Maps an abort to the status hosts in flight get (cancelled, or timed_out for a job deadline). */
   readonly abortStatus: () => HostStatus;
+  /** Gates: the read tools whose checks they run (summaries and conditions). */
+  readonly tools?: ToolCatalogue | undefined;
+  readonly planContext?: PlanContext | undefined;
+  /** Injectable for tests of gates; defaults to Date.now / an abortable sleep. */
+  readonly clock?: { now(): number; sleep(ms: number, signal: AbortSignal): Promise<void> } | undefined;
 }
 
 export interface RunOutcome {
@@ -51,92 +64,149 @@ export interface RunOutcome {
   readonly steps: StepReport[];
 }
 
+const subjectsOf = (step: PlanStep): string[] => (step.subject !== undefined ? [step.subject] : [...step.hosts]);
+
 export async function runPlan(ctx: RunContext): Promise<RunOutcome> {
   const { plan } = ctx;
-  const finalByHost = new Map<string, HostOutcome>();
+  const finalBySubject = new Map<string, HostOutcome>();
   const steps: StepReport[] = [];
-  // Failures are counted per batch and host: kubectl tools run every batch on the same
-  // control-plane host, and each failed drain counts against the budget.
   let failures = 0;
   let budgetSpent = false;
+
+  const settle = (subject: string, r: HostResult, step: string): void => {
+    const previous = finalBySubject.get(subject);
+    // A subject keeps the outcome of the step where it failed; otherwise the latest step.
+    if (!previous || previous.status === 'ok') finalBySubject.set(subject, outcomeOf(subject, r, step));
+  };
 
   for (const [index, batch] of plan.batches.entries()) {
     const batchHosts = unique(batch.steps.flatMap((s) => s.hosts));
     if (budgetSpent || ctx.signal.aborted) {
       const why = ctx.signal.aborted ? 'not started: job stopped' : 'not started: failure budget spent';
+      const status = ctx.signal.aborted ? ctx.abortStatus() : 'skipped';
       for (const step of batch.steps) {
-        steps.push({ id: step.id, description: step.description, batch: index, results: step.hosts.map((h) => notRun(h, why, ctx.signal.aborted ? ctx.abortStatus() : 'skipped')) });
+        const results = step.hosts.map((h) => notRun(h, why, status));
+        steps.push(report(step, index, results));
+        for (const subject of subjectsOf(step)) if (!finalBySubject.has(subject)) finalBySubject.set(subject, outcomeOf(subject, notRun(subject, why, status), step.id));
       }
-      for (const host of batchHosts) if (!finalByHost.has(host)) finalByHost.set(host, outcomeOf(notRun(host, why, ctx.signal.aborted ? ctx.abortStatus() : 'skipped'), batch.steps[0]?.id ?? ''));
       continue;
     }
     ctx.publisher.emit({ type: 'batch', index, total: plan.batches.length, hosts: batchHosts });
-    // A host that failed a step is skipped for the rest of this batch's steps.
-    const failedHosts = new Set<string>();
+    const failed = new Set<string>();
+    // Per subject, the on-failure lists armed so far (in arming order).
+    const armed = new Map<string, { by: string; steps: readonly PlanStep[] }[]>();
 
     for (const step of batch.steps) {
-      const eligible = step.hosts.filter((h) => !failedHosts.has(h));
-      const results = new Map<string, HostResult>();
-      for (const h of step.hosts) if (failedHosts.has(h)) results.set(h, notRun(h, 'skipped: failed in an earlier step', 'skipped'));
+      const eligible = step.subject !== undefined ? (failed.has(step.subject) ? [] : [...step.hosts]) : step.hosts.filter((h) => !failed.has(h));
+      const skippedWhy = 'skipped: its subject failed in an earlier step';
+      const ran = await runStep(ctx, step, eligible);
+      const results = step.hosts.map((h) => ran.results.get(h) ?? notRun(h, skippedWhy, 'skipped'));
+      steps.push(report(step, index, results, ran.observations));
 
-      if (ctx.signal.aborted) {
-        for (const h of eligible) results.set(h, notRun(h, 'not started: job stopped', ctx.abortStatus()));
-      } else {
-        ctx.publisher.emit({ type: 'step', step: step.id, description: step.description, hosts: eligible });
-        const claimed = await ctx.ledger.claim(ctx.jobId, ctx.attempt, step.id, eligible, ctx.worker);
-        const claimedSet = new Set(claimed);
-        for (const h of eligible) {
-          if (!claimedSet.has(h)) results.set(h, notRun(h, 'refused: the ledger shows this step already started on this host', 'skipped'));
+      const newlyFailed: string[] = [];
+      for (const subject of subjectsOf(step)) {
+        if (failed.has(subject)) continue;
+        const own = step.subject !== undefined ? results : results.filter((r) => r.host === subject);
+        const worst = own.find((r) => r.status !== 'ok') ?? own[0];
+        if (!worst) continue;
+        settle(subject, worst, step.id);
+        if (worst.status === 'ok') {
+          if (step.onFailure?.length) armed.set(subject, [...(armed.get(subject) ?? []), { by: step.id, steps: step.onFailure }]);
+        } else {
+          newlyFailed.push(subject);
+          failed.add(subject);
         }
-        // Scrubbed once, here: everything downstream (result, summary, audit) sees clean text.
-        const ran = (await dispatch(ctx, step, claimed)).map((r) => scrubResult(ctx.redactor, r));
-        for (const r of ran) results.set(r.host, r);
-        // Every host's finish and its own audit record, batched: at N = 1000 one round trip per
-        // host (three, with the ledger read) added ~0.3 s after every fan-out.
-        await ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, ran.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs })), ctx.worker);
-        const argv = actionArgv(step.action);
-        await ctx.audit.appendMany(ran.map((r) => ({
-          kind: 'execution' as const,
-          jobId: ctx.jobId,
-          subject: ctx.subject,
-          origin: 'worker' as const,
-          tool: ctx.tool,
-          host: r.host,
-          step: step.id,
-          argv,
-          status: r.status,
-          exitCode: r.exitCode,
-          durationMs: r.durationMs,
-          reason: r.error,
-        })));
       }
-
-      const ordered = step.hosts.map((h) => results.get(h) ?? notRun(h, 'no result', 'skipped'));
-      for (const r of ordered) {
-        if (r.status !== 'ok') failedHosts.add(r.host);
-        const previous = finalByHost.get(r.host);
-        // A host keeps the outcome of the step where it failed; otherwise the latest step.
-        if (!previous || previous.status === 'ok') finalByHost.set(r.host, outcomeOf(r, step.id));
+      for (const subject of newlyFailed) {
+        const lists = armed.get(subject) ?? [];
+        armed.delete(subject);
+        for (const list of [...lists].reverse()) {
+          for (const rollback of list.steps) {
+            const hosts = rollback.subject !== undefined || step.subject !== undefined ? [...rollback.hosts] : rollback.hosts.filter((h) => h === subject);
+            const done = ctx.signal.aborted ? { results: new Map<string, HostResult>(), observations: undefined } : await runStep(ctx, rollback, hosts, subject);
+            const rolled = hosts.map((h) => done.results.get(h) ?? notRun(h, 'not started: job stopped', ctx.abortStatus()));
+            steps.push({ ...report(rollback, index, rolled, done.observations), onFailure: { subject, armedBy: list.by } });
+          }
+        }
       }
-      steps.push({ id: step.id, description: step.description, batch: index, results: ordered });
     }
-    const failed = failedHosts.size;
-    failures += failed;
+    const failedHere = failed.size;
+    const subjectsHere = unique(batch.steps.flatMap(subjectsOf)).length;
+    failures += failedHere;
     budgetSpent = failures > plan.failureBudget;
-    ctx.publisher.emit({ type: 'state', state: 'running', reason: `batch ${index + 1}/${plan.batches.length} done: ${batchHosts.length - failed} ok, ${failed} failed` });
+    ctx.publisher.emit({ type: 'state', state: 'running', reason: `batch ${index + 1}/${plan.batches.length} done: ${subjectsHere - failedHere} ok, ${failedHere} failed` });
   }
 
-  // Hosts the plan only reads from (a relay's source) have no step of their own.
-  const hosts = plan.hosts.flatMap((h) => {
-    const outcome = finalByHost.get(h);
-    return outcome ? [outcome] : [];
-  });
+  // Hosts first in plan order, then subjects that are not plan hosts (nodes named by kubectl
+  // steps), in the order they appeared. A relay's source, only read from, has no outcome.
+  const hostOrder = plan.hosts.filter((h) => finalBySubject.has(h));
+  const others = [...finalBySubject.keys()].filter((s) => !plan.hosts.includes(s));
+  const hosts = [...hostOrder, ...others].map((s) => finalBySubject.get(s)!);
   return { hosts, steps };
 }
 
-async function dispatch(ctx: RunContext, step: PlanStep, hosts: readonly string[]): Promise<HostResult[]> {
-  if (hosts.length === 0) return [];
-  const targets = hosts.map(ctx.targetFor);
+interface StepOutcome {
+  readonly results: Map<string, HostResult>;
+  readonly observations?: readonly GateObservation[] | undefined;
+}
+
+/** Claim, dispatch to the step's kind, scrub, record in ledger and audit. */
+async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly string[], rollbackFor?: string): Promise<StepOutcome> {
+  const results = new Map<string, HostResult>();
+  if (eligible.length === 0) return { results };
+  if (ctx.signal.aborted) {
+    for (const h of eligible) results.set(h, notRun(h, 'not started: job stopped', ctx.abortStatus()));
+    return { results };
+  }
+  ctx.publisher.emit({ type: 'step', step: step.id, description: rollbackFor !== undefined ? `on failure of ${rollbackFor}: ${step.description}` : step.description, hosts: eligible });
+  const claimed = await ctx.ledger.claim(ctx.jobId, ctx.attempt, step.id, eligible, ctx.worker);
+  const claimedSet = new Set(claimed);
+  for (const h of eligible) {
+    if (!claimedSet.has(h)) results.set(h, notRun(h, 'refused: the ledger shows this step already started on this host', 'skipped'));
+  }
+  const announced = new Set<string>();
+  const io = stepIO(ctx, step, announced);
+  let observations: readonly GateObservation[] | undefined;
+  let ran: HostResult[] = [];
+  if (claimed.length > 0) {
+    const run = await stepKind(step.action).run(step.action, step, claimed, io);
+    observations = run.observations;
+    // Scrubbed once, here: everything downstream (result, summary, audit) sees clean text.
+    ran = run.results.map((r) => scrubResult(ctx.redactor, r));
+  }
+  for (const r of ran) {
+    results.set(r.host, r);
+    // Kinds that do not go through the executor's events (gates) are announced here.
+    if (!announced.has(r.host)) emitFinished(ctx, step.id, r);
+  }
+  // Every host's finish and its own audit record, batched: at N = 1000 one round trip per
+  // host (three, with the ledger read) added ~0.3 s after every fan-out.
+  await ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, ran.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs })), ctx.worker);
+  const argv = actionArgv(step.action);
+  await ctx.audit.appendMany(ran.map((r) => ({
+    kind: 'execution' as const,
+    jobId: ctx.jobId,
+    subject: ctx.subject,
+    origin: 'worker' as const,
+    tool: ctx.tool,
+    host: r.host,
+    step: step.id,
+    argv,
+    status: r.status,
+    exitCode: r.exitCode,
+    durationMs: r.durationMs,
+    reason: r.error,
+  })));
+  return { results, observations };
+}
+
+function emitFinished(ctx: RunContext, step: string, r: HostResult): void {
+  ctx.publisher.emit({ type: 'host_finished', step, host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs, error: r.error });
+}
+
+/** The runner's side of StepIO: the executor, with progress and the job's signal wired in. */
+function stepIO(ctx: RunContext, step: PlanStep, announced: Set<string>): StepIO {
+  const runId = `${ctx.jobId}.${step.id}`;
   const onEvent = (event: ExecEvent): void => {
     switch (event.type) {
       case 'host_started':
@@ -146,77 +216,65 @@ async function dispatch(ctx: RunContext, step: PlanStep, hosts: readonly string[
         ctx.publisher.emit({ type: 'output', step: step.id, host: event.host, stream: event.stream, text: event.chunk });
         break;
       case 'host_finished':
-        ctx.publisher.emit({
-          type: 'host_finished',
-          step: step.id,
-          host: event.host,
-          status: event.result.status,
-          exitCode: event.result.exitCode,
-          durationMs: event.result.durationMs,
-          error: event.result.error,
-        });
+        announced.add(event.host);
+        emitFinished(ctx, step.id, event.result);
         break;
       default:
         break;
     }
   };
-  const action = step.action;
   const common = { signal: ctx.signal, onEvent };
-  switch (action.kind) {
-    case 'exec':
-      return ctx.executor.exec(
-        targets,
-        () => ({ argv: action.argv, asRoot: action.asRoot, stdin: action.stdin, runId: `${ctx.jobId}.${step.id}` }),
-        { ...common, commandTimeoutMs: step.timeoutMs, window: ctx.window },
-      );
-    case 'upload':
-      return ctx.executor.upload(targets, action.localPath, action.remotePath, { ...common, mode: action.mode });
-    case 'download':
-      return ctx.executor.download(targets, action.remotePath, action.localDir, common);
-    case 'relay':
-      return ctx.executor.relay(ctx.targetFor(action.fromHost), action.remotePath, targets, action.destPath, common);
-    case 'wait_reachable':
-      return Promise.all(targets.map((t) => waitReachable(ctx, t, action.downTimeoutMs, action.upTimeoutMs, onEvent)));
-  }
+  const targets = (hosts: readonly string[]): SshTarget[] => hosts.map(ctx.targetFor);
+  const execWith = (hosts: readonly string[], r: ExecRequestSpec, id: string, events: boolean): Promise<HostResult[]> =>
+    ctx.executor.exec(targets(hosts), () => ({ argv: r.argv, asRoot: r.asRoot, stdin: r.stdin, runId: id }), {
+      signal: ctx.signal,
+      onEvent: events ? onEvent : undefined,
+      commandTimeoutMs: r.commandTimeoutMs,
+      ...(r.connectTimeoutMs !== undefined ? { connectTimeoutMs: r.connectTimeoutMs } : {}),
+      window: ctx.window,
+    });
+  const clock = ctx.clock ?? { now: () => Date.now(), sleep };
+  return {
+    runId,
+    signal: ctx.signal,
+    abortStatus: ctx.abortStatus,
+    exec: (hosts, r) => execWith(hosts, r, runId, true),
+    upload: (hosts, localPath, remotePath, mode) => ctx.executor.upload(targets(hosts), localPath, remotePath, { ...common, mode }),
+    download: (hosts, remotePath, localDir) => ctx.executor.download(targets(hosts), remotePath, localDir, common),
+    relay: (fromHost, remotePath, hosts, destPath) => ctx.executor.relay(ctx.targetFor(fromHost), remotePath, targets(hosts), destPath, common),
+    async observe(check, only) {
+      // A check's own steps run quietly (a gate reports each poll as one progress line), and
+      // only exec steps: a read check never transfers files or waits on other gates.
+      const byStep = new Map<string, Map<string, HostResult>>();
+      for (const inner of check.plan.batches.flatMap((b) => b.steps)) {
+        if (inner.action.kind !== 'exec') throw new Error(`a gate check may only run commands; step ${inner.id} is ${inner.action.kind}`);
+        const hosts = only ? inner.hosts.filter((h) => only.includes(h)) : inner.hosts;
+        const a = inner.action;
+        const got = await execWith(hosts, { argv: a.argv, asRoot: a.asRoot, stdin: a.stdin, commandTimeoutMs: inner.timeoutMs, connectTimeoutMs: a.connectTimeoutMs }, `${runId}.c`, false);
+        byStep.set(inner.id, new Map(got.map((r) => [r.host, scrubResult(ctx.redactor, r)])));
+      }
+      const results: StepResults = byStep;
+      const tool = ctx.tools?.get(check.tool);
+      let data: unknown;
+      if (tool?.summarize && ctx.planContext) data = ctx.redactor.scrubDeep(tool.summarize(check.input as never, results, ctx.planContext));
+      return { tool: check.tool, data, results } satisfies Observation;
+    },
+    condition: (tool, name) => ctx.tools?.get(tool)?.conditions?.[name] ?? GENERIC_CONDITIONS[name],
+    progress: (subject, text) => ctx.publisher.emit({ type: 'gate', step: step.id, subject, text }),
+    sleep: (ms) => clock.sleep(ms, ctx.signal),
+    now: () => clock.now(),
+  };
 }
 
-/** After a reboot: wait for the host to stop answering, then to answer a trivial exec again. */
-async function waitReachable(
-  ctx: RunContext,
-  target: SshTarget,
-  downTimeoutMs: number,
-  upTimeoutMs: number,
-  onEvent: (e: ExecEvent) => void,
-): Promise<HostResult> {
-  const started = Date.now();
-  onEvent({ type: 'host_started', host: target.name });
-  const probe = async (): Promise<HostResult | undefined> =>
-    (await ctx.executor.exec([target], () => ({ argv: ['true'], runId: `${ctx.jobId}.probe` }), { signal: ctx.signal, connectTimeoutMs: 3000, commandTimeoutMs: 5000 }))[0];
-  const finish = (status: HostStatus, error?: string): HostResult => {
-    const result = { ...notRun(target.name, error ?? '', status), durationMs: Date.now() - started, error };
-    onEvent({ type: 'host_finished', host: target.name, result });
-    return result;
+function report(step: PlanStep, batch: number, results: readonly HostResult[], observations?: readonly GateObservation[]): StepReport {
+  return {
+    id: step.id,
+    description: step.description,
+    batch,
+    results,
+    ...(step.subject !== undefined ? { subject: step.subject } : {}),
+    ...(observations ? { observations } : {}),
   };
-  let wentDown = false;
-  while (Date.now() - started < downTimeoutMs) {
-    if (ctx.signal.aborted) return finish(ctx.abortStatus(), 'stopped while waiting for the host to go down');
-    const r = await probe();
-    if (r && r.status !== 'ok') {
-      wentDown = true;
-      break;
-    }
-    await sleep(1000, ctx.signal);
-  }
-  if (!wentDown) return finish('failed', `host still answered ${Math.round(downTimeoutMs / 1000)}s after the reboot was scheduled`);
-  const upStarted = Date.now();
-  while (Date.now() - upStarted < upTimeoutMs) {
-    if (ctx.signal.aborted) return finish(ctx.abortStatus(), 'stopped while waiting for the host to come back');
-    const r = await probe();
-    if (r?.status === 'ok') return finish('ok');
-    if (r?.status === 'host_key_rejected') return finish('host_key_rejected', r.error);
-    await sleep(2000, ctx.signal);
-  }
-  return finish('timed_out', `host did not come back within ${Math.round(upTimeoutMs / 1000)}s`);
 }
 
 function scrubResult(redactor: Redactor, r: HostResult): HostResult {
@@ -227,9 +285,9 @@ export function notRun(host: string, error: string, status: HostStatus): HostRes
   return { host, status, exitCode: null, signal: null, stdout: '', stderr: '', truncated: false, startedAt: new Date().toISOString(), durationMs: 0, connectMs: 0, error: error || undefined };
 }
 
-function outcomeOf(r: HostResult, step: string): HostOutcome {
+function outcomeOf(subject: string, r: HostResult, step: string): HostOutcome {
   return {
-    host: r.host,
+    host: subject,
     status: r.status,
     step,
     exitCode: r.exitCode,

@@ -13,6 +13,7 @@ import { findTool, UnknownToolError, validateInput } from '../tools/registry.js'
 import { noRoleReason } from '../auth/roles.js';
 import { sleep } from '../src/sleep.js';
 import { planCommands } from './plan-commands.js';
+import { planShapeProblems } from '../tools/steps/walk.js';
 import type { QueueContext } from './context.js';
 import { endJob } from './endings.js';
 import type { StampedEvent } from './events.js';
@@ -311,13 +312,18 @@ function validate(tool: ToolDefinition, input: unknown): unknown {
 
 function buildPlan(tool: ToolDefinition, input: unknown, ctx: ReturnType<QueueContext['planContext']>): Plan {
   if (!tool.plan) return { tool: tool.name, hosts: [], batches: [], failureBudget: 0 };
+  let plan: Plan;
   try {
-    return tool.plan(input as never, ctx);
+    plan = tool.plan(input as never, ctx);
   } catch (err) {
     const field = (err as { field?: unknown }).field;
     const isTarget = (err as Error).name === 'TargetError';
     throw new CastellanError(isTarget ? 'bad_target' : 'invalid_input', errorMessage(err), typeof field === 'string' ? field : isTarget ? 'targets' : undefined);
   }
+  // A tool bug, not the caller's: a plan the runner could not run safely is never recorded.
+  const problems = planShapeProblems(plan);
+  if (problems.length) throw new CastellanError('internal', `${tool.name} built an unsound plan: ${problems.join('; ')}`);
+  return plan;
 }
 
 function requireAnyRole(identity: Identity): void {

@@ -253,6 +253,8 @@ async function execute(
         window: plan.window ?? ctx.settings.window,
         redactor: ctx.redactor,
         abortStatus: () => (stopReason === 'timeout' ? 'timed_out' : 'cancelled'),
+        tools: ctx.tools,
+        planContext: planCtx,
       });
       for (const h of outcome.hosts) m.hostResults.inc({ status: h.status });
       const { hosts } = outcome;

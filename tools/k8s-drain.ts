@@ -41,6 +41,7 @@ export const k8sDrain = defineTool({
           execStep({
             id: `drain-${i + 1}`,
             hosts: [host],
+            subject: node,
             argv: [...kubectl, 'drain', ...flags, '--', node],
             asRoot: input.as_root,
             timeoutMs: input.drain_timeout + KUBECTL_MARGIN_MS,

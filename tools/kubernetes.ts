@@ -53,7 +53,7 @@ export function nodeSchedulingTool(spec: { name: string; verb: 'cordon' | 'uncor
     plan(input, ctx) {
       const { host, kubectl } = kubectlOn(input, ctx);
       const steps = input.nodes.map((node, i) =>
-        execStep({ id: `${spec.verb}-${i + 1}`, hosts: [host], argv: [...kubectl, spec.verb, '--', node], asRoot: input.as_root, timeoutMs: stepTimeout(ctx, input.timeout) }),
+        execStep({ id: `${spec.verb}-${i + 1}`, hosts: [host], subject: node, argv: [...kubectl, spec.verb, '--', node], asRoot: input.as_root, timeoutMs: stepTimeout(ctx, input.timeout) }),
       );
       return singleBatchPlan(spec.name, [host], steps, 0);
     },

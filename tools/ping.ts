@@ -1,11 +1,42 @@
 // Reachability: connect and run a trivial command. Latency is the whole round trip of that
 // exec (connect included when the connection was not pooled), which is what an operator feels.
+// Its conditions make it the check of reachability gates (a reboot waits for `unreachable`,
+// then `reachable`).
 import { z } from 'zod';
 import { HOST_STATUSES } from '../src/ssh/types.js';
-import type { HostResult } from '../src/ssh/types.js';
-import { targetsOrAll, timeout } from './fields.js';
+import type { HostResult, HostStatus } from '../src/ssh/types.js';
+import { duration, targetsOrAll, timeout } from './fields.js';
 import { execStep, resolveHosts, singleBatchPlan, stepTimeout } from './planning.js';
+import type { ConditionDefinition, Observation } from './steps/index.js';
 import { defineTool } from './types.js';
+
+/** Reachable means we got a shell, even if `true` somehow failed. */
+const answered = (status: HostStatus): boolean => status === 'ok' || status === 'failed';
+
+function pingOf(observation: Observation, host: string): HostResult | undefined {
+  return observation.results.get('ping')?.get(host);
+}
+
+const seen = (r: HostResult | undefined): string => (r ? (answered(r.status) ? 'answers over SSH' : `${r.status}${r.error ? ` (${r.error})` : ''}`) : 'not checked');
+
+const reachability: Readonly<Record<string, ConditionDefinition>> = {
+  reachable: {
+    describe: (_a, subject) => `${subject ?? 'each host'} answers over SSH`,
+    judge(observation, host) {
+      const r = pingOf(observation, host);
+      // A changed host key will not fix itself by waiting: refuse at once.
+      if (r?.status === 'host_key_rejected') return { state: 'failed', observed: seen(r) };
+      return { state: r && answered(r.status) ? 'holds' : 'waiting', observed: seen(r) };
+    },
+  },
+  unreachable: {
+    describe: (_a, subject) => `${subject ?? 'each host'} stops answering over SSH`,
+    judge(observation, host) {
+      const r = pingOf(observation, host);
+      return { state: r && (r.status === 'unreachable' || r.status === 'timed_out') ? 'holds' : 'waiting', observed: seen(r) };
+    },
+  },
+};
 
 export const ping = defineTool({
   name: 'ping',
@@ -15,7 +46,15 @@ export const ping = defineTool({
     'Mirrors `ansible TARGETS -m ping`.',
   risk: 'read',
   idempotent: true,
-  input: z.object({ targets: targetsOrAll, timeout }).strict(),
+  input: z
+    .object({
+      targets: targetsOrAll,
+      timeout,
+      connect_timeout: duration({ minMs: 500, maxMs: 120_000 })
+        .optional()
+        .describe('How long to wait for the SSH connection, e.g. `3s`. Defaults to the configured connect timeout.'),
+    })
+    .strict(),
   output: z.object({
     hosts: z.array(
       z.object({
@@ -31,7 +70,8 @@ export const ping = defineTool({
   plan(input, ctx) {
     const hosts = resolveHosts(ctx, input.targets);
     const step = execStep({ id: 'ping', hosts, argv: ['true'], asRoot: false, timeoutMs: stepTimeout(ctx, input.timeout) });
-    return singleBatchPlan('ping', hosts, [{ ...step, description: 'ping (run `true`)' }]);
+    const action = input.connect_timeout !== undefined ? { ...step.action, connectTimeoutMs: input.connect_timeout } : step.action;
+    return singleBatchPlan('ping', hosts, [{ ...step, action, description: 'ping (run `true`)' }]);
   },
   summarize(_input, results) {
     const step: ReadonlyMap<string, HostResult> = results.get('ping') ?? new Map<string, HostResult>();
@@ -39,12 +79,12 @@ export const ping = defineTool({
       hosts: [...step.values()].map((r) => ({
         host: r.host,
         status: r.status,
-        // Reachable means we got a shell, even if `true` somehow failed.
-        reachable: r.status === 'ok' || r.status === 'failed',
+        reachable: answered(r.status),
         latency_ms: r.durationMs,
         connect_ms: r.connectMs,
         ...(r.status === 'ok' ? {} : { error: r.error ?? r.status }),
       })),
     };
   },
+  conditions: reachability,
 });

@@ -42,6 +42,9 @@ export interface ExecStepSpec {
   readonly stdin?: string | undefined;
   /** Defaults to the argv as typed, prefixed with `sudo` when run as root. */
   readonly description?: string | undefined;
+  /** The node the step is about when it runs elsewhere (see PlanStep.subject). */
+  readonly subject?: string | undefined;
+  readonly onFailure?: readonly PlanStep[] | undefined;
 }
 
 export function execStep(spec: ExecStepSpec): PlanStep {
@@ -49,8 +52,10 @@ export function execStep(spec: ExecStepSpec): PlanStep {
     id: spec.id,
     description: spec.description ?? `${spec.asRoot ? 'sudo ' : ''}${showArgv(spec.argv)}`,
     hosts: [...spec.hosts],
+    ...(spec.subject !== undefined ? { subject: spec.subject } : {}),
     action: { kind: 'exec', argv: [...spec.argv], asRoot: spec.asRoot, stdin: spec.stdin },
     timeoutMs: spec.timeoutMs,
+    ...(spec.onFailure?.length ? { onFailure: [...spec.onFailure] } : {}),
   };
 }
 

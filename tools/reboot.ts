@@ -1,12 +1,25 @@
 // Rolling reboot. The reboot is scheduled two seconds out with systemd-run so the SSH command
-// returns cleanly (an immediate `reboot` kills the session and looks like a failure); then the
-// batch waits for its hosts to go away and come back before the next batch starts.
+// returns cleanly (an immediate `reboot` kills the session and looks like a failure); then two
+// ordinary gates on `ping` wait for the batch's hosts to go away and to answer again before
+// the next batch starts.
 import { z } from 'zod';
 import { batchSize, duration, failureBudget, targets } from './fields.js';
+import { ping } from './ping.js';
 import { execStep, resolveHosts, rollingBatches } from './planning.js';
-import { defineTool } from './types.js';
+import { validatedOrThrow } from './registry.js';
+import { gateStep } from './steps/index.js';
+import { defineTool, type PlanContext, type PlanStep } from './types.js';
 
 export const SCHEDULE_REBOOT = ['systemd-run', '--on-active=2', 'systemctl', 'reboot'] as const;
+
+/** Gates that follow a reboot of `hosts`: down within `downMs`, back within `upMs`. */
+export function reachabilityGates(id: string, hosts: readonly string[], downMs: number, upMs: number, ctx: PlanContext): PlanStep[] {
+  const probe = { targets: hosts.join(','), timeout: '5s', connect_timeout: '3s' };
+  return [
+    gateStep({ id: `down-${id}`, check: ping, input: probe, until: 'unreachable', intervalMs: 1000, timeoutMs: downMs }, ctx, validatedOrThrow),
+    gateStep({ id: `up-${id}`, check: ping, input: probe, until: 'reachable', intervalMs: 2000, timeoutMs: upMs }, ctx, validatedOrThrow),
+  ];
+}
 
 export const reboot = defineTool({
   name: 'reboot',
@@ -35,13 +48,7 @@ export const reboot = defineTool({
     const batches = rollingBatches(hosts, input.batch_size).map((batch, i) => ({
       steps: [
         execStep({ id: `reboot-${i + 1}`, hosts: batch, argv: SCHEDULE_REBOOT, asRoot: true, timeoutMs: ctx.defaults.commandTimeoutMs }),
-        {
-          id: `wait-${i + 1}`,
-          description: `wait for ${batch.join(', ')} to go down (≤${Math.round(input.down_timeout / 1000)}s) and come back (≤${Math.round(input.up_timeout / 1000)}s)`,
-          hosts: batch,
-          action: { kind: 'wait_reachable' as const, downTimeoutMs: input.down_timeout, upTimeoutMs: input.up_timeout },
-          timeoutMs: input.down_timeout + input.up_timeout,
-        },
+        ...reachabilityGates(String(i + 1), batch, input.down_timeout, input.up_timeout, ctx),
       ],
     }));
     return { tool: 'reboot', hosts, batches, failureBudget: input.failure_budget };

@@ -164,3 +164,10 @@ export function answerFor(tool: AnyTool, raw: unknown, ctx: PlanContext): unknow
   if (!validated.ok) throw new InvalidInputError(validated.issues);
   return tool.answer(validated.input, ctx);
 }
+
+/** Validated input, or a ToolInputError naming the field (for plans that embed another tool's plan). */
+export function validatedOrThrow(tool: AnyTool, raw: unknown): unknown {
+  const validated = validateInput(tool, raw);
+  if (!validated.ok) throw new InvalidInputError(validated.issues);
+  return validated.input;
+}

@@ -4,34 +4,38 @@
 import type { z } from 'zod';
 import type { Inventory } from '../config/types.js';
 import type { HostResult } from '../src/ssh/types.js';
+import type { ConditionDefinition, StepAction } from './steps/index.js';
 
 export const RISKS = ['read', 'change', 'destructive'] as const;
 export type Risk = (typeof RISKS)[number];
 
-/** What one step does on each of its hosts. Argv arrays only: the executor does the quoting. */
-export type StepAction =
-  | { readonly kind: 'exec'; readonly argv: readonly string[]; readonly asRoot: boolean; readonly stdin?: string | undefined }
-  /** Local file (on the Castellan server) -> each host. */
-  | { readonly kind: 'upload'; readonly localPath: string; readonly remotePath: string; readonly mode?: number | undefined }
-  /** Each host -> local directory, saved as `<localDir>/<host>/<basename>`. */
-  | { readonly kind: 'download'; readonly remotePath: string; readonly localDir: string }
-  /** One source host -> each step host, streamed through the Castellan server. */
-  | { readonly kind: 'relay'; readonly fromHost: string; readonly remotePath: string; readonly destPath: string }
-  /** After a reboot: wait for each host to go away, then to come back and answer a trivial exec. */
-  | { readonly kind: 'wait_reachable'; readonly downTimeoutMs: number; readonly upTimeoutMs: number };
+/** What one step does; one module per kind in tools/steps/ (exec, upload, download, relay, gate). */
+export type { StepAction } from './steps/index.js';
 
 export interface PlanStep {
-  /** Short stable id, unique within the plan ("restart", "wait-1"). */
+  /** Short stable id, unique within the plan, on-failure steps included ("restart", "wait-1"). */
   readonly id: string;
   /** Human-readable, shown in approvals: `systemctl restart nginx`. */
   readonly description: string;
   /** Inventory host names this step runs on (fanned out in parallel within the window). */
   readonly hosts: readonly string[];
+  /**
+   * The node this step is about, when it runs elsewhere (kubectl on a control plane about
+   * node X). Failure is tracked per subject: a failed step skips its subject's later steps
+   * in the batch, not those of the host it ran on. Absent: each host is its own subject.
+   */
+  readonly subject?: string | undefined;
   readonly action: StepAction;
   readonly timeoutMs: number;
+  /**
+   * Rollback, armed once this step succeeds for a subject: if a later step (or gate) of the
+   * same subject in the batch fails, these run for that subject only — the most recently
+   * armed first — and are reported as on-failure steps. The subject stays failed.
+   */
+  readonly onFailure?: readonly PlanStep[] | undefined;
 }
 
-/** Steps of a batch run in order; a host whose step failed is skipped for later steps. */
+/** Steps of a batch run in order; a subject whose step failed is skipped for later steps. */
 export interface PlanBatch {
   readonly steps: readonly PlanStep[];
 }
@@ -87,6 +91,11 @@ export interface ToolDefinition<S extends z.ZodObject = z.ZodObject> {
   answer?(input: z.output<S>, ctx: PlanContext): unknown;
   /** Turn raw per-host results into structured data (parsed `wg show`, days to expiry, …). */
   summarize?(input: z.output<S>, results: StepResults, ctx: PlanContext): unknown;
+  /**
+   * Read tools: named predicates over `summarize`'s data that gate steps wait on
+   * (`node_ready`, `healthy`). Every read tool also has `succeeded` (tools/steps/gate.ts).
+   */
+  readonly conditions?: Readonly<Record<string, ConditionDefinition>> | undefined;
 }
 
 /** Identity function that keeps the zod type for inference in tool files. */

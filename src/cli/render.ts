@@ -76,7 +76,10 @@ export function renderPlan(job: JobRecord): string {
   const lines = [`plan for ${job.tool} on ${job.plan.hosts.length} host(s): ${job.plan.hosts.join(', ')}`];
   for (const [i, batch] of job.plan.batches.entries()) {
     if (job.plan.batches.length > 1) lines.push(`  batch ${i + 1}:`);
-    for (const step of batch.steps) lines.push(`    ${step.id}: ${step.description} on ${step.hosts.join(', ')}`);
+    for (const step of batch.steps) {
+      lines.push(`    ${step.id}: ${step.description}${step.subject !== undefined ? ` (about ${step.subject})` : ''} on ${step.hosts.join(', ')}`);
+      for (const rollback of step.onFailure ?? []) lines.push(`      on failure: ${rollback.id}: ${rollback.description} on ${rollback.hosts.join(', ')}`);
+    }
   }
   if (job.plan.batches.length > 1) lines.push(`  failure budget: ${job.plan.failureBudget} host(s)`);
   return lines.join('\n');

@@ -3,23 +3,47 @@
 // per-host status. The zod schemas are the contract: MCP publishes them as `outputSchema`
 // and the API's consumers can rely on the same field names.
 import { z } from 'zod';
-import { planCommands } from '../../queues/plan-commands.js';
+import { actionArgv } from '../../queues/plan-commands.js';
+import { stepKind } from '../../tools/steps/index.js';
+import { walkPlan } from '../../tools/steps/walk.js';
 import type { JobRecord } from '../../queues/records.js';
 import { isFinal, JOB_STATES } from '../../queues/states.js';
 import type { StampedEvent } from '../../queues/events.js';
 import { ORIGINS } from '../../auth/types.js';
-import { RISKS, type Plan } from '../../tools/types.js';
+import { RISKS, type Plan, type PlanStep } from '../../tools/types.js';
 import { HOST_STATUSES } from '../ssh/types.js';
 
-export const stepViewSchema = z.object({
+const stepViewBase = z.object({
   id: z.string(),
+  /** Step kind (exec, upload, download, relay, gate). */
+  kind: z.string(),
   description: z.string(),
   hosts: z.array(z.string()),
-  /** The argv as it will run (`sudo -n --` prefixed when as root), or the transfer it does. */
+  /** The node the step is about, when it runs on another host (kubectl on a control plane). */
+  subject: z.string().optional(),
+  /** The argv as it will run (`sudo -n --` prefixed when as root), the transfer it does, or the gate. */
   command: z.array(z.string()),
   /** Script fed on stdin, shown in full: an approver must see what will run. */
   stdin: z.string().optional(),
+  /** Gates: the read check each poll runs, the condition, interval and deadline. */
+  gate: z
+    .object({
+      check: z.string(),
+      check_input: z.unknown(),
+      check_hosts: z.array(z.string()),
+      until: z.string(),
+      until_args: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])),
+      condition: z.string(),
+      interval_ms: z.number(),
+      timeout_ms: z.number(),
+    })
+    .optional(),
   timeout_ms: z.number(),
+});
+
+export const stepViewSchema = stepViewBase.extend({
+  /** Rollback run for a subject when a later step of it fails (armed by this step or one below). */
+  on_failure: z.array(stepViewBase.extend({ armed_by: z.string() })).optional(),
 });
 
 export const planViewSchema = z.object({
@@ -98,23 +122,35 @@ export const jobViewSchema = z.object({
 });
 export type JobView = z.infer<typeof jobViewSchema>;
 
+function stepView(step: PlanStep): z.infer<typeof stepViewBase> {
+  const kind = stepKind(step.action);
+  return {
+    id: step.id,
+    kind: step.action.kind,
+    description: step.description,
+    hosts: [...step.hosts],
+    ...(step.subject !== undefined ? { subject: step.subject } : {}),
+    command: actionArgv(step.action),
+    ...(kind.details?.(step.action) ?? {}),
+    timeout_ms: step.timeoutMs,
+  };
+}
+
 export function planView(plan: Plan): PlanView {
-  const commands = planCommands(plan);
-  let n = 0;
+  const rollbacksOf = (step: PlanStep): (z.infer<typeof stepViewBase> & { armed_by: string })[] =>
+    walkPlan({ ...plan, batches: [{ steps: [step] }] })
+      .filter((w) => w.onFailureOf !== undefined)
+      .map((w) => ({ ...stepView(w.step), armed_by: w.onFailureOf ?? '' }));
   return {
     hosts: [...plan.hosts],
     failure_budget: plan.failureBudget,
     ...(plan.window !== undefined ? { window: plan.window } : {}),
     batches: plan.batches.map((batch, index) => ({
       index,
-      steps: batch.steps.map((step) => ({
-        id: step.id,
-        description: step.description,
-        hosts: [...step.hosts],
-        command: commands[n++] ?? [],
-        ...(step.action.kind === 'exec' && step.action.stdin !== undefined ? { stdin: step.action.stdin } : {}),
-        timeout_ms: step.timeoutMs,
-      })),
+      steps: batch.steps.map((step) => {
+        const rollbacks = rollbacksOf(step);
+        return { ...stepView(step), ...(rollbacks.length ? { on_failure: rollbacks } : {}) };
+      }),
     })),
   };
 }

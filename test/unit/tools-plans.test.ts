@@ -222,15 +222,20 @@ describe('destructive tool plans', () => {
     expect(() => plan('exec', { targets: 'web', argv: ['true'], command: 'true' })).toThrow(/got argv and command/);
   });
 
-  it('reboot rolls one host per batch: schedule, then wait', () => {
+  it('reboot rolls one host per batch: schedule, then gate on ping until down, then until up', () => {
     const p = plan('reboot', { targets: 'k8s_worker' });
     expect(p.batches).toHaveLength(4);
     expect(p.failureBudget).toBe(0);
-    const [schedule, wait] = p.batches[0]?.steps ?? [];
+    const [schedule, down, up] = p.batches[0]?.steps ?? [];
     expect(exec(schedule)).toMatchObject({ argv: ['systemd-run', '--on-active=2', 'systemctl', 'reboot'], asRoot: true });
     expect(schedule?.hosts).toEqual(['node01']);
-    expect(wait?.action).toEqual({ kind: 'wait_reachable', downTimeoutMs: 120_000, upTimeoutMs: 600_000 });
-    expect(wait?.hosts).toEqual(['node01']);
+    expect(down?.action).toMatchObject({ kind: 'gate', check: { tool: 'ping' }, until: { name: 'unreachable' }, intervalMs: 1000, timeoutMs: 120_000 });
+    expect(up?.action).toMatchObject({ kind: 'gate', check: { tool: 'ping' }, until: { name: 'reachable' }, intervalMs: 2000, timeoutMs: 600_000 });
+    // The check is embedded as the ping tool's own plan: exactly what each poll runs.
+    const check = down?.action.kind === 'gate' ? down.action.check.plan : undefined;
+    expect(check?.batches[0]?.steps[0]?.action).toEqual({ kind: 'exec', argv: ['true'], asRoot: false, stdin: undefined, connectTimeoutMs: 3000 });
+    expect(down?.hosts).toEqual(['node01']);
+    expect(up?.description).toBe('wait until node01 answers over SSH (ping every 2s, up to 10m)');
     expect(p.batches.map((b) => b.steps[0]?.hosts)).toEqual([['node01'], ['node02'], ['node03'], ['node04']]);
   });
 
@@ -238,7 +243,10 @@ describe('destructive tool plans', () => {
     const p = plan('reboot', { targets: 'k8s_cluster', batch_size: 4, failure_budget: 1, down_timeout: '30s', up_timeout: '5m' });
     expect(p.batches.map((b) => b.steps[0]?.hosts.length)).toEqual([4, 2]);
     expect(p.failureBudget).toBe(1);
-    expect(p.batches[1]?.steps[1]?.action).toEqual({ kind: 'wait_reachable', downTimeoutMs: 30_000, upTimeoutMs: 300_000 });
+    expect(p.batches[1]?.steps[1]?.action).toMatchObject({ kind: 'gate', until: { name: 'unreachable' }, timeoutMs: 30_000 });
+    expect(p.batches[1]?.steps[2]?.action).toMatchObject({ kind: 'gate', until: { name: 'reachable' }, timeoutMs: 300_000 });
+    // A gate fans out over the same hosts as the reboot it follows.
+    expect(p.batches[1]?.steps[1]?.hosts).toEqual(p.batches[1]?.steps[0]?.hosts);
   });
 
   it('shutdown schedules poweroff with no wait', () => {
@@ -255,6 +263,8 @@ describe('destructive tool plans', () => {
       ['kubectl', 'drain', '--ignore-daemonsets', '--delete-emptydir-data', '--timeout=90s', '--', 'node01'],
       ['kubectl', 'drain', '--ignore-daemonsets', '--delete-emptydir-data', '--timeout=90s', '--', 'node02'],
     ]);
+    // Each drain is about its node: a failed drain fails node01, not the control plane.
+    expect(p.batches.map((b) => b.steps[0]?.subject)).toEqual(['node01', 'node02']);
     // The step outlives kubectl's own timeout so kubectl can report why it gave up.
     expect(p.batches[0]?.steps[0]?.timeoutMs).toBeGreaterThan(90_000);
   });

@@ -36,8 +36,8 @@ describe('tools with the real inventory and resolver', () => {
     const plan = planFor(getTool('reboot'), { targets: 'k8s_worker&rack=left' }, ctx);
     expect(plan.hosts).toEqual(['w1', 'w2']);
     expect(plan.batches.map((b) => b.steps.map((s) => s.id))).toEqual([
-      ['reboot-1', 'wait-1'],
-      ['reboot-2', 'wait-2'],
+      ['reboot-1', 'down-1', 'up-1'],
+      ['reboot-2', 'down-2', 'up-2'],
     ]);
   });
 

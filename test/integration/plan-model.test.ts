@@ -1,0 +1,155 @@
+// The plan model against real sshd nodes, real Redis (ledger, audit, events) and the real
+// SSH executor: failure is tracked per subject, gates poll a real read check, on-failure
+// steps run for the failed subject only and are reported. Each host proves it ran a step by
+// appending its sshd's own address ($SSH_CONNECTION) to a file: a real side effect per host.
+import { randomBytes } from 'node:crypto';
+import { readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ThrottledPublisher } from '../../queues/events.js';
+import { planHash } from '../../queues/plan-hash.js';
+import { runPlan } from '../../queues/runner.js';
+import { planView } from '../../src/http/job-view.js';
+import { ping } from '../../tools/ping.js';
+import { execStep } from '../../tools/planning.js';
+import { validatedOrThrow } from '../../tools/registry.js';
+import { gateStep } from '../../tools/steps/index.js';
+import type { Plan } from '../../tools/types.js';
+import { useCastellan } from '../support/castellan.js';
+
+const c = useCastellan({ nodes: 3, worker: false });
+// The lab's login user writes these, so they live in /tmp rather than the test's private dir.
+const scratchFiles: string[] = [];
+function scratch(name: string): string {
+  const file = path.join(os.tmpdir(), `castellan-plan-${name}-${randomBytes(4).toString('hex')}`);
+  scratchFiles.push(file);
+  return file;
+}
+afterAll(async () => {
+  await Promise.all(scratchFiles.map((f) => rm(f, { force: true })));
+});
+
+/** A step that records which host ran it (by the sshd address it came in on). */
+function mark(id: string, hosts: string[], file: string, extra: { subject?: string } = {}) {
+  return execStep({ id, hosts, argv: ['/bin/sh', '-c', 'f=$1; set -- $SSH_CONNECTION; echo "$3" >> "$f"', 'mark', file], asRoot: false, timeoutMs: 20_000, ...extra });
+}
+
+async function marked(file: string): Promise<string[]> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  const byAddress = new Map(c.lab.nodes.map((n) => [n.address, n.name]));
+  return text.split('\n').filter(Boolean).map((addr) => byAddress.get(addr.trim()) ?? `?${addr}`).sort();
+}
+
+async function run(plan: Plan) {
+  const { ctx } = c.runtime;
+  const jobId = `jplan${randomBytes(5).toString('hex')}`;
+  const publisher = new ThrottledPublisher(ctx.events, jobId);
+  const inventory = await ctx.inventory.current();
+  const outcome = await runPlan({
+    jobId,
+    attempt: 0,
+    worker: 'test',
+    subject: 'tester',
+    tool: plan.tool,
+    plan,
+    targetFor: (h) => ctx.targetFor(inventory, h),
+    executor: ctx.executor,
+    ledger: ctx.ledger,
+    audit: ctx.audit,
+    publisher,
+    signal: new AbortController().signal,
+    redactor: ctx.redactor,
+    abortStatus: () => 'cancelled',
+    tools: ctx.tools,
+    planContext: ctx.planContext(inventory),
+  });
+  await publisher.drain();
+  return { outcome, events: (await ctx.events.read(jobId)).map((e) => e.event), jobId };
+}
+
+describe('plan model on real nodes', () => {
+  it('a drain that fails skips only its own subject\'s reboot', async () => {
+    const file = scratch('reboots');
+    // kubectl-like steps run on node01 about node02 and node03; the reboot runs on them.
+    const plan: Plan = {
+      tool: 'test_roll',
+      hosts: ['node01', 'node02', 'node03'],
+      failureBudget: 5,
+      batches: [
+        {
+          steps: [
+            execStep({ id: 'drain-node02', hosts: ['node01'], subject: 'node02', argv: ['/bin/sh', '-c', 'echo "cannot evict pod web-1" >&2; exit 1'], asRoot: false, timeoutMs: 20_000 }),
+            execStep({ id: 'drain-node03', hosts: ['node01'], subject: 'node03', argv: ['true'], asRoot: false, timeoutMs: 20_000 }),
+            mark('reboot', ['node02', 'node03'], file),
+          ],
+        },
+      ],
+    };
+    const { outcome } = await run(plan);
+    expect(await marked(file)).toEqual(['node03']);
+    const reboot = outcome.steps.find((s) => s.id === 'reboot');
+    expect(reboot?.results.map((r) => [r.host, r.status])).toEqual([['node02', 'skipped'], ['node03', 'ok']]);
+    // Outcomes are per subject: node02 failed at its drain (which ran on node01), node01 is fine.
+    const by = new Map(outcome.hosts.map((h) => [h.host, h]));
+    expect(by.get('node02')).toMatchObject({ status: 'failed', step: 'drain-node02' });
+    expect(by.get('node02')?.stderr).toContain('cannot evict pod web-1');
+    expect(by.get('node03')).toMatchObject({ status: 'ok', step: 'reboot' });
+    expect(by.has('node01')).toBe(false);
+  });
+
+  it('a gate that times out runs its subject\'s on-failure steps, reported, and keeps the last observation', async () => {
+    const rollbacks = scratch('rollback');
+    const reboots = scratch('reboot');
+    const { ctx } = c.runtime;
+    const planCtx = ctx.planContext(await ctx.inventory.current());
+    const cordon = (node: string) =>
+      execStep({ id: `cordon-${node}`, hosts: ['node01'], subject: node, argv: ['true'], asRoot: false, timeoutMs: 20_000, onFailure: [mark(`uncordon-${node}`, ['node01'], rollbacks, { subject: node })] });
+    const plan: Plan = {
+      tool: 'test_gate',
+      hosts: ['node01', 'node02', 'node03'],
+      failureBudget: 5,
+      batches: [
+        {
+          steps: [
+            cordon('node02'),
+            cordon('node03'),
+            // node02 stays up, so "stops answering" never holds: the gate times out.
+            gateStep({ id: 'gone-node02', subject: 'node02', check: ping, input: { targets: 'node02', connect_timeout: '3s' }, until: 'unreachable', intervalMs: 500, timeoutMs: 2500 }, planCtx, validatedOrThrow),
+            gateStep({ id: 'up-node03', subject: 'node03', check: ping, input: { targets: 'node03' }, until: 'reachable', intervalMs: 500, timeoutMs: 10_000 }, planCtx, validatedOrThrow),
+            mark('reboot', ['node02', 'node03'], reboots),
+          ],
+        },
+      ],
+    };
+    const { outcome, events } = await run(plan);
+
+    const gone = outcome.steps.find((s) => s.id === 'gone-node02');
+    expect(gone?.results[0]).toMatchObject({ host: 'node02', status: 'timed_out' });
+    expect(gone?.results[0]?.error).toMatch(/did not hold within 2500ms .*last seen: answers over SSH/);
+    expect(gone?.observations?.[0]).toMatchObject({ subject: 'node02', state: 'timed_out', observed: 'answers over SSH' });
+    expect(gone?.observations?.[0]?.polls).toBeGreaterThanOrEqual(2);
+    expect(outcome.steps.find((s) => s.id === 'up-node03')?.observations?.[0]).toMatchObject({ state: 'holds', polls: 1 });
+
+    // The rollback ran once, for node02 only (on node01, where kubectl would run), and is reported.
+    expect(await marked(rollbacks)).toEqual(['node01']);
+    const rollback = outcome.steps.find((s) => s.id === 'uncordon-node02');
+    expect(rollback).toMatchObject({ subject: 'node02', onFailure: { subject: 'node02', armedBy: 'cordon-node02' } });
+    expect(rollback?.results[0]?.status).toBe('ok');
+    expect(outcome.steps.some((s) => s.id === 'uncordon-node03')).toBe(false);
+    // Only node03 went on to the reboot.
+    expect(await marked(reboots)).toEqual(['node03']);
+    expect(outcome.hosts.map((h) => [h.host, h.status, h.step])).toEqual([['node02', 'timed_out', 'gone-node02'], ['node03', 'ok', 'reboot']]);
+    // People following the job saw the gate's observation.
+    expect(events).toContainEqual(expect.objectContaining({ type: 'gate', step: 'gone-node02', subject: 'node02' }));
+
+    // Pure data: the plan survives JSON, hashes stably, and its view shows the gate's check and the rollback.
+    expect(JSON.parse(JSON.stringify(plan))).toEqual(plan);
+    expect(planHash(JSON.parse(JSON.stringify(plan)) as Plan)).toBe(planHash(plan));
+    const view = planView(plan);
+    const cordonView = view.batches[0]?.steps.find((s) => s.id === 'cordon-node02');
+    expect(cordonView?.on_failure?.[0]).toMatchObject({ id: 'uncordon-node02', armed_by: 'cordon-node02', subject: 'node02' });
+    const gateView = view.batches[0]?.steps.find((s) => s.id === 'gone-node02');
+    expect(gateView).toMatchObject({ kind: 'gate', subject: 'node02', command: ['gate', 'ping', 'until', 'unreachable'], gate: { check: 'ping', check_hosts: ['node02'], until: 'unreachable', interval_ms: 500, timeout_ms: 2500 } });
+  }, 60_000);
+});
