@@ -17,16 +17,17 @@ export interface CliContext {
   runTool(client: JobClient, tool: string, input: unknown): Promise<number>;
 }
 
-/** Resolves on SIGINT or SIGTERM. */
+/** The signals that mean "stop now, cleanly": Ctrl-C, kill, and a closed terminal. */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/** Resolves on SIGINT, SIGTERM or SIGHUP (a closed terminal stops a foreground server too). */
 export function untilSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
     const on = (sig: NodeJS.Signals): void => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
+      for (const s of STOP_SIGNALS) process.off(s, on);
       resolve(sig);
     };
-    process.on('SIGINT', on);
-    process.on('SIGTERM', on);
+    for (const s of STOP_SIGNALS) process.on(s, on);
   });
 }
 

@@ -4,7 +4,8 @@
 // a job already submitted keeps running on the worker.
 
 function closedPipe(error: NodeJS.ErrnoException): boolean {
-  return error.code === 'EPIPE' || error.code === 'ERR_STREAM_DESTROYED';
+  // EIO: the terminal went away (a hung-up `castellan up` still stops its children cleanly).
+  return error.code === 'EPIPE' || error.code === 'ERR_STREAM_DESTROYED' || error.code === 'EIO';
 }
 
 export function quietOnClosedPipe(): void {

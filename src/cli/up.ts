@@ -1,13 +1,16 @@
 // `castellan up`: the embedded default. Starts, on loopback only, a private redis-server
 // (own port and data dir, AOF on), a lab of real sshd nodes, the lab OIDC provider with demo
 // users, the HTTP server and a worker; writes a ready castellan.yaml; prints how to try it;
-// and on SIGINT/SIGTERM stops everything it started, leaving no process behind.
+// and on SIGINT/SIGTERM/SIGHUP stops everything it started, leaving no process behind. The
+// lab's sshd nodes and redis-server carry a parent-death signal, so even SIGKILL leaves
+// nothing running; the next `up` on the same --dir stops whatever an older run left.
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { loadConfig } from '../../config/load.js';
-import { LAB_ROLES, LAB_USERS, startLabOidc, type LabOidc } from '../lab/oidc.js';
+import { LAB_ROLES, LAB_USERS, startLabOidc, type LabOidc, type LabOidcOptions } from '../lab/oidc.js';
+import { liveOwner, readUpRecord, stopLeftovers, writeUpRecord } from '../lab/leftovers.js';
 import { startRedis, type PrivateRedis } from '../lab/redis.js';
 import { labUp, type Lab } from '../lab/sshd-lab.js';
 import { findFreePort } from '../lab/net.js';
@@ -26,6 +29,13 @@ export async function runUp(options: UpOptions): Promise<void> {
   if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535) throw new CastellanError('invalid_input', '--port: expected a TCP port');
   const dir = resolve(options.dir);
   await mkdir(dir, { recursive: true, mode: 0o700 });
+  const previous = await readUpRecord(dir);
+  const owner = liveOwner(previous);
+  if (owner !== undefined) throw new CastellanError('conflict', `castellan up already runs on ${dir} (pid ${owner}): stop it first (Ctrl-C in its terminal, or kill ${owner})`);
+  const leftovers = await stopLeftovers(dir);
+  if (leftovers.sshd.length + leftovers.redis.length > 0) {
+    process.stderr.write(`» stopped what an earlier run left on ${dir}: ${leftovers.sshd.length} sshd, ${leftovers.redis.length} redis-server\n`);
+  }
   const port = (await findFreePort('127.0.0.1', options.port).catch(() => undefined)) === options.port ? options.port : await findFreePort('127.0.0.1');
   if (port !== options.port) process.stderr.write(`» port ${options.port} is busy: using ${port}\n`);
   const publicUrl = `http://127.0.0.1:${port}`;
@@ -44,12 +54,13 @@ export async function runUp(options: UpOptions): Promise<void> {
   try {
     const redis: PrivateRedis = await startRedis({ dir: join(dir, 'redis') });
     started.push({ name: 'redis', stop: () => redis.stop() });
-    const lab: Lab = await labUp({ nodes: options.nodes, dir: join(dir, 'lab'), redisUrl: redis.url });
+    const lab: Lab = await labUp({ nodes: options.nodes, dir: join(dir, 'lab'), redisUrl: redis.url, dieWithParent: true });
     started.push({ name: 'lab', stop: () => lab.down() });
     const clientSecret = randomBytes(24).toString('base64url');
     await writeFile(join(dir, 'oidc-client-secret'), clientSecret, { mode: 0o600 });
-    const oidc: LabOidc = await startLabOidc({ resource: publicUrl, accessTokenFormat: 'opaque', castellanClientSecret: clientSecret });
+    const oidc = await startOidcOnRememberedPort(previous?.oidcPort, { resource: publicUrl, accessTokenFormat: 'opaque', castellanClientSecret: clientSecret });
     started.push({ name: 'oidc', stop: () => oidc.stop() });
+    await writeUpRecord(dir, { pid: process.pid, startedAt: new Date().toISOString(), oidcPort: Number(new URL(oidc.issuer).port), serverPort: port });
     await mkdir(join(dir, 'files'), { recursive: true });
 
     const configFile = join(dir, 'castellan.yaml');
@@ -69,6 +80,21 @@ export async function runUp(options: UpOptions): Promise<void> {
     await stopAll();
   }
   process.stderr.write('» stopped\n');
+}
+
+/**
+ * The lab issuer on the port it had last time on this dir, so MCP clients that remember the
+ * issuer (and `castellan login`) keep working across restarts; a new port only when taken.
+ */
+async function startOidcOnRememberedPort(port: number | undefined, options: LabOidcOptions): Promise<LabOidc> {
+  if (port !== undefined) {
+    try {
+      return await startLabOidc({ ...options, port });
+    } catch (error) {
+      process.stderr.write(`» the lab issuer's previous port ${port} is taken (${errorMessage(error)}): using a new one; clients must log in again\n`);
+    }
+  }
+  return startLabOidc(options);
 }
 
 function embeddedConfig(p: { lab: Lab; redisUrl: string; publicUrl: string; port: number; issuer: string }): string {

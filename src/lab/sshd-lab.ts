@@ -37,6 +37,12 @@ export interface LabOptions {
    * their state in the node's directory. Off by default: nodes see the machine's PATH.
    */
   nodeBinDirs?: boolean;
+  /**
+   * Every sshd gets a parent-death signal (setpriv --pdeathsig SIGKILL): the nodes die with
+   * the process that started them whatever kills it (SIGKILL included), as `castellan up` and
+   * tests need. Off by default, so `castellan lab up` can exit and leave its lab running.
+   */
+  dieWithParent?: boolean;
 }
 
 /** PATH of a lab session when the node has its own bin dir; the rest is sshd's usual default. */
@@ -66,6 +72,7 @@ export interface Lab {
 }
 
 const SSHD = '/usr/sbin/sshd';
+const SETPRIV = '/usr/bin/setpriv';
 const PRIVSEP_DIR = '/run/sshd';
 const START_TIMEOUT_MS = 10_000;
 const MAX_NODES = 200;
@@ -92,6 +99,7 @@ interface LabState {
   configFile: string;
   redisUrl?: string | undefined;
   nodeBinDirs?: boolean | undefined;
+  dieWithParent?: boolean | undefined;
   nodes: NodeRecord[];
 }
 
@@ -191,8 +199,13 @@ async function startSshd(node: NodeRecord, state: LabState): Promise<void> {
   const log = await open(node.logFile, 'a');
   let pid: number | undefined;
   try {
-    const child = spawn(SSHD, ['-D', '-f', node.configFile, '-E', node.logFile], {
-      detached: true, // own session: survives the CLI that started it
+    const sshdArgs = ['-D', '-f', node.configFile, '-E', node.logFile];
+    // setpriv execs sshd in place (same pid), so the recorded pid stays the listener's.
+    const [program, args] = state.dieWithParent === true ? [SETPRIV, ['--pdeathsig', 'SIGKILL', '--', SSHD, ...sshdArgs]] : [SSHD, sshdArgs];
+    const child = spawn(program, args, {
+      // Own session either way: a terminal's Ctrl-C or hang-up reaches the owner, which stops
+      // the nodes in order; without dieWithParent they also survive the CLI that started them.
+      detached: true,
       stdio: ['ignore', log.fd, log.fd],
     });
     child.unref();
@@ -342,6 +355,7 @@ export async function labUp(options: LabOptions): Promise<Lab> {
     configFile: path.join(dir, 'castellan.yaml'),
     redisUrl: options.redisUrl,
     nodeBinDirs: options.nodeBinDirs,
+    dieWithParent: options.dieWithParent,
     nodes,
   };
 

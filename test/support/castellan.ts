@@ -57,7 +57,7 @@ export function useCastellan(options: CastellanOptions): CastellanHandle {
     for (const [k, v] of Object.entries(options.env ?? {})) process.env[k] = v;
     const dir = await mkdtemp(path.join(os.tmpdir(), 'castellan-e2e-'));
     const redis = await startRedis({ dir: path.join(dir, 'redis') });
-    const lab = await labUp({ ...(options.lab ?? {}), nodes: options.nodes, dir: path.join(dir, 'lab'), redisUrl: redis.url });
+    const lab = await labUp({ dieWithParent: true, ...(options.lab ?? {}), nodes: options.nodes, dir: path.join(dir, 'lab'), redisUrl: redis.url });
     await mkdir(path.join(dir, 'files'), { recursive: true });
     const doc = merge(
       {
