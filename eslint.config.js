@@ -4,6 +4,29 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+// Layers point one way: config <- auth <- tools <- queues <- src. A lower layer that imports
+// a higher one is an error, so shared words and helpers move down instead of leaking up.
+const LAYERS = ['config', 'auth', 'tools', 'queues', 'src'];
+const layerRules = LAYERS.slice(0, -1).map((layer, index) => {
+  const above = LAYERS.slice(index + 1);
+  return {
+    files: [`${layer}/**/*.ts`],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: `^(\\.\\./)+(${above.join('|')})/`,
+              message: `${layer}/ is below ${above.map((l) => `${l}/`).join(', ')} (layers: ${LAYERS.join(' <- ')}); move what you need down instead.`,
+            },
+          ],
+        },
+      ],
+    },
+  };
+});
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'bench/results/**', 'coverage/**', 'bin/**', 'eslint.config.js'] },
   js.configs.recommended,
@@ -33,4 +56,5 @@ export default tseslint.config(
       '@typescript-eslint/no-non-null-assertion': 'off',
     },
   },
+  ...layerRules,
 );

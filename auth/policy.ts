@@ -3,7 +3,7 @@
 // queue call these; they never re-implement a rule.
 import { isPersonOrigin, MOST_RESTRICTED_ORIGIN, type Identity, type Origin, type Requester, type Role } from './types.js';
 import type { AuthConfig, ClientOrigins } from './settings.js';
-import type { Risk } from '../tools/types.js';
+import type { Risk } from '../config/vocabulary.js';
 import { hasRole, noRoleReason } from './roles.js';
 
 /**

@@ -1,10 +1,11 @@
 // The parts of castellan.yaml that decide who may do what: `roles`, `policy` and `oidc`.
 // Each schema reads the operator's snake_case YAML and yields the camelCase shape the auth
 // modules use, with every default filled in, so policy code never has to guess a default.
-// The settings loader embeds these schemas; tests build configs with the `parse*` helpers.
+// `policy` is parsed by the one schema in config/schema.ts; tests build configs with the `parse*` helpers.
 import { z } from 'zod';
+import { DEFAULT_CLIENTS, OUTPUT_FOR_OTHERS, policySchema, type PolicySettings } from '../config/schema.js';
 import { ORIGINS, type Origin, type Role } from './types.js';
-import { RISKS, type Risk } from '../tools/types.js';
+import { RISKS, type Risk } from '../config/vocabulary.js';
 
 /** IdP group names per Castellan role (`roles.admin: [admins]`). */
 export type RoleMap = Readonly<Record<Role, readonly string[]>>;
@@ -25,7 +26,7 @@ export interface PolicyConfig {
   readonly outputForOthers: OutputForOthers;
 }
 
-export const OUTPUT_FOR_OTHERS = ['read', 'all', 'none'] as const;
+export { OUTPUT_FOR_OTHERS };
 export type OutputForOthers = (typeof OUTPUT_FOR_OTHERS)[number];
 
 /** `auth.clients`: OIDC client id (client_id / azp) -> the origin its tokens carry. */
@@ -36,7 +37,7 @@ export type ClientOrigins = Readonly<Record<string, Origin>>;
  * snippet registers it as a public native client) is person-driven; every other client,
  * known AI clients included, gets the most restricted origin.
  */
-export const DEFAULT_CLIENT_ORIGINS: ClientOrigins = { 'castellan-cli': 'cli' };
+export const DEFAULT_CLIENT_ORIGINS: ClientOrigins = DEFAULT_CLIENTS;
 
 export interface AuthConfig {
   readonly roles: RoleMap;
@@ -74,52 +75,12 @@ export const rolesSchema = z
   .strict()
   .default({ admin: [], operator: [], approver: [], viewer: [] });
 
-const origins = z.array(z.enum(ORIGINS));
-
 /** Defaults: read never waits; change waits when an AI client (MCP) asks; destructive always waits. */
 export const DEFAULT_REQUIRE_APPROVAL: Readonly<Record<Risk, readonly Origin[]>> = {
   read: [],
   change: ['mcp'],
   destructive: [...ORIGINS],
 };
-
-export const policySchema = z
-  .object({
-    read_only: z.boolean().default(false),
-    approvals: z
-      .object({
-        required: z.number().int().min(1).max(10).default(1),
-        allow_self_approval: z.boolean().default(false),
-      })
-      .strict()
-      .default({ required: 1, allow_self_approval: false }),
-    // Per-risk override; a risk left out keeps its default. `destructive` can be narrowed
-    // but is never allowed to skip approval entirely (see the refinement below).
-    require_approval: z
-      .object({ read: origins.optional(), change: origins.optional(), destructive: origins.optional() })
-      .strict()
-      .default({}),
-    visibility: z
-      .object({ output_for_others: z.enum(OUTPUT_FOR_OTHERS).default('read') })
-      .strict()
-      .default({ output_for_others: 'read' }),
-  })
-  .strict()
-  .refine((p) => p.require_approval.destructive === undefined || p.require_approval.destructive.length > 0, {
-    message: 'policy.require_approval.destructive cannot be empty: destructive tools always need approval from somewhere',
-    path: ['require_approval', 'destructive'],
-  })
-  .transform(
-    (p): PolicyConfig => ({
-      readOnly: p.read_only,
-      approvalsRequired: p.approvals.required,
-      allowSelfApproval: p.approvals.allow_self_approval,
-      requireApproval: Object.fromEntries(
-        RISKS.map((risk) => [risk, p.require_approval[risk] ?? DEFAULT_REQUIRE_APPROVAL[risk]]),
-      ) as Record<Risk, readonly Origin[]>,
-      outputForOthers: p.visibility.output_for_others,
-    }),
-  );
 
 export const clientsSchema = z.record(z.string().min(1), z.enum(ORIGINS)).default({ ...DEFAULT_CLIENT_ORIGINS });
 
@@ -156,8 +117,9 @@ export function parseRoles(input: unknown): RoleMap {
   return rolesSchema.parse(input);
 }
 
+/** `policy` as written in castellan.yaml (config/schema.ts parses it) -> the policy engine's shape. */
 export function parsePolicy(input: unknown = {}): PolicyConfig {
-  return policySchema.parse(input);
+  return policyConfig(policySchema.parse(input));
 }
 
 export function parseOidc(input: unknown): OidcConfig {
@@ -176,26 +138,20 @@ export function parseAuthConfig(input: { roles?: unknown; policy?: unknown; clie
  */
 export function authConfigFromSettings(settings: {
   readonly auth: { readonly roles: RoleMap; readonly clients?: ClientOrigins | undefined };
-  readonly policy: {
-    readonly readOnly: boolean;
-    readonly approvals: { readonly required: number; readonly allowSelfApproval: boolean };
-    readonly requireApproval?: Partial<Record<Risk, readonly Origin[]>> | undefined;
-    readonly outputForOthers?: OutputForOthers | undefined;
-  };
+  readonly policy: PolicySettings;
 }): AuthConfig {
-  const { policy } = settings;
+  return { roles: settings.auth.roles, clients: settings.auth.clients ?? DEFAULT_CLIENT_ORIGINS, policy: policyConfig(settings.policy) };
+}
+
+function policyConfig(policy: PolicySettings): PolicyConfig {
   return {
-    roles: settings.auth.roles,
-    clients: settings.auth.clients ?? DEFAULT_CLIENT_ORIGINS,
-    policy: {
-      readOnly: policy.readOnly,
-      approvalsRequired: policy.approvals.required,
-      allowSelfApproval: policy.approvals.allowSelfApproval,
-      requireApproval: Object.fromEntries(
-        RISKS.map((risk) => [risk, policy.requireApproval?.[risk] ?? DEFAULT_REQUIRE_APPROVAL[risk]]),
-      ) as Record<Risk, readonly Origin[]>,
-      outputForOthers: policy.outputForOthers ?? 'read',
-    },
+    readOnly: policy.readOnly,
+    approvalsRequired: policy.approvals.required,
+    allowSelfApproval: policy.approvals.allowSelfApproval,
+    requireApproval: Object.fromEntries(
+      RISKS.map((risk) => [risk, policy.requireApproval[risk] ?? DEFAULT_REQUIRE_APPROVAL[risk]]),
+    ) as Record<Risk, readonly Origin[]>,
+    outputForOthers: policy.outputForOthers,
   };
 }
 

@@ -1,11 +1,10 @@
 // Who asks. An Identity is established once per request by a front end (OIDC token, Slack
 // link, local config identity) and then travels unchanged with the job.
 
-export const ROLES = ['viewer', 'operator', 'approver', 'admin'] as const;
-export type Role = (typeof ROLES)[number];
+import type { Origin, Role } from '../config/vocabulary.js';
 
-export const ORIGINS = ['cli', 'mcp', 'slack', 'dashboard'] as const;
-export type Origin = (typeof ORIGINS)[number];
+// Re-exported so `auth/types` stays the one place to import identity words from.
+export { ORIGINS, ROLES, type Origin, type Role } from '../config/vocabulary.js';
 
 /**
  * Origins a person drives with their own hands: only these may approve, deny or skip an

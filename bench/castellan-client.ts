@@ -124,7 +124,7 @@ async function measureExecutor(spec: CastellanSpec, config: Config): Promise<Omi
 async function measurePipeline(spec: CastellanSpec, config: Config): Promise<Omit<CastellanMeasurement, 'maxRssMb'>> {
   // Loaded here, not at the top: the executor and raw shapes must not pay for the whole server in RSS.
   const { createLogger } = await import('../src/log.js');
-  const { Redactor } = await import('../src/redact.js');
+  const { Redactor } = await import('../queues/redact.js');
   const { createRuntime } = await import('../src/runtime.js');
   const logger = createLogger({ level: config.log.level, redactor: new Redactor(config.secrets.values()) });
   const runtime = await createRuntime(config, { mode: 'all', logger });

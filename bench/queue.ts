@@ -10,7 +10,7 @@
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/load.js';
 import { createLogger } from '../src/log.js';
-import { Redactor } from '../src/redact.js';
+import { Redactor } from '../queues/redact.js';
 import { createRuntime, type Runtime } from '../src/runtime.js';
 import { isFinal } from '../queues/states.js';
 import { percentile } from './stats.js';

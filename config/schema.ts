@@ -5,7 +5,7 @@
 import { homedir } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
-import { ROLES, type Role } from '../auth/types.js';
+import { ORIGINS, ROLES, type Origin, type Risk, type Role } from './vocabulary.js';
 import { DURATION_HINT, parseDuration, parseSize, SIZE_HINT } from './duration.js';
 import type { SecretRef } from './secrets.js';
 
@@ -92,13 +92,13 @@ export interface AuthSettings {
   /** Who the CLI and `mcp --stdio` run as. */
   readonly localIdentity: LocalIdentitySettings;
   /** OIDC client id -> origin of its tokens; an unlisted client is an AI client (`mcp`). */
-  readonly clients: Readonly<Record<string, (typeof ORIGIN_NAMES)[number]>>;
+  readonly clients: Readonly<Record<string, Origin>>;
 }
 
 export interface PolicySettings {
   readonly readOnly: boolean;
   /** Per risk, the origins whose requests wait for approval (absent: the defaults in auth/settings.ts). */
-  readonly requireApproval: Partial<Record<'read' | 'change' | 'destructive', readonly ('cli' | 'mcp' | 'slack' | 'dashboard')[]>>;
+  readonly requireApproval: Partial<Record<Risk, readonly Origin[]>>;
   readonly approvals: {
     /** M of N: distinct approvers needed. */
     readonly required: number;
@@ -106,7 +106,7 @@ export interface PolicySettings {
     readonly expiryMs: number;
   };
   /** Whose output people not involved in a job may read: read jobs only, all, none. */
-  readonly outputForOthers: 'read' | 'all' | 'none';
+  readonly outputForOthers: (typeof OUTPUT_FOR_OTHERS)[number];
 }
 
 export interface JobSettings {
@@ -133,7 +133,8 @@ export interface JobSettings {
   readonly filesRoot: string;
 }
 
-export const ORIGIN_NAMES = ['cli', 'mcp', 'slack', 'dashboard'] as const;
+/** `policy.visibility.output_for_others`: whose output others may read (auth/settings.ts). */
+export const OUTPUT_FOR_OTHERS = ['read', 'all', 'none'] as const;
 /** Used when auth.clients is absent (auth/settings.ts explains why). */
 export const DEFAULT_CLIENTS = { 'castellan-cli': 'cli' } as const;
 
@@ -161,25 +162,56 @@ export const LITERAL_SECRET_KEYS = ['client_secret', 'password', 'signing_secret
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
+/** A duration (`30s`, `15m`, `7d`, or milliseconds) in ms, with a default. */
+const duration = (fallback: string) =>
+  z
+    .unknown()
+    .transform((value, ctx) => {
+      try {
+        if (typeof value === 'string' || typeof value === 'number') return parseDuration(value);
+      } catch {
+        // reported below with the value found
+      }
+      ctx.addIssue({ code: 'custom', message: `expected ${DURATION_HINT}`, input: value });
+      return z.NEVER;
+    })
+    .prefault(fallback);
+
+/** A whole number of at least `min`, with a default. */
+const count = (min: number, fallback: number) => z.int().min(min).default(fallback);
+
+const originList = z.array(z.enum(ORIGINS));
+/**
+ * `policy`: the one schema for who waits for approval. auth/settings.ts turns its result into
+ * the policy engine's shape; nothing else parses policy.
+ */
+export const policySchema = z
+  .strictObject({
+    read_only: z.boolean().default(false),
+    approvals: z
+      .strictObject({ required: count(1, 1), allow_self_approval: z.boolean().default(false), expiry: duration('15m') })
+      .prefault({}),
+    require_approval: z
+      .strictObject({ read: originList.optional(), change: originList.optional(), destructive: originList.min(1, 'destructive tools always need approval from somewhere: list at least one origin').optional() })
+      .prefault({}),
+    visibility: z.strictObject({ output_for_others: z.enum(OUTPUT_FOR_OTHERS).default('read') }).prefault({}),
+  })
+  .transform(
+    (v): PolicySettings => ({
+      readOnly: v.read_only,
+      requireApproval: Object.fromEntries(Object.entries(v.require_approval).filter(([, o]) => o !== undefined)),
+      approvals: { required: v.approvals.required, allowSelfApproval: v.approvals.allow_self_approval, expiryMs: v.approvals.expiry },
+      outputForOthers: v.visibility.output_for_others,
+    }),
+  )
+  .prefault({});
+
 /** Schema for castellan.yaml; relative paths resolve against `baseDir` (the file's folder). */
 export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process.env) {
   const path = z
     .string()
     .min(1)
     .transform((p) => (p === '~' || p.startsWith('~/') ? resolve(homedir(), p.slice(2)) : isAbsolute(p) ? p : resolve(baseDir, p)));
-  const duration = (fallback: string) =>
-    z
-      .unknown()
-      .transform((value, ctx) => {
-        try {
-          if (typeof value === 'string' || typeof value === 'number') return parseDuration(value);
-        } catch {
-          // reported below with the value found
-        }
-        ctx.addIssue({ code: 'custom', message: `expected ${DURATION_HINT}`, input: value });
-        return z.NEVER;
-      })
-      .prefault(fallback);
   const size = (fallback: string) =>
     z
       .unknown()
@@ -193,7 +225,6 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
         return z.NEVER;
       })
       .prefault(fallback);
-  const count = (min: number, fallback: number) => z.int().min(min).default(fallback);
   const envName = z.string().regex(ENV_NAME, 'expected an environment variable name (LIKE_THIS)');
   const httpUrl = z.string().refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), 'expected an http(s) URL');
   const secretRef = (envValue: string | undefined, fileValue: string | undefined, name: string, ctx: z.RefinementCtx): SecretRef | undefined => {
@@ -357,30 +388,8 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
         .transform((v): LocalIdentitySettings => ({ subject: v.subject, displayName: v.display_name, groups: v.groups }))
         .prefault({}),
       // The origin of a token comes from the client it was issued to, never from the request.
-      clients: z.record(z.string().min(1), z.enum(ORIGIN_NAMES)).default({ ...DEFAULT_CLIENTS }),
+      clients: z.record(z.string().min(1), z.enum(ORIGINS)).default({ ...DEFAULT_CLIENTS }),
     })
-    .prefault({});
-
-  const originList = z.array(z.enum(ORIGIN_NAMES));
-  const policy = z
-    .strictObject({
-      read_only: z.boolean().default(false),
-      approvals: z
-        .strictObject({ required: count(1, 1), allow_self_approval: z.boolean().default(false), expiry: duration('15m') })
-        .prefault({}),
-      require_approval: z
-        .strictObject({ read: originList.optional(), change: originList.optional(), destructive: originList.min(1, 'destructive tools always need approval from somewhere: list at least one origin').optional() })
-        .prefault({}),
-      visibility: z.strictObject({ output_for_others: z.enum(['read', 'all', 'none']).default('read') }).prefault({}),
-    })
-    .transform(
-      (v): PolicySettings => ({
-        readOnly: v.read_only,
-        requireApproval: Object.fromEntries(Object.entries(v.require_approval).filter(([, o]) => o !== undefined)),
-        approvals: { required: v.approvals.required, allowSelfApproval: v.approvals.allow_self_approval, expiryMs: v.approvals.expiry },
-        outputForOthers: v.visibility.output_for_others,
-      }),
-    )
     .prefault({});
 
   const jobs = z
@@ -425,7 +434,7 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
       server,
       slack,
       auth,
-      policy,
+      policy: policySchema,
       jobs,
       audit: z.strictObject({ file: path.optional() }).prefault({}),
       log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),

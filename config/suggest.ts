@@ -1,5 +1,6 @@
-// "Did you mean" for config keys, host and group names, label keys. Operators mistype names
-// under pressure; a near miss should cost one glance, not a trip to the inventory file.
+// "Did you mean" for config keys, host and group names, label keys, tool names and options.
+// Operators mistype names under pressure (`servce_status`) and abbreviate (`wireguard`); a near
+// miss should cost one glance, not a trip to the inventory file or the tool list.
 
 /** Optimal string alignment distance (Levenshtein plus adjacent transpositions). */
 export function editDistance(a: string, b: string): number {
@@ -21,7 +22,8 @@ export function editDistance(a: string, b: string): number {
 
 /**
  * Up to `max` candidates close to `input`: within an edit distance that grows with the length
- * (1 for short names, about a third of the length for long ones), or starting with the input.
+ * (1 for short names, about a third of the length for long ones), or starting with the input,
+ * or (from three characters on) containing it.
  * Closest first, then alphabetical, so the same typo always gets the same hint.
  */
 export function suggest(input: string, candidates: Iterable<string>, max = 3): string[] {
@@ -33,6 +35,7 @@ export function suggest(input: string, candidates: Iterable<string>, max = 3): s
     const distance = editDistance(needle, hay);
     if (distance <= limit) scored.push({ name, score: distance });
     else if (needle.length >= 2 && hay.startsWith(needle)) scored.push({ name, score: limit + 1 });
+    else if (needle.length >= 3 && hay.includes(needle)) scored.push({ name, score: limit + 2 });
   }
   scored.sort((x, y) => x.score - y.score || (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
   return scored.slice(0, max).map((s) => s.name);

@@ -4,7 +4,7 @@
 import { appendFile, open } from 'node:fs/promises';
 import type { Redis } from 'ioredis';
 import type { Origin } from '../auth/types.js';
-import type { Redactor } from '../src/redact.js';
+import type { Redactor } from './redact.js';
 import type { Keys } from './keys.js';
 import type { ReplyAddress } from './records.js';
 

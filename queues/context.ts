@@ -4,9 +4,9 @@
 import type { Redis } from 'ioredis';
 import type { Queue } from 'bullmq';
 import type { Inventory } from '../config/types.js';
-import type { Logger } from '../src/log.js';
-import type { Redactor } from '../src/redact.js';
-import type { SshTarget } from '../src/ssh/types.js';
+import type { Logger } from 'pino';
+import type { Redactor } from './redact.js';
+import type { SshTarget } from './execution.js';
 import type { PlanContext, ToolDefinition } from '../tools/types.js';
 import type { AuditLog } from './audit.js';
 import type { CancelBroadcast } from './cancel.js';
@@ -16,7 +16,6 @@ import type { Keys } from './keys.js';
 import type { ExecutionLedger } from './ledger.js';
 import type { JobStore } from './records.js';
 import type { PlanExecutor } from './runner.js';
-import type { OutputGroup } from '../src/fold.js';
 
 export interface JobSettings {
   readonly waitBudgetMs: number;
@@ -59,5 +58,4 @@ export interface QueueContext {
   readonly settings: JobSettings;
   readonly redactor: Redactor;
   readonly logger: Logger;
-  fold(items: ReadonlyArray<{ host: string; status: string; text: string }>): OutputGroup[];
 }

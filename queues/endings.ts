@@ -5,9 +5,9 @@
 // locks, publishes the final progress event, writes the audit outcome and applies retention.
 // The state write decides who ended the job; the rest only happens for the winner, so two
 // processes racing (an expiry and an approval, a cancel and the worker) never both announce.
-import { errorMessage } from '../src/errors.js';
-import { metrics } from '../src/metrics.js';
-import { sleep } from '../src/sleep.js';
+import { errorMessage } from '../config/errors.js';
+import { metrics } from './metrics.js';
+import { sleep } from './sleep.js';
 import type { QueueContext } from './context.js';
 import type { JobDoc, JobResult } from './records.js';
 import { ALLOWED_FROM, isFinal, type JobState } from './states.js';

@@ -3,8 +3,8 @@
 // it. A stream, unlike pub/sub, lets a reader that connects late (or reconnects) catch up
 // from any point, and only the reader that cares acts on it (no duplicate Slack posts).
 import type { Redis } from 'ioredis';
-import type { HostStatus } from '../src/ssh/types.js';
-import type { Redactor } from '../src/redact.js';
+import type { HostStatus } from '../tools/host-result.js';
+import type { Redactor } from './redact.js';
 import type { Keys } from './keys.js';
 import type { JobState } from './states.js';
 

@@ -3,7 +3,7 @@
 // half of each other's hosts; locks carry a TTL so a crashed worker cannot hold a node
 // forever, and the owner renews them while it runs.
 import type { Redis } from 'ioredis';
-import { sleep } from '../src/sleep.js';
+import { sleep } from './sleep.js';
 import type { Keys } from './keys.js';
 import { runScript } from './scripts.js';
 

@@ -50,27 +50,9 @@ export class ExecutionLedger {
     return hosts.filter((h) => set.has(ledgerField(attempt, step, h)));
   }
 
-  async finish(jobId: string, attempt: number, step: string, host: string, outcome: Pick<LedgerEntry, 'status' | 'exitCode' | 'durationMs'>, worker: string): Promise<void> {
-    const field = ledgerField(attempt, step, host);
-    const current = await this.redis.hget(this.keys.ledger(jobId), field);
-    const started = current ? (JSON.parse(current) as Partial<LedgerEntry>) : {};
-    const entry: LedgerEntry = {
-      attempt,
-      step,
-      host,
-      worker,
-      startedAt: started.startedAt ?? new Date().toISOString(),
-      finishedAt: new Date().toISOString(),
-      status: outcome.status,
-      exitCode: outcome.exitCode ?? null,
-      durationMs: outcome.durationMs,
-    };
-    await this.redis.hset(this.keys.ledger(jobId), field, JSON.stringify(entry));
-  }
-
   /**
-   * `finish` for every host of a step at once: two round trips (read the claims, write the
-   * outcomes) instead of two per host.
+   * Record the outcome of every host of a step at once: two round trips (read the claims,
+   * write the outcomes) instead of two per host.
    */
   async finishMany(
     jobId: string,

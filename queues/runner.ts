@@ -11,10 +11,11 @@
 //   it is spent.
 import type { Plan, PlanContext, PlanStep, StepResults } from '../tools/types.js';
 import { GENERIC_CONDITIONS, stepKind, type ExecRequestSpec, type GateObservation, type Observation, type StepIO } from '../tools/steps/index.js';
-import type { Redactor } from '../src/redact.js';
-import { sleep } from '../src/sleep.js';
+import type { Redactor } from './redact.js';
+import { sleep } from './sleep.js';
 import { actionArgv } from './plan-commands.js';
-import type { ExecEvent, ExecRequest, FanoutOptions, HostResult, HostStatus, SshTarget } from '../src/ssh/types.js';
+import type { ExecEvent, ExecRequest, FanoutOptions, SshTarget } from './execution.js';
+import type { HostResult, HostStatus } from '../tools/host-result.js';
 import type { AuditLog } from './audit.js';
 import type { ToolCatalogue } from './context.js';
 import type { ThrottledPublisher } from './events.js';

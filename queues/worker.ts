@@ -10,11 +10,12 @@ import { randomBytes } from 'node:crypto';
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { checkRecordedApprovals } from '../auth/policy.js';
-import { metrics } from '../src/metrics.js';
-import { errorMessage } from '../src/errors.js';
-import type { HostStatus } from '../src/ssh/types.js';
+import { metrics } from './metrics.js';
+import { errorMessage } from '../config/errors.js';
+import type { HostStatus } from '../tools/host-result.js';
 import type { QueueContext } from './context.js';
 import { ThrottledPublisher } from './events.js';
+import { foldOutputs } from './fold.js';
 import { planHash } from './plan-hash.js';
 import type { HostOutcome, JobDoc, JobRecord, JobResult } from './records.js';
 import { runPlan } from './runner.js';
@@ -270,7 +271,7 @@ async function execute(
       result = {
         hosts,
         steps: outcome.steps,
-        folded: ctx.fold(hosts.map((h) => ({ host: h.host, status: h.status, text: foldText(h) }))),
+        folded: foldOutputs(hosts.map((h) => ({ host: h.host, status: h.status, text: foldText(h) }))),
         data,
       };
     }

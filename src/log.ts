@@ -4,7 +4,7 @@
 // serialization, which keeps one event per line (log injection, CWE-117).
 import { Writable } from 'node:stream';
 import { pino, type Logger, type Level } from 'pino';
-import type { Redactor } from './redact.js';
+import type { Redactor } from '../queues/redact.js';
 
 export type { Logger };
 

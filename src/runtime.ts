@@ -24,10 +24,9 @@ import { JobService } from '../queues/service.js';
 import { startWorker, type WorkerHandle } from '../queues/worker.js';
 import { catalogue } from '../tools/index.js';
 import type { ToolDefinition } from '../tools/types.js';
-import { CastellanError, errorMessage } from './errors.js';
-import { foldOutputs } from './fold.js';
+import { CastellanError, errorMessage } from '../config/errors.js';
 import { createLogger, type Logger } from './log.js';
-import { Redactor } from './redact.js';
+import { Redactor } from '../queues/redact.js';
 import { createPlanExecutor } from './ssh/plan-executor.js';
 import type { SshTarget } from './ssh/types.js';
 
@@ -98,7 +97,6 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
     settings,
     redactor,
     logger,
-    fold: foldOutputs,
   };
   const auth = authConfigFromSettings(config);
   const service = new JobService(ctx, auth);

@@ -8,7 +8,7 @@ import { formatIssues, shown, validateInput } from './registry.js';
 import { optionName, positionalField, restField } from './help.js';
 import { expectation, inputSchemaOf, kindOf, listElement } from './schema-info.js';
 import type { JsonSchema, ValueKind } from './schema-info.js';
-import { didYouMean } from './suggest.js';
+import { didYouMean } from '../config/suggest.js';
 
 class ArgumentError extends Error {
   constructor(

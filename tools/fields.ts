@@ -3,7 +3,7 @@
 // command: argv is never a shell string, but a value starting with `-` in an option position
 // would still be read as an option by the remote program.
 import { z } from 'zod';
-import type { BatchSize } from '../src/ssh/types.js';
+import type { BatchSize } from './host-result.js';
 
 /** No NUL (cannot travel in argv) and no newline (would read as a second line in logs/approvals). */
 const NO_CONTROL_LINE = /^[^\0\r\n]*$/;

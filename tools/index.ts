@@ -66,14 +66,12 @@ export function getTool(name: string): AnyTool {
 
 export {
   annotations,
-  answerFor,
   findTool,
   formatIssue,
   formatIssues,
   inputJsonSchema,
   InvalidInputError,
   outputJsonSchema,
-  planFor,
   UnknownToolError,
   validateInput,
 } from './registry.js';

@@ -3,8 +3,8 @@
 // Its conditions make it the check of reachability gates (a reboot waits for `unreachable`,
 // then `reachable`).
 import { z } from 'zod';
-import { HOST_STATUSES } from '../src/ssh/types.js';
-import type { HostResult, HostStatus } from '../src/ssh/types.js';
+import { HOST_STATUSES } from './host-result.js';
+import type { HostResult, HostStatus } from './host-result.js';
 import { duration, targetsOrAll, timeout } from './fields.js';
 import { execStep, resolveHosts, singleBatchPlan, stepTimeout } from './planning.js';
 import type { ConditionDefinition, Observation } from './steps/index.js';

@@ -1,6 +1,6 @@
 // Small builders shared by tool plans: resolving targets into a clear field error, cutting
 // hosts into rolling batches, and writing exec steps with a human description. Pure: no I/O.
-import type { BatchSize } from '../src/ssh/types.js';
+import type { BatchSize } from './host-result.js';
 import { ToolInputError } from './types.js';
 import type { Plan, PlanBatch, PlanContext, PlanStep } from './types.js';
 

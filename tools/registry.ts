@@ -3,9 +3,9 @@
 import { z } from 'zod';
 import { expectation, inputSchemaOf } from './schema-info.js';
 import type { JsonSchema } from './schema-info.js';
-import { didYouMean } from './suggest.js';
+import { didYouMean } from '../config/suggest.js';
 import { ToolInputError } from './types.js';
-import type { Plan, PlanContext, ToolDefinition } from './types.js';
+import type { ToolDefinition } from './types.js';
 
 /** A tool of any input shape, as held in the catalogue. */
 export type AnyTool = ToolDefinition<z.ZodObject>;
@@ -147,22 +147,6 @@ export function validateInput<T extends AnyTool>(tool: T, raw: unknown): Validat
   if (result.success) return { ok: true, input: result.data as z.output<T['input']> };
   const issues = result.error.issues.flatMap((issue) => issueMessage(tool, issue));
   return { ok: false, issues, message: formatIssues(issues, 'plain') };
-}
-
-/** Validate and plan in one go, so nothing plans unvalidated input. Throws ToolInputError. */
-export function planFor(tool: AnyTool, raw: unknown, ctx: PlanContext): Plan {
-  if (!tool.plan) throw new ToolInputError('tool', `${tool.name} answers from the inventory and has no plan; use answerFor`);
-  const validated = validateInput(tool, raw);
-  if (!validated.ok) throw new InvalidInputError(validated.issues);
-  return tool.plan(validated.input, ctx);
-}
-
-/** Validate and answer an inventory-only tool. Throws ToolInputError. */
-export function answerFor(tool: AnyTool, raw: unknown, ctx: PlanContext): unknown {
-  if (!tool.answer) throw new ToolInputError('tool', `${tool.name} runs on hosts; use planFor`);
-  const validated = validateInput(tool, raw);
-  if (!validated.ok) throw new InvalidInputError(validated.issues);
-  return tool.answer(validated.input, ctx);
 }
 
 /** Validated input, or a ToolInputError naming the field (for plans that embed another tool's plan). */

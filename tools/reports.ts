@@ -2,8 +2,8 @@
 // per host: its execution status, an error when it did not answer as expected, and the fields
 // the tool parsed from its output (absent when there was nothing to parse).
 import { z } from 'zod';
-import { HOST_STATUSES } from '../src/ssh/types.js';
-import type { HostResult } from '../src/ssh/types.js';
+import { HOST_STATUSES } from './host-result.js';
+import type { HostResult } from './host-result.js';
 import type { StepResults } from './types.js';
 
 const hostStatus = z.enum(HOST_STATUSES);

@@ -1,7 +1,7 @@
 // Rolling execution shared by change tools: without `batch_size` every host runs at once;
 // with it, hosts go in consecutive batches and the failure budget stops the roll early.
 import type { z } from 'zod';
-import type { BatchSize } from '../src/ssh/types.js';
+import type { BatchSize } from './host-result.js';
 import { batchSize, failureBudget } from './fields.js';
 import { rollingBatches } from './planning.js';
 import type { Plan, PlanStep } from './types.js';

@@ -3,11 +3,12 @@
 // derives its schema, help and validation from this; the job runner executes the plan.
 import type { z } from 'zod';
 import type { Inventory } from '../config/types.js';
-import type { HostResult } from '../src/ssh/types.js';
+import type { HostResult } from './host-result.js';
 import type { ConditionDefinition, StepAction } from './steps/index.js';
 
-export const RISKS = ['read', 'change', 'destructive'] as const;
-export type Risk = (typeof RISKS)[number];
+import type { Risk } from '../config/vocabulary.js';
+
+export { RISKS, type Risk } from '../config/vocabulary.js';
 
 /** What one step does; one module per kind in tools/steps/ (exec, upload, download, relay, gate). */
 export type { StepAction } from './steps/index.js';

@@ -7,7 +7,7 @@ import { resolveTargets } from '../../config/targets.js';
 import { labDown, labUp } from '../lab/sshd-lab.js';
 import { createRuntime, targetFor, type Runtime } from '../runtime.js';
 import { scanHostKeys, trustHosts } from '../ssh/trust.js';
-import { CastellanError } from '../errors.js';
+import { CastellanError } from '../../config/errors.js';
 import { findConfig } from './config-path.js';
 import type { JobClient } from './local.js';
 

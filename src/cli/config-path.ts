@@ -2,7 +2,7 @@
 // then the one `castellan up` writes (./.castellan/castellan.yaml).
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { CastellanError } from '../errors.js';
+import { CastellanError } from '../../config/errors.js';
 
 export const DEFAULT_UP_DIR = '.castellan';
 

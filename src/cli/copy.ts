@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, readdir, stat } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { CastellanError } from '../errors.js';
+import { CastellanError } from '../../config/errors.js';
 import type { JobClient } from './local.js';
 
 interface Remote {

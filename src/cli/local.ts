@@ -5,7 +5,7 @@ import type { Requester } from '../../auth/types.js';
 import type { JobRecord } from '../../queues/records.js';
 import type { StampedEvent } from '../../queues/events.js';
 import { createLogger } from '../log.js';
-import { Redactor } from '../redact.js';
+import { Redactor } from '../../queues/redact.js';
 import { createRuntime, type Runtime } from '../runtime.js';
 import { findConfig } from './config-path.js';
 

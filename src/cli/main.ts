@@ -3,7 +3,7 @@
 // stderr, results to stdout, and the exit code says how it went (see render.ts).
 import { Command, CommanderError } from 'commander';
 import { catalogue, getTool, helpText, parseToolWords } from '../../tools/index.js';
-import { CastellanError, errorMessage } from '../errors.js';
+import { CastellanError, errorMessage } from '../../config/errors.js';
 import { runCopy } from './copy.js';
 import { openLocal, type JobClient } from './local.js';
 import { openRemoteJobClient, remoteToken } from './remote.js';

@@ -5,13 +5,13 @@
 // CastellanErrors with the server's code and message, so the CLI prints and exits the same
 // way in both modes.
 import { FINAL_STATES } from '../../queues/states.js';
-import { sleep } from '../sleep.js';
+import { sleep } from '../../queues/sleep.js';
 import { readFile } from 'node:fs/promises';
 import type { Requester, Role } from '../../auth/types.js';
 import type { StampedEvent, JobEvent } from '../../queues/events.js';
 import type { JobRecord } from '../../queues/records.js';
 import type { JobState } from '../../queues/states.js';
-import { CastellanError, ERROR_CODES, type ErrorCode } from '../errors.js';
+import { CastellanError, ERROR_CODES, type ErrorCode } from '../../config/errors.js';
 import type { EventView, JobView, OutputPage } from '../http/job-view.js';
 import type { JobClient } from './local.js';
 

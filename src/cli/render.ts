@@ -4,7 +4,7 @@
 import type { StampedEvent } from '../../queues/events.js';
 import type { JobRecord } from '../../queues/records.js';
 import type { JobState } from '../../queues/states.js';
-import { renderFolded } from '../fold.js';
+import { renderFolded } from '../../queues/fold.js';
 
 /** Exit codes: 0 all ok; 1 some host not ok; 2 the job did not run to the end; 3 still pending. */
 export function exitCodeFor(state: JobState): number {

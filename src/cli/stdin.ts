@@ -1,6 +1,6 @@
 // Reading scripts for pipe / heredoc / batch.
 import { readFile } from 'node:fs/promises';
-import { CastellanError, errorMessage } from '../errors.js';
+import { CastellanError, errorMessage } from '../../config/errors.js';
 
 const MAX_SCRIPT_BYTES = 1024 * 1024;
 

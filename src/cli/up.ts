@@ -15,7 +15,7 @@ import { startRedis, type PrivateRedis } from '../lab/redis.js';
 import { labUp, type Lab } from '../lab/sshd-lab.js';
 import { findFreePort } from '../lab/net.js';
 import { createRuntime, type Runtime } from '../runtime.js';
-import { CastellanError, errorMessage } from '../errors.js';
+import { CastellanError, errorMessage } from '../../config/errors.js';
 import { untilSignal } from './commands.js';
 
 export interface UpOptions {

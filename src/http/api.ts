@@ -11,7 +11,7 @@ import type { ReplyAddress } from '../../queues/records.js';
 import { JOB_STATES } from '../../queues/states.js';
 import { annotations, inputJsonSchema, outputJsonSchema } from '../../tools/registry.js';
 import type { AnyTool } from '../../tools/registry.js';
-import { CastellanError } from '../errors.js';
+import { CastellanError } from '../../config/errors.js';
 import type { Runtime } from '../runtime.js';
 import { eventView, jobView, outputPage } from './job-view.js';
 import { verifiedRequester } from './resource-server.js';

@@ -20,8 +20,8 @@ import {
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
 import type { Identity, Requester } from '../../auth/types.js';
-import { didYouMean } from '../../tools/suggest.js';
-import { CastellanError } from '../errors.js';
+import { didYouMean } from '../../config/suggest.js';
+import { CastellanError } from '../../config/errors.js';
 import type { Runtime } from '../runtime.js';
 import type { InFlightCalls } from './calls.js';
 import type { ApprovalPlaces } from './outcome.js';

@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { canonicalJson } from '../../config/canonical-json.js';
 import { visibleRisks } from '../../auth/policy.js';
 import type { AuthConfig } from '../../auth/settings.js';
 import type { Identity, Requester } from '../../auth/types.js';
@@ -13,7 +14,7 @@ import type { JobRecord } from '../../queues/records.js';
 import { isFinal, JOB_STATES } from '../../queues/states.js';
 import { annotations, inputJsonSchema, type AnyTool, type ToolAnnotations } from '../../tools/registry.js';
 import type { JsonSchema } from '../../tools/schema-info.js';
-import { CastellanError } from '../errors.js';
+import { CastellanError } from '../../config/errors.js';
 import type { Runtime } from '../runtime.js';
 import { eventView, eventViewSchema, outputPage, outputPageSchema, requesterViewSchema } from '../http/job-view.js';
 import type { RequestId } from './calls.js';
@@ -47,16 +48,6 @@ export interface McpTool {
 
 /** An idempotency key window: a client re-sending the same request within it gets the same job. */
 const RETRY_WINDOW_MS = 5 * 60_000;
-
-/** Key order must not matter: `{a,b}` and `{b,a}` are the same request. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
-}
 
 /**
  * JSON-RPC ids restart at 0 in every client session, so the id alone would make a new

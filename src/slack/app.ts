@@ -11,7 +11,7 @@
 // Redis, the IdP or planning.
 import { App, ExpressReceiver, SocketModeReceiver, LogLevel, type AllMiddlewareArgs, type BlockAction, type Logger as BoltLogger, type SlackActionMiddlewareArgs } from '@slack/bolt';
 import express, { type RequestHandler } from 'express';
-import { CastellanError, errorMessage } from '../errors.js';
+import { CastellanError, errorMessage } from '../../config/errors.js';
 import type { Logger } from '../log.js';
 import type { Runtime } from '../runtime.js';
 import type { ReplyAddress } from '../../queues/records.js';

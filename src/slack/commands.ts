@@ -9,7 +9,7 @@ import { JOB_STATES, type JobState } from '../../queues/states.js';
 import { helpText } from '../../tools/help.js';
 import { parseToolWords } from '../../tools/cli-args.js';
 import type { AnyTool } from '../../tools/registry.js';
-import { CastellanError, errorMessage } from '../errors.js';
+import { CastellanError, errorMessage } from '../../config/errors.js';
 import type { Logger } from '../log.js';
 import { linkUrl } from './link-page.js';
 import type { SlackLinks } from './links.js';

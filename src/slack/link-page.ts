@@ -4,7 +4,7 @@
 // finishes the authorization code + PKCE exchange and stores the link.
 import { Router, type Request } from 'express';
 import { visibleInline } from '../../config/visible.js';
-import { errorMessage } from '../errors.js';
+import { errorMessage } from '../../config/errors.js';
 import type { Logger } from '../log.js';
 import { LINK_STATE_TTL_S, LinkError, type PendingLink, type SlackLinks, type StoredLink } from './links.js';
 

@@ -10,7 +10,7 @@ import * as client from 'openid-client';
 import { identityFor } from '../../auth/roles.js';
 import type { RoleMap } from '../../auth/settings.js';
 import type { Requester } from '../../auth/types.js';
-import { errorMessage } from '../errors.js';
+import { errorMessage } from '../../config/errors.js';
 import type { Logger } from '../log.js';
 import type { SlackKeys } from './keys.js';
 

@@ -16,7 +16,7 @@ import { webApi } from '@slack/bolt';
 import type { QueueContext } from '../../queues/context.js';
 import type { JobRecord } from '../../queues/records.js';
 import { isFinal } from '../../queues/states.js';
-import { errorMessage } from '../errors.js';
+import { errorMessage } from '../../config/errors.js';
 import type { Logger } from '../log.js';
 import type { SlackKeys } from './keys.js';
 import { needsThreadReply, renderJob, renderOutputReply, type JobProgress, type MessageKind, type SlackMessage } from './render.js';

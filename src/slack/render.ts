@@ -14,7 +14,7 @@ import { foldNodeSet } from '../../config/nodeset.js';
 import { actionArgv } from '../../queues/plan-commands.js';
 import type { JobRecord } from '../../queues/records.js';
 import { isFinal, type JobState } from '../../queues/states.js';
-import { renderFolded } from '../fold.js';
+import { renderFolded } from '../../queues/fold.js';
 
 export const SECTION_LIMIT = 3000;
 /** Text of a thread reply carrying long output; Slack truncates messages past 40k, and reads best well under. */

@@ -4,7 +4,7 @@
 // (remote-run.ts) so that timeouts and cancellation really stop them on the node.
 import type { Logger } from 'pino';
 import type { ClientChannel } from 'ssh2';
-import { slidingWindow, splitBatches } from './batches.js';
+import { slidingWindow } from './batches.js';
 import { KnownHosts } from './known-hosts.js';
 import type { SshObserver } from './metrics.js';
 import { CappedOutput } from './output.js';
@@ -28,7 +28,6 @@ import type {
   FanoutOptions,
   HostResult,
   HostStatus,
-  RollingOptions,
   SshTarget,
 } from './types.js';
 
@@ -197,35 +196,6 @@ export class SshExecutor implements SftpAccess {
   async fanout(targets: readonly SshTarget[], request: RequestFor, options: FanoutOptions = {}): Promise<HostResult[]> {
     const limits = limitsOf(this.limits, options);
     return slidingWindow(targets, options.window ?? this.window, (target) => this.runGuarded(target, request, limits, options));
-  }
-
-  /**
-   * Batches run one after another; failed hosts are counted across batches and once more than
-   * `failureBudget` have failed, the remaining batches are `skipped` (never attempted).
-   */
-  async rolling(targets: readonly SshTarget[], request: RequestFor, options: RollingOptions): Promise<HostResult[]> {
-    const batches = splitBatches(targets, options.batchSize);
-    const results: HostResult[] = [];
-    let failed = 0;
-    for (const [index, batch] of batches.entries()) {
-      if (failed > options.failureBudget) {
-        for (const target of batch) {
-          const result = new Attempt(target.name).result('skipped', {
-            error: `not attempted: ${failed} hosts failed, over the failure budget of ${options.failureBudget}`,
-          });
-          this.finish(result, options.onEvent);
-          results.push(result);
-        }
-        continue;
-      }
-      options.onEvent?.({ type: 'batch_started', index, hosts: batch.map((target) => target.name) });
-      const batchResults = await this.fanout(batch, request, options);
-      const batchFailed = batchResults.filter((result) => result.status !== 'ok' && result.status !== 'skipped').length;
-      failed += batchFailed;
-      options.onEvent?.({ type: 'batch_finished', index, failed: batchFailed, budgetLeft: Math.max(0, options.failureBudget - failed) });
-      results.push(...batchResults);
-    }
-    return results;
   }
 
   /** Which processes of run `runId` exist on the node (wrapper, its session, anything carrying its tag). */

@@ -8,7 +8,7 @@ import { dirname, relative, isAbsolute } from 'node:path';
 import type { Config } from '../../config/load.js';
 import type { PlanExecutor, TransferCallOptions } from '../../queues/runner.js';
 import type { Logger } from '../log.js';
-import { metrics } from '../metrics.js';
+import { metrics } from '../../queues/metrics.js';
 import { SshExecutor } from './executor.js';
 import { KnownHosts } from './known-hosts.js';
 import { sshMetrics } from './metrics.js';

@@ -6,7 +6,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CastellanError } from '../../src/errors.js';
+import { CastellanError } from '../../config/errors.js';
 import { openRemoteJobClient, RemoteClient, remoteToken } from '../../src/cli/remote.js';
 import { renderPlan, renderResult } from '../../src/cli/render.js';
 import type { StampedEvent } from '../../queues/events.js';

@@ -210,23 +210,3 @@ describe('per-host failures while the rest of the fleet succeeds', () => {
   });
 });
 
-describe('rolling batches', () => {
-  it('counts failures across batches and skips later batches once the budget is exceeded', async () => {
-    const events: ExecEvent[] = [];
-    const failOn = new Set(['node01', 'node05']);
-    const results = await ssh.rolling(
-      targets,
-      (t) => ({ argv: ['sh', '-c', failOn.has(t.name) ? 'exit 1' : 'true'], runId: runId(t.name) }),
-      { batchSize: 3, failureBudget: 1, onEvent: (e) => events.push(e) },
-    );
-    expect(results.map((r) => r.status)).toEqual(['failed', 'ok', 'ok', 'ok', 'failed', 'ok', 'skipped', 'skipped', 'skipped', 'skipped']);
-    expect(results[6]!.error).toMatch(/failure budget of 1/);
-    const batchEvents = events.filter((e) => e.type === 'batch_started' || e.type === 'batch_finished');
-    expect(batchEvents).toEqual([
-      { type: 'batch_started', index: 0, hosts: ['node01', 'node02', 'node03'] },
-      { type: 'batch_finished', index: 0, failed: 1, budgetLeft: 0 },
-      { type: 'batch_started', index: 1, hosts: ['node04', 'node05', 'node06'] },
-      { type: 'batch_finished', index: 1, failed: 1, budgetLeft: 0 },
-    ]);
-  });
-});

@@ -12,7 +12,7 @@ import { loadConfig } from '../../config/load.js';
 import { startRedis, type PrivateRedis } from '../../src/lab/redis.js';
 import { labUp, type Lab, type LabOptions } from '../../src/lab/sshd-lab.js';
 import { createLogger } from '../../src/log.js';
-import { Redactor } from '../../src/redact.js';
+import { Redactor } from '../../queues/redact.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';
 import type { JobSettings } from '../../queues/context.js';
 

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { expandNodeSet } from '../../config/nodeset.js';
-import { foldOutputs, renderFolded, type HostOutput } from '../../src/fold.js';
+import { foldOutputs, renderFolded, type HostOutput } from '../../queues/fold.js';
 
 const out = (host: string, text: string, status = 'ok'): HostOutput => ({ host, status, text });
 

@@ -2,8 +2,10 @@
 // loaders that are written in parallel) and a PlanContext whose resolver does plain name,
 // group and comma-union lookups.
 import type { Host, Inventory } from '../../config/types.js';
-import type { HostResult, HostStatus } from '../../src/ssh/types.js';
-import type { PlanContext, StepResults } from '../../tools/types.js';
+import type { HostResult, HostStatus } from '../../tools/host-result.js';
+import { InvalidInputError, validateInput, type AnyTool } from '../../tools/registry.js';
+import type { Plan, PlanContext, StepResults } from '../../tools/types.js';
+import { ToolInputError } from '../../tools/types.js';
 
 function host(name: string, groups: string[], labels: Record<string, string> = {}): Host {
   return { name, address: `10.0.0.${name.length}${name.charCodeAt(0) % 10}`, port: 22, user: undefined, privateKeyFile: undefined, groups: ['all', ...groups], labels, vars: {} };
@@ -70,4 +72,20 @@ export function hostResult(host: string, stdout: string, status: HostStatus = 'o
 /** Results of one step, keyed like the job runner hands them to summarize. */
 export function stepResults(stepId: string, results: HostResult[]): StepResults {
   return new Map([[stepId, new Map(results.map((r) => [r.host, r]))]]);
+}
+
+/** Validate and plan in one go, as the job service does (tests only; it wraps errors for its callers). */
+export function planFor(tool: AnyTool, raw: unknown, ctx: PlanContext): Plan {
+  if (!tool.plan) throw new ToolInputError('tool', `${tool.name} answers from the inventory and has no plan`);
+  const validated = validateInput(tool, raw);
+  if (!validated.ok) throw new InvalidInputError(validated.issues);
+  return tool.plan(validated.input, ctx);
+}
+
+/** Validate and answer an inventory-only tool (tests only). */
+export function answerFor(tool: AnyTool, raw: unknown, ctx: PlanContext): unknown {
+  if (!tool.answer) throw new ToolInputError('tool', `${tool.name} runs on hosts`);
+  const validated = validateInput(tool, raw);
+  if (!validated.ok) throw new InvalidInputError(validated.issues);
+  return tool.answer(validated.input, ctx);
 }

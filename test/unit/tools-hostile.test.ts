@@ -3,9 +3,9 @@
 // `--option=value` element, stdin, or a file-transfer path), never split or placed where a
 // leading `-` would be read as an option.
 import { describe, expect, it } from 'vitest';
-import { catalogue, planFor, validateInput } from '../../tools/index.js';
+import { catalogue, validateInput } from '../../tools/index.js';
+import { ctx, planFor } from './tools-fixtures.js';
 import type { AnyTool, Plan } from '../../tools/index.js';
-import { ctx } from './tools-fixtures.js';
 
 const HOSTILE = ['a;reboot', '$(id)', '`id`', 'a\nreboot', 'a\0b', '-rf', '--help', "a'b\"c", 'a|b&&c', '../../etc/shadow', ' '];
 

@@ -3,7 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { parseInventory } from '../../config/inventory.js';
 import { resolveTargets } from '../../config/targets.js';
-import { answerFor, getTool, planFor, ToolInputError } from '../../tools/index.js';
+import { getTool, ToolInputError } from '../../tools/index.js';
+import { answerFor, planFor } from './tools-fixtures.js';
 import type { PlanContext } from '../../tools/index.js';
 
 const inventory = parseInventory(

@@ -3,7 +3,7 @@
 // (the argv an approver sees and the audit records), what else a reader needs to see (stdin,
 // a gate's check), and how it runs, written against `StepIO` so it needs neither SSH nor
 // Redis. Adding a kind is one module in tools/steps/ plus one line in its index.
-import type { HostResult, HostStatus } from '../../src/ssh/types.js';
+import type { HostResult, HostStatus } from '../host-result.js';
 import type { Plan, PlanStep, StepResults } from '../types.js';
 
 export interface ExecRequestSpec {

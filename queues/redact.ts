@@ -56,6 +56,3 @@ export class Redactor {
     return value;
   }
 }
-
-/** A redactor that knows no values (tests, tools that never see secrets). */
-export const noSecrets = new Redactor([]);
