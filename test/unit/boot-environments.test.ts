@@ -2,10 +2,10 @@
 // driver, and the list parsers on recorded output formats.
 import { describe, expect, it } from 'vitest';
 import { parseBeadmListing, parseZfsListing } from '../../tools/boot-env.js';
-import { getTool, planFor, validateInput } from '../../tools/index.js';
+import { getTool, validateInput } from '../../tools/index.js';
 import type { Host } from '../../config/types.js';
 import type { PlanContext, StepResults } from '../../tools/types.js';
-import { ctx as baseCtx, hostResult } from './tools-fixtures.js';
+import { ctx as baseCtx, hostResult, planFor } from './tools-fixtures.js';
 
 // `zfs list -H -p -o name,used,creation,mounted -r -d 1 rpool/ROOT` on a ZFSBootMenu host:
 // tab-separated, exact bytes and epoch seconds (OpenZFS zfs-list(8), -H and -p).
