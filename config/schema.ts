@@ -2,6 +2,7 @@
 // the rest of Castellan reads (camelCase, durations in ms, sizes in bytes, paths absolute).
 // Every object is strict: an unknown key is an error, because a typo such as
 // `conect_timeout` would otherwise silently fall back to the default.
+import { ansibleSchema, type AnsibleSettings } from './ansible.js';
 import { homedir } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
@@ -155,6 +156,7 @@ export interface Settings {
   readonly jobs: JobSettings;
   readonly audit: { readonly file: string | undefined };
   readonly log: { readonly level: (typeof LOG_LEVELS)[number] };
+  readonly ansible: AnsibleSettings;
 }
 
 /** Keys that would hold a secret in plain text: refused with a pointer to `_env` / `_file`. */
@@ -438,6 +440,7 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
       jobs,
       audit: z.strictObject({ file: path.optional() }).prefault({}),
       log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
+      ansible: ansibleSchema(path),
     })
     .transform(
       (v): Settings => ({
@@ -457,6 +460,7 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
         jobs: v.jobs,
         audit: { file: v.audit.file },
         log: { level: v.log.level },
+        ansible: v.ansible,
       }),
     );
 }
