@@ -47,6 +47,18 @@ export default tseslint.config(
     },
   },
   {
+    // The dashboard's browser script: plain JS served as is, linted without type information.
+    files: ['src/dashboard/assets/**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      ...tseslint.configs.disableTypeChecked.languageOptions,
+      sourceType: 'script',
+      globals: Object.fromEntries(
+        ['window', 'document', 'location', 'navigator', 'EventSource', 'URLSearchParams', 'FormData', 'fetch', 'setTimeout', 'setInterval', 'clearTimeout', 'CSS', 'Element'].map((name) => [name, 'readonly']),
+      ),
+    },
+  },
+  {
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: {
       '@typescript-eslint/no-unsafe-assignment': 'off',

@@ -85,9 +85,22 @@ export interface LocalIdentitySettings {
   readonly groups: readonly string[];
 }
 
+export interface DashboardSettings {
+  /** The dashboard's own confidential client at the IdP (authorization code + PKCE). */
+  readonly clientId: string;
+  readonly clientSecret: SecretRef | undefined;
+  readonly scopes: readonly string[];
+  /** A session unused this long ends. */
+  readonly sessionIdleMs: number;
+  /** A session ends this long after sign-in, however busy. */
+  readonly sessionAbsoluteMs: number;
+}
+
 export interface AuthSettings {
   /** Absent: only the local identity works. */
   readonly oidc: OidcSettings | undefined;
+  /** Absent: no web dashboard (/ui answers with how to enable it). Needs `oidc`. */
+  readonly dashboard: DashboardSettings | undefined;
   /** Castellan role -> IdP groups that grant it. */
   readonly roles: Readonly<Record<Role, readonly string[]>>;
   /** Who the CLI and `mcp --stdio` run as. */
@@ -375,11 +388,28 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
     }))
     .optional();
 
+  const dashboard = z
+    .strictObject({
+      client_id: z.string().min(1),
+      client_secret_env: envName.optional(),
+      client_secret_file: path.optional(),
+      scopes: z.array(z.string().min(1)).default(['openid', 'profile', 'email', 'groups']),
+      session_idle: duration('30m'),
+      session_absolute: duration('12h'),
+    })
+    .transform((v, ctx): DashboardSettings => {
+      const clientSecret = secretRef(v.client_secret_env, v.client_secret_file, 'client_secret', ctx);
+      if (!clientSecret) ctx.addIssue({ code: 'custom', path: ['client_secret_env'], message: 'the dashboard is a confidential client: give client_secret_env or client_secret_file' });
+      return { clientId: v.client_id, clientSecret, scopes: v.scopes, sessionIdleMs: v.session_idle, sessionAbsoluteMs: v.session_absolute };
+    })
+    .optional();
+
   const groupList = z.array(z.string().min(1)).default([]);
   const roleShape = Object.fromEntries(ROLES.map((r) => [r, groupList])) as Record<Role, typeof groupList>;
   const auth = z
     .strictObject({
       oidc,
+      dashboard,
       roles: z.strictObject(roleShape).prefault({}),
       local_identity: z
         .strictObject({
@@ -391,6 +421,10 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
         .prefault({}),
       // The origin of a token comes from the client it was issued to, never from the request.
       clients: z.record(z.string().min(1), z.enum(ORIGINS)).default({ ...DEFAULT_CLIENTS }),
+    })
+    .superRefine((v, ctx) => {
+      // The dashboard signs people in at the same issuer whose tokens the API accepts.
+      if (v.dashboard !== undefined && v.oidc === undefined) ctx.addIssue({ code: 'custom', path: ['dashboard'], message: 'auth.dashboard needs auth.oidc (the issuer people sign in at)' });
     })
     .prefault({});
 
@@ -452,6 +486,7 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
         slack: v.slack,
         auth: {
           oidc: v.auth.oidc ? { ...v.auth.oidc, audience: v.auth.oidc.audience ?? v.server.publicUrl } : undefined,
+          dashboard: v.auth.dashboard,
           roles: v.auth.roles,
           localIdentity: v.auth.local_identity,
           clients: v.auth.clients,

@@ -12,7 +12,7 @@ export function describeSecretRef(ref: SecretRef): string {
   return ref.kind === 'env' ? `environment variable ${ref.name}` : `file ${ref.path}`;
 }
 
-export const SECRET_NAMES = ['oidcClientSecret', 'redisPassword', 'slackSigningSecret', 'slackBotToken', 'slackAppToken'] as const;
+export const SECRET_NAMES = ['oidcClientSecret', 'redisPassword', 'slackSigningSecret', 'slackBotToken', 'slackAppToken', 'dashboardClientSecret'] as const;
 export type SecretName = (typeof SECRET_NAMES)[number];
 
 export class Secrets {
@@ -36,6 +36,9 @@ export class Secrets {
   }
   get slackAppToken(): string | undefined {
     return this.#values.get('slackAppToken');
+  }
+  get dashboardClientSecret(): string | undefined {
+    return this.#values.get('dashboardClientSecret');
   }
 
   /** Every secret value, for log redaction by value (pino `redact` cannot see inside strings). */

@@ -136,6 +136,20 @@ export class JobService {
   }
 
   /**
+   * What `submit` would do, without recording anything: the validated input, the plan and how
+   * many approvals it would wait for. The dashboard's plan preview; refusals are the same errors.
+   */
+  async preview(request: Pick<SubmitRequest, 'tool' | 'input' | 'requester'>): Promise<{ tool: ToolDefinition; input: unknown; plan: Plan; approvalsRequired: number }> {
+    const { requester } = request;
+    const tool = this.tool(request.tool);
+    const decision = authorizeRequest({ risk: tool.risk, tool: tool.name, requester, config: this.auth });
+    if (!decision.ok) throw new CastellanError(decision.code === 'read_only' ? 'read_only' : 'forbidden', decision.reason);
+    const input = validate(tool, request.input);
+    const plan = buildPlan(tool, input, this.ctx.planContext(await this.ctx.inventory.current()));
+    return { tool, input, plan, approvalsRequired: decision.approvalsRequired };
+  }
+
+  /**
    * First use of (subject, key) claims it for `jobId` and returns undefined; a repeat returns
    * the job it was claimed for. A retry that races the first request waits for its record.
    */

@@ -155,3 +155,26 @@ export function parseToolWords(tool: AnyTool, args: readonly string[]): (Validat
   const parsed = parseWords(tool, args);
   return parsed.ok ? { ok: true, raw: parsed.raw } : parsed;
 }
+
+/**
+ * The inverse of parseToolArgs: CLI words that reproduce `input` (`ping all --count 3`,
+ * `exec web -- uname -a`). Front ends show it so a person can rerun a job from a terminal.
+ */
+export function toolArgsFor(tool: AnyTool, input: Readonly<Record<string, unknown>>): string[] {
+  const positional = positionalField(tool);
+  const rest = restField(tool);
+  const props = inputSchemaOf(tool.input).properties ?? {};
+  const words: string[] = [tool.name];
+  if (positional !== undefined && input[positional] !== undefined) words.push(String(input[positional] as string));
+  for (const [field, value] of Object.entries(input)) {
+    if (field === positional || field === rest || value === undefined) continue;
+    const prop = props[field];
+    if (prop !== undefined && prop.default !== undefined && JSON.stringify(prop.default) === JSON.stringify(value)) continue;
+    if (typeof value === 'boolean') words.push(value ? optionName(field) : `--no-${field.replaceAll('_', '-')}`);
+    else if (Array.isArray(value)) for (const item of value) words.push(optionName(field), typeof item === 'string' ? item : JSON.stringify(item));
+    else words.push(optionName(field), typeof value === 'string' ? value : JSON.stringify(value));
+  }
+  const tail = rest !== undefined ? input[rest] : undefined;
+  if (Array.isArray(tail) && tail.length > 0) words.push('--', ...tail.map((w) => (typeof w === 'string' ? w : JSON.stringify(w))));
+  return words;
+}

@@ -9,7 +9,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { loadConfig } from '../../config/load.js';
-import { LAB_ROLES, LAB_USERS, startLabOidc, type LabOidc, type LabOidcOptions } from '../lab/oidc.js';
+import { DASHBOARD_CLIENT_ID, LAB_ROLES, LAB_USERS, startLabOidc, type LabOidc, type LabOidcOptions } from '../lab/oidc.js';
 import { liveOwner, readUpRecord, stopLeftovers, writeUpRecord } from '../lab/leftovers.js';
 import { startRedis, type PrivateRedis } from '../lab/redis.js';
 import { labUp, type Lab } from '../lab/sshd-lab.js';
@@ -58,7 +58,9 @@ export async function runUp(options: UpOptions): Promise<void> {
     started.push({ name: 'lab', stop: () => lab.down() });
     const clientSecret = randomBytes(24).toString('base64url');
     await writeFile(join(dir, 'oidc-client-secret'), clientSecret, { mode: 0o600 });
-    const oidc = await startOidcOnRememberedPort(previous?.oidcPort, { resource: publicUrl, accessTokenFormat: 'opaque', castellanClientSecret: clientSecret });
+    const dashboardSecret = randomBytes(24).toString('base64url');
+    await writeFile(join(dir, 'oidc-dashboard-secret'), dashboardSecret, { mode: 0o600 });
+    const oidc = await startOidcOnRememberedPort(previous?.oidcPort, { resource: publicUrl, accessTokenFormat: 'opaque', castellanClientSecret: clientSecret, dashboardClientSecret: dashboardSecret });
     started.push({ name: 'oidc', stop: () => oidc.stop() });
     await writeUpRecord(dir, { pid: process.pid, startedAt: new Date().toISOString(), oidcPort: Number(new URL(oidc.issuer).port), serverPort: port });
     await mkdir(join(dir, 'files'), { recursive: true });
@@ -106,6 +108,7 @@ function embeddedConfig(p: { lab: Lab; redisUrl: string; publicUrl: string; port
     server: { listen: `127.0.0.1:${p.port}`, public_url: p.publicUrl },
     auth: {
       oidc: { issuer: p.issuer, client_id: 'castellan', client_secret_file: './oidc-client-secret', token_format: 'auto' },
+      dashboard: { client_id: DASHBOARD_CLIENT_ID, client_secret_file: './oidc-dashboard-secret' },
       roles: LAB_ROLES,
       local_identity: { subject: 'local-admin', display_name: 'Local admin', groups: ['admins'] },
     },
@@ -125,6 +128,7 @@ function banner(p: { configFile: string; server: string; issuer: string; redis: 
     '',
     'Castellan is up (embedded default, loopback only).',
     `  server      ${p.server}   (/mcp, /api/v1, /healthz, /metrics)`,
+    `  dashboard   ${p.server}/ui   (sign in as a demo user below)`,
     `  lab OIDC    ${p.issuer}   demo users: ${users}; password = <user>-lab-password`,
     `  redis       ${p.redis}   (data in ${p.dir}/redis)`,
     `  lab nodes   ${p.lab.nodes.map((n) => `${n.name}=${n.address}:${n.port}`).join(' ')}`,

@@ -12,6 +12,7 @@ import type { Runtime } from '../runtime.js';
 import { InFlightCalls } from '../mcp/calls.js';
 import { MCP_PATH, mcpRouter } from '../mcp/http.js';
 import { API_PREFIX, apiRouter } from './api.js';
+import { dashboardRouter } from '../dashboard/router.js';
 import {
   hostAndOriginGuard,
   protectedResourceMetadataRouter,
@@ -163,6 +164,7 @@ export function createHttpApp(runtime: Runtime, options: HttpAppOptions): HttpAp
   const places = { publicUrl, slackChannel: config.slack?.approvalsChannel };
   app.use(mcpRouter(runtime, { authenticate: mcpAuth, places, calls }));
   app.use(API_PREFIX, apiRouter(runtime, { authenticate: apiAuth }));
+  app.use('/ui', dashboardRouter(runtime));
   runtime.logger.debug({ mcp: MCP_PATH, api: API_PREFIX, oidc: oidc !== undefined }, 'HTTP routes ready');
   return { app, calls };
 }

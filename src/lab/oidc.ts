@@ -36,6 +36,8 @@ export interface LabOidcOptions {
   readonly clients?: readonly LabClient[];
   /** Secret of the `castellan` introspection client (random when absent). */
   readonly castellanClientSecret?: string;
+  /** Secret of the `castellan-dashboard` sign-in client (random when absent). */
+  readonly dashboardClientSecret?: string;
   readonly accessTokenTtlSeconds?: number;
 }
 
@@ -54,6 +56,8 @@ export interface LabOidc {
   readonly users: readonly LabUser[];
   /** Castellan's confidential client, for the resource server's introspection. */
   readonly castellanClient: { readonly clientId: string; readonly clientSecret: string };
+  /** The web dashboard's confidential client (code + PKCE, redirect to `<resource>/ui/auth/callback`). */
+  readonly dashboardClient: { readonly clientId: string; readonly clientSecret: string };
   /** `kid` of the provider's signing key (forged tokens reuse it to look genuine). */
   readonly signingKeyId: string;
   /** Issue an access token for a demo user without the browser flow (opaque or JWT per options). */
@@ -89,7 +93,10 @@ const AUTHELIA_ROUTES = {
   jwks: '/jwks.json',
 };
 
-function defaultClients(castellanSecret: string): LabClient[] {
+export const DASHBOARD_CLIENT_ID = 'castellan-dashboard';
+
+function defaultClients(castellanSecret: string, dashboardSecret: string, resource: string): LabClient[] {
+  const base = resource.replace(/\/$/, '');
   const publicClient = { token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] };
   return [
     // The resource server itself: never logs anyone in, only introspects (Authelia's default auth method).
@@ -105,6 +112,18 @@ function defaultClients(castellanSecret: string): LabClient[] {
     { ...publicClient, client_id: 'castellan-cli', application_type: 'native', redirect_uris: ['http://127.0.0.1/callback'] },
     { ...publicClient, client_id: 'claude-code', application_type: 'native', redirect_uris: ['http://localhost/callback'] },
     { ...publicClient, client_id: 'mcp-inspector', application_type: 'web', redirect_uris: ['http://localhost:6274/oauth/callback'] },
+    // The web dashboard signs people in as a confidential web client of its own, like an
+    // Authelia client with `client_secret_basic`, `require_pkce` and a logout redirect.
+    {
+      client_id: DASHBOARD_CLIENT_ID,
+      client_secret: dashboardSecret,
+      token_endpoint_auth_method: 'client_secret_basic',
+      application_type: 'web',
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      redirect_uris: [`${base}/ui/auth/callback`],
+      post_logout_redirect_uris: [`${base}/ui/signed-out`],
+    },
   ];
 }
 
@@ -115,6 +134,7 @@ export async function startLabOidc(options: LabOidcOptions): Promise<LabOidc> {
   }
   const users = options.users ?? LAB_USERS;
   const castellanSecret = options.castellanClientSecret ?? randomBytes(24).toString('base64url');
+  const dashboardSecret = options.dashboardClientSecret ?? randomBytes(24).toString('base64url');
   const resources = new Set([options.resource, ...(options.otherResources ?? [])]);
   const ttl = options.accessTokenTtlSeconds ?? 3600;
 
@@ -142,7 +162,7 @@ export async function startLabOidc(options: LabOidcOptions): Promise<LabOidc> {
   });
 
   const provider = new Provider(issuer, {
-    clients: options.clients ?? defaultClients(castellanSecret),
+    clients: options.clients ?? defaultClients(castellanSecret, dashboardSecret, options.resource),
     jwks: { keys: [signingJwk] },
     cookies: { keys: [randomBytes(32).toString('base64url')] },
     routes: AUTHELIA_ROUTES,
@@ -249,6 +269,7 @@ export async function startLabOidc(options: LabOidcOptions): Promise<LabOidc> {
     accessTokenFormat: options.accessTokenFormat,
     users,
     castellanClient: { clientId: 'castellan', clientSecret: castellanSecret },
+    dashboardClient: { clientId: DASHBOARD_CLIENT_ID, clientSecret: dashboardSecret },
     signingKeyId,
     async mintAccessToken(mint) {
       const user = findUser(mint.username);

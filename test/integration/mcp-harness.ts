@@ -20,6 +20,7 @@ import type { JobSettings } from '../../queues/context.js';
 
 export const OTHER_RESOURCE = 'https://other-service.example/api';
 const SECRET_ENV = 'CASTELLAN_TEST_OIDC_SECRET';
+const DASHBOARD_SECRET_ENV = 'CASTELLAN_TEST_DASHBOARD_SECRET';
 
 export interface HarnessOptions {
   readonly redisUrl: string;
@@ -27,6 +28,8 @@ export interface HarnessOptions {
   readonly tokenFormat: 'opaque' | 'jwt';
   /** Leave auth.oidc out of the config (the "not configured" case). */
   readonly withoutOidc?: boolean;
+  /** Extra castellan.yaml keys (shallow-merged per top-level section). */
+  readonly config?: Readonly<Record<string, Record<string, unknown>>>;
 }
 
 export interface Harness {
@@ -67,22 +70,32 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
     const oidc = await startLabOidc({ resource: base, accessTokenFormat: options.tokenFormat, otherResources: [OTHER_RESOURCE] });
     cleanups.push(() => oidc.stop());
 
-    const yaml = stringify({
+    const doc: Record<string, Record<string, unknown> | string> = {
       inventory: lab.inventoryFile,
       known_hosts: lab.knownHostsFile,
       ssh: { user: lab.loginUser, private_key_file: lab.clientKeyFile, connect_timeout: '5s', command_timeout: '1m' },
       redis: { url: options.redisUrl, prefix: `ct-${randomBytes(4).toString('hex')}` },
       server: { listen: `127.0.0.1:${port}`, public_url: base, allowed_origins: ['http://localhost:6274'] },
       auth: {
-        ...(options.withoutOidc ? {} : { oidc: { issuer: oidc.issuer, client_id: oidc.castellanClient.clientId, client_secret_env: SECRET_ENV } }),
+        ...(options.withoutOidc
+          ? {}
+          : {
+              oidc: { issuer: oidc.issuer, client_id: oidc.castellanClient.clientId, client_secret_env: SECRET_ENV },
+              dashboard: { client_id: oidc.dashboardClient.clientId, client_secret_env: DASHBOARD_SECRET_ENV },
+            }),
         roles: LAB_ROLES,
         local_identity: { subject: 'local-admin', display_name: 'Local admin', groups: ['admins'] },
       },
       jobs: { wait_budget: '20s' },
       log: { level: 'warn' },
-    });
+    };
+    for (const [section, values] of Object.entries(options.config ?? {})) {
+      const current = doc[section];
+      doc[section] = typeof current === 'object' ? { ...current, ...values } : values;
+    }
+    const yaml = stringify(doc);
     // The secret reaches Castellan the way it does in production: through the named env var.
-    const config = await parseConfig(yaml, path.join(dir, 'castellan.yaml'), { env: { ...process.env, [SECRET_ENV]: oidc.castellanClient.clientSecret } });
+    const config = await parseConfig(yaml, path.join(dir, 'castellan.yaml'), { env: { ...process.env, [SECRET_ENV]: oidc.castellanClient.clientSecret, [DASHBOARD_SECRET_ENV]: oidc.dashboardClient.clientSecret } });
 
     const runtime = await createRuntime(config, { mode: 'server' });
     cleanups.push(() => runtime.close());

@@ -1,0 +1,176 @@
+// Castellan dashboard: small progressive enhancement over server-rendered pages. Every page
+// works without it; with it, times stay relative, job rows and job pages update live over SSE,
+// the run form previews plans and resolves targets as you type, and copy buttons copy.
+// Markup it inserts comes from the server's escaped templates; untrusted text goes in as text.
+'use strict';
+
+(function () {
+  const UI = '/ui';
+  const csrf = document.querySelector('meta[name="csrf-token"]')?.getAttribute('content') ?? '';
+
+  function relative(at) {
+    const seconds = Math.round((Date.now() - at) / 1000);
+    const size = Math.abs(seconds);
+    if (size < 5) return 'just now';
+    const amount = size < 60 ? `${size} s` : size < 3600 ? `${Math.round(size / 60)} min` : size < 86400 ? `${Math.round(size / 3600)} h` : `${Math.round(size / 86400)} d`;
+    return seconds >= 0 ? `${amount} ago` : `in ${amount}`;
+  }
+
+  function refreshTimes(root) {
+    for (const el of root.querySelectorAll('time[data-relative]')) {
+      const at = Date.parse(el.getAttribute('datetime') ?? '');
+      if (!Number.isNaN(at)) el.textContent = relative(at);
+    }
+  }
+  setInterval(() => refreshTimes(document), 5000);
+
+  // Copy buttons: data-copy names the input whose value is copied.
+  document.addEventListener('click', (event) => {
+    const button = event.target instanceof Element ? event.target.closest('[data-copy]') : null;
+    if (!button) return;
+    const input = document.getElementById(button.getAttribute('data-copy') ?? '');
+    if (!input) return;
+    input.select();
+    const done = () => {
+      button.textContent = 'Copied';
+      setTimeout(() => (button.textContent = 'Copy'), 1500);
+    };
+    if (navigator.clipboard) navigator.clipboard.writeText(input.value).then(done, () => document.execCommand('copy') && done());
+    else if (document.execCommand('copy')) done();
+  });
+
+  // Buttons with data-confirm ask once more before their form is sent.
+  document.addEventListener('submit', (event) => {
+    const submitter = event.submitter;
+    const message = submitter?.getAttribute('data-confirm');
+    if (message && !window.confirm(message)) event.preventDefault();
+  });
+
+  function fragment(markup) {
+    const template = document.createElement('template');
+    template.innerHTML = markup; // server-rendered, escaped by the template layer
+    return template.content;
+  }
+
+  // Jobs list: rows update, new jobs appear at the top.
+  const table = document.querySelector('table[data-live-jobs]');
+  if (table) {
+    const body = table.tBodies[0];
+    const ids = [...body.querySelectorAll('tr[data-job]')].map((row) => row.getAttribute('data-job'));
+    const params = new URLSearchParams(location.search);
+    params.delete('offset');
+    params.set('ids', ids.join(','));
+    const status = document.querySelector('[data-live-status]');
+    const source = new EventSource(`${UI}/live/jobs?${params}`);
+    const put = (data, prepend) => {
+      const row = fragment(data.html).firstElementChild;
+      if (!row) return;
+      const old = document.getElementById(`row-${data.id}`);
+      if (old) old.replaceWith(row);
+      else if (prepend) {
+        body.querySelector('tr.empty')?.remove();
+        body.prepend(row);
+      } else return;
+      row.classList.add('flash');
+      refreshTimes(row);
+    };
+    source.addEventListener('row', (e) => put(JSON.parse(e.data), false));
+    source.addEventListener('new', (e) => put(JSON.parse(e.data), true));
+    source.addEventListener('open', () => status && (status.textContent = 'Live: rows update as jobs change.'));
+    source.addEventListener('error', () => status && (status.textContent = 'Live updates paused; reconnecting…'));
+  }
+
+  // One job: live log, grid cells and timeline; reload once it has ended to show the result.
+  const jobSection = document.querySelector('[data-job-page]');
+  if (jobSection && jobSection.getAttribute('data-final') === 'no') {
+    const id = jobSection.getAttribute('data-job-page');
+    const after = jobSection.getAttribute('data-after') ?? '0';
+    const log = document.querySelector('[data-live-log] code');
+    const timeline = document.querySelector('[data-timeline]');
+    const source = new EventSource(`${UI}/jobs/${id}/live?after=${encodeURIComponent(after)}`);
+    source.addEventListener('job', (e) => {
+      const data = JSON.parse(e.data);
+      if (data.output && log) {
+        const prefix = `${data.host ?? ''}${data.stream === 'stderr' ? ' (stderr)' : ''}: `;
+        log.append(document.createTextNode(data.output.split('\n').filter((l, i, all) => l !== '' || i < all.length - 1).map((l) => prefix + l).join('\n') + '\n'));
+        log.parentElement.scrollTop = log.parentElement.scrollHeight;
+      }
+      if ((data.type === 'host_started' || data.type === 'host_finished') && data.host) {
+        const cell = document.querySelector(`td[data-host="${CSS.escape(data.host)}"]`);
+        if (cell) {
+          const status = data.type === 'host_started' ? 'running' : data.status;
+          const tone = { ok: 'ok', running: 'run', failed: 'bad', timed_out: 'bad', unreachable: 'bad' }[status] ?? 'off';
+          cell.className = `cell tone-${tone}`;
+          cell.setAttribute('data-status', status);
+          cell.textContent = String(status).replace(/_/g, ' ');
+        }
+      }
+      if (data.timeline && timeline) {
+        timeline.querySelector('li.muted')?.remove();
+        const li = document.createElement('li');
+        const time = document.createElement('time');
+        time.setAttribute('datetime', data.at);
+        time.setAttribute('data-relative', '');
+        time.title = data.at;
+        time.textContent = relative(Date.parse(data.at));
+        li.append(time, document.createTextNode(` ${data.timeline}`));
+        timeline.append(li);
+      }
+    });
+    source.addEventListener('final', () => {
+      source.close();
+      setTimeout(() => location.reload(), 300);
+    });
+  }
+
+  // Approval countdowns.
+  const countdowns = document.querySelectorAll('[data-countdown]');
+  if (countdowns.length > 0) {
+    setInterval(() => {
+      for (const el of countdowns) {
+        const left = Date.parse(el.getAttribute('data-countdown') ?? '') - Date.now();
+        if (Number.isNaN(left)) continue;
+        const min = Math.floor(Math.max(left, 0) / 60000);
+        const sec = Math.floor((Math.max(left, 0) % 60000) / 1000);
+        el.textContent = left <= 0 ? 'now (expired)' : `in ${min} min ${String(sec).padStart(2, '0')} s`;
+      }
+    }, 1000);
+  }
+
+  // Run form: live target resolution and in-page plan preview.
+  const form = document.querySelector('form[data-run-form]');
+  if (form) {
+    const tool = form.getAttribute('data-run-form');
+    const targets = form.querySelector('[data-resolve-targets]');
+    const resolved = form.querySelector('[data-resolved]');
+    let timer;
+    const resolve = async () => {
+      if (!targets || !resolved) return;
+      const expr = targets.value.trim();
+      if (expr === '') {
+        resolved.textContent = '';
+        return;
+      }
+      const response = await fetch(`${UI}/run/${tool}/targets?expr=${encodeURIComponent(expr)}`, { headers: { accept: 'application/json' } });
+      const data = await response.json();
+      resolved.textContent = data.error ? `✕ ${data.error}` : `→ ${data.count} host${data.count === 1 ? '' : 's'}: ${data.hosts.join(', ')}${data.count > data.hosts.length ? ' …' : ''}`;
+      resolved.className = data.error ? 'resolved error' : 'resolved';
+    };
+    targets?.addEventListener('input', () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => void resolve(), 250);
+    });
+    if (targets && targets.value) void resolve();
+    const preview = document.querySelector('[data-preview]');
+    form.addEventListener('submit', async (event) => {
+      if (event.submitter?.value !== 'preview' || !preview) return;
+      event.preventDefault();
+      const body = new URLSearchParams(new FormData(form));
+      body.set('_action', 'preview');
+      const response = await fetch(form.action, { method: 'POST', body, headers: { 'x-requested-with': 'fetch', 'x-csrf-token': csrf } });
+      const heading = preview.querySelector('h2');
+      preview.replaceChildren(heading ?? '', fragment(await response.text()));
+      preview.scrollIntoView({ behavior: 'smooth', block: 'start' });
+    });
+  }
+})();

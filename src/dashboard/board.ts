@@ -1,0 +1,34 @@
+// bull-board (@bull-board/express) under /ui/queues, behind the dashboard session: one
+// read-only board for everyone, and one with write actions (retry, clean, pause…) that only
+// admins reach. Both show the same BullMQ queue; the dashboard's session, same-origin CSRF
+// check and security headers run before either.
+import type { Queue } from 'bullmq';
+import type { RequestHandler } from 'express';
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { ExpressAdapter } from '@bull-board/express';
+import { hasRole } from '../../auth/roles.js';
+import type { Identity } from '../../auth/types.js';
+
+export const BOARD_PATH = '/ui/queues';
+
+function board(queue: Queue, readOnlyMode: boolean): RequestHandler {
+  const adapter = new ExpressAdapter();
+  adapter.setBasePath(BOARD_PATH);
+  createBullBoard({
+    queues: [new BullMQAdapter(queue, { readOnlyMode, allowRetries: !readOnlyMode, description: 'Castellan jobs (one BullMQ job per request)' })],
+    serverAdapter: adapter,
+    options: { uiConfig: { boardTitle: 'Castellan queues', miscLinks: [{ text: 'Back to the dashboard', url: '/ui/jobs' }] } },
+  });
+  return adapter.getRouter() as RequestHandler;
+}
+
+/** Picks the board by the signed-in person's role; `who` reads the session set earlier. */
+export function queueBoards(queue: Queue, who: (res: Parameters<RequestHandler>[1]) => Identity): RequestHandler {
+  const readOnly = board(queue, true);
+  const admin = board(queue, false);
+  return (req, res, next) => {
+    const handler = hasRole(who(res), 'admin') ? admin : readOnly;
+    return handler(req, res, next);
+  };
+}

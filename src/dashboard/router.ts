@@ -1,0 +1,427 @@
+// The web dashboard under /ui: sign-in and session, then the pages. It translates HTTP to
+// JobService calls and renders the answers; every rule (who may run, approve, cancel) is the
+// policy's, reached through the service as from every other front end.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import express, { type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
+import { authorizeApproval } from '../../auth/policy.js';
+import { hasRole } from '../../auth/roles.js';
+import type { Requester } from '../../auth/types.js';
+import { JOB_ID_PATTERN, newJobId } from '../../queues/records.js';
+import type { StoredAudit } from '../../queues/audit.js';
+import { toolArgsFor } from '../../tools/cli-args.js';
+import { inputJsonSchema } from '../../tools/registry.js';
+import { CastellanError, errorMessage } from '../errors.js';
+import { toolListing } from '../http/api.js';
+import { eventView, jobView, planView, type JobView } from '../http/job-view.js';
+import type { Runtime } from '../runtime.js';
+import { authRoutes } from './auth-routes.js';
+import { BOARD_PATH, queueBoards } from './board.js';
+import { requesterFor, safeReturnPath, setSignedIn, signedIn, wantsHtml } from './context.js';
+import { html, inline } from './html.js';
+import { barePage, UI, type Viewer } from './layout.js';
+import { listJobs, parseState, type JobFilter } from './listing.js';
+import { streamJob, streamJobList } from './live.js';
+import { approvalsPage, confirmApprovalPage, type InboxItem } from './pages/approvals.js';
+import { auditMatches, auditPage, type AuditFilter } from './pages/audit.js';
+import { hostsPage } from './pages/hosts.js';
+import { jobPage } from './pages/job.js';
+import { jobsPage } from './pages/jobs.js';
+import { inputFromForm, previewFragment, runFormPage, toolsPage, type ToolSummary } from './pages/run.js';
+import { hostRows } from './hosts.js';
+import { checkCsrfToken, checkSameOrigin, readCookie, securityHeaders, SESSION_COOKIE, type CookiePolicy } from './security.js';
+import { SessionStore } from './session.js';
+import { SignIn } from './sign-in.js';
+
+const FORM_LIMIT = '256kb';
+const PAGE_SIZE = 50;
+const AUDIT_SHOWN = 500;
+
+/** Static files: the TypeScript source tree's assets folder, also when running from dist/. */
+export function assetsDir(): string {
+  const here = new URL('./assets/', import.meta.url);
+  const fromDist = new URL('../../../src/dashboard/assets/', import.meta.url);
+  return fileURLToPath(existsSync(fileURLToPath(here)) ? here : fromDist);
+}
+
+export function dashboardRouter(runtime: Runtime): express.Router {
+  const { config } = runtime;
+  const router = express.Router();
+  const settings = config.auth.dashboard;
+  const oidc = config.auth.oidc;
+  const secret = config.secrets.dashboardClientSecret;
+  router.use('/assets', express.static(assetsDir(), { index: false, fallthrough: false, maxAge: '1h', setHeaders: (res) => res.set('X-Content-Type-Options', 'nosniff') }));
+  if (settings === undefined || oidc === undefined || secret === undefined) {
+    router.use(securityHeaders({ formTargets: [] }));
+    router.use((_req, res) => {
+      res.status(503).type('html').send(barePage('Dashboard not configured', html`<p>The web dashboard signs people in through OIDC as its own client. Add <code>auth.dashboard</code> (client_id and client_secret_env or client_secret_file) next to <code>auth.oidc</code> in castellan.yaml.</p>`).value);
+    });
+    return router;
+  }
+
+  const publicUrl = config.server.publicUrl.replace(/\/$/, '');
+  const publicOrigin = new URL(publicUrl).origin;
+  const cookies: CookiePolicy = { secure: publicUrl.startsWith('https:') };
+  const sessions = new SessionStore(runtime.redis, config.redis.prefix, { idleMs: settings.sessionIdleMs, absoluteMs: settings.sessionAbsoluteMs });
+  const redirectUri = `${publicUrl}/ui/auth/callback`;
+  const signIn = new SignIn({
+    issuer: oidc.issuer,
+    clientId: settings.clientId,
+    clientSecret: secret,
+    scopes: settings.scopes,
+    redirectUri,
+    postLogoutRedirectUri: `${publicUrl}/ui/signed-out`,
+    groupsClaim: 'groups',
+  });
+
+  const boardHeaders = securityHeaders({ formTargets: [], allowInlineStyles: true });
+  const pageHeaders = securityHeaders({ formTargets: [signIn.issuerOrigin] });
+  router.use((req, res, next) => ((req.baseUrl + req.path).startsWith(BOARD_PATH) ? boardHeaders : pageHeaders)(req, res, next));
+  router.use(authRoutes({ signIn, sessions, cookies, publicUrl, redirectUri, absoluteMs: settings.sessionAbsoluteMs, logger: runtime.logger }));
+
+  // Everything below needs a session; state-changing requests also pass the CSRF checks.
+  const requireSession: RequestHandler = async (req, res, next) => {
+    const sessionId = readCookie(req, SESSION_COOKIE);
+    const session = await sessions.get(sessionId);
+    if (session === undefined || sessionId === undefined) {
+      if (wantsHtml(req)) {
+        res.redirect(303, `${UI}/auth/login?return=${encodeURIComponent(safeReturnPath(req.originalUrl))}`);
+      } else {
+        res.status(401).json({ error: { code: 'unauthenticated', message: 'not signed in (or the session ended); sign in at /ui/auth/login' } });
+      }
+      return;
+    }
+    const origin = checkSameOrigin(req, publicOrigin);
+    if (!origin.ok) {
+      refuse(req, res, 403, origin.reason);
+      return;
+    }
+    setSignedIn(res, { viewer: { requester: requesterFor(session, config.auth.roles), csrf: session.csrf }, session, sessionId });
+    next();
+  };
+  router.use(requireSession);
+  // bull-board's own UI cannot carry our form token; its writes are admin-only and pass the
+  // same-origin check above (and the SameSite=Lax cookie never rides a cross-site POST).
+  router.use('/queues', queueBoards(runtime.ctx.queue, (res) => signedIn(res).viewer.requester));
+
+  const form = express.urlencoded({ extended: false, limit: FORM_LIMIT, parameterLimit: 200 });
+  const csrf: RequestHandler = (req, res, next) => {
+    const verdict = checkCsrfToken(req, signedIn(res).session.csrf);
+    if (!verdict.ok) {
+      refuse(req, res, 403, verdict.reason);
+      return;
+    }
+    next();
+  };
+  const viewerOf = (res: Response): Viewer => signedIn(res).viewer;
+  const me = (res: Response): Requester => viewerOf(res).requester;
+  const pendingFor = async (requester: Requester): Promise<number> => (await inbox(requester)).filter((i) => i.vote.ok).length;
+
+  const inbox = async (requester: Requester): Promise<InboxItem[]> => {
+    const page = await listJobs(runtime, requester, { state: 'awaiting_approval' }, 0, 100);
+    return page.jobs.map((record) => ({ job: jobView(record), vote: mayVote(requester, jobView(record)) }));
+  };
+  const mayVote = (requester: Requester, job: JobView): InboxItem['vote'] => {
+    const verdict = authorizeApproval({
+      approver: requester,
+      vote: 'approve',
+      request: { requester: { subject: job.requester.subject, displayName: job.requester.display_name, groups: [], roles: [] }, risk: job.risk, tool: job.tool, origin: job.requester.origin },
+      votes: (job.approval?.votes ?? []).map((v) => ({ subject: v.subject, vote: v.decision })),
+      config: runtime.auth,
+    });
+    return verdict.ok ? { ok: true } : { ok: false, reason: verdict.reason };
+  };
+  const mayCancel = (requester: Requester, job: JobView): boolean =>
+    job.requester.subject === requester.subject || requester.roles.some((r) => r === 'operator' || r === 'approver' || r === 'admin');
+
+  const send = (res: Response, markup: { value: string }, status = 200): void => {
+    res.status(status).type('html').send(markup.value);
+  };
+
+  router.get('/', (_req, res) => res.redirect(303, `${UI}/jobs`));
+
+  router.get('/jobs', async (req, res) => {
+    const id = typeof req.query['id'] === 'string' ? req.query['id'].trim() : '';
+    if (id !== '') {
+      if (JOB_ID_PATTERN.test(id)) {
+        res.redirect(303, `${UI}/jobs/${id}`);
+        return;
+      }
+    }
+    const filter = jobFilter(req.query);
+    const offset = Math.min(Math.max(Number(req.query['offset'] ?? 0) || 0, 0), 1_000_000);
+    const result = await listJobs(runtime, me(res), filter, offset, PAGE_SIZE);
+    const query = new URLSearchParams(Object.entries(req.query).filter((e): e is [string, string] => typeof e[1] === 'string' && e[0] !== 'offset' && e[0] !== 'id' && e[1] !== ''));
+    send(res, jobsPage({
+      viewer: viewerOf(res),
+      filter,
+      page: result,
+      tools: runtime.ctx.tools.list().map((t) => t.name).sort(),
+      query,
+      pendingApprovals: await pendingFor(me(res)),
+      notice: id !== '' ? `'${id.slice(0, 40)}' is not a job id (they look like j…)` : undefined,
+    }));
+  });
+
+  router.get('/jobs.json', async (req, res) => {
+    const filter = jobFilter(req.query);
+    const offset = Math.min(Math.max(Number(req.query['offset'] ?? 0) || 0, 0), 1_000_000);
+    const result = await listJobs(runtime, me(res), filter, offset, PAGE_SIZE);
+    res.json({ jobs: result.jobs.map(jobView), offset, next_offset: result.next, truncated: result.truncated });
+  });
+
+  router.get('/live/jobs', async (req, res) => {
+    await streamJobList(runtime, req, res, jobFilter(req.query));
+  });
+
+  const showJob = async (req: Request, res: Response, extra: { notice?: string; error?: string; status?: number } = {}): Promise<void> => {
+    const requester = me(res);
+    const record = await runtime.service.get(String(req.params['id']), requester);
+    const job = jobView(record);
+    const events = (await runtime.service.events(job.id, requester, '0', 2000)).map(eventView);
+    const tool = runtime.ctx.tools.get(job.tool);
+    send(res, jobPage({
+      viewer: viewerOf(res),
+      job,
+      events,
+      cli: tool !== undefined ? toolArgsFor(tool, (job.input ?? {}) as Record<string, unknown>) : [job.tool],
+      vote: mayVote(requester, job),
+      mayCancel: mayCancel(requester, job),
+      pendingApprovals: await pendingFor(requester),
+      notice: extra.notice,
+      error: extra.error,
+    }), extra.status);
+  };
+
+  router.get('/jobs/:id', (req, res) => showJob(req, res, { notice: typeof req.query['done'] === 'string' ? doneNotice(req.query['done']) : undefined }));
+
+  router.get('/jobs/:id/live', async (req, res) => {
+    const job = await runtime.service.get(String(req.params['id']), me(res));
+    const after = req.get('last-event-id') ?? (typeof req.query['after'] === 'string' ? req.query['after'] : '0');
+    await streamJob(runtime, job.id, /^(0|\d{1,20}-\d{1,20})$/.test(after) ? after : '0', req, res);
+  });
+
+  router.get('/jobs/:id/approve', async (req, res) => {
+    const requester = me(res);
+    const job = jobView(await runtime.service.get(String(req.params['id']), requester));
+    if (job.state !== 'awaiting_approval') {
+      res.redirect(303, `${UI}/jobs/${job.id}`);
+      return;
+    }
+    send(res, confirmApprovalPage(viewerOf(res), job, await pendingFor(requester)));
+  });
+
+  for (const action of ['approve', 'deny', 'cancel'] as const) {
+    router.post(`/jobs/:id/${action}`, form, csrf, async (req, res) => {
+      const requester = me(res);
+      const id = String(req.params['id']);
+      const body = req.body as Record<string, unknown>;
+      const reason = typeof body['reason'] === 'string' && body['reason'].trim() !== '' ? body['reason'].trim().slice(0, 1000) : undefined;
+      try {
+        if (action === 'approve') await runtime.service.approve(id, requester, reason);
+        else if (action === 'deny') {
+          if (reason === undefined) throw new CastellanError('invalid_input', 'say why you deny it (the requester reads the reason)', 'reason');
+          await runtime.service.deny(id, requester, reason);
+        } else await runtime.service.cancel(id, requester, reason);
+      } catch (error) {
+        if (!(error instanceof CastellanError)) throw error;
+        await showJob(req, res, { error: error.message, status: error.httpStatus });
+        return;
+      }
+      res.redirect(303, `${UI}/jobs/${id}?done=${action}`);
+    });
+  }
+
+  router.get('/approvals', async (_req, res) => {
+    const requester = me(res);
+    const waiting = await inbox(requester);
+    const recent = await listJobs(runtime, requester, {}, 0, 200);
+    const decided = recent.jobs.filter((j) => j.approvalsRequired > 0 && j.state !== 'awaiting_approval').slice(0, 20).map(jobView);
+    send(res, approvalsPage(viewerOf(res), waiting, decided));
+  });
+
+  const toolSummaries = (requester: Requester): ToolSummary[] =>
+    toolListing(runtime.ctx.tools.list(), requester, runtime, 'dashboard').map((t) => ({
+      name: String(t['name']),
+      title: String(t['title']),
+      description: String(t['description']),
+      risk: String(t['risk']),
+      approvalRequired: t['approval_required'] === true,
+    }));
+  const toolFor = (requester: Requester, name: string): ToolSummary => {
+    const summary = toolSummaries(requester).find((t) => t.name === name);
+    if (summary === undefined) {
+      runtime.service.tool(name); // unknown tool → its own error with suggestions
+      throw new CastellanError('forbidden', `your roles (${requester.roles.join(', ') || 'none'}) may not run ${name}`);
+    }
+    return summary;
+  };
+
+  router.get('/run', async (_req, res) => {
+    send(res, toolsPage(viewerOf(res), toolSummaries(me(res)), await pendingFor(me(res))));
+  });
+
+  router.get('/run/:tool', async (req, res) => {
+    const requester = me(res);
+    const summary = toolFor(requester, String(req.params['tool']));
+    const tool = runtime.service.tool(summary.name);
+    const values = Object.fromEntries(Object.entries(req.query).filter((e): e is [string, string] => typeof e[1] === 'string'));
+    send(res, runFormPage({ viewer: viewerOf(res), tool: summary, schema: inputJsonSchema(tool), values: inputFromForm(inputJsonSchema(tool), values), errors: {}, idempotencyKey: newJobId(), pendingApprovals: await pendingFor(requester) }));
+  });
+
+  router.get('/run/:tool/targets', async (req, res) => {
+    const expression = typeof req.query['expr'] === 'string' ? req.query['expr'] : '';
+    const requester = me(res);
+    toolFor(requester, String(req.params['tool']));
+    try {
+      const inventory = await runtime.ctx.inventory.current();
+      const hosts = runtime.ctx.planContext(inventory).resolve(expression);
+      res.json({ hosts: hosts.slice(0, 200), count: hosts.length });
+    } catch (error) {
+      res.json({ error: errorMessage(error) });
+    }
+  });
+
+  router.post('/run/:tool', form, csrf, async (req, res) => {
+    const requester = me(res);
+    const summary = toolFor(requester, String(req.params['tool']));
+    const tool = runtime.service.tool(summary.name);
+    const schema = inputJsonSchema(tool);
+    const body = req.body as Record<string, unknown>;
+    const input = inputFromForm(schema, body);
+    const action = body['_action'] === 'preview' ? 'preview' : 'submit';
+    const idempotencyKey = typeof body['_idempotency'] === 'string' && /^j[a-z0-9]{8,24}$/.test(body['_idempotency']) ? body['_idempotency'] : newJobId();
+    const fragment = req.get('x-requested-with') === 'fetch';
+    try {
+      if (action === 'preview') {
+        const preview = await runtime.service.preview({ tool: tool.name, input, requester });
+        const shown = { plan: planView(preview.plan), approvalsRequired: preview.approvalsRequired };
+        if (fragment) send(res, previewFragment(shown));
+        else send(res, runFormPage({ viewer: viewerOf(res), tool: summary, schema, values: input, errors: {}, preview: shown, idempotencyKey, pendingApprovals: await pendingFor(requester) }));
+        return;
+      }
+      const { job } = await runtime.service.submit({ tool: tool.name, input, requester, replyTo: { kind: 'dashboard' }, idempotencyKey: `ui-${idempotencyKey}` });
+      res.redirect(303, `${UI}/jobs/${job.id}`);
+    } catch (error) {
+      if (!(error instanceof CastellanError)) throw error;
+      if (fragment) {
+        send(res, html`<p class="error" role="alert">${inline(error.message)}</p>`, error.httpStatus);
+        return;
+      }
+      const field = error.field?.split(/[.[]/)[0];
+      send(res, runFormPage({
+        viewer: viewerOf(res),
+        tool: summary,
+        schema,
+        values: input,
+        errors: field !== undefined && schema.properties?.[field] !== undefined ? { [field]: error.message } : {},
+        error: error.message,
+        idempotencyKey,
+        pendingApprovals: await pendingFor(requester),
+      }), error.httpStatus);
+    }
+  });
+
+  router.get('/hosts', async (_req, res) => {
+    const requester = me(res);
+    const inventory = await runtime.ctx.inventory.current();
+    const recent = await listJobs(runtime, requester, {}, 0, 200);
+    send(res, hostsPage(viewerOf(res), await hostRows(runtime, inventory, recent.jobs), inventory.groups, await pendingFor(requester)));
+  });
+
+  const auditAllowed = (requester: Requester): void => {
+    if (!hasRole(requester, 'approver') && !hasRole(requester, 'admin')) {
+      throw new CastellanError('forbidden', `the audit trail is for approvers and admins; you have ${requester.roles.join(', ') || 'no role'}`);
+    }
+  };
+  const auditRecords = async (query: Request['query']): Promise<{ filter: AuditFilter; records: StoredAudit[] }> => {
+    const filter = auditFilter(query);
+    const all = await runtime.ctx.audit.read({ count: 20_000 });
+    return { filter, records: all.filter((r) => auditMatches(r, filter)).reverse() };
+  };
+  router.get('/audit', async (req, res) => {
+    auditAllowed(me(res));
+    const { filter, records } = await auditRecords(req.query);
+    const query = new URLSearchParams(Object.entries(req.query).filter((e): e is [string, string] => typeof e[1] === 'string' && e[1] !== ''));
+    send(res, auditPage(viewerOf(res), records.slice(0, AUDIT_SHOWN), filter, query, await pendingFor(me(res))));
+  });
+  router.get('/audit.jsonl', async (req, res) => {
+    auditAllowed(me(res));
+    const { records } = await auditRecords(req.query);
+    res.type('application/x-ndjson').attachment(`castellan-audit-${new Date().toISOString().slice(0, 19).replaceAll(':', '')}.jsonl`);
+    res.send(records.map((r) => JSON.stringify(r)).join('\n') + (records.length > 0 ? '\n' : ''));
+  });
+
+  router.use((req, res) => refuse(req, res, 404, 'no such dashboard page'));
+  router.use(errorPage(runtime));
+  return router;
+}
+
+function doneNotice(action: string): string | undefined {
+  return action === 'approve' ? 'Your approval is recorded.' : action === 'deny' ? 'Denied: the request will not run.' : action === 'cancel' ? 'Cancellation requested.' : undefined;
+}
+
+function text(value: unknown): string | undefined {
+  return typeof value === 'string' && value.trim() !== '' ? value.trim().slice(0, 200) : undefined;
+}
+
+function when(value: unknown): number | undefined {
+  const t = text(value);
+  if (t === undefined) return undefined;
+  const ms = Date.parse(/Z$|[+-]\d\d:\d\d$/.test(t) ? t : `${t}Z`);
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+function jobFilter(query: Request['query']): JobFilter {
+  return {
+    state: parseState(query['state']),
+    tool: text(query['tool']),
+    requester: text(query['requester']),
+    origin: text(query['origin']),
+    host: text(query['host']),
+    since: when(query['since']),
+    until: when(query['until']),
+  };
+}
+
+function auditFilter(query: Request['query']): AuditFilter {
+  return {
+    subject: text(query['subject']),
+    origin: text(query['origin']),
+    host: text(query['host']),
+    tool: text(query['tool']),
+    decision: text(query['decision']),
+    kind: text(query['kind']),
+    since: when(query['since']),
+    until: when(query['until']),
+  };
+}
+
+function refuse(req: Request, res: Response, status: number, message: string): void {
+  if (wantsHtml(req) || req.is('application/x-www-form-urlencoded')) {
+    res.status(status).type('html').send(barePage(status === 404 ? 'Not found' : 'Request refused', html`<p>${message}</p><p><a class="button" href="${UI}/jobs">Back to jobs</a></p>`).value);
+  } else {
+    res.status(status).json({ error: { code: status === 404 ? 'not_found' : 'forbidden', message } });
+  }
+}
+
+function errorPage(runtime: Runtime): ErrorRequestHandler {
+  return (err: unknown, req, res, next) => {
+    if (res.headersSent) {
+      next(err);
+      return;
+    }
+    if (err instanceof CastellanError) {
+      refuse(req, res, err.httpStatus, err.message);
+      return;
+    }
+    const type = (err as { type?: unknown }).type;
+    if (type === 'entity.too.large') {
+      refuse(req, res, 413, `the form is larger than ${FORM_LIMIT}`);
+      return;
+    }
+    runtime.logger.error({ err, path: req.path }, 'dashboard request failed');
+    refuse(req, res, 500, 'internal error; the server log has the details');
+  };
+}
+
