@@ -165,7 +165,8 @@ export function toolArgsFor(tool: AnyTool, input: Readonly<Record<string, unknow
   const rest = restField(tool);
   const props = inputSchemaOf(tool.input).properties ?? {};
   const words: string[] = [tool.name];
-  if (positional !== undefined && input[positional] !== undefined) words.push(String(input[positional] as string));
+  const first = positional !== undefined ? input[positional] : undefined;
+  if (typeof first === 'string' || typeof first === 'number') words.push(String(first));
   for (const [field, value] of Object.entries(input)) {
     if (field === positional || field === rest || value === undefined) continue;
     const prop = props[field];

@@ -12,11 +12,34 @@ import type { Identity } from '../../auth/types.js';
 
 export const BOARD_PATH = '/ui/queues';
 
+/**
+ * What the read-only board shows of a job's data: who asked for which tool on which hosts.
+ * Input, commands, scripts and results stay behind the job page's visibility rules
+ * (auth/policy.ts jobAccess); only admins, who may see every job, get the raw data.
+ */
+export function summaryOfJobData(data: unknown): Record<string, unknown> {
+  const doc = (data ?? {}) as { id?: unknown; tool?: unknown; risk?: unknown; requester?: { subject?: unknown; origin?: unknown }; plan?: { hosts?: unknown } };
+  return {
+    id: doc.id,
+    tool: doc.tool,
+    risk: doc.risk,
+    requester: doc.requester?.subject,
+    origin: doc.requester?.origin,
+    hosts: Array.isArray(doc.plan?.hosts) ? doc.plan.hosts.length : undefined,
+    details: `open /ui/jobs/${typeof doc.id === 'string' ? doc.id : ''} for what you may see of this job`,
+  };
+}
+
 function board(queue: Queue, readOnlyMode: boolean): RequestHandler {
   const adapter = new ExpressAdapter();
   adapter.setBasePath(BOARD_PATH);
+  const queueAdapter = new BullMQAdapter(queue, { readOnlyMode, allowRetries: !readOnlyMode, description: 'Castellan jobs (one BullMQ job per request)' });
+  if (readOnlyMode) {
+    queueAdapter.setFormatter('data', summaryOfJobData);
+    queueAdapter.setFormatter('returnValue', () => '(hidden: see the job page)');
+  }
   createBullBoard({
-    queues: [new BullMQAdapter(queue, { readOnlyMode, allowRetries: !readOnlyMode, description: 'Castellan jobs (one BullMQ job per request)' })],
+    queues: [queueAdapter],
     serverAdapter: adapter,
     options: { uiConfig: { boardTitle: 'Castellan queues', miscLinks: [{ text: 'Back to the dashboard', url: '/ui/jobs' }] } },
   });

@@ -87,7 +87,7 @@ export async function streamJobList(runtime: Runtime, req: Request, res: Respons
 }
 
 /** One job's events from `after` on, then `final` once it has ended. */
-export async function streamJob(runtime: Runtime, jobId: string, after: string, req: Request, res: Response): Promise<void> {
+export async function streamJob(runtime: Runtime, jobId: string, after: string, req: Request, res: Response, showOutput: boolean): Promise<void> {
   const stream = openStream(req, res);
   const state = await runtime.ctx.store.state(jobId);
   if (state !== undefined && isFinal(state)) {
@@ -98,6 +98,7 @@ export async function streamJob(runtime: Runtime, jobId: string, after: string, 
   for await (const stamped of runtime.ctx.events.follow(jobId, { afterId: after, signal: stream.closed, blockMs: 1000 })) {
     const view = eventView(stamped);
     const event = view.event;
+    if (event['type'] === 'output' && !showOutput) continue;
     const text = timelineText(view);
     stream.send(
       'job',

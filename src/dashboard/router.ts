@@ -4,7 +4,8 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import express, { type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
-import { authorizeApproval } from '../../auth/policy.js';
+import { authorizeApproval, authorizeCancel, jobAccess, type JobAccess } from '../../auth/policy.js';
+import type { JobRecord } from '../../queues/records.js';
 import { hasRole } from '../../auth/roles.js';
 import type { Requester } from '../../auth/types.js';
 import { JOB_ID_PATTERN, newJobId } from '../../queues/records.js';
@@ -119,7 +120,7 @@ export function dashboardRouter(runtime: Runtime): express.Router {
 
   const inbox = async (requester: Requester): Promise<InboxItem[]> => {
     const page = await listJobs(runtime, requester, { state: 'awaiting_approval' }, 0, 100);
-    return page.jobs.map((record) => ({ job: jobView(record), vote: mayVote(requester, jobView(record)) }));
+    return page.jobs.map((record) => ({ job: jobView(record), vote: mayVote(requester, jobView(record)), details: accessTo(requester, record).details }));
   };
   const mayVote = (requester: Requester, job: JobView): InboxItem['vote'] => {
     const verdict = authorizeApproval({
@@ -131,8 +132,9 @@ export function dashboardRouter(runtime: Runtime): express.Router {
     });
     return verdict.ok ? { ok: true } : { ok: false, reason: verdict.reason };
   };
-  const mayCancel = (requester: Requester, job: JobView): boolean =>
-    job.requester.subject === requester.subject || requester.roles.some((r) => r === 'operator' || r === 'approver' || r === 'admin');
+  const mayCancel = (requester: Requester, job: JobView): boolean => authorizeCancel({ by: requester, requester: job.requester }).ok;
+  const accessTo = (requester: Requester, record: JobRecord): JobAccess =>
+    jobAccess(requester, { risk: record.risk, requester: record.requester, approvalsRequired: record.approvalsRequired, votes: record.votes }, runtime.auth);
 
   const send = (res: Response, markup: { value: string }, status = 200): void => {
     res.status(status).type('html').send(markup.value);
@@ -178,7 +180,8 @@ export function dashboardRouter(runtime: Runtime): express.Router {
     const requester = me(res);
     const record = await runtime.service.get(String(req.params['id']), requester);
     const job = jobView(record);
-    const events = (await runtime.service.events(job.id, requester, '0', 2000)).map(eventView);
+    const access = accessTo(requester, record);
+    const events = (await runtime.service.events(job.id, requester, '0', 2000)).map(eventView).filter((e) => access.output || e.event['type'] !== 'output');
     const tool = runtime.ctx.tools.get(job.tool);
     send(res, jobPage({
       viewer: viewerOf(res),
@@ -187,6 +190,7 @@ export function dashboardRouter(runtime: Runtime): express.Router {
       cli: tool !== undefined ? toolArgsFor(tool, (job.input ?? {}) as Record<string, unknown>) : [job.tool],
       vote: mayVote(requester, job),
       mayCancel: mayCancel(requester, job),
+      access,
       pendingApprovals: await pendingFor(requester),
       notice: extra.notice,
       error: extra.error,
@@ -198,13 +202,14 @@ export function dashboardRouter(runtime: Runtime): express.Router {
   router.get('/jobs/:id/live', async (req, res) => {
     const job = await runtime.service.get(String(req.params['id']), me(res));
     const after = req.get('last-event-id') ?? (typeof req.query['after'] === 'string' ? req.query['after'] : '0');
-    await streamJob(runtime, job.id, /^(0|\d{1,20}-\d{1,20})$/.test(after) ? after : '0', req, res);
+    await streamJob(runtime, job.id, /^(0|\d{1,20}-\d{1,20})$/.test(after) ? after : '0', req, res, accessTo(me(res), job).output);
   });
 
   router.get('/jobs/:id/approve', async (req, res) => {
     const requester = me(res);
-    const job = jobView(await runtime.service.get(String(req.params['id']), requester));
-    if (job.state !== 'awaiting_approval') {
+    const record = await runtime.service.get(String(req.params['id']), requester);
+    const job = jobView(record);
+    if (job.state !== 'awaiting_approval' || !accessTo(requester, record).details) {
       res.redirect(303, `${UI}/jobs/${job.id}`);
       return;
     }

@@ -10,6 +10,8 @@ import { decisionForms } from './job.js';
 export interface InboxItem {
   readonly job: JobView;
   readonly vote: { readonly ok: true } | { readonly ok: false; readonly reason: string };
+  /** May the viewer see the plan's commands (auth/policy.ts jobAccess)? */
+  readonly details: boolean;
 }
 
 function item(viewer: Viewer, entry: InboxItem): Html {
@@ -18,7 +20,7 @@ function item(viewer: Viewer, entry: InboxItem): Html {
 <header><h2>${inline(job.tool)} on ${job.plan.hosts.length} host${job.plan.hosts.length === 1 ? '' : 's'} <span class="risk risk-${job.risk}">${job.risk}</span></h2>
 <p class="muted">${jobLink(job.id)} · asked by ${inline(job.requester.display_name)} (${job.requester.origin}) ${time(job.created_at)}</p></header>
 ${approvalCard(job)}
-<details><summary>Full plan: what will run</summary>${planCard(job.plan)}</details>
+${entry.details ? html`<details${entry.vote.ok ? html` open` : ''}><summary>Full plan: what will run</summary>${planCard(job.plan)}</details>` : html`<p class="muted">Runs on ${inline(job.plan.hosts.join(', '))}; only its requester, approvers and admins see the commands.</p>`}
 ${decisionForms(viewer, job, entry.vote)}
 </article>`;
 }

@@ -1,6 +1,7 @@
 // One job: summary and what happens next, actions (approve/deny/cancel, CLI command), the
 // node × batch grid, folded output with the tool's table view, a live log while it runs, the
 // plan card, the approval card and the timeline.
+import type { JobAccess } from '../../../auth/policy.js';
 import type { EventView, JobView } from '../../http/job-view.js';
 import { displayArgv } from '../../../config/visible.js';
 import { duration, html, inline, time, type Html } from '../html.js';
@@ -16,6 +17,8 @@ export interface JobPageInput {
   /** Whether the viewer may vote (and, when not, why). */
   readonly vote: { readonly ok: true } | { readonly ok: false; readonly reason: string };
   readonly mayCancel: boolean;
+  /** What of this job the viewer may see (auth/policy.ts jobAccess). */
+  readonly access: JobAccess;
   readonly pendingApprovals: number;
   readonly notice?: string | undefined;
   readonly error?: string | undefined;
@@ -34,7 +37,8 @@ export function decisionForms(viewer: Viewer, job: JobView, vote: JobPageInput['
 }
 
 export function jobPage(input: JobPageInput): Html {
-  const { job, viewer } = input;
+  const { job, viewer, access } = input;
+  const hidden = html`<p class="muted">Hidden: ${inline(access.hidden ?? 'not yours to see')}.</p>`;
   const lastEvent = input.events.at(-1)?.id ?? '0';
   const data = job.result?.data;
   const body = html`<nav class="crumbs" aria-label="Breadcrumb"><a href="${UI}/jobs">Jobs</a> / <code>${job.id}</code></nav>
@@ -52,18 +56,18 @@ ${job.reason !== undefined ? html`<p><strong>Reason:</strong> ${inline(job.reaso
 <div><dt>Finished</dt><dd>${time(job.finished_at)}</dd></div>
 <div><dt>Duration</dt><dd>${duration(jobDuration(job))}</dd></div>
 </dl>
-<div class="cli"><label for="cli-${job.id}">Run it again from a terminal</label>
-<div class="copy-row"><input id="cli-${job.id}" readonly value="castellan ${displayArgv(input.cli)}"><button type="button" data-copy="cli-${job.id}">Copy</button></div></div>
+${access.details ? html`<div class="cli"><label for="cli-${job.id}">Run it again from a terminal</label>
+<div class="copy-row"><input id="cli-${job.id}" readonly value="castellan ${displayArgv(input.cli)}"><button type="button" data-copy="cli-${job.id}">Copy</button></div></div>` : ''}
 ${decisionForms(viewer, job, input.vote)}
 ${input.mayCancel && !job.finished
   ? html`<form method="post" action="${UI}/jobs/${job.id}/cancel" class="cancel">${csrfField(viewer)}<button type="submit" class="danger">Cancel job</button></form>`
   : ''}
 </section>
 <section class="card"><h2>Hosts</h2>${nodeGrid(job, input.events)}</section>
-<section class="card"><h2>Output</h2>${dataTable(data)}${foldedOutput(job)}
-${!job.finished ? html`<details class="live-log" open><summary>Live log</summary><pre class="output" data-live-log aria-live="off"><code></code></pre></details>` : ''}
+<section class="card"><h2>Output</h2>${access.output ? html`${dataTable(data)}${foldedOutput(job)}` : hidden}
+${!job.finished && access.output ? html`<details class="live-log" open><summary>Live log</summary><pre class="output" data-live-log aria-live="off"><code></code></pre></details>` : ''}
 </section>
-<section class="card"><h2>Plan</h2>${planCard(job.plan)}</section>
+<section class="card"><h2>Plan</h2>${access.details ? planCard(job.plan) : html`<p>Runs on ${job.plan.hosts.length} host${job.plan.hosts.length === 1 ? '' : 's'}: ${inline(job.plan.hosts.join(', '))}.</p>${hidden}`}</section>
 <section class="card"><h2>Approval</h2>${approvalCard(job)}</section>
 <section class="card"><h2>Timeline</h2>${timeline(input.events)}</section>`;
   return page({ title: `${job.tool} ${job.id}`, section: '/jobs', viewer, body, pendingApprovals: input.pendingApprovals });
