@@ -2,7 +2,7 @@
 // cookie), sign-out (session destroyed here, then RP-initiated logout at the IdP) and the
 // signed-out page. Nothing here trusts a request header for who someone is.
 import express, { type Request } from 'express';
-import { errorMessage } from '../errors.js';
+import { errorMessage } from '../../config/errors.js';
 import type { Logger } from '../log.js';
 import { html } from './html.js';
 import { barePage, UI } from './layout.js';

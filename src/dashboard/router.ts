@@ -12,7 +12,7 @@ import { JOB_ID_PATTERN, newJobId } from '../../queues/records.js';
 import type { StoredAudit } from '../../queues/audit.js';
 import { toolArgsFor } from '../../tools/cli-args.js';
 import { inputJsonSchema } from '../../tools/registry.js';
-import { CastellanError, errorMessage } from '../errors.js';
+import { CastellanError, errorMessage } from '../../config/errors.js';
 import { toolListing } from '../http/api.js';
 import { eventView, jobView, planView, type JobView } from '../http/job-view.js';
 import type { Runtime } from '../runtime.js';

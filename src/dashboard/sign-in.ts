@@ -4,7 +4,7 @@
 // The IdP is discovered lazily and rediscovered after a failure, so Castellan can start while
 // the IdP is still booting.
 import * as client from 'openid-client';
-import { CastellanError, errorMessage } from '../errors.js';
+import { CastellanError, errorMessage } from '../../config/errors.js';
 
 export interface SignInSettings {
   readonly issuer: string;
