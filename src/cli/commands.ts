@@ -33,6 +33,24 @@ export function untilSignal(): Promise<NodeJS.Signals> {
 
 export function register(program: Command, cli: CliContext): void {
   program
+    .command('slack')
+    .description('Slack app helpers')
+    .command('manifest')
+    .description('Print a Slack app manifest (YAML) for this server, for "Create New App → From a manifest"')
+    .option('--socket-mode', 'Socket Mode (no public URL needed); default: slack.socket_mode, else Socket Mode')
+    .option('--http', 'HTTP: Slack calls <public_url>/slack/events (needs a public HTTPS URL)')
+    .option('--public-url <url>', 'default: server.public_url from castellan.yaml')
+    .action(async (opts: { socketMode?: boolean; http?: boolean; publicUrl?: string }) => {
+      const { slackManifest } = await import('../slack/manifest.js');
+      // Without a castellan.yaml the flags decide; with one, its slack and server settings do.
+      const config = await (async () => loadConfig(findConfig(cli.globals().config)))().catch(() => undefined);
+      const socketMode = opts.http ? false : opts.socketMode ? true : (config?.slack?.socketMode ?? true);
+      const publicUrl = opts.publicUrl ?? config?.server.publicUrl ?? 'http://127.0.0.1:8080';
+      if (!URL.canParse(publicUrl)) throw new CastellanError('invalid_input', `--public-url: expected a URL, got '${publicUrl}'`);
+      process.stdout.write(slackManifest({ socketMode, publicUrl }));
+    });
+
+  program
     .command('serve')
     .description('Run the HTTP server (MCP, API, health, metrics) and, unless --no-worker, a worker in the same process')
     .option('--no-worker', 'server only; run workers with `castellan worker`')

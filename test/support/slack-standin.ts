@@ -73,7 +73,7 @@ export interface SlackStandIn {
    * Send an envelope over Socket Mode (to the first open connection) and resolve with its ack.
    * Rejects when no ack arrives within `timeoutMs`.
    */
-  deliver(type: Envelope['type'], payload: Record<string, unknown>, options?: { envelopeId?: string; retryAttempt?: number; timeoutMs?: number }): Promise<Ack>;
+  deliver(type: Envelope['type'], payload: Record<string, unknown>, options?: { envelopeId?: string; retryAttempt?: number; timeoutMs?: number; connection?: number }): Promise<Ack>;
   stop(): Promise<void>;
 }
 
@@ -261,7 +261,7 @@ export async function startSlackStandIn(options: { teamId?: string } = {}): Prom
       }
     },
     deliver(type, payload, o = {}) {
-      const ws = [...open][0];
+      const ws = [...open][o.connection ?? 0];
       if (!ws) return Promise.reject(new Error('no Socket Mode connection to deliver to'));
       const envelopeId = o.envelopeId ?? randomBytes(8).toString('hex');
       const envelope: Envelope = {
