@@ -11,6 +11,7 @@ import type { HostResult, HostStatus } from '../tools/host-result.js';
 import type { OutputGroup } from './fold.js';
 import type { Keys } from './keys.js';
 import { runScript } from './scripts.js';
+import type { PlanBinding } from './plan-binding.js';
 import { ALLOWED_FROM, type JobState } from './states.js';
 
 /** Where progress and results go back to, per origin. Opaque to the queue layer. */
@@ -81,6 +82,9 @@ export interface JobDoc {
   /** Validated input, secrets scrubbed. */
   readonly input: unknown;
   readonly plan: Plan;
+  /** Where and with what the plan runs (addresses, users, keys, pinned host keys, upload digests). */
+  readonly binding?: PlanBinding | undefined;
+  /** sha256 over plan and binding: what approvals are given for. */
   readonly planHash: string;
   readonly requester: Requester;
   readonly replyTo: ReplyAddress;

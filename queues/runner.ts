@@ -13,6 +13,7 @@ import type { Plan, PlanContext, PlanStep, StepResults } from '../tools/types.js
 import { GENERIC_CONDITIONS, stepKind, type ExecRequestSpec, type GateObservation, type Observation, type StepIO } from '../tools/steps/index.js';
 import type { Redactor } from './redact.js';
 import { sleep } from './sleep.js';
+import type { BindingSource } from './plan-binding.js';
 import { actionArgv } from './plan-commands.js';
 import type { ExecEvent, ExecRequest, FanoutOptions, SshTarget } from './execution.js';
 import type { HostResult, HostStatus } from '../tools/host-result.js';
@@ -23,7 +24,7 @@ import type { ExecutionLedger } from './ledger.js';
 import type { HostOutcome, StepReport } from './records.js';
 
 /** What the runner needs from the SSH layer (src/ssh provides it; see src/ssh/plan-executor.ts). */
-export interface PlanExecutor {
+export interface PlanExecutor extends BindingSource {
   exec(targets: readonly SshTarget[], request: (target: SshTarget) => ExecRequest, options: FanoutOptions): Promise<HostResult[]>;
   upload(targets: readonly SshTarget[], localPath: string, remotePath: string, options: TransferCallOptions & { mode?: number | undefined }): Promise<HostResult[]>;
   download(targets: readonly SshTarget[], remotePath: string, localDir: string, options: TransferCallOptions): Promise<HostResult[]>;

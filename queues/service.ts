@@ -17,7 +17,7 @@ import { planShapeProblems } from '../tools/steps/walk.js';
 import type { QueueContext } from './context.js';
 import { endJob } from './endings.js';
 import type { StampedEvent } from './events.js';
-import { planHash } from './plan-hash.js';
+import { bindPlan, boundPlanHash } from './plan-binding.js';
 import { JOB_ID_PATTERN, newJobId, type JobDoc, type JobRecord, type ReplyAddress, type Vote } from './records.js';
 import { isFinal, type JobState } from './states.js';
 
@@ -71,6 +71,7 @@ export class JobService {
     }
     const inventory = await this.ctx.inventory.current();
     const plan = buildPlan(tool, input, this.ctx.planContext(inventory));
+    const binding = await bindPlan(plan, inventory, (inv, host) => this.ctx.targetFor(inv, host), this.ctx.executor);
 
     const jobId = newJobId();
     if (request.idempotencyKey !== undefined) {
@@ -87,7 +88,8 @@ export class JobService {
       risk: tool.risk,
       input: this.ctx.redactor.scrubDeep(input),
       plan,
-      planHash: planHash(plan),
+      binding,
+      planHash: boundPlanHash(plan, binding),
       requester: { subject: requester.subject, displayName: requester.displayName, groups: [...requester.groups], roles: [...requester.roles], origin: requester.origin },
       replyTo: request.replyTo,
       idempotencyKey: request.idempotencyKey,

@@ -16,7 +16,7 @@ import type { HostStatus } from '../tools/host-result.js';
 import type { QueueContext } from './context.js';
 import { ThrottledPublisher } from './events.js';
 import { foldOutputs } from './fold.js';
-import { planHash } from './plan-hash.js';
+import { bindPlan, boundPlanHash, describeChanges } from './plan-binding.js';
 import type { HostOutcome, JobDoc, JobRecord, JobResult } from './records.js';
 import { runPlan } from './runner.js';
 import { endJob, type FinalState } from './endings.js';
@@ -195,9 +195,13 @@ async function execute(
       } catch (err) {
         return await refuse(ctx, record, `the plan can no longer be built: ${errorMessage(err)}`, isRetry);
       }
-      const freshHash = planHash(fresh);
+      const binding = await bindPlan(fresh, inventory, (inv, host) => ctx.targetFor(inv, host), ctx.executor);
+      const freshHash = boundPlanHash(fresh, binding);
       if (freshHash !== record.planHash) {
-        if (record.approvalsRequired > 0) return await refuse(ctx, record, `refused: the plan changed since it was approved (inventory or tool changed; approved ${record.planHash.slice(0, 12)}, now ${freshHash.slice(0, 12)}). Submit it again for a fresh approval.`, isRetry);
+        if (record.approvalsRequired > 0) {
+          const changes = describeChanges({ plan: record.plan, binding: record.binding }, { plan: fresh, binding });
+          return await refuse(ctx, record, `denied: plan changed since it was approved: ${changes.join('; ')}. Submit it again for a fresh approval.`, isRetry);
+        }
         plan = fresh;
       }
     }

@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import type { ClientChannel } from 'ssh2';
 import { slidingWindow } from './batches.js';
-import { KnownHosts } from './known-hosts.js';
+import { fingerprint, KnownHosts } from './known-hosts.js';
 import type { SshObserver } from './metrics.js';
 import { CappedOutput } from './output.js';
 import { ConnectError, ConnectionPool, type PooledConnection } from './pool.js';
@@ -180,6 +180,11 @@ export class SshExecutor implements SftpAccess {
     this.knownHosts = knownHosts;
     for (const note of knownHosts.notes) this.logger?.warn({ note }, 'known_hosts line skipped');
     for (const target of changedTargets) this.pool.drop(target);
+  }
+
+  /** Fingerprints of the keys pinned for `target` now (what an approval binds to). */
+  pinnedFingerprints(target: SshTarget): string[] {
+    return this.knownHosts.pinnedKeys({ name: target.name, address: target.address, port: target.port }).map((entry) => fingerprint(entry.key));
   }
 
   get openConnections(): number {

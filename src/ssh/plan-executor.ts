@@ -3,6 +3,8 @@
 // plans: the pinned host keys are re-read when known_hosts changes (after `castellan hosts
 // trust`), and local paths of transfers must really resolve inside the files root (a
 // symlink cannot lead a copy outside it).
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { mkdir, realpath, stat } from 'node:fs/promises';
 import { dirname, relative, isAbsolute } from 'node:path';
 import type { Config } from '../../config/load.js';
@@ -76,8 +78,26 @@ export async function createPlanExecutor(config: Config, logger: Logger): Promis
       await refreshPins();
       return relay(ssh, from, remotePath, targets, destPath, options);
     },
+    async pinnedFingerprints(target) {
+      await refreshPins();
+      return ssh.pinnedFingerprints(target);
+    },
+    fileDigest: digestOf,
     close: () => ssh.close(),
   };
+}
+
+/** sha256 of a local file's content, streamed; `missing` when it cannot be read. */
+async function digestOf(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  try {
+    // A FIFO or device would block or never end: only regular files are read.
+    if (!(await stat(path)).isFile()) return 'not-a-regular-file';
+    for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  } catch {
+    return 'missing';
+  }
+  return hash.digest('hex');
 }
 
 async function loadPinned(file: string): Promise<KnownHosts> {
