@@ -6,7 +6,8 @@ import { catalogue, getTool, helpText, parseToolWords } from '../../tools/index.
 import { CastellanError, errorMessage } from '../../config/errors.js';
 import { runCopy } from './copy.js';
 import { openLocal, type JobClient } from './local.js';
-import { openRemoteJobClient, remoteToken } from './remote.js';
+import { openRemoteJobClient } from './remote.js';
+import { serverOf, tokenFor } from './account.js';
 import { exitCodeFor, progressLine, renderJobLine, renderPlan, renderResult, renderSummary } from './render.js';
 import { readStdin, readTextFile, scriptLines } from './stdin.js';
 import { GLOBAL_OPTIONS, firstWordIndex, splitGlobalOptions } from './global-options.js';
@@ -33,9 +34,9 @@ const globals = (): GlobalOptions => program.opts<GlobalOptions>();
 
 async function withClient<T>(fn: (client: JobClient) => Promise<T>): Promise<T> {
   const g = globals();
-  const server = g.server ?? process.env.CASTELLAN_SERVER;
+  const server = serverOf(g);
   const client = server
-    ? await openRemoteJobClient({ server, token: await remoteToken({ tokenFile: g.tokenFile }) })
+    ? await openRemoteJobClient({ server, token: await tokenFor(server, g.tokenFile) })
     : (await openLocal(g.config, Boolean(g.verbose))).client;
   try {
     return await fn(client);
@@ -252,6 +253,7 @@ function finish(code: number): void {
 // Commands added by other modules (server, lab, hosts, up, mcp) register here.
 const extensions = await import('./commands.js');
 extensions.register(program, { globals, withClient, runTool });
+(await import('./account.js')).register(program, { globals });
 
 // Any catalogue tool is also a command: `castellan ping all`, `castellan service_status web --unit nginx`.
 const toolNames = new Set(catalogue.map((t) => t.name));

@@ -9,7 +9,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { loadConfig } from '../../config/load.js';
-import { DASHBOARD_CLIENT_ID, LAB_ROLES, LAB_USERS, startLabOidc, type LabOidc, type LabOidcOptions } from '../lab/oidc.js';
+import { DASHBOARD_CLIENT_ID, LAB_ROLES, LAB_USERS, MCP_INSPECTOR_ORIGIN, startLabOidc, type LabOidc, type LabOidcOptions } from '../lab/oidc.js';
 import { liveOwner, readUpRecord, stopLeftovers, writeUpRecord } from '../lab/leftovers.js';
 import { startRedis, type PrivateRedis } from '../lab/redis.js';
 import { labUp, type Lab } from '../lab/sshd-lab.js';
@@ -105,7 +105,8 @@ function embeddedConfig(p: { lab: Lab; redisUrl: string; publicUrl: string; port
     known_hosts: './lab/known_hosts',
     ssh: { user: p.lab.loginUser, private_key_file: './lab/id_ed25519', connect_timeout: '5s', command_timeout: '5m', window: 64 },
     redis: { url: p.redisUrl, prefix: 'castellan' },
-    server: { listen: `127.0.0.1:${p.port}`, public_url: p.publicUrl },
+    // The MCP Inspector's web UI calls /mcp from its own origin.
+    server: { listen: `127.0.0.1:${p.port}`, public_url: p.publicUrl, allowed_origins: [MCP_INSPECTOR_ORIGIN] },
     auth: {
       oidc: { issuer: p.issuer, client_id: 'castellan', client_secret_file: './oidc-client-secret', token_format: 'auto' },
       dashboard: { client_id: DASHBOARD_CLIENT_ID, client_secret_file: './oidc-dashboard-secret' },
@@ -122,27 +123,44 @@ function embeddedConfig(p: { lab: Lab; redisUrl: string; publicUrl: string; port
   return `# Written by 'castellan up' for its embedded lab. Regenerated on every start.\n${stringify(doc)}`;
 }
 
+/** A fixed callback port for Claude Code, so its redirect URI is predictable (any loopback port is registered). */
+const CLAUDE_CODE_CALLBACK_PORT = 33418;
+
 function banner(p: { configFile: string; server: string; issuer: string; redis: string; lab: Lab; dir: string }): string {
   const users = LAB_USERS.map((u) => `${u.username} (${u.groups.join(', ') || 'no groups'})`).join(', ');
+  const mcp = `${p.server}/mcp`;
   return [
     '',
     'Castellan is up (embedded default, loopback only).',
     `  server      ${p.server}   (/mcp, /api/v1, /healthz, /metrics)`,
     `  dashboard   ${p.server}/ui   (sign in as a demo user below)`,
-    `  lab OIDC    ${p.issuer}   demo users: ${users}; password = <user>-lab-password`,
+    `  lab OIDC    ${p.issuer}`,
     `  redis       ${p.redis}   (data in ${p.dir}/redis)`,
     `  lab nodes   ${p.lab.nodes.map((n) => `${n.name}=${n.address}:${n.port}`).join(' ')}`,
     `  config      ${p.configFile}`,
     '',
-    'Try, in another terminal:',
+    'CLI, in another terminal (local mode: as auth.local_identity, straight to Redis):',
     `  export CASTELLAN_CONFIG=${p.configFile}`,
     '  castellan ping all',
-    '  castellan uptime lab',
+    '  castellan uptime odd',
     '  castellan exec odd -- uname -a        # destructive: waits for approval',
-    '  castellan approve <job id>             # in a third terminal',
+    '  castellan approve <job id>            # in a third terminal (the lab allows self-approval)',
     '  castellan jobs',
     '',
-    'Stop with Ctrl-C: everything started here is stopped.',
+    `Log in as a demo user (remote mode, through the API): ${users}; password <user>-lab-password`,
+    `  castellan login --server ${p.server}        # prints a URL: open it, sign in, accept`,
+    `  castellan whoami --server ${p.server}`,
+    `  castellan --server ${p.server} ping all`,
+    '',
+    'MCP clients (sign in as a demo user when the browser opens):',
+    `  Claude Code:    claude mcp add --transport http --client-id claude-code --callback-port ${CLAUDE_CODE_CALLBACK_PORT} castellan ${mcp}`,
+    '                  then /mcp in Claude Code to authenticate',
+    `  Inspector UI:   npx @modelcontextprotocol/inspector   (Node 22+), open ${MCP_INSPECTOR_ORIGIN},`,
+    `                  Streamable HTTP, URL ${mcp}, OAuth client id mcp-inspector, then Connect`,
+    '  Inspector CLI:  (after castellan login) npx @modelcontextprotocol/inspector --cli ' + mcp + ' --transport http \\',
+    `                    --header "Authorization: Bearer $(castellan token --server ${p.server})" --method tools/list`,
+    '',
+    'Stop with Ctrl-C (or close the terminal): everything started here is stopped.',
     '',
   ].join('\n');
 }

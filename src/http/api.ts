@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { visibleRisks } from '../../auth/policy.js';
 import type { Identity, Origin, Requester } from '../../auth/types.js';
 import type { ReplyAddress } from '../../queues/records.js';
-import { JOB_STATES } from '../../queues/states.js';
+import { JOB_STATES, isFinal } from '../../queues/states.js';
 import { annotations, inputJsonSchema, outputJsonSchema } from '../../tools/registry.js';
 import type { AnyTool } from '../../tools/registry.js';
 import { CastellanError } from '../../config/errors.js';
@@ -36,6 +36,17 @@ const submitBody = z
     idempotency_key: z.string().optional(),
   })
   .strict();
+/** `?wait=30` (seconds) or `?wait=30s` / `2m`: how long POST /jobs waits for the result, capped at jobs.wait_budget. */
+const submitQuery = z.object({
+  wait: z
+    .string()
+    .regex(/^\d{1,4}(ms|s|m)?$/, { error: 'expected seconds (30) or a duration like 30s or 2m' })
+    .transform((v) => {
+      const n = Number(/^\d+/.exec(v)![0]);
+      return v.endsWith('ms') ? n : v.endsWith('m') ? n * 60_000 : n * 1000;
+    })
+    .optional(),
+});
 const decisionBody = z.object({ reason: z.string().max(1000).optional() }).strict();
 const listQuery = z.object({
   limit: z.coerce.number().int().min(1).max(200).optional(),
@@ -130,14 +141,24 @@ export function apiRouter(runtime: Runtime, options: ApiOptions): express.Router
   router.post('/jobs', async (req, res) => {
     const requester = requesterOf(req);
     const body = parse(submitBody, jsonBody(req), 'body');
-    const { job, duplicate } = await service.submit({
+    const query = parse(submitQuery, req.query, 'query');
+    const submitted = await service.submit({
       tool: body.tool,
       input: body.input ?? {},
       requester,
       replyTo: replyTo(requester.origin),
       idempotencyKey: body.idempotency_key,
     });
-    res.status(202).location(`${req.baseUrl}/jobs/${job.id}`).json({ job: jobView(job), duplicate });
+    // By default the answer comes at once (202, a handle to poll). With ?wait= it comes when the
+    // job ends or the wait runs out, whichever is first; a job awaiting approval never waits.
+    let job = submitted.job;
+    const waitMs = Math.min(query.wait ?? 0, runtime.ctx.settings.waitBudgetMs);
+    if (waitMs > 0 && job.state !== 'awaiting_approval' && !isFinal(job.state)) {
+      const gone = new AbortController();
+      res.once('close', () => gone.abort());
+      job = await service.wait(job.id, requester, waitMs, undefined, gone.signal);
+    }
+    res.status(isFinal(job.state) ? 200 : 202).location(`${req.baseUrl}/jobs/${job.id}`).json({ job: jobView(job), duplicate: submitted.duplicate });
   });
 
   router.get('/jobs', async (req, res) => {

@@ -144,7 +144,7 @@ export function createHttpApp(runtime: Runtime, options: HttpAppOptions): HttpAp
   let apiAuth: RequestHandler;
   if (oidc !== undefined && options.verifier !== undefined) {
     const resourceMetadataUrl = protectedResourceMetadataUrl(oidc.audience);
-    app.use(protectedResourceMetadataRouter({ resourceUrl: oidc.audience, issuer: oidc.issuer, scopes: oidc.scopes }));
+    app.use(protectedResourceMetadataRouter({ resourceUrl: oidc.audience, issuer: oidc.issuer, scopes: oidc.scopes, endpointPaths: [MCP_PATH] }));
     const verifier = options.verifier;
     const bearer = requireBearer(verifier, {
       resourceMetadataUrl,

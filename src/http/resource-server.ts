@@ -29,6 +29,12 @@ export interface ProtectedResourceMetadataOptions {
   readonly scopes: readonly string[];
   readonly resourceName?: string;
   readonly documentationUrl?: string;
+  /**
+   * Endpoint paths under the resource (e.g. `/mcp`) whose path-inserted well-known URL is
+   * served too: clients given `…/mcp` look for `/.well-known/oauth-protected-resource/mcp`
+   * first, even when the resource identifier itself has no path.
+   */
+  readonly endpointPaths?: readonly string[];
 }
 
 /** The RFC 9728 document, also useful to print from `castellan doctor`. */
@@ -59,7 +65,8 @@ export function protectedResourceMetadataRouter(options: ProtectedResourceMetada
     });
     res.status(200).send(document);
   };
-  const paths = new Set([WELL_KNOWN, new URL(protectedResourceMetadataUrl(options.resourceUrl)).pathname]);
+  const resourcePath = new URL(protectedResourceMetadataUrl(options.resourceUrl)).pathname;
+  const paths = new Set([WELL_KNOWN, resourcePath, ...(options.endpointPaths ?? []).map((p) => `${resourcePath}${p}`)]);
   for (const path of paths) {
     router.get(path, serve);
     router.options(path, (_req, res) => {

@@ -95,6 +95,10 @@ const AUTHELIA_ROUTES = {
 
 export const DASHBOARD_CLIENT_ID = 'castellan-dashboard';
 
+/** Where the MCP Inspector's web UI lives, and the redirect URIs it uses (registered for `mcp-inspector`). */
+export const MCP_INSPECTOR_ORIGIN = 'http://localhost:6274';
+export const MCP_INSPECTOR_REDIRECTS = [`${MCP_INSPECTOR_ORIGIN}/oauth/callback`, `${MCP_INSPECTOR_ORIGIN}/oauth/callback/debug`] as const;
+
 function defaultClients(castellanSecret: string, dashboardSecret: string, resource: string): LabClient[] {
   const base = resource.replace(/\/$/, '');
   const publicClient = { token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] };
@@ -111,7 +115,8 @@ function defaultClients(castellanSecret: string, dashboardSecret: string, resour
     // RFC 8252 native clients: any loopback port is accepted for these redirect URIs.
     { ...publicClient, client_id: 'castellan-cli', application_type: 'native', redirect_uris: ['http://127.0.0.1/callback'] },
     { ...publicClient, client_id: 'claude-code', application_type: 'native', redirect_uris: ['http://localhost/callback'] },
-    { ...publicClient, client_id: 'mcp-inspector', application_type: 'web', redirect_uris: ['http://localhost:6274/oauth/callback'] },
+    // The MCP Inspector's web UI (≥ 0.16) redirects to /oauth/callback, its guided flow to /oauth/callback/debug.
+    { ...publicClient, client_id: 'mcp-inspector', application_type: 'web', redirect_uris: [...MCP_INSPECTOR_REDIRECTS] },
     // The web dashboard signs people in as a confidential web client of its own, like an
     // Authelia client with `client_secret_basic`, `require_pkce` and a logout redirect.
     {
@@ -229,7 +234,10 @@ export async function startLabOidc(options: LabOidcOptions): Promise<LabOidc> {
       RefreshToken: 86_400,
       ClientCredentials: 600,
     },
-    clientBasedCORS: () => false,
+    // Browser-based clients (the Inspector's UI) call the token endpoint from their own origin:
+    // allow exactly the origins of a client's registered redirect URIs, nothing else.
+    clientBasedCORS: (_ctx: unknown, origin: string, client: { redirectUris?: string[] }) =>
+      (client.redirectUris ?? []).some((uri) => new URL(uri).origin === origin),
     renderError: (ctx: { type: string; body: string }, out: Record<string, unknown>) => {
       ctx.type = 'text/plain';
       ctx.body = Object.entries(out)

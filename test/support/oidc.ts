@@ -89,24 +89,34 @@ export async function loginAndGetToken(lab: LabOidc, username: string, options: 
   if (resource !== null) params['resource'] = resource;
   authorize.search = new URLSearchParams(params).toString();
 
+  const callback = await signInAt(authorize, username, password, redirectUri, jar);
+  return exchangeCode(lab, callback, { clientId, redirectUri, verifier, state, resource });
+}
+
+/**
+ * Play the user's browser from an authorization URL built by someone else (e.g. `castellan
+ * login`): follow redirects, sign in with the form, accept consent, and return the URL the
+ * provider finally redirects to (the client's redirect URI with `code` and `state`), without
+ * loading it. Throws with the provider's answer when a step fails.
+ */
+export async function signInAt(authorize: URL, username: string, password: string, redirectUri: string, jar = new CookieJar()): Promise<URL> {
   const target = new URL(redirectUri);
+  const samePlace = (url: URL): boolean => url.protocol === target.protocol && url.hostname === target.hostname && url.pathname === target.pathname && (target.port === '' || url.port === target.port);
   let response = await step(jar, authorize);
   for (let hops = 0; hops < 12; hops += 1) {
     const location = response.headers.get('location');
     if (response.status < 300 || response.status >= 400 || location === null) {
       throw new Error(`login for ${username} stopped at HTTP ${response.status}: ${(await response.text()).slice(0, 300)}`);
     }
-    const next = new URL(location, lab.issuer);
-    if (next.origin + next.pathname === target.origin + target.pathname) {
-      return exchangeCode(lab, next, { clientId, redirectUri, verifier, state, resource });
-    }
+    const next = new URL(location, authorize);
+    if (samePlace(next)) return next;
     if (next.pathname.startsWith('/interaction/')) {
       const page = await step(jar, next);
       const html = await page.text();
       const form = /action="([^"]+)"/.exec(html)?.[1];
       if (form === undefined) throw new Error(`interaction page without a form: ${html.slice(0, 200)}`);
       const body = form.endsWith('/login') ? new URLSearchParams({ username, password }) : new URLSearchParams();
-      response = await step(jar, new URL(form, lab.issuer), {
+      response = await step(jar, new URL(form, authorize), {
         method: 'POST',
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
         body,
