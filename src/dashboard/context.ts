@@ -37,5 +37,6 @@ export function safeReturnPath(value: unknown): string {
 }
 
 export function wantsHtml(req: Request): boolean {
-  return req.method === 'GET' && (req.accepts(['html', 'json', 'text/event-stream']) === 'html');
+  // Browsers navigating say text/html; fetch(), EventSource and curl send */* or their own type.
+  return req.method === 'GET' && (req.get('accept') ?? '').includes('text/html');
 }

@@ -34,3 +34,17 @@ export function consentPage(uid: string, clientId: string, scopes: readonly stri
 <form method="post" action="/interaction/${escape(uid)}/abort"><button type="submit">Deny</button></form>`,
   );
 }
+
+/** RP-initiated logout confirmation (oidc-provider's default page loads web fonts; this one is local). */
+export function logoutPage(host: string, form: string): string {
+  return page(
+    'Castellan lab sign-out',
+    `<p>Sign out of the lab provider at <code>${escape(host)}</code>?</p>${form}
+<button type="submit" form="op.logoutForm" value="yes" name="logout">Yes, sign me out</button>
+<button type="submit" form="op.logoutForm">No, stay signed in</button>`,
+  );
+}
+
+export function signedOutPage(): string {
+  return page('Castellan lab sign-out', '<p>You are signed out of the lab provider.</p>');
+}

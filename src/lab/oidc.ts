@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { exportJWK, generateKeyPair, SignJWT, type JWTPayload } from 'jose';
 import Provider, { errors, type Account, type Interaction, type ResourceServerInfo } from 'oidc-provider';
-import { consentPage, loginPage } from './oidc-pages.js';
+import { consentPage, loginPage, logoutPage, signedOutPage } from './oidc-pages.js';
 
 export interface LabUser {
   readonly username: string;
@@ -210,6 +210,16 @@ export async function startLabOidc(options: LabOidcOptions): Promise<LabOidc> {
           client.clientAuthMethod !== 'none' || token.clientId === client.clientId,
       },
       revocation: { enabled: true },
+      // RP-initiated logout (the dashboard's sign-out), with pages that load nothing remote.
+      rpInitiatedLogout: {
+        enabled: true,
+        logoutSource: (ctx: { host: string; body: string }, form: string) => {
+          ctx.body = logoutPage(ctx.host, form);
+        },
+        postLogoutSuccessSource: (ctx: { body: string }) => {
+          ctx.body = signedOutPage();
+        },
+      },
       userinfo: { enabled: true },
       registration: { enabled: false },
       resourceIndicators: {

@@ -1,11 +1,14 @@
 // The web dashboard in a real browser (Debian's Chromium via playwright-core) against a real
-// Castellan: lab OIDC provider, private Redis, real sshd nodes, HTTP server and worker.
-import { randomBytes } from 'node:crypto';
+// Castellan: lab OIDC provider (its own sign-in pages), private Redis, real sshd nodes, the
+// HTTP server and a worker. Screenshots of the main pages go to test/output/screenshots/.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { useRedis } from '../support/redis.js';
+import { runCli } from '../support/castellan.js';
 import { launchChromium, screenshot, signInAs } from '../support/browser.js';
-import { startHarness, type Harness } from '../integration/mcp-harness.js';
+import { eventually, startHarness, type Harness } from '../integration/mcp-harness.js';
 
 const redis = useRedis();
 let h: Harness;
@@ -22,12 +25,187 @@ afterAll(async () => {
   await h?.close();
 });
 
-describe('dashboard sign-in', () => {
-  it('signs in through the provider and shows the jobs page', async () => {
+const stateOf = (page: Page, jobId: string) => page.locator(`#row-${jobId} .state`).getAttribute('data-state', { timeout: 2000 }).catch(() => null);
+
+/** POST from inside a signed-in page with its session's CSRF token, as the page's own script would. */
+async function postFromPage(page: Page, path: string, fields: Record<string, string>): Promise<{ status: number; text: string }> {
+  return page.evaluate(
+    async ({ path, fields }) => {
+      const csrf = document.querySelector('meta[name="csrf-token"]')?.getAttribute('content') ?? '';
+      const response = await fetch(path, { method: 'POST', body: new URLSearchParams({ ...fields, _csrf: csrf }), redirect: 'manual' });
+      return { status: response.status, text: await response.text() };
+    },
+    { path, fields },
+  );
+}
+
+describe('dashboard in Chromium', () => {
+  it('sends a visitor without a session to the provider, and signs in through its pages', async () => {
     const { page, context } = await signInAs(browser, h.base, 'oscar');
     await expect(page.getByRole('heading', { name: 'Jobs' }).isVisible()).resolves.toBe(true);
-    await screenshot(page, 'jobs-empty');
+    await expect(page.locator('.who').innerText()).resolves.toContain('Oscar Operator');
+    const cookies = await context.cookies(`${h.base}/ui/`);
+    const session = cookies.find((c) => c.name === 'castellan_session');
+    expect(session).toMatchObject({ httpOnly: true, sameSite: 'Lax', path: '/ui' });
+    const response = await page.request.get(`${h.base}/ui/jobs`);
+    expect(response.headers()['content-security-policy']).toContain("script-src 'self'");
+    expect(response.headers()['content-security-policy']).not.toContain('unsafe-inline');
     await context.close();
-    void randomBytes;
+  });
+
+  it('shows a job started from the CLI appear and finish live, then its grid and folded output', async () => {
+    const { page, context } = await signInAs(browser, h.base, 'victor');
+    const token = await h.token('victor');
+    const cli = runCli(['--server', h.base, 'resource_usage', 'all'], { env: { CASTELLAN_TOKEN: token }, timeoutMs: 120_000 });
+    const row = page.locator('table[data-live-jobs] tbody tr[data-job]').first();
+    await row.waitFor({ timeout: 60_000 });
+    const jobId = (await row.getAttribute('data-job'))!;
+    expect(jobId).toMatch(/^j[a-z0-9]+$/);
+    await expect(page.locator(`#row-${jobId}`).innerText()).resolves.toContain('resource_usage');
+    await eventually(async () => ((await stateOf(page, jobId)) === 'succeeded' ? true : undefined), 60_000, 'the row to turn succeeded without a reload');
+    const done = await cli;
+    expect(done.code, done.stderr).toBe(0);
+    await screenshot(page, 'jobs');
+
+    await page.locator(`#row-${jobId} a`).first().click();
+    await page.waitForURL(`${h.base}/ui/jobs/${jobId}`);
+    const cells = page.locator('table[data-grid] td[data-host]');
+    await expect(cells.count()).resolves.toBe(3);
+    await expect(cells.evaluateAll((tds) => tds.map((td) => td.getAttribute('data-status')))).resolves.toEqual(['ok', 'ok', 'ok']);
+    await expect(page.locator('details.fold summary').first().innerText()).resolves.toMatch(/node\[01-03\]|node0\d/);
+    await expect(page.locator('.summary input[readonly]').inputValue()).resolves.toBe('castellan resource_usage all');
+    await screenshot(page, 'job');
+    await context.close();
+  });
+
+  it('submits a tool from the generated form: live target resolution, plan preview, then the job page', async () => {
+    const { page, context } = await signInAs(browser, h.base, 'oscar');
+    await page.goto(`${h.base}/ui/run`);
+    await screenshot(page, 'run-tools');
+    await page.goto(`${h.base}/ui/run/uptime`);
+    await page.getByLabel('targets').fill('node[01-02]');
+    await expect(page.locator('[data-resolved]').filter({ hasText: '2 hosts' }).innerText()).resolves.toContain('node01, node02');
+    await page.getByRole('button', { name: 'Preview plan' }).click();
+    await page.locator('[data-preview] pre.command').first().waitFor();
+    await expect(page.locator('[data-preview]').innerText()).resolves.toContain('2 hosts');
+    await screenshot(page, 'run-form');
+    await page.getByRole('button', { name: 'Submit' }).click();
+    await page.waitForURL(/\/ui\/jobs\/j[a-z0-9]+$/);
+    await page.locator('.summary[data-final="yes"]').waitFor({ timeout: 60_000 });
+    await expect(page.locator('h1 .state').innerText()).resolves.toBe('succeeded');
+    await expect(page.locator('.facts').innerText()).resolves.toContain('dashboard');
+
+    // A bad target comes back on the form, naming the field, and nothing is submitted.
+    await page.goto(`${h.base}/ui/run/uptime`);
+    await page.getByLabel('targets').fill('nosuchhost');
+    await page.getByRole('button', { name: 'Submit' }).click();
+    await expect(page.locator('#f-targets-error').innerText()).resolves.toMatch(/nosuchhost/);
+    await context.close();
+  });
+
+  it('lets an approver approve from the inbox; the requester and a viewer are refused', async () => {
+    // alice is an admin (so an approver too): only the self-approval rule stops her.
+    const oscar = await signInAs(browser, h.base, 'alice');
+    await oscar.page.goto(`${h.base}/ui/run/exec`);
+    await oscar.page.getByLabel('targets').fill('node03');
+    await oscar.page.getByLabel('argv').fill('uname\n-n');
+    await oscar.page.getByRole('button', { name: 'Submit' }).click();
+    await oscar.page.waitForURL(/\/ui\/jobs\/j[a-z0-9]+$/);
+    const jobId = oscar.page.url().split('/').at(-1)!;
+    await expect(oscar.page.locator('h1 .state').innerText()).resolves.toBe('awaiting approval');
+    // The requester: no approve button, and a hand-made POST with a valid token is refused by policy.
+    await expect(oscar.page.locator('.summary').innerText()).resolves.toContain('someone else must approve');
+    await expect(oscar.page.getByRole('link', { name: 'Approve…' }).count()).resolves.toBe(0);
+    const self = await postFromPage(oscar.page, `/ui/jobs/${jobId}/approve`, {});
+    expect(self.status).toBe(403);
+    expect(self.text).toContain('someone else must approve');
+
+    const victor = await signInAs(browser, h.base, 'victor');
+    const viewer = await postFromPage(victor.page, `/ui/jobs/${jobId}/approve`, {});
+    expect(viewer.status).toBe(403);
+    expect(viewer.text).toContain('approver role');
+
+    const april = await signInAs(browser, h.base, 'april');
+    await april.page.goto(`${h.base}/ui/approvals`);
+    const card = april.page.locator(`[data-approval="${jobId}"]`);
+    await expect(card.innerText()).resolves.toContain('uname -n');
+    await expect(april.page.locator('.top .badge').innerText()).resolves.toBe('1');
+    await screenshot(april.page, 'approvals');
+    await card.getByRole('link', { name: 'Approve…' }).click();
+    await april.page.waitForURL(`${h.base}/ui/jobs/${jobId}/approve`);
+    april.page.once('dialog', (dialog) => void dialog.accept());
+    await april.page.getByRole('button', { name: /Yes, approve/ }).click();
+    await april.page.waitForURL(new RegExp(`/ui/jobs/${jobId}\\?done=approve`));
+    await april.page.locator('.summary[data-final="yes"]').waitFor({ timeout: 60_000 });
+    await expect(april.page.locator('h1 .state').innerText()).resolves.toBe('succeeded');
+    await expect(april.page.locator('.votes').innerText()).resolves.toContain('April Approver');
+    await expect(april.page.locator('details.fold summary').first().innerText()).resolves.toContain('node03');
+    await expect(april.page.locator('details.fold pre').first().innerText()).resolves.not.toBe('');
+    for (const s of [oscar, victor, april]) await s.context.close();
+  });
+
+  it('refuses a forged cross-site POST even though the browser sends the session cookie', async () => {
+    const oscar = await signInAs(browser, h.base, 'oscar');
+    const { job } = await h.runtime.service.submit({
+      tool: 'exec',
+      input: { targets: 'node01', argv: ['true'] },
+      requester: { subject: 'oscar', displayName: 'Oscar Operator', groups: ['ops'], roles: ['viewer', 'operator'], origin: 'cli' },
+      replyTo: { kind: 'cli' },
+    });
+    // Another port on 127.0.0.1 is the same site, so SameSite=Lax still sends the cookie:
+    // the Origin check is what must stop it.
+    const attacker = http.createServer((_req, res) => {
+      res.setHeader('content-type', 'text/html');
+      res.end(`<form id="f" method="post" action="${h.base}/ui/jobs/${job.id}/cancel"><input name="reason" value="forged"></form><button form="f" id="go">go</button>`);
+    });
+    await new Promise<void>((resolve) => attacker.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = attacker.address() as AddressInfo;
+      await oscar.page.goto(`http://127.0.0.1:${port}/`);
+      const [response] = await Promise.all([oscar.page.waitForResponse((r) => r.url().includes(`/ui/jobs/${job.id}/cancel`)), oscar.page.click('#go')]);
+      expect(response.status()).toBe(403);
+      expect((await h.runtime.service.get(job.id, h.runtime.localRequester('cli'))).state).toBe('awaiting_approval');
+    } finally {
+      attacker.close();
+      await oscar.context.close();
+    }
+  });
+
+  it('shows hosts, audit and the queue board, on a laptop, a phone and in dark mode', async () => {
+    const alice = await signInAs(browser, h.base, 'alice');
+    await alice.page.goto(`${h.base}/ui/hosts`);
+    await expect(alice.page.locator('#host-node01').innerText()).resolves.toContain('SHA256:');
+    await screenshot(alice.page, 'hosts');
+    await alice.page.goto(`${h.base}/ui/audit?tool=exec`);
+    await expect(alice.page.locator('table.audit').innerText()).resolves.toContain('April Approver');
+    await screenshot(alice.page, 'audit');
+    const exported = await alice.page.request.get(`${h.base}/ui/audit.jsonl?kind=decision&decision=approve`);
+    const lines = (await exported.text()).trim().split('\n').map((l) => JSON.parse(l) as { kind: string; subject: string });
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.every((l) => l.kind === 'decision' && l.subject === 'april')).toBe(true);
+    await alice.page.goto(`${h.base}/ui/queues`);
+    await alice.page.getByText('jobs', { exact: false }).first().waitFor({ timeout: 30_000 });
+    await screenshot(alice.page, 'queues');
+    await alice.context.close();
+
+    const phone = await signInAs(browser, h.base, 'april', undefined, { viewport: { width: 390, height: 844 }, colorScheme: 'dark' });
+    await phone.page.goto(`${h.base}/ui/jobs`);
+    await screenshot(phone.page, 'jobs-phone-dark');
+    await phone.context.close();
+  });
+
+  it('ends the session at sign-out, here and at the provider', async () => {
+    const { page, context } = await signInAs(browser, h.base, 'victor');
+    const before = (await context.cookies(`${h.base}/ui/`)).find((c) => c.name === 'castellan_session')!;
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('button', { name: 'Yes, sign me out' }).click();
+    await page.waitForURL(`${h.base}/ui/signed-out`);
+    await expect(page.locator('main').innerText()).resolves.toContain('You are signed out');
+    // The old cookie no longer opens anything, and a fresh visit asks for the password again.
+    const replay = await fetch(`${h.base}/ui/jobs.json`, { headers: { cookie: `castellan_session=${before.value}` } });
+    expect(replay.status, await replay.text()).toBe(401);
+    await page.goto(`${h.base}/ui/jobs`);
+    await expect(page.getByLabel('Password').isVisible()).resolves.toBe(true);
+    await context.close();
   });
 });
