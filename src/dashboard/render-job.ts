@@ -151,9 +151,22 @@ export function dataTable(data: unknown): Html {
   if (rows === undefined || rows.length === 0 || !rows.every((r) => r !== null && typeof r === 'object' && !Array.isArray(r))) return html``;
   const records = rows as Array<Record<string, unknown>>;
   const columns = [...new Set(records.flatMap((r) => Object.keys(r)))].slice(0, 12);
-  const cell = (value: unknown): Html => (value === undefined || value === null ? html`<span class="muted">—</span>` : inline(typeof value === 'string' ? value : JSON.stringify(value)));
+  const cell = (value: unknown): Html => (value === undefined || value === null ? html`<span class="muted">—</span>` : inline(cellText(value)));
   return html`<div class="scroll"><table class="data"><thead><tr>${columns.map((c) => html`<th scope="col">${inline(c.replaceAll('_', ' '))}</th>`)}</tr></thead>
 <tbody>${records.slice(0, 500).map((r) => html`<tr>${columns.map((c) => html`<td>${cell(r[c])}</td>`)}</tr>`)}</tbody></table></div>`;
+}
+
+/** A nested value in one cell: `one 0.42 · five 0.38`, lists comma-separated. */
+function cellText(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number') return Number.isInteger(value) ? String(value) : value.toFixed(2);
+  if (Array.isArray(value)) return value.map(cellText).join(', ');
+  if (value !== null && typeof value === 'object') {
+    return Object.entries(value as Record<string, unknown>)
+      .map(([k, v]) => `${k.replaceAll('_', ' ')} ${cellText(v)}`)
+      .join(' · ');
+  }
+  return String(value);
 }
 
 function firstArray(record: Record<string, unknown>): unknown[] | undefined {

@@ -29,13 +29,13 @@ const stateOf = (page: Page, jobId: string) => page.locator(`#row-${jobId} .stat
 
 /** POST from inside a signed-in page with its session's CSRF token, as the page's own script would. */
 async function postFromPage(page: Page, path: string, fields: Record<string, string>): Promise<{ status: number; text: string }> {
+  const csrf = (await page.locator('meta[name="csrf-token"]').getAttribute('content')) ?? '';
   return page.evaluate(
-    async ({ path, fields }) => {
-      const csrf = document.querySelector('meta[name="csrf-token"]')?.getAttribute('content') ?? '';
+    async ({ path, fields, csrf }) => {
       const response = await fetch(path, { method: 'POST', body: new URLSearchParams({ ...fields, _csrf: csrf }), redirect: 'manual' });
       return { status: response.status, text: await response.text() };
     },
-    { path, fields },
+    { path, fields, csrf },
   );
 }
 
@@ -71,7 +71,8 @@ describe('dashboard in Chromium', () => {
     await page.waitForURL(`${h.base}/ui/jobs/${jobId}`);
     const cells = page.locator('table[data-grid] td[data-host]');
     await expect(cells.count()).resolves.toBe(3);
-    await expect(cells.evaluateAll((tds) => tds.map((td) => td.getAttribute('data-status')))).resolves.toEqual(['ok', 'ok', 'ok']);
+    const statuses = await Promise.all((await cells.all()).map((cell) => cell.getAttribute('data-status')));
+    expect(statuses).toEqual(['ok', 'ok', 'ok']);
     await expect(page.locator('details.fold summary').first().innerText()).resolves.toMatch(/node\[01-03\]|node0\d/);
     await expect(page.locator('.summary input[readonly]').inputValue()).resolves.toBe('castellan resource_usage all');
     await screenshot(page, 'job');
