@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { ORIGINS, ROLES, type Origin, type Risk, type Role } from './vocabulary.js';
 import { DURATION_HINT, parseDuration, parseSize, SIZE_HINT } from './duration.js';
 import type { SecretRef } from './secrets.js';
+import { describeWindow, isTimeZone, parseDays, parseHours, type MaintenanceWindow } from './maintenance.js';
 
 export interface SshSettings {
   /** Login user when the inventory gives no ansible_user. */
@@ -121,6 +122,10 @@ export interface PolicySettings {
   };
   /** Whose output people not involved in a job may read: read jobs only, all, none. */
   readonly outputForOthers: (typeof OUTPUT_FOR_OTHERS)[number];
+  /** When destructive work may touch which hosts (config/maintenance.ts). Empty: any time. */
+  readonly maintenanceWindows: readonly MaintenanceWindow[];
+  /** A destructive job outside its hosts' windows waits for the next opening, or is refused. */
+  readonly outsideWindow: 'wait' | 'refuse';
 }
 
 export interface JobSettings {
@@ -196,6 +201,25 @@ const duration = (fallback: string) =>
 const count = (min: number, fallback: number) => z.int().min(min).default(fallback);
 
 const originList = z.array(z.enum(ORIGINS));
+/** A string turned into a value by `parse`, whose error message becomes the issue. */
+const checked = <T>(parse: (text: string) => T) =>
+  z.string().transform((text, ctx) => {
+    try {
+      return parse(text);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: err instanceof Error ? err.message : String(err), input: text });
+      return z.NEVER;
+    }
+  });
+const maintenanceWindow = z
+  .strictObject({
+    name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'expected a name of letters, digits and . _ -'),
+    targets: z.string().min(1).describe('target expression: groups, labels (rack=left), hosts'),
+    days: checked(parseDays).prefault('*'),
+    hours: checked(parseHours).prefault('00:00-24:00'),
+    time_zone: z.string().refine(isTimeZone, 'expected an IANA time zone such as UTC or Europe/Berlin').default('UTC'),
+  })
+  .transform((w): MaintenanceWindow => ({ name: w.name, targets: w.targets, days: w.days, start: w.hours.start, end: w.hours.end, timeZone: w.time_zone, text: describeWindow(w.days, w.hours.start, w.hours.end, w.time_zone) }));
 /**
  * `policy`: the one schema for who waits for approval. auth/settings.ts turns its result into
  * the policy engine's shape; nothing else parses policy.
@@ -210,6 +234,13 @@ export const policySchema = z
       .strictObject({ read: originList.optional(), change: originList.optional(), destructive: originList.min(1, 'destructive tools always need approval from somewhere: list at least one origin').optional() })
       .prefault({}),
     visibility: z.strictObject({ output_for_others: z.enum(OUTPUT_FOR_OTHERS).default('read') }).prefault({}),
+    maintenance_windows: z.array(maintenanceWindow).default([]),
+    outside_window: z.enum(['wait', 'refuse']).default('wait'),
+  })
+  .superRefine((v, ctx) => {
+    const names = v.maintenance_windows.map((w) => w.name);
+    const twice = names.find((n, i) => names.indexOf(n) !== i);
+    if (twice !== undefined) ctx.addIssue({ code: 'custom', path: ['maintenance_windows'], message: `window name '${twice}' is used twice` });
   })
   .transform(
     (v): PolicySettings => ({
@@ -217,6 +248,8 @@ export const policySchema = z
       requireApproval: Object.fromEntries(Object.entries(v.require_approval).filter(([, o]) => o !== undefined)),
       approvals: { required: v.approvals.required, allowSelfApproval: v.approvals.allow_self_approval, expiryMs: v.approvals.expiry },
       outputForOthers: v.visibility.output_for_others,
+      maintenanceWindows: v.maintenance_windows,
+      outsideWindow: v.outside_window,
     }),
   )
   .prefault({});

@@ -9,6 +9,7 @@ import type { Redactor } from './redact.js';
 import type { SshTarget } from './execution.js';
 import type { PlanContext, ToolDefinition } from '../tools/types.js';
 import type { AuditLog } from './audit.js';
+import type { MaintenanceSettings } from './maintenance.js';
 import type { CancelBroadcast } from './cancel.js';
 import type { JobEvents } from './events.js';
 import type { HostLocks } from './host-locks.js';
@@ -27,6 +28,10 @@ export interface JobSettings {
   readonly window: number;
   /** TTL of a per-host lock; its owner renews it every third of that. */
   readonly hostLockTtlMs: number;
+  /** When destructive jobs may run on which hosts (queues/maintenance.ts). */
+  readonly maintenance: MaintenanceSettings;
+  /** The wall clock maintenance windows are judged by; tests pass a fake one. */
+  readonly clock?: (() => number) | undefined;
 }
 
 export interface InventoryProvider {

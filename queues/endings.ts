@@ -12,7 +12,7 @@ import type { QueueContext } from './context.js';
 import type { JobDoc, JobResult } from './records.js';
 import { ALLOWED_FROM, isFinal, type JobState } from './states.js';
 
-export type FinalState = Exclude<JobState, 'awaiting_approval' | 'queued' | 'running'>;
+export type FinalState = Exclude<JobState, 'awaiting_approval' | 'queued' | 'waiting_window' | 'running'>;
 
 export interface Ending {
   /** One line for people: why it ended this way. */

@@ -94,6 +94,11 @@ export interface JobDoc {
   /** Approval deadline (epoch ms) when approvals are required. */
   readonly expiresAt?: number | undefined;
   readonly timeoutMs: number;
+  /**
+   * Destructive jobs whose hosts were outside their maintenance window when submitted: the job
+   * will wait for the next opening (shown on the approval card and in the job view).
+   */
+  readonly maintenance?: { readonly windows: readonly string[]; readonly opensAt?: string | undefined; readonly detail: string } | undefined;
 }
 
 export interface JobRecord extends JobDoc {

@@ -13,6 +13,7 @@ import { findTool, UnknownToolError, validateInput } from '../tools/registry.js'
 import { noRoleReason } from '../auth/roles.js';
 import { sleep } from './sleep.js';
 import { planCommands } from './plan-commands.js';
+import { windowDecision } from './maintenance.js';
 import { planShapeProblems } from '../tools/steps/walk.js';
 import type { QueueContext } from './context.js';
 import { endJob } from './endings.js';
@@ -70,7 +71,14 @@ export class JobService {
       throw new CastellanError('invalid_input', `invalid input for ${tool.name}: it contains one of Castellan's own configured secrets; Castellan never stores or sends them`);
     }
     const inventory = await this.ctx.inventory.current();
-    const plan = buildPlan(tool, input, this.ctx.planContext(inventory));
+    const planCtx = this.ctx.planContext(inventory);
+    const plan = buildPlan(tool, input, planCtx);
+    const window = tool.risk === 'destructive' ? windowDecision(plan.hosts, this.ctx.settings.maintenance.windows, (e) => planCtx.resolve(e), (this.ctx.settings.clock ?? Date.now)()) : undefined;
+    if (window?.kind === 'closed' && (this.ctx.settings.maintenance.outside === 'refuse' || window.opensAt === undefined)) {
+      const reason = `refused: ${window.detail}. Submit it again inside the window.`;
+      await this.ctx.audit.append({ kind: 'refused', subject: requester.subject, displayName: requester.displayName, origin: requester.origin, tool: tool.name, reason });
+      throw new CastellanError('conflict', reason);
+    }
     const binding = await bindPlan(plan, inventory, (inv, host) => this.ctx.targetFor(inv, host), this.ctx.executor);
 
     const jobId = newJobId();
@@ -97,6 +105,9 @@ export class JobService {
       approvalsRequired: decision.approvalsRequired,
       expiresAt,
       timeoutMs: this.ctx.settings.defaultTimeoutMs,
+      ...(window?.kind === 'closed'
+        ? { maintenance: { windows: [...window.windows], opensAt: window.opensAt === undefined ? undefined : new Date(window.opensAt).toISOString(), detail: `${window.detail}; it will wait for that` } }
+        : {}),
     };
     const initial: JobState = needsApproval ? 'awaiting_approval' : 'queued';
     await this.ctx.store.create(doc, initial, needsApproval ? {} : { queuedAt: doc.createdAt });
@@ -253,7 +264,7 @@ export class JobService {
     const cancel = JSON.stringify({ by: by.subject, at: new Date().toISOString(), reason: why });
     await this.ctx.audit.append({ kind: 'cancel', jobId, subject: by.subject, displayName: by.displayName, origin: by.origin, tool: job.tool, reason, via });
     // Not yet running: end it here. Running: flag it and tell every worker.
-    const early = await endJob(this.ctx, job, 'cancelled', { reason: why, from: ['awaiting_approval', 'queued'], fields: { cancel } });
+    const early = await endJob(this.ctx, job, 'cancelled', { reason: why, from: ['awaiting_approval', 'queued', 'waiting_window'], fields: { cancel } });
     if (early.ended) {
       await this.promote(jobId);
     } else if (early.current === 'running') {

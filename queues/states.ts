@@ -4,6 +4,8 @@
 export const JOB_STATES = [
   'awaiting_approval',
   'queued',
+  /** Approved (or needing none), parked until a maintenance window of its hosts opens. */
+  'waiting_window',
   'running',
   'succeeded',
   'failed',
@@ -16,7 +18,7 @@ export const JOB_STATES = [
 export type JobState = (typeof JOB_STATES)[number];
 
 /** States that never change again: everything but waiting for approval, queued and running. */
-const IN_FLIGHT: readonly JobState[] = ['awaiting_approval', 'queued', 'running'];
+const IN_FLIGHT: readonly JobState[] = ['awaiting_approval', 'queued', 'waiting_window', 'running'];
 export const FINAL_STATES: ReadonlySet<JobState> = new Set(JOB_STATES.filter((s) => !IN_FLIGHT.includes(s)));
 
 export function isFinal(state: JobState): boolean {
@@ -26,13 +28,14 @@ export function isFinal(state: JobState): boolean {
 /** Allowed predecessors of each state; every transition is checked atomically in Redis. */
 export const ALLOWED_FROM: Readonly<Record<JobState, readonly JobState[]>> = {
   awaiting_approval: [],
-  queued: ['awaiting_approval'],
+  queued: ['awaiting_approval', 'waiting_window'],
+  waiting_window: ['queued'],
   running: ['queued'],
   succeeded: ['running'],
-  failed: ['running', 'queued'],
+  failed: ['running', 'queued', 'waiting_window'],
   partially_failed: ['running'],
-  cancelled: ['awaiting_approval', 'queued', 'running'],
-  denied: ['awaiting_approval', 'queued'],
+  cancelled: ['awaiting_approval', 'queued', 'waiting_window', 'running'],
+  denied: ['awaiting_approval', 'queued', 'waiting_window'],
   expired: ['awaiting_approval'],
   interrupted: ['running'],
 };

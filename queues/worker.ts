@@ -7,7 +7,7 @@
 import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { Worker, type Job } from 'bullmq';
+import { DelayedError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { checkRecordedApprovals } from '../auth/policy.js';
 import { metrics } from './metrics.js';
@@ -20,6 +20,7 @@ import { bindPlan, boundPlanHash, describeChanges } from './plan-binding.js';
 import type { HostOutcome, JobDoc, JobRecord, JobResult } from './records.js';
 import { runPlan } from './runner.js';
 import { endJob, type FinalState } from './endings.js';
+import { windowDecision } from './maintenance.js';
 import { isFinal, type JobState } from './states.js';
 
 export interface WorkerHandle {
@@ -38,10 +39,10 @@ export async function startWorker(ctx: QueueContext, connection: Redis): Promise
 
   const worker = new Worker<JobDoc>(
     ctx.queueName,
-    async (job, _token, signal) => {
+    async (job, token, signal) => {
       const stopHere = (reason: StopReason, detail?: string): void => running.get(job.data.id)?.(reason, detail);
       signal?.addEventListener('abort', () => stopHere('cancel', 'cancelled by worker'), { once: true });
-      return processJob(ctx, id, job, running);
+      return processJob(ctx, id, job, running, token);
     },
     {
       connection,
@@ -98,10 +99,15 @@ async function processJob(
   workerId: string,
   job: Job<JobDoc>,
   running: Map<string, (reason: StopReason, detail?: string) => void>,
+  token?: string,
 ): Promise<{ state: JobState }> {
   const jobId = job.data.id;
   const record = await ctx.store.get(jobId);
   if (!record) return { state: 'failed' };
+  const runNow = async (current: JobRecord): Promise<{ state: JobState }> => {
+    const held = await holdForWindow(ctx, current, job, token);
+    return held ?? execute(ctx, workerId, (await ctx.store.get(jobId)) ?? current, running, false);
+  };
 
   switch (record.state) {
     case 'awaiting_approval': {
@@ -111,10 +117,11 @@ async function processJob(
       if (t.ended) return { state: 'expired' };
       const now = await ctx.store.get(jobId);
       if (now?.state !== 'queued') return { state: now?.state ?? 'failed' };
-      return execute(ctx, workerId, now, running, false);
+      return runNow(now);
     }
     case 'queued':
-      return execute(ctx, workerId, record, running, false);
+    case 'waiting_window':
+      return runNow(record);
     case 'running':
       return redelivered(ctx, workerId, record, running);
     default:
@@ -360,4 +367,42 @@ async function finishStopped(ctx: QueueContext, record: JobRecord, stop: StopRea
   const to: FinalState = isRetry ? 'interrupted' : 'failed';
   await endJob(ctx, record, to, { reason: detail });
   return { state: to };
+}
+
+/**
+ * Destructive jobs run only inside the maintenance windows of their hosts. Outside: `refuse`
+ * ends the job denied; `wait` parks it as `waiting_window` and moves the BullMQ job back to
+ * delayed until the next opening (looking again at least every `recheckMs`, since the config
+ * or the clock may change). Returns undefined when the job may run now (a parked job is put
+ * back to `queued` first).
+ */
+async function holdForWindow(ctx: QueueContext, record: JobRecord, job: Job<JobDoc>, token: string | undefined): Promise<{ state: JobState } | undefined> {
+  const settings = ctx.settings.maintenance;
+  if (record.risk !== 'destructive' || settings.windows.length === 0) return leaveWindowWait(ctx, record);
+  const inventory = await ctx.inventory.current();
+  const now = (ctx.settings.clock ?? Date.now)();
+  const planCtx = ctx.planContext(inventory);
+  const decision = windowDecision(record.plan.hosts, settings.windows, (e) => planCtx.resolve(e), now);
+  if (decision.kind !== 'closed') return leaveWindowWait(ctx, record);
+  if (settings.outside === 'refuse' || decision.opensAt === undefined) {
+    const to: FinalState = 'denied';
+    await endJob(ctx, record, to, { reason: `refused: ${decision.detail}`, from: [record.state] });
+    return { state: to };
+  }
+  const reason = `waiting for its maintenance window: ${decision.detail}`;
+  if (record.state !== 'waiting_window') {
+    const t = await ctx.store.transition(record.id, 'waiting_window', { reason }, ['queued']);
+    if (!t.ok) return { state: t.current ?? 'failed' };
+    await ctx.events.publish(record.id, { type: 'state', state: 'waiting_window', reason });
+  }
+  const wait = Math.max(250, Math.min(decision.opensAt - now, settings.recheckMs));
+  await job.moveToDelayed(Date.now() + wait, token);
+  throw new DelayedError();
+}
+
+async function leaveWindowWait(ctx: QueueContext, record: JobRecord): Promise<undefined> {
+  if (record.state !== 'waiting_window') return undefined;
+  const t = await ctx.store.transition(record.id, 'queued', { reason: 'its maintenance window is open' }, ['waiting_window']);
+  if (t.ok) await ctx.events.publish(record.id, { type: 'state', state: 'queued', reason: 'its maintenance window is open' });
+  return undefined;
 }

@@ -149,6 +149,7 @@ function jobSettingsFrom(config: Config, overrides: Partial<JobSettings> = {}): 
       readRetries: 1,
       shutdownGraceMs: j.worker.shutdownGraceMs,
     },
+    maintenance: { windows: config.policy.maintenanceWindows, outside: config.policy.outsideWindow, recheckMs: 60_000 },
     window: config.ssh.window,
     hostLockTtlMs: 60_000,
     ...overrides,

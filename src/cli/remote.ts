@@ -304,6 +304,7 @@ export function recordFromView(view: JobView): JobRecord {
     approvalsRequired: view.approval?.required ?? 0,
     expiresAt: view.approval?.expires_at !== undefined ? Date.parse(view.approval.expires_at) : undefined,
     timeoutMs: view.timeout_ms,
+    ...(view.maintenance !== undefined ? { maintenance: { windows: view.maintenance.windows, opensAt: view.maintenance.opens_at, detail: view.maintenance.detail } } : {}),
     state: view.state,
     votes: (view.approval?.votes ?? []).map((v) => ({ subject: v.subject, displayName: v.display_name, origin: v.origin, decision: v.decision, reason: v.reason, planHash: '', at: v.at })),
     updatedAt: view.updated_at,

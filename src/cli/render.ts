@@ -21,6 +21,7 @@ export function exitCodeFor(state: JobState): number {
       return 2;
     case 'awaiting_approval':
     case 'queued':
+    case 'waiting_window':
     case 'running':
       return 3;
   }
@@ -82,6 +83,7 @@ export function renderPlan(job: JobRecord): string {
     }
   }
   if (job.plan.batches.length > 1) lines.push(`  failure budget: ${job.plan.failureBudget} host(s)`);
+  if (job.maintenance) lines.push(`  maintenance window: ${job.maintenance.detail}`);
   return lines.join('\n');
 }
 

@@ -11,6 +11,7 @@ import { UI } from './layout.js';
 export const STATE_LOOK: Readonly<Record<JobView['state'], { readonly label: string; readonly tone: string }>> = {
   awaiting_approval: { label: 'awaiting approval', tone: 'wait' },
   queued: { label: 'queued', tone: 'wait' },
+  waiting_window: { label: 'waiting for its maintenance window', tone: 'wait' },
   running: { label: 'running', tone: 'run' },
   succeeded: { label: 'succeeded', tone: 'ok' },
   failed: { label: 'failed', tone: 'bad' },

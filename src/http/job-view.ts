@@ -111,6 +111,8 @@ export const jobViewSchema = z.object({
       expires_at: z.string().optional(),
     })
     .optional(),
+  /** Destructive job submitted outside its hosts' maintenance window: it waits for the next opening. */
+  maintenance: z.object({ windows: z.array(z.string()), opens_at: z.string().optional(), detail: z.string() }).optional(),
   result: z
     .object({
       hosts: z.array(hostViewSchema),
@@ -213,6 +215,9 @@ export function jobView(job: JobRecord): JobView {
             ...(job.expiresAt !== undefined && job.expiresAt > 0 ? { expires_at: new Date(job.expiresAt).toISOString() } : {}),
           },
         }
+      : {}),
+    ...(job.maintenance !== undefined
+      ? { maintenance: { windows: [...job.maintenance.windows], ...(job.maintenance.opensAt !== undefined ? { opens_at: job.maintenance.opensAt } : {}), detail: job.maintenance.detail } }
       : {}),
     ...(result !== undefined
       ? {

@@ -83,6 +83,7 @@ export function slackDate(epochMs: number, format = '{date_short_pretty} {time}'
 const STATE_LABEL: Readonly<Record<JobState, string>> = {
   awaiting_approval: ':hourglass_flowing_sand: Awaiting approval',
   queued: ':inbox_tray: Queued',
+  waiting_window: ':calendar: Waiting for its maintenance window',
   running: ':gear: Running',
   succeeded: ':white_check_mark: Succeeded',
   partially_failed: ':warning: Partly failed',
@@ -186,6 +187,9 @@ export function renderJob(job: JobRecord, progress: JobProgress, kind: MessageKi
   const decided = decisionLine(job);
   blocks.push(section(decided ? `${decided}\n${statusLine(job, progress)}` : statusLine(job, progress)));
 
+  if (job.maintenance !== undefined && (job.state === 'awaiting_approval' || job.state === 'waiting_window')) {
+    blocks.push(context(`:calendar: ${escapeMrkdwn(job.maintenance.detail)}`));
+  }
   if (job.state === 'awaiting_approval') {
     blocks.push(...planBlocks(job));
     blocks.push({
