@@ -1,5 +1,8 @@
-// Cluster nodes as Kubernetes sees them, from the JSON API output (stable, unlike the table).
+// Cluster nodes as Kubernetes sees them, from the JSON API output (stable, unlike the table),
+// and the readiness gate orchestrations wait on: Ready, cordoned, and (with `pods`) the pods
+// a drain still has to move off each node.
 import { z } from 'zod';
+import type { ConditionDefinition, Observation, Verdict } from './steps/index.js';
 import { kubectlFields, kubectlOn } from './kubernetes.js';
 import { execStep, singleBatchPlan, stepTimeout } from './planning.js';
 import { OutputFormatError, hostReportSchema, reportHosts } from './reports.js';
@@ -12,6 +15,15 @@ export interface K8sNode {
   version: string;
   unschedulable: boolean;
   internal_ip: string | null;
+}
+
+/** A node with the gate's extra facts: why it is not Ready, and pods still on it. */
+export interface K8sNodeReadiness extends K8sNode {
+  ready_reason: string | null;
+  /** Pods a drain would still evict (not DaemonSet-owned, not mirror, not finished); null when pods were not read. */
+  pods_left: number | null;
+  /** The first few of them, `namespace/name`. */
+  pods_left_names: string[];
 }
 
 const ROLE_LABEL = 'node-role.kubernetes.io/';
@@ -59,15 +71,95 @@ export function parseKubectlNodes(stdout: string): K8sNode[] {
   });
 }
 
+/** `kubectl get pods --all-namespaces -o json` → node name → evictable pods still there. */
+export function parseKubectlPods(stdout: string): Map<string, string[]> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(stdout);
+  } catch {
+    throw new OutputFormatError('kubectl pods output is not JSON');
+  }
+  const root = record(doc);
+  if (root.kind !== 'List' && root.kind !== 'PodList') throw new OutputFormatError(`expected a PodList, got kind '${String(root.kind)}'`);
+  const byNode = new Map<string, string[]>();
+  for (const item of list(root.items)) {
+    const metadata = record(record(item).metadata);
+    const node = text(record(record(item).spec).nodeName);
+    const phase = text(record(record(item).status).phase);
+    const owners = list(metadata.ownerReferences).map((o) => text(record(o).kind));
+    const mirror = Object.keys(record(metadata.annotations)).includes('kubernetes.io/config.mirror');
+    // What `kubectl drain --ignore-daemonsets` leaves alone never counts as "left".
+    if (!node || owners.includes('DaemonSet') || mirror || phase === 'Succeeded' || phase === 'Failed') continue;
+    byNode.set(node, [...(byNode.get(node) ?? []), `${text(metadata.namespace)}/${text(metadata.name)}`]);
+  }
+  return byNode;
+}
+
+function readinessOf(stdout: string, pods: Map<string, string[]> | undefined): K8sNodeReadiness[] {
+  const doc = record(JSON.parse(stdout));
+  const reasons = new Map(
+    list(doc.items).map((item) => {
+      const ready = list(record(record(item).status).conditions).map(record).find((c) => c.type === 'Ready');
+      return [text(record(record(item).metadata).name), ready && ready.status !== 'True' ? text(ready.reason) || `Ready=${text(ready.status)}` : null] as const;
+    }),
+  );
+  return parseKubectlNodes(stdout).map((n) => {
+    const left = pods?.get(n.name) ?? [];
+    return { ...n, ready_reason: n.ready ? null : (reasons.get(n.name) ?? 'no Ready condition'), pods_left: pods ? left.length : null, pods_left_names: left.slice(0, 10) };
+  });
+}
+
+function nodeIn(observation: Observation, name: string): K8sNodeReadiness | undefined | 'no data' {
+  const hosts = record(observation.data).hosts;
+  const entry = list(hosts).map(record).find((h) => Array.isArray(h.nodes));
+  if (!entry) return 'no data';
+  return (entry.nodes as K8sNodeReadiness[]).find((n) => n.name === name);
+}
+
+function described(n: K8sNodeReadiness): string {
+  const pods = n.pods_left === null ? '' : `, ${n.pods_left} pod${n.pods_left === 1 ? '' : 's'} left${n.pods_left_names.length ? ` (${n.pods_left_names.slice(0, 3).join(', ')}${n.pods_left > 3 ? ', …' : ''})` : ''}`;
+  return `${n.name}: ${n.ready ? 'Ready' : `NotReady (${n.ready_reason ?? 'unknown'})`}, ${n.unschedulable ? 'cordoned' : 'schedulable'}${pods}`;
+}
+
+/** A condition on one node (args.node, else the gate's subject). */
+function nodeCondition(describe: (node: string) => string, holds: (n: K8sNodeReadiness) => boolean): ConditionDefinition {
+  return {
+    describe: (args, subject) => describe(typeof args.node === 'string' ? args.node : (subject ?? 'the node')),
+    judge(observation, subject, args): Verdict {
+      const name = typeof args.node === 'string' ? args.node : subject;
+      const n = nodeIn(observation, name);
+      if (n === 'no data') {
+        const why = list(record(observation.data).hosts).map(record).map((h) => text(h.error)).find(Boolean);
+        return { state: 'waiting', observed: `no answer from the API server${why ? ` (${why})` : ''}` };
+      }
+      if (!n) return { state: 'waiting', observed: `${name} is not registered` };
+      return { state: holds(n) ? 'holds' : 'waiting', observed: described(n) };
+    },
+  };
+}
+
+const readinessConditions: Readonly<Record<string, ConditionDefinition>> = {
+  node_ready: nodeCondition((node) => `node ${node} is Ready`, (n) => n.ready),
+  node_schedulable: nodeCondition((node) => `node ${node} is Ready and uncordoned`, (n) => n.ready && !n.unschedulable),
+  node_drained: nodeCondition((node) => `node ${node} is cordoned with no pods left to evict`, (n) => n.unschedulable && n.pods_left === 0),
+};
+
 export const k8sNodes = defineTool({
   name: 'k8s_nodes',
   title: 'Kubernetes nodes',
   description:
-    'List Kubernetes nodes with readiness, roles, kubelet version and whether they are cordoned, asking the API ' +
-    'server from one control-plane host. Mirrors `kubectl get nodes -o json`.',
+    'List Kubernetes nodes with readiness (and why not), roles, kubelet version, whether they are cordoned and, ' +
+    'with `pods`, the pods a drain would still evict from each, asking the API server from one control-plane host. ' +
+    'Gates wait on its conditions node_ready, node_schedulable and node_drained. ' +
+    'Mirrors `kubectl get nodes -o json` (and `kubectl get pods --all-namespaces -o json`).',
   risk: 'read',
   idempotent: true,
-  input: z.object(kubectlFields).strict(),
+  input: z
+    .object({
+      ...kubectlFields,
+      pods: z.boolean().default(false).describe('Also count the pods left on each node (reads every pod: large clusters produce large output).'),
+    })
+    .strict(),
   output: hostReportSchema({
     nodes: z.array(
       z.object({
@@ -77,16 +169,28 @@ export const k8sNodes = defineTool({
         version: z.string(),
         unschedulable: z.boolean(),
         internal_ip: z.string().nullable(),
+        ready_reason: z.string().nullable(),
+        pods_left: z.number().nullable(),
+        pods_left_names: z.array(z.string()),
       }),
     ),
   }),
   plan(input, ctx) {
     const { host, kubectl } = kubectlOn(input, ctx);
+    const timeoutMs = stepTimeout(ctx, input.timeout);
     return singleBatchPlan('k8s_nodes', [host], [
-      execStep({ id: 'nodes', hosts: [host], argv: [...kubectl, 'get', 'nodes', '--output=json'], asRoot: input.as_root, timeoutMs: stepTimeout(ctx, input.timeout) }),
+      execStep({ id: 'nodes', hosts: [host], argv: [...kubectl, 'get', 'nodes', '--output=json'], asRoot: input.as_root, timeoutMs }),
+      ...(input.pods ? [execStep({ id: 'pods', hosts: [host], argv: [...kubectl, 'get', 'pods', '--all-namespaces', '--output=json'], asRoot: input.as_root, timeoutMs })] : []),
     ]);
   },
-  summarize(_input, results) {
-    return reportHosts(results, 'nodes', (stdout) => ({ nodes: parseKubectlNodes(stdout) }));
+  summarize(input, results) {
+    const pods = results.get('pods');
+    return reportHosts(results, 'nodes', (stdout, result) => {
+      if (!input.pods) return { nodes: readinessOf(stdout, undefined) };
+      const podsResult = pods?.get(result.host);
+      if (podsResult?.status !== 'ok') throw new OutputFormatError(`pods could not be read: ${podsResult?.error ?? podsResult?.stderr.trim().split('\n')[0] ?? 'no result'}`);
+      return { nodes: readinessOf(stdout, parseKubectlPods(podsResult.stdout)) };
+    });
   },
+  conditions: readinessConditions,
 });

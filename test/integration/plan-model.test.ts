@@ -7,9 +7,7 @@ import { readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ThrottledPublisher } from '../../queues/events.js';
 import { planHash } from '../../queues/plan-hash.js';
-import { runPlan } from '../../queues/runner.js';
 import { planView } from '../../src/http/job-view.js';
 import { ping } from '../../tools/ping.js';
 import { execStep } from '../../tools/planning.js';
@@ -17,6 +15,7 @@ import { validatedOrThrow } from '../../tools/registry.js';
 import { gateStep } from '../../tools/steps/index.js';
 import type { Plan } from '../../tools/types.js';
 import { useCastellan } from '../support/castellan.js';
+import { runPlanOn } from '../support/run-plan.js';
 
 const c = useCastellan({ nodes: 3, worker: false });
 // The lab's login user writes these, so they live in /tmp rather than the test's private dir.
@@ -41,32 +40,7 @@ async function marked(file: string): Promise<string[]> {
   return text.split('\n').filter(Boolean).map((addr) => byAddress.get(addr.trim()) ?? `?${addr}`).sort();
 }
 
-async function run(plan: Plan) {
-  const { ctx } = c.runtime;
-  const jobId = `jplan${randomBytes(5).toString('hex')}`;
-  const publisher = new ThrottledPublisher(ctx.events, jobId);
-  const inventory = await ctx.inventory.current();
-  const outcome = await runPlan({
-    jobId,
-    attempt: 0,
-    worker: 'test',
-    subject: 'tester',
-    tool: plan.tool,
-    plan,
-    targetFor: (h) => ctx.targetFor(inventory, h),
-    executor: ctx.executor,
-    ledger: ctx.ledger,
-    audit: ctx.audit,
-    publisher,
-    signal: new AbortController().signal,
-    redactor: ctx.redactor,
-    abortStatus: () => 'cancelled',
-    tools: ctx.tools,
-    planContext: ctx.planContext(inventory),
-  });
-  await publisher.drain();
-  return { outcome, events: (await ctx.events.read(jobId)).map((e) => e.event), jobId };
-}
+const run = (plan: Plan) => runPlanOn(c, plan);
 
 describe('plan model on real nodes', () => {
   it('a drain that fails skips only its own subject\'s reboot', async () => {

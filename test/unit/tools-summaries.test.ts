@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CERT_SCRIPT, parseCertLines, parseNotAfter } from '../../tools/cert-expiry.js';
 import { parseDf } from '../../tools/disk-usage.js';
 import { getTool } from '../../tools/index.js';
-import { parseKubectlNodes } from '../../tools/k8s-nodes.js';
+import { parseKubectlNodes, parseKubectlPods } from '../../tools/k8s-nodes.js';
 import { parseResourceUsage, RESOURCE_SCRIPT } from '../../tools/resource-usage.js';
 import { parseSystemctlShow } from '../../tools/service-status.js';
 import { parseUptime } from '../../tools/uptime.js';
@@ -289,6 +289,23 @@ describe('k8s_nodes', () => {
   it('summarizes through the tool', () => {
     const data = summarize('k8s_nodes', {}, 'nodes', [hostResult('cp1', NODES)]) as { hosts: { nodes: unknown[] }[] };
     expect(data.hosts[0]?.nodes).toHaveLength(2);
+    expect(data.hosts[0]?.nodes[1]).toMatchObject({ name: 'node01', ready_reason: 'NodeStatusUnknown', pods_left: null });
+  });
+
+  it('counts pods a drain would still evict: not DaemonSet, mirror or finished pods', () => {
+    const pod = (node: string, name: string, extra: Record<string, unknown> = {}) => ({ metadata: { namespace: 'ns', name, ...(extra.metadata as object) }, spec: { nodeName: node }, status: { phase: extra.phase ?? 'Running' } });
+    const PODS = JSON.stringify({
+      kind: 'List',
+      items: [
+        pod('node01', 'web-1'),
+        pod('node01', 'proxy', { metadata: { ownerReferences: [{ kind: 'DaemonSet' }] } }),
+        pod('node01', 'static', { metadata: { annotations: { 'kubernetes.io/config.mirror': 'x' } } }),
+        pod('node01', 'job-done', { phase: 'Succeeded' }),
+        pod('cp1', 'api-1'),
+      ],
+    });
+    expect(parseKubectlPods(PODS)).toEqual(new Map([['node01', ['ns/web-1']], ['cp1', ['ns/api-1']]]));
+    expect(() => parseKubectlPods('{"kind":"Node"}')).toThrow(/expected a PodList/);
   });
 });
 

@@ -1,0 +1,39 @@
+// Run a plan straight through the job runner (queues/runner.ts) with a test Castellan's real
+// parts: SSH executor, Redis ledger, audit and events, tool catalogue. For plan-model tests
+// that build plans by hand rather than through a tool.
+import { randomBytes } from 'node:crypto';
+import { ThrottledPublisher, type JobEvent } from '../../queues/events.js';
+import { runPlan, type RunOutcome } from '../../queues/runner.js';
+import type { Plan, PlanContext } from '../../tools/types.js';
+import type { CastellanHandle } from './castellan.js';
+
+export async function runPlanOn(c: CastellanHandle, plan: Plan): Promise<{ outcome: RunOutcome; events: JobEvent[]; jobId: string }> {
+  const { ctx } = c.runtime;
+  const jobId = `jplan${randomBytes(5).toString('hex')}`;
+  const publisher = new ThrottledPublisher(ctx.events, jobId);
+  const inventory = await ctx.inventory.current();
+  const outcome = await runPlan({
+    jobId,
+    attempt: 0,
+    worker: 'test',
+    subject: 'tester',
+    tool: plan.tool,
+    plan,
+    targetFor: (h) => ctx.targetFor(inventory, h),
+    executor: ctx.executor,
+    ledger: ctx.ledger,
+    audit: ctx.audit,
+    publisher,
+    signal: new AbortController().signal,
+    redactor: ctx.redactor,
+    abortStatus: () => 'cancelled',
+    tools: ctx.tools,
+    planContext: ctx.planContext(inventory),
+  });
+  await publisher.drain();
+  return { outcome, events: (await ctx.events.read(jobId)).map((e) => e.event), jobId };
+}
+
+export async function planContextOf(c: CastellanHandle): Promise<PlanContext> {
+  return c.runtime.ctx.planContext(await c.runtime.ctx.inventory.current());
+}
