@@ -67,3 +67,12 @@ export function displayWord(word: string): string {
 export function displayArgv(argv: readonly string[]): string {
   return argv.map(displayWord).join(' ');
 }
+
+/**
+ * JSON for a text channel a person may read (MCP text content): the same value as
+ * JSON.stringify, with every control or invisible character written as a `\uNNNN` escape
+ * (JSON.stringify leaves C1, bidi and zero-width characters raw). Parses back unchanged.
+ */
+export function visibleJson(value: unknown): string {
+  return (JSON.stringify(value) ?? 'null').replace(INVISIBLE, (char) => `\\u${(char.codePointAt(0) ?? 0).toString(16).padStart(4, '0')}`);
+}

@@ -8,7 +8,7 @@ import { runCopy } from './copy.js';
 import { openLocal, type JobClient } from './local.js';
 import { openRemoteJobClient } from './remote.js';
 import { serverOf, tokenFor } from './account.js';
-import { exitCodeFor, progressLine, renderJobLine, renderPlan, renderResult, renderSummary } from './render.js';
+import { exitCodeFor, progressLine, renderJobLine, renderPlan, renderResult, renderSummary, renderVotes } from './render.js';
 import { readStdin, readTextFile, scriptLines } from './stdin.js';
 import { GLOBAL_OPTIONS, firstWordIndex, splitGlobalOptions } from './global-options.js';
 import { quietOnClosedPipe } from './pipes.js';
@@ -199,7 +199,7 @@ program
         return exitCodeFor(job.state);
       }
       process.stdout.write(`${renderSummary(job)}\n${renderPlan(job)}\n`);
-      if (job.votes.length) process.stdout.write(job.votes.map((v) => `  ${v.decision} by ${v.displayName} via ${v.origin} at ${v.at}${v.reason ? `: ${v.reason}` : ''}`).join('\n') + '\n');
+      if (job.votes.length) process.stdout.write(renderVotes(job) + '\n');
       process.stdout.write(renderResult(job));
       if (opts.log) {
         for (const e of await client.events(id)) {

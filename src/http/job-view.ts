@@ -2,6 +2,8 @@
 // dashboard): snake_case, plain JSON, the exact plan an approver must see, folded output and
 // per-host status. The zod schemas are the contract: MCP publishes them as `outputSchema`
 // and the API's consumers can rely on the same field names.
+import { createHash } from 'node:crypto';
+import { displayArgv } from '../../config/visible.js';
 import { z } from 'zod';
 import { actionArgv } from '../../queues/plan-commands.js';
 import { stepKind } from '../../tools/steps/index.js';
@@ -25,6 +27,11 @@ const stepViewBase = z.object({
   command: z.array(z.string()),
   /** Script fed on stdin, shown in full: an approver must see what will run. */
   stdin: z.string().optional(),
+  /** Size in bytes and sha256 (hex) of `stdin`, so an approval can be checked against the audit. */
+  stdin_bytes: z.number().optional(),
+  stdin_sha256: z.string().optional(),
+  /** `command` for a person to read: bash-style quoting, invisible characters as escapes. */
+  command_display: z.string(),
   /** Gates: the read check each poll runs, the condition, interval and deadline. */
   gate: z
     .object({
@@ -133,7 +140,11 @@ function stepView(step: PlanStep): z.infer<typeof stepViewBase> {
     hosts: [...step.hosts],
     ...(step.subject !== undefined ? { subject: step.subject } : {}),
     command: actionArgv(step.action),
+    command_display: displayArgv(actionArgv(step.action)),
     ...(kind.details?.(step.action) ?? {}),
+    ...(step.action.kind === 'exec' && step.action.stdin !== undefined
+      ? { stdin_bytes: Buffer.byteLength(step.action.stdin), stdin_sha256: createHash('sha256').update(step.action.stdin).digest('hex') }
+      : {}),
     timeout_ms: step.timeoutMs,
   };
 }

@@ -2,6 +2,7 @@
 // that says where the job stands, what it will do or did on which hosts, and what the client
 // should do next, plus the same as text for clients that ignore structured content. Written
 // for an AI reader: every non-final answer carries the job id and the next step.
+import { visibleInline, visibleJson } from '../../config/visible.js';
 import { z } from 'zod';
 import type { JobRecord } from '../../queues/records.js';
 import { isFinal, JOB_STATES } from '../../queues/states.js';
@@ -154,6 +155,7 @@ export function jobOutcome(job: JobRecord, places: ApprovalPlaces, waitedMs?: nu
  * text block too): the summary and next step first, so a reader skimming sees them.
  */
 export function outcomeText(outcome: JobOutcome): string {
-  const head = [`${outcome.summary} [job ${outcome.job_id}]`, ...(outcome.next !== undefined ? [outcome.next] : [])];
-  return `${head.join('\n')}\n${JSON.stringify(outcome)}`;
+  // The summary carries reasons and host names from nodes and requests: made visible, as is the JSON.
+  const head = [`${visibleInline(outcome.summary)} [job ${outcome.job_id}]`, ...(outcome.next !== undefined ? [visibleInline(outcome.next)] : [])];
+  return `${head.join('\n')}\n${visibleJson(outcome)}`;
 }

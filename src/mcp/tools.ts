@@ -2,6 +2,7 @@
 // and annotations derived from its definition) plus the job tools an AI client needs to follow
 // what it started. A tool call here submits a job through JobService like every other front
 // end; policy (roles, approvals, read-only mode) is decided there, not here.
+import { visibleInline, visibleJson } from '../../config/visible.js';
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
@@ -68,7 +69,8 @@ export function structured(content: Record<string, unknown>, text: string): Call
 }
 
 export function toolError(message: string): CallToolResult {
-  return { isError: true, content: [{ type: 'text', text: message }] };
+  // Error messages quote what the caller or a node sent (names, paths): made visible.
+  return { isError: true, content: [{ type: 'text', text: visibleInline(message) }] };
 }
 
 /** Tool arguments checked against a job tool's schema; the first problem names its field. */
@@ -231,7 +233,7 @@ export const JOB_TOOLS: readonly McpTool[] = [
         next_events_after: events.at(-1)?.id ?? args.events_after,
       };
       const head = `job ${job.id} ${job.state}: groups ${args.offset}-${args.offset + page.folded.length} of ${page.total_groups}, hosts ${args.offset}-${args.offset + page.hosts.length} of ${page.total_hosts}`;
-      return structured(page, `${head}\n${JSON.stringify(page)}`);
+      return structured(page, `${head}\n${visibleJson(page)}`);
     },
   }),
   jobTool({
@@ -281,8 +283,8 @@ export const JOB_TOOLS: readonly McpTool[] = [
         hosts: j.plan.hosts.length,
         ...(j.reason !== undefined ? { reason: j.reason } : {}),
       }));
-      const text = rows.map((r) => `${r.job_id} ${r.tool} ${r.state} (${r.requester.display_name} via ${r.requester.origin}, ${r.created_at})`).join('\n');
-      return structured({ jobs: rows }, `${text || 'no jobs'}\n${JSON.stringify({ jobs: rows })}`);
+      const text = rows.map((r) => `${r.job_id} ${r.tool} ${r.state} (${visibleInline(r.requester.display_name)} via ${r.requester.origin}, ${r.created_at})`).join('\n');
+      return structured({ jobs: rows }, `${text || 'no jobs'}\n${visibleJson({ jobs: rows })}`);
     },
   }),
   jobTool({
