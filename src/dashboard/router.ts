@@ -37,6 +37,7 @@ import { SignIn } from './sign-in.js';
 const FORM_LIMIT = '256kb';
 const PAGE_SIZE = 50;
 const AUDIT_SHOWN = 500;
+const INBOX_LIMIT = 200;
 
 /** Static files: the TypeScript source tree's assets folder, also when running from dist/. */
 export function assetsDir(): string {
@@ -118,9 +119,15 @@ export function dashboardRouter(runtime: Runtime): express.Router {
   const me = (res: Response): Requester => viewerOf(res).requester;
   const pendingFor = async (requester: Requester): Promise<number> => (await inbox(requester)).filter((i) => i.vote.ok).length;
 
+  // A job awaiting approval is a delayed BullMQ job (it sleeps until its approval deadline),
+  // so the delayed set is a small, exact index of the inbox, whatever the job history's size.
   const inbox = async (requester: Requester): Promise<InboxItem[]> => {
-    const page = await listJobs(runtime, requester, { state: 'awaiting_approval' }, 0, 100);
-    return page.jobs.map((record) => ({ job: jobView(record), vote: mayVote(requester, jobView(record)), details: accessTo(requester, record).details }));
+    const delayed = await runtime.ctx.queue.getDelayed(0, INBOX_LIMIT - 1);
+    const records = await Promise.all(delayed.flatMap((bull) => (bull.id !== undefined ? [runtime.ctx.store.get(bull.id)] : [])));
+    return records
+      .filter((record): record is JobRecord => record?.state === 'awaiting_approval')
+      .sort((a, b) => b.createdAt.localeCompare(a.createdAt))
+      .map((record) => ({ job: jobView(record), vote: mayVote(requester, jobView(record)), details: accessTo(requester, record).details }));
   };
   const mayVote = (requester: Requester, job: JobView): InboxItem['vote'] => {
     const verdict = authorizeApproval({

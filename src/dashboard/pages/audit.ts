@@ -29,6 +29,10 @@ export function auditMatches(r: StoredAudit, f: AuditFilter): boolean {
   return true;
 }
 
+function dateValue(ms: number | undefined): string {
+  return ms === undefined ? '' : new Date(ms).toISOString().slice(0, 16);
+}
+
 function what(r: StoredAudit): Html {
   if (r.kind === 'decision') return html`${r.decision === 'approve' ? 'approved' : 'denied'}${r.reason !== undefined ? html`: ${inline(r.reason)}` : ''}`;
   if (r.kind === 'execution') return html`<code>${argv(r.argv ?? [])}</code> on ${inline(r.host ?? '')} → ${r.status ?? ''}${typeof r.exitCode === 'number' ? ` (exit ${r.exitCode})` : ''}`;
@@ -46,6 +50,7 @@ export function auditPage(viewer: Viewer, records: readonly StoredAudit[], filte
 <form class="filters" method="get" action="${UI}/audit" aria-label="Filter audit records">
 ${text('subject', 'Subject', 'alice')}${choice('origin', 'Origin', [...ORIGINS, 'worker'])}${text('host', 'Host', 'node01')}${text('tool', 'Tool', 'exec')}
 ${choice('decision', 'Decision', ['approve', 'deny'])}${choice('kind', 'Kind', ['request', 'decision', 'execution', 'outcome', 'cancel', 'refused'])}
+<label>From<input type="datetime-local" name="since" value="${dateValue(filter.since)}"></label><label>To<input type="datetime-local" name="until" value="${dateValue(filter.until)}"></label>
 <div class="actions"><button type="submit">Filter</button> <a href="${UI}/audit">Clear</a></div></form>
 <div class="scroll"><table class="audit"><thead><tr><th scope="col">When</th><th scope="col">Kind</th><th scope="col">Who</th><th scope="col">Tool · job</th><th scope="col">What</th></tr></thead>
 <tbody>${records.length > 0 ? records.map(
