@@ -49,7 +49,7 @@ export interface AnsibleSettings {
 
 export const PLAYBOOK_KEY = /^[a-z][a-z0-9_-]{0,63}$/;
 export const EXTRA_VAR_NAME = /^[a-z_][a-z0-9_]{0,63}$/;
-export const TAG = /^[A-Za-z0-9_.-]{1,64}$/;
+export const TAG = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 function validRegex(source: string): boolean {
   try {

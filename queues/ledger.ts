@@ -17,6 +17,8 @@ export interface LedgerEntry {
   readonly status?: string | undefined;
   readonly exitCode?: number | null | undefined;
   readonly durationMs?: number | undefined;
+  /** Start of the step's output, kept for resumable plans (their reports read it back). */
+  readonly output?: string | undefined;
 }
 
 const CLAIM = `
@@ -58,7 +60,7 @@ export class ExecutionLedger {
     jobId: string,
     attempt: number,
     step: string,
-    outcomes: ReadonlyArray<{ readonly host: string } & Pick<LedgerEntry, 'status' | 'exitCode' | 'durationMs'>>,
+    outcomes: ReadonlyArray<{ readonly host: string } & Pick<LedgerEntry, 'status' | 'exitCode' | 'durationMs' | 'output'>>,
     worker: string,
   ): Promise<void> {
     if (outcomes.length === 0) return;
@@ -80,6 +82,7 @@ export class ExecutionLedger {
         status: outcome.status,
         exitCode: outcome.exitCode ?? null,
         durationMs: outcome.durationMs,
+        ...(outcome.output !== undefined ? { output: outcome.output } : {}),
       };
       values.push(fields[i] as string, JSON.stringify(entry));
     });

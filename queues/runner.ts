@@ -29,6 +29,8 @@ export interface PlanExecutor extends BindingSource {
   upload(targets: readonly SshTarget[], localPath: string, remotePath: string, options: TransferCallOptions & { mode?: number | undefined }): Promise<HostResult[]>;
   download(targets: readonly SshTarget[], remotePath: string, localDir: string, options: TransferCallOptions): Promise<HostResult[]>;
   relay(from: SshTarget, remotePath: string, targets: readonly SshTarget[], destPath: string, options: TransferCallOptions): Promise<HostResult[]>;
+  /** ansible-playbook from the server against `hosts` (inventory names), with the config's trust settings. */
+  playbook?(hosts: readonly string[], args: readonly string[], options: TransferCallOptions & { timeoutMs: number; abortStatus: () => HostStatus }): Promise<HostResult[]>;
 }
 
 export interface TransferCallOptions {
@@ -115,7 +117,9 @@ export async function runPlan(ctx: RunContext): Promise<RunOutcome> {
         if (worst.status === 'ok') {
           if (step.onFailure?.length) armed.set(subject, [...(armed.get(subject) ?? []), { by: step.id, steps: step.onFailure }]);
         } else {
-          newlyFailed.push(subject);
+          // Unknown after a restart: stop the subject where it is; a rollback could be wrong.
+          if (own.some((r) => ran.unknown?.has(r.host))) armed.delete(subject);
+          else newlyFailed.push(subject);
           failed.add(subject);
         }
       }
@@ -150,6 +154,8 @@ export async function runPlan(ctx: RunContext): Promise<RunOutcome> {
 interface StepOutcome {
   readonly results: Map<string, HostResult>;
   readonly observations?: readonly GateObservation[] | undefined;
+  /** Hosts whose outcome is unknown after a worker restart (resumable plans). */
+  readonly unknown?: ReadonlySet<string> | undefined;
 }
 
 /** Claim, dispatch to the step's kind, scrub, record in ledger and audit. */
@@ -163,15 +169,23 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
   ctx.publisher.emit({ type: 'step', step: step.id, description: rollbackFor !== undefined ? `on failure of ${rollbackFor}: ${step.description}` : step.description, hosts: eligible });
   const claimed = await ctx.ledger.claim(ctx.jobId, ctx.attempt, step.id, eligible, ctx.worker);
   const claimedSet = new Set(claimed);
-  for (const h of eligible) {
-    if (!claimedSet.has(h)) results.set(h, notRun(h, 'refused: the ledger shows this step already started on this host', 'skipped'));
+  const refused = eligible.filter((h) => !claimedSet.has(h));
+  const resumed = ctx.plan.resumable === true && refused.length > 0 ? await resumeFromLedger(ctx, step, refused) : { results: new Map<string, HostResult>(), rerun: [], unknown: new Set<string>(), settled: [] };
+  for (const h of refused) {
+    const prior = resumed.results.get(h);
+    if (prior) results.set(h, prior);
+    else if (!resumed.rerun.includes(h)) results.set(h, notRun(h, 'refused: the ledger shows this step already started on this host', 'skipped'));
   }
+  if (resumed.settled.length > 0) {
+    await ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, resumed.settled.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs, output: r.stdout })), ctx.worker);
+  }
+  const toRun = [...claimed, ...resumed.rerun];
   const announced = new Set<string>();
   const io = stepIO(ctx, step, announced);
   let observations: readonly GateObservation[] | undefined;
   let ran: HostResult[] = [];
-  if (claimed.length > 0) {
-    const run = await stepKind(step.action).run(step.action, step, claimed, io);
+  if (toRun.length > 0) {
+    const run = await stepKind(step.action).run(step.action, step, toRun, io);
     observations = run.observations;
     // Scrubbed once, here: everything downstream (result, summary, audit) sees clean text.
     ran = run.results.map((r) => scrubResult(ctx.redactor, r));
@@ -183,7 +197,7 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
   }
   // Every host's finish and its own audit record, batched: at N = 1000 one round trip per
   // host (three, with the ledger read) added ~0.3 s after every fan-out.
-  await ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, ran.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs })), ctx.worker);
+  await ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, ran.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs, ...(ctx.plan.resumable === true ? { output: r.stdout.slice(0, LEDGER_OUTPUT_CHARS) } : {}) })), ctx.worker);
   const argv = actionArgv(step.action);
   await ctx.audit.appendMany(ran.map((r) => ({
     kind: 'execution' as const,
@@ -199,7 +213,53 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
     durationMs: r.durationMs,
     reason: r.error,
   })));
-  return { results, observations };
+  return { results, observations, unknown: resumed.unknown };
+}
+
+/** Output a resumable plan keeps per step and host in the ledger (what its report reads back). */
+const LEDGER_OUTPUT_CHARS = 1024;
+
+/**
+ * A resumed run (after a worker restart) meets steps an earlier delivery claimed. Finished:
+ * their recorded outcome stands and nothing is repeated. Unfinished gates: polled again (a
+ * gate only reads). Any other unfinished step: its outcome is unknown, so its subject stops
+ * here, without rollback, for a person to look at.
+ */
+async function resumeFromLedger(ctx: RunContext, step: PlanStep, hosts: readonly string[]): Promise<{ results: Map<string, HostResult>; rerun: string[]; unknown: Set<string>; settled: HostResult[] }> {
+  const entries = (await ctx.ledger.entries(ctx.jobId)).filter((e) => e.attempt === ctx.attempt && e.step === step.id);
+  const results = new Map<string, HostResult>();
+  const rerun: string[] = [];
+  const unknown = new Set<string>();
+  // Outcomes decided here for unfinished entries (a "went down" gate): the ledger records them.
+  const settled: HostResult[] = [];
+  for (const host of hosts) {
+    const entry = entries.find((e) => e.host === host);
+    if (!entry) continue;
+    if (entry.finishedAt !== undefined) {
+      const status = (entry.status ?? 'failed') as HostStatus;
+      results.set(host, {
+        ...notRun(host, status === 'ok' ? '' : `${status} before the worker restart`, status),
+        exitCode: entry.exitCode ?? null,
+        stdout: entry.output ?? '',
+        durationMs: entry.durationMs ?? 0,
+      });
+    } else if (step.action.kind === 'gate' && step.action.until.name === 'unreachable') {
+      // "Went down" is an event, not a state: after the restart it may be long over. The gates
+      // that follow (answers again, Ready, units) still decide whether the node is healthy.
+      const passed = { ...notRun(host, '', 'ok'), stdout: 'going down was not observed before the worker restart; the next gates decide\n' };
+      results.set(host, passed);
+      settled.push(passed);
+    } else if (step.action.kind === 'gate') {
+      rerun.push(host);
+    } else {
+      unknown.add(host);
+      results.set(host, notRun(host, 'outcome unknown: the worker stopped while this step ran; not repeated and not rolled back', 'failed'));
+    }
+  }
+  if (results.size > 0 || rerun.length > 0) {
+    ctx.publisher.emit({ type: 'gate', step: step.id, subject: step.subject ?? hosts.join(','), text: `resumed after a worker restart: ${results.size} outcome(s) from the ledger, ${rerun.length} gate(s) polled again` });
+  }
+  return { results, rerun, unknown, settled };
 }
 
 function emitFinished(ctx: RunContext, step: string, r: HostResult): void {
@@ -244,6 +304,9 @@ function stepIO(ctx: RunContext, step: PlanStep, announced: Set<string>): StepIO
     upload: (hosts, localPath, remotePath, mode) => ctx.executor.upload(targets(hosts), localPath, remotePath, { ...common, mode }),
     download: (hosts, remotePath, localDir) => ctx.executor.download(targets(hosts), remotePath, localDir, common),
     relay: (fromHost, remotePath, hosts, destPath) => ctx.executor.relay(ctx.targetFor(fromHost), remotePath, targets(hosts), destPath, common),
+    ...(ctx.executor.playbook
+      ? { playbook: (hosts: readonly string[], args: readonly string[], timeoutMs: number) => ctx.executor.playbook!(hosts, args, { ...common, timeoutMs, abortStatus: ctx.abortStatus }) }
+      : {}),
     async observe(check, only) {
       // A check's own steps run quietly (a gate reports each poll as one progress line), and
       // only exec steps: a read check never transfers files or waits on other gates.

@@ -58,7 +58,7 @@ export class JobService {
   async submit(request: SubmitRequest): Promise<SubmitResult> {
     const { requester } = request;
     const tool = this.tool(request.tool);
-    const decision = authorizeRequest({ risk: tool.risk, tool: tool.name, requester, config: this.auth });
+    let decision = authorizeRequest({ risk: tool.risk, tool: tool.name, requester, config: this.auth });
     if (!decision.ok) {
       await this.ctx.audit.append({ kind: 'refused', subject: requester.subject, displayName: requester.displayName, origin: requester.origin, tool: tool.name, reason: decision.reason });
       throw new CastellanError(decision.code === 'read_only' ? 'read_only' : 'forbidden', decision.reason);
@@ -73,7 +73,17 @@ export class JobService {
     const inventory = await this.ctx.inventory.current();
     const planCtx = this.ctx.planContext(inventory);
     const plan = buildPlan(tool, input, planCtx);
-    const window = tool.risk === 'destructive' ? windowDecision(plan.hosts, this.ctx.settings.maintenance.windows, (e) => planCtx.resolve(e), (this.ctx.settings.clock ?? Date.now)()) : undefined;
+    // A plan may carry more risk than its tool's floor (a configured playbook's): decide again.
+    const risk = effectiveRisk(tool.risk, plan.risk);
+    if (risk !== tool.risk) {
+      const again = authorizeRequest({ risk, tool: tool.name, requester, config: this.auth });
+      if (!again.ok) {
+        await this.ctx.audit.append({ kind: 'refused', subject: requester.subject, displayName: requester.displayName, origin: requester.origin, tool: tool.name, reason: again.reason });
+        throw new CastellanError(again.code === 'read_only' ? 'read_only' : 'forbidden', again.reason);
+      }
+      decision = again;
+    }
+    const window = risk === 'destructive' ? windowDecision(plan.hosts, this.ctx.settings.maintenance.windows, (e) => planCtx.resolve(e), (this.ctx.settings.clock ?? Date.now)()) : undefined;
     if (window?.kind === 'closed' && (this.ctx.settings.maintenance.outside === 'refuse' || window.opensAt === undefined)) {
       const reason = `refused: ${window.detail}. Submit it again inside the window.`;
       await this.ctx.audit.append({ kind: 'refused', subject: requester.subject, displayName: requester.displayName, origin: requester.origin, tool: tool.name, reason });
@@ -93,7 +103,7 @@ export class JobService {
     const doc: JobDoc = {
       id: jobId,
       tool: tool.name,
-      risk: tool.risk,
+      risk,
       input: this.ctx.redactor.scrubDeep(input),
       plan,
       binding,
@@ -335,6 +345,14 @@ function validate(tool: ToolDefinition, input: unknown): unknown {
   const result = validateInput(tool, input ?? {});
   if (result.ok) return result.input;
   throw new CastellanError('invalid_input', `invalid input for ${tool.name}: ${result.message}`, result.issues[0]?.field);
+}
+
+const RISK_ORDER = ['read', 'change', 'destructive'] as const;
+
+/** The higher of the tool's risk and the plan's own (never lower than the tool's). */
+export function effectiveRisk(toolRisk: (typeof RISK_ORDER)[number], planRisk: (typeof RISK_ORDER)[number] | undefined): (typeof RISK_ORDER)[number] {
+  if (planRisk === undefined) return toolRisk;
+  return RISK_ORDER.indexOf(planRisk) > RISK_ORDER.indexOf(toolRisk) ? planRisk : toolRisk;
 }
 
 function buildPlan(tool: ToolDefinition, input: unknown, ctx: ReturnType<QueueContext['planContext']>): Plan {

@@ -141,6 +141,11 @@ async function redelivered(
     ctx.logger.info({ jobId: record.id, attempt: record.attempt + 1 }, 'read job redelivered after a stall: running it again');
     return execute(ctx, workerId, record, running, true);
   }
+  if (record.plan.resumable === true) {
+    // Orchestrations resume per subject: the runner reuses what the ledger shows finished.
+    ctx.logger.info({ jobId: record.id, unknownHosts }, 'resumable job redelivered after a stall: resuming from the ledger');
+    return execute(ctx, workerId, record, running, true);
+  }
   const reason =
     `the worker running this job (${record.worker ?? 'unknown'}) stopped before it finished; ` +
     (unknownHosts.length ? `outcome unknown on: ${unknownHosts.join(', ')}` : 'no host was mid-step') +

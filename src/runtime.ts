@@ -91,6 +91,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
       resolve: (expression) => resolveTargets(expression, inv),
       defaults: { commandTimeoutMs: config.ssh.commandTimeoutMs, connectTimeoutMs: config.ssh.connectTimeoutMs },
       localRoot,
+      playbooks: config.ansible.playbooks,
     }),
     targetFor: (inv, host) => targetFor(config, inv, host),
     executor,

@@ -4,6 +4,8 @@ import { bootEnvironmentActivate } from './boot-environment-activate.js';
 import { bootEnvironmentCreate } from './boot-environment-create.js';
 import { bootEnvironmentDestroy } from './boot-environment-destroy.js';
 import { bootEnvironments } from './boot-environments.js';
+import { ansiblePlaybook } from './ansible-playbook.js';
+import { blueGreenUpgrade } from './blue-green-upgrade.js';
 import { certExpiry } from './cert-expiry.js';
 import { copyFile } from './copy-file.js';
 import { diskUsage } from './disk-usage.js';
@@ -17,6 +19,7 @@ import { listGroups } from './list-groups.js';
 import { listNodes } from './list-nodes.js';
 import { ping } from './ping.js';
 import { reboot } from './reboot.js';
+import { rollingUpgrade } from './rolling-upgrade.js';
 import { resourceUsage } from './resource-usage.js';
 import { runScript } from './run-script.js';
 import { serviceReload } from './service-reload.js';
@@ -50,6 +53,7 @@ export const catalogue: readonly AnyTool[] = [
   k8sCordon,
   k8sUncordon,
   bootEnvironmentCreate,
+  ansiblePlaybook,
   // destructive
   exec,
   reboot,
@@ -57,6 +61,8 @@ export const catalogue: readonly AnyTool[] = [
   k8sDrain,
   bootEnvironmentActivate,
   bootEnvironmentDestroy,
+  rollingUpgrade,
+  blueGreenUpgrade,
 ];
 
 /** The tool called `name`; an unknown name throws UnknownToolError suggesting close names. */

@@ -4,7 +4,21 @@ import { z } from 'zod';
 import { targetsOrAll, timeout, unitName } from './fields.js';
 import { execStep, resolveHosts, singleBatchPlan, stepTimeout } from './planning.js';
 import { OutputFormatError, hostReportSchema, reportHosts } from './reports.js';
+import type { ConditionDefinition } from './steps/index.js';
 import { defineTool } from './types.js';
+
+/** `active`: the unit is active on the subject host (a gate after a reboot). */
+const unitConditions: Readonly<Record<string, ConditionDefinition>> = {
+  active: {
+    describe: (args, subject) => `${String(args.unit ?? 'the unit')} is active on ${subject ?? 'each host'}`,
+    judge(observation, subject) {
+      const hosts = (observation.data as { hosts?: Array<{ host: string; status: string; error?: string; active_state?: string; sub_state?: string }> } | undefined)?.hosts ?? [];
+      const mine = hosts.find((h) => h.host === subject);
+      if (!mine || mine.status !== 'ok') return { state: 'waiting', observed: mine?.error ?? mine?.status ?? 'no answer' };
+      return { state: mine.active_state === 'active' ? 'holds' : 'waiting', observed: `${mine.active_state ?? '?'} (${mine.sub_state ?? '?'})` };
+    },
+  },
+};
 
 export const SHOWN_PROPERTIES = [
   'Id',
@@ -100,4 +114,5 @@ export const serviceStatus = defineTool({
   summarize(_input, results) {
     return reportHosts(results, 'show', parseSystemctlShow);
   },
+  conditions: unitConditions,
 });

@@ -2,6 +2,7 @@
 // typed input) and what it will do (plan). Every front end (MCP, Slack, CLI, dashboard)
 // derives its schema, help and validation from this; the job runner executes the plan.
 import type { z } from 'zod';
+import type { PlaybookSettings } from '../config/ansible.js';
 import type { Inventory } from '../config/types.js';
 import type { HostResult } from './host-result.js';
 import type { ConditionDefinition, StepAction } from './steps/index.js';
@@ -51,6 +52,17 @@ export interface Plan {
   readonly failureBudget: number;
   /** Fan-out window override; the config default applies when absent. */
   readonly window?: number | undefined;
+  /**
+   * After a worker restart, run on instead of stopping: steps the ledger shows finished are
+   * not repeated (their recorded outcome stands), a gate that was polling polls again, and a
+   * subject whose other step was mid-flight stops there, unknown, without its rollback.
+   */
+  readonly resumable?: boolean | undefined;
+  /**
+   * The risk this plan carries when it depends on the input (a configured playbook's). The
+   * server enforces the higher of this and the tool's own; it never lowers it.
+   */
+  readonly risk?: Risk | undefined;
 }
 
 export interface PlanDefaults {
@@ -68,6 +80,8 @@ export interface PlanContext {
    * on the Castellan server, so a caller cannot read or write arbitrary server files.
    */
   readonly localRoot: string;
+  /** The Ansible playbooks requests may name (config ansible.playbooks); none when absent. */
+  readonly playbooks?: Readonly<Record<string, PlaybookSettings>> | undefined;
 }
 
 /** Results handed to `summarize`, keyed by step id then host. */

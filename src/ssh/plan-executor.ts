@@ -11,6 +11,7 @@ import type { Config } from '../../config/load.js';
 import type { PlanExecutor, TransferCallOptions } from '../../queues/runner.js';
 import type { Logger } from '../log.js';
 import { metrics } from '../../queues/metrics.js';
+import { runPlaybook } from '../ansible/run.js';
 import { SshExecutor } from './executor.js';
 import { KnownHosts } from './known-hosts.js';
 import { sshMetrics } from './metrics.js';
@@ -83,6 +84,22 @@ export async function createPlanExecutor(config: Config, logger: Logger): Promis
       return ssh.pinnedFingerprints(target);
     },
     fileDigest: digestOf,
+    async playbook(hosts, args, options) {
+      return runPlaybook(
+        { args, hosts, timeoutMs: options.timeoutMs },
+        {
+          binary: config.ansible.playbookBinary,
+          inventory: config.inventory,
+          knownHostsFile,
+          privateKeyFile: config.ssh.privateKeyFile,
+          user: config.ssh.user,
+          forks: config.ansible.forks,
+          maxOutputBytes: config.ssh.maxOutputBytes,
+          killGraceMs: config.ssh.killGraceMs,
+        },
+        options,
+      );
+    },
     close: () => ssh.close(),
   };
 }

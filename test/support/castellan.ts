@@ -29,6 +29,8 @@ export interface CastellanOptions {
   readonly jobSettings?: Partial<JobSettings>;
   /** Extra environment for secrets (`*_env`) in this test file. */
   readonly env?: Record<string, string>;
+  /** Runs once the lab is up, before the config is loaded (rewrite the inventory, seed nodes). */
+  readonly prepare?: (lab: Lab) => Promise<void>;
 }
 
 export interface CastellanHandle {
@@ -59,6 +61,7 @@ export function useCastellan(options: CastellanOptions): CastellanHandle {
     const redis = await startRedis({ dir: path.join(dir, 'redis') });
     const lab = await labUp({ dieWithParent: true, ...(options.lab ?? {}), nodes: options.nodes, dir: path.join(dir, 'lab'), redisUrl: redis.url });
     await mkdir(path.join(dir, 'files'), { recursive: true });
+    if (options.prepare) await options.prepare(lab);
     const doc = merge(
       {
         inventory: lab.inventoryFile,

@@ -51,6 +51,7 @@ export const ctx: PlanContext = {
   resolve,
   defaults: { commandTimeoutMs: 60_000, connectTimeoutMs: 10_000 },
   localRoot: '/srv/castellan/files',
+  playbooks: { motd: { path: '/srv/castellan/playbooks/motd.yml', risk: 'change', description: 'Write /etc/motd', tags: undefined, extraVars: {} } },
 };
 
 export function hostResult(host: string, stdout: string, status: HostStatus = 'ok', extra: Partial<HostResult> = {}): HostResult {

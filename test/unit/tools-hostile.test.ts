@@ -36,6 +36,9 @@ const BASE: Record<string, Record<string, unknown>> = {
   boot_environment_create: { targets: 'web', name: 'pre-upgrade-20261129-050000' },
   boot_environment_activate: { targets: 'web', name: 'pre-upgrade-20261129-050000' },
   boot_environment_destroy: { targets: 'web', name: 'old' },
+  rolling_upgrade: { targets: 'web' },
+  ansible_playbook: { playbook: 'motd', targets: 'web' },
+  blue_green_upgrade: { first: 'node01', second: 'node02' },
 };
 
 type Slot = { field: string; list: boolean };

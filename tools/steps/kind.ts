@@ -59,6 +59,8 @@ export interface StepIO {
   upload(hosts: readonly string[], localPath: string, remotePath: string, mode: number | undefined): Promise<HostResult[]>;
   download(hosts: readonly string[], remotePath: string, localDir: string): Promise<HostResult[]>;
   relay(fromHost: string, remotePath: string, hosts: readonly string[], destPath: string): Promise<HostResult[]>;
+  /** Run ansible-playbook from the Castellan server with these plan-fixed args (absent: this worker cannot). */
+  playbook?(hosts: readonly string[], args: readonly string[], timeoutMs: number): Promise<HostResult[]>;
   /** Run a read tool's embedded plan once (only on `hosts` when given) and summarize it. */
   observe(check: { readonly tool: string; readonly input: unknown; readonly plan: Plan }, hosts?: readonly string[]): Promise<Observation>;
   /** The condition `name` of read tool `tool`, or a generic one; undefined when neither has it. */
