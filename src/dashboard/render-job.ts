@@ -56,6 +56,8 @@ export function nextStep(job: JobView): string {
     }
     case 'queued':
       return 'Queued: a worker picks it up next.';
+    case 'waiting_window':
+      return `Approved, and waits for its maintenance window${job.reason !== undefined ? ` (${job.reason})` : ''}; it starts by itself when the window opens.`;
     case 'running':
       return 'Running now; this page updates as hosts finish.';
     case 'succeeded':
@@ -115,7 +117,7 @@ function batchOf(plan: PlanView): Map<string, number> {
 /** Per-host status so far: the result when finished, else what the events said. */
 export function hostStatuses(job: JobView, events: readonly EventView[]): Map<string, string> {
   const status = new Map<string, string>();
-  for (const host of job.plan.hosts) status.set(host, job.state === 'running' || job.state === 'queued' || job.state === 'awaiting_approval' ? 'pending' : 'not run');
+  for (const host of job.plan.hosts) status.set(host, job.finished ? 'not run' : 'pending');
   for (const e of events) {
     const ev = e.event as { type?: string; host?: string; status?: string };
     if (ev.type === 'host_started' && typeof ev.host === 'string') status.set(ev.host, 'running');
