@@ -31,6 +31,8 @@ export interface PlanExecutor extends BindingSource {
   relay(from: SshTarget, remotePath: string, targets: readonly SshTarget[], destPath: string, options: TransferCallOptions): Promise<HostResult[]>;
   /** ansible-playbook from the server against `hosts` (inventory names), with the config's trust settings. */
   playbook?(hosts: readonly string[], args: readonly string[], options: TransferCallOptions & { timeoutMs: number; abortStatus: () => HostStatus }): Promise<HostResult[]>;
+  /** Scan each target's host key and pin it when it has exactly `fingerprint`. */
+  pinHostKey?(targets: readonly SshTarget[], fingerprint: string): Promise<HostResult[]>;
 }
 
 export interface TransferCallOptions {
@@ -307,6 +309,7 @@ function stepIO(ctx: RunContext, step: PlanStep, announced: Set<string>): StepIO
     ...(ctx.executor.playbook
       ? { playbook: (hosts: readonly string[], args: readonly string[], timeoutMs: number) => ctx.executor.playbook!(hosts, args, { ...common, timeoutMs, abortStatus: ctx.abortStatus }) }
       : {}),
+    ...(ctx.executor.pinHostKey ? { pinHostKey: (hosts: readonly string[], fingerprint: string) => ctx.executor.pinHostKey!(targets(hosts), fingerprint) } : {}),
     async observe(check, only) {
       // A check's own steps run quietly (a gate reports each poll as one progress line), and
       // only exec steps: a read check never transfers files or waits on other gates.

@@ -17,6 +17,7 @@ import { k8sNodes } from './k8s-nodes.js';
 import { k8sUncordon } from './k8s-uncordon.js';
 import { listGroups } from './list-groups.js';
 import { listNodes } from './list-nodes.js';
+import { nodeExpand } from './node-expand.js';
 import { ping } from './ping.js';
 import { reboot } from './reboot.js';
 import { rollingUpgrade } from './rolling-upgrade.js';
@@ -63,6 +64,7 @@ export const catalogue: readonly AnyTool[] = [
   bootEnvironmentDestroy,
   rollingUpgrade,
   blueGreenUpgrade,
+  nodeExpand,
 ];
 
 /** The tool called `name`; an unknown name throws UnknownToolError suggesting close names. */

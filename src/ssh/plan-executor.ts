@@ -16,6 +16,7 @@ import { SshExecutor } from './executor.js';
 import { KnownHosts } from './known-hosts.js';
 import { sshMetrics } from './metrics.js';
 import { download, relay, upload } from './transfer.js';
+import { trustHosts } from './trust.js';
 import type { ExecRequest, FanoutOptions, HostResult, SshTarget } from './types.js';
 
 export interface ClosablePlanExecutor extends PlanExecutor {
@@ -99,6 +100,27 @@ export async function createPlanExecutor(config: Config, logger: Logger): Promis
         },
         options,
       );
+    },
+    async pinHostKey(targets, approved) {
+      const started = Date.now();
+      const outcomes = await trustHosts(targets, knownHostsFile, { connectTimeoutMs: config.ssh.connectTimeoutMs, expected: Object.fromEntries(targets.map((t) => [t.name, approved])) });
+      await refreshPins();
+      return outcomes.map((o): HostResult => {
+        const ok = o.action === 'added' || o.action === 'unchanged';
+        return {
+          host: o.host,
+          status: ok ? 'ok' : o.action === 'refused' ? 'host_key_rejected' : 'failed',
+          exitCode: null,
+          signal: null,
+          stdout: ok ? `${o.action === 'added' ? 'pinned' : 'already pinned'}: ${o.fingerprint ?? ''}\n` : '',
+          stderr: '',
+          truncated: false,
+          startedAt: new Date(started).toISOString(),
+          durationMs: Date.now() - started,
+          connectMs: 0,
+          error: ok ? undefined : o.error,
+        };
+      });
     },
     close: () => ssh.close(),
   };

@@ -32,6 +32,8 @@ export interface ScannedHostKey {
 export interface TrustOptions extends ScanOptions {
   /** Replace a differing pinned key (after the operator checked the new fingerprint). */
   readonly replace?: boolean | undefined;
+  /** Per host name, the only fingerprint that may be pinned (an approved one): anything else is refused. */
+  readonly expected?: Readonly<Record<string, string>> | undefined;
 }
 
 export interface TrustResult {
@@ -138,6 +140,10 @@ export async function trustHosts(targets: readonly SshTarget[], knownHostsFile: 
     const scan = scanned[index];
     if (!scan?.key || !scan.keyType || !scan.fingerprint) return { host: target.name, action: 'failed', error: scan?.error ?? 'not scanned' };
     const found = { fingerprint: scan.fingerprint, keyType: scan.keyType };
+    const expected = options.expected?.[target.name];
+    if (expected !== undefined && expected !== scan.fingerprint) {
+      return { host: target.name, action: 'refused', ...found, error: `${target.name} presents ${scan.fingerprint}, not the approved ${expected}` };
+    }
     const blob = Buffer.from(scan.key, 'base64');
     if (known.entries.some((entry) => entry.marker === 'revoked' && entry.key.equals(blob))) {
       return { host: target.name, action: 'refused', ...found, error: `the key ${scan.fingerprint} is marked @revoked` };

@@ -38,6 +38,7 @@ const BASE: Record<string, Record<string, unknown>> = {
   boot_environment_destroy: { targets: 'web', name: 'old' },
   rolling_upgrade: { targets: 'web' },
   ansible_playbook: { playbook: 'motd', targets: 'web' },
+  node_expand: { node: 'node03', role: 'worker', host_key_fingerprint: 'SHA256:' + 'A'.repeat(43), deploy_playbook: 'motd' },
   blue_green_upgrade: { first: 'node01', second: 'node02' },
 };
 

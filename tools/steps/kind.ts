@@ -61,6 +61,8 @@ export interface StepIO {
   relay(fromHost: string, remotePath: string, hosts: readonly string[], destPath: string): Promise<HostResult[]>;
   /** Run ansible-playbook from the Castellan server with these plan-fixed args (absent: this worker cannot). */
   playbook?(hosts: readonly string[], args: readonly string[], timeoutMs: number): Promise<HostResult[]>;
+  /** Pin each host's key in known_hosts if it has exactly this fingerprint (absent: this worker cannot). */
+  pinHostKey?(hosts: readonly string[], fingerprint: string): Promise<HostResult[]>;
   /** Run a read tool's embedded plan once (only on `hosts` when given) and summarize it. */
   observe(check: { readonly tool: string; readonly input: unknown; readonly plan: Plan }, hosts?: readonly string[]): Promise<Observation>;
   /** The condition `name` of read tool `tool`, or a generic one; undefined when neither has it. */

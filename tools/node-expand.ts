@@ -1,0 +1,86 @@
+// MetalK8s-style expansion: a node already in the inventory joins the cluster. The approver
+// sees the host key fingerprint that will be pinned, the Node object (role labels and
+// taints) that will be applied, the deployment playbook, and the gate.
+import { z } from 'zod';
+import { absolutePath, duration, k8sNodeName, targets } from './fields.js';
+import { playbookFor } from './ansible-playbook.js';
+import { k8sNodes } from './k8s-nodes.js';
+import { kubectlOn } from './kubernetes.js';
+import { execStep, resolveHosts, showArgv } from './planning.js';
+import { validatedOrThrow } from './registry.js';
+import { gateStep } from './steps/index.js';
+import { ToolInputError, defineTool } from './types.js';
+
+export const NODE_ROLES = ['control-plane', 'infra', 'worker'] as const;
+
+/** Role labels and taints, as MetalK8s and kubeadm give them. */
+export function nodeManifest(name: string, role: (typeof NODE_ROLES)[number]): Record<string, unknown> {
+  const labels: Record<string, string> = { 'kubernetes.io/hostname': name };
+  const taints: Array<{ key: string; effect: string }> = [];
+  if (role === 'control-plane') {
+    labels['node-role.kubernetes.io/control-plane'] = '';
+    labels['node-role.kubernetes.io/etcd'] = '';
+    taints.push({ key: 'node-role.kubernetes.io/control-plane', effect: 'NoSchedule' });
+  } else if (role === 'infra') {
+    labels['node-role.kubernetes.io/infra'] = '';
+    taints.push({ key: 'node-role.kubernetes.io/infra', effect: 'NoSchedule' });
+  } else {
+    labels['node-role.kubernetes.io/worker'] = '';
+  }
+  return { apiVersion: 'v1', kind: 'Node', metadata: { name, labels }, spec: taints.length > 0 ? { taints } : {} };
+}
+
+export const nodeExpand = defineTool({
+  name: 'node_expand',
+  title: 'Add a node to the cluster',
+  description:
+    'Add a node that is in the inventory but not yet in the cluster: pin its SSH host key (only the fingerprint ' +
+    'given, shown for approval), apply its Node object with the role\'s labels and taints (control-plane + etcd, ' +
+    'infra, or worker) through kubectl on a control-plane host, run the configured deployment playbook on it, then ' +
+    'wait until the node is Ready. Mirrors `deploy_node` (MetalK8s salt orchestrate) with kubectl and ansible-playbook.',
+  risk: 'destructive',
+  idempotent: false,
+  input: z
+    .object({
+      node: targets.describe('The inventory host to add (exactly one).'),
+      role: z.enum(NODE_ROLES).describe('control-plane (with etcd), infra, or worker.'),
+      host_key_fingerprint: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, { error: 'a fingerprint like SHA256:… (ssh-keygen -lf / ssh-keyscan | ssh-keygen -lf -)' }).describe('The fingerprint of the node\'s host key, checked out of band; only this key is pinned.'),
+      k8s_name: k8sNodeName.optional().describe('Kubernetes node name; the inventory name by default.'),
+      deploy_playbook: z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/).describe('The allowlisted playbook (ansible.playbooks) that deploys the node; it gets `node_role` when it declares it.'),
+      control_plane: targets.default('k8s_control_plane').describe('Where kubectl runs (first host it resolves to). Default `k8s_control_plane`.'),
+      kubeconfig: absolutePath.optional().describe("kubeconfig on the control-plane host; kubectl's default otherwise."),
+      kubectl_as_root: z.boolean().default(false).describe('Run kubectl through `sudo -n`.'),
+      deploy_timeout: duration({ minMs: 10_000, maxMs: 6 * 3_600_000 }).prefault('30m').describe('How long the deployment may take. Default 30m.'),
+      ready_timeout: duration({ minMs: 5000, maxMs: 3_600_000 }).prefault('10m').describe('How long the node may take to be Ready. Default 10m.'),
+    })
+    .strict(),
+  plan(input, ctx) {
+    const nodes = resolveHosts(ctx, input.node, 'node');
+    if (nodes.length !== 1) throw new ToolInputError('node', `'${input.node}' names ${nodes.length} hosts; expand one node at a time`);
+    const node = nodes[0] ?? '';
+    const name = input.k8s_name ?? node;
+    if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) throw new ToolInputError('k8s_name', `'${name}' is not a Kubernetes node name; give k8s_name`);
+    const { host: cp, kubectl } = kubectlOn({ control_plane: input.control_plane, kubeconfig: input.kubeconfig }, ctx);
+    const playbook = playbookFor(ctx, input.deploy_playbook);
+    const vars = playbook.extraVars.node_role ? { node_role: input.role } : {};
+    const deployArgs = ['--limit', node, ...(Object.keys(vars).length ? ['--extra-vars', JSON.stringify(vars)] : []), '--', playbook.path];
+    const manifest = JSON.stringify(nodeManifest(name, input.role));
+    const checkInput = { control_plane: cp, as_root: input.kubectl_as_root, ...(input.kubeconfig !== undefined ? { kubeconfig: input.kubeconfig } : {}) };
+    const apply = execStep({ id: 'node-object', hosts: [cp], argv: [...kubectl, 'apply', '-f', '-'], asRoot: input.kubectl_as_root, stdin: manifest, timeoutMs: ctx.defaults.commandTimeoutMs, description: `apply the Node object ${name} (${input.role}): ${showArgv([...kubectl, 'apply', '-f', '-'])} < ${manifest}` });
+    return {
+      tool: 'node_expand',
+      hosts: [node, cp],
+      batches: [
+        {
+          steps: [
+            { id: 'pin-host-key', description: `pin ${node}'s host key ${input.host_key_fingerprint} in known_hosts (refused if it offers any other)`, hosts: [node], action: { kind: 'pin_host_key', fingerprint: input.host_key_fingerprint }, timeoutMs: ctx.defaults.connectTimeoutMs + 5000 },
+            { ...apply, subject: node },
+            { id: 'deploy', description: `deploy with playbook ${input.deploy_playbook} (${playbook.description}): ansible-playbook ${showArgv(deployArgs)}`, hosts: [node], action: { kind: 'playbook', playbook: input.deploy_playbook, args: deployArgs }, timeoutMs: input.deploy_timeout },
+            gateStep({ id: 'ready', subject: node, check: k8sNodes, input: checkInput, until: 'node_ready', args: { node: name }, intervalMs: 2000, timeoutMs: input.ready_timeout }, ctx, validatedOrThrow),
+          ],
+        },
+      ],
+      failureBudget: 0,
+    };
+  },
+});
