@@ -119,12 +119,45 @@ function embeddedConfig(p: { lab: Lab; redisUrl: string; publicUrl: string; port
     jobs: { wait_budget: '45s', files_root: './files' },
     audit: { file: './audit.jsonl' },
     log: { level: 'info' },
+    ...slackFromEnvironment(),
   };
   return `# Written by 'castellan up' for its embedded lab. Regenerated on every start.\n${stringify(doc)}`;
 }
 
 /** A fixed callback port for Claude Code, so its redirect URI is predictable (any loopback port is registered). */
 const CLAUDE_CODE_CALLBACK_PORT = 33418;
+
+/**
+ * A real Slack app attaches to the lab through the environment (the config is regenerated on
+ * every start): SLACK_BOT_TOKEN plus SLACK_APP_TOKEN (Socket Mode, no public URL needed) or
+ * SLACK_SIGNING_SECRET (HTTP); SLACK_APPROVALS_CHANNEL and SLACK_CHANNELS (comma-separated IDs).
+ */
+function slackFromEnvironment(env: NodeJS.ProcessEnv = process.env): { slack?: Record<string, unknown> } {
+  if (!env.SLACK_BOT_TOKEN || !(env.SLACK_APP_TOKEN || env.SLACK_SIGNING_SECRET)) return {};
+  const socket = Boolean(env.SLACK_APP_TOKEN);
+  const channels = (env.SLACK_CHANNELS ?? '').split(',').map((c) => c.trim()).filter(Boolean);
+  return {
+    slack: {
+      socket_mode: socket,
+      bot_token_env: 'SLACK_BOT_TOKEN',
+      ...(socket ? { app_token_env: 'SLACK_APP_TOKEN' } : { signing_secret_env: 'SLACK_SIGNING_SECRET' }),
+      ...(env.SLACK_APPROVALS_CHANNEL ? { approvals_channel: env.SLACK_APPROVALS_CHANNEL } : {}),
+      ...(channels.length > 0 ? { channels } : {}),
+    },
+  };
+}
+
+function slackLines(server: string): string[] {
+  if (process.env.SLACK_BOT_TOKEN && (process.env.SLACK_APP_TOKEN || process.env.SLACK_SIGNING_SECRET)) {
+    return [`  slack       attached (${process.env.SLACK_APP_TOKEN ? 'Socket Mode' : `HTTP at ${server}/slack/events`}); try /castellan help in your workspace`];
+  }
+  return [
+    '  slack       not attached. To attach a real Slack app (Socket Mode: no public URL needed):',
+    '                castellan slack manifest > slack-app.yaml   # create the app from it at https://api.slack.com/apps',
+    '                install it, then restart with SLACK_BOT_TOKEN=xoxb-… SLACK_APP_TOKEN=xapp-… [SLACK_APPROVALS_CHANNEL=C…]',
+    "                (README → Slack; people link their account with '/castellan link' as a demo user)",
+  ];
+}
 
 function banner(p: { configFile: string; server: string; issuer: string; redis: string; lab: Lab; dir: string }): string {
   const users = LAB_USERS.map((u) => `${u.username} (${u.groups.join(', ') || 'no groups'})`).join(', ');
@@ -138,6 +171,7 @@ function banner(p: { configFile: string; server: string; issuer: string; redis: 
     `  redis       ${p.redis}   (data in ${p.dir}/redis)`,
     `  lab nodes   ${p.lab.nodes.map((n) => `${n.name}=${n.address}:${n.port}`).join(' ')}`,
     `  config      ${p.configFile}`,
+    ...slackLines(p.server),
     '',
     'CLI, in another terminal (local mode: as auth.local_identity, straight to Redis):',
     `  export CASTELLAN_CONFIG=${p.configFile}`,

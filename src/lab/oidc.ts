@@ -103,14 +103,15 @@ function defaultClients(castellanSecret: string, dashboardSecret: string, resour
   const base = resource.replace(/\/$/, '');
   const publicClient = { token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] };
   return [
-    // The resource server itself: never logs anyone in, only introspects (Authelia's default auth method).
+    // The resource server itself: introspects (Authelia's default auth method), and signs
+    // Slack users in on the link page (code + PKCE; a refresh token re-reads their groups).
     {
       client_id: 'castellan',
       client_secret: castellanSecret,
       token_endpoint_auth_method: 'client_secret_basic',
-      grant_types: [],
-      response_types: [],
-      redirect_uris: [],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: [`${base}/slack/link/callback`],
     },
     // RFC 8252 native clients: any loopback port is accepted for these redirect URIs.
     { ...publicClient, client_id: 'castellan-cli', application_type: 'native', redirect_uris: ['http://127.0.0.1/callback'] },

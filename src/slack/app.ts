@@ -16,6 +16,7 @@ import type { Logger } from '../log.js';
 import type { Runtime } from '../runtime.js';
 import type { ReplyAddress } from '../../queues/records.js';
 import type { Requester } from '../../auth/types.js';
+import { AfterAck } from './after-ack.js';
 import { errorReply, handleSlash, SLASH_COMMAND } from './commands.js';
 import { slackKeys } from './keys.js';
 import { linkRouter, linkUrl } from './link-page.js';
@@ -26,6 +27,8 @@ import { ACTION_APPROVE, ACTION_DENY, ACTION_LINK, denyReasonModal, ephemeral, l
 export const SLACK_EVENTS_PATH = '/slack/events';
 /** Slack's own limit is 5 minutes in the past (checked by Bolt); a post-dated request is as suspect as a stale one. */
 const MAX_FUTURE_SKEW_S = 60;
+/** Commands worked on at once after their ack (see after-ack.ts). */
+const AFTER_ACK_CONCURRENCY = 4;
 
 export interface SlackFrontEndOptions {
   /** Run the notifier in this process (default true). */
@@ -109,15 +112,17 @@ export function createSlackFrontEnd(runtime: Runtime, options: SlackFrontEndOpti
     }),
   );
 
+  const afterAck = new AfterAck(AFTER_ACK_CONCURRENCY, logger);
   app.command(SLASH_COMMAND, async ({ ack, command, respond }) => {
     await ack();
-    await handleSlash(
+    // Not awaited: the listener returns at once, the command is worked off in order.
+    void afterAck.run(() => handleSlash(
       deps,
       { team: command.team_id, user: command.user_id, channel: command.channel_id, triggerId: command.trigger_id, text: command.text },
       async (message) => {
         await respond({ response_type: 'ephemeral', replace_original: false, text: message.text, blocks: message.blocks });
       },
-    );
+    ));
   });
 
   /** Who pressed a button, as the linked identity; undefined (and a link prompt sent) when not linked. */
@@ -234,6 +239,8 @@ export function createSlackFrontEnd(runtime: Runtime, options: SlackFrontEndOpti
     },
     async stop() {
       await notifier?.stop();
+      // Commands already acked are finished, not dropped: Slack will not send them again.
+      for (let i = 0; i < 100 && afterAck.pending > 0; i++) await new Promise((r) => setTimeout(r, 50));
       if (settings.socketMode) await app.stop().catch(() => undefined);
     },
   };

@@ -94,10 +94,19 @@ const STATE_LABEL: Readonly<Record<JobState, string>> = {
   interrupted: ':zap: Interrupted',
 };
 
+/** A job's hosts never change, and folding a thousand names on every render adds up. */
+const foldedTargets = new Map<string, string>();
+
 function targetsOf(job: JobRecord): string {
   const hosts = job.plan.hosts;
   if (hosts.length === 0) return '';
-  return ` on ${code(foldNodeSet(hosts))} (${hosts.length} host${hosts.length === 1 ? '' : 's'})`;
+  let folded = foldedTargets.get(job.id);
+  if (folded === undefined) {
+    folded = foldNodeSet(hosts);
+    if (foldedTargets.size >= 1000) foldedTargets.delete(foldedTargets.keys().next().value ?? '');
+    foldedTargets.set(job.id, folded);
+  }
+  return ` on ${code(folded)} (${hosts.length} host${hosts.length === 1 ? '' : 's'})`;
 }
 
 function decisionLine(job: JobRecord): string | undefined {

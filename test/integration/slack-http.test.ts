@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LAB_ROLES, startLabOidc, type LabOidc } from '../../src/lab/oidc.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { useCastellan } from '../support/castellan.js';
-import { labClientsWithLinkPage, linkInBrowser } from '../support/slack-link.js';
+import { linkInBrowser } from '../support/slack-link.js';
 import {
   blockActionsPayload,
   formBody,
@@ -35,7 +35,8 @@ const dynamic: Record<string, unknown> = {};
 beforeAll(async () => {
   slack = await startSlackStandIn();
   const castellanSecret = randomBytes(18).toString('base64url');
-  oidc = await startLabOidc({ resource: PUBLIC_URL, accessTokenFormat: 'opaque', castellanClientSecret: castellanSecret, clients: labClientsWithLinkPage(castellanSecret, PUBLIC_URL) });
+  // The lab's own clients: `castellan` may sign people in at <public_url>/slack/link/callback.
+  oidc = await startLabOidc({ resource: PUBLIC_URL, accessTokenFormat: 'opaque', castellanClientSecret: castellanSecret });
   process.env.T_SLACK_SIGNING = SIGNING_SECRET;
   process.env.T_SLACK_BOT = slack.botToken;
   process.env.T_OIDC_SECRET = castellanSecret;

@@ -2,7 +2,7 @@
 // lab OIDC provider (login and consent forms, cookies, redirects) and follows the redirect
 // back to Castellan's callback. `public_url` in tests names no listening server, so requests
 // to it are sent to the real server address instead (as a reverse proxy would).
-import type { LabClient, LabOidc } from '../../src/lab/oidc.js';
+import type { LabOidc } from '../../src/lab/oidc.js';
 import { CookieJar, step } from './oidc.js';
 
 export interface LinkPageResult {
@@ -36,20 +36,4 @@ export async function linkInBrowser(o: { linkUrl: string; lab: LabOidc; username
     response = await step(jar, toServer(next));
   }
   throw new Error('the link flow did not finish within 15 redirects');
-}
-
-/** The lab's clients plus Castellan's confidential client allowed to sign people in for the link page. */
-export function labClientsWithLinkPage(castellanSecret: string, publicUrl: string): LabClient[] {
-  const publicClient = { token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] };
-  return [
-    {
-      client_id: 'castellan',
-      client_secret: castellanSecret,
-      token_endpoint_auth_method: 'client_secret_basic',
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-      redirect_uris: [new URL('/slack/link/callback', publicUrl).href],
-    },
-    { ...publicClient, client_id: 'castellan-cli', application_type: 'native', redirect_uris: ['http://127.0.0.1/callback'] },
-  ];
 }
