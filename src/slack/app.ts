@@ -28,7 +28,7 @@ export const SLACK_EVENTS_PATH = '/slack/events';
 /** Slack's own limit is 5 minutes in the past (checked by Bolt); a post-dated request is as suspect as a stale one. */
 const MAX_FUTURE_SKEW_S = 60;
 /** Commands worked on at once after their ack (see after-ack.ts). */
-const AFTER_ACK_CONCURRENCY = 4;
+const AFTER_ACK_CONCURRENCY = 2;
 
 export interface SlackFrontEndOptions {
   /** Run the notifier in this process (default true). */
