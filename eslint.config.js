@@ -27,6 +27,17 @@ const layerRules = LAYERS.slice(0, -1).map((layer, index) => {
   };
 });
 
+// The presentation layer is below every front end: Slack and the dashboard render its views.
+const presentRule = {
+  files: ['src/present/**/*.ts'],
+  rules: {
+    'no-restricted-imports': [
+      'error',
+      { patterns: [{ regex: '^(\\.\\./)+(cli|mcp|http|slack|dashboard)/', message: 'src/present/ is below the front ends; they import it, never the other way.' }] },
+    ],
+  },
+};
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'bench/results/**', 'coverage/**', 'bin/**', 'eslint.config.js'] },
   js.configs.recommended,
@@ -69,4 +80,5 @@ export default tseslint.config(
     },
   },
   ...layerRules,
+  presentRule,
 );

@@ -11,6 +11,8 @@ import type { PlanContext, ToolDefinition } from '../tools/types.js';
 import type { AuditLog } from './audit.js';
 import type { MaintenanceSettings } from './maintenance.js';
 import type { CancelBroadcast } from './cancel.js';
+import type { JobEventHub } from './follow.js';
+import type { JobFeed } from './feed.js';
 import type { JobEvents } from './events.js';
 import type { HostLocks } from './host-locks.js';
 import type { Keys } from './keys.js';
@@ -51,6 +53,10 @@ export interface QueueContext {
   readonly queueName: string;
   readonly store: JobStore;
   readonly events: JobEvents;
+  /** The process's one subscription for following jobs. */
+  readonly hub: JobEventHub;
+  /** Every job's state changes and votes, for notifiers. */
+  readonly feed: JobFeed;
   readonly audit: AuditLog;
   readonly ledger: ExecutionLedger;
   readonly locks: HostLocks;

@@ -1,10 +1,10 @@
-// Progress of a job: one Redis stream per job. The worker appends; whichever front end owns
-// the request (the CLI that submitted it, the MCP call, the Slack thread's reporter) reads
-// it. A stream, unlike pub/sub, lets a reader that connects late (or reconnects) catch up
-// from any point, and only the reader that cares acts on it (no duplicate Slack posts).
+// Progress of a job: one Redis stream per job. The worker appends; front ends follow it
+// through the process's one event hub (queues/follow.ts). A stream, unlike pub/sub, lets a
+// reader that connects late (or reconnects) catch up from any point.
 import type { Redis } from 'ioredis';
 import type { HostStatus } from '../tools/host-result.js';
 import type { Redactor } from './redact.js';
+import { appendToFeed, isFeedEvent } from './feed.js';
 import type { Keys } from './keys.js';
 import type { JobState } from './states.js';
 
@@ -44,16 +44,25 @@ export class JobEvents {
   ) {}
 
   async publish(jobId: string, event: JobEvent): Promise<void> {
-    await this.redis.xadd(this.keys.events(jobId), 'MAXLEN', '~', STREAM_MAXLEN, '*', 'e', JSON.stringify(this.redactor.scrubDeep(event)));
+    await this.publishMany(jobId, [event]);
   }
 
-  /** Several events in one round trip (a pipeline of XADDs): still one stream entry each, in order. */
+  /**
+   * Several events in one round trip (a pipeline): one job-stream entry each, in order; state
+   * changes and votes also go to the all-jobs feed; then one wake-up for this process's and
+   * other processes' followers (queues/follow.ts).
+   */
   async publishMany(jobId: string, events: readonly JobEvent[]): Promise<void> {
     if (events.length === 0) return;
     const key = this.keys.events(jobId);
-    const pipeline = this.redis.pipeline();
+    const pipeline = this.redis.multi();
     // Scrubbed like every other writer: an error text or a host name can carry a secret too.
-    for (const event of events) pipeline.xadd(key, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'e', JSON.stringify(this.redactor.scrubDeep(event)));
+    for (const event of events) {
+      const clean = this.redactor.scrubDeep(event);
+      pipeline.xadd(key, 'MAXLEN', '~', STREAM_MAXLEN, '*', 'e', JSON.stringify(clean));
+      if (isFeedEvent(clean)) appendToFeed(pipeline, this.keys, jobId, clean);
+    }
+    pipeline.publish(this.keys.eventsChannel(), jobId);
     const replies = (await pipeline.exec()) ?? [];
     const failed = replies.find(([error]) => error);
     if (failed?.[0]) throw failed[0];
@@ -63,32 +72,9 @@ export class JobEvents {
     const entries = await this.redis.xrange(this.keys.events(jobId), afterId === '0' ? '-' : `(${afterId}`, '+', 'COUNT', count);
     return entries.map(([id, fields]) => stamp(id, fields));
   }
-
-  /**
-   * Follow a job's events until `until` says stop or the signal aborts. Uses its own
-   * connection for the blocking read.
-   */
-  async *follow(jobId: string, options: { afterId?: string; signal?: AbortSignal; blockMs?: number } = {}): AsyncGenerator<StampedEvent> {
-    const reader = this.redis.duplicate();
-    let last = options.afterId ?? '0';
-    try {
-      while (!options.signal?.aborted) {
-        const reply = (await reader.xread('COUNT', 500, 'BLOCK', options.blockMs ?? 1000, 'STREAMS', this.keys.events(jobId), last));
-        if (!reply) continue;
-        for (const [, entries] of reply) {
-          for (const [id, fields] of entries) {
-            last = id;
-            yield stamp(id, fields);
-          }
-        }
-      }
-    } finally {
-      reader.disconnect();
-    }
-  }
 }
 
-function stamp(id: string, fields: string[]): StampedEvent {
+export function stamp(id: string, fields: string[]): StampedEvent {
   const json = fields[fields.indexOf('e') + 1] ?? '{}';
   return { id, at: Number(id.split('-')[0]), event: JSON.parse(json) as JobEvent };
 }

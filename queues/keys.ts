@@ -11,6 +11,10 @@ export interface Keys {
   idempotency(subject: string, key: string): string;
   audit(): string;
   cancelChannel(): string;
+  /** Pub/sub channel: the id of a job whose event stream just grew (wakes followers). */
+  eventsChannel(): string;
+  /** Stream of every job's state changes and votes (notifiers follow it). */
+  feed(): string;
   workerHeartbeat(workerId: string): string;
 }
 
@@ -25,6 +29,8 @@ export function keys(prefix: string): Keys {
     idempotency: (subject, key) => `${prefix}:idem:${subject}:${key}`,
     audit: () => `${prefix}:audit`,
     cancelChannel: () => `${prefix}:cancel`,
+    eventsChannel: () => `${prefix}:events-notify`,
+    feed: () => `${prefix}:feed`,
     workerHeartbeat: (workerId) => `${prefix}:worker:${workerId}`,
   };
 }

@@ -19,6 +19,8 @@ import type { QueueContext } from './context.js';
 import { endJob } from './endings.js';
 import type { StampedEvent } from './events.js';
 import { bindPlan, boundPlanHash } from './plan-binding.js';
+import type { FollowOptions } from './follow.js';
+import { planHash } from './plan-hash.js';
 import { JOB_ID_PATTERN, newJobId, type JobDoc, type JobRecord, type ReplyAddress, type Vote } from './records.js';
 import { isFinal, type JobState } from './states.js';
 
@@ -285,6 +287,15 @@ export class JobService {
   }
 
   /**
+   * The one way to follow a job: its events after `after` ('0' for all), then live ones,
+   * ending after the event that makes it final (or when the signal aborts).
+   */
+  async *follow(jobId: string, viewer: Identity, options: FollowOptions = {}): AsyncGenerator<StampedEvent> {
+    await this.get(jobId, viewer);
+    yield* this.ctx.hub.follow(jobId, options);
+  }
+
+  /**
    * Follow a job until it ends or `timeoutMs` passes, handing each event to `onEvent`.
    * Returns the record as it is at that moment (final or not).
    */
@@ -296,10 +307,7 @@ export class JobService {
     const onOuterAbort = (): void => controller.abort();
     signal?.addEventListener('abort', onOuterAbort, { once: true });
     try {
-      for await (const e of this.ctx.events.follow(jobId, { signal: controller.signal, blockMs: 500 })) {
-        onEvent?.(e);
-        if (e.event.type === 'state' && isFinal(e.event.state)) break;
-      }
+      for await (const e of this.follow(jobId, viewer, { signal: controller.signal })) onEvent?.(e);
     } finally {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onOuterAbort);

@@ -15,6 +15,9 @@ import type { Requester, Origin } from '../auth/types.js';
 import { AuditLog } from '../queues/audit.js';
 import { CancelBroadcast } from '../queues/cancel.js';
 import type { InventoryProvider, JobSettings, QueueContext, ToolCatalogue } from '../queues/context.js';
+import type { ApprovalPlaces } from './present/job-view.js';
+import { JobEventHub } from '../queues/follow.js';
+import { JobFeed } from '../queues/feed.js';
 import { JobEvents } from '../queues/events.js';
 import { HostLocks } from '../queues/host-locks.js';
 import { keys } from '../queues/keys.js';
@@ -47,6 +50,8 @@ export interface Runtime {
   readonly logger: Logger;
   readonly redactor: Redactor;
   readonly redis: Redis;
+  /** Where people approve (public URL, Slack channel): every job view names them. */
+  readonly places: ApprovalPlaces;
   /** The identity the CLI and `mcp --stdio` act as (from auth.local_identity). */
   localRequester(origin: Origin): Requester;
   startWorker(): Promise<WorkerHandle>;
@@ -73,13 +78,16 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
   const tools: ToolCatalogue = { get: (n) => byName.get(n), list: () => catalogue };
   const localRoot = config.jobs.filesRoot;
 
+  const events = new JobEvents(redis, k, redactor);
   const ctx: QueueContext = {
     redis,
     keys: k,
     queue,
     queueName,
     store: new JobStore(redis, k),
-    events: new JobEvents(redis, k, redactor),
+    events,
+    hub: new JobEventHub(redis, k, events),
+    feed: new JobFeed(redis, k),
     audit: new AuditLog(redis, k, redactor, config.audit.file),
     ledger: new ExecutionLedger(redis, k),
     locks: new HostLocks(redis, k, settings.hostLockTtlMs),
@@ -111,6 +119,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
     logger,
     redactor,
     redis,
+    places: { publicUrl: config.server.publicUrl, slackChannel: config.slack?.approvalsChannel },
     localRequester(origin) {
       const id = config.auth.localIdentity;
       return { subject: id.subject, displayName: id.displayName, groups: [...id.groups], roles: rolesForGroups(id.groups, config.auth.roles), origin };
@@ -123,6 +132,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
     async close() {
       for (const w of workers.splice(0)) await w.close();
       await ctx.cancel.close();
+      await ctx.hub.close();
       await queue.close();
       await executor.close();
       redis.disconnect();

@@ -2,7 +2,7 @@
 // (auth.local_identity). There is deliberately no flag to act as anyone else.
 import { loadConfig } from '../../config/load.js';
 import type { Requester } from '../../auth/types.js';
-import type { JobRecord } from '../../queues/records.js';
+import { jobView, viewOfJob, type JobView } from '../present/job-view.js';
 import type { StampedEvent } from '../../queues/events.js';
 import { createLogger } from '../log.js';
 import { Redactor } from '../../queues/redact.js';
@@ -13,14 +13,14 @@ export interface JobClient {
   readonly requester: Requester;
   /** Local mode only: the server's files root, where cp stages local files. */
   readonly filesRoot?: string | undefined;
-  submit(tool: string, input: unknown, idempotencyKey?: string): Promise<{ job: JobRecord; duplicate: boolean }>;
-  get(id: string): Promise<JobRecord>;
-  list(options: { limit?: number; state?: string }): Promise<JobRecord[]>;
+  submit(tool: string, input: unknown, idempotencyKey?: string): Promise<{ job: JobView; duplicate: boolean }>;
+  get(id: string): Promise<JobView>;
+  list(options: { limit?: number; state?: string }): Promise<JobView[]>;
   events(id: string, afterId?: string): Promise<StampedEvent[]>;
-  wait(id: string, timeoutMs: number, onEvent: (e: StampedEvent) => void, signal?: AbortSignal): Promise<JobRecord>;
-  approve(id: string, reason?: string): Promise<JobRecord>;
-  deny(id: string, reason?: string): Promise<JobRecord>;
-  cancel(id: string, reason?: string): Promise<JobRecord>;
+  wait(id: string, timeoutMs: number, onEvent: (e: StampedEvent) => void, signal?: AbortSignal): Promise<JobView>;
+  approve(id: string, reason?: string): Promise<JobView>;
+  deny(id: string, reason?: string): Promise<JobView>;
+  cancel(id: string, reason?: string): Promise<JobView>;
   close(): Promise<void>;
 }
 
@@ -32,17 +32,22 @@ export async function openLocal(configFlag: string | undefined, verbose: boolean
   const runtime = await createRuntime(config, { mode: 'client', logger });
   const requester = runtime.localRequester('cli');
   const s = runtime.service;
+  // The same view the API sends, so local and remote output are one rendering.
+  const view = (job: Parameters<typeof jobView>[0]): JobView => jobView(job, { places: runtime.places });
   const client: JobClient = {
     requester,
     filesRoot: config.jobs.filesRoot,
-    submit: (tool, input, idempotencyKey) => s.submit({ tool, input, requester, replyTo: { kind: 'cli' }, idempotencyKey }),
-    get: (id) => s.get(id, requester),
-    list: (o) => s.list(requester, { limit: o.limit, state: o.state as never }),
+    submit: async (tool, input, idempotencyKey) => {
+      const { job, duplicate } = await s.submit({ tool, input, requester, replyTo: { kind: 'cli' }, idempotencyKey });
+      return { job: view(job), duplicate };
+    },
+    get: async (id) => viewOfJob(s, await s.get(id, requester), requester, runtime.places),
+    list: async (o) => (await s.list(requester, { limit: o.limit, state: o.state as never })).map(view),
     events: (id, afterId) => s.events(id, requester, afterId),
-    wait: (id, timeoutMs, onEvent, signal) => s.wait(id, requester, timeoutMs, onEvent, signal),
-    approve: (id, reason) => s.approve(id, requester, reason),
-    deny: (id, reason) => s.deny(id, requester, reason),
-    cancel: (id, reason) => s.cancel(id, requester, reason),
+    wait: async (id, timeoutMs, onEvent, signal) => view(await s.wait(id, requester, timeoutMs, onEvent, signal)),
+    approve: async (id, reason) => view(await s.approve(id, requester, reason)),
+    deny: async (id, reason) => view(await s.deny(id, requester, reason)),
+    cancel: async (id, reason) => view(await s.cancel(id, requester, reason)),
     close: () => runtime.close(),
   };
   return { client, runtime };

@@ -8,7 +8,8 @@ import { runCopy } from './copy.js';
 import { openLocal, type JobClient } from './local.js';
 import { openRemoteJobClient } from './remote.js';
 import { serverOf, tokenFor } from './account.js';
-import { exitCodeFor, progressLine, renderJobLine, renderPlan, renderResult, renderSummary, renderVotes } from './render.js';
+import { exitCodeFor } from './render.js';
+import { approvalText, eventText, jobRowText, jobText, planText, resultText, summaryText, textStyleFor } from '../present/render/text.js';
 import { readStdin, readTextFile, scriptLines } from './stdin.js';
 import { GLOBAL_OPTIONS, firstWordIndex, splitGlobalOptions } from './global-options.js';
 import { quietOnClosedPipe } from './pipes.js';
@@ -51,8 +52,10 @@ export async function runTool(client: JobClient, tool: string, input: unknown): 
   const { job, duplicate } = await client.submit(tool, input, g.idempotencyKey);
   if (duplicate) process.stderr.write(`» same idempotency key as job ${job.id}: not submitted again\n`);
   if (job.state === 'awaiting_approval') {
-    process.stderr.write(`${renderPlan(job)}\n» job ${job.id} awaits ${job.approvalsRequired} approval(s): castellan approve ${job.id}  (or deny / cancel)\n`);
+    const err = textStyleFor(process.stderr);
+    process.stderr.write(`${planText(job.plan, err)}\n${approvalText(job, err) ?? ''}\n`);
   }
+  if (job.maintenance) process.stderr.write(`» ${job.maintenance.detail}\n`);
   if (g.wait === false) {
     process.stdout.write(g.json ? JSON.stringify(job, null, 2) + '\n' : `${job.id}\n`);
     return exitCodeFor(job.state);
@@ -74,9 +77,10 @@ export async function runTool(client: JobClient, tool: string, input: unknown): 
     }).catch(() => undefined);
   }, 3000);
   try {
-    const waitMs = job.state === 'awaiting_approval' ? Math.max(0, (job.expiresAt ?? Date.now()) - Date.now()) + 60_000 : job.timeoutMs + 60_000;
+    const expires = job.approval?.expires_at !== undefined ? Date.parse(job.approval.expires_at) : Date.now();
+    const waitMs = job.state === 'awaiting_approval' ? Math.max(0, expires - Date.now()) + job.timeout_ms + 60_000 : job.timeout_ms + 60_000;
     const final = await client.wait(job.id, waitMs, (e) => {
-      const line = progressLine(e);
+      const line = eventText(e, textStyleFor(process.stderr));
       if (line) process.stderr.write(line + '\n');
     }, stopWaiting.signal);
     printFinal(final, g.json);
@@ -92,8 +96,8 @@ function printFinal(job: Awaited<ReturnType<JobClient['get']>>, json: boolean | 
     process.stdout.write(JSON.stringify(job, null, 2) + '\n');
     return;
   }
-  process.stdout.write(renderResult(job));
-  process.stderr.write(renderSummary(job) + '\n');
+  process.stdout.write(resultText(job, textStyleFor(process.stdout)));
+  process.stderr.write(summaryText(job, textStyleFor(process.stderr)) + '\n');
 }
 
 function toolInput(toolName: string, words: readonly string[]): unknown {
@@ -181,7 +185,7 @@ program
     await withClient(async (client) => {
       const jobs = await client.list({ limit: Number(opts.limit), state: opts.state });
       if (globals().json) process.stdout.write(JSON.stringify(jobs, null, 2) + '\n');
-      else for (const j of jobs) process.stdout.write(renderJobLine(j) + '\n');
+      else for (const j of jobs) process.stdout.write(jobRowText(j, textStyleFor(process.stdout)) + '\n');
     });
     finish(0);
   });
@@ -198,12 +202,10 @@ program
         process.stdout.write(JSON.stringify(job, null, 2) + '\n');
         return exitCodeFor(job.state);
       }
-      process.stdout.write(`${renderSummary(job)}\n${renderPlan(job)}\n`);
-      if (job.votes.length) process.stdout.write(renderVotes(job) + '\n');
-      process.stdout.write(renderResult(job));
+      process.stdout.write(jobText(job, textStyleFor(process.stdout)));
       if (opts.log) {
         for (const e of await client.events(id)) {
-          const line = progressLine(e, process.stdout);
+          const line = eventText(e, textStyleFor(process.stdout));
           if (line) process.stdout.write(`${new Date(e.at).toISOString()} ${line}\n`);
         }
       }
@@ -220,7 +222,7 @@ for (const verb of ['approve', 'deny', 'cancel'] as const) {
     .option('--reason <text>', 'recorded in the audit trail')
     .action(async (id: string, opts: { reason?: string }) => {
       const job = await withClient((client) => client[verb](id, opts.reason));
-      process.stdout.write(`${renderSummary(job)}\n`);
+      process.stdout.write(`${summaryText(job, textStyleFor(process.stdout))}\n`);
       finish(0);
     });
 }

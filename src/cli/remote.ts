@@ -9,13 +9,15 @@ import { sleep } from '../../queues/sleep.js';
 import { readFile } from 'node:fs/promises';
 import type { Requester, Role } from '../../auth/types.js';
 import type { StampedEvent, JobEvent } from '../../queues/events.js';
-import type { JobRecord } from '../../queues/records.js';
 import type { JobState } from '../../queues/states.js';
 import { CastellanError, ERROR_CODES, type ErrorCode } from '../../config/errors.js';
-import type { EventView, JobView, OutputPage } from '../http/job-view.js';
+import type { EventView, JobView, OutputPage } from '../present/job-view.js';
 import type { JobClient } from './local.js';
 
 export const TOKEN_ENV = 'CASTELLAN_TOKEN';
+
+/** How long the server may hold one events request open. */
+const LONG_POLL_MS = 10_000;
 
 export interface RemoteClientOptions {
   /** Castellan's base URL, e.g. https://castellan.example (the API is under /api/v1). */
@@ -208,8 +210,9 @@ export class RemoteClient {
     return (await this.request<{ jobs: JobView[] }>('GET', `jobs${qs ? `?${qs}` : ''}`)).jobs;
   }
 
-  async events(jobId: string, after = '0', limit = 500, signal?: AbortSignal): Promise<EventPage> {
-    const query = new URLSearchParams({ after, limit: String(limit) });
+  /** Events after `after`; with `waitMs`, the server holds the request until one comes (long poll). */
+  async events(jobId: string, after = '0', limit = 500, signal?: AbortSignal, waitMs = 0): Promise<EventPage> {
+    const query = new URLSearchParams({ after, limit: String(limit), ...(waitMs > 0 ? { wait_ms: String(Math.round(waitMs)) } : {}) });
     return this.request('GET', `jobs/${encodeURIComponent(jobId)}/events?${query.toString()}`, undefined, signal);
   }
 
@@ -240,101 +243,34 @@ export class RemoteClient {
   }
 
   /**
-   * Poll the job's event log, handing each event to `onEvent` in order, until the job ends
-   * (or `timeoutMs` passes, or `signal` aborts). Returns the job as it is then.
+   * Follow the job's events through the API's long poll, handing each to `onEvent` in order,
+   * until the job ends (or `timeoutMs` passes, or `signal` aborts). Returns the job view then.
    */
   async follow(jobId: string, options: FollowOptions = {}): Promise<JobView> {
-    const interval = options.intervalMs ?? 500;
     const deadline = options.timeoutMs !== undefined ? Date.now() + options.timeoutMs : Infinity;
     let after = '0';
     let endedPolls = 0;
+    let sawEnd = false;
+    let recordFinal = false;
     for (;;) {
-      const page = await this.events(jobId, after, 500, options.signal);
-      let sawEnd = false;
+      // Hold the request open while the job runs; once the record is final, only a short
+      // wait for its last event (written a moment after the record turns final).
+      const waitMs = recordFinal ? 1000 : Math.min(LONG_POLL_MS, Math.max(0, deadline - Date.now()));
+      const page = await this.events(jobId, after, 500, options.signal, waitMs);
       for (const e of page.events) {
         const event = e.event as unknown as JobEvent;
         if (event.type === 'state' && FINAL_STATES.has(event.state)) sawEnd = true;
         options.onEvent?.({ id: e.id, at: Date.parse(e.at), event });
       }
       after = page.next_after;
-      // The record turns final a moment before its last event is written: poll once more for it.
-      if (FINAL_STATES.has(page.state) && !page.more && (sawEnd || ++endedPolls > 1)) break;
+      recordFinal = FINAL_STATES.has(page.state);
+      if (!page.more && (sawEnd || (recordFinal && ++endedPolls > 1))) break;
       if (options.signal?.aborted || Date.now() >= deadline) break;
-      if (!page.more) await sleep(interval, options.signal);
+      // A server without long poll answers at once: pace the loop.
+      if (page.events.length === 0 && options.intervalMs !== undefined) await sleep(options.intervalMs, options.signal);
     }
     return this.get(jobId);
   }
-}
-
-/**
- * A JobRecord rebuilt from the API's job view, so the CLI renders remote jobs with the same
- * code as local ones. For display only: plan steps come back as the argv shown to approvers
- * (never re-plan or hash them), the plan hash is not sent, per-host stdout/stderr are empty
- * (the folded output carries the text; `RemoteClient.output()` pages the raw output), and
- * the requester's groups and roles are not sent.
- */
-export function recordFromView(view: JobView): JobRecord {
-  const result = view.result;
-  return {
-    id: view.id,
-    tool: view.tool,
-    risk: view.risk,
-    input: view.input,
-    plan: {
-      tool: view.tool,
-      hosts: view.plan.hosts,
-      failureBudget: view.plan.failure_budget,
-      ...(view.plan.window !== undefined ? { window: view.plan.window } : {}),
-      batches: view.plan.batches.map((batch) => ({
-        steps: batch.steps.map((step) => ({
-          id: step.id,
-          description: step.description,
-          hosts: step.hosts,
-          subject: step.subject,
-          action: { kind: 'exec' as const, argv: step.command, asRoot: false, stdin: step.stdin },
-          timeoutMs: step.timeout_ms,
-          onFailure: step.on_failure?.map((r) => ({ id: r.id, description: r.description, hosts: r.hosts, subject: r.subject, action: { kind: 'exec' as const, argv: r.command, asRoot: false }, timeoutMs: r.timeout_ms })),
-        })),
-      })),
-    },
-    planHash: '',
-    requester: { subject: view.requester.subject, displayName: view.requester.display_name, groups: [], roles: [], origin: view.requester.origin },
-    replyTo: { kind: 'cli' },
-    createdAt: view.created_at,
-    approvalsRequired: view.approval?.required ?? 0,
-    expiresAt: view.approval?.expires_at !== undefined ? Date.parse(view.approval.expires_at) : undefined,
-    timeoutMs: view.timeout_ms,
-    ...(view.maintenance !== undefined ? { maintenance: { windows: view.maintenance.windows, opensAt: view.maintenance.opens_at, detail: view.maintenance.detail } } : {}),
-    state: view.state,
-    votes: (view.approval?.votes ?? []).map((v) => ({ subject: v.subject, displayName: v.display_name, origin: v.origin, decision: v.decision, reason: v.reason, planHash: '', at: v.at })),
-    updatedAt: view.updated_at,
-    queuedAt: view.queued_at,
-    startedAt: view.started_at,
-    finishedAt: view.finished_at,
-    attempt: 0,
-    reason: view.reason,
-    result:
-      result === undefined
-        ? undefined
-        : {
-            hosts: result.hosts.map((h) => ({
-              host: h.host,
-              status: h.status,
-              step: h.step,
-              exitCode: h.exit_code,
-              signal: null,
-              stdout: '',
-              stderr: '',
-              truncated: h.truncated,
-              durationMs: h.duration_ms,
-              error: h.error,
-            })),
-            steps: [],
-            folded: result.folded.map((g) => ({ nodeset: g.nodeset, hosts: [], count: g.count, status: g.status, text: g.text })),
-            data: result.data,
-            unknownHosts: result.unknown_hosts,
-          },
-  };
 }
 
 /**
@@ -356,10 +292,10 @@ export async function openRemoteJobClient(options: RemoteClientOptions): Promise
         input: (input ?? {}) as Record<string, unknown>,
         ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
       });
-      return { job: recordFromView(job), duplicate };
+      return { job, duplicate };
     },
-    get: async (id) => recordFromView(await remote.get(id)),
-    list: async (o) => (await remote.list({ limit: o.limit, state: o.state as JobState | undefined })).map(recordFromView),
+    get: (id) => remote.get(id),
+    list: (o) => remote.list({ limit: o.limit, state: o.state as JobState | undefined }),
     async events(id, afterId = '0') {
       const all: StampedEvent[] = [];
       let after = afterId;
@@ -370,10 +306,10 @@ export async function openRemoteJobClient(options: RemoteClientOptions): Promise
         if (!page.more) return all;
       }
     },
-    wait: async (id, timeoutMs, onEvent, signal) => recordFromView(await remote.follow(id, { onEvent, timeoutMs, ...(signal ? { signal } : {}) })),
-    approve: async (id, reason) => recordFromView(await remote.approve(id, reason)),
-    deny: async (id, reason) => recordFromView(await remote.deny(id, reason)),
-    cancel: async (id, reason) => recordFromView(await remote.cancel(id, reason)),
+    wait: (id, timeoutMs, onEvent, signal) => remote.follow(id, { onEvent, timeoutMs, ...(signal ? { signal } : {}) }),
+    approve: (id, reason) => remote.approve(id, reason),
+    deny: (id, reason) => remote.deny(id, reason),
+    cancel: (id, reason) => remote.cancel(id, reason),
     close: async () => undefined,
   };
 }

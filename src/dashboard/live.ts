@@ -6,7 +6,7 @@ import type { Request, Response } from 'express';
 import { visibleBlock } from '../../config/visible.js';
 import { JOB_ID_PATTERN } from '../../queues/records.js';
 import { isFinal } from '../../queues/states.js';
-import { eventView } from '../http/job-view.js';
+import { eventView } from '../present/job-view.js';
 import type { Runtime } from '../runtime.js';
 import { hasFilter, matches, type JobFilter } from './listing.js';
 import { jobRow } from './pages/jobs.js';
@@ -97,7 +97,7 @@ export async function streamJob(runtime: Runtime, jobId: string, after: string, 
     res.end();
     return;
   }
-  for await (const stamped of runtime.ctx.events.follow(jobId, { afterId: after, signal: stream.closed, blockMs: 1000 })) {
+  for await (const stamped of runtime.ctx.hub.follow(jobId, { after, signal: stream.closed })) {
     const view = eventView(stamped);
     const event = view.event;
     if (event['type'] === 'output' && !showOutput) continue;

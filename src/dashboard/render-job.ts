@@ -3,7 +3,7 @@
 // It reads the API's JSON job view (src/http/job-view.ts), the one picture of a job that the
 // API and MCP already share, so the dashboard never re-derives a job from the raw record.
 import { createHash } from 'node:crypto';
-import type { EventView, JobView, PlanView } from '../http/job-view.js';
+import type { EventView, JobView, PlanView } from '../present/job-view.js';
 import { argv, block, duration, html, inline, time, type Html } from './html.js';
 import { UI } from './layout.js';
 

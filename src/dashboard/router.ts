@@ -14,7 +14,7 @@ import { toolArgsFor } from '../../tools/cli-args.js';
 import { inputJsonSchema } from '../../tools/registry.js';
 import { CastellanError, errorMessage } from '../../config/errors.js';
 import { toolListing } from '../http/api.js';
-import { eventView, jobView, planView, type JobView } from '../http/job-view.js';
+import { eventView, jobView, planView, type JobView } from '../present/job-view.js';
 import type { Runtime } from '../runtime.js';
 import { authRoutes } from './auth-routes.js';
 import { BOARD_PATH, queueBoards } from './board.js';
@@ -176,7 +176,7 @@ export function dashboardRouter(runtime: Runtime): express.Router {
     const filter = jobFilter(req.query);
     const offset = Math.min(Math.max(Number(req.query['offset'] ?? 0) || 0, 0), 1_000_000);
     const result = await listJobs(runtime, me(res), filter, offset, PAGE_SIZE);
-    res.json({ jobs: result.jobs.map(jobView), offset, next_offset: result.next, truncated: result.truncated });
+    res.json({ jobs: result.jobs.map((j) => jobView(j, { places: runtime.places })), offset, next_offset: result.next, truncated: result.truncated });
   });
 
   router.get('/live/jobs', async (req, res) => {
@@ -248,7 +248,7 @@ export function dashboardRouter(runtime: Runtime): express.Router {
     const requester = me(res);
     const waiting = await inbox(requester);
     const recent = await listJobs(runtime, requester, {}, 0, 200);
-    const decided = recent.jobs.filter((j) => j.approvalsRequired > 0 && j.state !== 'awaiting_approval').slice(0, 20).map(jobView);
+    const decided = recent.jobs.filter((j) => j.approvalsRequired > 0 && j.state !== 'awaiting_approval').slice(0, 20).map((j) => jobView(j, { places: runtime.places }));
     send(res, approvalsPage(viewerOf(res), waiting, decided));
   });
 

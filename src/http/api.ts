@@ -13,7 +13,7 @@ import { annotations, inputJsonSchema, outputJsonSchema } from '../../tools/regi
 import type { AnyTool } from '../../tools/registry.js';
 import { CastellanError } from '../../config/errors.js';
 import type { Runtime } from '../runtime.js';
-import { eventView, jobView, outputPage } from './job-view.js';
+import { eventView, jobView, outputPage, viewOfJob } from '../present/job-view.js';
 import { verifiedRequester } from './resource-server.js';
 
 export const API_PREFIX = '/api/v1';
@@ -56,6 +56,8 @@ const listQuery = z.object({
 const eventsQuery = z.object({
   after: z.string().regex(/^(0|\d{1,20}-\d{1,20})$/, { error: 'expected an event id like 1712345678901-0 (or 0 for the start)' }).optional(),
   limit: z.coerce.number().int().min(1).max(1000).optional(),
+  /** Hold the request up to this long when there is no event after `after` yet (long poll). */
+  wait_ms: z.coerce.number().int().min(0).max(30_000).optional(),
 });
 const outputQuery = z.object({
   offset: z.coerce.number().int().min(0).optional(),
@@ -158,25 +160,35 @@ export function apiRouter(runtime: Runtime, options: ApiOptions): express.Router
       res.once('close', () => gone.abort());
       job = await service.wait(job.id, requester, waitMs, undefined, gone.signal);
     }
-    res.status(isFinal(job.state) ? 200 : 202).location(`${req.baseUrl}/jobs/${job.id}`).json({ job: jobView(job), duplicate: submitted.duplicate });
+    res.status(isFinal(job.state) ? 200 : 202).location(`${req.baseUrl}/jobs/${job.id}`).json({ job: jobView(job, { places: runtime.places }), duplicate: submitted.duplicate });
   });
 
   router.get('/jobs', async (req, res) => {
     const requester = requesterOf(req);
     const query = parse(listQuery, req.query, 'query');
     const jobs = await service.list(requester, { limit: query.limit, offset: query.offset, state: query.state });
-    res.json({ jobs: jobs.map(jobView) });
+    res.json({ jobs: jobs.map((j) => jobView(j, { places: runtime.places })) });
   });
 
   router.get('/jobs/:id', async (req, res) => {
-    res.json({ job: jobView(await service.get(jobId(req), requesterOf(req))) });
+    const requester = requesterOf(req);
+    res.json({ job: await viewOfJob(service, await service.get(jobId(req), requester), requester, runtime.places) });
   });
 
   router.get('/jobs/:id/events', async (req, res) => {
     const query = parse(eventsQuery, req.query, 'query');
     const limit = query.limit ?? 500;
-    const events = await service.events(jobId(req), requesterOf(req), query.after ?? '0', limit);
-    const job = await service.get(jobId(req), requesterOf(req));
+    const requester = requesterOf(req);
+    const after = query.after ?? '0';
+    let events = await service.events(jobId(req), requester, after, limit);
+    if (events.length === 0 && (query.wait_ms ?? 0) > 0) {
+      // Long poll: hold the request until the next event (through the process's one event
+      // hub) or the wait ends, so a remote follower needs no polling loop of its own.
+      const stop = AbortSignal.timeout(query.wait_ms ?? 0);
+      for await (const _first of service.follow(jobId(req), requester, { after, signal: stop })) break;
+      events = await service.events(jobId(req), requester, after, limit);
+    }
+    const job = await service.get(jobId(req), requester);
     const last = events.at(-1)?.id ?? query.after ?? '0';
     res.json({ job_id: job.id, state: job.state, events: events.map(eventView), next_after: last, more: events.length === limit });
   });
@@ -199,7 +211,7 @@ export function apiRouter(runtime: Runtime, options: ApiOptions): express.Router
           : action === 'deny'
             ? await service.deny(id, requester, body.reason)
             : await service.cancel(id, requester, body.reason);
-      res.json({ job: jobView(job) });
+      res.json({ job: jobView(job, { places: runtime.places }) });
     });
   }
 

@@ -9,7 +9,7 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import type { Runtime } from '../runtime.js';
 import { identityOf } from '../http/resource-server.js';
 import { InFlightCalls } from './calls.js';
-import type { ApprovalPlaces } from './outcome.js';
+import type { ApprovalPlaces } from '../present/job-view.js';
 import { createMcpServer } from './server.js';
 import { mcpTools } from './tools.js';
 

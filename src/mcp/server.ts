@@ -24,7 +24,7 @@ import { didYouMean } from '../../config/suggest.js';
 import { CastellanError } from '../../config/errors.js';
 import type { Runtime } from '../runtime.js';
 import type { InFlightCalls } from './calls.js';
-import type { ApprovalPlaces } from './outcome.js';
+import type { ApprovalPlaces } from '../present/job-view.js';
 import { toolError, type McpCall, type McpTool } from './tools.js';
 
 export const SERVER_INFO = { name: 'castellan', title: 'Castellan', version: '0.1.0' } as const;

@@ -17,9 +17,10 @@ import { annotations, inputJsonSchema, type AnyTool, type ToolAnnotations } from
 import type { JsonSchema } from '../../tools/schema-info.js';
 import { CastellanError } from '../../config/errors.js';
 import type { Runtime } from '../runtime.js';
-import { eventView, eventViewSchema, outputPage, outputPageSchema, requesterViewSchema } from '../http/job-view.js';
+import { eventView, eventViewSchema, outputPage, outputPageSchema, requesterViewSchema } from '../present/job-view.js';
 import type { RequestId } from './calls.js';
-import { jobOutcome, outcomeSchemaFor, outcomeText, type ApprovalPlaces } from './outcome.js';
+import { jobOutcome, outcomeSchemaFor, outcomeText } from '../present/render/mcp.js';
+import type { ApprovalPlaces } from '../present/job-view.js';
 
 /** What a tool needs to know about the call it is serving. */
 export interface McpCall {
@@ -181,7 +182,7 @@ async function vote(decision: 'approve' | 'deny', id: string, why: string | unde
     return outcomeResult(job, call);
   } catch (error) {
     if (!(error instanceof CastellanError) || error.code !== 'forbidden') throw error;
-    const base = call.places.publicUrl.replace(/\/$/, '');
+    const base = (call.places.publicUrl ?? '').replace(/\/$/, '');
     return toolError(
       `${error.message}. A person with the approver role (not the requester) can ${decision} job ${id} with ` +
         `\`castellan ${decision} ${id}\`, with POST ${base}/api/v1/jobs/${id}/${decision}` +

@@ -8,7 +8,7 @@ import { rolesForGroups } from '../../auth/roles.js';
 import type { Requester } from '../../auth/types.js';
 import { JobService } from '../../queues/service.js';
 import type { JobState } from '../../queues/states.js';
-import { jobView } from '../../src/http/job-view.js';
+import { jobView } from '../../src/present/job-view.js';
 import { renderJob } from '../../src/slack/render.js';
 import { useCastellan } from '../support/castellan.js';
 

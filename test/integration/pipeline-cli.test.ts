@@ -11,9 +11,10 @@ const c = useCastellan({ nodes: 4, config: { policy: { approvals: { allow_self_a
 describe('castellan CLI through the pipeline', () => {
   it('pings every lab node and folds the identical results', async () => {
     const r = await c.cli(['ping', 'lab']);
-    expect(r.stderr).toContain('succeeded');
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/node\[01-04\] \(4\)/);
+    // The last stderr line is the one-line summary; the result went to stdout, not stderr.
+    expect(r.stderr.trim().split('\n').at(-1)).toMatch(/^ping on node\[01-04\] \(4 hosts\) succeeded in \S+ \S+ \[job j[a-z0-9]+\]$/);
   });
 
   it('runs uptime on a group and reports per-host progress on stderr', async () => {
@@ -53,7 +54,12 @@ describe('castellan CLI through the pipeline', () => {
     expect(finished.state).toBe('succeeded');
     expect(existsSync(marker)).toBe(true);
     const shown = await c.cli(['job', jobId]);
-    expect(shown.stdout).toContain('approve by Local admin via cli');
+    // The job card: summary, who asked, the exact command, the approval, each said once.
+    expect(shown.stdout).toMatch(/^exec on node02 succeeded in \S+ \S+ \[job j[a-z0-9]+\]\n/);
+    expect(shown.stdout).toMatch(/requested by Local admin via cli at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC/);
+    expect(shown.stdout).toContain(`$ touch ${marker}`);
+    expect(shown.stdout).toMatch(/approval: 1 of 1\n {2}approved by Local admin via cli at .*: looks right/);
+    expect(shown.stdout).not.toMatch(/is succeeded|succeeded: no hosts/);
   });
 
   it('pipe runs each stdin line, skipping comments and blank lines', async () => {
@@ -103,7 +109,7 @@ describe('castellan CLI through the pipeline', () => {
     await c.lab.rotateHostKey('node04');
     const refused = await c.cli(['ping', 'node04']);
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(/node04: host_key_rejected/);
+    expect(refused.stderr).toMatch(/node04: host key rejected/);
     expect(refused.stdout).toMatch(/SHA256:.*SHA256:/);
 
     const notInteractive = await c.cli(['hosts', 'trust', 'node04']);

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { planHash } from '../../queues/plan-hash.js';
-import { planView } from '../../src/http/job-view.js';
+import { planView } from '../../src/present/job-view.js';
 import { ping } from '../../tools/ping.js';
 import { execStep } from '../../tools/planning.js';
 import { validatedOrThrow } from '../../tools/registry.js';

@@ -48,7 +48,7 @@ describe('hostile argv, scripts and output are shown with every control characte
     // MCP text: no raw control character; the escapes are spelled out.
     const mcpText = textOf(result);
     expect(mcpText).not.toMatch(RAW);
-    expect(mcpText).toContain('\\u001b[2K\\recho harmless\\b');
+    expect(mcpText).toContain(`sh -c $'touch ${marker}; \\e[2K\\recho harmless\\x08'`);
 
     // CLI: the approver's view shows the bash-quoted argv with $'…' escapes.
     const shown = await cli(['job', id], 'april');
@@ -77,7 +77,7 @@ describe('hostile argv, scripts and output are shown with every control characte
     const shown = await cli(['job', id], 'april');
     expect(shown.stdout).not.toMatch(RAW);
     const sha = createHash('sha256').update(script).digest('hex');
-    expect(shown.stdout).toContain(`stdin: ${Buffer.byteLength(script)} bytes, 5 line(s), sha256 ${sha}`);
+    expect(shown.stdout).toContain(`stdin: ${Buffer.byteLength(script)} bytes, 5 lines, sha256 ${sha}`);
     for (const line of ['| echo start', '| # \\u{202e}exe.sh\\u{202c} harmless comment', '| rm\\u{200b} -rf /tmp/castellan-none', '| echo done']) {
       expect(shown.stdout).toContain(line);
     }
@@ -105,6 +105,6 @@ describe('hostile argv, scripts and output are shown with every control characte
 
     const status = (await ai.callTool({ name: 'job_status', arguments: { job_id: id } })) as CallToolResult;
     expect(textOf(status)).not.toMatch(RAW);
-    expect(textOf(status)).toContain('\\u001b]0;pwned\\u0007');
+    expect(textOf(status)).toContain('ok\\x1b]0;pwned\\x07\\x1b[31mred\\x0dover');
   });
 });

@@ -1,7 +1,7 @@
 // The approvals inbox: requests waiting for a decision (with the full plan, votes so far,
 // M of N and an expiry countdown), the ones this person may decide first; then recently
 // decided requests. The confirmation page shows exactly what will run before the vote.
-import type { JobView } from '../../http/job-view.js';
+import type { JobView } from '../../present/job-view.js';
 import { html, inline, time, type Html } from '../html.js';
 import { csrfField, page, UI, type Viewer } from '../layout.js';
 import { approvalCard, jobLink, planCard, stateBadge } from '../render-job.js';

@@ -2,7 +2,7 @@
 // node × batch grid, folded output with the tool's table view, a live log while it runs, the
 // plan card, the approval card and the timeline.
 import type { JobAccess } from '../../../auth/policy.js';
-import type { EventView, JobView } from '../../http/job-view.js';
+import type { EventView, JobView } from '../../present/job-view.js';
 import { displayArgv } from '../../../config/visible.js';
 import { duration, html, inline, time, type Html } from '../html.js';
 import { csrfField, page, UI, type Viewer } from '../layout.js';

@@ -3,7 +3,7 @@
 import { ORIGINS } from '../../../auth/types.js';
 import type { JobRecord } from '../../../queues/records.js';
 import { JOB_STATES } from '../../../queues/states.js';
-import { jobView } from '../../http/job-view.js';
+import { jobView } from '../../present/job-view.js';
 import { duration, html, inline, time, type Html } from '../html.js';
 import { page, UI, type Viewer } from '../layout.js';
 import type { JobFilter, JobPage } from '../listing.js';

@@ -3,7 +3,7 @@
 // resolution, a plan preview, and submit → the job page.
 import type { JsonSchema } from '../../../tools/schema-info.js';
 import { kindOf } from '../../../tools/schema-info.js';
-import type { PlanView } from '../../http/job-view.js';
+import type { PlanView } from '../../present/job-view.js';
 import { html, inline, type Html } from '../html.js';
 import { csrfField, page, UI, type Viewer } from '../layout.js';
 import { planCard } from '../render-job.js';

@@ -1,7 +1,11 @@
-// How a job looks to JSON clients (the HTTP API, MCP structured content, the coming
-// dashboard): snake_case, plain JSON, the exact plan an approver must see, folded output and
-// per-host status. The zod schemas are the contract: MCP publishes them as `outputSchema`
-// and the API's consumers can rely on the same field names.
+// The one picture of a job that every front end shows: built once from the job record (and,
+// when at hand, its events) into plain snake_case JSON. It says in one line what the job is
+// and where it stands (`summary`), what happens next and who must act (`next`), the exact
+// plan an approver must see (every step, its hosts, the argv as run, the whole stdin
+// script), the approval (votes, M of N, expiry, where to approve), progress, per-host results
+// with folded output, and timing. The API returns it as is (the remote CLI renders it
+// unchanged); renderers in ./render/ turn it into terminal text, MCP content, Slack Block Kit
+// and HTML. The zod schemas are the contract the API's consumers rely on.
 import { createHash } from 'node:crypto';
 import { displayArgv } from '../../config/visible.js';
 import { z } from 'zod';
@@ -11,9 +15,11 @@ import { walkPlan } from '../../tools/steps/walk.js';
 import type { JobRecord } from '../../queues/records.js';
 import { isFinal, JOB_STATES } from '../../queues/states.js';
 import type { StampedEvent } from '../../queues/events.js';
-import { ORIGINS } from '../../auth/types.js';
+import { ORIGINS, type Identity } from '../../auth/types.js';
 import { RISKS, type Plan, type PlanStep } from '../../tools/types.js';
-import { HOST_STATUSES } from '../ssh/types.js';
+import { HOST_STATUSES } from '../../tools/host-result.js';
+import { progressFrom } from './progress.js';
+import { nextStep, summaryLine } from './summary.js';
 
 const stepViewBase = z.object({
   id: z.string(),
@@ -93,12 +99,47 @@ export const voteViewSchema = z.object({
 
 export const requesterViewSchema = z.object({ subject: z.string(), display_name: z.string(), origin: z.enum(ORIGINS) });
 
+/** Where a person can approve (from config), so every front end can say exactly what to do. */
+export interface ApprovalPlaces {
+  /** Castellan's public URL (the API lives under it). */
+  readonly publicUrl?: string | undefined;
+  /** Slack channel where approval requests are posted, when Slack is set up. */
+  readonly slackChannel?: string | undefined;
+}
+
+export const nextViewSchema = z.object({
+  /** Who or what the job waits for now; absent once it ended. */
+  waiting_for: z.enum(['approval', 'window', 'worker', 'run']).optional(),
+  /** One sentence for a person: what happens next and who must act. */
+  text: z.string(),
+  /** Where approval can be given (commands and places), when it waits for approval. */
+  approve_via: z.array(z.object({ via: z.enum(['cli', 'api', 'slack', 'dashboard']), how: z.string() })).optional(),
+});
+export type NextView = z.infer<typeof nextViewSchema>;
+
+export const progressViewSchema = z.object({
+  /** 1-based batch being run, of how many (rolling plans). */
+  batch: z.object({ index: z.number(), total: z.number() }).optional(),
+  /** The step being run: id and description. */
+  step: z.object({ id: z.string(), description: z.string() }).optional(),
+  hosts_total: z.number(),
+  /** Hosts that finished the current step, and how many of them not ok. */
+  hosts_done: z.number(),
+  hosts_failed: z.number(),
+  /** A host lock another job holds, while this one waits for it. */
+  lock_wait: z.object({ host: z.string(), holder: z.string() }).optional(),
+});
+export type ProgressView = z.infer<typeof progressViewSchema>;
+
 export const jobViewSchema = z.object({
   id: z.string(),
   tool: z.string(),
   risk: z.enum(RISKS),
   state: z.enum(JOB_STATES),
   finished: z.boolean(),
+  /** One line: the tool, its hosts as a node set, and where it stands or how it ended. */
+  summary: z.string(),
+  next: nextViewSchema,
   requester: requesterViewSchema,
   created_at: z.string(),
   updated_at: z.string(),
@@ -108,6 +149,8 @@ export const jobViewSchema = z.object({
   reason: z.string().optional(),
   /** Whole-job time limit once it runs. */
   timeout_ms: z.number(),
+  /** Time spent waiting (approval and queue) and running, once known. */
+  durations: z.object({ waited_ms: z.number().optional(), ran_ms: z.number().optional() }),
   input: z.unknown(),
   plan: planViewSchema,
   approval: z
@@ -120,6 +163,7 @@ export const jobViewSchema = z.object({
     .optional(),
   /** Destructive job submitted outside its hosts' maintenance window: it waits for the next opening. */
   maintenance: z.object({ windows: z.array(z.string()), opens_at: z.string().optional(), detail: z.string() }).optional(),
+  progress: progressViewSchema.optional(),
   result: z
     .object({
       hosts: z.array(hostViewSchema),
@@ -192,14 +236,33 @@ export function approvalCount(job: JobRecord): number {
   return new Set(job.votes.filter((v) => v.decision === 'approve').map((v) => v.subject)).size;
 }
 
-export function jobView(job: JobRecord): JobView {
+export interface ViewOptions {
+  /** The job's events so far: progress comes from them (a running job's view without them has none). */
+  readonly events?: readonly StampedEvent[] | undefined;
+  /** Where approval can be given, from config. */
+  readonly places?: ApprovalPlaces | undefined;
+}
+
+function between(from: string | undefined, to: string | undefined): number | undefined {
+  if (from === undefined || to === undefined) return undefined;
+  const ms = Date.parse(to) - Date.parse(from);
+  return Number.isFinite(ms) && ms >= 0 ? ms : undefined;
+}
+
+/** The job view: built once per answer from the record (and its events, when at hand). */
+export function jobView(job: JobRecord, options: ViewOptions = {}): JobView {
   const result = job.result;
+  const progress = job.state === 'running' && options.events ? progressFrom(options.events, job.plan.hosts.length) : undefined;
+  const waited = between(job.createdAt, job.startedAt);
+  const ran = between(job.startedAt, job.finishedAt);
   return {
     id: job.id,
     tool: job.tool,
     risk: job.risk,
     state: job.state,
     finished: isFinal(job.state),
+    summary: summaryLine(job, progress, ran),
+    next: nextStep(job, options.places ?? {}),
     requester: { subject: job.requester.subject, display_name: job.requester.displayName, origin: job.requester.origin },
     created_at: job.createdAt,
     updated_at: job.updatedAt,
@@ -208,6 +271,7 @@ export function jobView(job: JobRecord): JobView {
     ...(job.finishedAt !== undefined ? { finished_at: job.finishedAt } : {}),
     ...(job.reason !== undefined ? { reason: job.reason } : {}),
     timeout_ms: job.timeoutMs,
+    durations: { ...(waited !== undefined ? { waited_ms: waited } : {}), ...(ran !== undefined ? { ran_ms: ran } : {}) },
     input: job.input,
     plan: planView(job.plan),
     ...(job.approvalsRequired > 0
@@ -230,6 +294,7 @@ export function jobView(job: JobRecord): JobView {
     ...(job.maintenance !== undefined
       ? { maintenance: { windows: [...job.maintenance.windows], ...(job.maintenance.opensAt !== undefined ? { opens_at: job.maintenance.opensAt } : {}), detail: job.maintenance.detail } }
       : {}),
+    ...(progress ? { progress } : {}),
     ...(result !== undefined
       ? {
           result: {
@@ -306,4 +371,15 @@ export type EventView = z.infer<typeof eventViewSchema>;
 
 export function eventView(e: StampedEvent): EventView {
   return { id: e.id, at: new Date(e.at).toISOString(), event: { ...e.event } };
+}
+
+/** What `viewOfJob` needs from the job service: the job's events. */
+export interface EventSource {
+  events(jobId: string, viewer: Identity, afterId?: string, count?: number): Promise<StampedEvent[]>;
+}
+
+/** The view of one job, with progress read from its events while it runs. */
+export async function viewOfJob(service: EventSource, job: JobRecord, viewer: Identity, places: ApprovalPlaces): Promise<JobView> {
+  const events = job.state === 'running' ? await service.events(job.id, viewer, '0', 5000) : undefined;
+  return jobView(job, { events, places });
 }

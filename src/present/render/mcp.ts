@@ -1,36 +1,30 @@
-// What an MCP client gets back for a job: one structured object (the tool's `outputSchema`)
-// that says where the job stands, what it will do or did on which hosts, and what the client
-// should do next, plus the same as text for clients that ignore structured content. Written
+// MCP rendering of the job view: `structuredContent` (the tool's `outputSchema`) says where the
+// job stands, what it will do or did on which hosts, and what the client should do next; the
+// text block is short (summary, folded result, next step) and does not repeat the JSON. Written
 // for an AI reader: every non-final answer carries the job id and the next step.
-import { visibleInline, visibleJson } from '../../config/visible.js';
 import { z } from 'zod';
-import type { JobRecord } from '../../queues/records.js';
-import { isFinal, JOB_STATES } from '../../queues/states.js';
-import { RISKS } from '../../tools/types.js';
-import type { AnyTool } from '../../tools/registry.js';
+import { hostsPhrase } from '../summary.js';
+import { visibleBlock, visibleInline } from '../../../config/visible.js';
+import type { JobRecord } from '../../../queues/records.js';
+import { isFinal, JOB_STATES } from '../../../queues/states.js';
+import { RISKS } from '../../../tools/types.js';
+import type { AnyTool } from '../../../tools/registry.js';
 import {
-  approvalCount,
+  jobView,
+  type ApprovalPlaces,
+  type JobView,
   foldViewSchema,
   foldViews,
   hostViewSchema,
   hostViews,
-  planView,
   planViewSchema,
   requesterViewSchema,
-} from '../http/job-view.js';
+} from '../job-view.js';
 
 /** Folded groups and per-host rows included inline; job_output pages through the rest. */
 const INLINE_GROUPS = 20;
 const INLINE_HOSTS = 200;
 const INLINE_CHARS = 4000;
-
-/** Where a person can approve, so the AI client can tell its user exactly what to do. */
-export interface ApprovalPlaces {
-  /** Castellan's public URL (the API lives under it). */
-  readonly publicUrl: string;
-  /** Slack channel where approval requests are posted, when Slack is set up. */
-  readonly slackChannel?: string | undefined;
-}
 
 const approvalSchema = z.object({
   required: z.number(),
@@ -80,38 +74,26 @@ export function outcomeSchemaFor(tool: AnyTool | undefined): z.ZodObject {
   return tool?.output ? publishedOutcomeSchema.extend({ data: tool.output.optional() }) : publishedOutcomeSchema;
 }
 
-function seconds(ms: number): string {
-  return ms % 1000 === 0 ? `${ms / 1000}s` : `${(ms / 1000).toFixed(1)}s`;
-}
-
-function summaryOf(job: JobRecord, waitedMs: number | undefined): { summary: string; next?: string } {
-  const hosts = job.plan.hosts.length;
-  const on = hosts > 0 ? ` on ${hosts} host(s)` : '';
-  switch (job.state) {
-    case 'awaiting_approval': {
-      const missing = job.approvalsRequired - approvalCount(job);
-      return {
-        summary: `${job.tool}${on} is waiting for ${missing} human approval(s); nothing has run yet.`,
-        next:
-          `Tell the user that job ${job.id} needs approval by someone with the approver role other than the requester ` +
-          `(see approval.cli / approval.api). You cannot approve it yourself. Then call job_status with job_id "${job.id}" ` +
-          `(wait_seconds up to the wait budget) to follow it.`,
-      };
-    }
+/** What the AI client should do next: its own words, since it can never approve. */
+function nextFor(view: JobView, waitedMs: number | undefined): string | undefined {
+  switch (view.state) {
+    case 'awaiting_approval':
+      return (
+        `Tell the user that job ${view.id} ${view.next.text} (see approval.cli / approval.api${view.next.approve_via?.some((p) => p.via === 'slack') ? ' / approval.slack' : ''}). ` +
+        `You cannot approve it yourself. Then call job_status with job_id "${view.id}" (wait_seconds up to the wait budget) to follow it.`
+      );
     case 'queued':
     case 'running':
-      return {
-        summary: `${job.tool}${on} is ${job.state}${waitedMs !== undefined ? ` after waiting ${seconds(waitedMs)}` : ''}; it keeps going in the background.`,
-        next: `Call job_status with job_id "${job.id}" (optionally wait_seconds) to follow it, job_output for the output so far, or job_cancel to stop it.`,
-      };
+      return `${waitedMs !== undefined ? `Still ${view.state} after ${Math.round(waitedMs / 1000)} s; it keeps going in the background. ` : ''}Call job_status with job_id "${view.id}" (optionally wait_seconds) to follow it, job_output for the output so far, or job_cancel to stop it.`;
     default:
-      return { summary: `${job.tool}${on} ${job.state.replace('_', ' ')}${job.reason ? `: ${job.reason}` : ''}` };
+      return undefined;
   }
 }
 
 export function jobOutcome(job: JobRecord, places: ApprovalPlaces, waitedMs?: number): JobOutcome {
-  const { summary, next } = summaryOf(job, waitedMs);
-  const base = places.publicUrl.replace(/\/$/, '');
+  const view = jobView(job, { places });
+  const next = nextFor(view, waitedMs);
+  const base = (places.publicUrl ?? '').replace(/\/$/, '');
   const hosts = hostViews(job);
   const folded = foldViews(job, INLINE_CHARS);
   const more = hosts.length > INLINE_HOSTS || folded.length > INLINE_GROUPS || folded.some((g) => g.text_truncated === true);
@@ -121,15 +103,15 @@ export function jobOutcome(job: JobRecord, places: ApprovalPlaces, waitedMs?: nu
     risk: job.risk,
     state: job.state,
     finished: isFinal(job.state),
-    summary,
-    requester: { subject: job.requester.subject, display_name: job.requester.displayName, origin: job.requester.origin },
-    plan: planView(job.plan),
-    ...(job.approvalsRequired > 0
+    summary: view.summary,
+    requester: view.requester,
+    plan: view.plan,
+    ...(view.approval
       ? {
           approval: {
-            required: job.approvalsRequired,
-            approvals: approvalCount(job),
-            ...(job.expiresAt !== undefined && job.expiresAt > 0 ? { expires_at: new Date(job.expiresAt).toISOString() } : {}),
+            required: view.approval.required,
+            approvals: view.approval.approvals,
+            ...(view.approval.expires_at !== undefined ? { expires_at: view.approval.expires_at } : {}),
             cli: `castellan approve ${job.id}`,
             api: `POST ${base}/api/v1/jobs/${job.id}/approve`,
             ...(places.slackChannel !== undefined ? { slack: `the approval request posted in Slack channel ${places.slackChannel}` } : {}),
@@ -150,12 +132,32 @@ export function jobOutcome(job: JobRecord, places: ApprovalPlaces, waitedMs?: nu
   };
 }
 
+/** Folded groups shown in the text block before it points at structuredContent / job_output. */
+const TEXT_GROUPS = 10;
+const TEXT_CHARS = 1500;
+
 /**
- * Text form for clients that ignore structured content (MCP 2025-11-25 asks for the JSON in a
- * text block too): the summary and next step first, so a reader skimming sees them.
+ * The text block: summary and job id, the folded result (short), and the next step. The full
+ * data is in structuredContent; repeating it here would cost the model its tokens twice.
  */
 export function outcomeText(outcome: JobOutcome): string {
-  // The summary carries reasons and host names from nodes and requests: made visible, as is the JSON.
-  const head = [`${visibleInline(outcome.summary)} [job ${outcome.job_id}]`, ...(outcome.next !== undefined ? [visibleInline(outcome.next)] : [])];
-  return `${head.join('\n')}\n${visibleJson(outcome)}`;
+  const lines = [`${visibleInline(outcome.summary)} [job ${outcome.job_id}]`];
+  if (outcome.reason !== undefined && !outcome.summary.includes(outcome.reason)) lines.push(`reason: ${visibleInline(outcome.reason)}`);
+  // Before anything ran, the model relays what will run: each step's exact command, shell-quoted.
+  if (outcome.state === 'awaiting_approval' || outcome.state === 'waiting_window') {
+    for (const step of outcome.plan.batches.flatMap((b) => b.steps).slice(0, TEXT_GROUPS)) {
+      const stdin = step.stdin_bytes !== undefined ? ` (stdin: ${step.stdin_bytes} bytes, sha256 ${step.stdin_sha256 ?? '?'})` : '';
+      lines.push(`${step.id} on ${visibleInline(hostsPhrase(step.hosts))}: ${step.command_display || visibleInline(step.description)}${stdin}`);
+    }
+  }
+  for (const group of (outcome.folded ?? []).slice(0, TEXT_GROUPS)) {
+    const status = group.status === 'ok' ? '' : ` [${group.status}]`;
+    const text = visibleBlock(group.text.replace(/\r?\n$/, ''));
+    const shown = text.length > TEXT_CHARS ? `${text.slice(0, TEXT_CHARS)}…` : text;
+    lines.push(shown.includes('\n') ? `${group.nodeset} (${group.count})${status}:\n${shown}` : `${group.nodeset} (${group.count})${status}: ${shown || '(no output)'}`);
+  }
+  if ((outcome.folded?.length ?? 0) > TEXT_GROUPS) lines.push(`… ${(outcome.folded?.length ?? 0) - TEXT_GROUPS} more groups in structuredContent.folded`);
+  if (outcome.folded === undefined && outcome.data !== undefined) lines.push('The answer is in structuredContent.data.');
+  if (outcome.next !== undefined) lines.push(visibleInline(outcome.next));
+  return lines.join('\n');
 }

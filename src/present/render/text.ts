@@ -1,0 +1,178 @@
+// Terminal text of a job view. Colour only when writing to a terminal and NO_COLOR is unset
+// (https://no-color.org); untrusted text (argv, scripts, output, names, reasons) always goes
+// through config/visible.ts so escape sequences cannot repaint what an approver reads.
+import { displayArgv, visibleBlock, visibleInline } from '../../../config/visible.js';
+import type { StampedEvent } from '../../../queues/events.js';
+import type { JobView, PlanView } from '../job-view.js';
+import { durationWords, hostsPhrase, plural } from '../summary.js';
+
+export interface TextStyle {
+  readonly color: boolean;
+}
+
+export function textStyleFor(stream: { isTTY?: boolean }, env: NodeJS.ProcessEnv = process.env): TextStyle {
+  return { color: Boolean(stream.isTTY) && (env.NO_COLOR === undefined || env.NO_COLOR === '') };
+}
+
+const CODES = { dim: '2', bold: '1', red: '31', green: '32', yellow: '33', cyan: '36' } as const;
+type Tone = keyof typeof CODES;
+
+function paint(style: TextStyle, tone: Tone, text: string): string {
+  return style.color ? `\u001b[${CODES[tone]}m${text}\u001b[0m` : text;
+}
+
+function stateTone(state: JobView['state']): Tone {
+  switch (state) {
+    case 'succeeded':
+      return 'green';
+    case 'failed':
+    case 'partially_failed':
+    case 'interrupted':
+      return 'red';
+    case 'awaiting_approval':
+    case 'cancelled':
+    case 'denied':
+    case 'expired':
+      return 'yellow';
+    default:
+      return 'cyan';
+  }
+}
+
+const indent = (text: string, by: string): string =>
+  text
+    .split('\n')
+    .map((line) => (line === '' ? '' : by + line))
+    .join('\n');
+
+/** The one-line summary, as the CLI prints it last on stderr after a run. */
+export function summaryText(view: JobView, style: TextStyle): string {
+  return `${paint(style, stateTone(view.state), visibleInline(view.summary))} ${paint(style, 'dim', `[job ${view.id}]`)}`;
+}
+
+/** Every step with its hosts, the argv as it runs and the whole stdin script. */
+export function planText(plan: PlanView, style: TextStyle): string {
+  const lines: string[] = [];
+  const rolling = plan.batches.length > 1;
+  const head = plan.hosts.length > 0 ? `plan: ${plural(plan.batches.reduce((n, b) => n + b.steps.length, 0), 'step')} on ${visibleInline(hostsPhrase(plan.hosts))}` : 'plan: no hosts (answered from the inventory)';
+  lines.push(paint(style, 'bold', head) + (rolling ? `, ${plan.batches.length} batches, failure budget ${plan.failure_budget}` : ''));
+  for (const batch of plan.batches) {
+    if (rolling) lines.push(`  batch ${batch.index + 1}:`);
+    const pad = rolling ? '    ' : '  ';
+    for (const step of batch.steps) {
+      const about = step.subject !== undefined ? ` (about ${visibleInline(step.subject)})` : '';
+      // An exec step's description is usually its command: say it once, as the `$` line.
+      const said = step.command.length > 0 && step.description.includes(displayArgv(step.command).replace(/^sudo -n -- /, ''));
+      lines.push(`${pad}${step.id}${said ? '' : `: ${visibleInline(step.description)}`}${about} on ${visibleInline(hostsPhrase(step.hosts))}`);
+      if (step.gate) lines.push(`${pad}  until ${visibleInline(step.gate.condition)}: ${step.gate.check} every ${durationWords(step.gate.interval_ms)}, up to ${durationWords(step.gate.timeout_ms)}`);
+      else if (step.command.length > 0) lines.push(`${pad}  $ ${displayArgv(step.command)}`);
+      if (step.stdin !== undefined) {
+        const size = step.stdin_bytes !== undefined ? ` ${plural(step.stdin_bytes, 'byte')}, ${plural(step.stdin.split('\n').length, 'line')}${step.stdin_sha256 ? `, sha256 ${step.stdin_sha256}` : ''}` : '';
+        lines.push(`${pad}  stdin:${size}`, indent(visibleBlock(step.stdin.replace(/\n$/, '')), `${pad}  | `));
+      }
+      for (const rollback of step.on_failure ?? []) {
+        lines.push(`${pad}  on failure: ${rollback.id}: ${visibleInline(rollback.description)} on ${visibleInline(hostsPhrase(rollback.hosts))}`);
+        if (rollback.command.length > 0) lines.push(`${pad}    $ ${displayArgv(rollback.command)}`);
+      }
+    }
+  }
+  return lines.join('\n');
+}
+
+/** Votes so far, M of N, expiry, and where to approve while it waits. */
+export function approvalText(view: JobView, style: TextStyle): string | undefined {
+  const approval = view.approval;
+  if (!approval) return undefined;
+  const lines = [`${paint(style, 'bold', 'approval:')} ${approval.approvals} of ${approval.required}${approval.expires_at && view.state === 'awaiting_approval' ? `, expires ${approval.expires_at.replace('T', ' ').slice(0, 16)} UTC` : ''}`];
+  for (const v of approval.votes) {
+    lines.push(`  ${v.decision === 'approve' ? 'approved' : 'denied'} by ${visibleInline(v.display_name)} via ${v.origin} at ${v.at.replace('T', ' ').slice(0, 19)}${v.reason ? `: ${visibleInline(v.reason)}` : ''}`);
+  }
+  if (view.state === 'awaiting_approval') {
+    lines.push(`  ${visibleInline(view.next.text)}`);
+    for (const place of view.next.approve_via ?? []) lines.push(`    ${place.via}: ${visibleInline(place.how)}`);
+  }
+  return lines.join('\n');
+}
+
+/** What the hosts said: folded output (`node[01-03] (3): text`), or the tool's answer. */
+export function resultText(view: JobView, style: TextStyle): string {
+  const result = view.result;
+  if (!result) return '';
+  const lines: string[] = [];
+  if (result.hosts.length === 0 && result.data !== undefined) {
+    lines.push(typeof result.data === 'string' ? visibleBlock(result.data) : visibleBlock(JSON.stringify(result.data, null, 2)));
+  }
+  for (const group of result.folded) {
+    const status = group.status === 'ok' ? '' : ` ${paint(style, 'red', `[${group.status}]`)}`;
+    const header = `${paint(style, 'bold', visibleInline(group.nodeset))} (${group.count})${status}:`;
+    const text = visibleBlock(group.text.replace(/\r?\n$/, ''));
+    if (text === '') lines.push(`${header} (no output)`);
+    else if (!text.includes('\n')) lines.push(`${header} ${text}`);
+    else lines.push(header, indent(text, '    '));
+  }
+  for (const h of result.hosts) if (h.error !== undefined && h.status !== 'ok') lines.push(paint(style, 'dim', `${visibleInline(h.host)}: ${visibleInline(h.error)}`));
+  const truncated = result.hosts.filter((h) => h.truncated).map((h) => h.host);
+  if (truncated.length) lines.push(`(output cut at the size limit on ${visibleInline(hostsPhrase(truncated))})`);
+  if (result.unknown_hosts?.length) lines.push(`(outcome unknown on ${visibleInline(hostsPhrase(result.unknown_hosts))}: the worker stopped while they ran)`);
+  return lines.length ? `${lines.join('\n')}\n` : '';
+}
+
+/** `castellan job <id>`: the whole card, each fact once. */
+export function jobText(view: JobView, style: TextStyle): string {
+  const timing = [
+    `requested by ${visibleInline(view.requester.display_name)} via ${view.requester.origin} at ${view.created_at.replace('T', ' ').slice(0, 19)} UTC`,
+    ...(view.durations.waited_ms !== undefined && view.durations.waited_ms >= 1000 ? [`waited ${durationWords(view.durations.waited_ms)}`] : []),
+    ...(view.durations.ran_ms !== undefined ? [`ran ${durationWords(view.durations.ran_ms)}`] : []),
+  ].join(', ');
+  const parts = [summaryText(view, style), paint(style, 'dim', timing), planText(view.plan, style)];
+  const approval = approvalText(view, style);
+  if (approval) parts.push(approval);
+  if (view.maintenance) parts.push(`${paint(style, 'bold', 'maintenance window:')} ${visibleInline(view.maintenance.detail)}`);
+  if (view.progress) parts.push(progressText(view, style));
+  if (!view.finished && view.state !== 'awaiting_approval') parts.push(paint(style, 'dim', `next: ${visibleInline(view.next.text)}`));
+  const result = resultText(view, style);
+  if (result) parts.push(`${paint(style, 'bold', 'result:')}\n${result.replace(/\n$/, '')}`);
+  return `${parts.join('\n')}\n`;
+}
+
+function progressText(view: JobView, style: TextStyle): string {
+  const p = view.progress;
+  if (!p) return '';
+  const batch = p.batch ? `batch ${p.batch.index}/${p.batch.total}, ` : '';
+  const step = p.step ? `step ${p.step.id}, ` : '';
+  const failed = p.hosts_failed ? `, ${p.hosts_failed} failed` : '';
+  const lock = p.lock_wait ? `; waiting for ${visibleInline(p.lock_wait.host)} (locked by job ${p.lock_wait.holder})` : '';
+  return `${paint(style, 'bold', 'progress:')} ${batch}${step}${p.hosts_done}/${p.hosts_total} hosts done${failed}${lock}`;
+}
+
+/** One live progress line for stderr, or undefined for events not worth a line. */
+export function eventText(event: StampedEvent, style: TextStyle): string | undefined {
+  const e = event.event;
+  switch (e.type) {
+    case 'state':
+      return paint(style, 'cyan', `» ${e.state.replaceAll('_', ' ')}${e.reason ? `: ${visibleInline(e.reason)}` : ''}`);
+    case 'batch':
+      return e.total > 1 ? paint(style, 'cyan', `» batch ${e.index + 1}/${e.total}: ${visibleInline(hostsPhrase(e.hosts))}`) : undefined;
+    case 'step':
+      return paint(style, 'dim', `» ${e.step}: ${visibleInline(e.description)} on ${visibleInline(hostsPhrase(e.hosts))}`);
+    case 'host_finished': {
+      const ok = e.status === 'ok';
+      const detail = ok ? '' : `${e.exitCode !== null ? ` exit ${e.exitCode}` : ''}${e.error ? ` ${visibleInline(e.error)}` : ''}`;
+      return `${paint(style, ok ? 'green' : 'red', `${visibleInline(e.host)}: ${e.status.replaceAll('_', ' ')}`)}${detail} (${durationWords(e.durationMs)})`;
+    }
+    case 'lock_wait':
+      return paint(style, 'yellow', `» waiting for ${visibleInline(e.host)}: locked by job ${e.holder}`);
+    case 'gate':
+      return paint(style, 'dim', `» ${e.step}: ${visibleInline(e.subject)} ${visibleInline(e.text)}`);
+    case 'vote':
+      return paint(style, 'cyan', `» ${e.decision === 'approve' ? 'approved' : 'denied'} by ${visibleInline(e.subject)} (${e.count} of ${e.required})`);
+    default:
+      return undefined;
+  }
+}
+
+/** One row of `castellan jobs`. */
+export function jobRowText(view: JobView, style: TextStyle): string {
+  const hosts = view.plan.hosts.length;
+  return `${view.id}  ${paint(style, stateTone(view.state), view.state.replaceAll('_', ' ').padEnd(17))} ${view.tool.padEnd(18)} ${String(hosts).padStart(4)} ${hosts === 1 ? 'host ' : 'hosts'}  ${visibleInline(view.requester.display_name)} (${view.requester.origin})  ${view.created_at.replace('T', ' ').slice(0, 19)}`;
+}
