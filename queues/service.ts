@@ -20,7 +20,6 @@ import { endJob } from './endings.js';
 import type { StampedEvent } from './events.js';
 import { bindPlan, boundPlanHash } from './plan-binding.js';
 import type { FollowOptions } from './follow.js';
-import { planHash } from './plan-hash.js';
 import { JOB_ID_PATTERN, newJobId, type JobDoc, type JobRecord, type ReplyAddress, type Vote } from './records.js';
 import { isFinal, type JobState } from './states.js';
 
