@@ -8,7 +8,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { rolesForGroups } from '../../auth/roles.js';
 import type { Requester } from '../../auth/types.js';
-import { renderPlan } from '../../src/cli/render.js';
+import { jobView } from '../../src/present/job-view.js';
+import { planText } from '../../src/present/render/text.js';
 import { useCastellan } from '../support/castellan.js';
 
 const ROLE_MAP = { admin: ['admins'], operator: ['ops'], approver: ['leads'], viewer: ['everyone'] };
@@ -76,7 +77,7 @@ describe('ansible_playbook', () => {
     const { job } = await c.runtime.service.submit({ tool: 'ansible_playbook', input: { playbook: 'motd', targets: 'node02', tags: ['motd'], extra_vars: { greeting: 'Hello world' } }, requester: oscar, replyTo: { kind: 'cli' } });
     expect(job.risk).toBe('destructive');
     expect(job.state).toBe('awaiting_approval');
-    expect(renderPlan(job)).toContain('ansible-playbook --limit node02 --tags motd --extra-vars \'{"greeting":"Hello world"}\' -- ' + playbook);
+    expect(planText(jobView(job).plan, { color: false })).toContain('ansible-playbook --limit node02 --tags motd --extra-vars \'{"greeting":"Hello world"}\' -- ' + playbook);
     await c.runtime.service.approve(job.id, april);
     const done = await c.runtime.service.wait(job.id, oscar, 180_000);
     expect(done.state).toBe('succeeded');

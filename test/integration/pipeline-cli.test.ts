@@ -57,7 +57,7 @@ describe('castellan CLI through the pipeline', () => {
     // The job card: summary, who asked, the exact command, the approval, each said once.
     expect(shown.stdout).toMatch(/^exec on node02 succeeded in \S+ \S+ \[job j[a-z0-9]+\]\n/);
     expect(shown.stdout).toMatch(/requested by Local admin via cli at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC/);
-    expect(shown.stdout).toContain(`$ touch ${marker}`);
+    expect(shown.stdout).toContain(`exec: touch ${marker} on node02`);
     expect(shown.stdout).toMatch(/approval: 1 of 1\n {2}approved by Local admin via cli at .*: looks right/);
     expect(shown.stdout).not.toMatch(/is succeeded|succeeded: no hosts/);
   });

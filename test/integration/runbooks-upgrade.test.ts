@@ -3,7 +3,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { rolesForGroups } from '../../auth/roles.js';
 import type { Requester } from '../../auth/types.js';
-import { renderPlan } from '../../src/cli/render.js';
+import { jobView } from '../../src/present/job-view.js';
+import { planText } from '../../src/present/render/text.js';
 import { walkPlan } from '../../tools/steps/walk.js';
 import type { NodeReport } from '../../tools/upgrade-plan.js';
 import type { LabWorld } from '../fixtures/node-programs/lab-world.js';
@@ -49,7 +50,7 @@ describe('blue/green upgrade with boot environments', () => {
       'down-first1', 'up-first1', 'ready-node03', 'ready-node04', 'version-after-first1', 'uncordon-node03', 'uncordon-node04',
     ]);
     expect(job.plan.batches[4]!.steps[0]!.id).toBe('health-answers');
-    const card = renderPlan(job);
+    const card = planText(jobView(job).plan, { color: false });
     for (const { step } of walkPlan(job.plan)) expect(card).toContain(`${step.id}: `);
     expect(card).toContain('on failure: rb-activate-node10: roll back: boot pre-upgrade-20261129-060000 next: sudo kbe activate pre-upgrade-20261129-060000');
     expect(card).toContain('drain-node10: kubectl drain --ignore-daemonsets --delete-emptydir-data --timeout=300s -- node10 (about node10) on node01');

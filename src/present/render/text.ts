@@ -55,28 +55,36 @@ export function planText(plan: PlanView, style: TextStyle): string {
   const lines: string[] = [];
   const rolling = plan.batches.length > 1;
   const head = plan.hosts.length > 0 ? `plan: ${plural(plan.batches.reduce((n, b) => n + b.steps.length, 0), 'step')} on ${visibleInline(hostsPhrase(plan.hosts))}` : 'plan: no hosts (answered from the inventory)';
-  lines.push(paint(style, 'bold', head) + (rolling ? `, ${plan.batches.length} batches, failure budget ${plan.failure_budget}` : ''));
+  lines.push(paint(style, 'bold', head) + (rolling ? `; ${plan.batches.length} batches, failure budget: ${plan.failure_budget}` : ''));
   for (const batch of plan.batches) {
     if (rolling) lines.push(`  batch ${batch.index + 1}:`);
     const pad = rolling ? '    ' : '  ';
     for (const step of batch.steps) {
-      const about = step.subject !== undefined ? ` (about ${visibleInline(step.subject)})` : '';
-      // An exec step's description is usually its command: say it once, as the `$` line.
-      const said = step.command.length > 0 && step.description.includes(displayArgv(step.command).replace(/^sudo -n -- /, ''));
-      lines.push(`${pad}${step.id}${said ? '' : `: ${visibleInline(step.description)}`}${about} on ${visibleInline(hostsPhrase(step.hosts))}`);
-      if (step.gate) lines.push(`${pad}  until ${visibleInline(step.gate.condition)}: ${step.gate.check} every ${durationWords(step.gate.interval_ms)}, up to ${durationWords(step.gate.timeout_ms)}`);
-      else if (step.command.length > 0) lines.push(`${pad}  $ ${displayArgv(step.command)}`);
-      if (step.stdin !== undefined) {
-        const size = step.stdin_bytes !== undefined ? ` ${plural(step.stdin_bytes, 'byte')}, ${plural(step.stdin.split('\n').length, 'line')}${step.stdin_sha256 ? `, sha256 ${step.stdin_sha256}` : ''}` : '';
-        lines.push(`${pad}  stdin:${size}`, indent(visibleBlock(step.stdin.replace(/\n$/, '')), `${pad}  | `));
-      }
-      for (const rollback of step.on_failure ?? []) {
-        lines.push(`${pad}  on failure: ${rollback.id}: ${visibleInline(rollback.description)} on ${visibleInline(hostsPhrase(rollback.hosts))}`);
-        if (rollback.command.length > 0) lines.push(`${pad}    $ ${displayArgv(rollback.command)}`);
-      }
+      lines.push(...stepText(step, pad, ''));
+      for (const rollback of step.on_failure ?? []) lines.push(...stepText(rollback, `${pad}  `, 'on failure: '));
     }
   }
   return lines.join('\n');
+}
+
+type StepView = PlanView['batches'][number]['steps'][number];
+
+/**
+ * One step as an approver must read it: `id: <exact command> (about X) on <hosts>`, the
+ * description as a comment when it says more than the command, and a stdin script whole, with
+ * its size and sha256 so what is approved can be compared with what the audit records.
+ */
+function stepText(step: Omit<StepView, 'on_failure'>, pad: string, prefix: string): string[] {
+  const about = step.subject !== undefined ? ` (about ${visibleInline(step.subject)})` : '';
+  const said = step.command_display !== '' ? step.command_display : visibleInline(step.description);
+  const lines = [`${pad}${prefix}${visibleInline(step.id)}: ${said}${about} on ${visibleInline(hostsPhrase(step.hosts))}`];
+  if (step.command_display !== '' && !step.description.includes(displayArgv(step.command).replace(/^sudo -n -- /, ''))) lines.push(`${pad}  # ${visibleInline(step.description)}`);
+  if (step.gate) lines.push(`${pad}  until ${visibleInline(step.gate.condition)}: ${step.gate.check} every ${durationWords(step.gate.interval_ms)}, up to ${durationWords(step.gate.timeout_ms)}`);
+  if (step.stdin !== undefined) {
+    const size = step.stdin_bytes !== undefined ? ` ${plural(step.stdin_bytes, 'byte')}, ${plural(step.stdin.split('\n').length, 'line')}${step.stdin_sha256 ? `, sha256 ${step.stdin_sha256}` : ''}` : '';
+    lines.push(`${pad}  stdin:${size}`, indent(visibleBlock(step.stdin.replace(/\n$/, '')), `${pad}  | `));
+  }
+  return lines;
 }
 
 /** Votes so far, M of N, expiry, and where to approve while it waits. */
