@@ -1,6 +1,6 @@
 // HTML rendering of one job for the dashboard: summary and what happens next, plan card,
 // approval card, node × batch grid, folded output with the tool's table view, timeline.
-// It reads the API's JSON job view (src/http/job-view.ts), the one picture of a job that the
+// It reads the API's JSON job view (src/present/job-view.ts), the one picture of a job that the
 // API and MCP already share, so the dashboard never re-derives a job from the raw record.
 import { createHash } from 'node:crypto';
 import type { EventView, JobView, PlanView } from '../present/job-view.js';

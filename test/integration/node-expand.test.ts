@@ -9,7 +9,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { rolesForGroups } from '../../auth/roles.js';
 import type { Requester } from '../../auth/types.js';
-import { renderPlan } from '../../src/cli/render.js';
+import { jobView } from '../../src/present/job-view.js';
+import { planText } from '../../src/present/render/text.js';
 import { fingerprint } from '../../src/ssh/known-hosts.js';
 import { startLabWorld, type LabWorld } from '../fixtures/node-programs/lab-world.js';
 import { useCastellan } from '../support/castellan.js';
@@ -61,7 +62,7 @@ describe('node_expand', () => {
   it('pins the approved key, applies the Node with its role, deploys, and waits for Ready', async () => {
     const { job } = await c.runtime.service.submit({ tool: 'node_expand', input: { node: 'node03', role: 'infra', host_key_fingerprint: node03Fingerprint, deploy_playbook: 'join', ready_timeout: '60s' }, requester: oscar, replyTo: { kind: 'cli' } });
     expect(job.state).toBe('awaiting_approval');
-    const card = renderPlan(job);
+    const card = planText(jobView(job).plan, { color: false });
     expect(card).toContain(`pin node03's host key ${node03Fingerprint} in known_hosts`);
     expect(card).toContain('"node-role.kubernetes.io/infra":""');
     expect(card).toContain('"taints":[{"key":"node-role.kubernetes.io/infra","effect":"NoSchedule"}]');
