@@ -10,6 +10,7 @@ import { settingsSchema } from './schema.js';
 interface JsonSchema {
   type?: string | string[];
   properties?: Record<string, JsonSchema>;
+  description?: string;
   additionalProperties?: boolean | JsonSchema;
   items?: JsonSchema;
   anyOf?: JsonSchema[];
@@ -27,7 +28,7 @@ export interface ExampleEntry {
   readonly note?: string | undefined;
 }
 
-const KEY_LINE = /^(\s*)(?:#(\s*))?([a-z_][a-z0-9_-]*):(?:\s+([^#]*?))?\s*(?:#\s*(.*))?$/;
+const KEY_LINE = /^(\s*)(?:#(\s*))?(-\s+)?([a-z_][a-z0-9_-]*):(?:\s+([^#]*?))?\s*(?:#\s*(.*))?$/;
 
 /** `path.to.key` -> the example value and trailing comment from the commented example file. */
 export function examplesFrom(text: string): Map<string, ExampleEntry> {
@@ -36,9 +37,10 @@ export function examplesFrom(text: string): Map<string, ExampleEntry> {
   for (const line of text.split('\n')) {
     const m = KEY_LINE.exec(line);
     if (!m) continue;
-    const [, lead = '', afterHash, key = '', value, note] = m;
-    // "  #   issuer: …" sits two columns deeper than "  # oidc:": count the spaces after '#', less one.
-    const indent = lead.length + (afterHash === undefined ? 0 : Math.max(0, afterHash.length - 1));
+    const [, lead = '', afterHash, dash = '', key = '', value, note] = m;
+    // "  #   issuer: …" sits two columns deeper than "  # oidc:": count the spaces after '#', less
+    // one; a list item's "- " counts as indentation too.
+    const indent = lead.length + (afterHash === undefined ? 0 : Math.max(0, afterHash.length - 1)) + dash.length;
     while (stack.length > 0 && stack[stack.length - 1]!.indent >= indent) stack.pop();
     stack.push({ indent, key });
     const path = stack.map((s) => s.key).join('.');
@@ -95,7 +97,7 @@ function rowsOf(prefix: string, schema: JsonSchema, required: readonly string[],
     const path = prefix ? `${prefix}.${key}` : key;
     const s: JsonSchema = raw;
     const nested = s.properties !== undefined && Object.keys(s.properties).length > 0;
-    const entry = examples.get(path) ?? (path.includes('<name>') ? lookupNamed(examples, path) : undefined);
+    const entry = examples.get(path.replaceAll('[]', '')) ?? (path.includes('<name>') ? lookupNamed(examples, path) : undefined);
     if (nested) {
       rowsOf(path, s, s.required ?? [], examples, out);
       continue;
@@ -108,9 +110,11 @@ function rowsOf(prefix: string, schema: JsonSchema, required: readonly string[],
       type: typeOf(path, s),
       required: required.includes(key),
       default: shown(s.default),
-      example: example === undefined ? (entrySchema?.properties !== undefined ? 'see the `<name>` keys below' : '—') : example.startsWith('`') ? example : `\`${example.replaceAll('|', '\\|')}\``,
-      note: [entry?.note, extra].filter(Boolean).join('; ').replaceAll('|', '\\|'),
+      example: example === undefined ? (entrySchema?.properties !== undefined ? 'see the `<name>` keys below' : s.items?.properties !== undefined ? 'see the `[]` keys below' : '—') : example.startsWith('`') ? example : `\`${example.replaceAll('|', '\\|')}\``,
+      note: [entry?.note ?? s.description, extra].filter(Boolean).join('; ').replaceAll('|', '\\|'),
     });
+    // A list of records (policy.maintenance_windows[]): document an item's keys.
+    if (s.items?.properties !== undefined) rowsOf(`${path}[]`, s.items, s.items.required ?? [], examples, out);
     // A mapping of named entries (ansible.playbooks.<name>): document an entry's own keys.
     if (entrySchema?.properties !== undefined) rowsOf(`${path}.<name>`, entrySchema, entrySchema.required ?? [], examples, out);
   }

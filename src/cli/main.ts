@@ -256,6 +256,11 @@ function finish(code: number): void {
 const extensions = await import('./commands.js');
 extensions.register(program, { globals, withClient, runTool });
 (await import('./account.js')).register(program, { globals });
+const completion = await import('./completion.js');
+completion.register(program);
+
+/** Hidden entry point of the completion scripts (src/cli/completion.ts). */
+const COMPLETE = '__complete';
 
 // Any catalogue tool is also a command: `castellan ping all`, `castellan service_status web --unit nginx`.
 const toolNames = new Set(catalogue.map((t) => t.name));
@@ -268,7 +273,10 @@ const isToolVerb = verb !== undefined && toolNames.has(verb) && !program.command
 const isRun = argv[firstCommand] === 'run';
 
 try {
-  if (isRun || isToolVerb) {
+  if (argv[0] === COMPLETE) {
+    // The shell's words, raw: commander would consume global options and `--` from them.
+    process.stdout.write((await completion.completions(program, argv.slice(1))).map((c) => `${c}\n`).join(''));
+  } else if (isRun || isToolVerb) {
     // Global options may come before or after the tool name (as with kubectl); the tool's
     // parser gets the rest, including everything after `--` untouched.
     const { globals: late, rest } = splitGlobalOptions(argv.slice(firstCommand + 1));

@@ -1,7 +1,9 @@
 // End to end through the real CLI: castellan → job in Redis → worker → SSH to real sshd lab
 // nodes → folded result on stdout, progress on stderr, exit codes that mean something.
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { CLI, runCli, useCastellan } from '../support/castellan.js';
@@ -162,5 +164,30 @@ describe('castellan CLI through the pipeline', () => {
       expect(status.code).toBe(1);
       expect(status.stderr).toContain(`node01: failed exit 1 systemd is not running here (PID 1 is ${init})`);
     }
+  });
+
+  it('completes commands, tool parameters and inventory hosts and groups in bash', async () => {
+    const bin = mkdtempSync(path.join(os.tmpdir(), 'castellan-completion-'));
+    symlinkSync(CLI, path.join(bin, 'castellan'));
+    const script = await c.cli(['completion', 'bash']);
+    expect(script.code).toBe(0);
+    writeFileSync(path.join(bin, 'castellan.bash'), script.stdout);
+    const complete = async (...words: string[]): Promise<string[]> => {
+      const line = `source ${path.join(bin, 'castellan.bash')}; COMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _castellan; printf '%s\\n' "\${COMPREPLY[@]}"`;
+      const r = await new Promise<string>((resolve) => {
+        const child = spawn('bash', ['-c', line], { env: { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}`, CASTELLAN_CONFIG: c.configFile } });
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        child.on('close', () => resolve(out));
+      });
+      return r.split('\n').filter(Boolean);
+    };
+    expect(await complete('castellan', 'upt')).toEqual(['uptime']);
+    expect(await complete('castellan', 'uptime', 'o')).toEqual(['odd']);
+    expect(await complete('castellan', 'journal', 'lab', '--l')).toEqual(['--lines']);
+    expect(await complete('castellan', 'ping', 'node0')).toEqual(['node01', 'node02', 'node03', 'node04']);
+    expect(await complete('castellan', 'exec', 'all', '--', 'un')).toEqual([]);
+    for (const shell of ['zsh', 'fish']) expect((await c.cli(['completion', shell])).stdout).toContain('castellan __complete');
+    expect((await c.cli(['completion', 'tcsh'])).code).toBe(64);
   });
 });
