@@ -9,6 +9,7 @@ import { blueGreenUpgrade } from './blue-green-upgrade.js';
 import { certExpiry } from './cert-expiry.js';
 import { copyFile } from './copy-file.js';
 import { diskUsage } from './disk-usage.js';
+import { etcdHealth } from './etcd-health.js';
 import { exec } from './exec.js';
 import { journal } from './journal.js';
 import { k8sCordon } from './k8s-cordon.js';
@@ -43,6 +44,7 @@ export const catalogue: readonly AnyTool[] = [
   listNodes,
   listGroups,
   wireguardStatus,
+  etcdHealth,
   certExpiry,
   k8sNodes,
   bootEnvironments,

@@ -27,6 +27,8 @@ export interface CastellanOptions {
   /** Start an in-process worker (default true). */
   readonly worker?: boolean;
   readonly jobSettings?: Partial<JobSettings>;
+  /** A second inventory file merged after the lab's (host vars a test writes, re-read on change). */
+  readonly extraInventory?: string;
   /** Extra environment for secrets (`*_env`) in this test file. */
   readonly env?: Record<string, string>;
   /** Runs once the lab is up, before the config is loaded (rewrite the inventory, seed nodes). */
@@ -64,7 +66,7 @@ export function useCastellan(options: CastellanOptions): CastellanHandle {
     if (options.prepare) await options.prepare(lab);
     const doc = merge(
       {
-        inventory: lab.inventoryFile,
+        inventory: options.extraInventory ? [lab.inventoryFile, options.extraInventory] : lab.inventoryFile,
         known_hosts: lab.knownHostsFile,
         ssh: { user: lab.loginUser, private_key_file: lab.clientKeyFile, connect_timeout: '5s', command_timeout: '2m' },
         redis: { url: redis.url, prefix: 'castellan' },

@@ -22,6 +22,7 @@ const BASE: Record<string, Record<string, unknown>> = {
   wireguard_status: {},
   cert_expiry: { paths: ['/etc/ssl/a.pem'] },
   k8s_nodes: { kubeconfig: '/etc/kubernetes/admin.conf' },
+  etcd_health: { control_plane: 'cp1' },
   service_restart: { targets: 'web', unit: 'nginx' },
   service_reload: { targets: 'web', unit: 'nginx' },
   copy_file: { targets: 'web', direction: 'upload', source: 'a.txt', destination: '/etc/a.txt', mode: '0644' },

@@ -1,0 +1,87 @@
+// A real etcd cluster on loopback for tests: N members of Debian's etcd-server, each on free
+// client and peer ports, data in a temporary directory. Members can be stopped (SIGKILL, like
+// a crashed node) and the whole cluster torn down; every process is ours and is reaped.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { findFreePort } from '../../src/lab/net.js';
+
+export interface EtcdMemberProcess {
+  readonly name: string;
+  readonly clientUrl: string;
+  readonly peerUrl: string;
+  process: ChildProcess | undefined;
+}
+
+export interface EtcdCluster {
+  readonly members: EtcdMemberProcess[];
+  stop(name: string): Promise<void>;
+  down(): Promise<void>;
+}
+
+async function waitHealthy(url: string, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    try {
+      const r = await fetch(`${url}/health`);
+      if (r.ok && ((await r.json()) as { health?: string }).health === 'true') return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`etcd at ${url} did not become healthy within ${timeoutMs} ms`);
+}
+
+function kill(p: ChildProcess | undefined): Promise<void> {
+  if (!p || p.exitCode !== null || p.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    p.once('exit', () => resolve());
+    p.kill('SIGKILL');
+  });
+}
+
+export async function startEtcd(size = 3): Promise<EtcdCluster> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'castellan-etcd-'));
+  const members: EtcdMemberProcess[] = [];
+  for (let i = 1; i <= size; i++) {
+    const client = await findFreePort();
+    let peer = await findFreePort();
+    while (peer === client) peer = await findFreePort();
+    members.push({ name: `etcd${i}`, clientUrl: `http://127.0.0.1:${client}`, peerUrl: `http://127.0.0.1:${peer}`, process: undefined });
+  }
+  const initial = members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
+  for (const m of members) {
+    m.process = spawn('etcd', [
+      `--name=${m.name}`,
+      `--data-dir=${path.join(dir, m.name)}`,
+      `--listen-client-urls=${m.clientUrl}`,
+      `--advertise-client-urls=${m.clientUrl}`,
+      `--listen-peer-urls=${m.peerUrl}`,
+      `--initial-advertise-peer-urls=${m.peerUrl}`,
+      `--initial-cluster=${initial}`,
+      '--initial-cluster-state=new',
+      `--initial-cluster-token=castellan-${path.basename(dir)}`,
+      '--log-level=error',
+    ], { stdio: 'ignore' });
+  }
+  const cluster: EtcdCluster = {
+    members,
+    async stop(name) {
+      const m = members.find((x) => x.name === name);
+      await kill(m?.process);
+    },
+    async down() {
+      await Promise.all(members.map((m) => kill(m.process)));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  try {
+    await Promise.all(members.map((m) => waitHealthy(m.clientUrl, 30_000)));
+  } catch (err) {
+    await cluster.down();
+    throw err;
+  }
+  return cluster;
+}

@@ -1,0 +1,226 @@
+// etcd cluster health as its control plane sees it: `etcdctl endpoint status` and `endpoint
+// health` (JSON) against every member, from one control-plane host. Endpoints and TLS files
+// come from inventory vars of that host (etcd_endpoints, etcd_cacert, etcd_cert, etcd_key), so
+// the plan shows exactly which members are asked. A member that does not answer, a member
+// that reports unhealthy, members that disagree on the leader, or no leader at all fail the
+// check; fewer healthy members than a majority is reported as no quorum.
+import { z } from 'zod';
+import { targets, timeout } from './fields.js';
+import { execStep, resolveHosts, stepTimeout } from './planning.js';
+import { OutputFormatError } from './reports.js';
+import type { ConditionDefinition } from './steps/index.js';
+import { defineTool, ToolInputError, type PlanContext, type StepResults } from './types.js';
+
+export const ETCD_DEFAULT_ENDPOINT = 'https://127.0.0.1:2379';
+
+export interface EtcdMember {
+  endpoint: string;
+  healthy: boolean;
+  /** Hex member id, as `etcdctl member list -w table` shows it. */
+  member_id: string | null;
+  /** Hex id of the leader this member follows. */
+  leader_id: string | null;
+  is_leader: boolean;
+  version: string | null;
+  raft_term: number | null;
+  raft_index: number | null;
+  /** How far this member's applied index trails the highest raft index seen. */
+  index_lag: number | null;
+  db_size_bytes: number | null;
+  /** Alarms and errors the member reports (NOSPACE, CORRUPT…). */
+  errors: string[];
+  error: string | null;
+}
+
+export interface EtcdHealth {
+  control_plane: string;
+  members: EtcdMember[];
+  healthy_members: number;
+  quorum: boolean;
+  leader: string | null;
+  split_leader: boolean;
+  healthy: boolean;
+  problems: string[];
+}
+
+const BIG_IDS = /"(cluster_id|member_id|leader)":\s*(\d+)/g;
+
+function parseJsonArray(stdout: string, what: string): Record<string, unknown>[] {
+  const text = stdout.trim();
+  if (text === '') return [];
+  let doc: unknown;
+  try {
+    // Member ids are 64-bit: keep them exact as strings.
+    doc = JSON.parse(text.replace(BIG_IDS, '"$1":"$2"'));
+  } catch {
+    throw new OutputFormatError(`etcdctl ${what} output is not JSON`);
+  }
+  if (!Array.isArray(doc)) throw new OutputFormatError(`etcdctl ${what} output is not a JSON list`);
+  return doc.filter((e): e is Record<string, unknown> => typeof e === 'object' && e !== null);
+}
+
+const hex = (v: unknown): string | null => (typeof v === 'string' && /^\d+$/.test(v) ? BigInt(v).toString(16) : null);
+const num = (v: unknown): number | null => (typeof v === 'number' ? v : null);
+const rec = (v: unknown): Record<string, unknown> => (typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : {});
+
+/** Combine `endpoint status -w json` and `endpoint health -w json` (either may be partial). */
+export function judgeEtcd(controlPlane: string, endpoints: readonly string[], statusOut: string, healthOut: string, stderr: string): EtcdHealth {
+  const statuses = new Map(parseJsonArray(statusOut, 'endpoint status').map((e) => [typeof e.Endpoint === 'string' ? e.Endpoint : '', rec(e.Status)]));
+  const health = new Map(parseJsonArray(healthOut, 'endpoint health').map((e) => [typeof e.endpoint === 'string' ? e.endpoint : '', e]));
+  const maxIndex = Math.max(0, ...[...statuses.values()].map((s) => num(s.raftIndex) ?? 0));
+  const members: EtcdMember[] = endpoints.map((endpoint) => {
+    const s = statuses.get(endpoint);
+    const h = health.get(endpoint);
+    const header = rec(s?.header);
+    const memberId = hex(header.member_id);
+    const leaderId = hex(s?.leader);
+    const errors = Array.isArray(s?.errors) ? (s.errors as unknown[]).map(String) : [];
+    const healthError = typeof h?.error === 'string' ? h.error : null;
+    const missing = !s ? (stderr.split('\n').find((l) => l.includes(endpoint))?.trim() ?? 'did not answer endpoint status') : null;
+    return {
+      endpoint,
+      healthy: h?.health === true && s !== undefined && errors.length === 0,
+      member_id: memberId,
+      leader_id: leaderId,
+      is_leader: memberId !== null && memberId === leaderId,
+      version: typeof s?.version === 'string' ? s.version : null,
+      raft_term: num(s?.raftTerm),
+      raft_index: num(s?.raftIndex),
+      index_lag: s ? maxIndex - (num(s.raftAppliedIndex) ?? num(s.raftIndex) ?? 0) : null,
+      db_size_bytes: num(s?.dbSize),
+      errors,
+      error: healthError ?? missing,
+    };
+  });
+  const healthy = members.filter((m) => m.healthy).length;
+  const leaders = [...new Set(members.map((m) => m.leader_id).filter((l): l is string => l !== null && l !== '0'))];
+  const leaderMember = members.find((m) => m.is_leader);
+  const quorum = healthy > members.length / 2;
+  const problems: string[] = [];
+  for (const m of members) if (!m.healthy) problems.push(`${m.endpoint} unhealthy${m.error ? `: ${m.error}` : ''}${m.errors.length ? ` (${m.errors.join(', ')})` : ''}`);
+  if (leaders.length > 1) problems.push(`members disagree on the leader: ${leaders.join(', ')}`);
+  if (leaders.length === 0 || !leaderMember) problems.push('no member reports itself leader');
+  if (!quorum) problems.push(`no quorum: ${healthy} of ${members.length} members healthy, ${Math.floor(members.length / 2) + 1} needed`);
+  return {
+    control_plane: controlPlane,
+    members,
+    healthy_members: healthy,
+    quorum,
+    leader: leaderMember?.endpoint ?? null,
+    split_leader: leaders.length > 1,
+    healthy: problems.length === 0,
+    problems,
+  };
+}
+
+function varList(value: unknown): string[] {
+  if (Array.isArray(value)) return value.map(String);
+  if (typeof value === 'string') return value.split(',').map((s) => s.trim()).filter(Boolean);
+  return [];
+}
+
+const ENDPOINT = /^https?:\/\/[A-Za-z0-9.\-[\]:]+$/;
+const PATH = /^\/[^\0\n]*$/;
+
+/** etcdctl's connection flags for a control-plane host, from its inventory vars. */
+export function etcdFlags(ctx: PlanContext, host: string): { endpoints: string[]; flags: string[] } {
+  const vars = ctx.inventory.hosts.get(host)?.vars ?? {};
+  const endpoints = varList(vars.etcd_endpoints);
+  const list = endpoints.length ? endpoints : [ETCD_DEFAULT_ENDPOINT];
+  const bad = list.find((e) => !ENDPOINT.test(e));
+  if (bad !== undefined) throw new ToolInputError('targets', `inventory var etcd_endpoints of ${host} has '${bad}', not an http(s)://host:port URL`);
+  const flags = [`--endpoints=${list.join(',')}`, '--write-out=json', '--dial-timeout=3s', '--command-timeout=5s'];
+  for (const [key, flag] of [['etcd_cacert', 'cacert'], ['etcd_cert', 'cert'], ['etcd_key', 'key']] as const) {
+    const value = vars[key];
+    if (value === undefined) continue;
+    if (typeof value !== 'string' || !PATH.test(value)) throw new ToolInputError('targets', `inventory var ${key} of ${host} must be an absolute path`);
+    flags.push(`--${flag}=${value}`);
+  }
+  return { endpoints: list, flags };
+}
+
+const memberSchema = z.object({
+  endpoint: z.string(),
+  healthy: z.boolean(),
+  member_id: z.string().nullable(),
+  leader_id: z.string().nullable(),
+  is_leader: z.boolean(),
+  version: z.string().nullable(),
+  raft_term: z.number().nullable(),
+  raft_index: z.number().nullable(),
+  index_lag: z.number().nullable(),
+  db_size_bytes: z.number().nullable(),
+  errors: z.array(z.string()),
+  error: z.string().nullable(),
+});
+
+const conditions: Readonly<Record<string, ConditionDefinition>> = {
+  healthy: {
+    describe: () => 'etcd is healthy (every member answers, one leader)',
+    judge(observation) {
+      const data = rec(observation.data) as Partial<EtcdHealth> & { error?: string };
+      if (!Array.isArray(data.members)) return { state: 'waiting', observed: data.error ?? 'no answer from the control plane' };
+      return { state: data.healthy ? 'holds' : 'waiting', observed: data.healthy ? `${data.members.length} members healthy, leader ${data.leader ?? '?'}` : (data.problems ?? []).join('; ') };
+    },
+  },
+};
+
+export const etcdHealth = defineTool({
+  name: 'etcd_health',
+  title: 'etcd cluster health',
+  description:
+    'Check the etcd cluster from one control-plane host: every member (etcd_endpoints inventory var, TLS files from ' +
+    'etcd_cacert/etcd_cert/etcd_key) for health, leader, raft term and index lag, DB size and alarms. One unhealthy ' +
+    'member, a split or missing leader fails the check; fewer than a majority healthy is reported as no quorum. ' +
+    'Mirrors `etcdctl endpoint status -w json` and `etcdctl endpoint health -w json`.',
+  risk: 'read',
+  idempotent: true,
+  input: z
+    .object({
+      control_plane: targets.default('k8s_control_plane').describe('Control-plane hosts; etcdctl runs on the first one. Default `k8s_control_plane`.'),
+      as_root: z.boolean().default(false).describe('Run etcdctl through `sudo -n` (to read the etcd client key).'),
+      timeout,
+    })
+    .strict(),
+  // Without an answer from etcdctl only control_plane and error are present.
+  output: z
+    .object({
+      members: z.array(memberSchema),
+      healthy_members: z.number(),
+      quorum: z.boolean(),
+      leader: z.string().nullable(),
+      split_leader: z.boolean(),
+      healthy: z.boolean(),
+      problems: z.array(z.string()),
+    })
+    .partial()
+    .extend({ control_plane: z.string(), error: z.string().optional() }),
+  plan(input, ctx) {
+    const [host = ''] = resolveHosts(ctx, input.control_plane, 'control_plane');
+    const { flags } = etcdFlags(ctx, host);
+    const timeoutMs = stepTimeout(ctx, input.timeout);
+    // Two batches, not two steps: etcdctl exits 1 when a member is down, and the health read
+    // must still run after a status read that "failed" that way.
+    return {
+      tool: 'etcd_health',
+      hosts: [host],
+      batches: (['status', 'health'] as const).map((verb) => ({
+        steps: [execStep({ id: verb, hosts: [host], argv: ['etcdctl', ...flags, 'endpoint', verb], asRoot: input.as_root, timeoutMs })],
+      })),
+      failureBudget: 2,
+    };
+  },
+  summarize(input, results: StepResults, ctx) {
+    const [host = ''] = resolveHosts(ctx, input.control_plane, 'control_plane');
+    const status = results.get('status')?.get(host);
+    const health = results.get('health')?.get(host);
+    // etcdctl exits 1 when any member is down, yet still prints what the others said.
+    const answered = (r: typeof status): boolean => r !== undefined && (r.status === 'ok' || (r.status === 'failed' && r.exitCode !== null));
+    if (!answered(status) || !answered(health)) {
+      const r = answered(status) ? health : status;
+      return { control_plane: host, error: `etcdctl did not run on ${host}: ${r?.error ?? r?.status ?? 'no result'}` };
+    }
+    return judgeEtcd(host, etcdFlags(ctx, host).endpoints, status?.stdout ?? '', health?.stdout ?? '', `${status?.stderr ?? ''}\n${health?.stderr ?? ''}`);
+  },
+  conditions,
+});
