@@ -122,6 +122,8 @@ export interface PolicySettings {
   };
   /** Whose output people not involved in a job may read: read jobs only, all, none. */
   readonly outputForOthers: (typeof OUTPUT_FOR_OTHERS)[number];
+  /** `policy.tool_risk`: an operator's explicit override of a tool's risk (e.g. run_script: change). */
+  readonly toolRisk: Readonly<Record<string, Risk>>;
   /** When destructive work may touch which hosts (config/maintenance.ts). Empty: any time. */
   readonly maintenanceWindows: readonly MaintenanceWindow[];
   /** A destructive job outside its hosts' windows waits for the next opening, or is refused. */
@@ -234,6 +236,7 @@ export const policySchema = z
       .strictObject({ read: originList.optional(), change: originList.optional(), destructive: originList.min(1, 'destructive tools always need approval from somewhere: list at least one origin').optional() })
       .prefault({}),
     visibility: z.strictObject({ output_for_others: z.enum(OUTPUT_FOR_OTHERS).default('read') }).prefault({}),
+    tool_risk: z.record(z.string().regex(/^[a-z][a-z0-9_]*$/, 'expected a tool name'), z.enum(['read', 'change', 'destructive'])).default({}),
     maintenance_windows: z.array(maintenanceWindow).default([]),
     outside_window: z.enum(['wait', 'refuse']).default('wait'),
   })
@@ -248,6 +251,7 @@ export const policySchema = z
       requireApproval: Object.fromEntries(Object.entries(v.require_approval).filter(([, o]) => o !== undefined)),
       approvals: { required: v.approvals.required, allowSelfApproval: v.approvals.allow_self_approval, expiryMs: v.approvals.expiry },
       outputForOthers: v.visibility.output_for_others,
+      toolRisk: v.tool_risk,
       maintenanceWindows: v.maintenance_windows,
       outsideWindow: v.outside_window,
     }),

@@ -26,7 +26,7 @@ import { JobStore } from '../queues/records.js';
 import { JobService } from '../queues/service.js';
 import { startWorker, type WorkerHandle } from '../queues/worker.js';
 import { catalogue } from '../tools/index.js';
-import type { ToolDefinition } from '../tools/types.js';
+import type { Risk, ToolDefinition } from '../tools/types.js';
 import { CastellanError, errorMessage } from '../config/errors.js';
 import { createLogger, type Logger } from './log.js';
 import { Redactor } from '../queues/redact.js';
@@ -61,6 +61,8 @@ export interface Runtime {
 export async function createRuntime(config: Config, options: RuntimeOptions): Promise<Runtime> {
   const redactor = new Redactor(config.secrets.values());
   const logger = options.logger ?? createLogger({ level: config.log.level, redactor });
+  // Checked before anything connects, so a bad override leaves nothing open.
+  const effective = withRiskOverrides(catalogue, config.policy.toolRisk, config.file);
   const redis = await connectRedis(config, options.mode);
   try {
     if (options.mode !== 'client') await checkRedisSettings(redis, logger);
@@ -74,8 +76,8 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
   const executor = await createPlanExecutor(config, logger);
   const settings = jobSettingsFrom(config, options.jobSettings);
   const inventory = watchedInventory(config.inventory, config.ssh.port);
-  const byName = new Map(catalogue.map((t) => [t.name, t as ToolDefinition]));
-  const tools: ToolCatalogue = { get: (n) => byName.get(n), list: () => catalogue };
+  const byName = new Map(effective.map((t) => [t.name, t]));
+  const tools: ToolCatalogue = { get: (n) => byName.get(n), list: () => effective };
   const localRoot = config.jobs.filesRoot;
 
   const events = new JobEvents(redis, k, redactor);
@@ -232,4 +234,18 @@ async function checkRedisSettings(redis: Redis, logger: Logger): Promise<void> {
     throw new CastellanError('unavailable', `Redis maxmemory-policy is '${policy}'; Castellan needs 'noeviction' (an evicting Redis can silently drop jobs, approvals and audit records). Run: redis-cli CONFIG SET maxmemory-policy noeviction`);
   }
   if (aof === 'no') logger.warn('Redis persistence (appendonly) is off: a Redis restart loses queued jobs, approvals and the audit stream');
+}
+
+/**
+ * `policy.tool_risk`: risk follows what a tool can do, and only an explicit line in the config
+ * changes it (say, run_script: change on a single-operator homelab). Every front end and the
+ * worker then see the same effective risk. An unknown tool name is a config error.
+ */
+export function withRiskOverrides(tools: readonly ToolDefinition[], overrides: Readonly<Record<string, Risk>>, file: string): ToolDefinition[] {
+  const names = new Set(tools.map((t) => t.name));
+  const unknown = Object.keys(overrides).filter((name) => !names.has(name));
+  if (unknown.length > 0) {
+    throw new CastellanError('invalid_input', `${file}: policy.tool_risk names unknown tool(s) ${unknown.join(', ')}; see 'castellan help' for the list`);
+  }
+  return tools.map((tool) => (Object.hasOwn(overrides, tool.name) ? { ...tool, risk: overrides[tool.name] ?? tool.risk } : tool));
 }

@@ -9,7 +9,10 @@ import { defineTool } from './types.js';
 
 export const CERT_SCRIPT = [
   'for path in "$@"; do',
-  '  if out=$(openssl x509 -enddate -noout -in "$path" 2>&1); then',
+  // A FIFO or a device (/dev/zero) would hold the read forever: regular files only.
+  '  if [ ! -f "$path" ]; then',
+  `    printf 'error\\t%s\\n' 'not a regular file'`,
+  '  elif out=$(openssl x509 -enddate -noout -in "$path" 2>&1 </dev/null); then',
   `    printf 'ok\\t%s\\n' "$out"`,
   '  else',
   `    printf 'error\\t%s\\n' "$(printf '%s\\n' "$out" | head -n 1)"`,

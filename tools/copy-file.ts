@@ -42,7 +42,9 @@ export const copyFile = defineTool({
   description:
     'Copy one file: `upload` from the Castellan server\'s transfer directory to each host, `download` from each host ' +
     'into `<destination>/<host>/` on the server, or `relay` from one host (`from_host`) to each host. Mirrors `scp`.',
-  risk: 'change',
+  // Writes any file on the hosts (an upload to /etc/sudoers, a relay over a binary): that can
+  // run arbitrary code, so it waits for approval like exec (policy.tool_risk can lower it).
+  risk: 'destructive',
   idempotent: true,
   input: z
     .object({

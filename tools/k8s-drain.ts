@@ -26,7 +26,6 @@ export const k8sDrain = defineTool({
         .describe('How long kubectl waits for each node\'s pods to be evicted (10s to 1h). Default 5m.'),
       failure_budget: failureBudget.default(0).describe('Failed drains tolerated before the remaining nodes are skipped. Default 0.'),
       control_plane: kubectlFields.control_plane,
-      kubeconfig: kubectlFields.kubeconfig,
       as_root: kubectlFields.as_root,
     })
     .strict(),

@@ -4,15 +4,12 @@
 import { z } from 'zod';
 import { absolutePath, duration, k8sNodeName, targets } from './fields.js';
 import { execStep, resolveHosts, singleBatchPlan, stepTimeout } from './planning.js';
-import { defineTool, type PlanContext } from './types.js';
+import { defineTool, ToolInputError, type PlanContext } from './types.js';
 
 export const kubectlFields = {
   control_plane: targets
     .default('k8s_control_plane')
     .describe('Target expression for the control-plane hosts; kubectl runs on the first host it resolves to. Default `k8s_control_plane`.'),
-  kubeconfig: absolutePath
-    .optional()
-    .describe('kubeconfig file on the control-plane host (e.g. `/etc/kubernetes/admin.conf`); kubectl\'s default otherwise.'),
   as_root: z.boolean().default(false).describe('Run kubectl through `sudo -n` (e.g. to read /etc/kubernetes/admin.conf).'),
   timeout: duration({ minMs: 1000, maxMs: 3_600_000 })
     .optional()
@@ -27,15 +24,26 @@ export const nodeList = z
 
 export interface KubectlInput {
   control_plane: string;
-  kubeconfig?: string | undefined;
 }
+
+/**
+ * The inventory var naming the kubeconfig on a control-plane host. kubectl runs the `exec:`
+ * credential plugin a kubeconfig names, so a kubeconfig path is code: it comes from the
+ * inventory (an operator's allowlist), never from a request.
+ */
+export const KUBECONFIG_VAR = 'castellan_kubeconfig';
 
 /** The control-plane host kubectl runs on, and the argv prefix (`kubectl [--kubeconfig=…]`). */
 export function kubectlOn(input: KubectlInput, ctx: PlanContext): { host: string; kubectl: string[] } {
-  const [host] = resolveHosts(ctx, input.control_plane, 'control_plane');
+  const [host = ''] = resolveHosts(ctx, input.control_plane, 'control_plane');
   const kubectl = ['kubectl'];
-  if (input.kubeconfig !== undefined) kubectl.push(`--kubeconfig=${input.kubeconfig}`);
-  return { host: host ?? '', kubectl };
+  const configured = ctx.inventory.hosts.get(host)?.vars[KUBECONFIG_VAR];
+  if (configured !== undefined) {
+    const path = absolutePath.safeParse(configured);
+    if (!path.success) throw new ToolInputError('control_plane', `inventory var ${KUBECONFIG_VAR} of ${host} must be an absolute path`);
+    kubectl.push(`--kubeconfig=${path.data}`);
+  }
+  return { host, kubectl };
 }
 
 /**

@@ -2,7 +2,7 @@
 // sees the host key fingerprint that will be pinned, the Node object (role labels and
 // taints) that will be applied, the deployment playbook, and the gate.
 import { z } from 'zod';
-import { absolutePath, duration, k8sNodeName, targets } from './fields.js';
+import { duration, k8sNodeName, targets } from './fields.js';
 import { playbookFor } from './ansible-playbook.js';
 import { k8sNodes } from './k8s-nodes.js';
 import { kubectlOn } from './kubernetes.js';
@@ -48,7 +48,6 @@ export const nodeExpand = defineTool({
       k8s_name: k8sNodeName.optional().describe('Kubernetes node name; the inventory name by default.'),
       deploy_playbook: z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/).describe('The allowlisted playbook (ansible.playbooks) that deploys the node; it gets `node_role` when it declares it.'),
       control_plane: targets.default('k8s_control_plane').describe('Where kubectl runs (first host it resolves to). Default `k8s_control_plane`.'),
-      kubeconfig: absolutePath.optional().describe("kubeconfig on the control-plane host; kubectl's default otherwise."),
       kubectl_as_root: z.boolean().default(false).describe('Run kubectl through `sudo -n`.'),
       deploy_timeout: duration({ minMs: 10_000, maxMs: 6 * 3_600_000 }).prefault('30m').describe('How long the deployment may take. Default 30m.'),
       ready_timeout: duration({ minMs: 5000, maxMs: 3_600_000 }).prefault('10m').describe('How long the node may take to be Ready. Default 10m.'),
@@ -60,12 +59,12 @@ export const nodeExpand = defineTool({
     const node = nodes[0] ?? '';
     const name = input.k8s_name ?? node;
     if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) throw new ToolInputError('k8s_name', `'${name}' is not a Kubernetes node name; give k8s_name`);
-    const { host: cp, kubectl } = kubectlOn({ control_plane: input.control_plane, kubeconfig: input.kubeconfig }, ctx);
+    const { host: cp, kubectl } = kubectlOn({ control_plane: input.control_plane }, ctx);
     const playbook = playbookFor(ctx, input.deploy_playbook);
     const vars = playbook.extraVars.node_role ? { node_role: input.role } : {};
     const deployArgs = ['--limit', node, ...(Object.keys(vars).length ? ['--extra-vars', JSON.stringify(vars)] : []), '--', playbook.path];
     const manifest = JSON.stringify(nodeManifest(name, input.role));
-    const checkInput = { control_plane: cp, as_root: input.kubectl_as_root, ...(input.kubeconfig !== undefined ? { kubeconfig: input.kubeconfig } : {}) };
+    const checkInput = { control_plane: cp, as_root: input.kubectl_as_root };
     const apply = execStep({ id: 'node-object', hosts: [cp], argv: [...kubectl, 'apply', '-f', '-'], asRoot: input.kubectl_as_root, stdin: manifest, timeoutMs: ctx.defaults.commandTimeoutMs, description: `apply the Node object ${name} (${input.role}): ${showArgv([...kubectl, 'apply', '-f', '-'])} < ${manifest}` });
     return {
       tool: 'node_expand',

@@ -25,7 +25,8 @@ export const runScript = defineTool({
   description:
     'Run a script on each host: the script text is fed on stdin to sh, bash or python3 and `args` become its ' +
     'positional arguments. Mirrors `ssh HOST sh -s -- ARGS < script` (the `heredoc` form).',
-  risk: 'change',
+  // Arbitrary code, optionally as root: as dangerous as exec (policy.tool_risk can lower it).
+  risk: 'destructive',
   idempotent: false,
   input: z
     .object({

@@ -21,7 +21,7 @@
 import { z } from 'zod';
 import type { Host } from '../config/types.js';
 import { activateCommand, beDriverFor, beName, createCommand } from './boot-env.js';
-import { absolutePath, batchSize, duration, failureBudget, targets, unitName } from './fields.js';
+import { batchSize, duration, failureBudget, targets, unitName } from './fields.js';
 import { k8sNodes } from './k8s-nodes.js';
 import { kubectlOn } from './kubernetes.js';
 import { execStep, rollingBatches, showArgv } from './planning.js';
@@ -49,7 +49,6 @@ export const upgradeFields = {
   // Fixed when the request is validated, so the plan (and its hash) stays the same until it runs.
   boot_environment: beName.default(() => preUpgradeName(new Date())).describe('Name of the boot environment created before upgrading each node. Default `pre-upgrade-<UTC time of the request>`.'),
   control_plane: targets.default('k8s_control_plane').describe('Where kubectl runs (first host it resolves to). Default `k8s_control_plane`.'),
-  kubeconfig: absolutePath.optional().describe("kubeconfig on the control-plane host; kubectl's default otherwise."),
   kubectl_as_root: z.boolean().default(false).describe('Run kubectl through `sudo -n`.'),
   drain_timeout: duration({ minMs: 10_000, maxMs: 3_600_000 }).prefault('5m').describe('How long a drain may take per node. Default 5m.'),
   upgrade_timeout: duration({ minMs: 10_000, maxMs: 6 * 3_600_000 }).prefault('30m').describe('How long the package upgrade may take. Default 30m.'),
@@ -204,12 +203,12 @@ export function upgradeBatch(tag: string, hosts: readonly string[], kube: Kube |
 /** kubectl's host, resolved only when some node of the roll is a Kubernetes node. */
 export function kubeFor(hosts: readonly string[], options: UpgradeOptions, ctx: PlanContext): Kube | undefined {
   if (!hosts.some((h) => nodeRunbook(ctx, h).k8sNode !== undefined)) return undefined;
-  const { host, kubectl } = kubectlOn({ control_plane: options.control_plane, kubeconfig: options.kubeconfig }, ctx);
+  const { host, kubectl } = kubectlOn({ control_plane: options.control_plane }, ctx);
   return {
     host,
     kubectl,
     asRoot: options.kubectl_as_root,
-    checkInput: { control_plane: host, as_root: options.kubectl_as_root, ...(options.kubeconfig !== undefined ? { kubeconfig: options.kubeconfig } : {}) },
+    checkInput: { control_plane: host, as_root: options.kubectl_as_root },
   };
 }
 

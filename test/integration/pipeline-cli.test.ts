@@ -8,7 +8,9 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { CLI, runCli, useCastellan } from '../support/castellan.js';
 
-const c = useCastellan({ nodes: 4, config: { policy: { approvals: { allow_self_approval: true } } } });
+// run_script and copy_file are destructive by capability; this lab lowers them explicitly
+// (policy.tool_risk), which is also how an operator would.
+const c = useCastellan({ nodes: 4, config: { policy: { approvals: { allow_self_approval: true }, tool_risk: { run_script: 'change', copy_file: 'change' } } } });
 
 describe('castellan CLI through the pipeline', () => {
   it('pings every lab node and folds the identical results', async () => {

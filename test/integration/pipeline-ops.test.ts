@@ -18,7 +18,8 @@ const person = (subject: string, groups: string[]): Requester => ({ subject, dis
 const oscar = person('oscar', ['ops']);
 const april = person('april', ['leads']);
 
-const c = useCastellan({ nodes: 3 });
+// run_script and copy_file are destructive by capability; lowered here explicitly (policy.tool_risk).
+const c = useCastellan({ nodes: 3, config: { policy: { tool_risk: { run_script: 'change', copy_file: 'change' } } } });
 const tmp = (name: string): string => `/tmp/castellan-ops-${name}-${randomBytes(4).toString('hex')}`;
 
 /** Submit through the CLI without waiting, approve as someone else, wait for the end. */

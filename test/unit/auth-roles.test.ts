@@ -66,7 +66,7 @@ describe('adapters from loaded settings', () => {
   it('builds the policy config with default approval rules when the settings carry none', () => {
     const config = authConfigFromSettings({
       auth: { roles: roleMap },
-      policy: { readOnly: true, requireApproval: {}, approvals: { required: 2, allowSelfApproval: true, expiryMs: 900_000 }, outputForOthers: 'read', maintenanceWindows: [], outsideWindow: 'wait' },
+      policy: { readOnly: true, requireApproval: {}, approvals: { required: 2, allowSelfApproval: true, expiryMs: 900_000 }, outputForOthers: 'read', toolRisk: {}, maintenanceWindows: [], outsideWindow: 'wait' },
     });
     expect(config.policy).toEqual({
       readOnly: true,

@@ -69,7 +69,7 @@ describe('loadConfig', () => {
     expect(config.auth.oidc).toBeUndefined();
     expect(config.auth.roles).toEqual({ viewer: [], operator: [], approver: [], admin: [] });
     expect(config.auth.localIdentity).toEqual({ subject: 'local-admin', displayName: 'Local admin', groups: [] });
-    expect(config.policy).toEqual({ readOnly: false, approvals: { required: 1, allowSelfApproval: false, expiryMs: 900_000 }, requireApproval: {}, outputForOthers: 'read', maintenanceWindows: [], outsideWindow: 'wait' });
+    expect(config.policy).toEqual({ readOnly: false, approvals: { required: 1, allowSelfApproval: false, expiryMs: 900_000 }, requireApproval: {}, outputForOthers: 'read', toolRisk: {}, maintenanceWindows: [], outsideWindow: 'wait' });
     expect(config.auth.clients).toEqual({ 'castellan-cli': 'cli' });
     expect(config.jobs.retention).toEqual({ completedAgeMs: 7 * 86_400_000, completedCount: 1000, failedAgeMs: 30 * 86_400_000, failedCount: 5000 });
     expect(config.slack).toBeUndefined();
@@ -118,7 +118,7 @@ describe('loadConfig', () => {
 
   it('lists the accepted keys when nothing is close', async () => {
     const error = await problemsOf(`${MINIMAL}policy:\n  zzzzzz: 1\n`);
-    expect(error.problems[0]).toEqual({ path: 'policy.zzzzzz', message: 'unknown key (expected one of: read_only, approvals, require_approval, visibility, maintenance_windows, outside_window)' });
+    expect(error.problems[0]).toEqual({ path: 'policy.zzzzzz', message: 'unknown key (expected one of: read_only, approvals, require_approval, visibility, tool_risk, maintenance_windows, outside_window)' });
   });
 
   it('refuses literal secrets and points at _env / _file', async () => {

@@ -7,13 +7,13 @@ import { InvalidInputError, validateInput, type AnyTool } from '../../tools/regi
 import type { Plan, PlanContext, StepResults } from '../../tools/types.js';
 import { ToolInputError } from '../../tools/types.js';
 
-function host(name: string, groups: string[], labels: Record<string, string> = {}): Host {
-  return { name, address: `10.0.0.${name.length}${name.charCodeAt(0) % 10}`, port: 22, user: undefined, privateKeyFile: undefined, groups: ['all', ...groups], labels, vars: {} };
+function host(name: string, groups: string[], labels: Record<string, string> = {}, vars: Record<string, unknown> = {}): Host {
+  return { name, address: `10.0.0.${name.length}${name.charCodeAt(0) % 10}`, port: 22, user: undefined, privateKeyFile: undefined, groups: ['all', ...groups], labels, vars };
 }
 
 const hosts = [
   host('cp1', ['k8s_cluster', 'k8s_control_plane'], { role: 'k8s-control-plane' }),
-  host('cp2', ['k8s_cluster', 'k8s_control_plane'], { role: 'k8s-control-plane' }),
+  host('cp2', ['k8s_cluster', 'k8s_control_plane'], { role: 'k8s-control-plane' }, { castellan_kubeconfig: '/etc/kubernetes/admin.conf' }),
   host('node01', ['k8s_cluster', 'k8s_worker', 'web'], { role: 'k8s-worker', rack: 'left' }),
   host('node02', ['k8s_cluster', 'k8s_worker', 'web'], { role: 'k8s-worker', rack: 'left' }),
   host('node03', ['k8s_cluster', 'k8s_worker'], { role: 'k8s-worker', rack: 'right' }),

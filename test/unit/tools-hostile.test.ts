@@ -21,7 +21,7 @@ const BASE: Record<string, Record<string, unknown>> = {
   list_groups: {},
   wireguard_status: {},
   cert_expiry: { paths: ['/etc/ssl/a.pem'] },
-  k8s_nodes: { kubeconfig: '/etc/kubernetes/admin.conf' },
+  k8s_nodes: {},
   etcd_health: { control_plane: 'cp1' },
   service_restart: { targets: 'web', unit: 'nginx' },
   service_reload: { targets: 'web', unit: 'nginx' },

@@ -83,9 +83,13 @@ describe('read tool plans', () => {
     const p = plan('k8s_nodes', {});
     expect(p.hosts).toEqual(['cp1']);
     expect(exec(steps(p)[0]).argv).toEqual(['kubectl', 'get', 'nodes', '--output=json']);
-    const q = plan('k8s_nodes', { control_plane: 'cp2', kubeconfig: '/etc/kubernetes/admin.conf', as_root: true });
+    // The kubeconfig comes from the control-plane host's inventory var, never from the request.
+    const q = plan('k8s_nodes', { control_plane: 'cp2', as_root: true });
     expect(q.hosts).toEqual(['cp2']);
     expect(exec(steps(q)[0])).toMatchObject({ argv: ['kubectl', '--kubeconfig=/etc/kubernetes/admin.conf', 'get', 'nodes', '--output=json'], asRoot: true });
+    for (const tool of ['k8s_nodes', 'k8s_drain', 'k8s_cordon', 'k8s_uncordon']) {
+      expect(() => plan(tool, { nodes: ['node01'], kubeconfig: '/tmp/evil.conf' })).toThrow(/kubeconfig/);
+    }
   });
 
   it('an unknown or empty target is a field-named error', () => {

@@ -74,7 +74,7 @@ describe('annotations', () => {
   it('derive MCP hints from risk', () => {
     expect(annotations(getTool('uptime'))).toEqual({ title: 'Uptime and load', readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: true });
     expect(annotations(getTool('service_restart'))).toMatchObject({ readOnlyHint: false, destructiveHint: false, idempotentHint: true });
-    expect(annotations(getTool('run_script'))).toMatchObject({ readOnlyHint: false, destructiveHint: false, idempotentHint: false });
+    expect(annotations(getTool('run_script'))).toMatchObject({ readOnlyHint: false, destructiveHint: true, idempotentHint: false });
     expect(annotations(getTool('reboot'))).toMatchObject({ readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true });
     expect(annotations(getTool('list_nodes')).openWorldHint).toBe(false);
     expect(annotations(getTool('list_groups')).openWorldHint).toBe(false);
