@@ -96,9 +96,10 @@ describe('castellan login', () => {
     expect(who.stdout).toMatch(/^roles\s+.*\badmin\b/m);
     expect(who.stdout).toMatch(/^expires\s+\d{4}-\d\d-\d\dT.*\(in \d+ min; refreshed automatically\)$/m);
 
-    const ping = await runCli(['--server', server, 'ping', 'all'], { env: env() });
+    const ping = await runCli(['--server', server, '--json', 'ping', 'all'], { env: env() });
     expect(ping.code, ping.stderr).toBe(0);
-    expect(ping.stderr).toMatch(/\(Alice Admin via cli\)/);
+    const job = JSON.parse(ping.stdout) as { requester: { subject: string; display_name: string; origin: string } };
+    expect(job.requester).toEqual({ subject: 'alice', display_name: 'Alice Admin', origin: 'cli' });
   });
 
   it('refreshes an expired access token by itself and stores the new one', async () => {
