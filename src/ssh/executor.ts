@@ -44,6 +44,13 @@ const REMOTE_DEADLINE_MARGIN_MS = 5_000;
 const CLOSE_AFTER_KILL_MS = 3_000;
 /** Control commands (find/kill) beyond the kill grace itself. */
 const CONTROL_TIMEOUT_MS = 15_000;
+/**
+ * After a stop (timeout or cancel), how long beyond the kill grace a node may stay silent
+ * before its connection is dropped and the host reported without waiting further. A node
+ * whose sshd froze mid-command answers neither the kill nor the channel close; without this
+ * the host (and the job) waited for the keepalive to give up.
+ */
+const UNANSWERED_STOP_MS = CLOSE_AFTER_KILL_MS;
 
 export interface ExecutorOptions {
   readonly knownHosts: KnownHosts;
@@ -361,15 +368,21 @@ export class SshExecutor implements SftpAccess {
         let exitSignal: string | null = null;
         let outcome: { status: 'timed_out' | 'cancelled'; reason: string } | null = null;
         let stopping: Promise<RemoteKillReport> | null = null;
+        let stopped = false;
         let forceClose: NodeJS.Timeout | undefined;
+        let abandonTimer: NodeJS.Timeout | undefined;
+        let settled = false;
 
         const emit = (stream: 'stdout' | 'stderr', chunk: string): void => {
           if (chunk !== '') onEvent?.({ type: 'output', host: target.name, stream, chunk });
         };
         let killOnceSeen: NodeJS.Timeout | undefined;
+        let stopAt = 0;
         const stop = (status: 'timed_out' | 'cancelled', reason: string): void => {
           if (outcome) return;
           outcome = { status, reason };
+          stopAt = Date.now();
+          abandonTimer = setTimeout(abandon, limits.killGraceMs + UNANSWERED_STOP_MS);
           if (side.seen) {
             startKill();
             return;
@@ -402,8 +415,34 @@ export class SshExecutor implements SftpAccess {
             return report;
           });
           void stopping.finally(() => {
+            stopped = true;
             forceClose = setTimeout(() => stream.close(), CLOSE_AFTER_KILL_MS);
           });
+        };
+        // The node has sent nothing since the stop, for the kill grace and a bit: it stopped
+        // answering (sshd frozen, half-open TCP). Drop the pooled connection (other hosts have their own) and report the host now. The
+        // remote deadline (`timeout` in the wrapper) and the lifeline, which sees the
+        // connection drop, still end the command on the node once it runs again.
+        const abandon = (): void => {
+          if (settled) return;
+          if (lease.connection.lastHeardAt > stopAt) {
+            // The node answers: the kill is merely slow (a loaded node), or it reported and the
+            // close follows (forceClose). Look again later while the kill is still under way.
+            if (!stopped) abandonTimer = setTimeout(abandon, UNANSWERED_STOP_MS);
+            return;
+          }
+          settled = true;
+          clearTimeout(timer);
+          clearTimeout(killOnceSeen);
+          clearTimeout(forceClose);
+          signal?.removeEventListener('abort', onAbort);
+          const why = `${target.name} did not answer for ${Math.round((limits.killGraceMs + UNANSWERED_STOP_MS) / 1000)} s after the stop`;
+          this.logger?.warn({ host: target.name, runId: request.runId }, `${why}: dropping its connection`);
+          lease.connection.destroy(why);
+          lease.release();
+          emit('stdout', stdout.push(side.flush()));
+          const report: RemoteKillReport = { host: target.name, runId: request.runId, outcome: 'unknown', error: `${why}; its connection was dropped (the remote deadline and lifeline stop the command once the node runs again)` };
+          resolve(this.channelResult(attempt, lease, { exitCode, exitSignal, outcome, report, wrapperSeen: side.seen, stdout, stderr, limits }));
         };
         const timer = setTimeout(() => stop('timed_out', `command timeout after ${limits.commandTimeoutMs} ms`), limits.commandTimeoutMs);
         const onAbort = (): void => stop('cancelled', 'cancelled');
@@ -421,6 +460,9 @@ export class SshExecutor implements SftpAccess {
         });
         stream.on('error', (streamError: Error) => this.logger?.warn({ host: target.name, err: streamError.message }, 'channel error'));
         stream.once('close', () => {
+          clearTimeout(abandonTimer);
+          if (settled) return;
+          settled = true;
           clearTimeout(timer);
           // Closed before the wrapper reported: the command never started (nothing to kill).
           clearTimeout(killOnceSeen);
@@ -499,7 +541,23 @@ export class SshExecutor implements SftpAccess {
   private async control(target: SshTarget, command: string, connectTimeoutMs: number, timeoutMs: number): Promise<ControlOutput> {
     const lease = await this.lease(target, connectTimeoutMs, undefined, true);
     return new Promise<ControlOutput>((resolve, reject) => {
+      let opened = false;
+      let gaveUp = false;
+      // Counted from the request, not from the channel's opening: a node that stopped
+      // answering never opens it, and the caller must hear so.
+      const unopened = setTimeout(() => {
+        if (opened) return;
+        gaveUp = true;
+        lease.release();
+        reject(new Error(`${target.name} did not open a channel within ${Math.round(timeoutMs / 1000)} s`));
+      }, timeoutMs);
       lease.connection.client.exec(command, (error, stream) => {
+        opened = true;
+        clearTimeout(unopened);
+        if (gaveUp) {
+          stream?.close();
+          return;
+        }
         if (error) {
           lease.release();
           reject(error);

@@ -50,6 +50,8 @@ export class PooledConnection {
   readonly control: ChannelSlots;
   private idleTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** When the node last sent anything (Date.now()): tells a slow node from a frozen one. */
+  lastHeardAt = Date.now();
 
   constructor(
     readonly client: Client,
@@ -81,6 +83,16 @@ export class PooledConnection {
   end(): void {
     this.markClosed('closed by Castellan');
     this.client.end();
+  }
+
+  /**
+   * Tear the connection down without a goodbye: a node that stopped answering (sshd frozen,
+   * half-open TCP) never acknowledges a polite end, and everything queued on it would wait
+   * for the keepalive to give up (interval × 3, a minute by default).
+   */
+  destroy(reason: string): void {
+    this.markClosed(reason);
+    this.client.destroy();
   }
 
   /** Idle close starts only when no channel is held or awaited. */
@@ -157,8 +169,11 @@ export class ConnectionPool {
     this.maxChannels = options.maxChannelsPerHost ?? DEFAULT_MAX_CHANNELS_PER_HOST;
   }
 
+  /** Live pooled connections (one dropped a moment ago may not have reported its close yet). */
   get size(): number {
-    return this.connections.size;
+    let live = 0;
+    for (const connection of this.connections.values()) if (!connection.isClosed) live += 1;
+    return live;
   }
 
   /** The live connection to `target`, connecting once if needed (concurrent callers share it). */
@@ -250,6 +265,9 @@ export class ConnectionPool {
           this.maxChannels,
           this.options.idleCloseMs ?? DEFAULT_IDLE_CLOSE_MS,
         );
+        socket.on('data', () => {
+          connection.lastHeardAt = Date.now();
+        });
         this.track(connection);
         resolve(connection);
       });
