@@ -29,6 +29,7 @@ import { serviceRestart } from './service-restart.js';
 import { serviceStatus } from './service-status.js';
 import { shutdown } from './shutdown.js';
 import { uptime } from './uptime.js';
+import { wireguardMesh } from './wireguard-mesh.js';
 import { wireguardStatus } from './wireguard-status.js';
 import type { AnyTool } from './registry.js';
 import { findTool } from './registry.js';
@@ -44,6 +45,7 @@ export const catalogue: readonly AnyTool[] = [
   listNodes,
   listGroups,
   wireguardStatus,
+  wireguardMesh,
   etcdHealth,
   certExpiry,
   k8sNodes,

@@ -8,12 +8,24 @@ import { execStep, resolveHosts, singleBatchPlan, stepTimeout } from './planning
 import { OutputFormatError, hostReportSchema, reportHosts } from './reports.js';
 import { defineTool } from './types.js';
 
+/**
+ * awk program over `wg show all dump` lines (interface lines 5 fields, peer lines 9): masks the
+ * private and preshared keys and prefixes each line with `wg`. wireguard_mesh feeds it
+ * `wg show <if> dump` with the interface name prepended, which is the same layout.
+ */
+export const WG_MASK_AWK = `BEGIN { FS = OFS = "\\t" } NF == 5 { $2 = "(hidden)" } NF == 9 && $3 != "(none)" { $3 = "(hidden)" } NF > 0 { print "wg", $0 }`;
+
 export const WG_SCRIPT = [
   'now=$(date +%s) || exit 1',
   'dump=$(wg show all dump) || exit $?',
   'echo "now $now"',
-  `printf '%s\\n' "$dump" | awk 'BEGIN { FS = OFS = "\\t" } NF == 5 { $2 = "(hidden)" } NF == 9 && $3 != "(none)" { $3 = "(hidden)" } NF > 0 { print "wg", $0 }'`,
+  `printf '%s\\n' "$dump" | awk '${WG_MASK_AWK}'`,
 ].join('\n');
+
+/** How old a latest handshake may be before its peer counts as stale (WireGuard re-keys every 2 minutes). */
+export const staleAfter = duration({ minMs: 1000, maxMs: 7 * 24 * 3_600_000 })
+  .prefault('180s')
+  .describe('A peer whose latest handshake is older than this (or that never shook hands) is stale. Default 180s.');
 
 export interface WireguardPeer {
   public_key: string;
@@ -103,9 +115,7 @@ export const wireguardStatus = defineTool({
   input: z
     .object({
       targets: targetsOrAll,
-      stale_after: duration({ minMs: 1000, maxMs: 7 * 24 * 3_600_000 })
-        .prefault('180s')
-        .describe('A peer whose latest handshake is older than this (or that never shook hands) is stale. Default 180s.'),
+      stale_after: staleAfter,
       timeout,
     })
     .strict(),

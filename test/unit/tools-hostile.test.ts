@@ -20,6 +20,7 @@ const BASE: Record<string, Record<string, unknown>> = {
   list_nodes: {},
   list_groups: {},
   wireguard_status: {},
+  wireguard_mesh: {},
   cert_expiry: { paths: ['/etc/ssl/a.pem'] },
   k8s_nodes: {},
   etcd_health: { control_plane: 'cp1' },
