@@ -2,6 +2,8 @@
 // through the process's one event hub (queues/follow.ts). A stream, unlike pub/sub, lets a
 // reader that connects late (or reconnects) catch up from any point.
 import type { Redis } from 'ioredis';
+import { CastellanError } from '../config/errors.js';
+import { visibleInline } from '../config/visible.js';
 import type { HostStatus } from '../tools/host-result.js';
 import type { Redactor } from './redact.js';
 import { appendToFeed, isFeedEvent } from './feed.js';
@@ -35,6 +37,22 @@ export interface StampedEvent {
 }
 
 const STREAM_MAXLEN = 5000;
+
+const EVENT_ID = /^(0|(\d{1,20})-(\d{1,20}))$/;
+
+/**
+ * A caller's "events after" position, checked before it reaches Redis: `0` or `<ms>-<seq>`,
+ * each part a safe integer. Redis rejects ids past 2^64-1 with an error that would otherwise
+ * surface as a 500; the caller gets a 400 naming the parameter instead.
+ */
+export function checkEventId(id: string): string {
+  const match = EVENT_ID.exec(id);
+  const ok = match !== null && (match[1] === '0' || (Number(match[2]) <= Number.MAX_SAFE_INTEGER && Number(match[3]) <= Number.MAX_SAFE_INTEGER));
+  if (!ok) {
+    throw new CastellanError('invalid_input', `after: '${visibleInline(id.slice(0, 40))}' is not an event id; expected 0 or <ms>-<seq> like 1712345678901-0, each part at most ${Number.MAX_SAFE_INTEGER}`, 'after');
+  }
+  return id;
+}
 
 export class JobEvents {
   constructor(

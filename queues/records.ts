@@ -113,6 +113,21 @@ export interface JobRecord extends JobDoc {
   readonly cancel?: { readonly by: string; readonly at: string; readonly reason?: string | undefined } | undefined;
   readonly reason?: string | undefined;
   readonly result?: JobResult | undefined;
+  /**
+   * Set only on records cut for a viewer by JobService (queues/visibility.ts): what was left
+   * out and why. Never stored.
+   */
+  readonly hidden?: HiddenParts | undefined;
+}
+
+/** What a record cut for a viewer left out (see queues/visibility.ts). */
+export interface HiddenParts {
+  /** Input, plan commands and scripts, vote reasons were removed. */
+  readonly details: boolean;
+  /** Host output, folded output and the structured result were removed. */
+  readonly output: boolean;
+  /** Why, for the viewer (names the policy setting). */
+  readonly reason: string;
 }
 
 export function newJobId(): string {

@@ -20,6 +20,8 @@ import { endJob } from './endings.js';
 import type { StampedEvent } from './events.js';
 import { bindPlan, boundPlanHash } from './plan-binding.js';
 import type { FollowOptions } from './follow.js';
+import { accessOf, eventsFor, recordFor } from './visibility.js';
+import { checkEventId } from './events.js';
 import { JOB_ID_PATTERN, newJobId, type JobDoc, type JobRecord, type ReplyAddress, type Vote } from './records.js';
 import { isFinal, type JobState } from './states.js';
 
@@ -190,7 +192,14 @@ export class JobService {
     throw new CastellanError('conflict', 'an earlier request with this idempotency key is still being recorded (or failed before it was); retry in a moment');
   }
 
+  /** The job as `viewer` may see it (queues/visibility.ts: details and output per auth/policy.ts jobAccess). */
   async get(jobId: string, viewer: Identity): Promise<JobRecord> {
+    const job = await this.load(jobId, viewer);
+    return recordFor(job, accessOf(viewer, job, this.auth));
+  }
+
+  /** The whole record, for this service's own decisions; never handed to a front end as is. */
+  private async load(jobId: string, viewer: Identity): Promise<JobRecord> {
     requireAnyRole(viewer);
     if (!JOB_ID_PATTERN.test(jobId)) throw new CastellanError('invalid_input', `'${jobId.slice(0, 40)}' is not a job id (they look like j…, see 'castellan jobs')`, 'job_id');
     const job = await this.ctx.store.get(jobId);
@@ -198,16 +207,19 @@ export class JobService {
     return job;
   }
 
+  /** Recent jobs, each cut to what `viewer` may see of it. */
   async list(viewer: Identity, options: { limit?: number; offset?: number; state?: JobState } = {}): Promise<JobRecord[]> {
     requireAnyRole(viewer);
     const limit = Math.min(Math.max(options.limit ?? 20, 1), 200);
     const jobs = await this.ctx.store.list(options.state ? 500 : limit, options.offset ?? 0);
-    return (options.state ? jobs.filter((j) => j.state === options.state) : jobs).slice(0, limit);
+    return (options.state ? jobs.filter((j) => j.state === options.state) : jobs).slice(0, limit).map((j) => recordFor(j, accessOf(viewer, j, this.auth)));
   }
 
+  /** Events after `afterId`; output events only for viewers who may read the job's output. */
   async events(jobId: string, viewer: Identity, afterId = '0', count = 500): Promise<StampedEvent[]> {
-    await this.get(jobId, viewer);
-    return this.ctx.events.read(jobId, afterId, count);
+    const after = checkEventId(afterId);
+    const job = await this.load(jobId, viewer);
+    return eventsFor(await this.ctx.events.read(jobId, after, count), accessOf(viewer, job, this.auth));
   }
 
   /** `via`: where the approver acted (a Slack channel), for the audit record. */
@@ -220,7 +232,7 @@ export class JobService {
   }
 
   private async decide(jobId: string, approver: Requester, decision: 'approve' | 'deny', reason?: string, via?: ReplyAddress): Promise<JobRecord> {
-    const job = await this.get(jobId, approver);
+    const job = await this.load(jobId, approver);
     if (job.state !== 'awaiting_approval') throw new CastellanError('conflict', `job ${jobId} is ${job.state}, not awaiting approval`);
     const verdict = authorizeApproval({
       approver,
@@ -264,7 +276,7 @@ export class JobService {
   }
 
   async cancel(jobId: string, by: Requester, reason?: string, via?: ReplyAddress): Promise<JobRecord> {
-    const job = await this.get(jobId, by);
+    const job = await this.load(jobId, by);
     const allowed = authorizeCancel({ by, requester: job.requester });
     if (!allowed.ok) {
       await this.ctx.audit.append({ kind: 'refused', jobId, subject: by.subject, displayName: by.displayName, origin: by.origin, tool: job.tool, reason: allowed.reason });
@@ -290,8 +302,11 @@ export class JobService {
    * ending after the event that makes it final (or when the signal aborts).
    */
   async *follow(jobId: string, viewer: Identity, options: FollowOptions = {}): AsyncGenerator<StampedEvent> {
-    await this.get(jobId, viewer);
-    yield* this.ctx.hub.follow(jobId, options);
+    const after = checkEventId(options.after ?? '0');
+    const access = accessOf(viewer, await this.load(jobId, viewer), this.auth);
+    for await (const e of this.ctx.hub.follow(jobId, { ...options, after })) {
+      if (eventsFor([e], access).length > 0) yield e;
+    }
   }
 
   /**

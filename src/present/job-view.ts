@@ -131,6 +131,9 @@ export const progressViewSchema = z.object({
 });
 export type ProgressView = z.infer<typeof progressViewSchema>;
 
+/** What the viewer may not see of this job (auth/policy.ts jobAccess), and why. */
+export const hiddenViewSchema = z.object({ details: z.boolean(), output: z.boolean(), reason: z.string() });
+
 export const jobViewSchema = z.object({
   id: z.string(),
   tool: z.string(),
@@ -164,6 +167,8 @@ export const jobViewSchema = z.object({
   /** Destructive job submitted outside its hosts' maintenance window: it waits for the next opening. */
   maintenance: z.object({ windows: z.array(z.string()), opens_at: z.string().optional(), detail: z.string() }).optional(),
   progress: progressViewSchema.optional(),
+  /** Present when input and plan steps (`details`) or output were withheld from this viewer. */
+  hidden: hiddenViewSchema.optional(),
   result: z
     .object({
       hosts: z.array(hostViewSchema),
@@ -295,6 +300,7 @@ export function jobView(job: JobRecord, options: ViewOptions = {}): JobView {
       ? { maintenance: { windows: [...job.maintenance.windows], ...(job.maintenance.opensAt !== undefined ? { opens_at: job.maintenance.opensAt } : {}), detail: job.maintenance.detail } }
       : {}),
     ...(progress ? { progress } : {}),
+    ...(job.hidden !== undefined ? { hidden: { ...job.hidden } } : {}),
     ...(result !== undefined
       ? {
           result: {
@@ -326,6 +332,8 @@ export const outputPageSchema = z.object({
   ),
   /** Offset of the next page, absent on the last one. */
   next_offset: z.number().optional(),
+  /** Why stdout/stderr and folded text are empty for this caller (policy.visibility). */
+  output_hidden: z.string().optional(),
 });
 export type OutputPage = z.infer<typeof outputPageSchema>;
 
@@ -363,6 +371,7 @@ export function outputPage(job: JobRecord, options: PageOptions): OutputPage {
     folded: groups.slice(offset, end),
     hosts,
     ...(more ? { next_offset: end } : {}),
+    ...(job.hidden?.output ? { output_hidden: job.hidden.reason } : {}),
   };
 }
 

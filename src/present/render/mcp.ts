@@ -52,6 +52,8 @@ export const jobOutcomeSchema = z.object({
   more_output: z.boolean().optional(),
   data: z.unknown().optional(),
   reason: z.string().optional(),
+  /** What this caller may not see of the job (policy.visibility), and why. */
+  hidden: z.object({ details: z.boolean(), output: z.boolean(), reason: z.string() }).optional(),
   next: z.string().optional(),
 });
 export type JobOutcome = z.infer<typeof jobOutcomeSchema>;
@@ -128,6 +130,7 @@ export function jobOutcome(job: JobRecord, places: ApprovalPlaces, waitedMs?: nu
         }
       : {}),
     ...(job.reason !== undefined ? { reason: job.reason } : {}),
+    ...(view.hidden !== undefined ? { hidden: view.hidden } : {}),
     ...(next !== undefined ? { next } : more ? { next: `Call job_output with job_id "${job.id}" for the full output.` } : {}),
   };
 }
@@ -143,6 +146,10 @@ const TEXT_CHARS = 1500;
 export function outcomeText(outcome: JobOutcome): string {
   const lines = [`${visibleInline(outcome.summary)} [job ${outcome.job_id}]`];
   if (outcome.reason !== undefined && !outcome.summary.includes(outcome.reason)) lines.push(`reason: ${visibleInline(outcome.reason)}`);
+  if (outcome.hidden !== undefined) {
+    const what = [outcome.hidden.details ? 'input and commands' : '', outcome.hidden.output ? 'output' : ''].filter(Boolean).join(' and ');
+    lines.push(`hidden from this caller: ${what} (${visibleInline(outcome.hidden.reason)})`);
+  }
   // Before anything ran, the model relays what will run: each step's exact command, shell-quoted.
   if (outcome.state === 'awaiting_approval' || outcome.state === 'waiting_window') {
     for (const step of outcome.plan.batches.flatMap((b) => b.steps).slice(0, TEXT_GROUPS)) {
@@ -154,7 +161,7 @@ export function outcomeText(outcome: JobOutcome): string {
     const status = group.status === 'ok' ? '' : ` [${group.status}]`;
     const text = visibleBlock(group.text.replace(/\r?\n$/, ''));
     const shown = text.length > TEXT_CHARS ? `${text.slice(0, TEXT_CHARS)}…` : text;
-    lines.push(shown.includes('\n') ? `${group.nodeset} (${group.count})${status}:\n${shown}` : `${group.nodeset} (${group.count})${status}: ${shown || '(no output)'}`);
+    lines.push(shown.includes('\n') ? `${group.nodeset} (${group.count})${status}:\n${shown}` : `${group.nodeset} (${group.count})${status}: ${shown || (outcome.hidden?.output ? '(output hidden)' : '(no output)')}`);
   }
   if ((outcome.folded?.length ?? 0) > TEXT_GROUPS) lines.push(`… ${(outcome.folded?.length ?? 0) - TEXT_GROUPS} more groups in structuredContent.folded`);
   if (outcome.folded === undefined && outcome.data !== undefined) lines.push('The answer is in structuredContent.data.');

@@ -114,7 +114,7 @@ export function resultText(view: JobView, style: TextStyle): string {
     const status = group.status === 'ok' ? '' : ` ${paint(style, 'red', `[${group.status}]`)}`;
     const header = `${paint(style, 'bold', visibleInline(group.nodeset))} (${group.count})${status}:`;
     const text = visibleBlock(group.text.replace(/\r?\n$/, ''));
-    if (text === '') lines.push(`${header} (no output)`);
+    if (text === '') lines.push(`${header} ${view.hidden?.output ? '(output hidden)' : '(no output)'}`);
     else if (!text.includes('\n')) lines.push(`${header} ${text}`);
     else lines.push(header, indent(text, '    '));
   }
@@ -133,6 +133,7 @@ export function jobText(view: JobView, style: TextStyle): string {
     ...(view.durations.ran_ms !== undefined ? [`ran ${durationWords(view.durations.ran_ms)}`] : []),
   ].join(', ');
   const parts = [summaryText(view, style), paint(style, 'dim', timing), planText(view.plan, style)];
+  if (view.hidden) parts.push(paint(style, 'yellow', `hidden from you: ${[view.hidden.details ? 'input and commands' : '', view.hidden.output ? 'output' : ''].filter(Boolean).join(' and ')}: ${visibleInline(view.hidden.reason)}`));
   const approval = approvalText(view, style);
   if (approval) parts.push(approval);
   if (view.maintenance) parts.push(`${paint(style, 'bold', 'maintenance window:')} ${visibleInline(view.maintenance.detail)}`);
