@@ -66,6 +66,10 @@ export interface OidcConfig {
   readonly cacheTtlSeconds: number;
   /** Plain-http issuers are refused unless loopback; set for labs on another host only. */
   readonly allowInsecureIssuer: boolean;
+  /** Tokens whose `exp` lies further ahead than this are refused (a bound on stolen-token life). */
+  readonly maxTokenLifetimeSeconds: number;
+  /** Clock difference tolerated with the IdP: a token issued (`iat`) further in the future is refused. */
+  readonly clockSkewSeconds: number;
 }
 
 const groupList = z.array(z.string().min(1)).default([]);
@@ -96,6 +100,8 @@ export const oidcSchema = z
     algorithms: z.array(z.string().min(2)).min(1).default(['RS256', 'ES256', 'EdDSA', 'PS256']),
     cache_ttl_seconds: z.number().int().min(0).max(300).default(30),
     allow_insecure_issuer: z.boolean().default(false),
+    max_token_lifetime_seconds: z.number().int().min(60).default(24 * 3600),
+    clock_skew_seconds: z.number().int().min(0).max(600).default(60),
   })
   .strict()
   .transform(
@@ -110,6 +116,8 @@ export const oidcSchema = z
       algorithms: o.algorithms,
       cacheTtlSeconds: o.cache_ttl_seconds,
       allowInsecureIssuer: o.allow_insecure_issuer,
+      maxTokenLifetimeSeconds: o.max_token_lifetime_seconds,
+      clockSkewSeconds: o.clock_skew_seconds,
     }),
   );
 
@@ -166,7 +174,7 @@ export function oidcConfigFromSettings(
     readonly groupsFrom: 'token' | 'userinfo';
   },
   clientSecret: string,
-  overrides: Partial<Pick<OidcConfig, 'groupsClaim' | 'algorithms' | 'cacheTtlSeconds' | 'allowInsecureIssuer'>> = {},
+  overrides: Partial<Pick<OidcConfig, 'groupsClaim' | 'algorithms' | 'cacheTtlSeconds' | 'allowInsecureIssuer' | 'maxTokenLifetimeSeconds' | 'clockSkewSeconds'>> = {},
 ): OidcConfig {
   return parseOidc({
     issuer: oidc.issuer,
@@ -179,6 +187,8 @@ export function oidcConfigFromSettings(
     ...(overrides.algorithms !== undefined ? { algorithms: [...overrides.algorithms] } : {}),
     ...(overrides.cacheTtlSeconds !== undefined ? { cache_ttl_seconds: overrides.cacheTtlSeconds } : {}),
     ...(overrides.allowInsecureIssuer !== undefined ? { allow_insecure_issuer: overrides.allowInsecureIssuer } : {}),
+    ...(overrides.maxTokenLifetimeSeconds !== undefined ? { max_token_lifetime_seconds: overrides.maxTokenLifetimeSeconds } : {}),
+    ...(overrides.clockSkewSeconds !== undefined ? { clock_skew_seconds: overrides.clockSkewSeconds } : {}),
   });
 }
 

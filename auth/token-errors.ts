@@ -14,6 +14,8 @@ export const INVALID_TOKEN_REASONS = [
   'not_access_token',
   'no_expiry',
   'no_subject',
+  'issued_in_future',
+  'lifetime_too_long',
 ] as const;
 export type InvalidTokenReason = (typeof INVALID_TOKEN_REASONS)[number];
 

@@ -7,7 +7,7 @@ import type { Identity, Origin } from './types.js';
 import { DEFAULT_CLIENT_ORIGINS, type ClientOrigins, type OidcConfig, type RoleMap } from './settings.js';
 import { originForClient } from './policy.js';
 import { identityFor } from './roles.js';
-import { createJwtAccessTokenVerifier, looksLikeJwt, type JwtAccessTokenVerifier } from './jwt.js';
+import { checkJwsAlgorithm, checkTokenLifetime, createJwtAccessTokenVerifier, jwsHeaderOf, looksLikeJwt, type JwtAccessTokenVerifier } from './jwt.js';
 import { createIntrospector, type Introspector } from './introspection.js';
 import { InvalidTokenError, TokenVerifierUnavailableError } from './token-errors.js';
 import { TokenCache } from './token-cache.js';
@@ -81,9 +81,14 @@ export function createTokenVerifier(oidc: OidcConfig, options: TokenVerifierOpti
       }
       const cached = cache.get(token);
       if (cached !== undefined) return cached;
+      // A token that carries a JOSE header is checked as a JWT whatever its shape: an unsigned
+      // `alg: none` token (empty signature) must be refused as such, not sent to introspection.
+      const header = jwsHeaderOf(token);
+      if (header !== undefined) checkJwsAlgorithm(header, oidc.algorithms);
       const { configuration, verifyJwt, introspect } = await ready();
-      const useJwt = oidc.tokenFormat === 'jwt' || (oidc.tokenFormat === 'auto' && looksLikeJwt(token));
+      const useJwt = oidc.tokenFormat === 'jwt' || (oidc.tokenFormat === 'auto' && (header !== undefined || looksLikeJwt(token)));
       const claims: Claims = useJwt ? toClaims(await verifyJwt(token)) : await introspect(token);
+      checkTokenLifetime(claims, Math.floor(now().getTime() / 1000), oidc.maxTokenLifetimeSeconds, oidc.clockSkewSeconds);
       const groups =
         oidc.groupsFrom === 'userinfo'
           ? await groupsFromUserinfo(configuration, token, claims.sub, oidc.groupsClaim)

@@ -78,6 +78,10 @@ export interface OidcSettings {
   readonly groupsFrom: (typeof GROUP_SOURCES)[number];
   /** Upper bound for trusting a verified token without asking the IdP again. */
   readonly cacheTtlMs: number;
+  /** Tokens expiring further ahead than this are refused. */
+  readonly maxTokenLifetimeMs: number;
+  /** Clock difference tolerated with the IdP (iat in the future beyond it is refused). */
+  readonly clockSkewMs: number;
 }
 
 export interface LocalIdentitySettings {
@@ -412,6 +416,12 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
       // How long a verified token is trusted before the IdP is asked again (never past its
       // exp). 0s: every request introspects, so a revoked token stops working at once.
       cache_ttl: duration('30s'),
+      // Refuse tokens that claim to live longer than this from now (exp - now), so a token
+      // minted with a far-future expiry by a misconfigured or compromised client is not honoured.
+      max_token_lifetime: duration('24h'),
+      // Tolerated clock difference with the IdP for iat/nbf/exp; a token issued further in the
+      // future than this is refused.
+      clock_skew: duration('60s'),
     })
     .transform((v, ctx) => ({
       issuer: v.issuer,
@@ -422,6 +432,8 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
       tokenFormat: v.token_format,
       groupsFrom: v.groups_from,
       cacheTtlMs: v.cache_ttl,
+      maxTokenLifetimeMs: v.max_token_lifetime,
+      clockSkewMs: v.clock_skew,
     }))
     .optional();
 

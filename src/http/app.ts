@@ -51,7 +51,11 @@ export function verifierFromConfig(runtime: Pick<Runtime, 'config'>): TokenVerif
   if (secret === undefined) {
     throw new CastellanError('unavailable', `${config.file}: auth.oidc needs client_secret_env or client_secret_file (Castellan's own client secret, used to introspect tokens)`);
   }
-  return createTokenVerifier(oidcConfigFromSettings(oidc, secret, { cacheTtlSeconds: Math.min(300, Math.floor(oidc.cacheTtlMs / 1000)) }), {
+  return createTokenVerifier(oidcConfigFromSettings(oidc, secret, {
+      cacheTtlSeconds: Math.min(300, Math.floor(oidc.cacheTtlMs / 1000)),
+      maxTokenLifetimeSeconds: Math.max(60, Math.floor(oidc.maxTokenLifetimeMs / 1000)),
+      clockSkewSeconds: Math.min(600, Math.floor(oidc.clockSkewMs / 1000)),
+    }), {
     roles: config.auth.roles,
     clients: config.auth.clients,
   });

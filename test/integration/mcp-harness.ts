@@ -28,6 +28,8 @@ export interface HarnessOptions {
   readonly tokenFormat: 'opaque' | 'jwt';
   /** Leave auth.oidc out of the config (the "not configured" case). */
   readonly withoutOidc?: boolean;
+  /** Extra auth.oidc keys (e.g. max_token_lifetime), merged over the lab's. */
+  readonly oidcConfig?: Readonly<Record<string, unknown>>;
   /** Extra castellan.yaml keys (shallow-merged per top-level section). */
   readonly config?: Readonly<Record<string, Record<string, unknown>>>;
 }
@@ -80,7 +82,7 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
         ...(options.withoutOidc
           ? {}
           : {
-              oidc: { issuer: oidc.issuer, client_id: oidc.castellanClient.clientId, client_secret_env: SECRET_ENV },
+              oidc: { issuer: oidc.issuer, client_id: oidc.castellanClient.clientId, client_secret_env: SECRET_ENV, ...options.oidcConfig },
               dashboard: { client_id: oidc.dashboardClient.clientId, client_secret_env: DASHBOARD_SECRET_ENV },
             }),
         roles: LAB_ROLES,

@@ -230,6 +230,45 @@ describe('createTokenVerifier', () => {
     await expect(verifier.verify(unknownKey)).rejects.toMatchObject({ reason: 'unknown_key' });
   });
 
+  it.each([
+    ['eyJhbGciOiJub25lIn0.e30.', /unsigned \(alg none\)/],
+    [`${Buffer.from('{"alg":"none","typ":"at+jwt"}').toString('base64url')}.${Buffer.from('{"sub":"alice","groups":["admins"]}').toString('base64url')}.`, /unsigned/],
+    [`${Buffer.from('{"alg":"NONE"}').toString('base64url')}.e30.c2ln`, /unsigned/],
+    [`${Buffer.from('{"alg":"HS256","typ":"at+jwt"}').toString('base64url')}.e30.c2ln`, /signed with HS256, which is not allowed; only RS256, ES256/],
+    [`${Buffer.from('{"typ":"at+jwt"}').toString('base64url')}.e30.c2ln`, /names no signing algorithm/],
+  ])('refuses %s before asking the IdP anything, as an invalid token with the reason', async (token, reason) => {
+    const quiet = new FakeIdp({ kty: 'EC' }, ISSUER);
+    const verifier = createTokenVerifier(oidc(), { roles, fetch: quiet.fetch, now: () => NOW });
+    const error = await verifier.verify(token).then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(InvalidTokenError);
+    expect((error as InvalidTokenError).message).toMatch(reason);
+    expect(quiet.calls).toEqual([]);
+  });
+
+  it('refuses a JWT issued in the future or living longer than max_token_lifetime; accepts within the skew', async () => {
+    const verifier = createTokenVerifier(oidc({ max_token_lifetime_seconds: 3600, clock_skew_seconds: 60 }), { roles, fetch: idp.fetch, now: () => NOW });
+    const signed = (iat: number, exp: number) =>
+      new SignJWT({ client_id: 'castellan-cli' })
+        .setProtectedHeader({ alg: 'ES256', kid: 'k1', typ: 'at+jwt' })
+        .setIssuer(ISSUER)
+        .setAudience(RESOURCE)
+        .setSubject('oscar')
+        .setIssuedAt(iat)
+        .setExpirationTime(exp)
+        .sign(privateKey);
+    await expect(verifier.verify(await signed(nowSeconds + 3600, nowSeconds + 3700))).rejects.toMatchObject({ reason: 'issued_in_future' });
+    await expect(verifier.verify(await signed(nowSeconds, nowSeconds + 365 * 86400))).rejects.toMatchObject({ reason: 'lifetime_too_long', message: expect.stringMatching(/max_token_lifetime/) });
+    expect((await verifier.verify(await signed(nowSeconds + 30, nowSeconds + 3600))).identity.subject).toBe('oscar');
+  });
+
+  it('applies the same lifetime bounds to introspection answers', async () => {
+    idp.introspection['authelia_at_forever'] = { ...activeFor('oscar', ['ops']), exp: nowSeconds + 30 * 86400 };
+    idp.introspection['authelia_at_future'] = { ...activeFor('oscar', ['ops']), iat: nowSeconds + 7200 };
+    const verifier = createTokenVerifier(oidc(), { roles, fetch: idp.fetch, now: () => NOW });
+    await expect(verifier.verify('authelia_at_forever')).rejects.toMatchObject({ reason: 'lifetime_too_long' });
+    await expect(verifier.verify('authelia_at_future')).rejects.toMatchObject({ reason: 'issued_in_future' });
+  });
+
   it('refuses an expired JWT using the injected clock', async () => {
     const token = await jwt({});
     const later = new Date(NOW.getTime() + 3_600_000);
