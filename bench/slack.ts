@@ -88,7 +88,7 @@ async function main(): Promise<void> {
     const config = await loadConfig(configFile);
     const runtime = await createRuntime(config, { mode: 'all', logger: createLogger({ level: 'warn', redactor: new Redactor(config.secrets.values()) }) });
     stops.push(() => runtime.close());
-    const server = await startServer(runtime, { port: 0, slack: { tickMs: TICK_MS } });
+    const server = await startServer(runtime, { port: 0, slack: { sweepMs: TICK_MS } });
     stops.push(() => server.close());
     const now = Date.now();
     await server.slack?.links.store(slack.teamId, 'UBENCH', { subject: 'bench', displayName: 'Bench', groups: ['admins'], linkedAt: now, checkedAt: now });

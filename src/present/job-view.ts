@@ -156,6 +156,8 @@ export const jobViewSchema = z.object({
   durations: z.object({ waited_ms: z.number().optional(), ran_ms: z.number().optional() }),
   input: z.unknown(),
   plan: planViewSchema,
+  /** sha256 of the plan bound to its hosts' keys: what approvals are cast on and the audit records. */
+  plan_hash: z.string(),
   approval: z
     .object({
       required: z.number(),
@@ -279,6 +281,7 @@ export function jobView(job: JobRecord, options: ViewOptions = {}): JobView {
     durations: { ...(waited !== undefined ? { waited_ms: waited } : {}), ...(ran !== undefined ? { ran_ms: ran } : {}) },
     input: job.input,
     plan: planView(job.plan),
+    plan_hash: job.planHash,
     ...(job.approvalsRequired > 0
       ? {
           approval: {

@@ -16,25 +16,36 @@ import type { Logger } from '../log.js';
 import type { Runtime } from '../runtime.js';
 import type { ReplyAddress } from '../../queues/records.js';
 import type { Requester } from '../../auth/types.js';
+import { ACTION_APPROVE, ACTION_DENY } from '../present/render/slack.js';
 import { AfterAck } from './after-ack.js';
 import { errorReply, handleSlash, SLASH_COMMAND } from './commands.js';
+import { CommandInbox, type RecordedCommand } from './inbox.js';
 import { slackKeys } from './keys.js';
 import { linkRouter, linkUrl } from './link-page.js';
 import { SlackLinks } from './links.js';
+import { ACTION_LINK, denyReasonModal, ephemeral, linkPrompt, VIEW_DENY, type SlackMessage } from './messages.js';
 import { SlackNotifier } from './notifier.js';
-import { ACTION_APPROVE, ACTION_DENY, ACTION_LINK, denyReasonModal, ephemeral, linkPrompt, VIEW_DENY, type SlackMessage } from './render.js';
 
 export const SLACK_EVENTS_PATH = '/slack/events';
 /** Slack's own limit is 5 minutes in the past (checked by Bolt); a post-dated request is as suspect as a stale one. */
 const MAX_FUTURE_SKEW_S = 60;
 /** Commands worked on at once after their ack (see after-ack.ts). */
 const AFTER_ACK_CONCURRENCY = 2;
+/** How long the ack waits for the command to be recorded in Redis before it goes out anyway. */
+const RECORD_BUDGET_MS = 2000;
 
 export interface SlackFrontEndOptions {
   /** Run the notifier in this process (default true). */
   readonly notifier?: boolean;
-  readonly tickMs?: number;
+  /** How often the notifier looks for jobs whose owner instance is gone (default 1 s). */
+  readonly sweepMs?: number;
+  /** Notifier heartbeat lifetime: how soon another instance takes over (default 5 s). */
+  readonly leaseMs?: number;
   readonly editIntervalMs?: number;
+  /** A recorded command untouched this long is taken up by another instance's recoverer (default 30 s). */
+  readonly commandStaleMs?: number;
+  /** How often the recoverer looks (default 5 s). */
+  readonly recoverEveryMs?: number;
   /** Observes every Slack Web API call the notifier makes (benchmarks). */
   readonly onCall?: (method: string) => void;
 }
@@ -90,6 +101,24 @@ export function createSlackFrontEnd(runtime: Runtime, options: SlackFrontEndOpti
     scopes: [...new Set(['openid', ...(oidc?.scopes ?? []), 'offline_access'])],
     logger,
   });
+  const places = { publicUrl, slackChannel: settings.approvalsChannel };
+  const notifier =
+    options.notifier === false
+      ? undefined
+      : new SlackNotifier({
+          redis: runtime.redis,
+          ctx: runtime.ctx,
+          keys,
+          client: app.client,
+          publicUrl,
+          approvalsChannel: settings.approvalsChannel,
+          places,
+          logger,
+          sweepMs: options.sweepMs,
+          leaseMs: options.leaseMs,
+          editIntervalMs: options.editIntervalMs,
+          onCall: options.onCall,
+        });
   const deps = {
     service: runtime.service,
     tools: () => runtime.ctx.tools.list(),
@@ -97,6 +126,8 @@ export function createSlackFrontEnd(runtime: Runtime, options: SlackFrontEndOpti
     links,
     publicUrl,
     channels: settings.channels,
+    places,
+    onSubmitted: notifier ? (jobId: string) => notifier.track(jobId) : undefined,
     logger,
   };
 
@@ -113,17 +144,84 @@ export function createSlackFrontEnd(runtime: Runtime, options: SlackFrontEndOpti
   );
 
   const afterAck = new AfterAck(AFTER_ACK_CONCURRENCY, logger);
-  app.command(SLASH_COMMAND, async ({ ack, command, respond }) => {
+  const inbox = new CommandInbox(runtime.redis, keys);
+
+  /** Handle a recorded command, then forget it. `recovered`: taken up after its instance died. */
+  const work = async (command: RecordedCommand, recovered: boolean): Promise<void> => {
+    // Still at it: keep the recoverers of other instances away while planning a large job.
+    const keepAlive = setInterval(() => void inbox.touch(command.id).catch(() => undefined), 10_000);
+    try {
+      await handleSlash(deps, command, async (message) => {
+        await answer(command.responseUrl, recovered ? withRecoveryNote(message) : message);
+      });
+      await inbox.done(command.id);
+    } finally {
+      clearInterval(keepAlive);
+    }
+  };
+
+  /** Ephemeral answer through the command's response_url; a failure is logged, not retried. */
+  const answer = async (responseUrl: string, message: SlackMessage): Promise<void> => {
+    try {
+      const res = await fetch(responseUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ response_type: 'ephemeral', replace_original: false, text: message.text, blocks: message.blocks }),
+        signal: AbortSignal.timeout(10_000),
+      });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    } catch (error) {
+      logger.warn({ err: errorMessage(error) }, 'could not answer a Slack command through its response_url');
+    }
+  };
+
+  app.command(SLASH_COMMAND, async ({ ack, command }) => {
+    const recorded: RecordedCommand = {
+      id: `${command.team_id}:${command.trigger_id}`,
+      team: command.team_id,
+      user: command.user_id,
+      channel: command.channel_id,
+      triggerId: command.trigger_id,
+      text: command.text,
+      responseUrl: command.response_url,
+      at: Date.now(),
+    };
+    // Recorded before the ack, so a crash after it loses nothing (inbox.ts); the ack waits for
+    // Redis at most RECORD_BUDGET_MS, so Slack's 3 s are kept even when Redis is slow.
+    const recording = inbox.record(recorded);
+    const outcome = await Promise.race([
+      recording.then((fresh) => (fresh ? ('fresh' as const) : ('again' as const)), () => 'failed' as const),
+      new Promise<'slow'>((resolve) => setTimeout(() => resolve('slow'), RECORD_BUDGET_MS).unref()),
+    ]);
+    if (outcome === 'failed') {
+      await ack({ response_type: 'ephemeral', text: ':warning: Castellan could not take this command: its Redis is not answering. Nothing will run; try again in a moment.' });
+      return;
+    }
     await ack();
+    // A redelivery of a command already recorded: its first delivery (or a recoverer) handles it.
+    if (outcome === 'again') return;
     // Not awaited: the listener returns at once, the command is worked off in order.
-    void afterAck.run(() => handleSlash(
-      deps,
-      { team: command.team_id, user: command.user_id, channel: command.channel_id, triggerId: command.trigger_id, text: command.text },
-      async (message) => {
-        await respond({ response_type: 'ephemeral', replace_original: false, text: message.text, blocks: message.blocks });
-      },
-    ));
+    void afterAck.run(async () => {
+      if (outcome === 'slow') {
+        const fresh = await recording.catch(() => undefined);
+        if (fresh === undefined) {
+          await answer(recorded.responseUrl, ephemeral(':warning: Castellan could not record this command (Redis is not answering). Nothing will run; try again in a moment.'));
+          return;
+        }
+        if (!fresh) return;
+      }
+      await work(recorded, false);
+    });
   });
+
+  /** Take up commands whose instance died between the ack and their end (inbox.ts). */
+  const recover = async (): Promise<void> => {
+    for (const command of await inbox.takeStale(options.commandStaleMs ?? 30_000)) {
+      logger.warn({ team: command.team, slackUser: command.user, channel: command.channel, ageMs: Date.now() - command.at }, 'taking up a Slack command its instance acknowledged but did not finish');
+      void afterAck.run(() => work(command, true));
+    }
+  };
+  let recoverer: NodeJS.Timeout | undefined;
 
   /** Who pressed a button, as the linked identity; undefined (and a link prompt sent) when not linked. */
   const clicker = async (team: string, user: string, channel: string | undefined, tell: (m: SlackMessage) => Promise<void>) => {
@@ -210,40 +308,37 @@ export function createSlackFrontEnd(runtime: Runtime, options: SlackFrontEndOpti
     logger.warn({ err: errorMessage(error) }, 'Slack listener failed');
   });
 
-  const notifier =
-    options.notifier === false
-      ? undefined
-      : new SlackNotifier({
-          redis: runtime.redis,
-          ctx: runtime.ctx,
-          keys,
-          client: app.client,
-          publicUrl,
-          approvalsChannel: settings.approvalsChannel,
-          logger,
-          tickMs: options.tickMs,
-          editIntervalMs: options.editIntervalMs,
-          onCall: options.onCall,
-        });
-
   return {
     app,
     router,
     notifier,
     links,
     async start() {
+      // Read the inventory now: a large one takes seconds of parsing that would otherwise block
+      // the event loop, and every ack in flight with it, on the first command (bench/slack.ts).
+      await runtime.ctx.inventory.current().catch((error: unknown) => logger.warn({ err: errorMessage(error) }, 'could not read the inventory yet'));
       await app.init();
       if (settings.socketMode) await app.start();
-      notifier?.start();
+      await notifier?.start();
+      await recover().catch((error: unknown) => logger.warn({ err: errorMessage(error) }, 'could not look for unfinished Slack commands'));
+      recoverer = setInterval(() => void recover().catch((error: unknown) => logger.warn({ err: errorMessage(error) }, 'could not look for unfinished Slack commands')), options.recoverEveryMs ?? 5000);
+      recoverer.unref();
       logger.info({ mode: settings.socketMode ? 'socket' : 'http', apiUrl: settings.apiUrl, approvalsChannel: settings.approvalsChannel }, `Slack front end ready${settings.socketMode ? '' : ` at ${SLACK_EVENTS_PATH}`}`);
     },
     async stop() {
+      clearInterval(recoverer);
       await notifier?.stop();
       // Commands already acked are finished, not dropped: Slack will not send them again.
       for (let i = 0; i < 100 && afterAck.pending > 0; i++) await new Promise((r) => setTimeout(r, 50));
       if (settings.socketMode) await app.stop().catch(() => undefined);
     },
   };
+}
+
+/** An answer to a command another instance acknowledged before it died. */
+function withRecoveryNote(message: SlackMessage): SlackMessage {
+  const note = ':recycle: Castellan restarted after taking this command; it has been handled now.';
+  return { text: `${note} ${message.text}`, blocks: [{ type: 'context', elements: [{ type: 'mrkdwn', text: note }] }, ...message.blocks] };
 }
 
 function str(value: unknown): string | undefined {

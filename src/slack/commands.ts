@@ -11,9 +11,11 @@ import { parseToolWords } from '../../tools/cli-args.js';
 import type { AnyTool } from '../../tools/registry.js';
 import { CastellanError, errorMessage } from '../../config/errors.js';
 import type { Logger } from '../log.js';
+import { jobView, viewOfJob, type ApprovalPlaces } from '../present/job-view.js';
+import { code, codeBlock, plain, slackJobLine, slackJobMessage, type SlackMessage } from '../present/render/slack.js';
 import { linkUrl } from './link-page.js';
 import type { SlackLinks } from './links.js';
-import { code, codeBlock, ephemeral, jobLine, linkPrompt, plain, renderJob, type SlackMessage } from './render.js';
+import { ephemeral, linkPrompt } from './messages.js';
 import { splitWords, WordsError } from './words.js';
 
 export const SLASH_COMMAND = '/castellan';
@@ -34,6 +36,10 @@ export interface SlashDeps {
   readonly links: SlackLinks;
   readonly publicUrl: string;
   readonly channels: readonly string[];
+  /** Where approval can be given (for the job views shown). */
+  readonly places: ApprovalPlaces;
+  /** A job was just submitted: the notifier starts on its message without waiting for the feed. */
+  readonly onSubmitted?: ((jobId: string) => Promise<void>) | undefined;
   readonly logger: Logger;
 }
 
@@ -91,7 +97,7 @@ async function dispatch(deps: SlashDeps, request: SlashRequest): Promise<SlackMe
       return jobs(deps, requester, rest);
     case 'job': {
       const job = await deps.service.get(needId(rest), requester);
-      const view = renderJob(job, { done: 0, failed: 0 }, 'request', deps.publicUrl);
+      const view = slackJobMessage(await viewOfJob(deps.service, job, requester, deps.places), 'request', deps.publicUrl);
       // Buttons belong on the shared card; the ephemeral copy only shows.
       return { text: view.text, blocks: view.blocks.filter((b) => b.type !== 'actions') };
     }
@@ -134,6 +140,8 @@ async function runTool(deps: SlashDeps, request: SlashRequest, requester: Reques
     // Slack redelivers a command (HTTP retry, Socket Mode redelivery) with the same trigger_id.
     idempotencyKey: `slack:${request.team}:${request.triggerId}`.replace(/[^A-Za-z0-9._:@-]/g, '_').slice(0, 200),
   });
+  // A redelivered or recovered command: the job exists; make sure its message does too.
+  await deps.onSubmitted?.(submitted.job.id);
   if (submitted.duplicate) return undefined;
   deps.logger.info({ jobId: submitted.job.id, tool: definition.name, team: request.team, slackUser: request.user, channel: request.channel }, 'Slack command queued a job');
   return undefined;
@@ -146,7 +154,7 @@ async function jobs(deps: SlashDeps, requester: Requester, rest: readonly string
   }
   const list = await deps.service.list(requester, { limit: 15, state: state as JobState | undefined });
   if (list.length === 0) return ephemeral('No jobs yet.');
-  return ephemeral(list.map(jobLine).join('\n'));
+  return ephemeral(list.map((job) => slackJobLine(jobView(job, { places: deps.places }))).join('\n'));
 }
 
 function help(deps: SlashDeps, request: SlashRequest): SlackMessage {

@@ -9,18 +9,18 @@ export interface SlackKeys {
   linkState(state: string): string;
   /** Messages showing a job (request message, approval card): hash kind → JSON. */
   messages(jobId: string): string;
-  /** Per-job notifier state: event cursor, progress counters, render fingerprints. */
-  watch(jobId: string): string;
   /** Jobs whose Slack messages still change. */
   watching(): string;
-  /** A job already looked at by the notifier (so it is posted once). */
-  known(jobId: string): string;
-  /** Where the notifier's scan of the job index stands (epoch ms). */
-  feedPosition(): string;
-  /** Lease of the one notifier that writes to Slack. */
-  notifierLease(): string;
+  /** The notifier instance that owns a watched job's messages (the only one that edits them). */
+  jobOwner(jobId: string): string;
+  /** A notifier instance's heartbeat; its jobs are taken over once it expires. */
+  notifierAlive(instance: string): string;
   /** Until when (epoch ms) Slack asked us to stop calling (Retry-After). */
   pauseUntil(): string;
+  /** Slash commands acknowledged and not yet handled: hash key → command JSON. */
+  commands(): string;
+  /** When each recorded command was last taken up (epoch ms): sorted set key → time. */
+  commandClaims(): string;
 }
 
 export function slackKeys(prefix: string): SlackKeys {
@@ -29,11 +29,11 @@ export function slackKeys(prefix: string): SlackKeys {
     link: (team, user) => `${p}:link:${team}:${user}`,
     linkState: (state) => `${p}:link-state:${state}`,
     messages: (jobId) => `${p}:messages:${jobId}`,
-    watch: (jobId) => `${p}:watch:${jobId}`,
     watching: () => `${p}:watching`,
-    known: (jobId) => `${p}:known:${jobId}`,
-    feedPosition: () => `${p}:feed-position`,
-    notifierLease: () => `${p}:notifier-lease`,
+    jobOwner: (jobId) => `${p}:owner:${jobId}`,
+    notifierAlive: (instance) => `${p}:alive:${instance}`,
     pauseUntil: () => `${p}:pause-until`,
+    commands: () => `${p}:commands`,
+    commandClaims: () => `${p}:command-claims`,
   };
 }

@@ -1,258 +1,408 @@
 // The Slack notifier: keeps every Slack message that shows a job in step with the job.
 //
-// It follows all jobs from Redis, not from process memory: a scan of the job index from a
-// stored position finds new jobs (a Slack request gets its channel message; a job awaiting
-// approval, from any front end, gets an approval card), and for each job still changing it
-// reads the job's event stream from a stored cursor. So a restart resumes where it stopped,
-// and whatever decides a job (a click, the CLI, the API, expiry, cancel) reaches every card.
+// It learns about jobs from the all-jobs feed (queues/feed.ts), read in one consumer group
+// shared by every Castellan instance: each feed entry reaches one instance, and one that died
+// before acknowledging an entry has it taken over, so nothing is missed across restarts. A job
+// that needs Slack messages (a Slack request; any job that needs approval, for the approvals
+// channel) is added to the `watching` set in the same transaction that acknowledges its entry.
 //
-// One notifier writes at a time (a lease in Redis), so several servers never post twice.
-// Edits are coalesced: a message is re-rendered every tick but only sent when the rendering
-// changed and at most once per `editIntervalMs`; a 429's Retry-After pauses all calls.
-// A 1000-host fan-out thus costs tens of edits, not thousands.
+// Each watched job has exactly one owner instance at a time (an owner key per job, valid while
+// the owner's heartbeat key lives). Only the owner posts and edits the job's messages: it
+// follows the job's own event stream through the process's JobEventHub (queues/follow.ts), so
+// progress, votes and the ending arrive live, in order, from one writer. When an owner dies
+// its heartbeat expires and another instance's sweep takes the job over, resuming from what
+// Redis says was posted (message ts, last render, plan parts, output reply).
+//
+// Edits are coalesced: a message is re-rendered when the job changed, and sent only when the
+// rendering changed and at most once per `editIntervalMs`; a 429's Retry-After pauses every
+// instance's calls (a shared key). A 1000-host fan-out thus costs tens of edits, not thousands.
 import { createHash, randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import os from 'node:os';
+import type { ChainableCommander, Redis } from 'ioredis';
 import { webApi } from '@slack/bolt';
 import type { QueueContext } from '../../queues/context.js';
+import type { StampedEvent } from '../../queues/events.js';
+import type { FeedEntry } from '../../queues/feed.js';
 import type { JobRecord } from '../../queues/records.js';
-import { isFinal } from '../../queues/states.js';
 import { errorMessage } from '../../config/errors.js';
+import { jobView, type ApprovalPlaces, type JobView } from '../present/job-view.js';
+import { needsOutputReply, planPlacement, planReply, slackJobMessage, slackOutputReply, type MessageKind, type MessageState, type SlackMessage } from '../present/render/slack.js';
 import type { Logger } from '../log.js';
 import type { SlackKeys } from './keys.js';
-import { needsThreadReply, renderJob, renderOutputReply, type JobProgress, type MessageKind, type SlackMessage } from './render.js';
 
 type WebClient = webApi.WebClient;
 
-/** One Slack message that shows a job, and what was last sent to it. */
+/** One Slack message that shows a job, and what was last sent to it (stored in Redis). */
 interface ShownMessage {
   readonly channel: string;
   readonly ts: string;
   readonly fingerprint: string;
   /** Not before this time (epoch ms) may it be edited again. */
   readonly nextAt: number;
+  /** Plan thread replies posted so far (plans too long for the card). */
+  readonly planPosted?: number | undefined;
   /** ts of the thread reply with long output, once posted. */
   readonly outputTs?: string | undefined;
   readonly failures?: number | undefined;
 }
 
-interface WatchState extends JobProgress {
-  readonly cursor: string;
-}
-
 export interface NotifierOptions {
   readonly redis: Redis;
-  readonly ctx: Pick<QueueContext, 'store' | 'events' | 'keys'>;
+  readonly ctx: Pick<QueueContext, 'store' | 'keys' | 'feed' | 'hub'>;
   readonly keys: SlackKeys;
   readonly client: WebClient;
   readonly publicUrl: string;
   readonly approvalsChannel: string | undefined;
+  readonly places: ApprovalPlaces;
   readonly logger: Logger;
-  readonly tickMs?: number;
-  readonly editIntervalMs?: number;
-  /** Lease length; another instance takes over this long after this one stops renewing. */
-  readonly leaseMs?: number;
+  readonly editIntervalMs?: number | undefined;
+  /** Heartbeat lifetime: another instance takes this one's jobs over this long after it stops. */
+  readonly leaseMs?: number | undefined;
+  /** How often every instance looks for watched jobs whose owner is gone. */
+  readonly sweepMs?: number | undefined;
+  /** Feed entries another instance took and did not acknowledge for this long are taken over. */
+  readonly claimIdleMs?: number | undefined;
   /** Observes every Slack call (benchmarks count them; metrics). */
-  readonly onCall?: (method: string) => void;
+  readonly onCall?: ((method: string) => void) | undefined;
 }
 
-const LEASE = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return 0`;
-
-const KNOWN_TTL_S = 7 * 24 * 3600;
-/** Jobs created this long before the stored position are looked at again (same-ms creations, clock skew). */
-const SCAN_OVERLAP_MS = 5000;
-const SCAN_BATCH = 500;
+/** The consumer group every Slack notifier reads the feed in. */
+export const FEED_GROUP = 'slack-notifier';
 const MAX_EDIT_FAILURES = 5;
 const RETRY_FAILED_EDIT_MS = 5000;
+/** Events that progress is computed from; output is left out (it can be large and the view needs none). */
+const PROGRESS_EVENTS = new Set(['batch', 'step', 'host_started', 'host_finished', 'lock_wait', 'state']);
+
+/** Claim a job when it has no owner, or its owner's heartbeat is gone. Returns 1 when this instance owns it. */
+const CLAIM = `
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] then return 1 end
+if owner and redis.call('EXISTS', ARGV[2] .. owner) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1`;
+
+/** Every watched job whose owner is gone, claimed for ARGV[1] in one round trip. */
+const SWEEP = `
+local claimed = {}
+for _, job in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local key = ARGV[3] .. job
+  local owner = redis.call('GET', key)
+  if owner ~= ARGV[1] and (not owner or redis.call('EXISTS', ARGV[2] .. owner) == 0) then
+    redis.call('SET', key, ARGV[1])
+    table.insert(claimed, job)
+  elseif owner == ARGV[1] then
+    table.insert(claimed, job)
+  end
+end
+return claimed`;
+
+const RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+class RateLimited extends Error {}
 
 export class SlackNotifier {
-  private readonly instance = randomBytes(8).toString('hex');
-  private running = false;
-  private loop: Promise<void> | undefined;
-  private wake: (() => void) | undefined;
-  private readonly tickMs: number;
+  /** This process in the consumer group and as a job owner. */
+  readonly instance = `${os.hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
   private readonly editIntervalMs: number;
   private readonly leaseMs: number;
+  private readonly sweepMs: number;
+  private abort = new AbortController();
+  private loops: Promise<void>[] = [];
+  /** Jobs this process watches now: their loop and how to wake it. */
+  private readonly watchers = new Map<string, { wake: () => void; done: Promise<void> }>();
 
   constructor(private readonly o: NotifierOptions) {
-    this.tickMs = o.tickMs ?? 250;
     this.editIntervalMs = o.editIntervalMs ?? 1000;
     this.leaseMs = o.leaseMs ?? 5000;
+    this.sweepMs = o.sweepMs ?? 1000;
   }
 
-  start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.loop = (async () => {
-      while (this.running) {
-        try {
-          await this.tick();
-        } catch (error) {
-          this.o.logger.warn({ err: errorMessage(error) }, 'Slack notifier tick failed; retrying');
-        }
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, this.tickMs);
-          this.wake = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-      }
-    })();
+  /** Jobs this instance owns and follows right now (tests, metrics). */
+  get watching(): string[] {
+    return [...this.watchers.keys()];
+  }
+
+  async start(): Promise<void> {
+    if (this.loops.length > 0) return;
+    this.abort = new AbortController();
+    const { signal } = this.abort;
+    await this.beat();
+    this.loops = [
+      this.every(Math.max(100, Math.floor(this.leaseMs / 3)), () => this.beat(), signal),
+      this.every(this.sweepMs, () => this.sweep(), signal),
+      this.consumeFeed(signal),
+    ];
   }
 
   async stop(): Promise<void> {
-    this.running = false;
-    this.wake?.();
-    await this.loop;
-    // Hand over at once instead of making the next instance wait out the lease.
-    await this.o.redis.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0", 1, this.o.keys.notifierLease(), this.instance).catch(() => undefined);
-  }
-
-  /** One pass: take or keep the lease, find new jobs, bring changed messages up to date. */
-  async tick(now = Date.now()): Promise<void> {
+    this.abort.abort();
+    for (const w of this.watchers.values()) w.wake();
+    await Promise.allSettled([...this.loops, ...[...this.watchers.values()].map((w) => w.done)]);
+    this.loops = [];
+    // Hand over at once instead of making the other instances wait out the heartbeat.
     const { redis, keys } = this.o;
-    const leader = (await redis.eval(LEASE, 1, keys.notifierLease(), this.instance, String(this.leaseMs))) === 1;
-    if (!leader) return;
-    const pausedUntil = Number((await redis.get(keys.pauseUntil())) ?? '0');
-    if (now < pausedUntil) return;
-    try {
-      await this.scanNewJobs(now);
-      const watching = await redis.smembers(keys.watching());
-      for (const jobId of watching) await this.update(jobId);
-    } catch (error) {
-      if (error instanceof Error && (error as { code?: string }).code === webApi.ErrorCode.RateLimitedError) {
-        const retryAfterS = (error as webApi.WebAPIRateLimitedError).retryAfter;
-        await redis.set(keys.pauseUntil(), String(Date.now() + retryAfterS * 1000), 'PX', retryAfterS * 1000 + 1000);
-        this.o.logger.info({ retryAfterS }, 'Slack rate limit: pausing Slack calls as asked (Retry-After)');
-        return;
-      }
-      throw error;
-    }
+    await redis.del(keys.notifierAlive(this.instance)).catch(() => undefined);
   }
 
-  private async scanNewJobs(now: number): Promise<void> {
-    const { redis, keys, ctx } = this.o;
-    const stored = await redis.get(keys.feedPosition());
-    // First start: begin shortly before now rather than posting the whole history.
-    const position = stored === null ? now - 60_000 : Number(stored);
-    const found = await redis.zrangebyscore(ctx.keys.jobIndex(), position - SCAN_OVERLAP_MS, '+inf', 'WITHSCORES', 'LIMIT', 0, SCAN_BATCH);
-    let next = position;
-    for (let i = 0; i < found.length; i += 2) {
-      const jobId = found[i] ?? '';
-      const score = Number(found[i + 1]);
-      if ((await redis.set(keys.known(jobId), '1', 'EX', KNOWN_TTL_S, 'NX')) !== 'OK') {
-        next = Math.max(next, score);
-        continue;
-      }
+  /**
+   * Start watching a job now (a Slack command that just submitted it, a recovered command),
+   * rather than when its feed entry comes by. Same ownership rules as the feed.
+   */
+  async track(jobId: string): Promise<void> {
+    await this.o.redis.sadd(this.o.keys.watching(), jobId);
+    await this.claimAndWatch(jobId);
+  }
+
+  private async every(ms: number, work: () => Promise<unknown>, signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
       try {
-        const job = await ctx.store.get(jobId);
-        if (job) await this.introduce(job);
+        await work();
       } catch (error) {
-        // Not introduced (rate limited, Redis hiccup): the next tick looks at it again.
-        await redis.del(keys.known(jobId));
-        await redis.set(keys.feedPosition(), String(Math.max(position, Math.min(next, score))));
-        throw error;
+        if (!signal.aborted) this.o.logger.warn({ err: errorMessage(error) }, 'Slack notifier housekeeping failed; retrying');
       }
-      next = Math.max(next, score);
+      await pause(ms, signal);
     }
-    if (next !== position || stored === null) await redis.set(keys.feedPosition(), String(next));
   }
 
-  /** A job seen for the first time: post its messages and start watching it. */
-  private async introduce(job: JobRecord): Promise<void> {
+  private async beat(): Promise<void> {
+    await this.o.redis.set(this.o.keys.notifierAlive(this.instance), '1', 'PX', this.leaseMs);
+  }
+
+  private async consumeFeed(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      try {
+        await this.o.ctx.feed.consume((entry, tx) => this.onFeedEntry(entry, tx), {
+          group: FEED_GROUP,
+          consumer: this.instance,
+          signal,
+          blockMs: 2000,
+          claimIdleMs: this.o.claimIdleMs ?? 15_000,
+        });
+      } catch (error) {
+        if (signal.aborted) return;
+        this.o.logger.warn({ err: errorMessage(error) }, 'Slack notifier lost the job feed; reading it again');
+        await pause(1000, signal);
+      }
+    }
+  }
+
+  /** One feed entry: does the job need Slack messages? Then watch it (acknowledged together). */
+  private async onFeedEntry(entry: FeedEntry, tx: ChainableCommander): Promise<void> {
+    if (this.watchers.has(entry.jobId)) {
+      this.watchers.get(entry.jobId)?.wake();
+      return;
+    }
+    const job = await this.o.ctx.store.get(entry.jobId);
+    if (!job || this.messageKinds(job).length === 0) return;
+    tx.sadd(this.o.keys.watching(), job.id);
+    // Claimed right away; should this instance die before the acknowledgement commits, the
+    // entry comes back and the job's owner key (with no heartbeat behind it) is taken over.
+    await this.claimAndWatch(job.id);
+  }
+
+  private async sweep(): Promise<void> {
+    const { redis, keys } = this.o;
+    const claimed = (await redis.eval(SWEEP, 1, keys.watching(), this.instance, keys.notifierAlive(''), keys.jobOwner(''))) as string[];
+    for (const jobId of claimed) if (!this.watchers.has(jobId)) this.watch(jobId);
+  }
+
+  private async claimAndWatch(jobId: string): Promise<void> {
+    if (this.watchers.has(jobId)) return;
+    const { redis, keys } = this.o;
+    const mine = (await redis.eval(CLAIM, 1, keys.jobOwner(jobId), this.instance, keys.notifierAlive(''))) === 1;
+    if (mine) this.watch(jobId);
+  }
+
+  /** Which messages a job gets: its request message (Slack requests) and an approval card. */
+  private messageKinds(job: JobRecord): [MessageKind, string][] {
     const request = job.replyTo.kind === 'slack' ? job.replyTo.channel : undefined;
     const approvals = this.o.approvalsChannel;
     const kinds: [MessageKind, string][] = [];
     if (request !== undefined) kinds.push(['request', request]);
     // A request made in the approvals channel already carries the buttons there.
-    if (job.state === 'awaiting_approval' && approvals !== undefined && approvals !== request) kinds.push(['card', approvals]);
-    if (kinds.length === 0) return;
-    const progress = await this.progress(job.id);
-    const existing = await this.o.redis.hgetall(this.o.keys.messages(job.id));
-    for (const [kind, channel] of kinds) {
-      if (existing[kind] !== undefined) continue; // posted before an interruption
-      const message = renderJob(job, progress, kind, this.o.publicUrl);
-      const posted = await this.call('chat.postMessage', () => this.o.client.chat.postMessage({ channel, text: message.text, blocks: message.blocks, unfurl_links: false, unfurl_media: false }));
-      if (!posted.ts) continue;
-      const shown: ShownMessage = { channel: posted.channel ?? channel, ts: posted.ts, fingerprint: fingerprint(message), nextAt: Date.now() + this.editIntervalMs };
-      await this.o.redis.hset(this.o.keys.messages(job.id), kind, JSON.stringify(shown));
-    }
-    await this.o.redis.sadd(this.o.keys.watching(), job.id);
+    if (job.approvalsRequired > 0 && approvals !== undefined && approvals !== request) kinds.push(['card', approvals]);
+    return kinds;
   }
 
-  /** Read the job's new events into its progress counters (stored, so a restart resumes). */
-  private async progress(jobId: string): Promise<WatchState> {
-    const key = this.o.keys.watch(jobId);
-    const raw = await this.o.redis.get(key);
-    let state: WatchState = raw ? (JSON.parse(raw) as WatchState) : { cursor: '0', done: 0, failed: 0 };
-    const events = await this.o.ctx.events.read(jobId, state.cursor, 5000);
-    if (events.length === 0) return state;
-    let { done, failed, batch } = state;
-    for (const { event } of events) {
-      if (event.type === 'host_finished') {
-        if (event.status === 'ok') done += 1;
-        else failed += 1;
-      } else if (event.type === 'batch') {
-        batch = { index: event.index, total: event.total };
+  /** The owner's loop for one job: follow its events, keep its messages current, let go when it ended. */
+  private watch(jobId: string): void {
+    let wake: () => void = () => undefined;
+    // The first look happens at once: post what is missing, catch up after a takeover.
+    let woken = true;
+    const signal = this.abort.signal;
+    const events: StampedEvent[] = [];
+    let ended = false;
+    const pump = (async () => {
+      try {
+        for await (const e of this.o.ctx.hub.follow(jobId, { after: '0', signal })) {
+          if (PROGRESS_EVENTS.has(e.event.type)) events.push(e);
+          woken = true;
+          wake();
+        }
+      } finally {
+        ended = true;
+        woken = true;
+        wake();
       }
-    }
-    state = { cursor: events[events.length - 1]?.id ?? state.cursor, done, failed, batch };
-    await this.o.redis.set(key, JSON.stringify(state), 'EX', KNOWN_TTL_S);
-    return state;
+    })();
+    const done = (async () => {
+      let nextAt = 0;
+      while (!signal.aborted) {
+        const waitMs = nextAt > 0 ? Math.max(0, nextAt - Date.now()) : 60_000;
+        if (!woken) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, waitMs);
+            wake = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+        }
+        woken = false;
+        if (signal.aborted) break;
+        try {
+          const outcome = await this.sync(jobId, events, ended);
+          if (outcome === 'done') break;
+          nextAt = outcome;
+        } catch (error) {
+          if (error instanceof RateLimited) {
+            nextAt = Number((await this.o.redis.get(this.o.keys.pauseUntil()).catch(() => null)) ?? Date.now() + 1000);
+            continue;
+          }
+          if (signal.aborted) break;
+          this.o.logger.warn({ jobId, err: errorMessage(error) }, 'Slack notifier could not update a job\'s messages; retrying');
+          nextAt = Date.now() + RETRY_FAILED_EDIT_MS;
+        }
+      }
+    })()
+      .catch((error: unknown) => this.o.logger.warn({ jobId, err: errorMessage(error) }, 'Slack notifier stopped following a job'))
+      .finally(() => {
+        this.watchers.delete(jobId);
+        void pump;
+      });
+    this.watchers.set(jobId, { wake: () => { woken = true; wake(); }, done });
   }
 
-  private async update(jobId: string): Promise<void> {
+  /**
+   * Bring a job's messages up to date. Returns 'done' once the job ended and every message
+   * shows it (the job is let go), else when to look again at the latest (0: on the next event).
+   */
+  private async sync(jobId: string, events: readonly StampedEvent[], ended: boolean): Promise<number | 'done'> {
     const { redis, keys } = this.o;
+    if (!(await this.stillOwner(jobId))) return 'done';
     const job = await this.o.ctx.store.get(jobId);
     if (!job) {
-      await redis.srem(keys.watching(), jobId);
-      return;
+      await this.letGo(jobId);
+      return 'done';
     }
-    const progress = await this.progress(jobId);
+    const view = jobView(job, { events: job.state === 'running' ? events : undefined, places: this.o.places });
     const shown = await redis.hgetall(keys.messages(jobId));
-    let settled = isFinal(job.state);
-    for (const [kind, raw] of Object.entries(shown)) {
-      const message = JSON.parse(raw) as ShownMessage;
-      const rendered = renderJob(job, progress, kind as MessageKind, this.o.publicUrl);
-      let current = message;
+    let later = 0;
+    // Ended: the final event was read (the record is written before it), or the record says so
+    // long enough ago that a lost final event must not keep the job watched forever.
+    let settled = view.finished && (ended || Date.now() - Date.parse(job.updatedAt) > 30_000);
+    const kinds = this.messageKinds(job);
+    for (const [kind, channel] of kinds) {
+      const raw = shown[kind];
+      let message = raw === undefined ? await this.post(job, view, kind, channel) : (JSON.parse(raw) as ShownMessage);
+      if (!message) continue;
+      message = await this.postPlan(job.id, view, kind, message);
+      const rendered = slackJobMessage(view, kind, this.o.publicUrl, stateOf(view, message));
       const print = fingerprint(rendered);
       if (print !== message.fingerprint) {
         if (Date.now() < message.nextAt) {
-          settled = false; // coalesced: the next tick sends the newest state
+          // Coalesced: the newest state goes out when the interval has passed.
+          later = later === 0 ? message.nextAt : Math.min(later, message.nextAt);
+          settled = false;
           continue;
         }
-        const edited = await this.call('chat.update', () => this.o.client.chat.update({ channel: message.channel, ts: message.ts, text: rendered.text, blocks: rendered.blocks }));
-        const failures = edited.ok === false ? (message.failures ?? 0) + 1 : 0;
-        // A failed edit is tried again later; after a few (message deleted, bot removed) it is given up.
-        const gaveUp = failures >= MAX_EDIT_FAILURES;
-        current = {
-          ...current,
-          fingerprint: edited.ok !== false || gaveUp ? print : message.fingerprint,
-          nextAt: Date.now() + (edited.ok === false ? RETRY_FAILED_EDIT_MS : this.editIntervalMs),
-          failures,
-        };
-        await redis.hset(keys.messages(jobId), kind, JSON.stringify(current));
-        if (edited.ok === false && !gaveUp) settled = false;
+        message = await this.edit(job.id, kind, message, rendered, print);
+        if (message.fingerprint !== print) {
+          settled = false;
+          later = later === 0 ? message.nextAt : Math.min(later, message.nextAt);
+        }
       }
-      if (kind === 'request' && needsThreadReply(job) && current.outputTs === undefined) {
-        const reply = await this.call('chat.postMessage', () =>
-          this.o.client.chat.postMessage({ channel: message.channel, thread_ts: message.ts, text: renderOutputReply(job), unfurl_links: false, unfurl_media: false }),
-        );
-        await redis.hset(keys.messages(jobId), kind, JSON.stringify({ ...current, outputTs: reply.ts ?? 'posted' }));
+      // Long output: a thread reply under the request, or under the card when there is no request.
+      const replyHere = kind === 'request' || !kinds.some(([k]) => k === 'request');
+      if (replyHere && needsOutputReply(view) && message.outputTs === undefined) {
+        const reply = slackOutputReply(view);
+        const posted = await this.call('chat.postMessage', () => this.o.client.chat.postMessage({ channel: message.channel, thread_ts: message.ts, text: reply.text, blocks: reply.blocks, unfurl_links: false, unfurl_media: false }));
+        await redis.hset(keys.messages(jobId), kind, JSON.stringify({ ...message, outputTs: posted.ts ?? 'failed' }));
       }
     }
-    if (settled) await redis.srem(keys.watching(), jobId);
+    if (settled) {
+      await this.letGo(jobId);
+      return 'done';
+    }
+    return later;
+  }
+
+  private async post(job: JobRecord, view: JobView, kind: MessageKind, channel: string): Promise<ShownMessage | undefined> {
+    const rendered = slackJobMessage(view, kind, this.o.publicUrl, view.state === 'awaiting_approval' ? { planParts: { posted: 0, total: partsOf(view) } } : {});
+    const posted = await this.call('chat.postMessage', () => this.o.client.chat.postMessage({ channel, text: rendered.text, blocks: rendered.blocks, unfurl_links: false, unfurl_media: false }));
+    if (!posted.ts) return undefined;
+    const shown: ShownMessage = { channel: posted.channel ?? channel, ts: posted.ts, fingerprint: fingerprint(rendered), nextAt: Date.now() + this.editIntervalMs, planPosted: 0 };
+    await this.o.redis.hset(this.o.keys.messages(job.id), kind, JSON.stringify(shown));
+    return shown;
+  }
+
+  /** A plan too long for the card goes whole into its thread, part by part, while the job waits for approval. */
+  private async postPlan(jobId: string, view: JobView, kind: MessageKind, message: ShownMessage): Promise<ShownMessage> {
+    if (view.state !== 'awaiting_approval') return message;
+    const placement = planPlacement(view);
+    if (placement.inline) return message;
+    let current = message;
+    for (let part = current.planPosted ?? 0; part < placement.replies.length; part++) {
+      const reply = planReply(view, part);
+      const posted = await this.call('chat.postMessage', () => this.o.client.chat.postMessage({ channel: current.channel, thread_ts: current.ts, text: reply.text, blocks: reply.blocks, unfurl_links: false, unfurl_media: false }));
+      if (!posted.ts) return current; // tried again on the next look; the buttons wait for the whole plan
+      current = { ...current, planPosted: part + 1 };
+      await this.o.redis.hset(this.o.keys.messages(jobId), kind, JSON.stringify(current));
+    }
+    return current;
+  }
+
+  private async edit(jobId: string, kind: MessageKind, message: ShownMessage, rendered: SlackMessage, print: string): Promise<ShownMessage> {
+    const edited = await this.call('chat.update', () => this.o.client.chat.update({ channel: message.channel, ts: message.ts, text: rendered.text, blocks: rendered.blocks }));
+    const failures = edited.ok === false ? (message.failures ?? 0) + 1 : 0;
+    // A failed edit is tried again later; after a few (message deleted, bot removed) it is given up.
+    const gaveUp = failures >= MAX_EDIT_FAILURES;
+    const current: ShownMessage = {
+      ...message,
+      fingerprint: edited.ok !== false || gaveUp ? print : message.fingerprint,
+      nextAt: Date.now() + (edited.ok === false ? RETRY_FAILED_EDIT_MS : this.editIntervalMs),
+      failures,
+    };
+    await this.o.redis.hset(this.o.keys.messages(jobId), kind, JSON.stringify(current));
+    return current;
+  }
+
+  private async stillOwner(jobId: string): Promise<boolean> {
+    return (await this.o.redis.get(this.o.keys.jobOwner(jobId))) === this.instance;
+  }
+
+  private async letGo(jobId: string): Promise<void> {
+    const { redis, keys } = this.o;
+    await redis.srem(keys.watching(), jobId);
+    // Kept a while for a late look (a restarted owner finding the job again), then dropped.
+    await redis.expire(keys.messages(jobId), 7 * 24 * 3600);
+    await redis.eval(RELEASE, 1, keys.jobOwner(jobId), this.instance);
   }
 
   private async call<T extends { ok?: boolean }>(method: string, run: () => Promise<T>): Promise<T> {
+    const { redis, keys } = this.o;
+    const pausedUntil = Number((await redis.get(keys.pauseUntil())) ?? '0');
+    if (Date.now() < pausedUntil) throw new RateLimited(`Slack asked to wait until ${new Date(pausedUntil).toISOString()}`);
     this.o.onCall?.(method);
     try {
       return await run();
     } catch (error) {
-      if ((error as { code?: string }).code === webApi.ErrorCode.RateLimitedError) throw error;
+      if ((error as { code?: string }).code === webApi.ErrorCode.RateLimitedError) {
+        const retryAfterS = (error as webApi.WebAPIRateLimitedError).retryAfter;
+        await redis.set(keys.pauseUntil(), String(Date.now() + retryAfterS * 1000), 'PX', retryAfterS * 1000 + 1000);
+        this.o.logger.info({ method, retryAfterS }, 'Slack rate limit: pausing Slack calls as asked (Retry-After)');
+        throw new RateLimited(`rate limited for ${retryAfterS} s`);
+      }
       // A message deleted in Slack, a channel the bot left: log and carry on with the others.
       this.o.logger.warn({ method, err: errorMessage(error) }, 'Slack call failed');
       return { ok: false } as T;
@@ -260,6 +410,31 @@ export class SlackNotifier {
   }
 }
 
+function partsOf(view: JobView): number {
+  const placement = planPlacement(view);
+  return placement.inline ? 0 : placement.replies.length;
+}
+
+function stateOf(view: JobView, message: ShownMessage): MessageState {
+  return view.state === 'awaiting_approval' ? { planParts: { posted: message.planPosted ?? 0, total: partsOf(view) } } : {};
+}
+
 function fingerprint(message: SlackMessage): string {
   return createHash('sha256').update(JSON.stringify(message)).digest('base64url').slice(0, 22);
+}
+
+function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve();
+      return;
+    }
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+  });
 }

@@ -9,7 +9,7 @@ import type { Requester } from '../../auth/types.js';
 import { JobService } from '../../queues/service.js';
 import type { JobState } from '../../queues/states.js';
 import { jobView } from '../../src/present/job-view.js';
-import { renderJob } from '../../src/slack/render.js';
+import { slackJobMessage } from '../../src/present/render/slack.js';
 import { useCastellan } from '../support/castellan.js';
 
 const ROLE_MAP = { admin: ['admins'], operator: ['ops'], approver: ['leads'], viewer: ['everyone'] };
@@ -43,7 +43,7 @@ describe('maintenance windows', () => {
     expect(job.maintenance).toEqual({ windows: ['weekend-night'], opensAt: '2026-12-05T21:00:00.000Z', detail });
     expect(jobView(job).maintenance).toEqual({ windows: ['weekend-night'], opens_at: '2026-12-05T21:00:00.000Z', detail });
     // The approver sees it on the card before deciding.
-    const card = JSON.stringify(renderJob(job, { done: 0, failed: 0 }, 'card', 'http://127.0.0.1:8080').blocks);
+    const card = JSON.stringify(slackJobMessage(jobView(job), 'card', 'http://127.0.0.1:8080').blocks);
     expect(card).toContain(':calendar: node02 may only be changed in maintenance window');
 
     await service.approve(job.id, april);

@@ -6,6 +6,8 @@ import { readFile } from 'node:fs/promises';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LAB_ROLES, startLabOidc, type LabOidc } from '../../src/lab/oidc.js';
+import { jobView } from '../../src/present/job-view.js';
+import { planText } from '../../src/present/render/text.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { useCastellan } from '../support/castellan.js';
 import { linkInBrowser } from '../support/slack-link.js';
@@ -50,7 +52,7 @@ beforeAll(async () => {
 const c = useCastellan({ nodes: 2, config: dynamic });
 
 beforeAll(async () => {
-  server = await startServer(c.runtime, { port: 0, slack: { tickMs: 100, editIntervalMs: 400 } });
+  server = await startServer(c.runtime, { port: 0, slack: { sweepMs: 200, editIntervalMs: 400 } });
   // Seed links for the people whose browser sign-in is not the point of a test (the link flow
   // itself is tested below through the lab provider).
   const now = Date.now();
@@ -166,7 +168,8 @@ describe('Slack over HTTP: linking', () => {
 describe('Slack over HTTP: commands', () => {
   it('acks before it enqueues, then edits one channel message through the job to its result', async () => {
     const before = await jobCount();
-    // With Redis refusing writes, no job can be recorded: the ack must still come back.
+    // With Redis refusing writes, no job can be recorded, nor the command itself (it is written
+    // before the ack, inbox.ts): the ack waits for that record only so long, then comes back.
     const pauser = new Redis(c.redis.url);
     await pauser.call('CLIENT', 'PAUSE', '4000', 'WRITE');
     const sent = await slash('uptime all', 'UOSCAR');
@@ -330,6 +333,38 @@ describe('Slack over HTTP: approvals', () => {
     await until('the cancelled card', () => (/cancelled/.test(cliCard.text) ? true : undefined));
     expect(hasButtons(cliCard)).toBe(false);
     expect(blocksText(cliCard)).toContain('not needed');
+  });
+
+  it('puts a plan too long for the card whole into the card\'s thread, and shows the buttons only after it', async () => {
+    // 40 kB of script with a mention, an escape sequence and a fence in it: an approver must see every byte.
+    const script = Array.from({ length: 1200 }, (_, i) => `echo "step ${i} <!channel> \u001b[2J \`\`\` done"`).join('\n');
+    const { job } = await c.runtime.service.submit({ tool: 'run_script', input: { targets: 'all', script }, requester: c.runtime.localRequester('cli'), replyTo: { kind: 'cli' } });
+    const card = await until('the card', () => slack.messages(APPROVALS).find((m) => m.threadTs === undefined && blocksText(m).includes(job.id)));
+    await until('the buttons', () => (hasButtons(card) ? true : undefined));
+    // Posted without buttons; the buttons came with the edit after the last plan part.
+    expect(hasButtons({ blocks: card.history[0]?.blocks ?? [] })).toBe(false);
+    const parts = slack.messages(APPROVALS).filter((m) => m.threadTs === card.ts);
+    expect(parts.length).toBeGreaterThan(1);
+    const lastPart = slack.callsOf('chat.postMessage').filter((call) => call.args.thread_ts === card.ts).at(-1);
+    const buttonsEdit = slack.callsOf('chat.update').find((call) => call.args.ts === card.ts && JSON.stringify(call.args.blocks).includes('castellan_approve'));
+    expect(lastPart && buttonsEdit && buttonsEdit.at >= lastPart.at).toBe(true);
+    expect(blocksText(card)).toMatch(/shown whole, nothing left out/);
+    // Read back as Slack shows it (entities undone): exactly the terminal's plan card and the plan hash.
+    const fenced = parts
+      .flatMap((m) => m.blocks.map((b) => (b as { text?: { text?: string } }).text?.text ?? ''))
+      .flatMap((t) => [...t.matchAll(/```([\s\S]*?)```/g)].map((x) => x[1] ?? ''))
+      .join('')
+      .replaceAll('\\x60\\x60\\x60', '```')
+      .replaceAll('&lt;', '<')
+      .replaceAll('&gt;', '>')
+      .replaceAll('&amp;', '&');
+    const view = jobView(await c.runtime.service.get(job.id, c.runtime.localRequester('cli')));
+    expect(fenced).toBe(`${planText(view.plan, { color: false })}\nplan hash: ${view.plan_hash}`);
+    expect(fenced).toContain('echo "step 1199 <!channel> \\x1b[2J ``` done"');
+    for (const m of [card, ...parts]) expect(blocksText(m)).not.toContain('<!channel>');
+    await c.runtime.service.cancel(job.id, c.runtime.localRequester('cli'), 'plan read');
+    await until('the cancelled card', () => (/cancelled/.test(card.text) ? true : undefined));
+    expect(hasButtons(card)).toBe(false);
   });
 
   it('honours Retry-After when Slack rate-limits edits', async () => {

@@ -33,10 +33,10 @@ beforeAll(async () => {
 const c = useCastellan({ nodes: 1, config: dynamic });
 
 beforeAll(async () => {
-  server = await startServer(c.runtime, { port: 0, slack: { tickMs: 100, editIntervalMs: 300 } });
+  server = await startServer(c.runtime, { port: 0, slack: { sweepMs: 200, editIntervalMs: 300 } });
   // A second Castellan server on the same Redis and config: another process in production.
   const runtime = await createRuntime(await loadConfig(c.configFile), { mode: 'server', logger: c.runtime.logger });
-  const front = createSlackFrontEnd(runtime, { tickMs: 100, editIntervalMs: 300 });
+  const front = createSlackFrontEnd(runtime, { sweepMs: 200, editIntervalMs: 300 });
   await front.start();
   second = { runtime, slack: front };
   await slack.waitForSockets(2);
@@ -97,6 +97,10 @@ describe('Slack in Socket Mode', () => {
     await slack.deliver('slash_commands', slashCommandPayload({ text: 'exec all -- hostname', user: 'UOSCAR', channel: OPS, responseUrl: slack.responseUrl(), team: slack.teamId }), { connection: 1 });
     const card = await until('the approval card', () => slack.messages(APPROVALS).find((m) => /hostname/.test(blocksText(m))));
     const jobId = /job `(j[a-z0-9]+)`/.exec(blocksText(card))?.[1] ?? '';
+    // Exactly one of the two instances owns the job's messages (the only one that edits them).
+    const owners = [server.slack?.notifier, second?.slack.notifier].filter((n) => n?.watching.includes(jobId));
+    expect(owners).toHaveLength(1);
+    expect(await c.runtime.redis.get(`castellan:slack:owner:${jobId}`)).toBe(owners[0]?.instance);
     const click = blockActionsPayload({ actionId: 'castellan_approve', value: jobId, user: 'UAPRIL', channel: card.channel, messageTs: card.ts, responseUrl: slack.responseUrl(), team: slack.teamId });
     const ack = await slack.deliver('interactive', click, { connection: 0 });
     expect(ack.afterMs).toBeGreaterThanOrEqual(0);

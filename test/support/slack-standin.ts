@@ -131,6 +131,15 @@ export async function startSlackStandIn(options: { teamId?: string } = {}): Prom
     res.end(JSON.stringify(body));
   };
 
+  /** Slack refuses the whole message when a block breaks its limits; so does the stand-in. */
+  const badBlocks = (blocks: unknown[]): boolean =>
+    blocks.length > 50 ||
+    blocks.some((b) => {
+      const block = b as { text?: { text?: unknown }; elements?: { text?: unknown }[] };
+      const texts = [block.text?.text, ...(block.elements ?? []).map((e) => e.text)];
+      return texts.some((t) => typeof t === 'string' && t.length > 3000);
+    });
+
   const answer = (method: string, args: Record<string, unknown>, token: string | undefined): Record<string, unknown> => {
     const wantsApp = method === 'apps.connections.open';
     if (token === undefined) return { ok: false, error: 'not_authed' };
@@ -147,7 +156,7 @@ export async function startSlackStandIn(options: { teamId?: string } = {}): Prom
         const text = typeof args.text === 'string' ? args.text : '';
         if (text.length > 40_000) return { ok: false, error: 'msg_too_long' };
         const blocks = Array.isArray(args.blocks) ? args.blocks : [];
-        if (blocks.length > 50) return { ok: false, error: 'invalid_blocks' };
+        if (badBlocks(blocks)) return { ok: false, error: 'invalid_blocks' };
         const ts = nextTs();
         const threadTs = typeof args.thread_ts === 'string' ? args.thread_ts : undefined;
         stored.push({ channel, ts, threadTs, text, blocks, history: [{ text, blocks, at: Date.now() }] });
@@ -159,7 +168,7 @@ export async function startSlackStandIn(options: { teamId?: string } = {}): Prom
         const found = stored.find((m) => m.channel === channel && m.ts === ts);
         if (!found) return { ok: false, error: 'message_not_found' };
         const blocks = Array.isArray(args.blocks) ? args.blocks : found.blocks;
-        if (blocks.length > 50) return { ok: false, error: 'invalid_blocks' };
+        if (badBlocks(blocks)) return { ok: false, error: 'invalid_blocks' };
         if (typeof args.text === 'string') found.text = args.text;
         found.blocks = blocks;
         found.history.push({ text: found.text, blocks, at: Date.now() });
