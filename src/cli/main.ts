@@ -256,6 +256,7 @@ function finish(code: number): void {
 const extensions = await import('./commands.js');
 extensions.register(program, { globals, withClient, runTool });
 (await import('./account.js')).register(program, { globals });
+(await import('./doctor.js')).register(program, globals);
 const completion = await import('./completion.js');
 completion.register(program);
 

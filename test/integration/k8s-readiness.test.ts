@@ -10,7 +10,7 @@ import type { Plan } from '../../tools/types.js';
 import { rolesForGroups } from '../../auth/roles.js';
 import { startLabWorld, type LabWorld } from '../fixtures/node-programs/lab-world.js';
 import { useCastellan } from '../support/castellan.js';
-import { planContextOf, runPlanOn } from '../support/run-plan.js';
+import { planContextOf, planJobId, runPlanOn } from '../support/run-plan.js';
 
 const c = useCastellan({ nodes: 3, lab: { nodeBinDirs: true } });
 let world: LabWorld;
@@ -58,16 +58,18 @@ describe('k8s_nodes readiness', () => {
       batches: [{ steps: [execStep({ id: 'cordon-node02', hosts: ['node01'], subject: 'node02', argv: ['kubectl', 'cordon', '--', 'node02'], asRoot: false, timeoutMs: 20_000 }), gate('drained-node02', 'node02', 'node_drained', 20_000), gate('ready-node03', 'node03', 'node_ready', 2_000)] }],
     };
     expect(plan.batches[0]?.steps[1]?.description).toBe('wait until node node02 is cordoned with no pods left to evict (k8s_nodes every 400ms, up to 20s)');
-    // Eviction "finishes" a while after the cordon, so the gate's first polls still see the pod.
+    // Eviction "finishes" only after the gate has seen the pod at least once (its first poll
+    // is published as progress), so the gate provably waited, however slow the machine is.
+    const jobId = planJobId();
     let stop = false;
     const evict = (async () => {
-      while (!stop && world.cluster().nodes.node02?.unschedulable !== true) await new Promise((r) => setTimeout(r, 100));
-      await new Promise((r) => setTimeout(r, 3000));
+      const sawPod = async (): Promise<boolean> => (await c.runtime.ctx.events.read(jobId)).some(({ event }) => event.type === 'gate' && event.step === 'drained-node02');
+      while (!stop && !(await sawPod())) await new Promise((r) => setTimeout(r, 100));
       world.updateCluster((w) => {
         w.nodes.node02!.pods = [];
       });
     })();
-    const { outcome } = await runPlanOn(c, plan);
+    const { outcome } = await runPlanOn(c, plan, jobId);
     stop = true;
     await evict;
 

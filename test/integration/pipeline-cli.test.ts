@@ -130,7 +130,7 @@ describe('castellan CLI through the pipeline', () => {
     expect(replaced.stdout).toMatch(/node04: replaced SHA256:\S+ \(was SHA256:/);
     const again = await c.cli(['ping', 'node04']);
     expect(again.code).toBe(0);
-  });
+  }, 180_000); // six CLI processes, each starting a runtime: slow on a loaded 2-core machine
 
   it('accepts global options after the tool name and its parameters, as kubectl does', async () => {
     const r = await runCli(['uptime', 'odd', '--config', c.configFile, '--json']);

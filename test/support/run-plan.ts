@@ -7,9 +7,13 @@ import { runPlan, type RunOutcome } from '../../queues/runner.js';
 import type { Plan, PlanContext } from '../../tools/types.js';
 import type { CastellanHandle } from './castellan.js';
 
-export async function runPlanOn(c: CastellanHandle, plan: Plan): Promise<{ outcome: RunOutcome; events: JobEvent[]; jobId: string }> {
+/** A fresh id for runPlanOn, for tests that watch the run's events while it runs. */
+export function planJobId(): string {
+  return `jplan${randomBytes(5).toString('hex')}`;
+}
+
+export async function runPlanOn(c: CastellanHandle, plan: Plan, jobId = planJobId()): Promise<{ outcome: RunOutcome; events: JobEvent[]; jobId: string }> {
   const { ctx } = c.runtime;
-  const jobId = `jplan${randomBytes(5).toString('hex')}`;
   const publisher = new ThrottledPublisher(ctx.events, jobId);
   const inventory = await ctx.inventory.current();
   const outcome = await runPlan({
