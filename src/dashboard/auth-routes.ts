@@ -4,7 +4,7 @@
 import express, { type Request } from 'express';
 import { errorMessage } from '../../config/errors.js';
 import type { Logger } from '../log.js';
-import { html } from './html.js';
+import { html } from '../present/render/markup.js';
 import { barePage, UI } from './layout.js';
 import { safeReturnPath } from './context.js';
 import type { SessionStore } from './session.js';

@@ -2,9 +2,10 @@
 // main content, one stylesheet and one script, both served from the repository (no CDN).
 import type { Requester } from '../../auth/types.js';
 import { CSRF_FIELD } from './security.js';
-import { html, inline, type Html } from './html.js';
+import { html, inline, type Html } from '../present/render/markup.js';
+import { UI_BASE } from '../present/render/html.js';
 
-export const UI = '/ui';
+export const UI = UI_BASE;
 
 export interface Viewer {
   readonly requester: Requester;
@@ -35,6 +36,21 @@ export function csrfField(viewer: Viewer): Html {
   return html`<input type="hidden" name="${CSRF_FIELD}" value="${viewer.csrf}">`;
 }
 
+/** The document's start: every page has the one stylesheet; signed-in pages add the script and token. */
+function head(title: string, extra: Html = html``): Html {
+  return html`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark">
+<title>${title} · Castellan</title>
+<link rel="stylesheet" href="${UI}/assets/dashboard.css">
+<link rel="icon" href="${UI}/assets/castellan.svg" type="image/svg+xml">
+${extra}
+</head>`;
+}
+
 export function page(options: PageOptions): Html {
   const { viewer } = options;
   const roles = viewer.requester.roles.join(', ') || 'no role';
@@ -43,18 +59,8 @@ export function page(options: PageOptions): Html {
     const badge = entry.path === '/approvals' && (options.pendingApprovals ?? 0) > 0 ? html` <span class="badge" aria-label="${options.pendingApprovals} waiting">${options.pendingApprovals}</span>` : '';
     return html`<li><a href="${UI}${entry.path}"${current ? html` aria-current="page"` : ''}>${entry.label}${badge}</a></li>`;
   });
-  return html`<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="color-scheme" content="light dark">
-<meta name="csrf-token" content="${viewer.csrf}">
-<title>${options.title} · Castellan</title>
-<link rel="stylesheet" href="${UI}/assets/dashboard.css">
-<link rel="icon" href="${UI}/assets/castellan.svg" type="image/svg+xml">
-<script src="${UI}/assets/dashboard.js" defer></script>
-</head>
+  return html`${head(options.title, html`<meta name="csrf-token" content="${viewer.csrf}">
+<script src="${UI}/assets/dashboard.js" defer></script>`)}
 <body>
 <a class="skip" href="#main">Skip to content</a>
 <header class="top">
@@ -75,16 +81,7 @@ ${options.body}
 
 /** A bare page for the signed-out and error screens (no navigation, no session). */
 export function barePage(title: string, body: Html): Html {
-  return html`<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="color-scheme" content="light dark">
-<title>${title} · Castellan</title>
-<link rel="stylesheet" href="${UI}/assets/dashboard.css">
-<link rel="icon" href="${UI}/assets/castellan.svg" type="image/svg+xml">
-</head>
+  return html`${head(title)}
 <body class="bare">
 <main id="main" class="card narrow">
 <h1><img src="${UI}/assets/castellan.svg" alt="" width="28" height="28"> ${title}</h1>

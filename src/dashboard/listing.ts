@@ -3,19 +3,25 @@
 // in chunks until the page is full, looking at no more than SCAN_LIMIT jobs, and says so when
 // it stopped early, rather than silently showing a partial answer as complete.
 import type { Identity } from '../../auth/types.js';
+import { ORIGINS } from '../../auth/types.js';
 import type { JobRecord } from '../../queues/records.js';
-import { JOB_STATES, type JobState } from '../../queues/states.js';
+import { JOB_STATES } from '../../queues/states.js';
+import { STATE_LOOK } from '../present/render/html.js';
 import type { Runtime } from '../runtime.js';
+import { inRange, isFiltered, type Filter, type FilterField } from './filters.js';
 
-export interface JobFilter {
-  readonly state?: JobState | undefined;
-  readonly tool?: string | undefined;
-  readonly requester?: string | undefined;
-  readonly origin?: string | undefined;
-  readonly host?: string | undefined;
-  /** Epoch ms bounds on creation time. */
-  readonly since?: number | undefined;
-  readonly until?: number | undefined;
+type JobField = 'state' | 'tool' | 'requester' | 'origin' | 'host';
+export type JobFilter = Filter<JobField>;
+
+/** The Jobs page's filter fields; the tool list comes from the catalogue. */
+export function jobFields(tools: readonly string[]): FilterField<JobField>[] {
+  return [
+    { name: 'state', label: 'State', options: JOB_STATES, words: (s) => STATE_LOOK[s as keyof typeof STATE_LOOK].label },
+    { name: 'tool', label: 'Tool', options: tools },
+    { name: 'requester', label: 'Requester', hint: 'subject or name' },
+    { name: 'origin', label: 'Origin', options: ORIGINS },
+    { name: 'host', label: 'Host', hint: 'node01' },
+  ];
 }
 
 export interface JobPage {
@@ -30,24 +36,17 @@ export interface JobPage {
 export const SCAN_LIMIT = 5000;
 const CHUNK = 200;
 
-export function hasFilter(filter: JobFilter): boolean {
-  return Object.values(filter).some((v) => v !== undefined);
-}
-
 export function matches(job: JobRecord, filter: JobFilter): boolean {
   if (filter.state !== undefined && job.state !== filter.state) return false;
   if (filter.tool !== undefined && job.tool !== filter.tool) return false;
   if (filter.requester !== undefined && job.requester.subject !== filter.requester && job.requester.displayName !== filter.requester) return false;
   if (filter.origin !== undefined && job.requester.origin !== filter.origin) return false;
   if (filter.host !== undefined && !job.plan.hosts.includes(filter.host)) return false;
-  const created = Date.parse(job.createdAt);
-  if (filter.since !== undefined && created < filter.since) return false;
-  if (filter.until !== undefined && created > filter.until) return false;
-  return true;
+  return inRange(filter, Date.parse(job.createdAt));
 }
 
 export async function listJobs(runtime: Runtime, viewer: Identity, filter: JobFilter, offset: number, limit: number): Promise<JobPage> {
-  if (!hasFilter(filter)) {
+  if (!isFiltered(filter)) {
     const jobs = await runtime.service.list(viewer, { offset, limit: limit + 1 });
     return { jobs: jobs.slice(0, limit), offset, next: jobs.length > limit ? offset + limit : undefined, truncated: false };
   }
@@ -64,8 +63,4 @@ export async function listJobs(runtime: Runtime, viewer: Identity, filter: JobFi
     if (chunk.length < CHUNK) return { jobs: found, offset, next: undefined, truncated: false };
   }
   return { jobs: found, offset, next: position, truncated: true };
-}
-
-export function parseState(value: unknown): JobState | undefined {
-  return typeof value === 'string' && (JOB_STATES as readonly string[]).includes(value) ? (value as JobState) : undefined;
 }

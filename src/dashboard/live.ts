@@ -1,21 +1,31 @@
 // Live updates over Server-Sent Events (one-way, reconnects by itself, passes proxies, and
-// needs no client library). The server renders every row it sends, so all escaping stays in
-// one place; the per-job stream sends event text already made visible (config/visible.ts),
-// which dashboard.js inserts as text, never as markup.
+// needs no client library). The server renders every row it sends with the shared job view's
+// HTML renderer, so all escaping stays in one place; the per-job stream sends event text
+// already made visible (config/visible.ts), which dashboard.js inserts as text, never as markup.
+//
+// The jobs list follows the all-jobs feed (queues/feed.ts): every state change and vote of
+// every job, in order, with stream ids a page can resume from. One blocking reader per
+// process (FeedWaker) only wakes the open pages; each page reads the entries after its own
+// position with a plain XRANGE on the shared connection, so a wake-up that is lost or comes
+// early costs nothing, and a page that reconnects (Last-Event-ID) misses no entry.
 import type { Request, Response } from 'express';
+import type { Logger } from 'pino';
 import { visibleBlock } from '../../config/visible.js';
+import type { JobFeed } from '../../queues/feed.js';
 import { JOB_ID_PATTERN } from '../../queues/records.js';
 import { isFinal } from '../../queues/states.js';
-import { eventView } from '../present/job-view.js';
+import { jobView } from '../present/job-view.js';
+import { jobRow, timelineText } from '../present/render/html.js';
 import type { Runtime } from '../runtime.js';
-import { hasFilter, matches, type JobFilter } from './listing.js';
-import { jobRow } from './pages/jobs.js';
-import { timelineText } from './render-job.js';
+import { isFiltered } from './filters.js';
+import { matches, type JobFilter } from './listing.js';
 
 const HEARTBEAT_MS = 15_000;
-/** How often the jobs list looks for changed rows. */
-export const LIST_POLL_MS = 500;
-const MAX_TRACKED = 100;
+/** A page re-reads the feed after this long without a wake-up (a lost wake-up costs this, never an entry). */
+const QUIET_MS = 5000;
+const MAX_TRACKED = 200;
+const READ_COUNT = 200;
+const STREAM_ID = /^\d{1,20}-\d{1,20}$/;
 
 function openStream(req: Request, res: Response): { send: (event: string, data: unknown, id?: string) => void; closed: AbortSignal } {
   res.status(200).set({ 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-store', 'X-Accel-Buffering': 'no' });
@@ -36,55 +46,123 @@ function openStream(req: Request, res: Response): { send: (event: string, data: 
   };
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
+/**
+ * One blocking read of the all-jobs feed per process, waking every open jobs page when an
+ * entry arrives. It runs only while some page waits, and restarts when the next one does.
+ */
+export class FeedWaker {
+  private readonly waiters = new Set<() => void>();
+  private running: AbortController | undefined;
+  private idle: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly feed: JobFeed,
+    private readonly logger: Logger,
+    /** The reader stops this long after the last page stopped waiting (pages re-wait between reads). */
+    private readonly idleMs = 1000,
+  ) {}
+
+  /** Settles on the next feed entry, after `quietMs`, or on abort. Register before reading. */
+  wait(signal: AbortSignal, quietMs = QUIET_MS): { promise: Promise<void>; cancel: () => void } {
+    let wake!: () => void;
+    const promise = new Promise<void>((resolve) => (wake = resolve));
+    const timer = setTimeout(done, quietMs);
+    const forget = (): void => {
       clearTimeout(timer);
+      this.waiters.delete(done);
       signal.removeEventListener('abort', done);
-      resolve();
+      if (this.waiters.size === 0) this.stopWhenIdle();
     };
-    const timer = setTimeout(done, ms);
+    this.waiters.add(done);
     signal.addEventListener('abort', done, { once: true });
-  });
+    this.start();
+    function done(): void {
+      forget();
+      wake();
+    }
+    return { promise, cancel: done };
+  }
+
+  close(): void {
+    this.running?.abort();
+    this.running = undefined;
+    for (const wake of [...this.waiters]) wake();
+  }
+
+  private stopWhenIdle(): void {
+    clearTimeout(this.idle);
+    this.idle = setTimeout(() => {
+      if (this.waiters.size > 0) return;
+      this.running?.abort();
+      this.running = undefined;
+    }, this.idleMs);
+    this.idle.unref();
+  }
+
+  private start(): void {
+    clearTimeout(this.idle);
+    if (this.running !== undefined) return;
+    const controller = new AbortController();
+    this.running = controller;
+    void (async () => {
+      try {
+        for await (const _entry of this.feed.follow(await this.feed.last(), { signal: controller.signal, blockMs: 2000 })) {
+          for (const wake of [...this.waiters]) wake();
+        }
+      } catch (err) {
+        if (!controller.signal.aborted) this.logger.warn({ err }, 'dashboard feed reader stopped; pages fall back to re-reading every few seconds');
+      } finally {
+        if (this.running === controller) this.running = undefined;
+      }
+    })();
+  }
 }
 
 /**
- * The jobs list: rows the page shows are re-sent when their record changes, and (on the
- * first page) new jobs that match the page's filter are sent to prepend.
+ * The jobs list: from the feed position the page was read at, every entry about a row the
+ * page shows re-sends that row, and (on the first page) a job the page has not seen that
+ * matches its filter is sent to prepend. The SSE id is the feed position, so a reconnect
+ * resumes exactly where the page left off.
  */
-export async function streamJobList(runtime: Runtime, req: Request, res: Response, filter: JobFilter): Promise<void> {
-  const ids = (typeof req.query['ids'] === 'string' ? req.query['ids'] : '').split(',').filter((id) => JOB_ID_PATTERN.test(id)).slice(0, MAX_TRACKED);
-  const { redis, keys } = runtime.ctx;
+export async function streamJobList(runtime: Runtime, waker: FeedWaker, req: Request, res: Response, filter: JobFilter): Promise<void> {
+  const shown = (typeof req.query['ids'] === 'string' ? req.query['ids'] : '').split(',').filter((id) => JOB_ID_PATTERN.test(id)).slice(0, MAX_TRACKED);
+  const resume = req.get('last-event-id') ?? (typeof req.query['after'] === 'string' ? req.query['after'] : '');
+  let last = STREAM_ID.test(resume) ? resume : await runtime.ctx.feed.last();
+  const tracked = new Set(shown);
   const stream = openStream(req, res);
-  const seen = new Map<string, string>();
-  for (const id of ids) seen.set(id, '');
-  let newest = ids.length > 0 ? Math.max(...(await Promise.all(ids.map((id) => redis.zscore(keys.jobIndex(), id)))).map((s) => Number(s ?? 0))) : Date.now();
-  // First pass only records the current versions; the page already shows them.
-  let first = true;
+  // Only jobs created after the newest row shown are new; an older job's entry (a late vote
+  // on a job from the next page) must not jump to the top.
+  let newest = 0;
+  if (shown.length > 0) {
+    const scores = await Promise.all(shown.map((id) => runtime.ctx.redis.zscore(runtime.ctx.keys.jobIndex(), id)));
+    newest = Math.max(0, ...scores.map((s) => Number(s ?? 0)));
+  }
   while (!stream.closed.aborted) {
-    const tracked = [...seen.keys()];
-    const pipeline = redis.pipeline();
-    for (const id of tracked) pipeline.hget(keys.job(id), 'updatedAt');
-    const versions = ((await pipeline.exec()) ?? []).map(([, v]) => (typeof v === 'string' ? v : ''));
-    for (const [i, id] of tracked.entries()) {
-      const version = versions[i] ?? '';
-      if (seen.get(id) === version) continue;
-      seen.set(id, version);
-      if (first && ids.includes(id)) continue;
-      const job = await runtime.ctx.store.get(id);
-      if (job !== undefined) stream.send('row', { id, html: jobRow(job).value });
+    const woken = waker.wait(stream.closed);
+    const entries = await runtime.ctx.feed.read(last, READ_COUNT);
+    // Several entries for one job in a batch send its row once, as it is now.
+    const changed = new Map<string, string>();
+    for (const entry of entries) {
+      last = entry.id;
+      changed.set(entry.jobId, entry.id);
     }
-    first = false;
-    const fresh = await redis.zrangebyscore(keys.jobIndex(), `(${newest}`, '+inf', 'LIMIT', 0, 50);
-    for (const id of fresh) {
-      newest = Math.max(newest, Number((await redis.zscore(keys.jobIndex(), id)) ?? newest));
-      const job = await runtime.ctx.store.get(id);
-      if (job === undefined || (hasFilter(filter) && !matches(job, filter))) continue;
-      seen.set(id, job.updatedAt);
-      if (seen.size > MAX_TRACKED) seen.delete(seen.keys().next().value as string);
-      stream.send('new', { id, html: jobRow(job).value });
+    for (const [jobId, position] of changed) {
+      const record = await runtime.ctx.store.get(jobId);
+      if (record === undefined) continue;
+      const known = tracked.has(jobId);
+      if (!known && (Date.parse(record.createdAt) < newest || (isFiltered(filter) && !matches(record, filter)))) continue;
+      if (!known) {
+        tracked.add(jobId);
+        if (tracked.size > MAX_TRACKED) tracked.delete(tracked.values().next().value as string);
+      }
+      stream.send(known ? 'row' : 'new', { id: jobId, html: jobRow(jobView(record, { places: runtime.places })).value }, position);
     }
-    await sleep(LIST_POLL_MS, stream.closed);
+    if (entries.length > 0 && changed.size === 0) stream.send('position', {}, last);
+    if (entries.length === READ_COUNT) {
+      woken.cancel();
+      continue;
+    }
+    await woken.promise;
   }
 }
 
@@ -98,25 +176,24 @@ export async function streamJob(runtime: Runtime, jobId: string, after: string, 
     return;
   }
   for await (const stamped of runtime.ctx.hub.follow(jobId, { after, signal: stream.closed })) {
-    const view = eventView(stamped);
-    const event = view.event;
-    if (event['type'] === 'output' && !showOutput) continue;
-    const text = timelineText(view);
+    const event = stamped.event;
+    if (event.type === 'output' && !showOutput) continue;
+    const text = timelineText(stamped);
     stream.send(
       'job',
       {
-        at: view.at,
-        type: event['type'],
-        host: typeof event['host'] === 'string' ? visibleBlock(event['host']) : undefined,
-        status: event['status'],
-        stream: event['stream'],
-        output: event['type'] === 'output' && typeof event['text'] === 'string' ? visibleBlock(event['text']) : undefined,
+        at: new Date(stamped.at).toISOString(),
+        type: event.type,
+        host: 'host' in event && typeof event.host === 'string' ? visibleBlock(event.host) : undefined,
+        status: event.type === 'host_finished' ? event.status : undefined,
+        stream: event.type === 'output' ? event.stream : undefined,
+        output: event.type === 'output' ? visibleBlock(event.text) : undefined,
         timeline: text !== undefined ? visibleBlock(text) : undefined,
       },
-      view.id,
+      stamped.id,
     );
-    if (event['type'] === 'state' && isFinal(event['state'] as never)) {
-      stream.send('final', { state: event['state'] });
+    if (event.type === 'state' && isFinal(event.state)) {
+      stream.send('final', { state: event.state });
       break;
     }
   }

@@ -14,17 +14,18 @@ import { toolArgsFor } from '../../tools/cli-args.js';
 import { inputJsonSchema } from '../../tools/registry.js';
 import { CastellanError, errorMessage } from '../../config/errors.js';
 import { toolListing } from '../http/api.js';
-import { eventView, jobView, planView, type JobView } from '../present/job-view.js';
+import { jobView, planView, type JobView } from '../present/job-view.js';
 import type { Runtime } from '../runtime.js';
 import { authRoutes } from './auth-routes.js';
 import { BOARD_PATH, queueBoards } from './board.js';
 import { requesterFor, safeReturnPath, setSignedIn, signedIn, wantsHtml } from './context.js';
-import { html, inline } from './html.js';
+import { html, inline } from '../present/render/markup.js';
 import { barePage, UI, type Viewer } from './layout.js';
-import { listJobs, parseState, type JobFilter } from './listing.js';
-import { streamJob, streamJobList } from './live.js';
+import { jobFields, listJobs, type JobFilter } from './listing.js';
+import { keptQuery, readFilter } from './filters.js';
+import { FeedWaker, streamJob, streamJobList } from './live.js';
 import { approvalsPage, confirmApprovalPage, type InboxItem } from './pages/approvals.js';
-import { auditMatches, auditPage, type AuditFilter } from './pages/audit.js';
+import { AUDIT_FIELDS, auditMatches, auditPage, type AuditFilter } from './pages/audit.js';
 import { hostsPage } from './pages/hosts.js';
 import { jobPage } from './pages/job.js';
 import { jobsPage } from './pages/jobs.js';
@@ -127,7 +128,10 @@ export function dashboardRouter(runtime: Runtime): express.Router {
     return records
       .filter((record): record is JobRecord => record?.state === 'awaiting_approval')
       .sort((a, b) => b.createdAt.localeCompare(a.createdAt))
-      .map((record) => ({ job: jobView(record), vote: mayVote(requester, jobView(record)), details: accessTo(requester, record).details }));
+      .map((record) => {
+        const job = jobView(record, { places: runtime.places });
+        return { job, vote: mayVote(requester, job), details: accessTo(requester, record).details };
+      });
   };
   const mayVote = (requester: Requester, job: JobView): InboxItem['vote'] => {
     const verdict = authorizeApproval({
@@ -147,6 +151,10 @@ export function dashboardRouter(runtime: Runtime): express.Router {
     res.status(status).type('html').send(markup.value);
   };
 
+  const waker = new FeedWaker(runtime.ctx.feed, runtime.logger);
+  const toolNames = runtime.ctx.tools.list().map((t) => t.name).sort();
+  const jobFilter = (query: Request['query']): JobFilter => readFilter(jobFields(toolNames), query);
+
   router.get('/', (_req, res) => res.redirect(303, `${UI}/jobs`));
 
   router.get('/jobs', async (req, res) => {
@@ -159,13 +167,17 @@ export function dashboardRouter(runtime: Runtime): express.Router {
     }
     const filter = jobFilter(req.query);
     const offset = Math.min(Math.max(Number(req.query['offset'] ?? 0) || 0, 0), 1_000_000);
+    // Read before the listing, so the live stream replays anything that changes in between.
+    const feedAfter = await runtime.ctx.feed.last();
     const result = await listJobs(runtime, me(res), filter, offset, PAGE_SIZE);
-    const query = new URLSearchParams(Object.entries(req.query).filter((e): e is [string, string] => typeof e[1] === 'string' && e[0] !== 'offset' && e[0] !== 'id' && e[1] !== ''));
+    const query = keptQuery(req.query, ['offset', 'id']);
     send(res, jobsPage({
       viewer: viewerOf(res),
       filter,
       page: result,
-      tools: runtime.ctx.tools.list().map((t) => t.name).sort(),
+      jobs: result.jobs.map((job) => jobView(job, { places: runtime.places })),
+      feedAfter,
+      tools: toolNames,
       query,
       pendingApprovals: await pendingFor(me(res)),
       notice: id !== '' ? `'${id.slice(0, 40)}' is not a job id (they look like j…)` : undefined,
@@ -180,15 +192,16 @@ export function dashboardRouter(runtime: Runtime): express.Router {
   });
 
   router.get('/live/jobs', async (req, res) => {
-    await streamJobList(runtime, req, res, jobFilter(req.query));
+    await streamJobList(runtime, waker, req, res, jobFilter(req.query));
   });
 
   const showJob = async (req: Request, res: Response, extra: { notice?: string; error?: string; status?: number } = {}): Promise<void> => {
     const requester = me(res);
     const record = await runtime.service.get(String(req.params['id']), requester);
-    const job = jobView(record);
     const access = accessTo(requester, record);
-    const events = (await runtime.service.events(job.id, requester, '0', 2000)).map(eventView).filter((e) => access.output || e.event['type'] !== 'output');
+    const stamped = await runtime.service.events(record.id, requester, '0', 5000);
+    const job = jobView(record, { events: stamped, places: runtime.places });
+    const events = stamped.filter((e) => access.output || e.event.type !== 'output');
     const tool = runtime.ctx.tools.get(job.tool);
     send(res, jobPage({
       viewer: viewerOf(res),
@@ -215,7 +228,7 @@ export function dashboardRouter(runtime: Runtime): express.Router {
   router.get('/jobs/:id/approve', async (req, res) => {
     const requester = me(res);
     const record = await runtime.service.get(String(req.params['id']), requester);
-    const job = jobView(record);
+    const job = jobView(record, { places: runtime.places });
     if (job.state !== 'awaiting_approval' || !accessTo(requester, record).details) {
       res.redirect(303, `${UI}/jobs/${job.id}`);
       return;
@@ -347,14 +360,14 @@ export function dashboardRouter(runtime: Runtime): express.Router {
     }
   };
   const auditRecords = async (query: Request['query']): Promise<{ filter: AuditFilter; records: StoredAudit[] }> => {
-    const filter = auditFilter(query);
+    const filter: AuditFilter = readFilter(AUDIT_FIELDS, query);
     const all = await runtime.ctx.audit.read({ count: 20_000 });
     return { filter, records: all.filter((r) => auditMatches(r, filter)).reverse() };
   };
   router.get('/audit', async (req, res) => {
     auditAllowed(me(res));
     const { filter, records } = await auditRecords(req.query);
-    const query = new URLSearchParams(Object.entries(req.query).filter((e): e is [string, string] => typeof e[1] === 'string' && e[1] !== ''));
+    const query = keptQuery(req.query);
     send(res, auditPage(viewerOf(res), records.slice(0, AUDIT_SHOWN), filter, query, await pendingFor(me(res))));
   });
   router.get('/audit.jsonl', async (req, res) => {
@@ -371,42 +384,6 @@ export function dashboardRouter(runtime: Runtime): express.Router {
 
 function doneNotice(action: string): string | undefined {
   return action === 'approve' ? 'Your approval is recorded.' : action === 'deny' ? 'Denied: the request will not run.' : action === 'cancel' ? 'Cancellation requested.' : undefined;
-}
-
-function text(value: unknown): string | undefined {
-  return typeof value === 'string' && value.trim() !== '' ? value.trim().slice(0, 200) : undefined;
-}
-
-function when(value: unknown): number | undefined {
-  const t = text(value);
-  if (t === undefined) return undefined;
-  const ms = Date.parse(/Z$|[+-]\d\d:\d\d$/.test(t) ? t : `${t}Z`);
-  return Number.isNaN(ms) ? undefined : ms;
-}
-
-function jobFilter(query: Request['query']): JobFilter {
-  return {
-    state: parseState(query['state']),
-    tool: text(query['tool']),
-    requester: text(query['requester']),
-    origin: text(query['origin']),
-    host: text(query['host']),
-    since: when(query['since']),
-    until: when(query['until']),
-  };
-}
-
-function auditFilter(query: Request['query']): AuditFilter {
-  return {
-    subject: text(query['subject']),
-    origin: text(query['origin']),
-    host: text(query['host']),
-    tool: text(query['tool']),
-    decision: text(query['decision']),
-    kind: text(query['kind']),
-    since: when(query['since']),
-    until: when(query['until']),
-  };
 }
 
 function refuse(req: Request, res: Response, status: number, message: string): void {

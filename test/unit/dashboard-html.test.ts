@@ -2,7 +2,7 @@
 // and invisible characters in untrusted text as escapes (config/visible.ts), like every front end.
 import { describe, expect, it } from 'vitest';
 import type { Request } from 'express';
-import { argv, block, duration, html, inline, relative } from '../../src/dashboard/html.js';
+import { argv, block, duration, html, inline, relative } from '../../src/present/render/markup.js';
 import { checkCsrfToken, checkSameOrigin, contentSecurityPolicy } from '../../src/dashboard/security.js';
 import { safeReturnPath } from '../../src/dashboard/context.js';
 import { toolArgsFor } from '../../tools/cli-args.js';
@@ -30,7 +30,8 @@ describe('html templating', () => {
     expect(relative(now - 90_000, now)).toBe('2 min ago');
     expect(relative(now + 3 * 3600_000, now)).toBe('in 3 h');
     expect(duration(850)).toBe('850 ms');
-    expect(duration(125_000)).toBe('2 min 05 s');
+    expect(duration(125_000)).toBe('2 min 5 s');
+    expect(duration(undefined)).toBe('—');
   });
 });
 

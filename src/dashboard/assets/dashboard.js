@@ -22,7 +22,24 @@
       if (!Number.isNaN(at)) el.textContent = relative(at);
     }
   }
-  setInterval(() => refreshTimes(document), 5000);
+  // Durations of running jobs count up ("12 s", "3 min 4 s", as the server words them).
+  function words(ms) {
+    if (ms < 1000) return `${Math.max(0, Math.round(ms))} ms`;
+    if (ms < 60000) return `${(ms / 1000).toFixed(ms < 10000 ? 1 : 0)} s`;
+    const minutes = Math.floor(ms / 60000);
+    if (minutes < 60) return `${minutes} min ${Math.round((ms % 60000) / 1000)} s`;
+    return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+  }
+  function refreshDurations(root) {
+    for (const el of root.querySelectorAll('[data-running-since]')) {
+      const since = Date.parse(el.getAttribute('data-running-since') ?? '');
+      if (!Number.isNaN(since)) el.textContent = words(Date.now() - since);
+    }
+  }
+  setInterval(() => {
+    refreshTimes(document);
+    refreshDurations(document);
+  }, 5000);
 
   // Copy buttons: data-copy names the input whose value is copied.
   document.addEventListener('click', (event) => {
@@ -60,6 +77,8 @@
     const params = new URLSearchParams(location.search);
     params.delete('offset');
     params.set('ids', ids.join(','));
+    // The feed position the page was read at: the stream replays every change since then.
+    params.set('after', table.getAttribute('data-feed-after') ?? '');
     const status = document.querySelector('[data-live-status]');
     const source = new EventSource(`${UI}/live/jobs?${params}`);
     const put = (data, prepend) => {
@@ -110,9 +129,8 @@
         const li = document.createElement('li');
         const time = document.createElement('time');
         time.setAttribute('datetime', data.at);
-        time.setAttribute('data-relative', '');
-        time.title = data.at;
-        time.textContent = relative(Date.parse(data.at));
+        time.title = data.at.replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+        time.textContent = data.at.slice(11, 19);
         li.append(time, document.createTextNode(` ${data.timeline}`));
         timeline.append(li);
       }

@@ -2,9 +2,10 @@
 // M of N and an expiry countdown), the ones this person may decide first; then recently
 // decided requests. The confirmation page shows exactly what will run before the vote.
 import type { JobView } from '../../present/job-view.js';
-import { html, inline, time, type Html } from '../html.js';
+import { html, inline, time, type Html } from '../../present/render/markup.js';
 import { csrfField, page, UI, type Viewer } from '../layout.js';
-import { approvalCard, jobLink, planCard, stateBadge } from '../render-job.js';
+import { approvalCard, jobLink, planCard, stateBadge } from '../../present/render/html.js';
+import { hostsPhrase } from '../../present/summary.js';
 import { decisionForms } from './job.js';
 
 export interface InboxItem {
@@ -17,10 +18,11 @@ export interface InboxItem {
 function item(viewer: Viewer, entry: InboxItem): Html {
   const { job } = entry;
   return html`<article class="card approval" id="approval-${job.id}" data-approval="${job.id}">
-<header><h2>${inline(job.tool)} on ${job.plan.hosts.length} host${job.plan.hosts.length === 1 ? '' : 's'} <span class="risk risk-${job.risk}">${job.risk}</span></h2>
+<header><h2>${inline(job.tool)} on ${inline(hostsPhrase(job.plan.hosts) || 'no hosts')} <span class="risk risk-${job.risk}">${job.risk}</span></h2>
 <p class="muted">${jobLink(job.id)} · asked by ${inline(job.requester.display_name)} (${job.requester.origin}) ${time(job.created_at)}</p></header>
+<p class="summary-line">${inline(job.summary)}</p>
 ${approvalCard(job)}
-${entry.details ? html`<details${entry.vote.ok ? html` open` : ''}><summary>Full plan: what will run</summary>${planCard(job.plan)}</details>` : html`<p class="muted">Runs on ${inline(job.plan.hosts.join(', '))}; only its requester, approvers and admins see the commands.</p>`}
+${entry.details ? html`<details${entry.vote.ok ? html` open` : ''}><summary>Full plan: what will run</summary>${planCard(job.plan)}</details>` : html`<p class="muted">Runs on ${inline(hostsPhrase(job.plan.hosts))}; only its requester, approvers and admins see the commands.</p>`}
 ${decisionForms(viewer, job, entry.vote)}
 </article>`;
 }
@@ -51,7 +53,7 @@ ${approvalCard(job)}</section>
 <section class="card"><h2>This will run</h2>${planCard(job.plan)}</section>
 <form method="post" action="${UI}/jobs/${job.id}/approve" class="card confirm">${csrfField(viewer)}
 <label for="approve-reason">Note (optional)</label><input id="approve-reason" name="reason" maxlength="1000">
-<p><button type="submit" class="primary" data-confirm="Approve ${job.tool} on ${job.plan.hosts.length} host(s)?">Yes, approve ${stateBadge(job.state)}</button> <a href="${UI}/jobs/${job.id}">Back</a></p>
+<p><button type="submit" class="primary" data-confirm="Approve ${job.tool} on ${job.plan.hosts.length} host(s)?">Yes, approve</button> <a href="${UI}/jobs/${job.id}">Back</a></p>
 </form>`;
   return page({ title: `Approve ${job.tool}`, section: '/approvals', viewer, body, pendingApprovals });
 }

@@ -1,20 +1,22 @@
 // Audit: who asked for what, who decided, what ran where, filterable and exportable as JSONL.
 import { ORIGINS } from '../../../auth/types.js';
 import type { StoredAudit } from '../../../queues/audit.js';
-import { argv, html, inline, time, type Html } from '../html.js';
+import { argv, html, inline, time, type Html } from '../../present/render/markup.js';
 import { page, UI, type Viewer } from '../layout.js';
-import { jobLink } from '../render-job.js';
+import { filterForm, inRange, type Filter, type FilterField } from '../filters.js';
+import { jobLink } from '../../present/render/html.js';
 
-export interface AuditFilter {
-  readonly subject?: string | undefined;
-  readonly origin?: string | undefined;
-  readonly host?: string | undefined;
-  readonly tool?: string | undefined;
-  readonly decision?: string | undefined;
-  readonly kind?: string | undefined;
-  readonly since?: number | undefined;
-  readonly until?: number | undefined;
-}
+type AuditField = 'subject' | 'origin' | 'host' | 'tool' | 'decision' | 'kind';
+export type AuditFilter = Filter<AuditField>;
+
+export const AUDIT_FIELDS: readonly FilterField<AuditField>[] = [
+  { name: 'subject', label: 'Subject', hint: 'alice' },
+  { name: 'origin', label: 'Origin', options: [...ORIGINS, 'worker'] },
+  { name: 'host', label: 'Host', hint: 'node01' },
+  { name: 'tool', label: 'Tool', hint: 'exec' },
+  { name: 'decision', label: 'Decision', options: ['approve', 'deny'] },
+  { name: 'kind', label: 'Kind', options: ['request', 'decision', 'execution', 'outcome', 'cancel', 'refused'] },
+];
 
 export function auditMatches(r: StoredAudit, f: AuditFilter): boolean {
   if (f.subject !== undefined && r.subject !== f.subject && r.displayName !== f.subject) return false;
@@ -23,14 +25,7 @@ export function auditMatches(r: StoredAudit, f: AuditFilter): boolean {
   if (f.tool !== undefined && r.tool !== f.tool) return false;
   if (f.decision !== undefined && r.decision !== f.decision) return false;
   if (f.kind !== undefined && r.kind !== f.kind) return false;
-  const at = Date.parse(r.at);
-  if (f.since !== undefined && at < f.since) return false;
-  if (f.until !== undefined && at > f.until) return false;
-  return true;
-}
-
-function dateValue(ms: number | undefined): string {
-  return ms === undefined ? '' : new Date(ms).toISOString().slice(0, 16);
+  return inRange(f, Date.parse(r.at));
 }
 
 function what(r: StoredAudit): Html {
@@ -42,16 +37,8 @@ function what(r: StoredAudit): Html {
 }
 
 export function auditPage(viewer: Viewer, records: readonly StoredAudit[], filter: AuditFilter, query: URLSearchParams, pendingApprovals: number): Html {
-  const text = (name: keyof AuditFilter, label: string, hint: string): Html =>
-    html`<label>${label}<input name="${name}" value="${typeof filter[name] === 'string' ? filter[name] : ''}" placeholder="${hint}"></label>`;
-  const choice = (name: keyof AuditFilter, label: string, options: readonly string[]): Html =>
-    html`<label>${label}<select name="${name}"><option value="">any</option>${options.map((o) => html`<option${filter[name] === o ? html` selected` : ''}>${o}</option>`)}</select></label>`;
   const body = html`<div class="title-row"><h1>Audit</h1><a class="button" href="${UI}/audit.jsonl?${query.toString()}" download>Export JSONL</a></div>
-<form class="filters" method="get" action="${UI}/audit" aria-label="Filter audit records">
-${text('subject', 'Subject', 'alice')}${choice('origin', 'Origin', [...ORIGINS, 'worker'])}${text('host', 'Host', 'node01')}${text('tool', 'Tool', 'exec')}
-${choice('decision', 'Decision', ['approve', 'deny'])}${choice('kind', 'Kind', ['request', 'decision', 'execution', 'outcome', 'cancel', 'refused'])}
-<label>From<input type="datetime-local" name="since" value="${dateValue(filter.since)}"></label><label>To<input type="datetime-local" name="until" value="${dateValue(filter.until)}"></label>
-<div class="actions"><button type="submit">Filter</button> <a href="${UI}/audit">Clear</a></div></form>
+${filterForm(`${UI}/audit`, 'audit records', AUDIT_FIELDS, filter)}
 <div class="scroll"><table class="audit"><thead><tr><th scope="col">When</th><th scope="col">Kind</th><th scope="col">Who</th><th scope="col">Tool · job</th><th scope="col">What</th></tr></thead>
 <tbody>${records.length > 0 ? records.map(
   (r) => html`<tr><td>${time(r.at)}</td><td><span class="kind kind-${r.kind}">${r.kind}</span></td><td>${inline(r.displayName ?? r.subject)}<br><span class="muted small">${inline(r.subject)} · ${r.origin}</span></td>

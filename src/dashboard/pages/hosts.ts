@@ -1,8 +1,8 @@
 // Hosts: the inventory with groups, labels, pinned host-key fingerprints and each host's last
 // known reachability and jobs (from the newest job results).
-import { html, inline, time, type Html } from '../html.js';
+import { html, inline, time, type Html } from '../../present/render/markup.js';
 import { page, UI, type Viewer } from '../layout.js';
-import { hostBadge, jobLink } from '../render-job.js';
+import { hostBadge, jobLink } from '../../present/render/html.js';
 
 export interface HostRow {
   readonly name: string;

@@ -4,9 +4,9 @@
 import type { JsonSchema } from '../../../tools/schema-info.js';
 import { kindOf } from '../../../tools/schema-info.js';
 import type { PlanView } from '../../present/job-view.js';
-import { html, inline, type Html } from '../html.js';
+import { html, inline, type Html } from '../../present/render/markup.js';
 import { csrfField, page, UI, type Viewer } from '../layout.js';
-import { planCard } from '../render-job.js';
+import { planCard } from '../../present/render/html.js';
 
 export interface ToolSummary {
   readonly name: string;

@@ -1,8 +1,9 @@
-// Escaped HTML templating for the dashboard. Every interpolated value is escaped unless it is
+// Escaped HTML templating (the dashboard's pages and ./html.ts, the job view's HTML). Every interpolated value is escaped unless it is
 // an `Html` value built by this module, so forgetting to escape is impossible rather than a
 // review item. Untrusted text (argv, output, host names, reasons) additionally goes through
 // config/visible.ts so control and invisible characters show as escapes, as in every front end.
-import { displayArgv, visibleBlock, visibleInline } from '../../config/visible.js';
+import { displayArgv, visibleBlock, visibleInline } from '../../../config/visible.js';
+import { durationWords } from '../summary.js';
 
 /** A fragment of markup that is already safe to send. */
 export class Html {
@@ -66,6 +67,12 @@ export function time(iso: string | undefined, now = Date.now()): Html {
   return html`<time datetime="${new Date(at).toISOString()}" title="${absolute}" data-relative>${relative(at, now)}</time>`;
 }
 
+/** Time of day in UTC (`05:02:01`), the date and zone on hover: for timelines, where "just now" repeats. */
+export function clock(at: number): Html {
+  const iso = new Date(at).toISOString();
+  return html`<time datetime="${iso}" title="${iso.replace('T', ' ').replace(/\.\d+Z$/, ' UTC')}">${iso.slice(11, 19)}</time>`;
+}
+
 /** "5 s ago", "in 3 min", "2 h ago", "4 d ago". */
 export function relative(at: number, now = Date.now()): string {
   const seconds = Math.round((now - at) / 1000);
@@ -76,12 +83,7 @@ export function relative(at: number, now = Date.now()): string {
   return seconds >= 0 ? `${amount} ago` : `in ${amount}`;
 }
 
-/** "850 ms", "12.3 s", "4 min 05 s". */
+/** A duration in the words every front end uses ("850 ms", "12 s", "4 min 5 s"), or a dash. */
 export function duration(ms: number | undefined): string {
-  if (ms === undefined || !Number.isFinite(ms) || ms < 0) return '—';
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
-  const minutes = Math.floor(ms / 60_000);
-  const seconds = Math.round((ms % 60_000) / 1000);
-  return minutes < 60 ? `${minutes} min ${String(seconds).padStart(2, '0')} s` : `${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, '0')} min`;
+  return ms === undefined || !Number.isFinite(ms) || ms < 0 ? '—' : durationWords(ms);
 }

@@ -1,0 +1,286 @@
+// HTML of a job view (../job-view.ts), for the web dashboard: the same facts the terminal and
+// MCP renderers show, from the same model, never re-derived from the job record. Summary and
+// next step, facts, plan card, approval card, maintenance window, progress, a node × batch
+// grid, the result (the tool's table view and output folded like the CLI) and a timeline.
+// Event lines are the terminal's words (./text.ts eventText), so a job reads the same in a
+// terminal and a browser. All text goes through ./markup.ts: escaped, and control characters
+// shown as escapes.
+import type { StampedEvent } from '../../../queues/events.js';
+import type { JobState } from '../../../queues/states.js';
+import type { JobView, PlanView } from '../job-view.js';
+import { durationWords, hostsPhrase, plural } from '../summary.js';
+import { block, clock, duration, html, inline, time, type Html } from './markup.js';
+import { eventText } from './text.js';
+
+/** Where the dashboard is mounted: job links point into it. */
+export const UI_BASE = '/ui';
+
+/** Words and tone for each state: the text always says it, colour and symbol only repeat it. */
+export const STATE_LOOK: Readonly<Record<JobState, { readonly label: string; readonly tone: string }>> = {
+  awaiting_approval: { label: 'awaiting approval', tone: 'wait' },
+  queued: { label: 'queued', tone: 'wait' },
+  waiting_window: { label: 'waiting for its window', tone: 'wait' },
+  running: { label: 'running', tone: 'run' },
+  succeeded: { label: 'succeeded', tone: 'ok' },
+  failed: { label: 'failed', tone: 'bad' },
+  partially_failed: { label: 'partially failed', tone: 'bad' },
+  cancelled: { label: 'cancelled', tone: 'off' },
+  denied: { label: 'denied', tone: 'off' },
+  expired: { label: 'expired', tone: 'off' },
+  interrupted: { label: 'interrupted', tone: 'bad' },
+};
+
+export function stateBadge(state: JobState): Html {
+  const look = STATE_LOOK[state];
+  return html`<span class="state tone-${look.tone}" data-state="${state}">${look.label}</span>`;
+}
+
+/** Tone of a per-host status, including the grid's own "pending", "running" and "not run". */
+export const HOST_TONE: Readonly<Record<string, string>> = {
+  ok: 'ok',
+  failed: 'bad',
+  timed_out: 'bad',
+  unreachable: 'bad',
+  cancelled: 'off',
+  skipped: 'off',
+  pending: 'wait',
+  running: 'run',
+  'not run': 'off',
+};
+
+export function hostBadge(status: string): Html {
+  return html`<span class="state tone-${HOST_TONE[status] ?? 'off'}">${status.replaceAll('_', ' ')}</span>`;
+}
+
+export function jobHref(id: string): string {
+  return `${UI_BASE}/jobs/${id}`;
+}
+
+export function jobLink(id: string): Html {
+  return html`<a href="${jobHref(id)}"><code>${id}</code></a>`;
+}
+
+/** Run time: the view's once it ended, start to now while it runs. */
+export function ranMs(view: Pick<JobView, 'durations' | 'started_at' | 'finished'>, now = Date.now()): number | undefined {
+  if (view.durations.ran_ms !== undefined) return view.durations.ran_ms;
+  if (view.started_at === undefined || view.finished) return undefined;
+  return Math.max(0, now - Date.parse(view.started_at));
+}
+
+/** The one-line summary, then what happens next (and where to approve while it waits). */
+export function summaryBlock(view: JobView): Html {
+  const next = view.finished
+    ? ''
+    : html`<p class="next" data-next><span class="muted">Next:</span> ${inline(view.next.text)}.</p>${
+        view.next.approve_via !== undefined && view.next.approve_via.length > 0
+          ? html`<ul class="approve-via">${view.next.approve_via.map((p) => html`<li><span class="muted">${p.via}</span> <code>${inline(p.how)}</code></li>`)}</ul>`
+          : ''
+      }`;
+  return html`<p class="summary-line" data-summary>${inline(view.summary)}</p>${next}`;
+}
+
+/** Who asked, how risky, and when it waited and ran. */
+export function factsList(view: JobView): Html {
+  const fact = (term: string, value: Html | string): Html => html`<div><dt>${term}</dt><dd>${value}</dd></div>`;
+  return html`<dl class="facts">
+${fact('Requested by', html`${inline(view.requester.display_name)} <span class="muted">(${inline(view.requester.subject)}, ${view.requester.origin})</span>`)}
+${fact('Risk', html`<span class="risk risk-${view.risk}">${view.risk}</span>`)}
+${fact('Created', time(view.created_at))}
+${view.started_at !== undefined ? fact('Started', time(view.started_at)) : ''}
+${view.finished_at !== undefined ? fact('Finished', time(view.finished_at)) : ''}
+${view.durations.waited_ms !== undefined && view.durations.waited_ms >= 1000 ? fact('Waited', durationWords(view.durations.waited_ms)) : ''}
+${view.state === 'running' && view.started_at !== undefined
+  ? html`<div><dt>Running for</dt><dd data-running-since="${view.started_at}">${duration(ranMs(view))}</dd></div>`
+  : view.durations.ran_ms !== undefined ? fact('Ran', durationWords(view.durations.ran_ms)) : ''}
+${fact('Time limit', durationWords(view.timeout_ms))}
+</dl>`;
+}
+
+type StepView = PlanView['batches'][number]['steps'][number];
+
+/**
+ * One step as an approver must read it, like the terminal's plan card: the exact command,
+ * who it is about, where it runs, its gate, and a stdin script whole with size and sha256.
+ */
+function stepItem(step: Omit<StepView, 'on_failure'>, rollbacks: readonly (Omit<StepView, 'on_failure'> & { armed_by: string })[]): Html {
+  // command_display is already made visible (bash quoting, $'…' escapes): only escape it for HTML.
+  const shown = step.command_display !== '' ? html`<pre class="command"><code>${step.command_display}</code></pre>` : '';
+  const gate = step.gate
+    ? html`<p class="small">Until <strong>${inline(step.gate.condition)}</strong>: runs <code>${inline(step.gate.check)}</code> on ${inline(hostsPhrase(step.gate.check_hosts))} every ${durationWords(step.gate.interval_ms)}, for up to ${durationWords(step.gate.timeout_ms)}.</p>`
+    : '';
+  const stdin =
+    step.stdin !== undefined
+      ? html`<details open><summary>Script fed on stdin · ${plural(step.stdin_bytes ?? step.stdin.length, 'byte')}, ${plural(step.stdin.split('\n').length, 'line')}${step.stdin_sha256 !== undefined ? html` · sha256 <code title="${step.stdin_sha256}">${step.stdin_sha256.slice(0, 16)}…</code>` : ''}</summary><pre class="script"><code>${block(step.stdin.replace(/\n$/, ''))}</code></pre></details>`
+      : '';
+  const undo = rollbacks.length > 0
+    ? html`<div class="rollback"><p class="small muted">If a later step fails for a host, this runs for it:</p><ul>${rollbacks.map((r) => html`<li>${stepItem(r, [])}</li>`)}</ul></div>`
+    : '';
+  return html`<p><code class="step-id">${inline(step.id)}</code> ${inline(step.description)}${step.subject !== undefined ? html` <span class="muted">(about ${inline(step.subject)})</span>` : ''} <span class="muted">on ${inline(hostsPhrase(step.hosts) || 'no hosts')} · time limit ${durationWords(step.timeout_ms)}</span></p>
+${shown}${gate}${stdin}${undo}`;
+}
+
+/** Every batch and step with its hosts, the exact commands and whole scripts. */
+export function planCard(plan: PlanView): Html {
+  if (plan.batches.length === 0) return html`<p class="muted">This tool answers from Castellan's own data; it runs nothing on hosts.</p>`;
+  const steps = plan.batches.reduce((n, b) => n + b.steps.length, 0);
+  const rolling = plan.batches.length > 1;
+  const list = (steps: readonly StepView[]): Html => html`<ol class="steps">${steps.map((s) => html`<li>${stepItem(s, s.on_failure ?? [])}</li>`)}</ol>`;
+  return html`<p>${plural(steps, 'step')} on ${inline(hostsPhrase(plan.hosts))}${rolling ? html` in ${plan.batches.length} batches${plan.window !== undefined ? html` of ${plan.window}` : ''}; stops after ${plural(plan.failure_budget, 'failure')}` : ''}.</p>
+${rolling ? html`<ol class="batches">${plan.batches.map((b) => html`<li><h4>Batch ${b.index + 1} of ${plan.batches.length}: ${inline(hostsPhrase([...new Set(b.steps.flatMap((s) => s.hosts))]))}</h4>${list(b.steps)}</li>`)}</ol>` : list(plan.batches[0]?.steps ?? [])}`;
+}
+
+/** Votes so far, M of N, and the expiry while it waits. */
+export function approvalCard(view: JobView): Html {
+  const a = view.approval;
+  if (a === undefined) return html`<p class="muted">No approval needed: ${view.risk} tools run when asked.</p>`;
+  const votes = a.votes.length === 0
+    ? html`<p class="muted">No votes yet.</p>`
+    : html`<ul class="votes">${a.votes.map(
+        (v) => html`<li><span class="state tone-${v.decision === 'approve' ? 'ok' : 'bad'}">${v.decision === 'approve' ? 'approved' : 'denied'}</span> by ${inline(v.display_name)} <span class="muted">via ${v.origin}, ${time(v.at)}</span>${v.reason !== undefined ? html` — “${inline(v.reason)}”` : ''}</li>`,
+      )}</ul>`;
+  const expiry = a.expires_at !== undefined && view.state === 'awaiting_approval'
+    ? html`<p>Expires <span data-countdown="${a.expires_at}">${time(a.expires_at)}</span> if not decided.</p>`
+    : '';
+  return html`<p><strong>${a.approvals} of ${a.required}</strong> approval${a.required === 1 ? '' : 's'}.</p>${expiry}${votes}`;
+}
+
+export function maintenanceNote(view: JobView): Html {
+  if (view.maintenance === undefined) return html``;
+  return html`<p class="notice">Maintenance window: ${inline(view.maintenance.detail)}${view.maintenance.opens_at !== undefined ? html` (opens ${time(view.maintenance.opens_at)})` : ''}.</p>`;
+}
+
+/** Batch k/n, step, hosts done and failed, a lock it waits for. */
+export function progressNote(view: JobView): Html {
+  const p = view.progress;
+  if (p === undefined) return html``;
+  return html`<p class="progress" data-progress>${p.batch !== undefined ? html`Batch ${p.batch.index} of ${p.batch.total} · ` : ''}${p.step !== undefined ? html`step <code>${inline(p.step.id)}</code> ${inline(p.step.description)} · ` : ''}<strong>${p.hosts_done} of ${plural(p.hosts_total, 'host')}</strong> done${p.hosts_failed > 0 ? html`, <span class="bad-count">${p.hosts_failed} failed</span>` : ''}${p.lock_wait !== undefined ? html` · waiting for ${inline(p.lock_wait.host)} (locked by ${jobLink(p.lock_wait.holder)})` : ''}</p>`;
+}
+
+/** Per-host status so far: the result once there is one, else what the events said. */
+export function hostStatuses(view: JobView, events: readonly StampedEvent[]): Map<string, string> {
+  const status = new Map<string, string>();
+  for (const host of view.plan.hosts) status.set(host, view.finished ? 'not run' : 'pending');
+  for (const { event } of events) {
+    if (event.type === 'host_started') status.set(event.host, 'running');
+    if (event.type === 'host_finished') status.set(event.host, event.status);
+  }
+  for (const h of view.result?.hosts ?? []) status.set(h.host, h.status);
+  return status;
+}
+
+/** Which batch each host is in (a host in several batches takes its first). */
+function batchOf(plan: PlanView): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const batch of plan.batches) for (const step of batch.steps) for (const host of [...step.hosts, ...(step.subject !== undefined ? [step.subject] : [])]) if (!out.has(host)) out.set(host, batch.index);
+  return out;
+}
+
+/** Hosts down, batches across; each cell says the host's status in words and colours it. */
+export function nodeGrid(view: JobView, events: readonly StampedEvent[]): Html {
+  if (view.plan.hosts.length === 0) return html`<p class="muted">No hosts: answered from the inventory.</p>`;
+  const batches = Math.max(1, view.plan.batches.length);
+  const where = batchOf(view.plan);
+  const status = hostStatuses(view, events);
+  const counts = new Map<string, number>();
+  for (const s of status.values()) counts.set(s, (counts.get(s) ?? 0) + 1);
+  const legend = html`<p class="legend">${[...counts.entries()].map(([s, n]) => html`${hostBadge(s)} ${n} `)}</p>`;
+  const heads = Array.from({ length: batches }, (_, i) => html`<th scope="col">Batch ${i + 1}</th>`);
+  const rows = view.plan.hosts.map((host) => {
+    const s = status.get(host) ?? 'pending';
+    const cells = Array.from({ length: batches }, (_, i) =>
+      (where.get(host) ?? 0) === i
+        ? html`<td class="cell tone-${HOST_TONE[s] ?? 'off'}" data-host="${host}" data-status="${s}">${s.replaceAll('_', ' ')}</td>`
+        : html`<td class="cell empty"><span class="sr-only">not in this batch</span></td>`,
+    );
+    return html`<tr><th scope="row">${inline(host)}</th>${cells}</tr>`;
+  });
+  return html`${legend}<div class="scroll"><table class="grid" data-grid><caption class="sr-only">Hosts by batch and status</caption><thead><tr><th scope="col">Host</th>${heads}</tr></thead><tbody>${rows}</tbody></table></div>`;
+}
+
+/** The tool's structured result as a table when it is a list of flat records (until tools declare their columns). */
+export function dataTable(data: unknown): Html {
+  const rows = Array.isArray(data) ? data : data !== null && typeof data === 'object' ? firstArray(data as Record<string, unknown>) : undefined;
+  if (rows === undefined || rows.length === 0 || !rows.every((r) => r !== null && typeof r === 'object' && !Array.isArray(r))) return html``;
+  const records = rows as Array<Record<string, unknown>>;
+  const columns = [...new Set(records.flatMap((r) => Object.keys(r)))].slice(0, 12);
+  const cell = (value: unknown): Html => (value === undefined || value === null ? html`<span class="muted">—</span>` : inline(cellText(value)));
+  return html`<div class="scroll"><table class="data"><thead><tr>${columns.map((c) => html`<th scope="col">${inline(c.replaceAll('_', ' '))}</th>`)}</tr></thead>
+<tbody>${records.slice(0, 500).map((r) => html`<tr>${columns.map((c) => html`<td>${cell(r[c])}</td>`)}</tr>`)}</tbody></table></div>`;
+}
+
+/** A nested value in one cell: `one 0.42 · five 0.38`, lists comma-separated. */
+function cellText(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number') return Number.isInteger(value) ? String(value) : value.toFixed(2);
+  if (Array.isArray(value)) return value.map(cellText).join(', ');
+  if (value !== null && typeof value === 'object') {
+    return Object.entries(value as Record<string, unknown>)
+      .map(([k, v]) => `${k.replaceAll('_', ' ')} ${cellText(v)}`)
+      .join(' · ');
+  }
+  return String(value);
+}
+
+function firstArray(record: Record<string, unknown>): unknown[] | undefined {
+  for (const value of Object.values(record)) if (Array.isArray(value)) return value as unknown[];
+  return undefined;
+}
+
+/** Output folded like the CLI: one block per group of hosts that said the same thing. */
+export function foldedOutput(view: JobView): Html {
+  const groups = view.result?.folded ?? [];
+  if (groups.length === 0) return html`<p class="muted">${view.finished ? 'No output.' : 'Output appears here as hosts finish.'}</p>`;
+  return html`${groups.map(
+    (g, i) => html`<details class="fold"${i < 3 ? html` open` : ''}><summary>${hostBadge(g.status)} <code>${inline(g.nodeset)}</code> <span class="muted">(${plural(g.count, 'host')})</span></summary>
+<pre class="output"><code>${g.text === '' ? html`<span class="muted">(no output)</span>` : block(g.text.replace(/\r?\n$/, ''))}</code></pre>${g.text_truncated === true ? html`<p class="muted small">Cut here; the whole output is in <code>castellan job --log</code>.</p>` : ''}</details>`,
+  )}`;
+}
+
+/** What the hosts said: the tool's table, folded output, per-host errors, and what is missing. */
+export function resultSection(view: JobView): Html {
+  const result = view.result;
+  if (result === undefined) return foldedOutput(view);
+  const errors = result.hosts.filter((h) => h.error !== undefined && h.status !== 'ok');
+  const cut = result.hosts.filter((h) => h.truncated).map((h) => h.host);
+  const answer = result.hosts.length === 0 && result.data !== undefined && dataTable(result.data).value === ''
+    ? html`<pre class="output"><code>${block(typeof result.data === 'string' ? result.data : JSON.stringify(result.data, null, 2))}</code></pre>`
+    : '';
+  return html`${dataTable(result.data)}${answer}${foldedOutput(view)}
+${errors.length > 0 ? html`<ul class="host-errors">${errors.map((h) => html`<li>${hostBadge(h.status)} <strong>${inline(h.host)}</strong>${h.exit_code !== null ? html` exit ${h.exit_code}` : ''}: ${inline(h.error ?? '')}</li>`)}</ul>` : ''}
+${cut.length > 0 ? html`<p class="muted small">Output cut at the size limit on ${inline(hostsPhrase(cut))}.</p>` : ''}
+${result.unknown_hosts !== undefined && result.unknown_hosts.length > 0 ? html`<p class="notice">Outcome unknown on ${inline(hostsPhrase(result.unknown_hosts))}: the worker stopped while they ran.</p>` : ''}`;
+}
+
+/** One timeline line for an event, in the terminal's words; undefined for events not worth one. */
+export function timelineText(event: StampedEvent): string | undefined {
+  return eventText(event, { color: false })?.replace(/^» /, '');
+}
+
+export function timeline(events: readonly StampedEvent[]): Html {
+  const items = events.flatMap((e) => {
+    const text = timelineText(e);
+    return text === undefined ? [] : [html`<li>${clock(e.at)} ${inline(text)}</li>`];
+  });
+  return html`<ol class="timeline" data-timeline>${items.length > 0 ? items : html`<li class="muted">Nothing yet.</li>`}</ol>`;
+}
+
+/** Hosts ok and failed once there is a result, else how many are planned. */
+export function hostTally(view: JobView): Html {
+  const hosts = view.result?.hosts;
+  if (hosts === undefined || hosts.length === 0) return html`<span class="muted">${view.plan.hosts.length > 0 ? `${view.plan.hosts.length} planned` : '—'}</span>`;
+  const ok = hosts.filter((h) => h.status === 'ok').length;
+  return html`<span class="ok-count">${ok} ok</span>${hosts.length - ok > 0 ? html` · <span class="bad-count">${hosts.length - ok} failed</span>` : ''}`;
+}
+
+/** One row of the jobs table. */
+export function jobRow(view: JobView, now = Date.now()): Html {
+  return html`<tr id="row-${view.id}" data-job="${view.id}" data-updated="${view.updated_at}">
+<td>${stateBadge(view.state)}</td>
+<td><a href="${jobHref(view.id)}"><strong>${inline(view.tool)}</strong></a><br><code class="muted small">${view.id}</code></td>
+<td>${view.plan.hosts.length > 0 ? inline(hostsPhrase(view.plan.hosts)) : html`<span class="muted">inventory</span>`}</td>
+<td>${inline(view.requester.display_name)}<br><span class="muted small">${view.requester.origin}</span></td>
+<td>${time(view.created_at, now)}</td>
+<td${view.state === 'running' && view.started_at !== undefined ? html` data-running-since="${view.started_at}"` : ''}>${duration(ranMs(view, now))}</td>
+<td>${hostTally(view)}</td>
+</tr>`;
+}

@@ -1,0 +1,123 @@
+// The HTML renderer of the shared job view (src/present/render/html.ts): it shows what the view
+// says (summary, next step, exact commands, script size and sha256, votes, per-host status,
+// folded output, event lines in the terminal's words), with untrusted text escaped and its
+// control characters visible.
+import { createHash } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import type { StampedEvent } from '../../queues/events.js';
+import type { JobRecord } from '../../queues/records.js';
+import { jobView } from '../../src/present/job-view.js';
+import { approvalCard, factsList, jobRow, nodeGrid, planCard, resultSection, summaryBlock, timeline } from '../../src/present/render/html.js';
+import { eventText } from '../../src/present/render/text.js';
+
+const SCRIPT = 'echo "<script>alert(1)</script>"\nrm -rf /tmp/x\u202e\n';
+
+const record = (over: Partial<JobRecord> = {}): JobRecord => ({
+  id: 'jtest0001abcd',
+  tool: 'exec',
+  risk: 'destructive',
+  input: { targets: 'node[01-03]' },
+  plan: {
+    tool: 'exec',
+    hosts: ['node01', 'node02', 'node03'],
+    failureBudget: 1,
+    batches: [
+      { steps: [{ id: 'run', description: 'run the script', hosts: ['node01', 'node02'], timeoutMs: 60_000, action: { kind: 'exec', asRoot: true, argv: ['sh', '-s', 'a\u001bb'], stdin: SCRIPT } }] },
+      { steps: [{ id: 'run', description: 'run the script', hosts: ['node03'], timeoutMs: 60_000, action: { kind: 'exec', asRoot: true, argv: ['sh', '-s', 'a\u001bb'], stdin: SCRIPT } }] },
+    ],
+  },
+  planHash: 'abcdef0123456789abcdef',
+  requester: { subject: 'oscar', displayName: 'Oscar <b>Op</b>', groups: ['ops'], roles: ['operator'], origin: 'cli' },
+  replyTo: { kind: 'cli' },
+  createdAt: '2026-11-29T05:00:00.000Z',
+  approvalsRequired: 2,
+  expiresAt: Date.parse('2026-11-29T05:15:00.000Z'),
+  timeoutMs: 600_000,
+  state: 'awaiting_approval',
+  votes: [{ subject: 'april', displayName: 'April', origin: 'dashboard', decision: 'approve', at: '2026-11-29T05:01:00.000Z', planHash: 'abcdef0123456789abcdef' }],
+  updatedAt: '2026-11-29T05:01:00.000Z',
+  attempt: 0,
+  ...over,
+});
+
+const places = { publicUrl: 'https://castellan.example' };
+
+describe('HTML of a job view', () => {
+  it('says what the view says: summary, next step with where to approve, M of N and the votes', () => {
+    const view = jobView(record(), { places });
+    const summary = summaryBlock(view).value;
+    expect(summary).toContain('exec on node[01-03] (3 hosts) waits for approval (1 of 2)');
+    expect(summary).toContain('needs 1 more approval from someone with the approver role other than Oscar &lt;b&gt;Op&lt;/b&gt;');
+    expect(summary).toContain('https://castellan.example/ui/jobs/jtest0001abcd');
+    const approval = approvalCard(view).value;
+    expect(approval).toContain('<strong>1 of 2</strong>');
+    expect(approval).toContain('approved</span> by April');
+    expect(approval).toContain('data-countdown="2026-11-29T05:15:00.000Z"');
+    expect(factsList(view).value).toContain('Oscar &lt;b&gt;Op&lt;/b&gt;');
+  });
+
+  it('shows each step with the exact command, the whole script escaped, and the sha256 the view computed', () => {
+    const view = jobView(record(), { places });
+    const plan = planCard(view.plan).value;
+    expect(plan).toContain('2 batches');
+    expect(plan).toContain(view.plan.batches[0]!.steps[0]!.command_display.replaceAll("'", '&#39;'));
+    expect(plan).toContain("$&#39;a\\eb&#39;");
+    expect(plan).not.toContain('<script>');
+    expect(plan).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
+    expect(plan).toContain('\\u{202e}');
+    const sha = createHash('sha256').update(SCRIPT).digest('hex');
+    expect(plan).toContain(`title="${sha}"`);
+    expect(plan).toContain(`${Buffer.byteLength(SCRIPT)} bytes`);
+  });
+
+  it('colours the node × batch grid from the events while it runs, and from the result once it ended', () => {
+    const running = jobView(record({ state: 'running', startedAt: '2026-11-29T05:02:00.000Z' }));
+    const events: StampedEvent[] = [
+      { id: '1-0', at: Date.parse('2026-11-29T05:02:01Z'), event: { type: 'host_started', step: 'run', host: 'node01' } },
+      { id: '2-0', at: Date.parse('2026-11-29T05:02:02Z'), event: { type: 'host_finished', step: 'run', host: 'node02', status: 'failed', exitCode: 3, durationMs: 1200 } },
+    ];
+    const grid = nodeGrid(running, events).value;
+    expect(grid).toContain('data-host="node01" data-status="running"');
+    expect(grid).toContain('data-host="node02" data-status="failed"');
+    expect(grid).toContain('data-host="node03" data-status="pending"');
+    // node03 is in the second batch: its cell is in the second column.
+    expect(grid).toMatch(/<th scope="row">node03<\/th><td class="cell empty">.*?<\/td><td class="cell tone-wait" data-host="node03"/);
+
+    const done = jobView(record({
+      state: 'partially_failed',
+      startedAt: '2026-11-29T05:02:00.000Z',
+      finishedAt: '2026-11-29T05:02:09.000Z',
+      result: {
+        hosts: [
+          { host: 'node01', status: 'ok', step: 'run', exitCode: 0, stdout: 'fine\n', stderr: '', durationMs: 900, truncated: false },
+          { host: 'node02', status: 'ok', step: 'run', exitCode: 0, stdout: 'fine\n', stderr: '', durationMs: 800, truncated: false },
+          { host: 'node03', status: 'unreachable', step: 'run', exitCode: null, stdout: '', stderr: '', durationMs: 5000, truncated: false, error: 'connect \u001b[31mrefused' },
+        ],
+        folded: [
+          { nodeset: 'node[01-02]', count: 2, status: 'ok', text: 'fine\n' },
+          { nodeset: 'node03', count: 1, status: 'unreachable', text: '' },
+        ],
+      } as unknown as JobRecord['result'],
+    }));
+    expect(nodeGrid(done, events).value).toContain('data-host="node02" data-status="ok"');
+    const result = resultSection(done).value;
+    expect(result).toContain('<code>node[01-02]</code>');
+    expect(result).toContain('(2 hosts)');
+    expect(result).toContain('connect \\x1b[31mrefused');
+    const row = jobRow(done).value;
+    expect(row).toContain('2 ok</span> · <span class="bad-count">1 failed');
+    expect(row).toContain('9.0 s');
+  });
+
+  it('words the timeline as the terminal does', () => {
+    const events: StampedEvent[] = [
+      { id: '1-0', at: Date.parse('2026-11-29T05:02:00Z'), event: { type: 'state', state: 'running' } },
+      { id: '2-0', at: Date.parse('2026-11-29T05:02:02Z'), event: { type: 'host_finished', step: 'run', host: 'node<02>', status: 'ok', exitCode: 0, durationMs: 1200 } },
+      { id: '3-0', at: Date.parse('2026-11-29T05:02:03Z'), event: { type: 'output', step: 'run', host: 'node02', stream: 'stdout', text: 'not a timeline line' } },
+    ];
+    const html = timeline(events).value;
+    expect(html).toContain(eventText(events[0]!, { color: false })!.replace('» ', ''));
+    expect(html).toContain('node&lt;02&gt;: ok (1.2 s)');
+    expect(html).not.toContain('not a timeline line');
+  });
+});
