@@ -11,8 +11,8 @@
 //
 // A node's expected peers on a plane are every other inventory host with that plane (or the
 // plane's `peers` list, for hub-and-spoke planes). Peers are named by the inventory host that
-// owns their public key; keys themselves never leave this module (an unknown key is shown as a
-// short sha256 fingerprint). The answer is a node × peer matrix per plane plus one line per
+// owns their public key; no key leaves the node (the host script sends sha256 digests of public
+// keys, and an unknown one is shown as 12 digits of it). The answer is a node × peer matrix per plane plus one line per
 // problem, so gates (`healthy`, `node_meshed`) and people read the same thing.
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
@@ -128,16 +128,27 @@ function expectedAllowedIps(layout: MeshLayout, plane: string, host: string): st
 /**
  * argv after the script: the ping wait in seconds, the planes, `--`, then (plane, address)
  * pairs to ping. One script for every node: a node skips addresses that are its own. Each
- * dump is masked on the host; a plane whose `wg show` fails becomes a `down` line with wg's
- * first error line. Pings run together, each bounded by -c 1 -W wait.
+ * dump is masked on the host (private and preshared keys hidden by wireguard_status's filter,
+ * then every public key replaced by its sha256, which is all Castellan needs to name the
+ * peer), so no key reaches the job's output. A plane whose `wg show` fails becomes a `down`
+ * line with wg's first error line. Pings run together, each bounded by -c 1 -W wait.
  */
 export const MESH_SCRIPT = [
   'now=$(date +%s) || exit 1',
   'echo "now $now"',
+  "T=$(printf '\\t')",
+  'fp() { printf %s "$1" | sha256sum | cut -d " " -f 1; }',
   'wait_s=$1; shift',
   'while [ "$#" -gt 0 ] && [ "$1" != -- ]; do',
   '  if dump=$(wg show "$1" dump 2>&1); then',
-  `    printf '%s\\n' "$dump" | awk -v i="$1" 'BEGIN { FS = OFS = "\\t" } NF > 0 { print i, $0 }' | awk '${WG_MASK_AWK}'`,
+  `    printf '%s\\n' "$dump" | awk -v i="$1" 'BEGIN { FS = OFS = "\\t" } NF > 0 { print i, $0 }' | awk '${WG_MASK_AWK}' |`,
+  '    while IFS="$T" read -r w i a b c d e f g h; do',
+  '      if [ -z "$e" ]; then',
+  `        printf '%s\\t%s\\t%s\\tsha256:%s\\t%s\\t%s\\n' "$w" "$i" "$a" "$(fp "$b")" "$c" "$d"`,
+  '      else',
+  `        printf '%s\\t%s\\tsha256:%s\\t%s\\t%s\\t%s\\t%s\\t%s\\t%s\\t%s\\n' "$w" "$i" "$(fp "$a")" "$b" "$c" "$d" "$e" "$f" "$g" "$h"`,
+  '      fi',
+  '    done',
   '  else',
   `    printf 'down\\t%s\\t%s\\n' "$1" "$(printf '%s\\n' "$dump" | head -n 1)"`,
   '  fi',
@@ -233,7 +244,10 @@ export interface WireguardMesh {
   healthy: boolean;
 }
 
-const fingerprint = (key: string): string => `sha256:${createHash('sha256').update(key).digest('hex').slice(0, 12)}`;
+/** What the host script puts in place of a public key: `sha256:` and the key's hex digest. */
+export const keyDigest = (key: string): string => `sha256:${createHash('sha256').update(key).digest('hex')}`;
+/** How an unknown key is shown: the digest's first 12 hex digits. */
+const shortDigest = (digest: string): string => digest.slice(0, 'sha256:'.length + 12);
 const sameSet = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',');
 
 function ageWords(p: WireguardPeer): string {
@@ -255,11 +269,11 @@ function judgeNode(layout: MeshLayout, host: string, planes: readonly string[], 
       out.push({ plane, up: false, error, listen_port: null, expected_port: expectedPort, key_matches_inventory: null, peers: [] });
       continue;
     }
-    const keyMatches = mine.public_key === undefined ? null : mine.public_key === iface.public_key;
+    const keyMatches = mine.public_key === undefined ? null : keyDigest(mine.public_key) === iface.public_key;
     if (keyMatches === false) problems.push(`${at}: the interface's public key is not the one in the inventory`);
     if (expectedPort !== null && iface.listen_port !== expectedPort) problems.push(`${at}: listens on ${iface.listen_port ?? 'no port'}, the plane's port is ${expectedPort}`);
     const owners = new Map<string, string>();
-    for (const [name, vars] of members) if (vars.public_key) owners.set(vars.public_key, name);
+    for (const [name, vars] of members) if (vars.public_key) owners.set(keyDigest(vars.public_key), name);
     const expected = expectedPeers(layout, plane, host);
     const seen = new Set<string>();
     const peers: MeshPeer[] = [];
@@ -272,7 +286,7 @@ function judgeNode(layout: MeshLayout, host: string, planes: readonly string[], 
       const address = owner ? layout.planes.get(plane)?.get(owner)?.address : undefined;
       const ping = address !== undefined ? reading.pings.get(`${plane}\t${bare(address)}`) : undefined;
       const own: string[] = [];
-      const who = owner ?? `unknown key ${fingerprint(p.public_key)}`;
+      const who = owner ?? `unknown key ${shortDigest(p.public_key)}`;
       let state: MeshPeer['state'] = 'ok';
       if (!isExpected) {
         state = 'unexpected';
@@ -291,7 +305,7 @@ function judgeNode(layout: MeshLayout, host: string, planes: readonly string[], 
       problems.push(...own);
       peers.push({
         peer: owner,
-        key_fingerprint: owner ? null : fingerprint(p.public_key),
+        key_fingerprint: owner ? null : shortDigest(p.public_key),
         expected: isExpected,
         present: true,
         state,
@@ -332,6 +346,10 @@ function judgeNode(layout: MeshLayout, host: string, planes: readonly string[], 
         problems: [text],
       });
     }
+    // Inventory order (the matrix's), strangers last: wg lists peers in no useful order.
+    const order = [...members.keys()];
+    const rank = (p: MeshPeer): number => (p.peer === null ? order.length : order.indexOf(p.peer));
+    peers.sort((a, b) => rank(a) - rank(b));
     out.push({ plane, up: true, error: null, listen_port: iface.listen_port, expected_port: expectedPort, key_matches_inventory: keyMatches, peers });
   }
   return out;

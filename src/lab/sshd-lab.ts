@@ -43,6 +43,13 @@ export interface LabOptions {
    * tests need. Off by default, so `castellan lab up` can exit and leave its lab running.
    */
   dieWithParent?: boolean;
+  /**
+   * Nodes that are network namespaces (the WireGuard mesh test): node i listens on
+   * `addresses[i]:port` inside its own namespace, and its sshd is started through `enter(name)`,
+   * an argv prefix that execs in place (`nsenter --net=… --mount=… --`), so the commands a
+   * session runs see that node's interfaces. Absent: every node on 127.0.0.x, one probed port.
+   */
+  namespaces?: { addresses: readonly string[]; port: number; enter(name: string): string[] };
 }
 
 /** PATH of a lab session when the node has its own bin dir; the rest is sshd's usual default. */
@@ -85,6 +92,8 @@ interface NodeRecord extends LabNode {
   configFile: string;
   logFile: string;
   pidFile: string;
+  /** argv prefix that puts sshd in the node's namespaces (LabOptions.namespaces). */
+  enter?: string[] | undefined;
 }
 
 interface LabState {
@@ -100,6 +109,8 @@ interface LabState {
   redisUrl?: string | undefined;
   nodeBinDirs?: boolean | undefined;
   dieWithParent?: boolean | undefined;
+  /** The port every namespaced node listens on (no probing: each namespace has its own ports). */
+  fixedPort?: number | undefined;
   nodes: NodeRecord[];
 }
 
@@ -201,7 +212,8 @@ async function startSshd(node: NodeRecord, state: LabState): Promise<void> {
   try {
     const sshdArgs = ['-D', '-f', node.configFile, '-E', node.logFile];
     // setpriv execs sshd in place (same pid), so the recorded pid stays the listener's.
-    const [program, args] = state.dieWithParent === true ? [SETPRIV, ['--pdeathsig', 'SIGKILL', '--', SSHD, ...sshdArgs]] : [SSHD, sshdArgs];
+    const plain = state.dieWithParent === true ? [SETPRIV, '--pdeathsig', 'SIGKILL', '--', SSHD, ...sshdArgs] : [SSHD, ...sshdArgs];
+    const [program = SSHD, ...args] = [...(node.enter ?? []), ...plain];
     const child = spawn(program, args, {
       // Own session either way: a terminal's Ctrl-C or hang-up reaches the owner, which stops
       // the nodes in order; without dieWithParent they also survive the CLI that started them.
@@ -320,7 +332,8 @@ export async function labUp(options: LabOptions): Promise<Lab> {
   await chmod(loginUserKeys, 0o644);
 
   const types = options.hostKeyTypes && options.hostKeyTypes.length > 0 ? options.hostKeyTypes : (['ed25519'] as const);
-  const addresses = allocateLoopbackAddresses(count, '127.0.0.2');
+  if (options.namespaces && options.namespaces.addresses.length !== count) throw new Error(`namespaces: ${options.namespaces.addresses.length} addresses for ${count} nodes`);
+  const addresses = options.namespaces ? [...options.namespaces.addresses] : allocateLoopbackAddresses(count, '127.0.0.2');
   const nodes: NodeRecord[] = addresses.map((address, i) => {
     const name = nodeName(i + 1, count);
     const hostKeyType = types[i % types.length] ?? 'ed25519';
@@ -335,6 +348,7 @@ export async function labUp(options: LabOptions): Promise<Lab> {
       configFile: path.join(nodeDir, 'sshd_config'),
       logFile: path.join(nodeDir, 'sshd.log'),
       pidFile: path.join(nodeDir, 'sshd.pid'),
+      enter: options.namespaces?.enter(name),
     };
   });
   await forEachLimited(nodes, START_CONCURRENCY, async (node) => {
@@ -356,11 +370,12 @@ export async function labUp(options: LabOptions): Promise<Lab> {
     redisUrl: options.redisUrl,
     nodeBinDirs: options.nodeBinDirs,
     dieWithParent: options.dieWithParent,
+    fixedPort: options.namespaces?.port,
     nodes,
   };
 
   for (let attempt = 1; ; attempt++) {
-    state.port = await findPortFreeOnAll(addresses);
+    state.port = state.fixedPort ?? (await findPortFreeOnAll(addresses));
     await writeLabFiles(state);
     try {
       await forEachLimited(nodes, START_CONCURRENCY, (node) => startSshd(node, state));

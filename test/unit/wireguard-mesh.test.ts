@@ -11,10 +11,12 @@ import type { Host, Inventory } from '../../config/types.js';
 import { getTool, validateInput } from '../../tools/index.js';
 import type { HostResult } from '../../tools/host-result.js';
 import type { PlanContext } from '../../tools/types.js';
-import { MESH_SCRIPT, meshLayout, judgeMesh, nodeTrouble, type WireguardMesh } from '../../tools/wireguard-mesh.js';
+import { keyDigest, MESH_SCRIPT, meshLayout, judgeMesh, nodeTrouble, type WireguardMesh } from '../../tools/wireguard-mesh.js';
 import { hostResult, stepResults } from './tools-fixtures.js';
 
 const key = (c: string, plane: number): string => `${c.repeat(41)}${plane}A=`;
+/** The script replaces public keys by their digest before they leave the host. */
+const dg = (c: string, plane: number): string => keyDigest(key(c, plane));
 const NODES = ['n1', 'n2', 'n3', 'n4'];
 const PLANES = [
   { name: 'wg0', port: 51820, net: '10.77' },
@@ -51,11 +53,11 @@ function reading(i: number, opts: { age?: (peer: number, plane: number) => numbe
       lines.push(`down\t${p.name}\tUnable to access interface: No such device`);
       return;
     }
-    lines.push(`wg\t${p.name}\t(hidden)\t${key('ABCD'[i] ?? 'Z', j)}\t${p.port}\toff`);
+    lines.push(`wg\t${p.name}\t(hidden)\t${dg('ABCD'[i] ?? 'Z', j)}\t${p.port}\toff`);
     NODES.forEach((_, k) => {
       if (k === i || opts.skip?.(k, j)) return;
       const age = opts.age?.(k, j) ?? 10;
-      lines.push(`wg\t${p.name}\t${key('ABCD'[k] ?? 'Z', j)}\t(none)\t192.168.1.${k + 1}:${p.port}\t${p.net}.0.${k + 1}/32\t${NOW - age}\t${1000 + k}\t${2000 + k}\t25`);
+      lines.push(`wg\t${p.name}\t${dg('ABCD'[k] ?? 'Z', j)}\t(none)\t192.168.1.${k + 1}:${p.port}\t${p.net}.0.${k + 1}/32\t${NOW - age}\t${1000 + k}\t${2000 + k}\t25`);
     });
   });
   lines.push(...(opts.extra ?? []), ...(opts.pings ?? []));
@@ -99,7 +101,7 @@ describe('wireguard_mesh: judging readings against the inventory', () => {
   it('a wrong key: the expected peer is missing and the stray key is unexpected, shown only as a fingerprint', () => {
     const stray = `${'Q'.repeat(42)}A=`;
     const outputs = NODES.map((_, i) =>
-      i === 2 ? reading(i, { skip: (k, j) => k === 1 && j === 1, extra: [`wg\twg1\t${stray}\t(none)\t192.168.1.2:51821\t10.78.0.2/32\t0\t0\t148\t25`] }) : reading(i),
+      i === 2 ? reading(i, { skip: (k, j) => k === 1 && j === 1, extra: [`wg\twg1\t${keyDigest(stray)}\t(none)\t192.168.1.2:51821\t10.78.0.2/32\t0\t0\t148\t25`] }) : reading(i),
     );
     const mesh = judge(outputs);
     expect(mesh.planes[1]?.matrix.n3).toEqual({ n1: 'ok', n2: 'missing', n4: 'ok' });
@@ -108,13 +110,14 @@ describe('wireguard_mesh: judging readings against the inventory', () => {
       'n3 wg1: peer n2 missing',
     ]);
     expect(JSON.stringify(mesh)).not.toContain(stray);
+    expect(mesh.nodes[2]?.planes[1]?.peers.at(-1)?.key_fingerprint).toBe(keyDigest(stray).slice(0, 19));
     expect(JSON.stringify(mesh)).not.toContain(key('C', 1));
   });
 
   it('endpoint and allowed-IPs mismatches, a wrong port, a changed interface key, a plane down', () => {
     const outputs = NODES.map((_, i) => reading(i));
     outputs[0] = (outputs[0] ?? '').replace('192.168.1.2:51820', '192.168.1.99:51820').replace('10.77.0.3/32', '10.77.0.3/32,10.0.0.0/8');
-    outputs[1] = reading(1, { down: ['wg1'] }).replace(`${key('B', 0)}\t51820`, `${key('Z', 0)}\t51899`);
+    outputs[1] = reading(1, { down: ['wg1'] }).replace(`${dg('B', 0)}\t51820`, `${dg('Z', 0)}\t51899`);
     const mesh = judge(outputs);
     expect(mesh.planes[0]?.matrix.n1).toEqual({ n2: 'mismatch', n3: 'mismatch', n4: 'ok' });
     expect(mesh.planes[1]?.matrix.n2).toEqual({ n1: 'down', n3: 'down', n4: 'down' });
@@ -199,7 +202,7 @@ describe('wireguard_mesh: the host script', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'castellan-mesh-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('masks the private key of each plane, reports a missing plane as down, skips its own address when pinging', () => {
+  it('masks the private and preshared keys, replaces public keys by their digest, reports a missing plane as down, skips its own address when pinging', () => {
     const bin = path.join(dir, 'bin');
     execFileSync('mkdir', ['-p', bin]);
     // A stand-in wg for the layout only; the real one runs in the integration test.
@@ -218,12 +221,14 @@ describe('wireguard_mesh: the host script', () => {
     for (const f of ['wg', 'ip', 'ping']) chmodSync(path.join(bin, f), 0o755);
     const out = execFileSync('/bin/sh', ['-c', MESH_SCRIPT, 'wireguard_mesh', '2', 'wg0', 'wg1', '--', 'wg0', '127.0.0.1', 'wg0', '127.0.0.8', 'wg0', '127.0.0.9'], { encoding: 'utf8', env: { PATH: `${bin}:/usr/bin:/bin` } });
     expect(out).not.toContain('SECRET');
+    expect(out).not.toContain(key('A', 0));
+    expect(out).not.toContain(key('B', 0));
     const lines = out.trim().split('\n').sort();
     expect(lines).toEqual(
       [
         `now ${lines.find((l) => l.startsWith('now '))?.slice(4)}`,
-        `wg\twg0\t(hidden)\t${key('A', 0)}\t51820\toff`,
-        `wg\twg0\t${key('B', 0)}\t(hidden)\t192.168.1.2:51820\t10.77.0.2/32\t${NOW}\t1\t2\t25`,
+        `wg\twg0\t(hidden)\t${dg('A', 0)}\t51820\toff`,
+        `wg\twg0\t${dg('B', 0)}\t(hidden)\t192.168.1.2:51820\t10.77.0.2/32\t${NOW}\t1\t2\t25`,
         'down\twg1\tUnable to access interface: No such device',
         'ping\twg0\t127.0.0.8\tok\t0.25',
         'ping\twg0\t127.0.0.9\tfail\t',
