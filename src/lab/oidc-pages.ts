@@ -48,3 +48,24 @@ export function logoutPage(host: string, form: string): string {
 export function signedOutPage(): string {
   return page('Castellan lab sign-out', '<p>You are signed out of the lab provider.</p>');
 }
+
+/** Device flow, step 1: type the code the terminal shows (`form` is the provider's, with its xsrf). */
+export function deviceCodePage(form: string, error?: string): string {
+  const problem = error === undefined ? '<p>Enter the code that <code>castellan login --device</code> printed.</p>' : `<p role="alert">${escape(error)}</p>`;
+  return page('Castellan lab device sign-in', `${problem}${form}<button type="submit" form="op.deviceInputForm">Continue</button>`);
+}
+
+/** Device flow, step 2: the person checks that the code is the one on their terminal. */
+export function deviceConfirmPage(form: string, clientId: string, userCode: string): string {
+  return page(
+    'Castellan lab device sign-in',
+    `<p>Client <code>${escape(clientId)}</code> wants to sign in on a device showing the code</p><p><code>${escape(userCode)}</code></p>
+<p>Continue only if your terminal shows exactly this code.</p>${form}
+<button type="submit" form="op.deviceConfirmForm">Continue</button>
+<button type="submit" form="op.deviceConfirmForm" value="yes" name="abort">Abort</button>`,
+  );
+}
+
+export function deviceDonePage(): string {
+  return page('Castellan lab device sign-in', '<p>Signed in. Return to your terminal: it has its token now.</p>');
+}

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { exportJWK, generateKeyPair, SignJWT, type JWTPayload } from 'jose';
 import Provider, { errors, type Account, type Interaction, type ResourceServerInfo } from 'oidc-provider';
-import { consentPage, loginPage, logoutPage, signedOutPage } from './oidc-pages.js';
+import { consentPage, deviceCodePage, deviceConfirmPage, deviceDonePage, loginPage, logoutPage, signedOutPage } from './oidc-pages.js';
 
 export interface LabUser {
   readonly username: string;
@@ -91,9 +91,13 @@ const AUTHELIA_ROUTES = {
   revocation: '/api/oidc/revocation',
   end_session: '/api/oidc/logout',
   jwks: '/jwks.json',
+  // RFC 8628, as Authelia serves it: the CLI asks here, the person types the code at /device.
+  device_authorization: '/api/oidc/device-authorization',
+  code_verification: '/device',
 };
 
 export const DASHBOARD_CLIENT_ID = 'castellan-dashboard';
+const DEVICE_CODE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 
 /** Where the MCP Inspector's web UI lives, and the redirect URIs it uses (registered for `mcp-inspector`). */
 export const MCP_INSPECTOR_ORIGIN = 'http://localhost:6274';
@@ -114,7 +118,8 @@ function defaultClients(castellanSecret: string, dashboardSecret: string, resour
       redirect_uris: [`${base}/slack/link/callback`],
     },
     // RFC 8252 native clients: any loopback port is accepted for these redirect URIs.
-    { ...publicClient, client_id: 'castellan-cli', application_type: 'native', redirect_uris: ['http://127.0.0.1/callback'] },
+    // `castellan login --device` (RFC 8628) for terminals with no browser at hand.
+    { ...publicClient, client_id: 'castellan-cli', application_type: 'native', redirect_uris: ['http://127.0.0.1/callback'], grant_types: [...publicClient.grant_types, DEVICE_CODE_GRANT] },
     { ...publicClient, client_id: 'claude-code', application_type: 'native', redirect_uris: ['http://localhost/callback'] },
     // The MCP Inspector's web UI (≥ 0.16) redirects to /oauth/callback, its guided flow to /oauth/callback/debug.
     { ...publicClient, client_id: 'mcp-inspector', application_type: 'web', redirect_uris: [...MCP_INSPECTOR_REDIRECTS] },
@@ -222,6 +227,19 @@ export async function startLabOidc(options: LabOidcOptions): Promise<LabOidc> {
         },
       },
       userinfo: { enabled: true },
+      // Device authorization grant with local pages (the defaults load web fonts).
+      deviceFlow: {
+        enabled: true,
+        userCodeInputSource: (ctx: { body: string }, form: string, _out: unknown, err?: { name?: string; userCode?: string }) => {
+          ctx.body = deviceCodePage(form, err === undefined ? undefined : err.userCode !== undefined || err.name === 'NoCodeError' ? 'That code is not right (or has expired). Try again.' : 'The sign-in could not continue. Start again from the terminal.');
+        },
+        userCodeConfirmSource: (ctx: { body: string }, form: string, client: { clientId: string }, _info: unknown, userCode: string) => {
+          ctx.body = deviceConfirmPage(form, client.clientId, userCode);
+        },
+        successSource: (ctx: { body: string }) => {
+          ctx.body = deviceDonePage();
+        },
+      },
       registration: { enabled: false },
       resourceIndicators: {
         enabled: true,

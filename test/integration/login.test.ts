@@ -12,7 +12,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findFreePort } from '../../src/lab/net.js';
 import { CLI, runCli } from '../support/castellan.js';
-import { signInAt } from '../support/oidc.js';
+import { approveDeviceCode, signInAt } from '../support/oidc.js';
 
 let dir = '';
 let server = '';
@@ -144,6 +144,30 @@ describe('castellan login', () => {
     const who = await runCli(['whoami', '--server', server], { env: env() });
     expect(who.code).not.toBe(0);
     expect(who.stderr).toContain('not logged in');
+  });
+
+  it('logs in with the device authorization grant: the code is typed on another device', async () => {
+    const child = spawn(process.execPath, [CLI, 'login', '--server', server, '--device'], { env: { ...process.env, ...env(), NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const prompt = /To log in, open (\S+) and enter the code (\S+)/;
+    for (let i = 0; i < 300 && !prompt.test(stderr); i++) await new Promise((r) => setTimeout(r, 100));
+    const [, uri, userCode] = prompt.exec(stderr) ?? [];
+    expect(uri, stderr).toBeDefined();
+    expect(new URL(uri!).origin).toBe(new URL(issuer).origin);
+    // A wrong code is refused on the page, and nothing is granted.
+    await expect(approveDeviceCode(new URL('/device', issuer).href, 'WRONG-CODE', 'oscar', 'oscar-lab-password')).rejects.toThrow(/no form op\.deviceConfirmForm.*not right/s);
+    const done = await approveDeviceCode(new URL('/device', issuer).href, userCode!, 'oscar', 'oscar-lab-password');
+    expect(done).toContain('Signed in. Return to your terminal');
+    expect(await closed, stderr).toBe(0);
+    expect(stdout).toMatch(new RegExp(`logged in to ${server} as oscar \\(.*operator.*\\); token stored`));
+    const who = await runCli(['whoami', '--server', server], { env: env() });
+    expect(who.stdout).toMatch(/^subject\s+oscar$/m);
+    expect(who.stdout).toMatch(/refreshed automatically/);
+    await runCli(['logout', '--server', server], { env: env() });
   });
 
   it('a user without a role logs in but is told so', async () => {

@@ -203,3 +203,46 @@ export async function forgedAccessToken(lab: LabOidc, username: string): Promise
     .setExpirationTime(now + 600)
     .sign(privateKey);
 }
+
+/** The hidden and named fields of the first `<form id="…">` in a page (the provider's device forms). */
+function formFields(html: string, id: string): { action: string; fields: URLSearchParams } {
+  const form = new RegExp(`<form id="${id.replaceAll('.', '\\.')}"[^>]*action="([^"]+)"[^>]*>([\\s\\S]*?)</form>`).exec(html);
+  if (!form) throw new Error(`no form ${id} in: ${html.slice(0, 300)}`);
+  const fields = new URLSearchParams();
+  for (const input of form[2]!.matchAll(/<input\b[^>]*>/g)) {
+    const name = /name="([^"]+)"/.exec(input[0])?.[1];
+    if (name !== undefined) fields.set(name, /value="([^"]*)"/.exec(input[0])?.[1] ?? '');
+  }
+  return { action: form[1]!, fields };
+}
+
+/**
+ * Play the person on another device in the device authorization grant (RFC 8628): open the
+ * verification URI, type the user code, confirm it, sign in and consent. Resolves with the
+ * final page's text; throws with the provider's answer when a step fails.
+ */
+export async function approveDeviceCode(verificationUri: string, userCode: string, username: string, password: string, jar = new CookieJar()): Promise<string> {
+  const start = new URL(verificationUri);
+  const post = (url: URL, body: URLSearchParams): Promise<Response> => step(jar, url, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
+  const input = formFields(await (await step(jar, start)).text(), 'op.deviceInputForm');
+  input.fields.set('user_code', userCode);
+  const confirmPage = await post(new URL(input.action, start), input.fields);
+  const confirm = formFields(await confirmPage.text(), 'op.deviceConfirmForm');
+  let response = await post(new URL(confirm.action, start), confirm.fields);
+  for (let hops = 0; hops < 12; hops += 1) {
+    if (response.status === 200) return response.text();
+    const location = response.headers.get('location');
+    if (response.status < 300 || response.status >= 400 || location === null) throw new Error(`device sign-in stopped at HTTP ${response.status}: ${(await response.text()).slice(0, 300)}`);
+    const next = new URL(location, start);
+    if (!next.pathname.startsWith('/interaction/')) {
+      response = await step(jar, next);
+      continue;
+    }
+    const html = await (await step(jar, next)).text();
+    const action = /action="([^"]+)"/.exec(html)?.[1];
+    if (action === undefined) throw new Error(`interaction page without a form: ${html.slice(0, 200)}`);
+    response = await post(new URL(action, start), action.endsWith('/login') ? new URLSearchParams({ username, password }) : new URLSearchParams());
+    if (response.status === 401) throw new Error(`lab sign-in refused ${username}: wrong password`);
+  }
+  throw new Error('device sign-in did not finish within 12 redirects');
+}
