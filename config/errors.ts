@@ -10,6 +10,7 @@ export const ERROR_CODES = {
   unauthenticated: { http: 401, exit: 77 },
   not_found: { http: 404, exit: 66 },
   conflict: { http: 409, exit: 75 },
+  rate_limited: { http: 429, exit: 75 },
   unavailable: { http: 503, exit: 69 },
   read_only: { http: 403, exit: 77 },
   internal: { http: 500, exit: 70 },
@@ -22,6 +23,8 @@ export class CastellanError extends Error {
     message: string,
     /** Field path for input problems ("lines", "targets"). */
     readonly field?: string | undefined,
+    /** rate_limited: seconds until trying again can succeed (HTTP Retry-After). */
+    readonly retryAfterS?: number | undefined,
   ) {
     super(message);
     this.name = 'CastellanError';

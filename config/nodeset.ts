@@ -24,6 +24,8 @@ export class NodeSetError extends Error {
 
 export interface ExpandOptions {
   readonly limit?: number;
+  /** The setting the limit comes from, named in the refusal (`limits.max_hosts`). */
+  readonly limitName?: string | undefined;
 }
 
 /**
@@ -34,14 +36,15 @@ export interface ExpandOptions {
  */
 export function expandNodeSet(pattern: string, options: ExpandOptions = {}): string[] {
   const limit = options.limit ?? DEFAULT_EXPAND_LIMIT;
+  const named = options.limitName !== undefined ? ` (${options.limitName}); nothing was expanded` : '';
   const seen = new Set<string>();
   let total = 0;
   for (const { text, offset } of splitTopLevel(pattern)) {
-    const parts = parseElement(text, offset, limit);
+    const parts = parseElement(text, offset, limit, named);
     const size = parts.reduce((n, part) => n * part.length, 1);
     total += size;
     if (total > limit) {
-      throw new NodeSetError(`node set '${pattern}' expands to more than ${limit} names`);
+      throw new NodeSetError(`node set '${pattern}' expands to more than ${limit} names${named}`);
     }
     for (const name of cartesian(parts)) seen.add(name);
   }
@@ -71,7 +74,7 @@ function splitTopLevel(pattern: string): Array<{ text: string; offset: number }>
 }
 
 /** One comma-free element -> its parts: literal strings (1 choice) and brackets (n choices). */
-function parseElement(text: string, offset: number, limit: number): string[][] {
+function parseElement(text: string, offset: number, limit: number, named = ''): string[][] {
   const parts: string[][] = [];
   let literal = '';
   let i = 0;
@@ -85,7 +88,7 @@ function parseElement(text: string, offset: number, limit: number): string[][] {
       }
       if (literal !== '') parts.push([literal]);
       literal = '';
-      parts.push(parseRangeList(text.slice(i + 1, close), offset + i + 1, limit));
+      parts.push(parseRangeList(text.slice(i + 1, close), offset + i + 1, limit, named));
       i = close + 1;
     } else if (ch === ']') {
       throw new NodeSetError(`unexpected ']' at position ${offset + i}`, offset + i);
@@ -101,7 +104,7 @@ function parseElement(text: string, offset: number, limit: number): string[][] {
 }
 
 /** `01-03,07,10-20/5` -> ['01','02','03','07','10','15','20'] (duplicates dropped). */
-function parseRangeList(body: string, offset: number, limit: number): string[] {
+function parseRangeList(body: string, offset: number, limit: number, named = ''): string[] {
   if (body === '') throw new NodeSetError(`empty range '[]' at position ${offset - 1}`, offset - 1);
   const values = new Set<string>();
   let at = offset;
@@ -122,7 +125,7 @@ function parseRangeList(body: string, offset: number, limit: number): string[] {
     if (end < start) throw new NodeSetError(`range '${item}' at position ${at} goes backwards`, at);
     if (step < 1) throw new NodeSetError(`range '${item}' at position ${at} has a zero step`, at);
     if (Math.floor((end - start) / step) + 1 + values.size > limit) {
-      throw new NodeSetError(`range '${item}' at position ${at} expands to more than ${limit} names`, at);
+      throw new NodeSetError(`range '${item}' at position ${at} expands to more than ${limit} names${named}`, at);
     }
     for (let n = start; n <= end; n += step) values.add(pad(n, width));
     at += item.length + 1;

@@ -46,6 +46,30 @@ export interface ServerSettings {
   readonly publicUrl: string;
   /** public_url's origin first, then the configured extra origins (deduplicated). */
   readonly allowedOrigins: readonly string[];
+  /**
+   * Who may read /metrics: a separate listener (`listen`, then not on the main one), a bearer
+   * token (`token`), or, with neither, loopback peers of the main listener only.
+   */
+  readonly metrics: { readonly listen: { readonly host: string; readonly port: number } | undefined; readonly token: SecretRef | undefined };
+}
+
+/** Bounds on what one request or one person can make Castellan do (`limits:`). */
+export interface LimitSettings {
+  /** Hosts one target expression may name; node sets larger than this are refused before expansion. */
+  readonly maxHosts: number;
+  /** Read tools' whole-job and per-step timeouts are capped at this. */
+  readonly readTimeoutMs: number;
+  /** Jobs one person may have queued or running at once (0: no limit). */
+  readonly jobsPerRequester: number;
+  /** Job creation per subject+origin: a token bucket of `burst` tokens refilled at `perMinute` (0: off). */
+  readonly rate: { readonly perMinute: number; readonly burst: number };
+  /** Output kept per host (stdout and stderr together) and per job; the rest is cut with a marker. */
+  readonly outputPerHostBytes: number;
+  readonly outputPerJobBytes: number;
+  /** Finished jobs' records are dropped oldest first once their stored size passes this (0: off). */
+  readonly retentionBytes: number;
+  /** JSON-RPC batches on /mcp: refused, or each message counted against the rate limit. */
+  readonly mcpBatches: 'refuse' | 'count';
 }
 
 export interface SlackSettings {
@@ -178,6 +202,7 @@ export interface Settings {
   readonly auth: AuthSettings;
   readonly policy: PolicySettings;
   readonly jobs: JobSettings;
+  readonly limits: LimitSettings;
   readonly audit: { readonly file: string | undefined };
   readonly log: { readonly level: (typeof LOG_LEVELS)[number] };
   readonly ansible: AnsibleSettings;
@@ -202,6 +227,12 @@ const duration = (fallback: string) =>
       return z.NEVER;
     })
     .prefault(fallback);
+
+/** `host:port` (IPv6 in brackets) -> its parts; an empty host listens on every address. */
+function hostPort(listen: string): { host: string; port: number } {
+  const colon = listen.lastIndexOf(':');
+  return { host: listen.slice(0, colon).replace(/^\[(.*)\]$/, '$1') || '0.0.0.0', port: Number(listen.slice(colon + 1)) };
+}
 
 /** A whole number of at least `min`, with a default. */
 const count = (min: number, fallback: number) => z.int().min(min).default(fallback);
@@ -354,6 +385,16 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
         .default('127.0.0.1:8080'),
       public_url: httpUrl.optional(),
       allowed_origins: z.array(httpUrl).default([]),
+      metrics: z
+        .strictObject({
+          listen: z
+            .string()
+            .regex(/^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):\d{1,5}$/, 'expected host:port (e.g. 127.0.0.1:9464)')
+            .optional(),
+          token_env: envName.optional(),
+          token_file: path.optional(),
+        })
+        .prefault({}),
     })
     .transform((v, ctx): ServerSettings => {
       const colon = v.listen.lastIndexOf(':');
@@ -362,7 +403,9 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
       if (port < 0 || port > 65535) ctx.addIssue({ code: 'custom', path: ['listen'], message: 'expected a port 0-65535 (0: any free port)', input: v.listen });
       const publicUrl = v.public_url ?? `http://${v.listen.startsWith(':') ? `127.0.0.1${v.listen}` : v.listen}`;
       const origins = [new URL(publicUrl).origin, ...v.allowed_origins.map((o) => new URL(o).origin)];
-      return { listen: { host, port }, publicUrl, allowedOrigins: [...new Set(origins)] };
+      const metricsListen = v.metrics.listen === undefined ? undefined : hostPort(v.metrics.listen);
+      const metrics = { listen: metricsListen, token: secretRef(v.metrics.token_env, v.metrics.token_file, 'token', ctx) };
+      return { listen: { host, port }, publicUrl, allowedOrigins: [...new Set(origins)], metrics };
     })
     .prefault({});
 
@@ -510,6 +553,31 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
     )
     .prefault({});
 
+  const limits = z
+    .strictObject({
+      max_hosts: count(1, 4096),
+      read_timeout: duration('5m'),
+      jobs_per_requester: count(0, 16),
+      rate: z.strictObject({ per_minute: count(0, 60), burst: count(1, 30) }).prefault({}),
+      output_per_host: size('1MiB'),
+      output_per_job: size('8MiB'),
+      retention_bytes: size('512MiB'),
+      mcp_batches: z.enum(['refuse', 'count']).default('refuse'),
+    })
+    .transform(
+      (v): LimitSettings => ({
+        maxHosts: v.max_hosts,
+        readTimeoutMs: v.read_timeout,
+        jobsPerRequester: v.jobs_per_requester,
+        rate: { perMinute: v.rate.per_minute, burst: v.rate.burst },
+        outputPerHostBytes: v.output_per_host,
+        outputPerJobBytes: v.output_per_job,
+        retentionBytes: v.retention_bytes,
+        mcpBatches: v.mcp_batches,
+      }),
+    )
+    .prefault({});
+
   return z
     .strictObject({
       inventory: z.union([path, z.array(path).min(1)]),
@@ -521,6 +589,7 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
       auth,
       policy: policySchema,
       jobs,
+      limits,
       audit: z.strictObject({ file: path.optional() }).prefault({}),
       log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
       ansible: ansibleSchema(path),
@@ -542,6 +611,7 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
         },
         policy: v.policy,
         jobs: v.jobs,
+        limits: v.limits,
         audit: { file: v.audit.file },
         log: { level: v.log.level },
         ansible: v.ansible,

@@ -59,12 +59,20 @@ export const targetExpression = z
     "Hosts to act on: host or group names (@group too), node sets like node[01-09,12], labels like role=storage; combine with ',' (union), '&' (and), '!' (except), left to right, with parentheses. 'all' is every host.",
   );
 
+export interface ResolveOptions {
+  /**
+   * Most names one node set may denote (config `limits.max_hosts`): counted from the ranges
+   * before anything is expanded, so `node[1-100000000]` is refused at once.
+   */
+  readonly maxHosts?: number | undefined;
+}
+
 /** Host names the expression selects, in inventory order, de-duplicated. Throws TargetError. */
-export function resolveTargets(expression: string, inventory: Inventory): string[] {
+export function resolveTargets(expression: string, inventory: Inventory, options: ResolveOptions = {}): string[] {
   const problem = checkTargetCharacters(expression);
   if (problem) throw new TargetError(problem.message, expression, problem.position);
   const tokens = tokenize(expression);
-  const parser = new Parser(tokens, expression, indexOf(inventory), inventory);
+  const parser = new Parser(tokens, expression, indexOf(inventory), inventory, options.maxHosts);
   const selected = parser.parse();
   const order = indexOf(inventory).order;
   const hosts = [...selected].sort((a, b) => order.get(a)! - order.get(b)!);
@@ -138,6 +146,7 @@ class Parser {
     private readonly expression: string,
     private readonly index: InventoryIndex,
     private readonly inventory: Inventory,
+    private readonly maxHosts?: number | undefined,
   ) {}
 
   parse(): Set<string> {
@@ -227,7 +236,7 @@ class Parser {
   private nodeSet(word: string, at: number): Set<string> {
     let names: string[];
     try {
-      names = expandNodeSet(word);
+      names = this.maxHosts === undefined ? expandNodeSet(word) : expandNodeSet(word, { limit: this.maxHosts, limitName: 'limits.max_hosts' });
     } catch (error) {
       if (!(error instanceof NodeSetError)) throw error;
       const where = error.position === undefined ? undefined : at + error.position;

@@ -1,6 +1,7 @@
 // Everything the job layer needs, built once per process by src/runtime.ts. The service
 // (front-end side) and the worker (execution side) share it; neither knows which front end
 // or which transport is involved.
+import type { LimitSettings } from '../config/schema.js';
 import type { Redis } from 'ioredis';
 import type { Queue } from 'bullmq';
 import type { Inventory } from '../config/types.js';
@@ -32,6 +33,13 @@ export interface JobSettings {
   readonly hostLockTtlMs: number;
   /** When destructive jobs may run on which hosts (queues/maintenance.ts). */
   readonly maintenance: MaintenanceSettings;
+  /** Per-person and per-request bounds (config `limits:`); defaults when absent. */
+  readonly limits?: LimitSettings | undefined;
+  /**
+   * The configured local identity's subject: exempt from the rate and concurrency limits when it
+   * acts from the CLI (whoever holds it already has the config and Redis; limiting protects nothing).
+   */
+  readonly localSubject?: string | undefined;
   /** The wall clock maintenance windows are judged by; tests pass a fake one. */
   readonly clock?: (() => number) | undefined;
 }

@@ -10,6 +10,8 @@ export interface CastellanMetrics {
   readonly queueWait: Histogram;
   readonly hostResults: Counter<'status'>;
   readonly approvals: Counter<'decision'>;
+  /** Job creations refused by limits.rate or limits.jobs_per_requester. */
+  readonly rateLimited: Counter<'origin'>;
   readonly activeJobs: Gauge;
 }
 
@@ -27,6 +29,7 @@ export function metrics(): CastellanMetrics {
     queueWait: new Histogram({ name: 'castellan_job_queue_wait_seconds', help: 'Time from queued to running', buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30], registers: [registry] }),
     hostResults: new Counter({ name: 'castellan_host_results_total', help: 'Per-host step outcomes', labelNames: ['status'], registers: [registry] }),
     approvals: new Counter({ name: 'castellan_approval_decisions_total', help: 'Approval votes and denials', labelNames: ['decision'], registers: [registry] }),
+    rateLimited: new Counter({ name: 'castellan_requests_rate_limited_total', help: 'Job creations refused by limits.rate or limits.jobs_per_requester', labelNames: ['origin'], registers: [registry] }),
     activeJobs: new Gauge({ name: 'castellan_active_jobs', help: 'Jobs running in this process', registers: [registry] }),
   };
   return shared;

@@ -21,6 +21,8 @@ import type { StampedEvent } from './events.js';
 import { bindPlan, boundPlanHash } from './plan-binding.js';
 import type { FollowOptions } from './follow.js';
 import { accessOf, eventsFor, recordFor } from './visibility.js';
+import { activeJobs, activeJobsKey, capReadPlan, DEFAULT_LIMITS, takeTokens, type LimitSettings } from './limits.js';
+import { isPersonOrigin } from '../auth/types.js';
 import { checkEventId } from './events.js';
 import { JOB_ID_PATTERN, newJobId, type JobDoc, type JobRecord, type ReplyAddress, type Vote } from './records.js';
 import { isFinal, type JobState } from './states.js';
@@ -66,6 +68,7 @@ export class JobService {
       await this.ctx.audit.append({ kind: 'refused', subject: requester.subject, displayName: requester.displayName, origin: requester.origin, tool: tool.name, reason: decision.reason });
       throw new CastellanError(decision.code === 'read_only' ? 'read_only' : 'forbidden', decision.reason);
     }
+    await this.takeRateToken(requester, tool.name);
     const input = validate(tool, request.input);
     // A configured secret typed into a command would have to travel through Redis to the
     // worker; refuse it rather than store it.
@@ -75,9 +78,11 @@ export class JobService {
     }
     const inventory = await this.ctx.inventory.current();
     const planCtx = this.ctx.planContext(inventory);
-    const plan = buildPlan(tool, input, planCtx);
+    const built = buildPlan(tool, input, planCtx);
     // A plan may carry more risk than its tool's floor (a configured playbook's): decide again.
-    const risk = effectiveRisk(tool.risk, plan.risk);
+    const risk = effectiveRisk(tool.risk, built.risk);
+    // A read cannot hold a worker for long, whatever timeout it was asked for (limits.read_timeout).
+    const plan = risk === 'read' ? capReadPlan(built, this.limits.readTimeoutMs) : built;
     if (risk !== tool.risk) {
       const again = authorizeRequest({ risk, tool: tool.name, requester, config: this.auth });
       if (!again.ok) {
@@ -99,6 +104,7 @@ export class JobService {
       const earlier = await this.claimIdempotencyKey(requester.subject, request.idempotencyKey, jobId);
       if (earlier) return { job: earlier, duplicate: true };
     }
+    await this.checkConcurrency(requester, tool.name);
 
     const now = Date.now();
     const needsApproval = decision.approvalsRequired > 0;
@@ -117,13 +123,17 @@ export class JobService {
       createdAt: new Date(now).toISOString(),
       approvalsRequired: decision.approvalsRequired,
       expiresAt,
-      timeoutMs: this.ctx.settings.defaultTimeoutMs,
+      timeoutMs: risk === 'read' ? Math.min(this.ctx.settings.defaultTimeoutMs, this.limits.readTimeoutMs) : this.ctx.settings.defaultTimeoutMs,
       ...(window?.kind === 'closed'
         ? { maintenance: { windows: [...window.windows], opensAt: window.opensAt === undefined ? undefined : new Date(window.opensAt).toISOString(), detail: `${window.detail}; it will wait for that` } }
         : {}),
     };
     const initial: JobState = needsApproval ? 'awaiting_approval' : 'queued';
     await this.ctx.store.create(doc, initial, needsApproval ? {} : { queuedAt: doc.createdAt });
+    if (!this.exempt(requester)) {
+      const active = activeJobsKey(this.ctx.keys.prefix, requester.subject);
+      await this.ctx.redis.multi().sadd(active, jobId).expire(active, 7 * 24 * 3600).exec();
+    }
     await this.ctx.audit.append({
       kind: 'request',
       jobId,
@@ -159,6 +169,48 @@ export class JobService {
     const job = await this.ctx.store.get(jobId);
     if (!job) throw new CastellanError('internal', `job ${jobId} vanished right after it was recorded`);
     return { job, duplicate: false };
+  }
+
+  private get limits(): LimitSettings {
+    return this.ctx.settings.limits ?? DEFAULT_LIMITS;
+  }
+
+  /** The local identity acting from the CLI holds the config and Redis already: limits protect nothing there. */
+  private exempt(requester: Requester): boolean {
+    return requester.subject === this.ctx.settings.localSubject && isPersonOrigin(requester.origin);
+  }
+
+  /** limits.rate: one token per job created, per subject and origin; refused with when to retry. */
+  private async takeRateToken(requester: Requester, tool: string, cost = 1): Promise<void> {
+    if (this.exempt(requester)) return;
+    const rate = this.limits.rate;
+    const taken = await takeTokens(this.ctx.redis, this.ctx.keys.prefix, requester.subject, requester.origin, rate, cost);
+    if (taken.ok) return;
+    const seconds = Math.ceil(taken.retryAfterMs / 1000);
+    const reason = `rate limit: at most ${rate.perMinute} jobs a minute (bursts of ${rate.burst}) per person and origin (limits.rate); try again in ${seconds} s`;
+    metrics().rateLimited.inc({ origin: requester.origin });
+    await this.ctx.audit.append({ kind: 'refused', subject: requester.subject, displayName: requester.displayName, origin: requester.origin, tool, reason });
+    throw new CastellanError('rate_limited', reason, undefined, seconds);
+  }
+
+  /**
+   * For front ends that take several requests in one message (JSON-RPC batches on /mcp): count
+   * them all against the caller's rate limit at once, or refuse the whole message.
+   */
+  async chargeRequests(requester: Requester, count: number): Promise<void> {
+    if (count > 0) await this.takeRateToken(requester, 'batch', count);
+  }
+
+  /** limits.jobs_per_requester: jobs one person may have queued or running at once. */
+  private async checkConcurrency(requester: Requester, tool: string): Promise<void> {
+    const limit = this.limits.jobsPerRequester;
+    if (limit <= 0 || this.exempt(requester)) return;
+    const active = await activeJobs(this.ctx.redis, this.ctx.store, activeJobsKey(this.ctx.keys.prefix, requester.subject));
+    if (active.length < limit) return;
+    const reason = `you already have ${active.length} jobs queued or running (limits.jobs_per_requester is ${limit}); wait for one to finish or cancel one (e.g. castellan cancel ${active[0] ?? '<id>'})`;
+    metrics().rateLimited.inc({ origin: requester.origin });
+    await this.ctx.audit.append({ kind: 'refused', subject: requester.subject, displayName: requester.displayName, origin: requester.origin, tool, reason });
+    throw new CastellanError('rate_limited', reason, undefined, 5);
   }
 
   /**

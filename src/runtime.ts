@@ -98,7 +98,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
     inventory,
     planContext: (inv) => ({
       inventory: inv,
-      resolve: (expression) => resolveTargets(expression, inv),
+      resolve: (expression) => resolveTargets(expression, inv, { maxHosts: config.limits.maxHosts }),
       defaults: { commandTimeoutMs: config.ssh.commandTimeoutMs, connectTimeoutMs: config.ssh.connectTimeoutMs },
       localRoot,
       playbooks: config.ansible.playbooks,
@@ -165,6 +165,8 @@ function jobSettingsFrom(config: Config, overrides: Partial<JobSettings> = {}): 
     maintenance: { windows: config.policy.maintenanceWindows, outside: config.policy.outsideWindow, recheckMs: 60_000 },
     window: config.ssh.window,
     hostLockTtlMs: 60_000,
+    limits: config.limits,
+    localSubject: config.auth.localIdentity.subject,
     ...overrides,
   };
 }

@@ -102,6 +102,7 @@ function codeForStatus(status: number): ErrorCode {
   if (status === 403) return 'forbidden';
   if (status === 404) return 'not_found';
   if (status === 409) return 'conflict';
+  if (status === 429) return 'rate_limited';
   if (status === 400 || status === 413) return 'invalid_input';
   if (status === 503) return 'unavailable';
   return 'internal';

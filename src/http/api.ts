@@ -224,6 +224,7 @@ export function apiRouter(runtime: Runtime, options: ApiOptions): express.Router
 
 export function sendError(res: express.Response, error: CastellanError): void {
   const body: ApiErrorBody = { error: { code: error.code, message: error.message, ...(error.field !== undefined ? { field: error.field } : {}) } };
+  if (error.retryAfterS !== undefined) res.set('Retry-After', String(error.retryAfterS));
   res.status(error.httpStatus).json(body);
 }
 

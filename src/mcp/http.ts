@@ -7,7 +7,8 @@
 import express, { type ErrorRequestHandler, type RequestHandler, type Response } from 'express';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { Runtime } from '../runtime.js';
-import { identityOf } from '../http/resource-server.js';
+import { identityOf, verifiedRequester } from '../http/resource-server.js';
+import { CastellanError } from '../../config/errors.js';
 import { InFlightCalls } from './calls.js';
 import type { ApprovalPlaces } from '../present/job-view.js';
 import { createMcpServer } from './server.js';
@@ -15,6 +16,8 @@ import { mcpTools } from './tools.js';
 
 export const MCP_PATH = '/mcp';
 const MAX_BODY = '4mb';
+/** Most messages one JSON-RPC batch may hold when batches are counted, not refused. */
+const MAX_BATCH = 20;
 
 export interface McpHttpOptions {
   /** Bearer authentication (requireBearer), or a responder explaining why there is none. */
@@ -50,7 +53,40 @@ export function mcpRouter(runtime: Runtime, options: McpHttpOptions): express.Ro
     await transport.handleRequest(req, res, req.body);
   };
 
-  router.post(MCP_PATH, options.authenticate, express.json({ limit: MAX_BODY }), handle);
+  // JSON-RPC batches (an array of messages in one POST; MCP 2025-06-18 dropped them) would let
+  // one request start many jobs past the rate limit: refused, or (limits.mcp_batches: count)
+  // each message is charged to the caller's rate limit up front, at most MAX_BATCH of them.
+  const batches: RequestHandler = (req, res, next) => {
+    const body: unknown = req.body;
+    if (!Array.isArray(body)) {
+      next();
+      return;
+    }
+    const limits = runtime.config.limits;
+    if (limits.mcpBatches === 'refuse' || body.length > MAX_BATCH) {
+      const why = limits.mcpBatches === 'refuse' ? 'this server does not accept them (limits.mcp_batches: refuse)' : `at most ${MAX_BATCH} messages per batch`;
+      jsonRpcError(res, 400, -32600, `JSON-RPC batches are refused: ${why}; send one message per POST`);
+      return;
+    }
+    const requester = verifiedRequester(req, 'mcp');
+    if (requester === undefined) {
+      jsonRpcError(res, 401, -32001, 'no verified identity on this request');
+      return;
+    }
+    runtime.service.chargeRequests(requester, body.length).then(
+      () => next(),
+      (error: unknown) => {
+        if (error instanceof CastellanError && error.code === 'rate_limited') {
+          if (error.retryAfterS !== undefined) res.set('Retry-After', String(error.retryAfterS));
+          jsonRpcError(res, 429, -32000, error.message);
+          return;
+        }
+        next(error);
+      },
+    );
+  };
+
+  router.post(MCP_PATH, options.authenticate, express.json({ limit: MAX_BODY }), batches, handle);
   // Stateless: no standalone SSE stream to GET and no session to DELETE.
   const notAllowed: RequestHandler = (_req, res) => {
     res.set('Allow', 'POST');

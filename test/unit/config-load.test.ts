@@ -65,7 +65,8 @@ describe('loadConfig', () => {
     expect(config.ssh).toMatchObject({ user: 'root', port: 22, connectTimeoutMs: 15_000, commandTimeoutMs: 300_000, window: 64, maxOutputBytes: 1_048_576 });
     expect(config.ssh.maxTransferBytes).toBe(100 * 1024 * 1024);
     expect(config.redis).toMatchObject({ url: 'redis://127.0.0.1:6379', prefix: 'castellan', password: undefined });
-    expect(config.server).toEqual({ listen: { host: '127.0.0.1', port: 8080 }, publicUrl: 'http://127.0.0.1:8080', allowedOrigins: ['http://127.0.0.1:8080'] });
+    expect(config.server).toEqual({ listen: { host: '127.0.0.1', port: 8080 }, publicUrl: 'http://127.0.0.1:8080', allowedOrigins: ['http://127.0.0.1:8080'], metrics: { listen: undefined, token: undefined } });
+    expect(config.limits).toMatchObject({ maxHosts: 4096, readTimeoutMs: 300_000, jobsPerRequester: 16, rate: { perMinute: 60, burst: 30 }, mcpBatches: 'refuse' });
     expect(config.auth.oidc).toBeUndefined();
     expect(config.auth.roles).toEqual({ viewer: [], operator: [], approver: [], admin: [] });
     expect(config.auth.localIdentity).toEqual({ subject: 'local-admin', displayName: 'Local admin', groups: [] });

@@ -53,6 +53,13 @@ describe('expandNodeSet', () => {
     expect(() => expandNodeSet('n[1-50]', { limit: 10 })).toThrow(/more than 10 names/);
     expect(expandNodeSet('n[1-10]', { limit: 10 })).toHaveLength(10);
   });
+
+  it('names the configured limit, for every way of exceeding it', () => {
+    const named = { limit: 64, limitName: 'limits.max_hosts' };
+    for (const pattern of ['node[1-100000000]', 'n[1-10]-[1-10]', 'a[1-40],b[1-40]', 'n[1-50,60-100]']) {
+      expect(() => expandNodeSet(pattern, named), pattern).toThrow(/more than 64 names \(limits\.max_hosts\); nothing was expanded/);
+    }
+  });
 });
 
 describe('foldNodeSet', () => {
