@@ -7,7 +7,8 @@ import type { Keys } from './keys.js';
 
 export class CancelBroadcast {
   private subscriber: Redis | undefined;
-  private readonly listeners = new Map<string, (reason: string) => void>();
+  /** Per job, every hook running here: the shards of a split job may share a worker. */
+  private readonly listeners = new Map<string, Set<(reason: string) => void>>();
 
   constructor(
     private readonly redis: Redis,
@@ -26,7 +27,7 @@ export class CancelBroadcast {
     sub.on('message', (_channel: string, message: string) => {
       try {
         const { jobId, reason } = JSON.parse(message) as { jobId: string; reason: string };
-        this.listeners.get(jobId)?.(reason);
+        for (const listener of this.listeners.get(jobId) ?? []) listener(reason);
       } catch {
         // A malformed message is ignored: the record flag is the fallback.
       }
@@ -36,8 +37,13 @@ export class CancelBroadcast {
 
   /** Register the abort hook of a job running here; returns the unregister function. */
   watch(jobId: string, onCancel: (reason: string) => void): () => void {
-    this.listeners.set(jobId, onCancel);
-    return () => this.listeners.delete(jobId);
+    let set = this.listeners.get(jobId);
+    if (!set) this.listeners.set(jobId, (set = new Set()));
+    set.add(onCancel);
+    return () => {
+      set.delete(onCancel);
+      if (set.size === 0 && this.listeners.get(jobId) === set) this.listeners.delete(jobId);
+    };
   }
 
   async close(): Promise<void> {

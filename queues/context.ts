@@ -27,7 +27,15 @@ export interface JobSettings {
   readonly readOnly: boolean;
   readonly approvals: { readonly required: number; readonly allowSelfApproval: boolean; readonly expiryMs: number };
   readonly retention: { readonly completedAgeS: number; readonly completedCount: number; readonly failedAgeS: number; readonly failedCount: number };
-  readonly worker: { readonly concurrency: number; readonly lockDurationMs: number; readonly stalledIntervalMs: number; readonly readRetries: number; readonly shutdownGraceMs: number };
+  readonly worker: {
+    readonly concurrency: number;
+    readonly lockDurationMs: number;
+    readonly stalledIntervalMs: number;
+    readonly readRetries: number;
+    readonly shutdownGraceMs: number;
+    /** A worker whose heartbeat is older than this is gone (a frozen one; a killed one is seen at once). */
+    readonly heartbeatTtlMs: number;
+  };
   readonly window: number;
   /** TTL of a per-host lock; its owner renews it every third of that. */
   readonly hostLockTtlMs: number;

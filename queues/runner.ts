@@ -33,6 +33,21 @@ export interface PlanExecutor extends BindingSource {
   playbook?(hosts: readonly string[], args: readonly string[], options: TransferCallOptions & { timeoutMs: number; abortStatus: () => HostStatus }): Promise<HostResult[]>;
   /** Scan each target's host key and pin it when it has exactly `fingerprint`. */
   pinHostKey?(targets: readonly SshTarget[], fingerprint: string): Promise<HostResult[]>;
+  /**
+   * After a worker stopped: look for run `runId` on the node and stop whatever of it is left.
+   * `ended`: nothing of it was running; `stopped`: it was, and is no more; `unknown`: the node
+   * could not be asked, or something survived (see error).
+   */
+  reconcileRun?(target: SshTarget, runId: string, options: { asRoot: boolean }): Promise<RunReconciliation>;
+}
+
+export interface RunReconciliation {
+  readonly state: 'ended' | 'stopped' | 'unknown';
+  /** How many processes of the run were found (stopped). */
+  readonly processes?: number | undefined;
+  /** terminated (TERM sufficed) or killed (KILL was needed). */
+  readonly how?: string | undefined;
+  readonly error?: string | undefined;
 }
 
 export interface TransferCallOptions {
@@ -61,6 +76,13 @@ export interface RunContext {
   /** Gates: the read tools whose checks they run (summaries and conditions). */
   readonly tools?: ToolCatalogue | undefined;
   readonly planContext?: PlanContext | undefined;
+  /**
+   * A shard of a job split by site (queues/shards.ts): called at the end of every batch with
+   * this shard's counts, resolves once every shard finished the batch, with the counts over
+   * all of them (the failure budget is the job's, not the shard's). `last`: this shard
+   * announces the batch's end (one line per batch, not one per shard).
+   */
+  readonly barrier?: ((index: number, counts: { ok: number; failed: number }) => Promise<{ ok: number; failed: number; last: boolean }>) | undefined;
   /** Injectable for tests of gates; defaults to Date.now / an abortable sleep. */
   readonly clock?: { now(): number; sleep(ms: number, signal: AbortSignal): Promise<void> } | undefined;
 }
@@ -97,7 +119,8 @@ export async function runPlan(ctx: RunContext): Promise<RunOutcome> {
       }
       continue;
     }
-    ctx.publisher.emit({ type: 'batch', index, total: plan.batches.length, hosts: batchHosts });
+    // A shard may have no host in this batch: it still takes part in the batch's barrier.
+    if (batchHosts.length > 0) ctx.publisher.emit({ type: 'batch', index, total: plan.batches.length, hosts: batchHosts });
     const failed = new Set<string>();
     // Per subject, the on-failure lists armed so far (in arming order).
     const armed = new Map<string, { by: string; steps: readonly PlanStep[] }[]>();
@@ -138,11 +161,16 @@ export async function runPlan(ctx: RunContext): Promise<RunOutcome> {
         }
       }
     }
-    const failedHere = failed.size;
-    const subjectsHere = unique(batch.steps.flatMap(subjectsOf)).length;
+    let failedHere = failed.size;
+    let okHere = unique(batch.steps.flatMap(subjectsOf)).length - failedHere;
+    let announce = true;
+    if (ctx.barrier) {
+      const all = await ctx.barrier(index, { ok: okHere, failed: failedHere });
+      ({ ok: okHere, failed: failedHere, last: announce } = all);
+    }
     failures += failedHere;
     budgetSpent = failures > plan.failureBudget;
-    ctx.publisher.emit({ type: 'state', state: 'running', reason: `batch ${index + 1}/${plan.batches.length} done: ${subjectsHere - failedHere} ok, ${failedHere} failed` });
+    if (announce) ctx.publisher.emit({ type: 'state', state: 'running', reason: `batch ${index + 1}/${plan.batches.length} done: ${okHere} ok, ${failedHere} failed` });
   }
 
   // Hosts first in plan order, then subjects that are not plan hosts (nodes named by kubectl
@@ -159,6 +187,14 @@ interface StepOutcome {
   /** Hosts whose outcome is unknown after a worker restart (resumable plans). */
   readonly unknown?: ReadonlySet<string> | undefined;
 }
+
+/**
+ * Per run of a resumable plan: subjects whose latest step was taken from the ledger (done by
+ * the worker before a restart) and nothing was run for since. A "went down" gate claimed
+ * fresh for such a subject may come after the reboot is long over (the takeover took longer
+ * than the node's reboot): it is passed with a note, and the gates after it decide.
+ */
+const resumedSubjects = new WeakMap<RunContext, Set<string>>();
 
 /** Claim, dispatch to the step's kind, scrub, record in ledger and audit. */
 async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly string[], rollbackFor?: string): Promise<StepOutcome> {
@@ -181,7 +217,25 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
   if (resumed.settled.length > 0) {
     await ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, resumed.settled.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs, output: r.stdout })), ctx.worker);
   }
-  const toRun = [...claimed, ...resumed.rerun];
+  let resumedHere = resumedSubjects.get(ctx);
+  if (!resumedHere) resumedSubjects.set(ctx, (resumedHere = new Set()));
+  const subjectOf = (h: string): string => step.subject ?? h;
+  for (const h of refused) if (resumed.results.has(h)) resumedHere.add(subjectOf(h));
+  let fresh = [...claimed];
+  if (ctx.plan.resumable === true && step.action.kind === 'gate' && step.action.until.name === 'unreachable') {
+    const passed = fresh.filter((h) => resumedHere.has(subjectOf(h)));
+    if (passed.length > 0) {
+      const settled = passed.map((h) => ({ ...notRun(h, '', 'ok'), stdout: 'going down was not observed: the worker restarted after the step before was sent; the next gates decide\n' }));
+      for (const r of settled) {
+        results.set(r.host, r);
+        emitFinished(ctx, step.id, r);
+      }
+      await ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, settled.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs, output: r.stdout })), ctx.worker);
+      fresh = fresh.filter((h) => !passed.includes(h));
+    }
+  }
+  for (const h of fresh) resumedHere.delete(subjectOf(h));
+  const toRun = [...fresh, ...resumed.rerun];
   const announced = new Set<string>();
   const io = stepIO(ctx, step, announced);
   let observations: readonly GateObservation[] | undefined;

@@ -7,7 +7,7 @@
 import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { DelayedError, Worker, type Job } from 'bullmq';
+import { DelayedError, FlowProducer, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { checkRecordedApprovals } from '../auth/policy.js';
 import { metrics } from './metrics.js';
@@ -22,64 +22,156 @@ import { runPlan } from './runner.js';
 import { endJob, type FinalState } from './endings.js';
 import { windowDecision } from './maintenance.js';
 import { isFinal, type JobState } from './states.js';
+import { Heartbeat, WorkerRegistry } from './heartbeat.js';
+import { reconcileLoop, reconcileOrphan, reconcileShardHosts } from './orphans.js';
+import {
+  mergeOutcomes,
+  mergeQueueName,
+  NO_SITE,
+  shardJobId,
+  shardLabel,
+  shardPlan,
+  shardQueueName,
+  ShardBoard,
+  ShardHalt,
+  splitBySite,
+  type ShardDoc,
+  type ShardOutcome,
+  type ShardStop,
+} from './shards.js';
+import type { Inventory } from '../config/types.js';
 
 export interface WorkerHandle {
   readonly id: string;
+  /** Takes new jobs (the entry queue); the site and merge queues have their own workers. */
   readonly worker: Worker;
+  /** Sites served ('' = hosts without a site). */
+  readonly sites: readonly string[];
   /** Graceful: stop taking jobs, let running ones finish within the grace, then interrupt them. */
   close(): Promise<void>;
 }
 
-type StopReason = 'cancel' | 'timeout' | 'shutdown' | 'lock_lost';
+type StopReason = ShardStop;
 
-export async function startWorker(ctx: QueueContext, connection: Redis): Promise<WorkerHandle> {
+export interface WorkerOptions {
+  /**
+   * Sites this worker serves (`castellan worker --site rack-a,rack-b`). Empty: hosts without a
+   * site, as a worker always did. A job on hosts of other sites is split into shards that the
+   * workers of those sites run.
+   */
+  readonly sites?: readonly string[] | undefined;
+}
+
+/** What the job functions of this file share within one worker process. */
+interface Here {
+  readonly id: string;
+  /** Sites served, NO_SITE for hosts without one. */
+  readonly served: readonly string[];
+  /** Stop hooks of what runs here, by BullMQ job id. */
+  readonly running: Map<string, (reason: StopReason, detail?: string) => void>;
+  readonly heartbeat: Heartbeat;
+  readonly registry: WorkerRegistry;
+  readonly board: ShardBoard;
+  flow(): FlowProducer;
+}
+
+export async function startWorker(ctx: QueueContext, connection: Redis, options: WorkerOptions = {}): Promise<WorkerHandle> {
   const id = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
-  const running = new Map<string, (reason: StopReason, detail?: string) => void>();
+  const served = options.sites?.length ? [...options.sites] : [NO_SITE];
+  const prefix = `${ctx.keys.prefix}:bull`;
+  let flow: FlowProducer | undefined;
+  const heartbeat = new Heartbeat(connection, ctx.keys, { id, sites: served, pid: process.pid, host: hostname() }, ctx.settings.worker.heartbeatTtlMs);
+  const here: Here = {
+    id,
+    served,
+    running: new Map(),
+    heartbeat,
+    registry: new WorkerRegistry(connection, ctx.keys),
+    board: new ShardBoard(connection, ctx.keys),
+    flow: () => (flow ??= new FlowProducer({ connection, prefix })),
+  };
   await ctx.cancel.listen();
+  await heartbeat.start();
+
+  const common = {
+    connection,
+    prefix,
+    concurrency: ctx.settings.worker.concurrency,
+    lockDuration: ctx.settings.worker.lockDurationMs,
+    stalledInterval: ctx.settings.worker.stalledIntervalMs,
+    // One redelivery after a stall: that delivery is how a crash gets noticed and reported
+    // (`interrupted`), never re-executed (see processJob).
+    maxStalledCount: 1,
+    removeOnComplete: { age: ctx.settings.retention.completedAgeS, count: ctx.settings.retention.completedCount },
+    removeOnFail: { age: ctx.settings.retention.failedAgeS, count: ctx.settings.retention.failedCount },
+  };
+  // Every BullMQ delivery is listed (heartbeat + running list) while it runs here, so that a
+  // reconciler elsewhere can tell whether its worker is still alive.
+  const tracked = <T>(job: Job, site: string | undefined, work: () => Promise<T>): Promise<T> => {
+    const bullId = job.id ?? '';
+    const doc = job.data as { id: string };
+    return heartbeat.running(bullId, { job: doc.id, ...(site !== undefined ? { site } : {}) }).then(
+      () => work().finally(() => heartbeat.done(bullId).catch(() => undefined)),
+    );
+  };
+  const stopOnAbort = (job: Job, signal: AbortSignal | undefined): void => {
+    signal?.addEventListener('abort', () => here.running.get(job.id ?? '')?.('cancel', 'cancelled by worker'), { once: true });
+  };
 
   const worker = new Worker<JobDoc>(
     ctx.queueName,
     async (job, token, signal) => {
-      const stopHere = (reason: StopReason, detail?: string): void => running.get(job.data.id)?.(reason, detail);
-      signal?.addEventListener('abort', () => stopHere('cancel', 'cancelled by worker'), { once: true });
-      return processJob(ctx, id, job, running, token);
+      stopOnAbort(job, signal);
+      return tracked(job, undefined, () => processJob(ctx, here, job, token));
     },
-    {
-      connection,
-      prefix: `${ctx.keys.prefix}:bull`,
-      concurrency: ctx.settings.worker.concurrency,
-      lockDuration: ctx.settings.worker.lockDurationMs,
-      stalledInterval: ctx.settings.worker.stalledIntervalMs,
-      // One redelivery after a stall: that delivery is how a crash gets noticed and reported
-      // (`interrupted`), never re-executed (see processJob).
-      maxStalledCount: 1,
-      removeOnComplete: { age: ctx.settings.retention.completedAgeS, count: ctx.settings.retention.completedCount },
-      removeOnFail: { age: ctx.settings.retention.failedAgeS, count: ctx.settings.retention.failedCount },
-    },
+    common,
   );
-  worker.on('lockRenewalFailed', (jobIds: string[]) => {
-    // Another worker may take these jobs: stop ours rather than run beside it.
-    for (const jobId of jobIds) running.get(jobId)?.('lock_lost', 'this worker lost the job lock');
-  });
-  worker.on('failed', (job, err) => {
+  const shardWorkers = served.map(
+    (site) =>
+      new Worker<ShardDoc>(
+        shardQueueName(ctx.queueName, site),
+        async (job, _token, signal) => {
+          stopOnAbort(job, signal);
+          return tracked(job, site, () => runShard(ctx, here, job));
+        },
+        common,
+      ),
+  );
+  const merger = new Worker<{ id: string; sites: string[] }>(mergeQueueName(ctx.queueName), async (job) => mergeShards(ctx, job), common);
+  const all = [worker, ...shardWorkers, merger];
+  for (const w of all) {
+    w.on('lockRenewalFailed', (jobIds: string[]) => {
+      // Another worker may take these jobs: stop ours rather than run beside it.
+      for (const jobId of jobIds) here.running.get(jobId)?.('lock_lost', 'this worker lost the job lock');
+    });
+    w.on('error', (err) => ctx.logger.warn({ err: errorMessage(err) }, 'worker error'));
+  }
+  const onGaveUp = (job: Job<{ id: string }> | undefined, err: Error): void => {
     // BullMQ gave up on a job (for example "stalled more than allowable limit") without our
-    // processor finishing it: make sure the record does not stay `running` forever.
+    // processor finishing it: make sure the record does not stay `running` forever. (A shard
+    // that gave up is the parent's business: it merges what it has.)
     if (!job) return;
     void finalizeOrphan(ctx, job.data.id, errorMessage(err));
-  });
-  worker.on('error', (err) => ctx.logger.warn({ err: errorMessage(err) }, 'worker error'));
-  await worker.waitUntilReady();
+  };
+  worker.on('failed', onGaveUp);
+  merger.on('failed', onGaveUp);
+  await Promise.all(all.map((w) => w.waitUntilReady()));
+  const reconciler = reconcileLoop(ctx, here.registry, here.board, id, Math.max(250, Math.min(1000, ctx.settings.worker.stalledIntervalMs)));
 
   return {
     id,
     worker,
+    sites: served,
     async close() {
-      const closing = worker.close();
+      const closing = Promise.all(all.map((w) => w.close()));
       const grace = setTimeout(() => {
-        for (const stop of running.values()) stop('shutdown', 'worker shutting down');
+        for (const stop of here.running.values()) stop('shutdown', 'worker shutting down');
       }, ctx.settings.worker.shutdownGraceMs);
       await closing;
       clearTimeout(grace);
+      await reconciler.stop();
+      await heartbeat.stop();
+      await flow?.close();
       await ctx.cancel.close();
     },
   };
@@ -94,19 +186,13 @@ async function finalizeOrphan(ctx: QueueContext, jobId: string, why: string): Pr
   await endJob(ctx, record, to, { reason, from: [record.state] });
 }
 
-async function processJob(
-  ctx: QueueContext,
-  workerId: string,
-  job: Job<JobDoc>,
-  running: Map<string, (reason: StopReason, detail?: string) => void>,
-  token?: string,
-): Promise<{ state: JobState }> {
+async function processJob(ctx: QueueContext, here: Here, job: Job<JobDoc>, token?: string): Promise<{ state: JobState }> {
   const jobId = job.data.id;
   const record = await ctx.store.get(jobId);
   if (!record) return { state: 'failed' };
   const runNow = async (current: JobRecord): Promise<{ state: JobState }> => {
     const held = await holdForWindow(ctx, current, job, token);
-    return held ?? execute(ctx, workerId, (await ctx.store.get(jobId)) ?? current, running, false);
+    return held ?? execute(ctx, here, (await ctx.store.get(jobId)) ?? current, false);
   };
 
   switch (record.state) {
@@ -123,45 +209,48 @@ async function processJob(
     case 'waiting_window':
       return runNow(record);
     case 'running':
-      return redelivered(ctx, workerId, record, running);
+      return redelivered(ctx, here, record);
     default:
       // Denied, cancelled, expired…: already final; the delivery only closes the BullMQ job.
       return { state: record.state };
   }
 }
 
-async function redelivered(
-  ctx: QueueContext,
-  workerId: string,
-  record: JobRecord,
-  running: Map<string, (reason: StopReason, detail?: string) => void>,
-): Promise<{ state: JobState }> {
-  const unknownHosts = inPlanOrder(record, (await ctx.ledger.unfinished(record.id)).map((e) => e.host));
-  if (record.risk === 'read' && record.attempt <= ctx.settings.worker.readRetries) {
-    ctx.logger.info({ jobId: record.id, attempt: record.attempt + 1 }, 'read job redelivered after a stall: running it again');
-    return execute(ctx, workerId, record, running, true);
+async function redelivered(ctx: QueueContext, here: Here, record: JobRecord): Promise<{ state: JobState }> {
+  // Split by site: the shards and the merge carry on; this delivery only closes the entry job.
+  if (await mergeQueueJobExists(ctx, record.id)) return { state: record.state };
+  // Its worker may still be running it (a stall after a long Redis outage, not a crash): let
+  // it finish rather than report it interrupted under its feet.
+  if (record.worker && record.worker !== here.id && !(await here.registry.isGone(record.worker))) {
+    ctx.logger.info({ jobId: record.id, owner: record.worker }, 'job redelivered while its worker is alive: leaving it to that worker');
+    return { state: record.state };
   }
-  if (record.plan.resumable === true) {
+  const unknownHosts = inPlanOrder(record, (await ctx.ledger.unfinished(record.id)).map((e) => e.host));
+  if (record.risk === 'read' && record.attempt <= ctx.settings.worker.readRetries && !record.cancel) {
+    ctx.logger.info({ jobId: record.id, attempt: record.attempt + 1 }, 'read job redelivered after a stall: running it again');
+    return execute(ctx, here, record, true);
+  }
+  if (record.plan.resumable === true && !record.cancel) {
     // Orchestrations resume per subject: the runner reuses what the ledger shows finished.
     ctx.logger.info({ jobId: record.id, unknownHosts }, 'resumable job redelivered after a stall: resuming from the ledger');
-    return execute(ctx, workerId, record, running, true);
+    return execute(ctx, here, record, true);
   }
-  const reason =
-    `the worker running this job (${record.worker ?? 'unknown'}) stopped before it finished; ` +
-    (unknownHosts.length ? `outcome unknown on: ${unknownHosts.join(', ')}` : 'no host was mid-step') +
-    '. Not re-run automatically: check the hosts, then submit again if needed.';
-  const result: JobResult = { hosts: [], steps: [], folded: [], unknownHosts };
-  await endJob(ctx, record, 'interrupted', { reason, result, from: ['running'] });
-  return { state: 'interrupted' };
+  const state = await reconcileOrphan(ctx, record, `the worker running this job (${record.worker ?? 'unknown'}) stopped before it finished`);
+  return { state };
 }
 
-async function execute(
-  ctx: QueueContext,
-  workerId: string,
-  record: JobRecord,
-  running: Map<string, (reason: StopReason, detail?: string) => void>,
-  isRetry: boolean,
-): Promise<{ state: JobState }> {
+async function mergeQueueJobExists(ctx: QueueContext, jobId: string): Promise<boolean> {
+  const { Queue } = await import('bullmq');
+  const merge = new Queue(mergeQueueName(ctx.queueName), { connection: ctx.redis, prefix: `${ctx.keys.prefix}:bull` });
+  try {
+    return (await merge.getJob(jobId)) !== undefined;
+  } finally {
+    await merge.close();
+  }
+}
+
+async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry: boolean): Promise<{ state: JobState }> {
+  const { running, id: workerId } = here;
   const m = metrics();
   const tool = ctx.tools.get(record.tool);
   const publisher = new ThrottledPublisher(ctx.events, record.id);
@@ -218,6 +307,12 @@ async function execute(
       }
     }
 
+    // Hosts of other sites (or of several): split into one shard per site, each run by a
+    // worker of its site; the merge queue's job ends the one job people see.
+    const split = splitBySite(plan, inventory);
+    const [only] = split.keys();
+    if (split.size > 1 || (only !== undefined && !here.served.includes(only))) return await dispatch(ctx, here, record, plan, split, inventory);
+
     if (record.risk !== 'read' && plan.hosts.length > 0) {
       const owner = record.id;
       const got = await ctx.locks.acquire(owner, plan.hosts, controller.signal, (host, holder) => {
@@ -269,7 +364,7 @@ async function execute(
         signal: controller.signal,
         window: plan.window ?? ctx.settings.window,
         redactor: ctx.redactor,
-        abortStatus: () => (stopReason === 'timeout' ? 'timed_out' : 'cancelled'),
+        abortStatus: () => abortStatusOf(stopReason),
         tools: ctx.tools,
         planContext: planCtx,
       });
@@ -335,9 +430,16 @@ function foldText(h: HostOutcome): string {
   return h.exitCode !== null ? `exit ${h.exitCode}${detail ? `: ${detail}` : ''}` : detail;
 }
 
+function abortStatusOf(stop: StopReason | undefined): HostStatus {
+  if (stop === 'timeout') return 'timed_out';
+  // Another shard stopped the job: this one's later hosts were simply not started.
+  if (stop === 'halt') return 'skipped';
+  return 'cancelled';
+}
+
 function finalState(hosts: readonly HostOutcome[], stop: StopReason | undefined): FinalState {
   if (stop === 'cancel') return 'cancelled';
-  if (stop === 'shutdown' || stop === 'lock_lost') return 'interrupted';
+  if (stop === 'shutdown' || stop === 'lock_lost' || stop === 'crash' || stop === 'halt') return 'interrupted';
   if (stop === 'timeout') return 'failed';
   if (hosts.length === 0) return 'succeeded';
   const ok = hosts.filter((h) => h.status === 'ok').length;
@@ -410,4 +512,264 @@ async function leaveWindowWait(ctx: QueueContext, record: JobRecord): Promise<un
   const t = await ctx.store.transition(record.id, 'queued', { reason: 'its maintenance window is open' }, ['waiting_window']);
   if (t.ok) await ctx.events.publish(record.id, { type: 'state', state: 'queued', reason: 'its maintenance window is open' });
   return undefined;
+}
+
+
+// --- site shards (queues/shards.ts) ---------------------------------------------------------
+
+function siteCount(split: ReadonlyMap<string, readonly string[]>): string {
+  return [...split].map(([site, hosts]) => `${shardLabel(site)} (${hosts.length} host${hosts.length === 1 ? '' : 's'})`).join(', ');
+}
+
+/**
+ * Split the job into a flow: one child per site on that site's queue, a parent on the merge
+ * queue. Job ids are fixed (the job's, the shard's), so a second dispatch of the same job (a
+ * redelivery after this worker died mid-way) adds nothing. The record stays `queued` until a
+ * shard starts; it says which sites have no live worker to start theirs.
+ */
+async function dispatch(ctx: QueueContext, here: Here, record: JobRecord, plan: JobDoc['plan'], split: ReadonlyMap<string, readonly string[]>, inventory: Inventory): Promise<{ state: JobState }> {
+  const sites = [...split.keys()];
+  const attempt = record.risk === 'read' ? record.attempt + 1 : 0;
+  const keep = {
+    removeOnComplete: { age: ctx.settings.retention.completedAgeS, count: ctx.settings.retention.completedCount },
+    removeOnFail: { age: ctx.settings.retention.failedAgeS, count: ctx.settings.retention.failedCount },
+  };
+  await here.flow().add({
+    name: record.tool,
+    queueName: mergeQueueName(ctx.queueName),
+    data: { id: record.id, sites },
+    opts: { jobId: record.id, ...keep },
+    children: sites.map((site) => ({
+      name: record.tool,
+      queueName: shardQueueName(ctx.queueName, site),
+      data: { id: record.id, site, sites, plan: shardPlan(plan, site, inventory), attempt } satisfies ShardDoc,
+      // A shard whose worker died twice fails in BullMQ; the parent still merges the others.
+      opts: { jobId: shardJobId(record.id, site), ignoreDependencyOnFailure: true, ...keep },
+    })),
+  });
+  const served = await here.registry.sitesServed();
+  const waiting = sites.filter((s) => !served.has(s));
+  const reason = `split by site into ${sites.length} shard${sites.length === 1 ? '' : 's'}: ${siteCount(split)}${waitingPhrase(waiting)}`;
+  await ctx.store.update(record.id, { reason });
+  await ctx.events.publish(record.id, { type: 'state', state: 'queued', reason });
+  ctx.logger.info({ jobId: record.id, sites, waiting }, 'job split by site');
+  return { state: 'queued' };
+}
+
+function waitingPhrase(waiting: readonly string[]): string {
+  if (waiting.length === 0) return '';
+  const how = (s: string): string => (s === NO_SITE ? 'castellan worker' : `castellan worker --site ${s}`);
+  return `; waiting for a worker of ${waiting.map(shardLabel).join(', ')}: none is running (start one: ${waiting.map(how).join('; ')})`;
+}
+
+/** A shard started: the job's reason no longer names its site as waiting (others may still). */
+async function refreshSiteWait(ctx: QueueContext, here: Here, doc: ShardDoc): Promise<void> {
+  const record = await ctx.store.get(doc.id);
+  if (!record?.reason?.startsWith('split by site')) return;
+  const [started, served] = await Promise.all([here.board.startedSites(doc.id), here.registry.sitesServed()]);
+  const waiting = doc.sites.filter((s) => !started.has(s) && !served.has(s));
+  const base = record.reason.split('; waiting for a worker of ')[0] ?? record.reason;
+  const reason = `${base}${waitingPhrase(waiting)}`;
+  if (reason !== record.reason) await ctx.store.update(doc.id, { reason });
+}
+
+/** A shard's result when it did not run at all. */
+function notStarted(doc: ShardDoc, worker: string, why: string, status: HostStatus, stop?: ShardOutcome['stop']): ShardOutcome {
+  const hosts = doc.plan.hosts.map((h) => ({ ...notRunOutcome(h, why, status) }));
+  return { site: doc.site, worker, hosts, steps: [], stop };
+}
+
+function notRunOutcome(host: string, error: string, status: HostStatus): HostOutcome {
+  return { host, status, step: '', exitCode: null, signal: null, stdout: '', stderr: '', truncated: false, durationMs: 0, error };
+}
+
+/** One site's part of a split job: its hosts, every batch, a barrier after each (global budget). */
+async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Promise<ShardOutcome> {
+  const doc = job.data;
+  const label = shardLabel(doc.site);
+  const bullId = job.id ?? shardJobId(doc.id, doc.site);
+  const record = await ctx.store.get(doc.id);
+  if (!record || isFinal(record.state)) return notStarted(doc, here.id, `not started: the job already ended (${record?.state ?? 'gone'})`, 'skipped');
+  const started = await here.board.start(doc.id, doc.site, here.id);
+  let attempt = doc.attempt;
+  if (!started.first) {
+    // A redelivery: the worker that started this shard stopped (a crash, or a stall).
+    if (started.previous && started.previous !== here.id) {
+      // Its worker may still be running it (a stall after a long Redis outage, not a crash):
+      // stand by until it reports (its outcome is kept on the board) or is gone.
+      let logged = false;
+      while (!(await here.registry.isGone(started.previous))) {
+        const done = await here.board.result(doc.id, doc.site);
+        if (done) return done;
+        if (!logged) ctx.logger.info({ jobId: doc.id, site: doc.site, owner: started.previous }, 'shard redelivered while its worker is alive: standing by');
+        logged = true;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      const done = await here.board.result(doc.id, doc.site);
+      if (done) return done;
+    }
+    if (record.risk === 'read' && !record.cancel && attempt <= ctx.settings.worker.readRetries) {
+      attempt += 1;
+    } else if (record.plan.resumable !== true || record.cancel) {
+      const checked = await reconcileShardHosts(ctx, record, doc, here.board);
+      const why = `the worker running ${label} (${started.previous ?? 'unknown'}) stopped before it finished`;
+      await here.board.halt(doc.id, why);
+      return {
+        site: doc.site,
+        worker: here.id,
+        hosts: doc.plan.hosts.map((h) => notRunOutcome(h, checked.unknown.includes(h) ? `outcome unknown: ${why}` : 'not started: its worker stopped', checked.unknown.includes(h) ? 'failed' : 'skipped')),
+        steps: [],
+        stop: { reason: 'crash', detail: why },
+        unknownHosts: checked.unknown,
+        notes: checked.notes,
+      };
+    }
+  }
+
+  const publisher = new ThrottledPublisher(ctx.events, doc.id);
+  const controller = new AbortController();
+  setMaxListeners(0, controller.signal);
+  let stopReason: StopReason | undefined;
+  let stopDetail = '';
+  const stop = (reason: StopReason, detail?: string): void => {
+    if (stopReason) return;
+    stopReason = reason;
+    stopDetail = detail ?? reason;
+    controller.abort(new Error(stopDetail));
+    // The other shards stop at their next barrier instead of waiting for this one.
+    if (reason !== 'halt') void here.board.halt(doc.id, `${label}: ${stopDetail}`).catch(() => undefined);
+  };
+  here.running.set(bullId, stop);
+  const unwatch = ctx.cancel.watch(doc.id, (reason) => stop('cancel', reason));
+  if (record.cancel) stop('cancel', record.cancel.reason ?? 'cancelled');
+  const since = record.startedAt ? Date.parse(record.startedAt) : Date.now();
+  const deadline = setTimeout(() => stop('timeout', `job timed out after ${Math.round(record.timeoutMs / 1000)}s`), Math.max(0, since + record.timeoutMs - Date.now()));
+  const plan = doc.plan;
+  let lockedHosts: readonly string[] = [];
+  let renew: NodeJS.Timeout | undefined;
+  try {
+    if (record.risk !== 'read' && plan.hosts.length > 0) {
+      const got = await ctx.locks.acquire(doc.id, plan.hosts, controller.signal, (host, holder) => publisher.emit({ type: 'lock_wait', host, holder }));
+      if (!got) return notStarted(doc, here.id, `not started: ${stopDetail || 'stopped'}`, abortStatusOf(stopReason), { reason: stopReason ?? 'cancel', detail: stopDetail });
+      lockedHosts = plan.hosts;
+      renew = setInterval(() => {
+        ctx.locks.renew(doc.id, lockedHosts).then(
+          (renewal) => {
+            if (!renewal.held) stop('lock_lost', `lost the lock on ${renewal.host} (now held by ${renewal.holder}); stopped so two jobs never run on one host`);
+          },
+          (err: unknown) => ctx.logger.warn({ jobId: doc.id, err: errorMessage(err) }, 'host lock renewal failed; retrying'),
+        );
+      }, ctx.locks.renewEveryMs);
+    }
+    const startedAt = new Date().toISOString();
+    const t = await ctx.store.transition(doc.id, 'running', { startedAt, worker: here.id, attempt: record.risk === 'read' ? attempt : 0 }, ['queued']);
+    await refreshSiteWait(ctx, here, doc).catch(() => undefined);
+    if (t.ok) {
+      publisher.emit({ type: 'state', state: 'running', reason: `${label} started on worker ${here.id}` });
+    } else if (t.current === 'running') {
+      publisher.emit({ type: 'gate', step: 'shards', subject: label, text: `started on worker ${here.id}` });
+    } else {
+      return notStarted(doc, here.id, `not started: the job is ${t.current ?? 'gone'}`, 'skipped');
+    }
+    const inventory = await ctx.inventory.current();
+    const outcome = await runPlan({
+      jobId: doc.id,
+      attempt,
+      worker: here.id,
+      subject: record.requester.subject,
+      tool: record.tool,
+      plan,
+      targetFor: (host) => ctx.targetFor(inventory, host),
+      executor: ctx.executor,
+      ledger: ctx.ledger,
+      audit: ctx.audit,
+      publisher,
+      signal: controller.signal,
+      window: plan.window ?? ctx.settings.window,
+      redactor: ctx.redactor,
+      abortStatus: () => abortStatusOf(stopReason),
+      tools: ctx.tools,
+      planContext: ctx.planContext(inventory),
+      barrier: async (index, counts) => {
+        try {
+          return await here.board.arrive(doc.id, doc.site, doc.sites, index, counts, controller.signal);
+        } catch (err) {
+          if (!(err instanceof ShardHalt)) throw err;
+          if (!stopReason) stop('halt', `stopped because ${err.detail}`);
+          return { ...counts, last: false };
+        }
+      },
+    });
+    const result: ShardOutcome = { site: doc.site, worker: here.id, hosts: outcome.hosts, steps: outcome.steps, ...(stopReason ? { stop: { reason: stopReason, detail: stopDetail } } : {}) };
+    await here.board.saveResult(doc.id, doc.site, result).catch(() => undefined);
+    return result;
+  } catch (err) {
+    // Unexpected: what this shard did is in the ledger; the parent reports its hosts unknown.
+    ctx.logger.error({ jobId: doc.id, site: doc.site, err: errorMessage(err) }, 'shard failed unexpectedly');
+    await here.board.halt(doc.id, `${label}: internal error: ${errorMessage(err)}`).catch(() => undefined);
+    const unknown = (await ctx.ledger.unfinished(doc.id)).map((e) => e.host).filter((h) => plan.hosts.includes(h));
+    return { ...notStarted(doc, here.id, `internal error: ${errorMessage(err)}`, 'failed', { reason: 'crash', detail: `${label}: internal error: ${errorMessage(err)}` }), unknownHosts: unknown };
+  } finally {
+    clearTimeout(deadline);
+    if (renew) clearInterval(renew);
+    if (lockedHosts.length) await ctx.locks.release(doc.id, lockedHosts).catch(() => undefined);
+    unwatch();
+    here.running.delete(bullId);
+    await publisher.drain();
+  }
+}
+
+const STOP_WEIGHT: Record<StopReason, number> = { cancel: 5, lock_lost: 4, crash: 4, shutdown: 3, timeout: 2, halt: 1 };
+
+/** The parent of a split job: every shard has ended (or given up); merge and end the job once. */
+async function mergeShards(ctx: QueueContext, job: Job<{ id: string; sites: string[] }>): Promise<{ state: JobState }> {
+  const { id, sites } = job.data;
+  const record = await ctx.store.get(id);
+  if (!record) return { state: 'failed' };
+  if (isFinal(record.state)) return { state: record.state };
+  const values = Object.values(await job.getChildrenValues<ShardOutcome>()).filter((v): v is ShardOutcome => typeof v === 'object' && v !== null);
+  const failures = await job.getIgnoredChildrenFailures().catch(() => ({}));
+  const inventory = await ctx.inventory.current();
+  const split = splitBySite(record.plan, inventory);
+  const parts = [...values];
+  const unknown = new Set(values.flatMap((v) => v.unknownHosts ?? []));
+  for (const site of sites) {
+    if (parts.some((p) => p.site === site)) continue;
+    // A shard BullMQ gave up on (its worker died twice): its started hosts are unknown.
+    const hosts = split.get(site) ?? [];
+    const started = new Set((await ctx.ledger.unfinished(id)).map((e) => e.host));
+    const why = `${shardLabel(site)} gave up: ${Object.values(failures).join('; ') || 'no result'}`;
+    for (const h of hosts) if (started.has(h)) unknown.add(h);
+    parts.push({ site, worker: '', hosts: hosts.map((h) => notRunOutcome(h, started.has(h) ? `outcome unknown: ${why}` : `not started: ${why}`, started.has(h) ? 'failed' : 'skipped')), steps: [], stop: { reason: 'crash', detail: why } });
+  }
+  const merged = mergeOutcomes(record.plan, parts);
+  const stops = parts.flatMap((p) => (p.stop ? [p.stop] : []));
+  const worst = stops.sort((a, b) => STOP_WEIGHT[b.reason] - STOP_WEIGHT[a.reason])[0];
+  const tool = ctx.tools.get(record.tool);
+  let data: unknown;
+  if (tool?.summarize) {
+    const byStep = new Map(merged.steps.map((s) => [s.id, new Map(s.results.map((r) => [r.host, r]))]));
+    try {
+      data = ctx.redactor.scrubDeep(tool.summarize(record.input as never, byStep, ctx.planContext(inventory)));
+    } catch (err) {
+      data = { summary_error: errorMessage(err) };
+    }
+  }
+  const unknownHosts = inPlanOrder(record, [...unknown]);
+  const result: JobResult = {
+    hosts: merged.hosts,
+    steps: merged.steps,
+    folded: foldOutputs(merged.hosts.map((h) => ({ host: h.host, status: h.status, text: foldText(h) }))),
+    data,
+    ...(unknownHosts.length ? { unknownHosts } : {}),
+  };
+  let state = finalState(result.hosts, worst?.reason);
+  const notes = parts.flatMap((p) => p.notes ?? []);
+  let reason = worst ? worst.detail : summaryLine(result.hosts);
+  if (unknownHosts.length) reason += `; outcome unknown on: ${unknownHosts.join(', ')}`;
+  if (notes.length) reason += `. Checked on the nodes: ${notes.join('; ')}`;
+  if (record.state === 'queued' && state !== 'cancelled') state = 'failed';
+  await endJob(ctx, record, state, { reason, result, from: ['running', 'queued'] });
+  await new ShardBoard(ctx.redis, ctx.keys).forget(id).catch(() => undefined);
+  return { state };
 }

@@ -24,7 +24,7 @@ import { keys } from '../queues/keys.js';
 import { ExecutionLedger } from '../queues/ledger.js';
 import { JobStore } from '../queues/records.js';
 import { JobService } from '../queues/service.js';
-import { startWorker, type WorkerHandle } from '../queues/worker.js';
+import { startWorker, type WorkerHandle, type WorkerOptions } from '../queues/worker.js';
 import { catalogue } from '../tools/index.js';
 import type { Risk, ToolDefinition } from '../tools/types.js';
 import { CastellanError, errorMessage } from '../config/errors.js';
@@ -54,7 +54,8 @@ export interface Runtime {
   readonly places: ApprovalPlaces;
   /** The identity the CLI and `mcp --stdio` act as (from auth.local_identity). */
   localRequester(origin: Origin): Requester;
-  startWorker(): Promise<WorkerHandle>;
+  /** A worker in this process; `sites`: serve only those sites' hosts (see config/sites.ts). */
+  startWorker(options?: WorkerOptions): Promise<WorkerHandle>;
   close(): Promise<void>;
 }
 
@@ -126,8 +127,8 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
       const id = config.auth.localIdentity;
       return { subject: id.subject, displayName: id.displayName, groups: [...id.groups], roles: rolesForGroups(id.groups, config.auth.roles), origin };
     },
-    async startWorker() {
-      const w = await startWorker(ctx, redis);
+    async startWorker(workerOptions) {
+      const w = await startWorker(ctx, redis, workerOptions);
       workers.push(w);
       return w;
     },
@@ -161,6 +162,9 @@ function jobSettingsFrom(config: Config, overrides: Partial<JobSettings> = {}): 
       stalledIntervalMs: j.worker.stalledIntervalMs,
       readRetries: 1,
       shutdownGraceMs: j.worker.shutdownGraceMs,
+      // Twice the job lock, between 4 and 10 s: long enough for a busy event loop, short
+      // enough that a frozen worker's jobs are reconciled soon.
+      heartbeatTtlMs: Math.min(10_000, Math.max(4_000, j.worker.lockDurationMs * 2)),
     },
     maintenance: { windows: config.policy.maintenanceWindows, outside: config.policy.outsideWindow, recheckMs: 60_000 },
     window: config.ssh.window,

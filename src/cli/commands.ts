@@ -8,6 +8,7 @@ import { labDown, labUp } from '../lab/sshd-lab.js';
 import { createRuntime, targetFor, type Runtime } from '../runtime.js';
 import { scanHostKeys, trustHosts } from '../ssh/trust.js';
 import { CastellanError } from '../../config/errors.js';
+import { parseSites } from '../../config/sites.js';
 import { findConfig } from './config-path.js';
 import type { JobClient } from './local.js';
 
@@ -71,12 +72,14 @@ export function register(program: Command, cli: CliContext): void {
   program
     .command('worker')
     .description('Run a worker: takes jobs from Redis and executes them over SSH (several may share one Redis)')
-    .action(async () => {
+    .option('--site <sites...>', 'serve only the hosts of these sites (inventory var castellan_site or label site), e.g. --site rack-a,rack-b; default: hosts without a site')
+    .action(async (opts: { site?: string[] }) => {
+      const sites = parseSites(opts.site ?? []);
       const config = await loadConfig(findConfig(cli.globals().config));
       const runtime = await createRuntime(config, { mode: 'worker' });
-      const worker = await runtime.startWorker();
-      runtime.logger.info({ worker: worker.id }, 'worker started');
-      process.stderr.write(`castellan worker ${worker.id} started\n`);
+      const worker = await runtime.startWorker({ sites });
+      runtime.logger.info({ worker: worker.id, sites }, 'worker started');
+      process.stderr.write(`castellan worker ${worker.id} started${sites.length ? ` for site${sites.length > 1 ? 's' : ''} ${sites.join(', ')}` : ''}\n`);
       const sig = await untilSignal();
       runtime.logger.info({ signal: sig }, 'worker shutting down: running jobs get the shutdown grace');
       await runtime.close();

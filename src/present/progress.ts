@@ -6,7 +6,7 @@ import type { ProgressView } from './job-view.js';
 export function progressFrom(events: readonly StampedEvent[], hostsTotal: number): ProgressView {
   let batch: ProgressView['batch'];
   let step: ProgressView['step'];
-  let stepHosts = hostsTotal;
+  let stepHosts = new Set<string>();
   let done = new Set<string>();
   let failed = new Set<string>();
   let lockWait: ProgressView['lock_wait'];
@@ -16,8 +16,14 @@ export function progressFrom(events: readonly StampedEvent[], hostsTotal: number
         batch = { index: event.index + 1, total: event.total };
         break;
       case 'step':
+        // The shards of a job split by site each announce their part of the same step: one
+        // step, their hosts together.
+        if (step?.id === event.step) {
+          for (const h of event.hosts) stepHosts.add(h);
+          break;
+        }
         step = { id: event.step, description: event.description };
-        stepHosts = event.hosts.length;
+        stepHosts = new Set(event.hosts);
         done = new Set();
         failed = new Set();
         lockWait = undefined;
@@ -39,7 +45,7 @@ export function progressFrom(events: readonly StampedEvent[], hostsTotal: number
   return {
     ...(batch && batch.total > 1 ? { batch } : {}),
     ...(step ? { step } : {}),
-    hosts_total: step ? stepHosts : hostsTotal,
+    hosts_total: step ? stepHosts.size : hostsTotal,
     hosts_done: done.size,
     hosts_failed: failed.size,
     ...(lockWait ? { lock_wait: lockWait } : {}),

@@ -101,12 +101,20 @@ export function nextStep(job: JobRecord, places: ApprovalPlaces): NextView {
       };
     }
     case 'queued':
-      return { waiting_for: 'worker', text: 'starts when a worker is free' };
+      return { waiting_for: 'worker', text: waitingForSite(job) ?? 'starts when a worker is free' };
     case 'waiting_window':
       return { waiting_for: 'window', text: job.maintenance?.detail ?? 'starts when its hosts\' maintenance window opens' };
-    case 'running':
-      return { waiting_for: 'run', text: `runs until it ends or its time limit of ${durationWords(job.timeoutMs)}; cancel with castellan cancel ${job.id}` };
+    case 'running': {
+      const site = waitingForSite(job);
+      return { waiting_for: site ? 'worker' : 'run', text: `${site ? `part of it is ${site}; ` : ''}runs until it ends or its time limit of ${durationWords(job.timeoutMs)}; cancel with castellan cancel ${job.id}` };
+    }
     default:
       return { text: 'nothing: the job has ended' };
   }
+}
+
+/** A job split by site whose shard has no live worker says so in its reason (queues/worker.ts). */
+function waitingForSite(job: JobRecord): string | undefined {
+  const at = job.reason?.indexOf('waiting for a worker of ') ?? -1;
+  return at >= 0 ? job.reason!.slice(at) : undefined;
 }

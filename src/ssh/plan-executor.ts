@@ -122,6 +122,15 @@ export async function createPlanExecutor(config: Config, logger: Logger): Promis
         };
       });
     },
+    async reconcileRun(target, runId, options) {
+      await refreshPins();
+      const found = await ssh.findRemoteRun(target, runId, { asRoot: options.asRoot });
+      if (found.state === 'unknown') return { state: 'unknown', error: found.error };
+      if (found.state === 'absent') return { state: 'ended' };
+      const killed = await ssh.killRemoteRun(target, runId, { asRoot: options.asRoot });
+      if (killed.outcome === 'survivors' || killed.outcome === 'unknown') return { state: 'unknown', processes: found.processes.length, error: killed.error ?? killed.outcome };
+      return { state: killed.outcome === 'gone' ? 'ended' : 'stopped', processes: found.processes.length, how: killed.outcome };
+    },
     close: () => ssh.close(),
   };
 }

@@ -1,0 +1,169 @@
+// Jobs whose worker is gone. After a worker crash (SIGKILL, power cut) or freeze (SIGSTOP), the
+// hosts it had started are unknown: each is checked on the node, where its run is found by
+// its run id (CASTELLAN_RUN, see src/ssh/remote-run.ts) and stopped, and the job says per host
+// what was found: "its run had already ended", "was still running, stopped" or "could not be
+// checked". Nothing is run again. The job then ends `interrupted`, or `cancelled` when someone
+// had asked to cancel it (a cancel of an orphaned job must not wait for a worker restart).
+//
+// Every worker runs `reconcileLoop`: it reads the list of running deliveries, asks the worker
+// registry which of their workers are gone, and reconciles those (one reconciler per entry,
+// by a short Redis claim). The BullMQ redelivery of a stalled job arrives at the same function
+// (worker.ts); whichever ends the job first wins, the other finds it final.
+import { errorMessage } from '../config/errors.js';
+import type { QueueContext } from './context.js';
+import { endJob, type FinalState } from './endings.js';
+import { runningKey, type RunningEntry, type WorkerRegistry } from './heartbeat.js';
+import type { LedgerEntry } from './ledger.js';
+import type { JobDoc, JobRecord } from './records.js';
+import { shardLabel, type ShardBoard, type ShardDoc } from './shards.js';
+import { isFinal } from './states.js';
+import type { PlanStep } from '../tools/types.js';
+
+export interface HostCheck {
+  readonly unknown: string[];
+  /** One phrase per host: "node01: its run had already ended". */
+  readonly notes: string[];
+}
+
+function findStep(plan: JobDoc['plan'], id: string): PlanStep | undefined {
+  const visit = (steps: readonly PlanStep[]): PlanStep | undefined => {
+    for (const step of steps) {
+      if (step.id === id) return step;
+      const inner = visit(step.onFailure ?? []);
+      if (inner) return inner;
+    }
+    return undefined;
+  };
+  for (const batch of plan.batches) {
+    const found = visit(batch.steps);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+/** Check each unfinished ledger entry on its node; stop what is left of its run. */
+export async function checkHosts(ctx: QueueContext, record: JobDoc, entries: readonly LedgerEntry[]): Promise<HostCheck> {
+  const inventory = await ctx.inventory.current();
+  const order = new Map(record.plan.hosts.map((h, i) => [h, i]));
+  const sorted = [...entries].sort((a, b) => (order.get(a.host) ?? 1e9) - (order.get(b.host) ?? 1e9));
+  const notes = await Promise.all(
+    sorted.map(async (entry): Promise<string> => {
+      const step = findStep(record.plan, entry.step);
+      if (!step || step.action.kind !== 'exec') return `${entry.host}: could not be checked (a ${step?.action.kind ?? 'unknown'} step leaves no run to look for)`;
+      if (!ctx.executor.reconcileRun) return `${entry.host}: could not be checked (this executor cannot look)`;
+      try {
+        const target = ctx.targetFor(inventory, entry.host);
+        const r = await ctx.executor.reconcileRun(target, `${record.id}.${entry.step}`, { asRoot: step.action.asRoot ?? false });
+        if (r.state === 'ended') return `${entry.host}: its run had already ended`;
+        if (r.state === 'stopped') return `${entry.host}: was still running, stopped (${r.processes ?? '?'} process(es), ${r.how ?? 'stopped'})`;
+        return `${entry.host}: could not be checked (${r.error ?? 'no answer'})`;
+      } catch (err) {
+        return `${entry.host}: could not be checked (${errorMessage(err)})`;
+      }
+    }),
+  );
+  return { unknown: [...new Set(sorted.map((e) => e.host))], notes };
+}
+
+/**
+ * End a job whose (unsplit) run lost its worker: check its unfinished hosts, then `cancelled`
+ * if a cancel was asked for, else `interrupted`. Returns the state the job is in afterwards.
+ */
+export async function reconcileOrphan(ctx: QueueContext, record: JobRecord, why: string): Promise<JobRecord['state']> {
+  const checked = await checkHosts(ctx, record, await ctx.ledger.unfinished(record.id));
+  const current = await ctx.store.get(record.id);
+  if (!current || isFinal(current.state)) return current?.state ?? 'failed';
+  const to: FinalState = current.cancel ? 'cancelled' : 'interrupted';
+  const reason =
+    `${to === 'cancelled' ? `${current.cancel?.reason ?? 'cancelled'}; ` : ''}${why}; ` +
+    (checked.unknown.length ? `outcome unknown on: ${checked.unknown.join(', ')}` : 'no host was mid-step') +
+    (checked.notes.length ? `. Checked on the nodes: ${checked.notes.join('; ')}` : '') +
+    '. Not re-run automatically: check the hosts, then submit again if needed.';
+  const result = { hosts: [], steps: [], folded: [], unknownHosts: checked.unknown };
+  const t = await endJob(ctx, current, to, { reason, result, from: ['running'] });
+  return t.ended ? to : (t.current ?? 'failed');
+}
+
+/** A shard's unfinished hosts, checked (the notes are kept for its redelivery to report). */
+export async function reconcileShardHosts(ctx: QueueContext, record: JobRecord, doc: ShardDoc, board: ShardBoard): Promise<HostCheck> {
+  const mine = new Set(doc.plan.hosts);
+  const entries = (await ctx.ledger.unfinished(record.id)).filter((e) => mine.has(e.host));
+  const noted = await board.notes(record.id, doc.site);
+  if (noted) return noted;
+  const checked = await checkHosts(ctx, record, entries);
+  await board.saveNotes(record.id, doc.site, checked);
+  return checked;
+}
+
+export interface Reconciler {
+  stop(): Promise<void>;
+}
+
+/** Every `intervalMs`: reconcile what runs on workers that are gone. */
+export function reconcileLoop(ctx: QueueContext, registry: WorkerRegistry, board: ShardBoard, self: string, intervalMs: number): Reconciler {
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  let pass: Promise<void> = Promise.resolve();
+  const once = async (): Promise<void> => {
+    const raw = await ctx.redis.hgetall(runningKey(ctx.keys));
+    const entries = Object.entries(raw).flatMap(([bullId, json]) => {
+      try {
+        return [{ bullId, ...(JSON.parse(json) as RunningEntry) }];
+      } catch {
+        return [];
+      }
+    });
+    const others = [...new Set(entries.map((e) => e.worker).filter((w) => w !== self))];
+    if (others.length === 0) return;
+    const liveness = await registry.liveness(others);
+    for (const entry of entries) {
+      if (stopped) return;
+      if (entry.worker === self || liveness.get(entry.worker) !== 'gone') continue;
+      await reconcileEntry(ctx, board, self, entry).catch((err: unknown) => ctx.logger.warn({ jobId: entry.job, err: errorMessage(err) }, 'reconcile failed; retrying'));
+    }
+  };
+  const schedule = (): void => {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      pass = once()
+        .catch((err: unknown) => ctx.logger.debug({ err: errorMessage(err) }, 'reconcile pass failed'))
+        .finally(schedule);
+    }, intervalMs);
+  };
+  schedule();
+  return {
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await pass;
+    },
+  };
+}
+
+async function reconcileEntry(ctx: QueueContext, board: ShardBoard, self: string, entry: RunningEntry & { bullId: string }): Promise<void> {
+  const claim = `${ctx.keys.prefix}:reconciling:${entry.bullId}`;
+  if ((await ctx.redis.set(claim, self, 'PX', 60_000, 'NX')) !== 'OK') return;
+  const forget = (): Promise<unknown> => ctx.redis.hdel(runningKey(ctx.keys), entry.bullId);
+  const record = await ctx.store.get(entry.job);
+  if (!record || isFinal(record.state)) {
+    await forget();
+    return;
+  }
+  const why = `the worker running this job (${entry.worker}) is gone`;
+  if (entry.site !== undefined) {
+    // A shard: check its hosts now (its commands must not run on unobserved) and stop the
+    // other shards at their next barrier. Its BullMQ redelivery reports it to the merge.
+    const shardHosts = new Set(record.plan.hosts);
+    const entries = (await ctx.ledger.unfinished(record.id)).filter((e) => shardHosts.has(e.host) && e.worker === entry.worker);
+    if ((await board.notes(record.id, entry.site)) === undefined) await board.saveNotes(record.id, entry.site, await checkHosts(ctx, record, entries));
+    await board.halt(record.id, `the worker running ${shardLabel(entry.site)} (${entry.worker}) is gone`);
+    await forget();
+    return;
+  }
+  // Resumable and read jobs are picked up again by their BullMQ redelivery (resumed, re-read),
+  // unless a cancel is waiting: then nothing will resume them, so end them here.
+  if ((record.plan.resumable === true || record.risk === 'read') && !record.cancel) return;
+  ctx.logger.info({ jobId: record.id, worker: entry.worker }, 'reconciling a job whose worker is gone');
+  await reconcileOrphan(ctx, record, why);
+  await forget();
+}

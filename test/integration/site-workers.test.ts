@@ -1,0 +1,186 @@
+// Site workers against real processes: hosts carry a site (inventory var castellan_site), two
+// `castellan worker --site` processes each serve one site, and a job spanning both is split
+// into one shard per site (a BullMQ flow). Each host runs on a worker of its site (the ledger
+// records who ran it), people see one job with one merged result, and a site without a worker
+// makes the job say what it waits for. Batches and the failure budget stay global across
+// shards (checked through the runner with the real barrier).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { rolesForGroups } from '../../auth/roles.js';
+import type { Requester } from '../../auth/types.js';
+import { ThrottledPublisher } from '../../queues/events.js';
+import { runPlan } from '../../queues/runner.js';
+import { ShardBoard, shardPlan, splitBySite } from '../../queues/shards.js';
+import type { Plan } from '../../tools/types.js';
+import { CLI, useCastellan } from '../support/castellan.js';
+
+const ROLE_MAP = { admin: ['admins'], operator: ['ops'], approver: ['leads'], viewer: ['everyone'] };
+const person = (subject: string, groups: string[]): Requester => ({ subject, displayName: subject, groups, roles: rolesForGroups(groups, ROLE_MAP), origin: 'cli' });
+const oscar = person('oscar', ['ops']);
+const april = person('april', ['leads']);
+
+const varsDir = mkdtempSync(path.join(os.tmpdir(), 'castellan-sites-inv-'));
+const varsFile = path.join(varsDir, 'sites.yaml');
+writeFileSync(
+  varsFile,
+  stringify({ all: { hosts: { node01: { castellan_site: 'rack-a' }, node02: { castellan_site: 'rack-a' }, node03: { castellan_labels: { site: 'rack-b' } }, node04: { castellan_labels: { site: 'rack-b' } }, node05: { castellan_site: 'rack-c' } } } }),
+);
+
+const c = useCastellan({ nodes: 5, worker: false, extraInventory: varsFile, config: { jobs: { worker: { lock_duration: '2s', stalled_interval: '1s' } } } });
+const children: ChildProcess[] = [];
+afterAll(async () => {
+  for (const child of children) child.kill('SIGTERM');
+  await Promise.all(children.map((child) => new Promise<void>((r) => (child.exitCode !== null ? r() : child.once('exit', () => r())))));
+  await rm(varsDir, { recursive: true, force: true });
+});
+
+function startWorkerProcess(configFile: string, sites: string[]): Promise<{ child: ChildProcess; id: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, '--config', configFile, 'worker', ...sites.flatMap((s) => ['--site', s])], { stdio: ['ignore', 'ignore', 'pipe'] });
+    children.push(child);
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`worker did not start: ${err}`)), 120_000);
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+      const m = /castellan worker (\S+) started/.exec(err);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, id: m[1]! });
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`worker exited ${code}: ${err}`)));
+  });
+}
+
+describe('site workers', () => {
+  it('a job spanning two sites runs each host on a worker of its site and reads as one job', async () => {
+    const [a, b] = await Promise.all([startWorkerProcess(c.configFile, ['rack-a']), startWorkerProcess(c.configFile, ['rack-b'])]);
+    const { job } = await c.runtime.service.submit({ tool: 'exec', input: { targets: 'node[01-04]', command: 'echo "ran on $CASTELLAN_RUN"' }, requester: oscar, replyTo: { kind: 'cli' } });
+    await c.runtime.service.approve(job.id, april);
+    const final = await c.runtime.service.wait(job.id, oscar, 90_000);
+    expect(final.state).toBe('succeeded');
+    expect(final.result?.hosts.map((h) => h.host)).toEqual(['node01', 'node02', 'node03', 'node04']);
+    expect(final.result?.hosts.every((h) => h.status === 'ok' && h.stdout === `ran on ${job.id}.exec\n`)).toBe(true);
+    // One step report with every host, in plan order.
+    expect(final.result?.steps).toHaveLength(1);
+    expect(final.result?.steps[0]!.results.map((r) => r.host)).toEqual(['node01', 'node02', 'node03', 'node04']);
+
+    // Who ran what: the ledger names the worker of each host, exactly once.
+    const ledger = await c.runtime.ctx.ledger.entries(job.id);
+    expect(ledger).toHaveLength(4);
+    const byHost = Object.fromEntries(ledger.map((e) => [e.host, e.worker]));
+    expect(byHost).toEqual({ node01: a.id, node02: a.id, node03: b.id, node04: b.id });
+
+    const events = (await c.runtime.ctx.events.read(job.id)).map((e) => e.event);
+    expect(events.some((e) => e.type === 'state' && e.state === 'queued' && /split by site into 2 shards: site rack-a \(2 hosts\), site rack-b \(2 hosts\)/.test(e.reason ?? ''))).toBe(true);
+    // One final event, one audit outcome.
+    expect(events.filter((e) => e.type === 'state' && e.state === 'succeeded')).toHaveLength(1);
+    const audit = await c.runtime.ctx.audit.read({ jobId: job.id });
+    expect(audit.filter((r) => r.kind === 'outcome')).toHaveLength(1);
+    expect(audit.filter((r) => r.kind === 'execution').map((r) => r.host).sort()).toEqual(['node01', 'node02', 'node03', 'node04']);
+
+    // Through the CLI as people read it.
+    const shown = await c.cli(['job', job.id]);
+    expect(shown.stdout).toMatch(/succeeded/);
+  }, 180_000);
+
+  it('a site with no worker: the job says it waits for a worker of that site, and runs once one starts', async () => {
+    const { job } = await c.runtime.service.submit({ tool: 'exec', input: { targets: 'node01,node05', command: 'echo hi' }, requester: oscar, replyTo: { kind: 'cli' } });
+    await c.runtime.service.approve(job.id, april);
+    let waiting: string | undefined;
+    for (let i = 0; i < 300 && waiting === undefined; i++) {
+      const events = (await c.runtime.ctx.events.read(job.id)).map((e) => e.event);
+      waiting = events.flatMap((e) => (e.type === 'state' && e.state === 'queued' && e.reason?.includes('waiting for a worker') ? [e.reason] : [])).at(0);
+      if (waiting === undefined) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(waiting).toMatch(/waiting for a worker of site rack-c: none is running \(start one: castellan worker --site rack-c\)/);
+    const record = await c.runtime.service.get(job.id, oscar);
+    expect(record.state).toBe('running'); // rack-a's shard started; rack-c's waits
+    const shown = await c.cli(['job', job.id]);
+    expect(shown.stdout).toMatch(/next: part of it is waiting for a worker of site rack-c: none is running \(start one: castellan worker --site rack-c\)/);
+
+    await startWorkerProcess(c.configFile, ['rack-c']);
+    const final = await c.runtime.service.wait(job.id, oscar, 90_000);
+    expect(final.state).toBe('succeeded');
+    expect(final.result?.hosts.map((h) => `${h.host}:${h.status}`)).toEqual(['node01:ok', 'node05:ok']);
+  }, 180_000);
+});
+
+describe('global batches across shards', () => {
+  it('batch 2 starts on no shard before batch 1 ended on all; a failure in one shard spends the budget for all', async () => {
+    const { ctx } = c.runtime;
+    const inventory = await ctx.inventory.current();
+    const node01 = c.lab.nodes.find((n) => n.name === 'node01')!.address;
+    const exec = (id: string, hosts: string[], command: string): Plan['batches'][number]['steps'][number] => ({
+      id,
+      description: command,
+      hosts,
+      action: { kind: 'exec', argv: ['/bin/sh', '-c', command], asRoot: false },
+      timeoutMs: 60_000,
+    });
+    // Batch 1: rack-a's node01 is slow (and fails when told to); rack-b's node03 is fast.
+    // Batch 2: one host of each site. SSH_CONNECTION names the node's own address.
+    const planWith = (budget: number, node01Exit: number): Plan => ({
+      tool: 'exec',
+      hosts: ['node01', 'node03', 'node02', 'node04'],
+      batches: [
+        { steps: [exec('one', ['node01', 'node03'], `case "$SSH_CONNECTION" in *" ${node01} "*) sleep 1.5; exit ${node01Exit} ;; esac`)] },
+        { steps: [exec('two', ['node02', 'node04'], 'true')] },
+      ],
+      failureBudget: budget,
+    });
+    const runShards = async (plan: Plan): Promise<{ jobId: string; statuses: Record<string, string> }> => {
+      const split = splitBySite(plan, inventory);
+      expect([...split]).toEqual([
+        ['rack-a', ['node01', 'node02']],
+        ['rack-b', ['node03', 'node04']],
+      ]);
+      const jobId = `jshard${Date.now().toString(36)}${plan.failureBudget}`;
+      const board = new ShardBoard(ctx.redis, ctx.keys);
+      const sites = [...split.keys()];
+      const run = (site: string) => {
+        const publisher = new ThrottledPublisher(ctx.events, jobId);
+        const signal = new AbortController().signal;
+        return runPlan({
+          jobId,
+          attempt: 0,
+          worker: `test-${site}`,
+          subject: 'tester',
+          tool: 'exec',
+          plan: shardPlan(plan, site, inventory),
+          targetFor: (h) => ctx.targetFor(inventory, h),
+          executor: ctx.executor,
+          ledger: ctx.ledger,
+          audit: ctx.audit,
+          publisher,
+          signal,
+          redactor: ctx.redactor,
+          abortStatus: () => 'cancelled',
+          barrier: (index, counts) => board.arrive(jobId, site, sites, index, counts, signal),
+        }).finally(() => publisher.drain());
+      };
+      const parts = await Promise.all(sites.map(run));
+      return { jobId, statuses: Object.fromEntries(parts.flatMap((p) => p.hosts).map((h) => [h.host, h.status])) };
+    };
+
+    // Budget 0, node01 fails: rack-b's shard, whose own batch went fine, skips batch 2 too.
+    const spent = await runShards(planWith(0, 3));
+    expect(spent.statuses).toEqual({ node01: 'failed', node03: 'ok', node02: 'skipped', node04: 'skipped' });
+    expect((await ctx.ledger.entries(spent.jobId)).filter((e) => e.step === 'two')).toEqual([]);
+    const lines = (await ctx.events.read(spent.jobId)).flatMap((e) => (e.event.type === 'state' && e.event.reason?.startsWith('batch ') ? [e.event.reason] : []));
+    // One line per batch for the whole job, with both shards' counts.
+    expect(lines).toEqual(['batch 1/2 done: 1 ok, 1 failed']);
+
+    // All fine: batch 2 started on neither site before node01 (the slow one) ended batch 1.
+    const ordered = await runShards(planWith(0, 0));
+    expect(ordered.statuses).toEqual({ node01: 'ok', node03: 'ok', node02: 'ok', node04: 'ok' });
+    const ledger = await ctx.ledger.entries(ordered.jobId);
+    const slowEnd = Date.parse(ledger.find((e) => e.step === 'one' && e.host === 'node01')!.finishedAt!);
+    for (const e of ledger.filter((x) => x.step === 'two')) expect(Date.parse(e.startedAt)).toBeGreaterThanOrEqual(slowEnd);
+  }, 120_000);
+});
