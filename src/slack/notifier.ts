@@ -17,6 +17,7 @@
 // rendering changed and at most once per `editIntervalMs`; a 429's Retry-After pauses every
 // instance's calls (a shared key). A 1000-host fan-out thus costs tens of edits, not thousands.
 import { createHash, randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import os from 'node:os';
 import type { ChainableCommander, Redis } from 'ioredis';
 import { webApi } from '@slack/bolt';
@@ -126,6 +127,8 @@ export class SlackNotifier {
     if (this.loops.length > 0) return;
     this.abort = new AbortController();
     const { signal } = this.abort;
+    // One listener per watched job (hundreds during a burst of commands) is expected here.
+    setMaxListeners(0, signal);
     await this.beat();
     this.loops = [
       this.every(Math.max(100, Math.floor(this.leaseMs / 3)), () => this.beat(), signal),
@@ -230,28 +233,43 @@ export class SlackNotifier {
     // The first look happens at once: post what is missing, catch up after a takeover.
     let woken = true;
     const signal = this.abort.signal;
+    // The job's own follower stops with the watcher (job let go, ownership lost) or the notifier.
+    const following = new AbortController();
+    const stopFollowing = (): void => following.abort();
+    signal.addEventListener('abort', stopFollowing, { once: true });
     const events: StampedEvent[] = [];
     let ended = false;
     const pump = (async () => {
-      try {
-        for await (const e of this.o.ctx.hub.follow(jobId, { after: '0', signal })) {
-          if (PROGRESS_EVENTS.has(e.event.type)) events.push(e);
-          woken = true;
-          wake();
+      let last = '0';
+      while (!following.signal.aborted) {
+        try {
+          for await (const e of this.o.ctx.hub.follow(jobId, { after: last, signal: following.signal })) {
+            last = e.id;
+            if (PROGRESS_EVENTS.has(e.event.type)) events.push(e);
+            woken = true;
+            wake();
+          }
+          if (!following.signal.aborted) ended = true;
+          break;
+        } catch (error) {
+          // Redis away for a moment: follow again from the last event seen.
+          if (following.signal.aborted) break;
+          this.o.logger.warn({ jobId, err: errorMessage(error) }, 'Slack notifier lost a job\'s events; following again');
+          await pause(1000, following.signal);
         }
-      } finally {
-        ended = true;
-        woken = true;
-        wake();
       }
+      woken = true;
+      wake();
     })();
     const done = (async () => {
       let nextAt = 0;
       while (!signal.aborted) {
-        const waitMs = nextAt > 0 ? Math.max(0, nextAt - Date.now()) : 60_000;
-        if (!woken) {
+        if (nextAt > Date.now()) {
+          // Coalescing: events pile up until the message may be edited again, then one render.
+          await pause(nextAt - Date.now(), signal);
+        } else if (!woken) {
           await new Promise<void>((resolve) => {
-            const timer = setTimeout(resolve, waitMs);
+            const timer = setTimeout(resolve, 60_000);
             wake = () => {
               clearTimeout(timer);
               resolve();
@@ -278,7 +296,9 @@ export class SlackNotifier {
       .catch((error: unknown) => this.o.logger.warn({ jobId, err: errorMessage(error) }, 'Slack notifier stopped following a job'))
       .finally(() => {
         this.watchers.delete(jobId);
-        void pump;
+        signal.removeEventListener('abort', stopFollowing);
+        following.abort();
+        void pump.catch(() => undefined);
       });
     this.watchers.set(jobId, { wake: () => { woken = true; wake(); }, done });
   }
