@@ -8,7 +8,7 @@ import { resolveHosts } from './planning.js';
 import { validatedOrThrow } from './registry.js';
 import { gateStep } from './steps/index.js';
 import { ToolInputError, defineTool, type PlanBatch, type PlanContext } from './types.js';
-import { batchTags, kubeFor, nodeReportSchema, nodeReports, nodeRunbook, stepSubjects, upgradeBatches, upgradeFields, type UpgradeOptions } from './upgrade-plan.js';
+import { batchTags, kubeFor, nodeReportSchema, nodeReports, nodeRunbook, stepSubjects, upgradeBatches, upgradeFields, upgradeView, type UpgradeOptions } from './upgrade-plan.js';
 
 /** Every node of the upgraded half answers and, when it is a Kubernetes node, is Ready. */
 function healthBatch(hosts: readonly string[], options: UpgradeOptions, ctx: PlanContext): PlanBatch {
@@ -51,6 +51,7 @@ export const blueGreenUpgrade = defineTool({
     })
     .strict(),
   output: z.object({ nodes: z.array(nodeReportSchema) }),
+  view: upgradeView,
   plan(input, ctx) {
     const { first, second } = halves(input, ctx);
     const batches = [...upgradeBatches('first', first, input, ctx), healthBatch(first, input, ctx), ...upgradeBatches('second', second, input, ctx)];

@@ -4,12 +4,39 @@ import { targetsOrAll, timeout } from './fields.js';
 import { bootEnvironmentSchema, groupByDriver, listCommands, parseBeadmListing, parseZfsListing, type BootEnvironment } from './boot-env.js';
 import { execStep, resolveHosts, singleBatchPlan, stepTimeout } from './planning.js';
 import { hostReportSchema, reportHosts } from './reports.js';
+import { foldNodeSet } from '../config/nodeset.js';
+import { answered, bytesText, notAll, reportRows, type ResultViewDefinition } from './result-view.js';
 import { defineTool, type StepResults } from './types.js';
 
 function stepIds(index: number, groups: number): { list: string; bootfs: string } {
   const suffix = groups === 1 ? '' : `-${index + 1}`;
   return { list: `list${suffix}`, bootfs: `bootfs${suffix}` };
 }
+
+const bootEnvironmentsOutput = hostReportSchema({ environments: z.array(bootEnvironmentSchema), booted: z.string(), next_boot: z.string() });
+type BootEnvironmentsData = z.output<typeof bootEnvironmentsOutput>;
+
+/** One row per host and environment, marked booted / next boot; hosts with the same environments fold. */
+const bootEnvironmentsView: ResultViewDefinition<BootEnvironmentsData, BootEnvironment> = {
+  columns: [
+    { label: 'environment', cell: (e) => e.name },
+    {
+      label: 'state',
+      cell: (e) => [e.booted ? 'booted' : '', e.next_boot ? 'next boot' : ''].filter(Boolean).join(', '),
+      tone: (e) => (e.next_boot && !e.booted ? 'warn' : undefined),
+    },
+    { label: 'created', cell: (e) => e.created.replace('T', ' ').replace(/:\d{2}(\.\d+)?Z$/, ' UTC') },
+    { label: 'used', cell: (e) => (e.used_bytes === undefined ? '' : bytesText(e.used_bytes)), align: 'right' },
+  ],
+  rows: (data) => reportRows(data.hosts, (h) => h.environments),
+  summary(data) {
+    const up = answered(data.hosts, (h) => h.environments !== undefined);
+    if (up.length === 0) return `no host answered (${data.hosts.length} asked)`;
+    const switching = up.filter((h) => h.next_boot !== h.booted).map((h) => h.host);
+    const booted = [...new Set(up.map((h) => h.booted ?? ''))];
+    return `${notAll(up.length, data.hosts.length)}booted: ${booted.join(', ') || 'none found'}${switching.length ? `; ${foldNodeSet(switching)} boot another environment next` : ''}`;
+  },
+};
 
 export const bootEnvironments = defineTool({
   name: 'boot_environments',
@@ -21,7 +48,8 @@ export const bootEnvironments = defineTool({
   risk: 'read',
   idempotent: true,
   input: z.object({ targets: targetsOrAll, timeout }).strict(),
-  output: hostReportSchema({ environments: z.array(bootEnvironmentSchema), booted: z.string(), next_boot: z.string() }),
+  output: bootEnvironmentsOutput,
+  view: bootEnvironmentsView,
   plan(input, ctx) {
     const hosts = resolveHosts(ctx, input.targets);
     const groups = groupByDriver(ctx, hosts);

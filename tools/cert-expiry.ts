@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { absolutePath, targetsOrAll, timeout } from './fields.js';
 import { execStep, resolveHosts, showArgv, singleBatchPlan, stepTimeout } from './planning.js';
 import { OutputFormatError, hostReportSchema, reportHosts } from './reports.js';
+import { answered, notAll, plural, reportRows, type ResultViewDefinition } from './result-view.js';
 import { defineTool } from './types.js';
 
 export const CERT_SCRIPT = [
@@ -12,8 +13,9 @@ export const CERT_SCRIPT = [
   // A FIFO or a device (/dev/zero) would hold the read forever: regular files only.
   '  if [ ! -f "$path" ]; then',
   `    printf 'error\\t%s\\n' 'not a regular file'`,
-  '  elif out=$(openssl x509 -enddate -noout -in "$path" 2>&1 </dev/null); then',
-  `    printf 'ok\\t%s\\n' "$out"`,
+  // RFC 2253 names escape control characters, so the subject stays on its line.
+  '  elif out=$(openssl x509 -enddate -subject -nameopt RFC2253 -noout -in "$path" 2>&1 </dev/null); then',
+  `    printf 'ok\\t%s\\n' "$(printf '%s' "$out" | tr '\\n' '\\t')"`,
   '  else',
   `    printf 'error\\t%s\\n' "$(printf '%s\\n' "$out" | head -n 1)"`,
   '  fi',
@@ -34,6 +36,8 @@ export function parseNotAfter(text: string): Date {
 
 export interface CertificateExpiry {
   path: string;
+  /** The certificate's subject (RFC 2253: `CN=apiserver,O=kubernetes`), when openssl printed it. */
+  subject?: string;
   not_after: string | null;
   days_left: number | null;
   expired: boolean | null;
@@ -51,12 +55,60 @@ export function parseCertLines(stdout: string, paths: readonly string[], now: Da
     const tab = line.indexOf('\t');
     const [status, text] = [line.slice(0, tab), line.slice(tab + 1)];
     if (status !== 'ok') return { path, not_after: null, days_left: null, expired: null, warning: null, error: text || 'unreadable' };
-    const notAfter = parseNotAfter(text);
+    const fields = text.split('\t');
+    const notAfter = parseNotAfter(fields.find((f) => f.startsWith('notAfter=')) ?? text);
+    const subject = fields.find((f) => f.startsWith('subject='))?.slice('subject='.length).trim();
     const daysLeft = Math.floor((notAfter.getTime() - now.getTime()) / DAY_MS);
     const expired = notAfter.getTime() <= now.getTime();
-    return { path, not_after: notAfter.toISOString(), days_left: daysLeft, expired, warning: expired || daysLeft < warnDays };
+    return { path, ...(subject ? { subject } : {}), not_after: notAfter.toISOString(), days_left: daysLeft, expired, warning: expired || daysLeft < warnDays };
   });
 }
+
+const certOutput = hostReportSchema({
+    certificates: z.array(
+      z.object({
+        path: z.string(),
+        subject: z.string().optional(),
+        not_after: z.string().nullable(),
+        days_left: z.number().nullable(),
+        expired: z.boolean().nullable(),
+        warning: z.boolean().nullable(),
+        error: z.string().optional(),
+      }),
+    ),
+  });
+type CertData = z.output<typeof certOutput>;
+
+/** host · path · subject · days left (warned within warn_days) · expiry date. */
+const certView: ResultViewDefinition<CertData, CertificateExpiry> = {
+  columns: [
+    { label: 'path', cell: (c) => c.path },
+    { label: 'subject', cell: (c) => c.subject ?? '' },
+    {
+      label: 'days left',
+      cell: (c) => (c.error !== undefined ? `unreadable: ${c.error}` : c.expired ? `expired ${-(c.days_left ?? 0)} days ago` : String(c.days_left ?? '')),
+      align: 'right',
+      tone: (c) => (c.error !== undefined || c.expired ? 'bad' : c.warning ? 'warn' : 'ok'),
+    },
+    { label: 'expires', cell: (c) => (c.not_after ? c.not_after.slice(0, 10) : '') },
+  ],
+  rows: (data) => reportRows(data.hosts, (h) => h.certificates),
+  summary(data) {
+    const up = answered(data.hosts, (h) => h.certificates !== undefined);
+    if (up.length === 0) return `no host answered (${data.hosts.length} asked)`;
+    const all = up.flatMap((h) => (h.certificates ?? []).map((c) => ({ host: h.host, c })));
+    const dated = all.filter((x) => x.c.days_left !== null).sort((a, b) => (a.c.days_left ?? 0) - (b.c.days_left ?? 0));
+    const soonest = dated[0];
+    const warned = all.filter((x) => x.c.warning === true).length;
+    const unreadable = all.filter((x) => x.c.error !== undefined).length;
+    return [
+      `${notAll(up.length, data.hosts.length)}${plural(all.length, 'certificate')}`,
+      ...(soonest ? [`soonest ${soonest.c.path} on ${soonest.host} in ${plural(soonest.c.days_left ?? 0, 'day')}`] : []),
+      ...(warned ? [`${warned} expire soon or expired`] : []),
+      ...(unreadable ? [`${unreadable} unreadable`] : []),
+    ].join('; ');
+  },
+};
 
 export const certExpiry = defineTool({
   name: 'cert_expiry',
@@ -79,18 +131,8 @@ export const certExpiry = defineTool({
       timeout,
     })
     .strict(),
-  output: hostReportSchema({
-    certificates: z.array(
-      z.object({
-        path: z.string(),
-        not_after: z.string().nullable(),
-        days_left: z.number().nullable(),
-        expired: z.boolean().nullable(),
-        warning: z.boolean().nullable(),
-        error: z.string().optional(),
-      }),
-    ),
-  }),
+  output: certOutput,
+  view: certView,
   plan(input, ctx) {
     const hosts = resolveHosts(ctx, input.targets);
     return singleBatchPlan('cert_expiry', hosts, [

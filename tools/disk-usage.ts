@@ -5,6 +5,7 @@ import { absolutePath, targetsOrAll, timeout } from './fields.js';
 import { execStep, resolveHosts, singleBatchPlan, stepTimeout } from './planning.js';
 import { OutputFormatError, hostReportSchema, reportHosts } from './reports.js';
 import { defineTool } from './types.js';
+import { answered, dfSize, largest, notAll, percentText, plural, reportRows, toneAbove, type ResultViewDefinition } from './result-view.js';
 
 export const PSEUDO_FILESYSTEMS = new Set(['tmpfs', 'devtmpfs', 'squashfs', 'overlay', 'efivarfs', 'ramfs']);
 
@@ -38,6 +39,42 @@ export function parseDf(stdout: string): Filesystem[] {
   });
 }
 
+const diskOutput = hostReportSchema({
+    filesystems: z.array(
+      z.object({
+        filesystem: z.string(),
+        type: z.string(),
+        size_bytes: z.number(),
+        used_bytes: z.number(),
+        available_bytes: z.number(),
+        used_percent: z.number(),
+        mounted_on: z.string(),
+      }),
+    ),
+  });
+type DiskData = z.output<typeof diskOutput>;
+
+/** One row per host and filesystem, as `df -h` prints them; alike hosts fold. */
+const diskView: ResultViewDefinition<DiskData, Filesystem> = {
+  columns: [
+    { label: 'mounted on', cell: (f) => f.mounted_on },
+    { label: 'size', cell: (f) => dfSize(f.size_bytes), align: 'right' },
+    { label: 'used', cell: (f) => dfSize(f.used_bytes), align: 'right' },
+    { label: 'avail', cell: (f) => dfSize(f.available_bytes), align: 'right' },
+    { label: 'use%', cell: (f) => percentText(f.used_percent), align: 'right', tone: (f) => toneAbove(f.used_percent, 80, 90) },
+    { label: 'filesystem', cell: (f) => `${f.filesystem} (${f.type})` },
+  ],
+  rows: (data) => reportRows(data.hosts, (h) => h.filesystems),
+  summary(data) {
+    const up = answered(data.hosts, (h) => h.filesystems !== undefined);
+    const all = up.flatMap((h) => (h.filesystems ?? []).map((f) => ({ host: h.host, f })));
+    const fullest = largest(all, (x) => x.f.used_percent);
+    if (!fullest) return up.length ? 'no filesystems to show' : `no host answered (${data.hosts.length} asked)`;
+    const high = all.filter((x) => x.f.used_percent >= 80).length;
+    return `${notAll(up.length, data.hosts.length)}fullest: ${fullest.f.mounted_on} on ${fullest.host} at ${percentText(fullest.f.used_percent)}${high ? `; ${plural(high, 'filesystem')} at 80 % or more` : ''}`;
+  },
+};
+
 export const diskUsage = defineTool({
   name: 'disk_usage',
   title: 'Disk usage',
@@ -61,19 +98,8 @@ export const diskUsage = defineTool({
       timeout,
     })
     .strict(),
-  output: hostReportSchema({
-    filesystems: z.array(
-      z.object({
-        filesystem: z.string(),
-        type: z.string(),
-        size_bytes: z.number(),
-        used_bytes: z.number(),
-        available_bytes: z.number(),
-        used_percent: z.number(),
-        mounted_on: z.string(),
-      }),
-    ),
-  }),
+  output: diskOutput,
+  view: diskView,
   plan(input, ctx) {
     const hosts = resolveHosts(ctx, input.targets);
     return singleBatchPlan('disk_usage', hosts, [

@@ -9,6 +9,7 @@ import { targets, timeout } from './fields.js';
 import { execStep, resolveHosts, stepTimeout } from './planning.js';
 import { OutputFormatError } from './reports.js';
 import type { ConditionDefinition } from './steps/index.js';
+import { bytesText, plural, type ResultViewDefinition } from './result-view.js';
 import { defineTool, ToolInputError, type PlanContext, type StepResults } from './types.js';
 
 export const ETCD_DEFAULT_ENDPOINT = 'https://127.0.0.1:2379';
@@ -165,6 +166,45 @@ const conditions: Readonly<Record<string, ConditionDefinition>> = {
   },
 };
 
+const etcdOutput = z
+    .object({
+      members: z.array(memberSchema),
+      healthy_members: z.number(),
+      quorum: z.boolean(),
+      leader: z.string().nullable(),
+      split_leader: z.boolean(),
+      healthy: z.boolean(),
+      problems: z.array(z.string()),
+    })
+    .partial()
+    .extend({ control_plane: z.string(), error: z.string().optional() });
+type EtcdData = z.output<typeof etcdOutput>;
+type EtcdMemberRow = z.output<typeof memberSchema>;
+
+/** `etcdctl endpoint status -w table`, readable: member · health · leader · version · index lag · db size. */
+const etcdView: ResultViewDefinition<EtcdData, EtcdMemberRow> = {
+  key: 'member',
+  columns: [
+    { label: 'health', cell: (m) => (m.healthy ? 'healthy' : `unhealthy${m.error ? `: ${m.error}` : ''}`), tone: (m) => (m.healthy ? 'ok' : 'bad') },
+    { label: 'leader', cell: (m) => (m.is_leader ? 'leader' : '') },
+    { label: 'version', cell: (m) => m.version ?? '' },
+    { label: 'index lag', cell: (m) => (m.index_lag === null ? '' : String(m.index_lag)), align: 'right', tone: (m) => (m.index_lag !== null && m.index_lag > 1000 ? 'warn' : undefined) },
+    { label: 'db size', cell: (m) => (m.db_size_bytes === null ? '' : bytesText(m.db_size_bytes)), align: 'right' },
+    { label: 'alarms', cell: (m) => m.errors.join('; '), tone: (m) => (m.errors.length ? 'bad' : undefined) },
+  ],
+  rows: (data) =>
+    data.error !== undefined && data.members === undefined
+      ? [{ name: data.control_plane, problem: { status: 'failed', text: data.error } }]
+      : (data.members ?? []).map((m) => ({ name: m.endpoint, row: m })),
+  summary(data) {
+    if (data.members === undefined) return data.error ?? `no answer from etcdctl on ${data.control_plane}`;
+    const verdict = data.healthy ? 'healthy' : data.quorum === false ? 'NO QUORUM' : 'unhealthy';
+    const leader = data.leader ? `, leader ${data.leader}` : '';
+    const problems = data.problems?.length ? `: ${data.problems.join('; ')}` : '';
+    return `${verdict}: ${data.healthy_members ?? 0} of ${plural(data.members.length, 'member')} healthy${leader}${problems}`;
+  },
+};
+
 export const etcdHealth = defineTool({
   name: 'etcd_health',
   title: 'etcd cluster health',
@@ -183,18 +223,8 @@ export const etcdHealth = defineTool({
     })
     .strict(),
   // Without an answer from etcdctl only control_plane and error are present.
-  output: z
-    .object({
-      members: z.array(memberSchema),
-      healthy_members: z.number(),
-      quorum: z.boolean(),
-      leader: z.string().nullable(),
-      split_leader: z.boolean(),
-      healthy: z.boolean(),
-      problems: z.array(z.string()),
-    })
-    .partial()
-    .extend({ control_plane: z.string(), error: z.string().optional() }),
+  output: etcdOutput,
+  view: etcdView,
   plan(input, ctx) {
     const [host = ''] = resolveHosts(ctx, input.control_plane, 'control_plane');
     const { flags } = etcdFlags(ctx, host);

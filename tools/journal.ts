@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { targetsOrAll, timeout, unitName } from './fields.js';
 import { execStep, resolveHosts, singleBatchPlan, stepTimeout } from './planning.js';
 import { reportHosts, hostReportSchema } from './reports.js';
+import { answered, notAll, plural, reportRows, type ResultViewDefinition } from './result-view.js';
 import { defineTool } from './types.js';
 
 export const PRIORITIES = ['emerg', 'alert', 'crit', 'err', 'warning', 'notice', 'info', 'debug'] as const;
@@ -12,6 +13,23 @@ export const PRIORITIES = ['emerg', 'alert', 'crit', 'err', 'warning', 'notice',
 /** journalctl time specs we accept: `-1h`, `-30min`, `2025-01-01`, `2025-01-01 10:00[:00]`, keywords. */
 const SINCE =
   /^(-\d{1,6}(s|sec|m|min|h|hour|hours|d|day|days|w|week|weeks)|\d{4}-\d{2}-\d{2}( \d{2}:\d{2}(:\d{2})?)?|today|yesterday|now)$/;
+
+const journalOutput = hostReportSchema({ lines: z.array(z.string()) });
+type JournalData = z.output<typeof journalOutput>;
+type JournalHost = JournalData['hosts'][number];
+
+/** Log lines read best as journalctl printed them: a count per host, and the folded output under it. */
+const journalView: ResultViewDefinition<JournalData, JournalHost> = {
+  output: true,
+  columns: [{ label: 'lines', cell: (h) => String(h.lines?.length ?? 0), align: 'right' }],
+  rows: (data) => reportRows(data.hosts, (h) => (h.lines !== undefined ? [h] : undefined)),
+  summary(data) {
+    const up = answered(data.hosts, (h) => h.lines !== undefined);
+    const lines = up.reduce((n, h) => n + (h.lines?.length ?? 0), 0);
+    if (up.length === 0) return `no host answered (${data.hosts.length} asked)`;
+    return `${notAll(up.length, data.hosts.length)}${plural(lines, 'line')} from ${plural(up.length, 'host')}`;
+  },
+};
 
 export const journal = defineTool({
   name: 'journal',
@@ -36,7 +54,8 @@ export const journal = defineTool({
       timeout,
     })
     .strict(),
-  output: hostReportSchema({ lines: z.array(z.string()) }),
+  output: journalOutput,
+  view: journalView,
   plan(input, ctx) {
     const hosts = resolveHosts(ctx, input.targets);
     const argv = ['journalctl', `--unit=${input.unit}`, `--lines=${input.lines}`];

@@ -6,6 +6,7 @@ import type { ConditionDefinition, Observation, Verdict } from './steps/index.js
 import { kubectlFields, kubectlOn } from './kubernetes.js';
 import { execStep, singleBatchPlan, stepTimeout } from './planning.js';
 import { OutputFormatError, hostReportSchema, reportHosts } from './reports.js';
+import { plural, reportRows, type ResultViewDefinition } from './result-view.js';
 import { defineTool } from './types.js';
 
 export interface K8sNode {
@@ -144,6 +145,50 @@ const readinessConditions: Readonly<Record<string, ConditionDefinition>> = {
   node_drained: nodeCondition((node) => `node ${node} is cordoned with no pods left to evict`, (n) => n.unschedulable && n.pods_left === 0),
 };
 
+const k8sNodesOutput = hostReportSchema({
+    nodes: z.array(
+      z.object({
+        name: z.string(),
+        ready: z.boolean(),
+        roles: z.array(z.string()),
+        version: z.string(),
+        unschedulable: z.boolean(),
+        internal_ip: z.string().nullable(),
+        ready_reason: z.string().nullable(),
+        pods_left: z.number().nullable(),
+        pods_left_names: z.array(z.string()),
+      }),
+    ),
+  });
+type K8sNodesData = z.output<typeof k8sNodesOutput>;
+type K8sNodeRow = NonNullable<K8sNodesData['hosts'][number]['nodes']>[number];
+
+/** `kubectl get nodes`, readable: node · status · roles · version · cordoned · pods left. */
+const k8sNodesView: ResultViewDefinition<K8sNodesData, K8sNodeRow> = {
+  key: 'node',
+  columns: [
+    { label: 'status', cell: (n) => (n.ready ? 'Ready' : `NotReady${n.ready_reason ? ` (${n.ready_reason})` : ''}`), tone: (n) => (n.ready ? 'ok' : 'bad') },
+    { label: 'roles', cell: (n) => n.roles.join(',') },
+    { label: 'version', cell: (n) => n.version },
+    { label: 'scheduling', cell: (n) => (n.unschedulable ? 'cordoned' : ''), tone: (n) => (n.unschedulable ? 'warn' : undefined) },
+    { label: 'pods left', cell: (n) => (n.pods_left === null ? '' : String(n.pods_left)), align: 'right' },
+  ],
+  // Rows are Kubernetes nodes, named as the cluster names them; the control-plane host that
+  // answered only shows when it could not.
+  rows: (data) =>
+    reportRows(data.hosts, (h) => h.nodes).map((r) => (r.problem || r.row === undefined ? r : { name: r.row.name, row: r.row })),
+  summary(data) {
+    const nodes = data.hosts.flatMap((h) => h.nodes ?? []);
+    if (nodes.length === 0) return data.hosts.some((h) => h.nodes) ? 'no Kubernetes nodes' : 'the API server did not answer';
+    const notReady = nodes.filter((n) => !n.ready).map((n) => n.name);
+    const cordoned = nodes.filter((n) => n.unschedulable).map((n) => n.name);
+    return [
+      `${nodes.length - notReady.length} of ${plural(nodes.length, 'node')} ready${notReady.length ? ` (not: ${notReady.join(', ')})` : ''}`,
+      ...(cordoned.length ? [`cordoned: ${cordoned.join(', ')}`] : []),
+    ].join('; ');
+  },
+};
+
 export const k8sNodes = defineTool({
   name: 'k8s_nodes',
   title: 'Kubernetes nodes',
@@ -160,21 +205,8 @@ export const k8sNodes = defineTool({
       pods: z.boolean().default(false).describe('Also count the pods left on each node (reads every pod: large clusters produce large output).'),
     })
     .strict(),
-  output: hostReportSchema({
-    nodes: z.array(
-      z.object({
-        name: z.string(),
-        ready: z.boolean(),
-        roles: z.array(z.string()),
-        version: z.string(),
-        unschedulable: z.boolean(),
-        internal_ip: z.string().nullable(),
-        ready_reason: z.string().nullable(),
-        pods_left: z.number().nullable(),
-        pods_left_names: z.array(z.string()),
-      }),
-    ),
-  }),
+  output: k8sNodesOutput,
+  view: k8sNodesView,
   plan(input, ctx) {
     const { host, kubectl } = kubectlOn(input, ctx);
     const timeoutMs = stepTimeout(ctx, input.timeout);

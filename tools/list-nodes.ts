@@ -3,6 +3,37 @@ import { z } from 'zod';
 import { targetsOrAll } from './fields.js';
 import { resolveHosts } from './planning.js';
 import { defineTool } from './types.js';
+import { plural, type ResultViewDefinition } from './result-view.js';
+
+const nodesOutput = z.object({
+    nodes: z.array(
+      z.object({
+        name: z.string(),
+        address: z.string(),
+        port: z.number(),
+        groups: z.array(z.string()),
+        labels: z.record(z.string(), z.string()),
+      }),
+    ),
+  });
+type NodesData = z.output<typeof nodesOutput>;
+type NodeEntry = NodesData['nodes'][number];
+
+/** A table of the inventory: node · address · groups · labels. */
+const nodesView: ResultViewDefinition<NodesData, NodeEntry> = {
+  key: 'node',
+  columns: [
+    { label: 'address', cell: (n) => (n.port === 22 ? n.address : `${n.address}:${n.port}`) },
+    { label: 'groups', cell: (n) => n.groups.join(',') },
+    { label: 'labels', cell: (n) => Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(' ') },
+  ],
+  // Every node is its own row: the list is what was asked for, folding would hide names.
+  rows: (data) => data.nodes.map((n) => ({ name: n.name, row: n })),
+  summary(data) {
+    const groups = new Set(data.nodes.flatMap((n) => n.groups));
+    return `${plural(data.nodes.length, 'node')} in ${plural(groups.size, 'group')}`;
+  },
+};
 
 export const listNodes = defineTool({
   name: 'list_nodes',
@@ -13,17 +44,8 @@ export const listNodes = defineTool({
   risk: 'read',
   idempotent: true,
   input: z.object({ targets: targetsOrAll }).strict(),
-  output: z.object({
-    nodes: z.array(
-      z.object({
-        name: z.string(),
-        address: z.string(),
-        port: z.number(),
-        groups: z.array(z.string()),
-        labels: z.record(z.string(), z.string()),
-      }),
-    ),
-  }),
+  output: nodesOutput,
+  view: nodesView,
   answer(input, ctx) {
     const names = resolveHosts(ctx, input.targets);
     return {

@@ -9,6 +9,8 @@ import { duration, targetsOrAll, timeout } from './fields.js';
 import { execStep, resolveHosts, singleBatchPlan, stepTimeout } from './planning.js';
 import type { ConditionDefinition, Observation } from './steps/index.js';
 import { defineTool } from './types.js';
+import { foldNodeSet } from '../config/nodeset.js';
+import { msText, percentile, type ResultViewDefinition } from './result-view.js';
 
 /** Reachable means we got a shell, even if `true` somehow failed. */
 const answered = (status: HostStatus): boolean => status === 'ok' || status === 'failed';
@@ -38,6 +40,40 @@ const reachability: Readonly<Record<string, ConditionDefinition>> = {
   },
 };
 
+const pingOutput = z.object({
+  hosts: z.array(
+    z.object({
+      host: z.string(),
+      status: z.enum(HOST_STATUSES),
+      reachable: z.boolean(),
+      latency_ms: z.number(),
+      connect_ms: z.number(),
+      error: z.string().optional(),
+    }),
+  ),
+});
+type PingHost = z.output<typeof pingOutput>['hosts'][number];
+
+/** `node[01-05] (5) ok  p50 12 ms  max 31 ms`: alike hosts fold; latency is summed up, not compared. */
+const pingView: ResultViewDefinition<z.output<typeof pingOutput>, PingHost> = {
+  header: false,
+  columns: [
+    { label: 'status', cell: (h) => (h.reachable ? 'ok' : h.status.replaceAll('_', ' ')), tone: (h) => (h.reachable ? 'ok' : 'bad') },
+    { label: 'latency', measure: (h) => (h.reachable ? h.latency_ms : undefined), format: msText, align: 'right' },
+    { label: 'error', cell: (h) => (h.reachable ? '' : (h.error ?? '')) },
+  ],
+  rows: (data) => data.hosts.map((h) => ({ host: h.host, row: h })),
+  summary(data) {
+    const up = data.hosts.filter((h) => h.reachable);
+    const down = data.hosts.filter((h) => !h.reachable).map((h) => h.host);
+    const latencies = up.map((h) => h.latency_ms);
+    const p50 = percentile(latencies, 50);
+    const max = percentile(latencies, 100);
+    const timing = p50 !== undefined && max !== undefined ? `; p50 ${msText(p50)}, max ${msText(max)}` : '';
+    return `${up.length} of ${data.hosts.length} reachable${down.length ? ` (${foldNodeSet(down)} ${down.length === 1 ? 'is' : 'are'} not)` : ''}${timing}`;
+  },
+};
+
 export const ping = defineTool({
   name: 'ping',
   title: 'Ping hosts',
@@ -55,18 +91,8 @@ export const ping = defineTool({
         .describe('How long to wait for the SSH connection, e.g. `3s`. Defaults to the configured connect timeout.'),
     })
     .strict(),
-  output: z.object({
-    hosts: z.array(
-      z.object({
-        host: z.string(),
-        status: z.enum(HOST_STATUSES),
-        reachable: z.boolean(),
-        latency_ms: z.number(),
-        connect_ms: z.number(),
-        error: z.string().optional(),
-      }),
-    ),
-  }),
+  output: pingOutput,
+  view: pingView,
   plan(input, ctx) {
     const hosts = resolveHosts(ctx, input.targets);
     const step = execStep({ id: 'ping', hosts, argv: ['true'], asRoot: false, timeoutMs: stepTimeout(ctx, input.timeout) });

@@ -6,7 +6,8 @@ import { targetsOrAll, timeout } from './fields.js';
 import { execStep, resolveHosts, singleBatchPlan, stepTimeout } from './planning.js';
 import { OutputFormatError, hostReportSchema, reportHosts } from './reports.js';
 import { defineTool } from './types.js';
-import { loadSchema, parseLoadavg } from './uptime.js';
+import { loadSchema, loadText, parseLoadavg } from './uptime.js';
+import { answered, bytesOf, largest, notAll, percentText, reportRows, toneAbove, type ResultViewDefinition } from './result-view.js';
 import type { LoadAverage } from './uptime.js';
 
 export const RESOURCE_SCRIPT = [
@@ -84,6 +85,46 @@ function round1(n: number): number {
   return Math.round(n * 10) / 10;
 }
 
+const resourceOutput = hostReportSchema({
+    load: loadSchema,
+    cpus: z.number(),
+    memory: z.object({ total_bytes: z.number(), available_bytes: z.number(), used_percent: z.number() }),
+    swap: z.object({ total_bytes: z.number(), free_bytes: z.number() }),
+    root_disk: z.object({ size_bytes: z.number(), used_bytes: z.number(), available_bytes: z.number(), used_percent: z.number() }),
+    cpu_temperature_c: z.number().nullable(),
+    thermal_zones: z.array(z.object({ zone: z.string(), celsius: z.number() })),
+  });
+type ResourceData = z.output<typeof resourceOutput>;
+type ResourceHost = ResourceData['hosts'][number];
+
+/** host · load · memory `3.1/7.6 GiB (41 %)` · root disk `18 %` · temp `52 °C`. */
+const resourceView: ResultViewDefinition<ResourceData, ResourceHost> = {
+  columns: [
+    { label: 'load', cell: (h) => loadText(h.load) },
+    { label: 'cpus', cell: (h) => (h.cpus ? String(h.cpus) : ''), align: 'right' },
+    {
+      label: 'memory',
+      cell: (h) => (h.memory ? `${bytesOf(h.memory.total_bytes - h.memory.available_bytes, h.memory.total_bytes)} (${percentText(h.memory.used_percent)})` : ''),
+      align: 'right',
+      tone: (h) => toneAbove(h.memory?.used_percent, 80, 90),
+    },
+    { label: 'root disk', cell: (h) => (h.root_disk ? percentText(h.root_disk.used_percent) : ''), align: 'right', tone: (h) => toneAbove(h.root_disk?.used_percent, 80, 90) },
+    { label: 'temp', cell: (h) => (typeof h.cpu_temperature_c === 'number' ? `${Math.round(h.cpu_temperature_c)} °C` : ''), align: 'right', tone: (h) => toneAbove(h.cpu_temperature_c, 70, 80) },
+  ],
+  rows: (data) => reportRows(data.hosts, (h) => (h.memory !== undefined ? [h] : undefined)),
+  summary(data) {
+    const up = answered(data.hosts, (h) => h.memory !== undefined);
+    const memory = largest(up, (h) => h.memory?.used_percent);
+    const disk = largest(up, (h) => h.root_disk?.used_percent);
+    const hot = largest(up, (h) => h.cpu_temperature_c);
+    if (!memory) return `no host answered (${data.hosts.length} asked)`;
+    const parts = [`memory ${percentText(memory.memory?.used_percent ?? 0)} (${memory.host})`];
+    if (disk?.root_disk) parts.push(`root disk ${percentText(disk.root_disk.used_percent)} (${disk.host})`);
+    if (typeof hot?.cpu_temperature_c === 'number') parts.push(`${Math.round(hot.cpu_temperature_c)} °C (${hot.host})`);
+    return `${notAll(up.length, data.hosts.length)}highest: ${parts.join(', ')}`;
+  },
+};
+
 export const resourceUsage = defineTool({
   name: 'resource_usage',
   title: 'Resource usage',
@@ -93,15 +134,8 @@ export const resourceUsage = defineTool({
   risk: 'read',
   idempotent: true,
   input: z.object({ targets: targetsOrAll, timeout }).strict(),
-  output: hostReportSchema({
-    load: loadSchema,
-    cpus: z.number(),
-    memory: z.object({ total_bytes: z.number(), available_bytes: z.number(), used_percent: z.number() }),
-    swap: z.object({ total_bytes: z.number(), free_bytes: z.number() }),
-    root_disk: z.object({ size_bytes: z.number(), used_bytes: z.number(), available_bytes: z.number(), used_percent: z.number() }),
-    cpu_temperature_c: z.number().nullable(),
-    thermal_zones: z.array(z.object({ zone: z.string(), celsius: z.number() })),
-  }),
+  output: resourceOutput,
+  view: resourceView,
   plan(input, ctx) {
     const hosts = resolveHosts(ctx, input.targets);
     return singleBatchPlan('resource_usage', hosts, [

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { targets } from './fields.js';
 import { resolveHosts } from './planning.js';
 import { defineTool } from './types.js';
-import { batchTags, nodeReportSchema, nodeReports, stepSubjects, upgradeBatches, upgradeFields } from './upgrade-plan.js';
+import { batchTags, nodeReportSchema, nodeReports, stepSubjects, upgradeBatches, upgradeFields, upgradeView } from './upgrade-plan.js';
 
 export const rollingUpgrade = defineTool({
   name: 'rolling_upgrade',
@@ -20,6 +20,7 @@ export const rollingUpgrade = defineTool({
   idempotent: false,
   input: z.object({ targets, ...upgradeFields }).strict(),
   output: z.object({ nodes: z.array(nodeReportSchema) }),
+  view: upgradeView,
   plan(input, ctx) {
     const hosts = resolveHosts(ctx, input.targets);
     const batches = upgradeBatches('b', hosts, input, ctx);

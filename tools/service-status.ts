@@ -6,6 +6,8 @@ import { execStep, resolveHosts, singleBatchPlan, stepTimeout } from './planning
 import { OutputFormatError, hostReportSchema, reportHosts } from './reports.js';
 import type { ConditionDefinition } from './steps/index.js';
 import { defineTool } from './types.js';
+import { foldNodeSet } from '../config/nodeset.js';
+import { answered, notAll, reportRows, type ResultViewDefinition } from './result-view.js';
 
 /** `active`: the unit is active on the subject host (a gate after a reboot). */
 const unitConditions: Readonly<Record<string, ConditionDefinition>> = {
@@ -79,16 +81,7 @@ export function parseSystemctlShow(stdout: string): ServiceState {
   };
 }
 
-export const serviceStatus = defineTool({
-  name: 'service_status',
-  title: 'Service status',
-  description:
-    'Show whether a systemd unit is loaded and running on each host: active state, sub-state, since when, main PID ' +
-    'and restart count. Mirrors `systemctl show UNIT --property=ActiveState,SubState,…` (the data of `systemctl status`).',
-  risk: 'read',
-  idempotent: true,
-  input: z.object({ targets: targetsOrAll, unit: unitName, timeout }).strict(),
-  output: hostReportSchema({
+const serviceOutput = hostReportSchema({
     unit: z.string(),
     description: z.string(),
     load_state: z.string(),
@@ -98,7 +91,51 @@ export const serviceStatus = defineTool({
     since: z.string().nullable(),
     main_pid: z.number().nullable(),
     restarts: z.number().nullable(),
-  }),
+  });
+type ServiceData = z.output<typeof serviceOutput>;
+type ServiceHost = ServiceData['hosts'][number];
+
+/** systemd's `Mon 2025-01-06 10:00:00 UTC` as `2025-01-06 10:00 UTC`. */
+export function sinceText(since: string | null | undefined): string {
+  if (!since) return '';
+  const m = /(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2})(?::\d{2})?(?: (\S+))?$/.exec(since);
+  return m ? `${m[1]} ${m[2]}${m[3] ? ` ${m[3]}` : ''}` : since;
+}
+
+/** host · active/sub · since · restarts. */
+const serviceView: ResultViewDefinition<ServiceData, ServiceHost> = {
+  columns: [
+    {
+      label: 'state',
+      cell: (h) => `${h.active_state ?? '?'}/${h.sub_state ?? '?'}${h.load_state && h.load_state !== 'loaded' ? ` (${h.load_state})` : ''}`,
+      tone: (h) => (h.active_state === 'active' ? 'ok' : h.active_state === 'failed' || h.load_state === 'not-found' ? 'bad' : 'warn'),
+    },
+    { label: 'since', cell: (h) => sinceText(h.since) },
+    { label: 'restarts', cell: (h) => (typeof h.restarts === 'number' ? String(h.restarts) : ''), align: 'right', tone: (h) => (h.restarts ? 'warn' : undefined) },
+  ],
+  rows: (data) => reportRows(data.hosts, (h) => (h.active_state !== undefined ? [h] : undefined)),
+  summary(data) {
+    const up = answered(data.hosts, (h) => h.active_state !== undefined);
+    const unit = up[0]?.unit ?? 'the unit';
+    const active = up.filter((h) => h.active_state === 'active');
+    const others = up.filter((h) => h.active_state !== 'active');
+    if (up.length === 0) return `no host answered (${data.hosts.length} asked)`;
+    const not = others.length ? ` (${foldNodeSet(others.map((h) => h.host))}: ${[...new Set(others.map((h) => h.active_state))].join(', ')})` : '';
+    return `${notAll(up.length, data.hosts.length)}${unit} active on ${active.length} of ${up.length}${not}`;
+  },
+};
+
+export const serviceStatus = defineTool({
+  name: 'service_status',
+  title: 'Service status',
+  description:
+    'Show whether a systemd unit is loaded and running on each host: active state, sub-state, since when, main PID ' +
+    'and restart count. Mirrors `systemctl show UNIT --property=ActiveState,SubState,…` (the data of `systemctl status`).',
+  risk: 'read',
+  idempotent: true,
+  input: z.object({ targets: targetsOrAll, unit: unitName, timeout }).strict(),
+  output: serviceOutput,
+  view: serviceView,
   plan(input, ctx) {
     const hosts = resolveHosts(ctx, input.targets);
     return singleBatchPlan('service_status', hosts, [

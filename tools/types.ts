@@ -6,6 +6,7 @@ import type { PlaybookSettings } from '../config/ansible.js';
 import type { Inventory } from '../config/types.js';
 import type { HostResult } from './host-result.js';
 import type { ConditionDefinition, StepAction } from './steps/index.js';
+import type { ResultViewDefinition } from './result-view.js';
 
 import type { Risk } from '../config/vocabulary.js';
 
@@ -87,7 +88,7 @@ export interface PlanContext {
 /** Results handed to `summarize`, keyed by step id then host. */
 export type StepResults = ReadonlyMap<string, ReadonlyMap<string, HostResult>>;
 
-export interface ToolDefinition<S extends z.ZodObject = z.ZodObject> {
+export interface ToolDefinition<S extends z.ZodObject = z.ZodObject, O extends z.ZodType = z.ZodType> {
   /** [a-z][a-z0-9_]*: the MCP tool name, the CLI subcommand and the Slack verb. */
   readonly name: string;
   readonly title: string;
@@ -97,7 +98,12 @@ export interface ToolDefinition<S extends z.ZodObject = z.ZodObject> {
   /** Typed input. Target expressions are a field named `targets` where the tool fans out. */
   readonly input: S;
   /** Shape of the structured `data` that `summarize` or `answer` returns, if any. */
-  readonly output?: z.ZodType | undefined;
+  readonly output?: O | undefined;
+  /**
+   * How the structured result reads to a person (columns, rows, one-line summary), over the
+   * data `output` describes. Tools without one show their hosts' folded output.
+   */
+  readonly view?: ResultViewDefinition<z.output<O>, unknown> | undefined;
   /** Safe to retry (read tools; idempotent change tools). Informs annotations only. */
   readonly idempotent?: boolean | undefined;
   /** Build the exact steps. Pure: no I/O. Throws ToolInputError for semantic problems. */
@@ -114,7 +120,7 @@ export interface ToolDefinition<S extends z.ZodObject = z.ZodObject> {
 }
 
 /** Identity function that keeps the zod type for inference in tool files. */
-export function defineTool<S extends z.ZodObject>(def: ToolDefinition<S>): ToolDefinition<S> {
+export function defineTool<S extends z.ZodObject, O extends z.ZodType = z.ZodType>(def: ToolDefinition<S, O>): ToolDefinition<S, O> {
   return def;
 }
 

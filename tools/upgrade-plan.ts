@@ -30,6 +30,7 @@ import { validatedOrThrow } from './registry.js';
 import { serviceStatus } from './service-status.js';
 import { gateStep } from './steps/index.js';
 import { ToolInputError, type PlanBatch, type PlanContext, type PlanStep, type StepResults } from './types.js';
+import type { ResultViewDefinition } from './result-view.js';
 
 const APT_UPGRADE = ['sh', '-c', 'apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Options::=--force-confold dist-upgrade', 'castellan-upgrade'];
 const DNF_UPGRADE = ['dnf', '-y', 'upgrade'];
@@ -240,6 +241,28 @@ export const nodeReportSchema = z.object({
   failed_at: z.string().optional(),
   reason: z.string().optional(),
 });
+
+const OUTCOME_WORDS = { upgraded: 'upgraded', rolled_back: 'rolled back', rollback_failed: 'ROLLBACK FAILED', failed: 'failed', not_run: 'not run' } as const;
+
+/** Per node: outcome · old → new version · boot environment · where and why it failed; alike nodes fold. */
+export const upgradeView: ResultViewDefinition<{ nodes: NodeReport[] }, NodeReport> = {
+  columns: [
+    {
+      label: 'outcome',
+      cell: (n) => OUTCOME_WORDS[n.outcome],
+      tone: (n) => (n.outcome === 'upgraded' ? 'ok' : n.outcome === 'not_run' || n.outcome === 'rolled_back' ? 'warn' : 'bad'),
+    },
+    { label: 'version', cell: (n) => (n.old_version === null && n.new_version === null ? '' : `${n.old_version ?? '?'} → ${n.new_version ?? '?'}`) },
+    { label: 'boot environment', cell: (n) => n.boot_environment ?? '' },
+    { label: 'failed at', cell: (n) => [n.failed_at, n.reason].filter(Boolean).join(': ') },
+  ],
+  rows: (data) => data.nodes.map((n) => ({ host: n.node, row: n })),
+  summary(data) {
+    const counts = new Map<string, number>();
+    for (const n of data.nodes) counts.set(OUTCOME_WORDS[n.outcome], (counts.get(OUTCOME_WORDS[n.outcome]) ?? 0) + 1);
+    return [...counts].map(([word, n]) => `${n} ${word}`).join(', ') || 'no nodes';
+  },
+};
 
 function stdoutOf(results: StepResults, prefix: string, host: string): string | null {
   for (const [id, byHost] of results) {

@@ -5,6 +5,7 @@ import { targetsOrAll, timeout } from './fields.js';
 import { execStep, resolveHosts, singleBatchPlan, stepTimeout } from './planning.js';
 import { OutputFormatError, hostReportSchema, humanSeconds, reportHosts } from './reports.js';
 import { defineTool } from './types.js';
+import { ageText, answered, largest, notAll, reportRows, type ResultViewDefinition } from './result-view.js';
 
 export interface LoadAverage {
   one: number;
@@ -31,6 +32,31 @@ export function parseUptime(stdout: string): { uptime_seconds: number; uptime: s
 
 export const loadSchema = z.object({ one: z.number(), five: z.number(), fifteen: z.number() });
 
+const uptimeOutput = hostReportSchema({ uptime_seconds: z.number(), uptime: z.string(), load: loadSchema });
+type UptimeData = z.output<typeof uptimeOutput>;
+type UptimeHost = UptimeData['hosts'][number];
+
+/** `0.42 0.38 0.30`, as `uptime` prints it. */
+export function loadText(load: LoadAverage | undefined): string {
+  return load ? [load.one, load.five, load.fifteen].map((n) => n.toFixed(2)).join(' ') : '';
+}
+
+/** host · up `3d 4h` · load `0.42 0.38 0.30`. */
+const uptimeView: ResultViewDefinition<UptimeData, UptimeHost> = {
+  columns: [
+    { label: 'up', cell: (h) => (h.uptime_seconds !== undefined ? ageText(h.uptime_seconds) : ''), align: 'right' },
+    { label: 'load', cell: (h) => loadText(h.load) },
+  ],
+  rows: (data) => reportRows(data.hosts, (h) => (h.uptime_seconds !== undefined ? [h] : undefined)),
+  summary(data) {
+    const up = answered(data.hosts, (h) => h.uptime_seconds !== undefined);
+    const least = largest(up, (h) => -(h.uptime_seconds ?? 0));
+    const busiest = largest(up, (h) => h.load?.one);
+    if (!least || !busiest) return `no host answered (${data.hosts.length} asked)`;
+    return `${notAll(up.length, data.hosts.length)}shortest up ${ageText(least.uptime_seconds ?? 0)} (${least.host}); highest load ${busiest.load?.one.toFixed(2) ?? '?'} (${busiest.host})`;
+  },
+};
+
 export const uptime = defineTool({
   name: 'uptime',
   title: 'Uptime and load',
@@ -40,7 +66,8 @@ export const uptime = defineTool({
   risk: 'read',
   idempotent: true,
   input: z.object({ targets: targetsOrAll, timeout }).strict(),
-  output: hostReportSchema({ uptime_seconds: z.number(), uptime: z.string(), load: loadSchema }),
+  output: uptimeOutput,
+  view: uptimeView,
   plan(input, ctx) {
     const hosts = resolveHosts(ctx, input.targets);
     return singleBatchPlan('uptime', hosts, [

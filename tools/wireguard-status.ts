@@ -6,6 +6,8 @@ import { z } from 'zod';
 import { duration, targetsOrAll, timeout } from './fields.js';
 import { execStep, resolveHosts, singleBatchPlan, stepTimeout } from './planning.js';
 import { OutputFormatError, hostReportSchema, reportHosts } from './reports.js';
+import type { Inventory } from '../config/types.js';
+import { ageText, answered, notAll, plural, reportRows, type ResultViewDefinition } from './result-view.js';
 import { defineTool } from './types.js';
 
 /**
@@ -101,7 +103,70 @@ const peerSchema = z.object({
   transfer_tx_bytes: z.number(),
   persistent_keepalive_seconds: z.number().nullable(),
   stale: z.boolean(),
+  /** The inventory host this peer is, when its endpoint or address is known there. */
+  name: z.string().optional(),
 });
+
+const wireguardOutput = hostReportSchema({
+    interfaces: z.array(
+      z.object({ name: z.string(), public_key: z.string(), listen_port: z.number().nullable(), peers: z.array(peerSchema) }),
+    ),
+    stale_peers: z.number(),
+  });
+type WireguardData = z.output<typeof wireguardOutput>;
+interface PeerRow {
+  interface: string;
+  peer: WireguardPeer & { name?: string | undefined };
+}
+
+const IP_ONLY = /^(\d{1,3}(?:\.\d{1,3}){3}|[0-9a-f:]+)$/i;
+
+/**
+ * Inventory host by address: its SSH address and any WireGuard address in its vars (a var whose
+ * name mentions wg or wireguard holding an address or a list of them, with or without a prefix).
+ */
+export function peerNames(inventory: Inventory): ReadonlyMap<string, string> {
+  const names = new Map<string, string>();
+  const add = (value: unknown, host: string): void => {
+    if (typeof value === 'string') {
+      const ip = value.replace(/\/\d+$/, '');
+      if (IP_ONLY.test(ip) && !names.has(ip)) names.set(ip, host);
+    } else if (Array.isArray(value)) for (const v of value) add(v, host);
+    else if (value !== null && typeof value === 'object') for (const v of Object.values(value)) add(v, host);
+  };
+  for (const host of inventory.hosts.values()) {
+    add(host.address, host.name);
+    for (const [key, value] of Object.entries(host.vars)) if (/wg|wireguard/i.test(key)) add(value, host.name);
+  }
+  return names;
+}
+
+function withName(peer: WireguardPeer, names: ReadonlyMap<string, string>): WireguardPeer & { name?: string } {
+  const endpointHost = peer.endpoint?.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  const single = peer.allowed_ips.filter((ip) => /\/(32|128)$/.test(ip)).map((ip) => ip.replace(/\/\d+$/, ''));
+  const name = [...single, ...(endpointHost ? [endpointHost] : [])].map((ip) => names.get(ip)).find((n) => n !== undefined);
+  return name !== undefined ? { ...peer, name } : peer;
+}
+
+/** interface · peer (inventory name where known) · endpoint · handshake age · stale. */
+const wireguardView: ResultViewDefinition<WireguardData, PeerRow> = {
+  columns: [
+    { label: 'interface', cell: (r) => r.interface },
+    { label: 'peer', cell: (r) => r.peer.name ?? `${r.peer.public_key.slice(0, 8)}…` },
+    { label: 'endpoint', cell: (r) => r.peer.endpoint ?? '' },
+    { label: 'handshake', cell: (r) => (r.peer.handshake_age_seconds === null ? 'never' : `${ageText(r.peer.handshake_age_seconds)} ago`), align: 'right' },
+    { label: 'stale', cell: (r) => (r.peer.stale ? 'STALE' : ''), tone: (r) => (r.peer.stale ? 'bad' : undefined) },
+  ],
+  rows: (data) => reportRows(data.hosts, (h) => h.interfaces?.flatMap((i) => i.peers.map((peer) => ({ interface: i.name, peer })))),
+  summary(data) {
+    const up = answered(data.hosts, (h) => h.interfaces !== undefined);
+    if (up.length === 0) return `no host answered (${data.hosts.length} asked)`;
+    const peers = up.flatMap((h) => (h.interfaces ?? []).flatMap((i) => i.peers.map((p) => ({ host: h.host, i: i.name, p }))));
+    const stale = peers.filter((x) => x.p.stale);
+    const shown = stale.slice(0, 3).map((x) => `${x.host} ${x.i} → ${x.p.name ?? `${x.p.public_key.slice(0, 8)}…`}`);
+    return `${notAll(up.length, data.hosts.length)}${plural(peers.length, 'peer')} on ${plural(up.length, 'host')}; ${stale.length ? `${stale.length} stale: ${shown.join(', ')}${stale.length > 3 ? ', …' : ''}` : 'none stale'}`;
+  },
+};
 
 export const wireguardStatus = defineTool({
   name: 'wireguard_status',
@@ -119,12 +184,8 @@ export const wireguardStatus = defineTool({
       timeout,
     })
     .strict(),
-  output: hostReportSchema({
-    interfaces: z.array(
-      z.object({ name: z.string(), public_key: z.string(), listen_port: z.number().nullable(), peers: z.array(peerSchema) }),
-    ),
-    stale_peers: z.number(),
-  }),
+  output: wireguardOutput,
+  view: wireguardView,
   plan(input, ctx) {
     const hosts = resolveHosts(ctx, input.targets);
     return singleBatchPlan('wireguard_status', hosts, [
@@ -138,7 +199,11 @@ export const wireguardStatus = defineTool({
       }),
     ]);
   },
-  summarize(input, results) {
-    return reportHosts(results, 'wg', (stdout) => parseWireguardDump(stdout, input.stale_after));
+  summarize(input, results, ctx) {
+    const names = peerNames(ctx.inventory);
+    return reportHosts(results, 'wg', (stdout) => {
+      const parsed = parseWireguardDump(stdout, input.stale_after);
+      return { ...parsed, interfaces: parsed.interfaces.map((i) => ({ ...i, peers: i.peers.map((p) => withName(p, names)) })) };
+    });
   },
 });

@@ -13,6 +13,7 @@ export const GLOBAL_OPTIONS: readonly GlobalOptionSpec[] = [
   { flags: '--server <url>', description: "remote mode: talk to a Castellan server's HTTP API (token from `castellan login`, $CASTELLAN_TOKEN or --token-file)" },
   { flags: '--token-file <file>', description: 'remote mode: file holding an OIDC access token for Castellan' },
   { flags: '--json', description: 'print the job record as JSON on stdout' },
+  { flags: '--raw', description: "print each host's own output (folded) instead of the tool's table" },
   { flags: '--no-wait', description: 'submit and print the job id without waiting for the result' },
   { flags: '--idempotency-key <key>', description: 'the same key again returns the same job instead of a new one' },
   { flags: '-v, --verbose', description: 'debug logs on stderr' },

@@ -21,6 +21,7 @@ interface GlobalOptions {
   server?: string;
   tokenFile?: string;
   json?: boolean;
+  raw?: boolean;
   wait?: boolean;
   verbose?: boolean;
   idempotencyKey?: string;
@@ -96,7 +97,7 @@ function printFinal(job: Awaited<ReturnType<JobClient['get']>>, json: boolean | 
     process.stdout.write(JSON.stringify(job, null, 2) + '\n');
     return;
   }
-  process.stdout.write(resultText(job, textStyleFor(process.stdout)));
+  process.stdout.write(resultText(job, textStyleFor(process.stdout), { raw: globals().raw }));
   process.stderr.write(summaryText(job, textStyleFor(process.stderr)) + '\n');
 }
 
@@ -202,7 +203,7 @@ program
         process.stdout.write(JSON.stringify(job, null, 2) + '\n');
         return exitCodeFor(job.state);
       }
-      process.stdout.write(jobText(job, textStyleFor(process.stdout)));
+      process.stdout.write(jobText(job, textStyleFor(process.stdout), { raw: globals().raw }));
       if (opts.log) {
         for (const e of await client.events(id)) {
           const line = eventText(e, textStyleFor(process.stdout));

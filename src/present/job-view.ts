@@ -18,7 +18,9 @@ import type { StampedEvent } from '../../queues/events.js';
 import { ORIGINS, type Identity } from '../../auth/types.js';
 import { RISKS, type Plan, type PlanStep } from '../../tools/types.js';
 import { HOST_STATUSES } from '../../tools/host-result.js';
+import { catalogue } from '../../tools/index.js';
 import { progressFrom } from './progress.js';
+import { resultView, resultViewSchema, type ResultView } from './result-view.js';
 import { nextStep, summaryLine } from './summary.js';
 
 const stepViewBase = z.object({
@@ -176,6 +178,8 @@ export const jobViewSchema = z.object({
       hosts: z.array(hostViewSchema),
       folded: z.array(foldViewSchema),
       data: z.unknown().optional(),
+      /** The tool's own reading of `data`: summary, columns, rows (alike hosts folded). */
+      view: resultViewSchema.optional(),
       unknown_hosts: z.array(z.string()).optional(),
     })
     .optional(),
@@ -238,6 +242,14 @@ export function foldViews(job: JobRecord, maxChars = 0): FoldView[] {
     return { nodeset: g.nodeset, count: g.count, status: g.status, text: cut ? `${g.text.slice(0, maxChars)}…` : g.text, ...(cut ? { text_truncated: true } : {}) };
   });
 }
+
+/** The tool's result view of the job's data, when the tool declares one and the data fits it. */
+export function viewOfResult(job: JobRecord): ResultView | undefined {
+  if (job.result?.data === undefined) return undefined;
+  return resultView(catalogue.find((t) => t.name === job.tool), job.result.data);
+}
+
+const withView = (view: ResultView | undefined): { view?: ResultView } => (view ? { view } : {});
 
 export function approvalCount(job: JobRecord): number {
   return new Set(job.votes.filter((v) => v.decision === 'approve').map((v) => v.subject)).size;
@@ -310,6 +322,7 @@ export function jobView(job: JobRecord, options: ViewOptions = {}): JobView {
             hosts: hostViews(job),
             folded: foldViews(job),
             ...(result.data !== undefined ? { data: result.data } : {}),
+            ...withView(viewOfResult(job)),
             ...(result.unknownHosts !== undefined && result.unknownHosts.length > 0 ? { unknown_hosts: [...result.unknownHosts] } : {}),
           },
         }

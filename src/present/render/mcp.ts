@@ -19,7 +19,10 @@ import {
   hostViews,
   planViewSchema,
   requesterViewSchema,
+  viewOfResult,
 } from '../job-view.js';
+import { resultViewSchema } from '../result-view.js';
+import { viewText } from './text.js';
 
 /** Folded groups and per-host rows included inline; job_output pages through the rest. */
 const INLINE_GROUPS = 20;
@@ -51,6 +54,8 @@ export const jobOutcomeSchema = z.object({
   /** True when hosts or folded output were cut here; job_output has all of it. */
   more_output: z.boolean().optional(),
   data: z.unknown().optional(),
+  /** The tool's reading of `data`: summary, columns and rows, alike hosts folded. */
+  view: resultViewSchema.optional(),
   reason: z.string().optional(),
   /** What this caller may not see of the job (policy.visibility), and why. */
   hidden: z.object({ details: z.boolean(), output: z.boolean(), reason: z.string() }).optional(),
@@ -127,6 +132,7 @@ export function jobOutcome(job: JobRecord, places: ApprovalPlaces, waitedMs?: nu
           folded: folded.slice(0, INLINE_GROUPS),
           ...(more ? { more_output: true } : {}),
           ...(job.result.data !== undefined ? { data: job.result.data } : {}),
+          ...withView(viewOfResult(job)),
         }
       : {}),
     ...(job.reason !== undefined ? { reason: job.reason } : {}),
@@ -135,9 +141,13 @@ export function jobOutcome(job: JobRecord, places: ApprovalPlaces, waitedMs?: nu
   };
 }
 
+const withView = (view: JobOutcome['view']): { view?: NonNullable<JobOutcome['view']> } => (view ? { view } : {});
+
 /** Folded groups shown in the text block before it points at structuredContent / job_output. */
 const TEXT_GROUPS = 10;
 const TEXT_CHARS = 1500;
+/** Table rows shown in the text block; structuredContent.view has them all. */
+const TEXT_ROWS = 30;
 
 /**
  * The text block: summary and job id, the folded result (short), and the next step. The full
@@ -157,14 +167,21 @@ export function outcomeText(outcome: JobOutcome): string {
       lines.push(`${step.id} on ${visibleInline(hostsPhrase(step.hosts))}: ${step.command_display || visibleInline(step.description)}${stdin}`);
     }
   }
-  for (const group of (outcome.folded ?? []).slice(0, TEXT_GROUPS)) {
+  const view = outcome.view;
+  if (view) {
+    // The tool's table (alike hosts folded) says what the raw output would, in fewer tokens.
+    const shown = viewText(view, { color: false });
+    lines.push(...shown.slice(0, TEXT_ROWS));
+    if (shown.length > TEXT_ROWS) lines.push(`… ${shown.length - TEXT_ROWS} more rows in structuredContent.view`);
+  }
+  for (const group of view && !view.output ? [] : (outcome.folded ?? []).slice(0, TEXT_GROUPS)) {
     const status = group.status === 'ok' ? '' : ` [${group.status}]`;
     const text = visibleBlock(group.text.replace(/\r?\n$/, ''));
     const shown = text.length > TEXT_CHARS ? `${text.slice(0, TEXT_CHARS)}…` : text;
     lines.push(shown.includes('\n') ? `${group.nodeset} (${group.count})${status}:\n${shown}` : `${group.nodeset} (${group.count})${status}: ${shown || (outcome.hidden?.output ? '(output hidden)' : '(no output)')}`);
   }
-  if ((outcome.folded?.length ?? 0) > TEXT_GROUPS) lines.push(`… ${(outcome.folded?.length ?? 0) - TEXT_GROUPS} more groups in structuredContent.folded`);
-  if (outcome.folded === undefined && outcome.data !== undefined) lines.push('The answer is in structuredContent.data.');
+  if ((!view || view.output) && (outcome.folded?.length ?? 0) > TEXT_GROUPS) lines.push(`… ${(outcome.folded?.length ?? 0) - TEXT_GROUPS} more groups in structuredContent.folded`);
+  if (!view && outcome.folded === undefined && outcome.data !== undefined) lines.push('The answer is in structuredContent.data.');
   if (outcome.next !== undefined) lines.push(visibleInline(outcome.next));
   return lines.join('\n');
 }

@@ -4,6 +4,7 @@
 import { displayArgv, visibleBlock, visibleInline } from '../../../config/visible.js';
 import type { StampedEvent } from '../../../queues/events.js';
 import type { JobView, PlanView } from '../job-view.js';
+import type { ResultView } from '../result-view.js';
 import { durationWords, hostsPhrase, plural } from '../summary.js';
 
 export interface TextStyle {
@@ -102,23 +103,90 @@ export function approvalText(view: JobView, style: TextStyle): string | undefine
   return lines.join('\n');
 }
 
-/** What the hosts said: folded output (`node[01-03] (3): text`), or the tool's answer. */
-export function resultText(view: JobView, style: TextStyle): string {
+const TONE_PAINT = { ok: 'green', warn: 'yellow', bad: 'red' } as const;
+
+/** Display width, so `°C` and `·` do not throw the columns off (control characters are already escaped). */
+const width = (text: string): number => [...text].length;
+
+function pad(text: string, to: number, align: 'left' | 'right'): string {
+  const fill = ' '.repeat(Math.max(0, to - width(text)));
+  return align === 'right' ? fill + text : text + fill;
+}
+
+/**
+ * The tool's result as a table: `node[01-05] (5) ok  p50 12 ms  max 31 ms`. The first column
+ * is the hosts (with their count once folded), then one column per field, two spaces apart;
+ * headings when the tool wants them and there is something to head. Problem rows (a host that
+ * did not answer) say why across the columns.
+ */
+export function viewTableLines(view: ResultView, style: TextStyle): string[] {
+  const keyOf = (r: ResultView['rows'][number]): string => visibleInline(r.count > 1 ? `${r.key} (${r.count})` : r.key);
+  const rows = view.rows;
+  const plain = rows.filter((r) => r.problem === undefined);
+  const showHeader = view.header && plain.length > 0 && view.columns.length > 0;
+  const keyWidth = Math.max(...rows.map((r) => width(keyOf(r))), showHeader ? width(view.key) : 0);
+  const widths = view.columns.map((c, i) => Math.max(showHeader ? width(c.label) : 0, ...plain.map((r) => width(visibleInline(r.cells[i] ?? '')))));
+  const lines: string[] = [];
+  const last = view.columns.length - 1;
+  if (showHeader) {
+    const heads = view.columns.map((c, i) => (i === last && c.align === 'left' ? c.label : pad(c.label, widths[i] ?? 0, c.align)));
+    lines.push(paint(style, 'dim', `${pad(view.key, keyWidth, 'left')} ${heads.join('  ')}`.trimEnd()));
+  }
+  for (const row of rows) {
+    const key = paint(style, 'bold', pad(keyOf(row), keyWidth, 'left'));
+    if (row.problem) {
+      lines.push(`${key} ${paint(style, 'red', row.problem.status.replaceAll('_', ' '))}: ${visibleInline(row.problem.text)}`);
+      continue;
+    }
+    const cells = view.columns.map((c, i) => {
+      const text = visibleInline(row.cells[i] ?? '');
+      const shown = i === last && c.align === 'left' ? text : pad(text, widths[i] ?? 0, c.align);
+      const tone = row.tones?.[i];
+      return tone ? paint(style, TONE_PAINT[tone], shown) : shown;
+    });
+    lines.push(`${key} ${cells.join('  ')}`.trimEnd());
+  }
+  return lines;
+}
+
+/** The result view as text: the summary when there is more than one row to sum up, then the table. */
+export function viewText(view: ResultView, style: TextStyle): string[] {
+  const summary = visibleInline(view.summary);
+  if (view.output) return summary ? [summary] : [];
+  const table = viewTableLines(view, style);
+  // One row says all the summary would: never the same fact twice.
+  return view.rows.length > 1 && summary ? [summary, ...table] : table;
+}
+
+export interface ResultTextOptions {
+  /** Each host's own output, folded, instead of the tool's table (`--raw`). */
+  readonly raw?: boolean | undefined;
+}
+
+/**
+ * What the hosts said: the tool's result view (a table, alike hosts folded), or for tools
+ * without one (and with `raw`) the folded output (`node[01-03] (3): text`).
+ */
+export function resultText(view: JobView, style: TextStyle, options: ResultTextOptions = {}): string {
   const result = view.result;
   if (!result) return '';
   const lines: string[] = [];
-  if (result.hosts.length === 0 && result.data !== undefined) {
+  const table = options.raw ? undefined : result.view;
+  if (table) lines.push(...viewText(table, style));
+  else if (result.hosts.length === 0 && result.data !== undefined) {
     lines.push(typeof result.data === 'string' ? visibleBlock(result.data) : visibleBlock(JSON.stringify(result.data, null, 2)));
   }
-  for (const group of result.folded) {
-    const status = group.status === 'ok' ? '' : ` ${paint(style, 'red', `[${group.status}]`)}`;
-    const header = `${paint(style, 'bold', visibleInline(group.nodeset))} (${group.count})${status}:`;
-    const text = visibleBlock(group.text.replace(/\r?\n$/, ''));
-    if (text === '') lines.push(`${header} ${view.hidden?.output ? '(output hidden)' : '(no output)'}`);
-    else if (!text.includes('\n')) lines.push(`${header} ${text}`);
-    else lines.push(header, indent(text, '    '));
+  if (!table || table.output) {
+    for (const group of result.folded) {
+      const status = group.status === 'ok' ? '' : ` ${paint(style, 'red', `[${group.status}]`)}`;
+      const header = `${paint(style, 'bold', visibleInline(group.nodeset))} (${group.count})${status}:`;
+      const text = visibleBlock(group.text.replace(/\r?\n$/, ''));
+      if (text === '') lines.push(`${header} ${view.hidden?.output ? '(output hidden)' : '(no output)'}`);
+      else if (!text.includes('\n')) lines.push(`${header} ${text}`);
+      else lines.push(header, indent(text, '    '));
+    }
+    for (const h of result.hosts) if (h.error !== undefined && h.status !== 'ok') lines.push(paint(style, 'dim', `${visibleInline(h.host)}: ${visibleInline(h.error)}`));
   }
-  for (const h of result.hosts) if (h.error !== undefined && h.status !== 'ok') lines.push(paint(style, 'dim', `${visibleInline(h.host)}: ${visibleInline(h.error)}`));
   const truncated = result.hosts.filter((h) => h.truncated).map((h) => h.host);
   if (truncated.length) lines.push(`(output cut at the size limit on ${visibleInline(hostsPhrase(truncated))})`);
   if (result.unknown_hosts?.length) lines.push(`(outcome unknown on ${visibleInline(hostsPhrase(result.unknown_hosts))}: the worker stopped while they ran)`);
@@ -126,7 +194,7 @@ export function resultText(view: JobView, style: TextStyle): string {
 }
 
 /** `castellan job <id>`: the whole card, each fact once. */
-export function jobText(view: JobView, style: TextStyle): string {
+export function jobText(view: JobView, style: TextStyle, options: ResultTextOptions = {}): string {
   const timing = [
     `requested by ${visibleInline(view.requester.display_name)} via ${view.requester.origin} at ${view.created_at.replace('T', ' ').slice(0, 19)} UTC`,
     ...(view.durations.waited_ms !== undefined && view.durations.waited_ms >= 1000 ? [`waited ${durationWords(view.durations.waited_ms)}`] : []),
@@ -139,7 +207,7 @@ export function jobText(view: JobView, style: TextStyle): string {
   if (view.maintenance) parts.push(`${paint(style, 'bold', 'maintenance window:')} ${visibleInline(view.maintenance.detail)}`);
   if (view.progress) parts.push(progressText(view, style));
   if (!view.finished && view.state !== 'awaiting_approval') parts.push(paint(style, 'dim', `next: ${visibleInline(view.next.text)}`));
-  const result = resultText(view, style);
+  const result = resultText(view, style, options);
   if (result) parts.push(`${paint(style, 'bold', 'result:')}\n${result.replace(/\n$/, '')}`);
   return `${parts.join('\n')}\n`;
 }
