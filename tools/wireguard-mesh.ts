@@ -21,6 +21,7 @@ import type { HostResult } from './host-result.js';
 import { execStep, resolveHosts, stepTimeout } from './planning.js';
 import { humanSeconds } from './reports.js';
 import type { ConditionDefinition, Observation, Verdict } from './steps/index.js';
+import type { ResultViewDefinition, ViewRow } from './result-view.js';
 import { defineTool, ToolInputError, type PlanContext, type StepResults } from './types.js';
 import { parseWireguardDump, staleAfter, WG_MASK_AWK, type WireguardPeer } from './wireguard-status.js';
 
@@ -460,6 +461,41 @@ const conditions: Readonly<Record<string, ConditionDefinition>> = {
   },
 };
 
+// --- how the result reads --------------------------------------------------------------------
+
+interface MeshViewData {
+  readonly nodes: readonly { host: string; status: string; error?: string | undefined; planes: readonly { plane: string; up: boolean; error: string | null; peers: readonly { peer: string | null; state: string; problems: readonly string[] }[] }[] }[];
+  readonly problems: readonly string[];
+  readonly healthy: boolean;
+}
+type MeshPlaneRow = MeshViewData['nodes'][number]['planes'][number];
+
+/** One row per node and plane: `node[01-16] (16) wg0 up  15 of 15 ok`; a node's bad links named. */
+const meshView: ResultViewDefinition<MeshViewData, MeshPlaneRow> = {
+  columns: [
+    { label: 'plane', cell: (p) => p.plane },
+    { label: 'link', cell: (p) => (p.up ? 'up' : `down${p.error ? `: ${p.error}` : ''}`), tone: (p) => (p.up ? 'ok' : 'bad') },
+    {
+      label: 'peers',
+      cell: (p) => `${p.peers.filter((x) => x.state === 'ok').length} of ${p.peers.filter((x) => x.state !== 'unexpected').length} ok`,
+      tone: (p) => (p.peers.every((x) => x.state === 'ok') ? undefined : 'bad'),
+    },
+    {
+      label: 'trouble',
+      cell: (p) =>
+        p.peers
+          .filter((x) => x.state !== 'ok')
+          .map((x) => `${x.peer ?? 'unknown peer'} ${x.state.replaceAll('_', ' ')}`)
+          .join(', '),
+    },
+  ],
+  rows: (data) =>
+    data.nodes.flatMap((n): ViewRow<MeshPlaneRow>[] =>
+      n.status !== 'ok' && n.planes.length === 0 ? [{ host: n.host, problem: { status: n.status, text: n.error ?? n.status } }] : n.planes.map((row) => ({ host: n.host, row })),
+    ),
+  summary: (data) => (data.healthy ? `mesh healthy: ${data.nodes.length} nodes` : `${data.problems.length} problem${data.problems.length === 1 ? '' : 's'}: ${data.problems.slice(0, 3).join('; ')}${data.problems.length > 3 ? '; …' : ''}`),
+};
+
 // --- the tool ----------------------------------------------------------------------------
 
 const cell = z.enum(MESH_CELLS);
@@ -543,6 +579,7 @@ export const wireguardMesh = defineTool({
     problems: z.array(z.string()),
     healthy: z.boolean(),
   }),
+  view: meshView,
   plan(input, ctx) {
     const { hosts, layout, planes } = meshHosts(ctx, input.targets, input.planes);
     const pings = input.reachability
