@@ -356,9 +356,8 @@ export class JobService {
   async *follow(jobId: string, viewer: Identity, options: FollowOptions = {}): AsyncGenerator<StampedEvent> {
     const after = checkEventId(options.after ?? '0');
     const access = accessOf(viewer, await this.load(jobId, viewer), this.auth);
-    for await (const e of this.ctx.hub.follow(jobId, { ...options, after })) {
-      if (eventsFor([e], access).length > 0) yield e;
-    }
+    // Yield the cut events (a step's description withheld when details are hidden), not the originals.
+    for await (const e of this.ctx.hub.follow(jobId, { ...options, after })) yield* eventsFor([e], access);
   }
 
   /**

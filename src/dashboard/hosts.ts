@@ -9,11 +9,11 @@ import type { HostRow } from './pages/hosts.js';
 export async function hostRows(runtime: Runtime, inventory: Inventory, newestJobs: readonly JobRecord[]): Promise<HostRow[]> {
   const known = await KnownHosts.load(runtime.config.knownHosts).catch(() => undefined);
   const last = new Map<string, HostRow['last']>();
-  const recent = new Map<string, string[]>();
+  const recent = new Map<string, HostRow['recentJobs'][number][]>();
   for (const job of newestJobs) {
     for (const host of job.plan.hosts) {
       const list = recent.get(host) ?? [];
-      if (list.length < 3) list.push(job.id);
+      if (list.length < 3) list.push({ id: job.id, tool: job.tool, state: job.state, at: job.createdAt });
       recent.set(host, list);
     }
     for (const outcome of job.result?.hosts ?? []) {

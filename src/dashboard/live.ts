@@ -9,13 +9,14 @@
 // position with a plain XRANGE on the shared connection, so a wake-up that is lost or comes
 // early costs nothing, and a page that reconnects (Last-Event-ID) misses no entry.
 import type { Request, Response } from 'express';
+import type { Identity } from '../../auth/types.js';
 import type { Logger } from 'pino';
 import { visibleBlock } from '../../config/visible.js';
 import type { JobFeed } from '../../queues/feed.js';
 import { JOB_ID_PATTERN } from '../../queues/records.js';
 import { isFinal } from '../../queues/states.js';
 import { jobView } from '../present/job-view.js';
-import { jobRow, timelineText } from '../present/render/html.js';
+import { jobRow, maintenanceNote, progressNote, stateBadge, summaryBlock, timelineText } from '../present/render/html.js';
 import type { Runtime } from '../runtime.js';
 import { isFiltered } from './filters.js';
 import { matches, type JobFilter } from './listing.js';
@@ -124,7 +125,7 @@ export class FeedWaker {
  * matches its filter is sent to prepend. The SSE id is the feed position, so a reconnect
  * resumes exactly where the page left off.
  */
-export async function streamJobList(runtime: Runtime, waker: FeedWaker, req: Request, res: Response, filter: JobFilter): Promise<void> {
+export async function streamJobList(runtime: Runtime, viewer: Identity, waker: FeedWaker, req: Request, res: Response, filter: JobFilter): Promise<void> {
   const shown = (typeof req.query['ids'] === 'string' ? req.query['ids'] : '').split(',').filter((id) => JOB_ID_PATTERN.test(id)).slice(0, MAX_TRACKED);
   const resume = req.get('last-event-id') ?? (typeof req.query['after'] === 'string' ? req.query['after'] : '');
   let last = STREAM_ID.test(resume) ? resume : await runtime.ctx.feed.last();
@@ -147,7 +148,7 @@ export async function streamJobList(runtime: Runtime, waker: FeedWaker, req: Req
       changed.set(entry.jobId, entry.id);
     }
     for (const [jobId, position] of changed) {
-      const record = await runtime.ctx.store.get(jobId);
+      const record = await runtime.service.get(jobId, viewer).catch(() => undefined);
       if (record === undefined) continue;
       const known = tracked.has(jobId);
       if (!known && (Date.parse(record.createdAt) < newest || (isFiltered(filter) && !matches(record, filter)))) continue;
@@ -166,8 +167,8 @@ export async function streamJobList(runtime: Runtime, waker: FeedWaker, req: Req
   }
 }
 
-/** One job's events from `after` on, then `final` once it has ended. */
-export async function streamJob(runtime: Runtime, jobId: string, after: string, req: Request, res: Response, showOutput: boolean): Promise<void> {
+/** One job's events from `after` on (those `viewer` may see), then `final` once it has ended. */
+export async function streamJob(runtime: Runtime, jobId: string, viewer: Identity, after: string, req: Request, res: Response): Promise<void> {
   const stream = openStream(req, res);
   const state = await runtime.ctx.store.state(jobId);
   if (state !== undefined && isFinal(state)) {
@@ -175,9 +176,8 @@ export async function streamJob(runtime: Runtime, jobId: string, after: string, 
     res.end();
     return;
   }
-  for await (const stamped of runtime.ctx.hub.follow(jobId, { after, signal: stream.closed })) {
+  for await (const stamped of runtime.service.follow(jobId, viewer, { after, signal: stream.closed })) {
     const event = stamped.event;
-    if (event.type === 'output' && !showOutput) continue;
     const text = timelineText(stamped);
     stream.send(
       'job',
@@ -195,6 +195,12 @@ export async function streamJob(runtime: Runtime, jobId: string, after: string, 
     if (event.type === 'state' && isFinal(event.state)) {
       stream.send('final', { state: event.state });
       break;
+    }
+    // A new state (or batch) changes the heading and the summary: send them rendered as the page would.
+    if (event.type === 'state' || event.type === 'batch') {
+      const record = await runtime.service.get(jobId, viewer);
+      const view = jobView(record, { places: runtime.places, events: record.state === 'running' ? await runtime.service.events(jobId, viewer, '0', 5000) : undefined });
+      stream.send('summary', { badge: stateBadge(view.state).value, html: `${summaryBlock(view).value}${progressNote(view).value}${maintenanceNote(view).value}` });
     }
   }
   res.end();

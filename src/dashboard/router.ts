@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import express, { type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
-import { authorizeApproval, authorizeCancel, jobAccess, type JobAccess } from '../../auth/policy.js';
+import { authorizeApproval, authorizeCancel } from '../../auth/policy.js';
 import type { JobRecord } from '../../queues/records.js';
 import { hasRole } from '../../auth/roles.js';
 import type { Requester } from '../../auth/types.js';
@@ -124,13 +124,14 @@ export function dashboardRouter(runtime: Runtime): express.Router {
   // so the delayed set is a small, exact index of the inbox, whatever the job history's size.
   const inbox = async (requester: Requester): Promise<InboxItem[]> => {
     const delayed = await runtime.ctx.queue.getDelayed(0, INBOX_LIMIT - 1);
-    const records = await Promise.all(delayed.flatMap((bull) => (bull.id !== undefined ? [runtime.ctx.store.get(bull.id)] : [])));
+    // Through the service, so each record is cut to what this person may see of it.
+    const records = await Promise.all(delayed.flatMap((bull) => (bull.id !== undefined ? [runtime.service.get(bull.id, requester).catch(() => undefined)] : [])));
     return records
       .filter((record): record is JobRecord => record?.state === 'awaiting_approval')
       .sort((a, b) => b.createdAt.localeCompare(a.createdAt))
       .map((record) => {
         const job = jobView(record, { places: runtime.places });
-        return { job, vote: mayVote(requester, job), details: accessTo(requester, record).details };
+        return { job, vote: mayVote(requester, job) };
       });
   };
   const mayVote = (requester: Requester, job: JobView): InboxItem['vote'] => {
@@ -144,8 +145,6 @@ export function dashboardRouter(runtime: Runtime): express.Router {
     return verdict.ok ? { ok: true } : { ok: false, reason: verdict.reason };
   };
   const mayCancel = (requester: Requester, job: JobView): boolean => authorizeCancel({ by: requester, requester: job.requester }).ok;
-  const accessTo = (requester: Requester, record: JobRecord): JobAccess =>
-    jobAccess(requester, { risk: record.risk, requester: record.requester, approvalsRequired: record.approvalsRequired, votes: record.votes }, runtime.auth);
 
   const send = (res: Response, markup: { value: string }, status = 200): void => {
     res.status(status).type('html').send(markup.value);
@@ -192,16 +191,15 @@ export function dashboardRouter(runtime: Runtime): express.Router {
   });
 
   router.get('/live/jobs', async (req, res) => {
-    await streamJobList(runtime, waker, req, res, jobFilter(req.query));
+    await streamJobList(runtime, me(res), waker, req, res, jobFilter(req.query));
   });
 
   const showJob = async (req: Request, res: Response, extra: { notice?: string; error?: string; status?: number } = {}): Promise<void> => {
     const requester = me(res);
     const record = await runtime.service.get(String(req.params['id']), requester);
-    const access = accessTo(requester, record);
-    const stamped = await runtime.service.events(record.id, requester, '0', 5000);
-    const job = jobView(record, { events: stamped, places: runtime.places });
-    const events = stamped.filter((e) => access.output || e.event.type !== 'output');
+    // Record and events come cut to what this person may see (queues/visibility.ts).
+    const events = await runtime.service.events(record.id, requester, '0', 5000);
+    const job = jobView(record, { events, places: runtime.places });
     const tool = runtime.ctx.tools.get(job.tool);
     send(res, jobPage({
       viewer: viewerOf(res),
@@ -210,7 +208,6 @@ export function dashboardRouter(runtime: Runtime): express.Router {
       cli: tool !== undefined ? toolArgsFor(tool, (job.input ?? {}) as Record<string, unknown>) : [job.tool],
       vote: mayVote(requester, job),
       mayCancel: mayCancel(requester, job),
-      access,
       pendingApprovals: await pendingFor(requester),
       notice: extra.notice,
       error: extra.error,
@@ -222,14 +219,14 @@ export function dashboardRouter(runtime: Runtime): express.Router {
   router.get('/jobs/:id/live', async (req, res) => {
     const job = await runtime.service.get(String(req.params['id']), me(res));
     const after = req.get('last-event-id') ?? (typeof req.query['after'] === 'string' ? req.query['after'] : '0');
-    await streamJob(runtime, job.id, /^(0|\d{1,20}-\d{1,20})$/.test(after) ? after : '0', req, res, accessTo(me(res), job).output);
+    await streamJob(runtime, job.id, me(res), /^(0|\d{1,20}-\d{1,20})$/.test(after) ? after : '0', req, res);
   });
 
   router.get('/jobs/:id/approve', async (req, res) => {
     const requester = me(res);
     const record = await runtime.service.get(String(req.params['id']), requester);
     const job = jobView(record, { places: runtime.places });
-    if (job.state !== 'awaiting_approval' || !accessTo(requester, record).details) {
+    if (job.state !== 'awaiting_approval' || job.hidden?.details === true) {
       res.redirect(303, `${UI}/jobs/${job.id}`);
       return;
     }

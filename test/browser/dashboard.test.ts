@@ -145,6 +145,35 @@ describe('dashboard in Chromium', () => {
     for (const s of [oscar, victor, april]) await s.context.close();
   });
 
+  it('streams a running job\'s log and grid live, and its requester cancels it from the job page', async () => {
+    const oscar = await signInAs(browser, h.base, 'oscar');
+    const requester = { subject: 'oscar', displayName: 'Oscar Operator', groups: ['ops'], roles: ['viewer', 'operator'], origin: 'dashboard' } as const;
+    const { job } = await h.runtime.service.submit({
+      tool: 'exec',
+      input: { targets: 'node02', argv: ['sh', '-c', "for i in $(seq 1 60); do printf 'tick-%s %0200d\\n' $i 0; sleep 1; done"] },
+      requester,
+      replyTo: { kind: 'dashboard' },
+    });
+    await h.runtime.service.approve(job.id, { subject: 'april', displayName: 'April Approver', groups: ['leads'], roles: ['viewer', 'approver'], origin: 'cli' });
+    await oscar.page.goto(`${h.base}/ui/jobs/${job.id}`);
+    // Lines arrive over SSE while the page stays put; the grid cell says the host is running.
+    // (Output streams in chunks once they are longer than the longest known secret: the
+    // redactor must see a secret whole, hence the long lines.)
+    await oscar.page.locator('[data-live-log]').filter({ hasText: 'node02: tick-3' }).waitFor({ timeout: 60_000 });
+    await expect(oscar.page.locator('h1 .state').innerText()).resolves.toBe('running');
+    await expect(oscar.page.locator('td[data-host="node02"]').getAttribute('data-status')).resolves.toBe('running');
+    await expect(oscar.page.locator('[data-timeline]').innerText()).resolves.toContain('approved by April Approver');
+    await screenshot(oscar.page, 'job-running');
+    oscar.page.once('dialog', (dialog) => void dialog.accept());
+    await oscar.page.getByRole('button', { name: 'Cancel job' }).click();
+    await oscar.page.waitForURL(new RegExp(`/ui/jobs/${job.id}\\?done=cancel`));
+    await oscar.page.locator('.summary[data-final="yes"]').waitFor({ timeout: 60_000 });
+    await expect(oscar.page.locator('h1 .state').innerText()).resolves.toBe('cancelled');
+    const state = (await h.runtime.service.get(job.id, h.runtime.localRequester('cli'))).state;
+    expect(state).toBe('cancelled');
+    await oscar.context.close();
+  }, 150_000);
+
   it('refuses a forged cross-site POST even though the browser sends the session cookie', async () => {
     const oscar = await signInAs(browser, h.base, 'oscar');
     const { job } = await h.runtime.service.submit({

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { StampedEvent } from '../../queues/events.js';
 import type { JobRecord } from '../../queues/records.js';
 import { jobView } from '../../src/present/job-view.js';
-import { approvalCard, factsList, jobRow, nodeGrid, planCard, resultSection, summaryBlock, timeline } from '../../src/present/render/html.js';
+import { approvalCard, factsList, jobRow, logLines, nodeGrid, planCard, resultSection, summaryBlock, timeline } from '../../src/present/render/html.js';
 import { eventText } from '../../src/present/render/text.js';
 
 const SCRIPT = 'echo "<script>alert(1)</script>"\nrm -rf /tmp/x\u202e\n';
@@ -119,5 +119,11 @@ describe('HTML of a job view', () => {
     expect(html).toContain(eventText(events[0]!, { color: false })!.replace('» ', ''));
     expect(html).toContain('node&lt;02&gt;: ok (1.2 s)');
     expect(html).not.toContain('not a timeline line');
+  });
+
+  it('keeps hosts\' log lines whole when output chunks end mid-line', () => {
+    const out = (id: string, host: string, text: string): StampedEvent => ({ id, at: 0, event: { type: 'output', step: 'run', host, stream: 'stdout', text } });
+    const log = logLines([out('1-0', 'node01', 'tick-1 aa'), out('2-0', 'node02', 'tock-1\n'), out('3-0', 'node01', 'aa\ntick-2\n')]);
+    expect(log).toBe('node02: tock-1\nnode01: tick-1 aaaa\nnode01: tick-2\n');
   });
 });

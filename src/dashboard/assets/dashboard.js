@@ -99,6 +99,25 @@
     source.addEventListener('error', () => status && (status.textContent = 'Live updates paused; reconnecting…'));
   }
 
+  // The grid's legend: how many hosts are in each status, recounted from the cells.
+  function recountLegend() {
+    const legend = document.querySelector('[data-legend]');
+    if (!legend) return;
+    const counts = new Map();
+    for (const cell of document.querySelectorAll('td[data-host]')) {
+      const status = cell.getAttribute('data-status') ?? '';
+      counts.set(status, (counts.get(status) ?? 0) + 1);
+    }
+    const tones = { ok: 'ok', running: 'run', pending: 'wait', failed: 'bad', timed_out: 'bad', unreachable: 'bad' };
+    legend.replaceChildren();
+    for (const [status, n] of counts) {
+      const badge = document.createElement('span');
+      badge.className = `state tone-${tones[status] ?? 'off'}`;
+      badge.textContent = status.replace(/_/g, ' ');
+      legend.append(badge, document.createTextNode(` ${n} `));
+    }
+  }
+
   // One job: live log, grid cells and timeline; reload once it has ended to show the result.
   const jobSection = document.querySelector('[data-job-page]');
   if (jobSection && jobSection.getAttribute('data-final') === 'no') {
@@ -107,12 +126,18 @@
     const log = document.querySelector('[data-live-log] code');
     const timeline = document.querySelector('[data-timeline]');
     const source = new EventSource(`${UI}/jobs/${id}/live?after=${encodeURIComponent(after)}`);
+    const partial = new Map();
     source.addEventListener('job', (e) => {
       const data = JSON.parse(e.data);
       if (data.output && log) {
+        // Chunks can end mid-line: show a host's line once it is whole, so lines never splice.
         const prefix = `${data.host ?? ''}${data.stream === 'stderr' ? ' (stderr)' : ''}: `;
-        log.append(document.createTextNode(data.output.split('\n').filter((l, i, all) => l !== '' || i < all.length - 1).map((l) => prefix + l).join('\n') + '\n'));
-        log.parentElement.scrollTop = log.parentElement.scrollHeight;
+        const parts = ((partial.get(prefix) ?? '') + data.output).split('\n');
+        partial.set(prefix, parts.pop() ?? '');
+        if (parts.length > 0) {
+          log.append(document.createTextNode(parts.map((l) => prefix + l).join('\n') + '\n'));
+          log.parentElement.scrollTop = log.parentElement.scrollHeight;
+        }
       }
       if ((data.type === 'host_started' || data.type === 'host_finished') && data.host) {
         const cell = document.querySelector(`td[data-host="${CSS.escape(data.host)}"]`);
@@ -122,6 +147,7 @@
           cell.className = `cell tone-${tone}`;
           cell.setAttribute('data-status', status);
           cell.textContent = String(status).replace(/_/g, ' ');
+          recountLegend();
         }
       }
       if (data.timeline && timeline) {
@@ -134,6 +160,14 @@
         li.append(time, document.createTextNode(` ${data.timeline}`));
         timeline.append(li);
       }
+    });
+    source.addEventListener('summary', (e) => {
+      const data = JSON.parse(e.data);
+      const badge = fragment(data.badge).firstElementChild;
+      const old = document.querySelector('h1 .state');
+      if (badge && old) old.replaceWith(badge);
+      const block = document.querySelector('[data-summary-block]');
+      if (block) block.replaceChildren(fragment(data.html));
     });
     source.addEventListener('final', () => {
       source.close();

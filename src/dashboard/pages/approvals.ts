@@ -4,15 +4,13 @@
 import type { JobView } from '../../present/job-view.js';
 import { html, inline, time, type Html } from '../../present/render/markup.js';
 import { csrfField, page, UI, type Viewer } from '../layout.js';
-import { approvalCard, jobLink, planCard, stateBadge } from '../../present/render/html.js';
+import { approvalCard, jobLink, planCard, planSection, stateBadge } from '../../present/render/html.js';
 import { hostsPhrase } from '../../present/summary.js';
 import { decisionForms } from './job.js';
 
 export interface InboxItem {
   readonly job: JobView;
   readonly vote: { readonly ok: true } | { readonly ok: false; readonly reason: string };
-  /** May the viewer see the plan's commands (auth/policy.ts jobAccess)? */
-  readonly details: boolean;
 }
 
 function item(viewer: Viewer, entry: InboxItem): Html {
@@ -22,7 +20,7 @@ function item(viewer: Viewer, entry: InboxItem): Html {
 <p class="muted">${jobLink(job.id)} · asked by ${inline(job.requester.display_name)} (${job.requester.origin}) ${time(job.created_at)}</p></header>
 <p class="summary-line">${inline(job.summary)}</p>
 ${approvalCard(job)}
-${entry.details ? html`<details${entry.vote.ok ? html` open` : ''}><summary>Full plan: what will run</summary>${planCard(job.plan)}</details>` : html`<p class="muted">Runs on ${inline(hostsPhrase(job.plan.hosts))}; only its requester, approvers and admins see the commands.</p>`}
+${job.hidden?.details ? planSection(job) : html`<details${entry.vote.ok ? html` open` : ''}><summary>Full plan: what will run</summary>${planCard(job.plan)}</details>`}
 ${decisionForms(viewer, job, entry.vote)}
 </article>`;
 }

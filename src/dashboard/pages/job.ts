@@ -3,13 +3,11 @@
 // like the CLI), a live log while it runs, the plan card, the approval card and the timeline.
 // Every part of the job itself is the shared job view rendered by src/present/render/html.ts;
 // this page adds only what is the dashboard's: forms, links and what this viewer may see.
-import type { JobAccess } from '../../../auth/policy.js';
 import type { StampedEvent } from '../../../queues/events.js';
 import type { JobView } from '../../present/job-view.js';
 import { displayArgv } from '../../../config/visible.js';
-import { html, inline, type Html } from '../../present/render/markup.js';
-import { approvalCard, factsList, maintenanceNote, nodeGrid, planCard, progressNote, resultSection, stateBadge, summaryBlock, timeline } from '../../present/render/html.js';
-import { hostsPhrase } from '../../present/summary.js';
+import { block, html, inline, type Html } from '../../present/render/markup.js';
+import { approvalCard, factsList, logLines, maintenanceNote, nodeGrid, planSection, progressNote, resultSection, stateBadge, summaryBlock, timeline } from '../../present/render/html.js';
 import { csrfField, page, UI, type Viewer } from '../layout.js';
 
 export interface JobPageInput {
@@ -21,8 +19,6 @@ export interface JobPageInput {
   /** Whether the viewer may vote (and, when not, why). */
   readonly vote: { readonly ok: true } | { readonly ok: false; readonly reason: string };
   readonly mayCancel: boolean;
-  /** What of this job the viewer may see (auth/policy.ts jobAccess). */
-  readonly access: JobAccess;
   readonly pendingApprovals: number;
   readonly notice?: string | undefined;
   readonly error?: string | undefined;
@@ -41,8 +37,10 @@ export function decisionForms(viewer: Viewer, job: JobView, vote: JobPageInput['
 }
 
 export function jobPage(input: JobPageInput): Html {
-  const { job, viewer, access } = input;
-  const hidden = html`<p class="muted">Hidden: ${inline(access.hidden ?? 'not yours to see')}.</p>`;
+  const { job, viewer } = input;
+  // The service cut the record to what this viewer may see; the view says what it left out.
+  const details = job.hidden?.details !== true;
+  const output = job.hidden?.output !== true;
   const lastEvent = input.events.at(-1)?.id ?? '0';
   const cli = `castellan ${displayArgv(input.cli)}`;
   const body = html`<nav class="crumbs" aria-label="Breadcrumb"><a href="${UI}/jobs">Jobs</a> / <code>${job.id}</code></nav>
@@ -50,11 +48,9 @@ export function jobPage(input: JobPageInput): Html {
 ${input.notice !== undefined ? html`<p class="notice" role="status">${inline(input.notice)}</p>` : ''}
 ${input.error !== undefined ? html`<p class="error" role="alert">${inline(input.error)}</p>` : ''}
 <section class="card summary" data-job-page="${job.id}" data-after="${lastEvent}" data-final="${job.finished ? 'yes' : 'no'}">
-${summaryBlock(job)}
-${progressNote(job)}
-${maintenanceNote(job)}
+<div data-summary-block>${summaryBlock(job)}${progressNote(job)}${maintenanceNote(job)}</div>
 ${factsList(job)}
-${access.details ? html`<div class="cli"><label for="cli-${job.id}">Run it again from a terminal</label>
+${details ? html`<div class="cli"><label for="cli-${job.id}">Run it again from a terminal</label>
 <div class="copy-row"><input id="cli-${job.id}" readonly value="${cli}"><button type="button" data-copy="cli-${job.id}">Copy</button></div>
 <p class="small muted">Follow it from a terminal: <code>castellan job ${job.id}</code>${job.finished ? html` · whole output: <code>castellan job ${job.id} --log</code>` : ''}</p></div>` : ''}
 ${decisionForms(viewer, job, input.vote)}
@@ -66,10 +62,10 @@ ${input.mayCancel && !job.finished
 <section class="card"><h2>Hosts</h2>${nodeGrid(job, input.events)}</section>
 <section class="card"><h2>Timeline</h2>${timeline(input.events)}</section>
 </div>
-<section class="card"><h2>Result</h2>${access.output ? resultSection(job) : hidden}
-${!job.finished && access.output ? html`<details class="live-log" open><summary>Live log</summary><pre class="output" data-live-log aria-live="off"><code></code></pre></details>` : ''}
+<section class="card"><h2>Result</h2>${resultSection(job)}
+${!job.finished && output ? html`<details class="live-log" open><summary>Live log</summary><pre class="output" data-live-log aria-live="off"><code>${block(logLines(input.events))}</code></pre></details>` : ''}
 </section>
-<section class="card"><h2>Plan</h2>${access.details ? planCard(job.plan) : html`<p>Runs on ${inline(hostsPhrase(job.plan.hosts))}.</p>${hidden}`}</section>
+<section class="card"><h2>Plan</h2>${planSection(job)}</section>
 <section class="card"><h2>Approval</h2>${approvalCard(job)}</section>`;
   return page({ title: `${job.tool} ${job.id}`, section: '/jobs', viewer, body, pendingApprovals: input.pendingApprovals });
 }

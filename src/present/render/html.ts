@@ -5,6 +5,7 @@
 // Event lines are the terminal's words (./text.ts eventText), so a job reads the same in a
 // terminal and a browser. All text goes through ./markup.ts: escaped, and control characters
 // shown as escapes.
+import { displayArgv } from '../../../config/visible.js';
 import type { StampedEvent } from '../../../queues/events.js';
 import type { JobState } from '../../../queues/states.js';
 import type { JobView, PlanView } from '../job-view.js';
@@ -115,8 +116,21 @@ function stepItem(step: Omit<StepView, 'on_failure'>, rollbacks: readonly (Omit<
   const undo = rollbacks.length > 0
     ? html`<div class="rollback"><p class="small muted">If a later step fails for a host, this runs for it:</p><ul>${rollbacks.map((r) => html`<li>${stepItem(r, [])}</li>`)}</ul></div>`
     : '';
-  return html`<p><code class="step-id">${inline(step.id)}</code> ${inline(step.description)}${step.subject !== undefined ? html` <span class="muted">(about ${inline(step.subject)})</span>` : ''} <span class="muted">on ${inline(hostsPhrase(step.hosts) || 'no hosts')} · time limit ${durationWords(step.timeout_ms)}</span></p>
+  // The description only when it says more than the command (as the terminal's plan card does).
+  const says = step.command_display === '' || !step.description.includes(displayArgv(step.command).replace(/^sudo -n -- /, ''));
+  return html`<p><code class="step-id">${inline(step.id)}</code>${says ? html` ${inline(step.description)}` : ''}${step.subject !== undefined ? html` <span class="muted">(about ${inline(step.subject)})</span>` : ''} <span class="muted">on ${inline(hostsPhrase(step.hosts) || 'no hosts')} · time limit ${durationWords(step.timeout_ms)}</span></p>
 ${shown}${gate}${stdin}${undo}`;
+}
+
+/** What this viewer may not see (the view's `hidden`), said once where it is missing. */
+export function hiddenNote(view: JobView, part: 'details' | 'output'): Html {
+  return html`<p class="muted">${part === 'details' ? 'Input and commands' : 'Output'} hidden from you: ${inline(view.hidden?.reason ?? 'not visible to you')}.</p>`;
+}
+
+/** The plan card, or where it runs and why the commands are hidden from this viewer. */
+export function planSection(view: JobView): Html {
+  if (view.hidden?.details) return html`<p>Runs on ${inline(hostsPhrase(view.plan.hosts) || 'no hosts')}.</p>${hiddenNote(view, 'details')}`;
+  return planCard(view.plan);
 }
 
 /** Every batch and step with its hosts, the exact commands and whole scripts. */
@@ -153,7 +167,7 @@ export function maintenanceNote(view: JobView): Html {
 export function progressNote(view: JobView): Html {
   const p = view.progress;
   if (p === undefined) return html``;
-  return html`<p class="progress" data-progress>${p.batch !== undefined ? html`Batch ${p.batch.index} of ${p.batch.total} · ` : ''}${p.step !== undefined ? html`step <code>${inline(p.step.id)}</code> ${inline(p.step.description)} · ` : ''}<strong>${p.hosts_done} of ${plural(p.hosts_total, 'host')}</strong> done${p.hosts_failed > 0 ? html`, <span class="bad-count">${p.hosts_failed} failed</span>` : ''}${p.lock_wait !== undefined ? html` · waiting for ${inline(p.lock_wait.host)} (locked by ${jobLink(p.lock_wait.holder)})` : ''}</p>`;
+  return html`<p class="progress" data-progress>${p.batch !== undefined ? html`Batch ${p.batch.index} of ${p.batch.total} · ` : ''}${p.step !== undefined ? html`step <code>${inline(p.step.id)}</code> · ` : ''}<strong>${p.hosts_done} of ${plural(p.hosts_total, 'host')}</strong> done${p.hosts_failed > 0 ? html`, <span class="bad-count">${p.hosts_failed} failed</span>` : ''}${p.lock_wait !== undefined ? html` · waiting for ${inline(p.lock_wait.host)} (locked by ${jobLink(p.lock_wait.holder)})` : ''}</p>`;
 }
 
 /** Per-host status so far: the result once there is one, else what the events said. */
@@ -183,7 +197,7 @@ export function nodeGrid(view: JobView, events: readonly StampedEvent[]): Html {
   const status = hostStatuses(view, events);
   const counts = new Map<string, number>();
   for (const s of status.values()) counts.set(s, (counts.get(s) ?? 0) + 1);
-  const legend = html`<p class="legend">${[...counts.entries()].map(([s, n]) => html`${hostBadge(s)} ${n} `)}</p>`;
+  const legend = html`<p class="legend" data-legend>${[...counts.entries()].map(([s, n]) => html`${hostBadge(s)} ${n} `)}</p>`;
   const heads = Array.from({ length: batches }, (_, i) => html`<th scope="col">Batch ${i + 1}</th>`);
   const rows = view.plan.hosts.map((host) => {
     const s = status.get(host) ?? 'pending';
@@ -238,6 +252,7 @@ export function foldedOutput(view: JobView): Html {
 
 /** What the hosts said: the tool's table, folded output, per-host errors, and what is missing. */
 export function resultSection(view: JobView): Html {
+  if (view.hidden?.output) return hiddenNote(view, 'output');
   const result = view.result;
   if (result === undefined) return foldedOutput(view);
   const errors = result.hosts.filter((h) => h.error !== undefined && h.status !== 'ok');
@@ -249,6 +264,23 @@ export function resultSection(view: JobView): Html {
 ${errors.length > 0 ? html`<ul class="host-errors">${errors.map((h) => html`<li>${hostBadge(h.status)} <strong>${inline(h.host)}</strong>${h.exit_code !== null ? html` exit ${h.exit_code}` : ''}: ${inline(h.error ?? '')}</li>`)}</ul>` : ''}
 ${cut.length > 0 ? html`<p class="muted small">Output cut at the size limit on ${inline(hostsPhrase(cut))}.</p>` : ''}
 ${result.unknown_hosts !== undefined && result.unknown_hosts.length > 0 ? html`<p class="notice">Outcome unknown on ${inline(hostsPhrase(result.unknown_hosts))}: the worker stopped while they ran.</p>` : ''}`;
+}
+
+/** Output events as log lines, `host: line` (`host (stderr): line`), as the live log shows them. */
+export function logLines(events: readonly StampedEvent[]): string {
+  // Output comes in chunks that can end mid-line: a line is shown once it is whole (the rest
+  // of each host's stream at the end), so hosts' lines never splice into each other.
+  const lines: string[] = [];
+  const partial = new Map<string, string>();
+  for (const { event } of events) {
+    if (event.type !== 'output') continue;
+    const prefix = `${event.host}${event.stream === 'stderr' ? ' (stderr)' : ''}: `;
+    const parts = ((partial.get(prefix) ?? '') + event.text).split('\n');
+    partial.set(prefix, parts.pop() ?? '');
+    for (const line of parts) lines.push(prefix + line);
+  }
+  for (const [prefix, rest] of partial) if (rest !== '') lines.push(prefix + rest);
+  return lines.length > 0 ? `${lines.join('\n')}\n` : '';
 }
 
 /** One timeline line for an event, in the terminal's words; undefined for events not worth one. */
