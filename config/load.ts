@@ -80,6 +80,7 @@ export async function parseConfig(text: string, path: string, options: LoadOptio
     { name: 'slackBotToken', path: 'slack.bot_token', ref: settings.slack?.botToken },
     { name: 'slackAppToken', path: 'slack.app_token', ref: settings.slack?.appToken },
     { name: 'dashboardClientSecret', path: 'auth.dashboard.client_secret', ref: settings.auth.dashboard?.clientSecret },
+    { name: 'metricsToken', path: 'server.metrics.token', ref: settings.server.metrics.token },
   ];
   const { secrets, problems } = await readSecrets(
     refs.map((r) => ({ ...r, path: r.ref ? `${r.path}_${r.ref.kind}` : r.path })),

@@ -12,7 +12,7 @@ export function describeSecretRef(ref: SecretRef): string {
   return ref.kind === 'env' ? `environment variable ${ref.name}` : `file ${ref.path}`;
 }
 
-export const SECRET_NAMES = ['oidcClientSecret', 'redisPassword', 'slackSigningSecret', 'slackBotToken', 'slackAppToken', 'dashboardClientSecret'] as const;
+export const SECRET_NAMES = ['oidcClientSecret', 'redisPassword', 'slackSigningSecret', 'slackBotToken', 'slackAppToken', 'dashboardClientSecret', 'metricsToken'] as const;
 export type SecretName = (typeof SECRET_NAMES)[number];
 
 export class Secrets {
@@ -39,6 +39,10 @@ export class Secrets {
   }
   get dashboardClientSecret(): string | undefined {
     return this.#values.get('dashboardClientSecret');
+  }
+  /** Bearer token /metrics requires (server.metrics.token_env / token_file). */
+  get metricsToken(): string | undefined {
+    return this.#values.get('metricsToken');
   }
 
   /** Every secret value, for log redaction by value (pino `redact` cannot see inside strings). */

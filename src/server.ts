@@ -3,7 +3,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { TokenVerifier } from '../auth/tokens.js';
-import { allowedHostsFor, createHttpApp, verifierFromConfig } from './http/app.js';
+import express from 'express';
+import { allowedHostsFor, createHttpApp, metricsHandler, verifierFromConfig } from './http/app.js';
 import type { InFlightCalls } from './mcp/calls.js';
 import type { Runtime } from './runtime.js';
 import { createSlackFrontEnd, type SlackFrontEnd, type SlackFrontEndOptions } from './slack/app.js';
@@ -26,6 +27,8 @@ export interface RunningServer {
   readonly calls: InFlightCalls;
   /** The Slack front end, when slack: is configured. */
   readonly slack: SlackFrontEnd | undefined;
+  /** Where /metrics is served when server.metrics.listen gives it its own listener. */
+  readonly metricsUrl: string | undefined;
   close(): Promise<void>;
 }
 
@@ -45,10 +48,12 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
   const slack = runtime.config.slack && options.slack !== false ? createSlackFrontEnd(runtime, options.slack ?? {}) : undefined;
   const { app, calls } = createHttpApp(runtime, { verifier, allowedHosts: allowedHostsFor(runtime.config.server.publicUrl, host, port), slackRouter: slack?.router });
   server.on('request', app);
+  const metricsServer = await startMetricsListener(runtime);
   try {
     await slack?.start();
   } catch (error) {
     server.close();
+    metricsServer?.server.close();
     throw error;
   }
   const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
@@ -59,8 +64,14 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
     server,
     calls,
     slack,
+    metricsUrl: metricsServer?.url,
     async close() {
       await slack?.stop();
+      if (metricsServer) {
+        const done = new Promise<void>((resolve) => metricsServer.server.close(() => resolve()));
+        metricsServer.server.closeAllConnections();
+        await done;
+      }
       // MCP calls hold SSE responses open while they wait; end them rather than wait them out.
       // Their jobs are unaffected: they live in Redis and the worker.
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -68,4 +79,30 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
       await closed;
     },
   };
+}
+
+/**
+ * server.metrics.listen: /metrics alone on its own address (typically loopback or a monitoring
+ * network), so the public listener does not serve it at all.
+ */
+async function startMetricsListener(runtime: Runtime): Promise<{ server: http.Server; url: string } | undefined> {
+  const listen = runtime.config.server.metrics.listen;
+  if (listen === undefined) return undefined;
+  const app = express();
+  app.disable('x-powered-by');
+  app.get('/metrics', metricsHandler(runtime));
+  app.use((_req, res) => {
+    res.status(404).type('text/plain').send('this listener serves /metrics only\n');
+  });
+  const server = http.createServer(app);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listen.port, listen.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const shown = listen.host === '0.0.0.0' || listen.host === '::' ? '127.0.0.1' : listen.host.includes(':') ? `[${listen.host}]` : listen.host;
+  return { server, url: `http://${shown}:${port}/metrics` };
 }

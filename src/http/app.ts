@@ -2,6 +2,7 @@
 // metadata, `/mcp` and the JSON API, behind a Host/Origin guard. There is deliberately no
 // app-wide body parser: each router parses its own JSON, because the Slack receiver that
 // will be mounted on this app must see raw bodies to check Slack's signatures.
+import { createHash, timingSafeEqual } from 'node:crypto';
 import express, { type RequestHandler } from 'express';
 import type { TokenVerifier } from '../../auth/tokens.js';
 import { createTokenVerifier } from '../../auth/tokens.js';
@@ -102,6 +103,34 @@ function cors(): RequestHandler {
   };
 }
 
+const LOOPBACK_PEERS = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
+
+/**
+ * /metrics: with server.metrics.token, only `Authorization: Bearer <token>` (compared in constant
+ * time); without one, only loopback peers (a Prometheus on the same host, or the separate
+ * listener an operator bound to a private address). Everyone else gets a 401/403 saying how.
+ */
+export function metricsHandler(runtime: Pick<Runtime, 'config'>): RequestHandler {
+  const token = runtime.config.secrets.metricsToken;
+  const expected = token === undefined ? undefined : createHash('sha256').update(token).digest();
+  const separate = runtime.config.server.metrics.listen !== undefined;
+  return async (req, res) => {
+    if (expected !== undefined) {
+      const given = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '')?.[1];
+      const digest = createHash('sha256').update(given ?? '').digest();
+      if (given === undefined || !timingSafeEqual(digest, expected)) {
+        res.set('WWW-Authenticate', 'Bearer realm="castellan-metrics"').status(401).type('text/plain').send('metrics need the bearer token configured in server.metrics.token_env / token_file\n');
+        return;
+      }
+    } else if (!separate && !LOOPBACK_PEERS.has(req.socket.remoteAddress ?? '')) {
+      res.status(403).type('text/plain').send('metrics are served to loopback peers only; set server.metrics.listen (a separate listener) or server.metrics.token_env to read them from elsewhere\n');
+      return;
+    }
+    const registry = metrics().registry;
+    res.set('Content-Type', registry.contentType).send(await registry.metrics());
+  };
+}
+
 async function redisAnswers(runtime: Runtime): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<boolean>((resolve) => {
@@ -135,10 +164,8 @@ export function createHttpApp(runtime: Runtime, options: HttpAppOptions): HttpAp
     const ok = await redisAnswers(runtime);
     res.status(ok ? 200 : 503).json({ status: ok ? 'ok' : 'unavailable', redis: ok ? 'ok' : 'not answering' });
   });
-  app.get('/metrics', async (_req, res) => {
-    const registry = metrics().registry;
-    res.set('Content-Type', registry.contentType).send(await registry.metrics());
-  });
+  // On its own listener when server.metrics.listen says so (startServer serves it there).
+  if (config.server.metrics.listen === undefined) app.get('/metrics', metricsHandler(runtime));
 
   // Before any body parser: Bolt verifies Slack's signature on the raw body.
   if (options.slackRouter) app.use(options.slackRouter);
