@@ -1,7 +1,9 @@
 // File transfer in three directions. Remote paths are absolute and `..`-free; local paths
 // (on the Castellan server) must resolve under ctx.localRoot, so a caller can neither read
-// server secrets nor write outside the drop directory. The check is lexical (plan() does no
-// I/O): the executor must still refuse symlinks that lead out of localRoot.
+// server secrets nor write outside the drop directory. The check here is lexical (plan() does
+// no I/O); the executor (src/ssh/plan-executor.ts) checks again after realpath, before it
+// creates any directory, and `<destination>/<host>` once it exists. Only regular files are
+// copied, and setuid/setgid/sticky bits are dropped unless an upload asks for them by `mode`.
 import path from 'node:path';
 import { z } from 'zod';
 import { absolutePath, fileMode, targets, timeout } from './fields.js';
@@ -80,7 +82,10 @@ export const copyFile = defineTool({
     const { action } = step;
     // The relay source is touched too (read), so it belongs in locks, approvals and audit.
     const touched = action.kind === 'relay' ? [action.fromHost, ...step.hosts] : hosts;
-    return { tool: 'copy_file', hosts: touched, batches: [{ steps: [step] }], failureBudget: hosts.length };
+    // A setuid/setgid/sticky mode hands out privileges: destructive whatever policy.tool_risk
+    // lowered copy_file to. (Copies never carry those bits from the source file's own mode.)
+    const special = action.kind === 'upload' && action.mode !== undefined && (action.mode & 0o7000) !== 0;
+    return { tool: 'copy_file', hosts: touched, batches: [{ steps: [step] }], failureBudget: hosts.length, ...(special ? { risk: 'destructive' as const } : {}) };
   },
 });
 

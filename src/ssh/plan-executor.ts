@@ -15,7 +15,7 @@ import { runPlaybook } from '../ansible/run.js';
 import { SshExecutor } from './executor.js';
 import { KnownHosts } from './known-hosts.js';
 import { sshMetrics } from './metrics.js';
-import { download, relay, upload } from './transfer.js';
+import { download, relay, TransferRefused, upload } from './transfer.js';
 import { trustHosts } from './trust.js';
 import type { ExecRequest, FanoutOptions, HostResult, SshTarget } from './types.js';
 
@@ -71,10 +71,18 @@ export async function createPlanExecutor(config: Config, logger: Logger): Promis
     },
     async download(targets, remotePath, localDir, options: TransferCallOptions) {
       await refreshPins();
+      // Checked before anything is created: the deepest existing part of the path must lie
+      // inside the files root once symlinks are resolved; then again once it exists.
+      const before = await outsideRoot(root, await deepestExisting(localDir), true);
+      if (before) return refuse(targets, before, options);
       await mkdir(localDir, { recursive: true }).catch(() => undefined);
       const refusal = await outsideRoot(root, localDir, true);
       if (refusal) return refuse(targets, refusal, options);
-      return download(ssh, targets, remotePath, localDir, options);
+      const checkDir = async (dir: string): Promise<void> => {
+        const outside = await outsideRoot(root, dir, true);
+        if (outside) throw new TransferRefused(outside);
+      };
+      return download(ssh, targets, remotePath, localDir, { ...options, checkDir });
     },
     async relay(from, remotePath, targets, destPath, options: TransferCallOptions) {
       await refreshPins();
@@ -162,6 +170,17 @@ async function loadPinned(file: string): Promise<KnownHosts> {
 async function fileStamp(file: string): Promise<string> {
   const s = await stat(file).catch(() => undefined);
   return s ? `${s.mtimeMs}:${s.size}` : 'missing';
+}
+
+/** `path` itself if it exists, else its nearest existing ancestor (nothing is created). */
+async function deepestExisting(path: string): Promise<string> {
+  let current = path;
+  for (;;) {
+    if (await stat(current).then(() => true, () => false)) return current;
+    const parent = dirname(current);
+    if (parent === current) return current;
+    current = parent;
+  }
 }
 
 async function outsideRoot(root: string, path: string, mustExist: boolean): Promise<string | undefined> {

@@ -44,7 +44,22 @@ export interface SftpAccess {
   connectFailure(attempt: TransferAttempt, error: unknown): HostResult;
 }
 
-class TransferRefused extends Error {}
+export class TransferRefused extends Error {}
+
+/**
+ * setuid, setgid and sticky bits never travel with a copied file's own mode: a downloaded or
+ * relayed file keeps its permission bits only. An upload may set them with an explicit `mode`,
+ * which makes the copy_file plan destructive (tools/copy-file.ts).
+ */
+export const PLAIN_MODE_BITS = 0o777;
+
+export interface DownloadOptions extends TransferOptions {
+  /**
+   * Checked after `<localDir>/<host>` is created and before anything is written into it:
+   * throws TransferRefused when the directory (through a symlink) lies outside where it may.
+   */
+  readonly checkDir?: ((dir: string) => Promise<void>) | undefined;
+}
 
 /** Passes bytes through until more than `limit` have gone by, then fails the pipeline. */
 class SizeLimit extends Transform {
@@ -161,7 +176,7 @@ export async function upload(
   }
   if (!info.isFile()) return refuseAll(access, targets, `${localPath} is not a regular file`, options);
   if (info.size > limit) return refuseAll(access, targets, `refused: ${localPath} is ${info.size} bytes, over the size limit of ${limit}`, options);
-  const mode = options.mode ?? info.mode & 0o7777;
+  const mode = options.mode ?? info.mode & PLAIN_MODE_BITS;
   return slidingWindow(targets, options.window ?? access.window, (target) =>
     withSftp(access, target, options, (sftp) => writeRemote(sftp, () => createReadStream(localPath), remotePath, mode, limit)),
   );
@@ -180,7 +195,7 @@ export async function download(
   targets: readonly SshTarget[],
   remotePath: string,
   localDir: string,
-  options: TransferOptions = {},
+  options: DownloadOptions = {},
 ): Promise<HostResult[]> {
   const limit = options.maxTransferBytes ?? access.maxTransferBytes;
   return slidingWindow(targets, options.window ?? access.window, (target) =>
@@ -188,11 +203,14 @@ export async function download(
       const info = await statRemote(sftp, remotePath, limit);
       const hostDir = path.join(localDir, safeSegment(target.name));
       await mkdir(hostDir, { recursive: true });
+      // `<host>` may already exist as a symlink to elsewhere: check where it really is.
+      await options.checkDir?.(hostDir);
       const finalPath = path.join(hostDir, safeSegment(path.posix.basename(remotePath)));
       const temp = tempName(finalPath, false);
-      const mode = info.mode & 0o7777;
+      const mode = info.mode & PLAIN_MODE_BITS;
       try {
-        await pipeline(sftp.createReadStream(remotePath), new SizeLimit(limit), createWriteStream(temp, { mode }));
+        // `wx`: never through an existing file or symlink at the temporary name.
+        await pipeline(sftp.createReadStream(remotePath), new SizeLimit(limit), createWriteStream(temp, { mode, flags: 'wx' }));
         await chmod(temp, mode);
         await rename(temp, finalPath);
       } catch (error) {
@@ -237,7 +255,7 @@ export async function relay(
       return failSource(error instanceof TransferRefused ? `refused: ${error.message}` : message(error));
     }
     const session = sourceSftp;
-    const mode = options.mode ?? info.mode & 0o7777;
+    const mode = options.mode ?? info.mode & PLAIN_MODE_BITS;
     return await slidingWindow(targets, options.window ?? access.window, (target) =>
       withSftp(access, target, options, (sftp) => writeRemote(sftp, () => session.createReadStream(remotePath), destPath, mode, limit)),
     );

@@ -32,7 +32,7 @@ describe('/metrics on its own listener, behind a bearer token', () => {
   it('the metrics listener refuses a missing or wrong token with 401 and says which setting', async () => {
     const url = h.server.metricsUrl ?? '';
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
-    for (const headers of [{}, { authorization: 'Bearer wrong-token' }, { authorization: `Bearer ${token}x` }]) {
+    for (const headers of [{}, { authorization: "Bearer wrong-token" }, { authorization: `Bearer ${token}x` }] as Array<Record<string, string>>) {
       const response = await fetch(url, { headers });
       expect(response.status).toBe(401);
       expect(await response.text()).toMatch(/server\.metrics\.token_env/);
