@@ -6,13 +6,14 @@
 // nothing running; the next `up` on the same --dir stops whatever an older run left.
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { loadConfig } from '../../config/load.js';
 import { DASHBOARD_CLIENT_ID, LAB_ROLES, LAB_USERS, MCP_INSPECTOR_ORIGIN, startLabOidc, type LabOidc, type LabOidcOptions } from '../lab/oidc.js';
 import { liveOwner, readUpRecord, stopLeftovers, writeUpRecord } from '../lab/leftovers.js';
 import { startRedis, type PrivateRedis } from '../lab/redis.js';
-import { labUp, type Lab } from '../lab/sshd-lab.js';
+import { labUp, nodeBinDir, type Lab } from '../lab/sshd-lab.js';
+import { installLabUnits } from '../lab/lab-units.js';
 import { findFreePort } from '../lab/net.js';
 import { createRuntime, type Runtime } from '../runtime.js';
 import { CastellanError, errorMessage } from '../../config/errors.js';
@@ -54,8 +55,11 @@ export async function runUp(options: UpOptions): Promise<void> {
   try {
     const redis: PrivateRedis = await startRedis({ dir: join(dir, 'redis') });
     started.push({ name: 'redis', stop: () => redis.stop() });
-    const lab: Lab = await labUp({ nodes: options.nodes, dir: join(dir, 'lab'), redisUrl: redis.url, dieWithParent: true });
+    // Each node gets its own bin dir with systemctl/journalctl stand-ins, so the service and
+    // journal tools have units to act on (the nodes share this machine's init otherwise).
+    const lab: Lab = await labUp({ nodes: options.nodes, dir: join(dir, 'lab'), redisUrl: redis.url, dieWithParent: true, nodeBinDirs: true });
     started.push({ name: 'lab', stop: () => lab.down() });
+    for (const node of lab.nodes) await installLabUnits(dirname(nodeBinDir(lab.dir, node.name)), node.name);
     const clientSecret = randomBytes(24).toString('base64url');
     await writeFile(join(dir, 'oidc-client-secret'), clientSecret, { mode: 0o600 });
     const dashboardSecret = randomBytes(24).toString('base64url');

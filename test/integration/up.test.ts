@@ -23,7 +23,7 @@ const pgrep = (pattern: string): string => {
 };
 
 describe('castellan up', () => {
-  it('starts redis, a lab, OIDC, the server and a worker, serves the CLI, and stops everything on SIGTERM', async () => {
+  it('starts redis, a lab, OIDC, the server and a worker, serves the CLI, and stops everything on SIGTERM', { timeout: 180_000 }, async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'castellan-up-'));
     dirs.push(dir);
     const port = await findFreePort('127.0.0.1');
@@ -46,6 +46,22 @@ describe('castellan up', () => {
     expect(ping.stderr).toContain('succeeded');
     expect(ping.code).toBe(0);
     expect(ping.stdout).toMatch(/node\[01-02\] \(2\)/);
+
+    // Lab nodes have units of their own (systemctl/journalctl stand-ins in each node's bin dir):
+    // the quick start's service and journal commands act on them, not on this machine's init.
+    const config = path.join(dir, 'castellan.yaml');
+    const status = await runCli(['--config', config, 'service_status', 'all', '--unit', 'ssh']);
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toMatch(/node\[01-02\] \(2\)[\s\S]*active/);
+    const failed = await runCli(['--config', config, '--json', 'service_status', 'node01', '--unit', 'backup']);
+    const unit = (JSON.parse(failed.stdout) as { result: { data: { hosts: Array<{ active_state: string; sub_state: string }> } } }).result.data.hosts[0];
+    expect(unit).toMatchObject({ active_state: 'failed', sub_state: 'failed' });
+    const restart = await runCli(['--config', config, 'service_restart', 'node02', '--unit', 'nginx']);
+    expect(restart.code, restart.stderr).toBe(0);
+    const journal = await runCli(['--config', config, 'journal', 'node02', '--unit', 'nginx', '--lines', '5']);
+    expect(journal.code, journal.stderr).toBe(0);
+    expect(journal.stdout).toContain('Stopped A high performance web server and a reverse proxy server.');
+    expect(journal.stdout).toMatch(/node02 systemd\[1\]: Started A high performance web server/);
 
     expect(pgrep(dir)).not.toBe('');
     up.kill('SIGTERM');
