@@ -146,19 +146,30 @@ export function createSlackFrontEnd(runtime: Runtime, options: SlackFrontEndOpti
   const afterAck = new AfterAck(AFTER_ACK_CONCURRENCY, logger);
   const inbox = new CommandInbox(runtime.redis, keys);
 
+  /** Commands this process took and has not finished (queued behind others, or at work). */
+  const local = new Set<string>();
   /** Handle a recorded command, then forget it. `recovered`: taken up after its instance died. */
   const work = async (command: RecordedCommand, recovered: boolean): Promise<void> => {
-    // Still at it: keep the recoverers of other instances away while planning a large job.
-    const keepAlive = setInterval(() => void inbox.touch(command.id).catch(() => undefined), 10_000);
     try {
       await handleSlash(deps, command, async (message) => {
         await answer(command.responseUrl, recovered ? withRecoveryNote(message) : message);
       });
       await inbox.done(command.id);
     } finally {
-      clearInterval(keepAlive);
+      local.delete(command.id);
     }
   };
+  /** Take a command here: it is kept away from the recoverers while it waits its turn and runs. */
+  const take = (command: RecordedCommand, recovered: boolean): void => {
+    local.add(command.id);
+    void afterAck.run(() => work(command, recovered));
+  };
+  // Still ours: refreshed well within the recoverers' stale time (a large plan or a backlog of
+  // fifty commands can keep one waiting for many seconds).
+  const touching = setInterval(() => {
+    if (local.size > 0) void inbox.touch(local).catch(() => undefined);
+  }, Math.max(500, Math.floor((options.commandStaleMs ?? 30_000) / 3)));
+  touching.unref();
 
   /** Ephemeral answer through the command's response_url; a failure is logged, not retried. */
   const answer = async (responseUrl: string, message: SlackMessage): Promise<void> => {
@@ -200,15 +211,22 @@ export function createSlackFrontEnd(runtime: Runtime, options: SlackFrontEndOpti
     await ack();
     // A redelivery of a command already recorded: its first delivery (or a recoverer) handles it.
     if (outcome === 'again') return;
-    // Not awaited: the listener returns at once, the command is worked off in order.
+    if (outcome === 'fresh') {
+      take(recorded, false);
+      return;
+    }
+    // Slow Redis: the ack went out first; the command is handled once its record is in.
+    local.add(recorded.id);
     void afterAck.run(async () => {
-      if (outcome === 'slow') {
-        const fresh = await recording.catch(() => undefined);
-        if (fresh === undefined) {
-          await answer(recorded.responseUrl, ephemeral(':warning: Castellan could not record this command (Redis is not answering). Nothing will run; try again in a moment.'));
-          return;
-        }
-        if (!fresh) return;
+      const fresh = await recording.catch(() => undefined);
+      if (fresh === undefined) {
+        local.delete(recorded.id);
+        await answer(recorded.responseUrl, ephemeral(':warning: Castellan could not record this command (Redis is not answering). Nothing will run; try again in a moment.'));
+        return;
+      }
+      if (!fresh) {
+        local.delete(recorded.id);
+        return;
       }
       await work(recorded, false);
     });
@@ -217,8 +235,9 @@ export function createSlackFrontEnd(runtime: Runtime, options: SlackFrontEndOpti
   /** Take up commands whose instance died between the ack and their end (inbox.ts). */
   const recover = async (): Promise<void> => {
     for (const command of await inbox.takeStale(options.commandStaleMs ?? 30_000)) {
+      if (local.has(command.id)) continue; // ours, late in refreshing its stamp
       logger.warn({ team: command.team, slackUser: command.user, channel: command.channel, ageMs: Date.now() - command.at }, 'taking up a Slack command its instance acknowledged but did not finish');
-      void afterAck.run(() => work(command, true));
+      take(command, true);
     }
   };
   let recoverer: NodeJS.Timeout | undefined;
@@ -327,6 +346,7 @@ export function createSlackFrontEnd(runtime: Runtime, options: SlackFrontEndOpti
     },
     async stop() {
       clearInterval(recoverer);
+      clearInterval(touching);
       await notifier?.stop();
       // Commands already acked are finished, not dropped: Slack will not send them again.
       for (let i = 0; i < 100 && afterAck.pending > 0; i++) await new Promise((r) => setTimeout(r, 50));

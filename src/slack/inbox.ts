@@ -66,9 +66,12 @@ export class CommandInbox {
     return fresh === 1;
   }
 
-  /** Still working on it: keeps the recoverers of other instances away. */
-  async touch(id: string): Promise<void> {
-    await this.redis.zadd(this.keys.commandClaims(), 'XX', Date.now(), id);
+  /** Still queued or working on these here: keeps the recoverers (of every instance) away. */
+  async touch(ids: Iterable<string>): Promise<void> {
+    const now = Date.now();
+    const pipeline = this.redis.pipeline();
+    for (const id of ids) pipeline.zadd(this.keys.commandClaims(), 'XX', now, id);
+    await pipeline.exec();
   }
 
   /** Handled (answered, or its job submitted): forget it, remember that it was. */

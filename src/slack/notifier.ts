@@ -229,6 +229,8 @@ export class SlackNotifier {
 
   /** The owner's loop for one job: follow its events, keep its messages current, let go when it ended. */
   private watch(jobId: string): void {
+    // Claims can race (a command's track() and the job's first feed entry): one loop per job.
+    if (this.watchers.has(jobId)) return;
     let wake: () => void = () => undefined;
     // The first look happens at once: post what is missing, catch up after a takeover.
     let woken = true;

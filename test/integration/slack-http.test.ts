@@ -194,6 +194,8 @@ describe('Slack over HTTP: commands', () => {
     expect(posted?.token).toBe(slack.botToken);
 
     const jobId = jobIdIn(final) ?? '';
+    // One message per job, though the command handler and the feed both hand the job to the notifier.
+    expect(slack.messages(OPS).filter((m) => m.threadTs === undefined && blocksText(m).includes(jobId))).toHaveLength(1);
     const job = await c.runtime.service.get(jobId, c.runtime.localRequester('cli'));
     expect(job.requester).toMatchObject({ subject: 'oscar', origin: 'slack' });
     const audit = (await readFile(`${c.dir}/audit.jsonl`, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
