@@ -1,22 +1,61 @@
 // Secrets must never reach logs, job data, audit records, Slack or MCP responses.
 // Two layers: field names that always hold secrets are censored by path (pino redact),
 // and every known secret *value* (from config: client secrets, Redis password, Slack
-// secrets) is scrubbed from any string that leaves the process, wherever it appears.
+// secrets, the metrics token, the SSH private keys Castellan logs in with), in its common
+// encodings too (hex, base64), is scrubbed from any string that leaves the process.
 
 export const REDACTED = '[REDACTED]';
 
 /** Field names whose values are secret whatever they contain (matched case-insensitively). */
 const SECRET_FIELD = /^(authorization|cookie|set-cookie|password|passphrase|secret|client_secret|token|access_token|refresh_token|id_token|private_key|signing_secret|bot_token)$/i;
 
+/** Encoded forms shorter than this are not scrubbed on their own (they would hit innocent text). */
+const MIN_ENCODED = 12;
+
+/**
+ * What to look for besides the value itself: each line of a multi-line secret (a PEM private
+ * key is printed line by line as often as whole), its hex (lower and upper case), and its
+ * base64 and base64url at each of the three byte alignments a secret can have inside a longer
+ * encoded stream (`printf 'x%s' "$SECRET" | base64` still contains the middle of the secret's
+ * encoding; only the first and last few characters depend on the neighbours).
+ */
+export function secretVariants(value: string): string[] {
+  const out = new Set<string>([value]);
+  const lines = value.split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length >= 16 && !/^-----(BEGIN|END) /.test(l));
+  if (lines.length > 1) for (const line of lines) out.add(line);
+  const bytes = Buffer.from(value, 'utf8');
+  const hex = bytes.toString('hex');
+  for (const encoded of [hex, hex.toUpperCase()]) if (encoded.length >= MIN_ENCODED) out.add(encoded);
+  for (const form of [value, `${value}\n`]) {
+    const whole = Buffer.from(form, 'utf8');
+    out.add(whole.toString('base64'));
+    out.add(whole.toString('base64url'));
+  }
+  for (let shift = 0; shift < 3; shift++) {
+    const part = bytes.subarray(shift);
+    const aligned = part.subarray(0, part.length - (part.length % 3));
+    if (aligned.length === 0) continue;
+    for (const encoded of [aligned.toString('base64'), aligned.toString('base64url')]) if (encoded.length >= MIN_ENCODED) out.add(encoded);
+  }
+  return [...out].filter((v) => v.length >= 6);
+}
+
 export class Redactor {
-  private readonly values: string[];
+  private values: string[];
 
   constructor(secretValues: Iterable<string | undefined>) {
-    // Longest first so a secret containing another is scrubbed whole. Very short values
-    // would scrub innocent text and are refused by config validation; skip them here too.
-    this.values = [...new Set([...secretValues].filter((v): v is string => typeof v === 'string' && v.length >= 6))].sort(
-      (a, b) => b.length - a.length,
-    );
+    this.values = [];
+    this.add(secretValues);
+  }
+
+  /**
+   * Register more secrets (SSH private keys named in the inventory, read once it loads). Longest
+   * first so a secret containing another is scrubbed whole. Very short values would scrub
+   * innocent text and are refused by config validation; skip them here too.
+   */
+  add(secretValues: Iterable<string | undefined>): void {
+    const fresh = [...secretValues].filter((v): v is string => typeof v === 'string' && v.length >= 6).flatMap(secretVariants);
+    this.values = [...new Set([...this.values, ...fresh])].sort((a, b) => b.length - a.length);
   }
 
   get size(): number {
@@ -28,7 +67,7 @@ export class Redactor {
     return this.values[0]?.length ?? 0;
   }
 
-  /** Replace every occurrence of a known secret value. */
+  /** Replace every occurrence of a known secret value (or an encoding of one). */
   scrub(text: string): string {
     let out = text;
     for (const value of this.values) {

@@ -1,7 +1,7 @@
 // Builds one process's Castellan from its config: Redis connection, job store, audit,
 // executor, tool catalogue, policy. The CLI (local mode), `serve`, `worker` and `up` all
 // start here, so every entry point runs the same pipeline.
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Config } from '../config/load.js';
@@ -77,6 +77,9 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
   const executor = await createPlanExecutor(config, logger);
   const settings = jobSettingsFrom(config, options.jobSettings);
   const inventory = watchedInventory(config.inventory, config.ssh.port);
+  // The private keys Castellan logs in with are secrets too: a node that prints one (a copied
+  // key, `cat` of a shared path) must not put it into job output, events, audit or logs.
+  redactor.add(await keyMaterial(config, inventory));
   const byName = new Map(effective.map((t) => [t.name, t]));
   const tools: ToolCatalogue = { get: (n) => byName.get(n), list: () => effective };
   const localRoot = config.jobs.filesRoot;
@@ -254,4 +257,18 @@ export function withRiskOverrides(tools: readonly ToolDefinition[], overrides: R
     throw new CastellanError('invalid_input', `${file}: policy.tool_risk names unknown tool(s) ${unknown.join(', ')}; see 'castellan help' for the list`);
   }
   return tools.map((tool) => (Object.hasOwn(overrides, tool.name) ? { ...tool, risk: overrides[tool.name] ?? tool.risk } : tool));
+}
+
+/** Contents of ssh.private_key_file and every inventory host's key file that can be read. */
+async function keyMaterial(config: Config, inventory: InventoryProvider): Promise<string[]> {
+  const files = new Set<string>();
+  if (config.ssh.privateKeyFile !== undefined) files.add(config.ssh.privateKeyFile);
+  try {
+    for (const host of (await inventory.current()).hosts.values()) if (host.privateKeyFile !== undefined) files.add(host.privateKeyFile);
+  } catch {
+    // An inventory that does not load yet is reported where it is used; its keys join later runs.
+  }
+  // Unreadable here (a CLI user without the worker's key) means this process cannot leak it either.
+  const contents = await Promise.all([...files].map((f) => readFile(f, 'utf8').catch(() => undefined)));
+  return contents.filter((c): c is string => c !== undefined && c.trim() !== '').map((c) => c.trim());
 }

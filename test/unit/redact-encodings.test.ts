@@ -1,0 +1,37 @@
+// The redactor scrubs a secret's common encodings, at every base64 alignment, and each line of
+// a multi-line secret such as a PEM key; short encodings that would hit innocent text are not used.
+import { describe, expect, it } from 'vitest';
+import { Redactor, REDACTED, secretVariants } from '../../queues/redact.js';
+
+const secret = 'sup3r-s3cret-value-42';
+
+describe('Redactor encodings', () => {
+  it.each([
+    ['raw', secret],
+    ['hex', Buffer.from(secret).toString('hex')],
+    ['HEX', Buffer.from(secret).toString('hex').toUpperCase()],
+    ['base64', Buffer.from(secret).toString('base64')],
+    ['base64 of secret+newline', Buffer.from(`${secret}\n`).toString('base64')],
+    ['base64 after 1 byte', Buffer.from(`x${secret}`).toString('base64')],
+    ['base64 after 2 bytes', Buffer.from(`xy${secret}`).toString('base64')],
+    ['base64url after 1 byte', Buffer.from(`?${secret}??`).toString('base64url')],
+  ])('%s is scrubbed inside other text', (_label, encoded) => {
+    const redactor = new Redactor([secret]);
+    const out = redactor.scrub(`before ${encoded} after`);
+    expect(out).toContain(REDACTED);
+    expect(out).not.toContain(encoded.slice(4, -4));
+  });
+
+  it('scrubs each line of a PEM key, and leaves other text alone', () => {
+    const pem = ['-----BEGIN OPENSSH PRIVATE KEY-----', 'b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW', 'QyNTUxOQAAACBqzvXTyNQoF1n2wJ5Pc9KQ1AAAAJi5xJ4MucSeDAAAAAtzc2gtZWQyNTUx', '-----END OPENSSH PRIVATE KEY-----'].join('\n');
+    const redactor = new Redactor([pem]);
+    expect(redactor.scrub('line: QyNTUxOQAAACBqzvXTyNQoF1n2wJ5Pc9KQ1AAAAJi5xJ4MucSeDAAAAAtzc2gtZWQyNTUx')).toBe(`line: ${REDACTED}`);
+    expect(redactor.scrub('-----BEGIN OPENSSH PRIVATE KEY----- is a header, not a secret')).toContain('BEGIN OPENSSH');
+    expect(redactor.scrub('the quick brown fox')).toBe('the quick brown fox');
+  });
+
+  it('adds no encoding too short to be specific', () => {
+    expect(secretVariants('abcdef').filter((v) => v !== 'abcdef').every((v) => v.length >= 8)).toBe(true);
+    expect(secretVariants('abcdef').some((v) => v.length < 8 && v !== 'abcdef')).toBe(false);
+  });
+});
