@@ -67,12 +67,15 @@ export function filterForm<N extends string>(action: string, what: string, field
     }
     return html`<label>${field.label}<input name="${field.name}" value="${current ?? ''}"${field.hint !== undefined ? html` placeholder="${field.hint}"` : ''} autocomplete="off"></label>`;
   });
-  return html`<form class="filters" method="get" action="${action}" aria-label="Filter ${what}">
+  // Folded on a phone unless a filter is set (dashboard.js opens it on wider screens).
+  const active = Object.values(filter).filter((v) => v !== undefined).length;
+  return html`<details class="filter-box" data-filters${active > 0 ? html` open` : ''}><summary>Filter ${what}${active > 0 ? html` <span class="muted">(${active} set)</span>` : ''}</summary>
+<form class="filters" method="get" action="${action}" aria-label="Filter ${what}">
 ${controls}
 <label>From (UTC)<input type="datetime-local" name="since" value="${dateValue(filter.since)}"></label>
 <label>To (UTC)<input type="datetime-local" name="until" value="${dateValue(filter.until)}"></label>
 <div class="actions"><button type="submit">Filter</button> <a href="${action}">Clear</a></div>
-</form>`;
+</form></details>`;
 }
 
 /** The request's non-empty query parameters but `drop`: links built from it keep the filter. */

@@ -73,8 +73,14 @@ describe('dashboard in Chromium', () => {
     await expect(cells.count()).resolves.toBe(3);
     const statuses = await Promise.all((await cells.all()).map((cell) => cell.getAttribute('data-status')));
     expect(statuses).toEqual(['ok', 'ok', 'ok']);
+    // The tool's own table (its columns and units, alike hosts folded), raw output folded away under it.
+    const table = page.locator('table[data-result-table]');
+    await expect(table.innerText()).resolves.toMatch(/node\[01-03\]|node0\d/);
+    await expect(table.innerText()).resolves.toMatch(/GiB/);
+    await page.locator('details.raw > summary').click();
     await expect(page.locator('details.fold summary').first().innerText()).resolves.toMatch(/node\[01-03\]|node0\d/);
     await expect(page.locator('.summary input[readonly]').inputValue()).resolves.toBe('castellan resource_usage all');
+    await page.mouse.wheel(0, -100_000);
     await screenshot(page, 'job');
     await context.close();
   });

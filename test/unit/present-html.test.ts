@@ -105,7 +105,7 @@ describe('HTML of a job view', () => {
     expect(result).toContain('(2 hosts)');
     expect(result).toContain('connect \\x1b[31mrefused');
     const row = jobRow(done).value;
-    expect(row).toContain('2 ok</span> · <span class="bad-count">1 failed');
+    expect(row).toContain('2 ok</span> · <span class="count tone-text-bad">1 unreachable');
     expect(row).toContain('9.0 s');
   });
 
@@ -125,5 +125,35 @@ describe('HTML of a job view', () => {
     const out = (id: string, host: string, text: string): StampedEvent => ({ id, at: 0, event: { type: 'output', step: 'run', host, stream: 'stdout', text } });
     const log = logLines([out('1-0', 'node01', 'tick-1 aa'), out('2-0', 'node02', 'tock-1\n'), out('3-0', 'node01', 'aa\ntick-2\n')]);
     expect(log).toBe('node02: tock-1\nnode01: tick-1 aaaa\nnode01: tick-2\n');
+  });
+
+  it('draws the tool\'s result view as a table: alike hosts folded, its words and units, raw output folded away', () => {
+    const host = (name: string, status: 'ok' | 'unreachable', latency: number) => ({ host: name, status, step: 'ping', exitCode: status === 'ok' ? 0 : null, stdout: '', stderr: '', durationMs: latency, truncated: false });
+    const view = jobView(record({
+      tool: 'ping',
+      risk: 'read',
+      approvalsRequired: 0,
+      votes: [],
+      state: 'partially_failed',
+      result: {
+        hosts: [host('node01', 'ok', 12), host('node02', 'ok', 31), host('node03', 'unreachable', 5000)],
+        folded: [{ nodeset: 'node[01-02]', count: 2, status: 'ok', text: '' }],
+        data: {
+          hosts: [
+            { host: 'node01', status: 'ok', reachable: true, latency_ms: 12, connect_ms: 5 },
+            { host: 'node02', status: 'ok', reachable: true, latency_ms: 31, connect_ms: 6 },
+            { host: 'node03', status: 'unreachable', reachable: false, latency_ms: 5000, connect_ms: 5000, error: 'connect <refused>' },
+          ],
+        },
+      } as unknown as JobRecord['result'],
+    }));
+    expect(view.result?.view).toBeDefined();
+    const html = resultSection(view).value;
+    expect(html).toContain('data-result-table');
+    expect(html).toContain(view.result!.view!.summary.replaceAll('<', '&lt;').replaceAll('>', '&gt;'));
+    expect(html).toMatch(/<th scope="row"><code>node\[01-02\]<\/code> <span class="muted">\(2\)<\/span><\/th>/);
+    expect(html).toContain('p50 12 ms  max 31 ms');
+    expect(html).toContain('connect &lt;refused&gt;');
+    expect(html).toContain('<details class="raw">');
   });
 });

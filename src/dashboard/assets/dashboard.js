@@ -41,6 +41,9 @@
     refreshDurations(document);
   }, 5000);
 
+  // Filters stay open on a wide screen; on a phone they fold until asked for.
+  if (window.matchMedia('(min-width: 701px)').matches) for (const box of document.querySelectorAll('details[data-filters]')) box.open = true;
+
   // Copy buttons: data-copy names the input whose value is copied.
   document.addEventListener('click', (event) => {
     const button = event.target instanceof Element ? event.target.closest('[data-copy]') : null;

@@ -9,6 +9,7 @@ import { displayArgv } from '../../../config/visible.js';
 import type { StampedEvent } from '../../../queues/events.js';
 import type { JobState } from '../../../queues/states.js';
 import type { JobView, PlanView } from '../job-view.js';
+import type { ResultView } from '../result-view.js';
 import { durationWords, hostsPhrase, plural } from '../summary.js';
 import { block, clock, duration, html, inline, time, type Html } from './markup.js';
 import { eventText } from './text.js';
@@ -211,33 +212,32 @@ export function nodeGrid(view: JobView, events: readonly StampedEvent[]): Html {
   return html`${legend}<div class="scroll"><table class="grid" data-grid><caption class="sr-only">Hosts by batch and status</caption><thead><tr><th scope="col">Host</th>${heads}</tr></thead><tbody>${rows}</tbody></table></div>`;
 }
 
-/** The tool's structured result as a table when it is a list of flat records (until tools declare their columns). */
-export function dataTable(data: unknown): Html {
-  const rows = Array.isArray(data) ? data : data !== null && typeof data === 'object' ? firstArray(data as Record<string, unknown>) : undefined;
-  if (rows === undefined || rows.length === 0 || !rows.every((r) => r !== null && typeof r === 'object' && !Array.isArray(r))) return html``;
-  const records = rows as Array<Record<string, unknown>>;
-  const columns = [...new Set(records.flatMap((r) => Object.keys(r)))].slice(0, 12);
-  const cell = (value: unknown): Html => (value === undefined || value === null ? html`<span class="muted">—</span>` : inline(cellText(value)));
-  return html`<div class="scroll"><table class="data"><thead><tr>${columns.map((c) => html`<th scope="col">${inline(c.replaceAll('_', ' '))}</th>`)}</tr></thead>
-<tbody>${records.slice(0, 500).map((r) => html`<tr>${columns.map((c) => html`<td>${cell(r[c])}</td>`)}</tr>`)}</tbody></table></div>`;
-}
+const CELL_TONE: Readonly<Record<string, string>> = { ok: 'ok', warn: 'wait', bad: 'bad' };
 
-/** A nested value in one cell: `one 0.42 · five 0.38`, lists comma-separated. */
-function cellText(value: unknown): string {
-  if (typeof value === 'string') return value;
-  if (typeof value === 'number') return Number.isInteger(value) ? String(value) : value.toFixed(2);
-  if (Array.isArray(value)) return value.map(cellText).join(', ');
-  if (value !== null && typeof value === 'object') {
-    return Object.entries(value as Record<string, unknown>)
-      .map(([k, v]) => `${k.replaceAll('_', ' ')} ${cellText(v)}`)
-      .join(' · ');
-  }
-  return String(value);
-}
-
-function firstArray(record: Record<string, unknown>): unknown[] | undefined {
-  for (const value of Object.values(record)) if (Array.isArray(value)) return value as unknown[];
-  return undefined;
+/**
+ * The tool's own result view as a table: its summary line, then one row per group of hosts
+ * that read alike (`node[01-05] (5)`), cells in the tool's words and units, toned cells
+ * coloured (the words already say it), hosts that did not answer last with the reason.
+ */
+export function resultTable(result: ResultView): Html {
+  const summary = result.summary !== '' ? html`<p class="result-summary" data-result-summary>${inline(result.summary)}</p>` : html``;
+  if (result.output || result.rows.length === 0) return summary;
+  // One row says all the summary would (as in the terminal): never the same fact twice.
+  const span = Math.max(1, result.columns.length);
+  const head = result.header
+    ? html`<thead><tr><th scope="col">${inline(result.key)}</th>${result.columns.map((c) => html`<th scope="col"${c.align === 'right' ? html` class="num"` : ''}>${inline(c.label)}</th>`)}</tr></thead>`
+    : '';
+  const rows = result.rows.map((row) => {
+    const key = html`<th scope="row"><code>${inline(row.key)}</code>${row.count > 1 ? html` <span class="muted">(${row.count})</span>` : ''}</th>`;
+    if (row.problem !== undefined) return html`<tr class="problem">${key}<td colspan="${span}">${hostBadge(row.problem.status)} ${inline(row.problem.text)}</td></tr>`;
+    const cells = row.cells.map((cell, i) => {
+      const tone = CELL_TONE[row.tones?.[i] ?? ''];
+      const classes = [result.columns[i]?.align === 'right' ? 'num' : '', tone !== undefined ? `tone-${tone}` : ''].filter((c) => c !== '').join(' ');
+      return html`<td${classes !== '' ? html` class="${classes}"` : ''}>${cell === '' ? html`<span class="muted">—</span>` : inline(cell)}</td>`;
+    });
+    return html`<tr>${key}${cells}</tr>`;
+  });
+  return html`${result.rows.length > 1 ? summary : ''}<div class="scroll"><table class="result" data-result-table><caption class="sr-only">${inline(result.title)}</caption>${head}<tbody>${rows}</tbody></table></div>`;
 }
 
 /** Output folded like the CLI: one block per group of hosts that said the same thing. */
@@ -250,18 +250,27 @@ export function foldedOutput(view: JobView): Html {
   )}`;
 }
 
-/** What the hosts said: the tool's table, folded output, per-host errors, and what is missing. */
+/**
+ * What the hosts said, as the terminal says it: the tool's result view (a table, alike hosts
+ * folded) with each host's raw output folded away beneath it; for tools without a view (or a
+ * view that is the output itself, like logs), the output folded like the CLI.
+ */
 export function resultSection(view: JobView): Html {
   if (view.hidden?.output) return hiddenNote(view, 'output');
   const result = view.result;
   if (result === undefined) return foldedOutput(view);
+  const table = result.view;
   const errors = result.hosts.filter((h) => h.error !== undefined && h.status !== 'ok');
   const cut = result.hosts.filter((h) => h.truncated).map((h) => h.host);
-  const answer = result.hosts.length === 0 && result.data !== undefined && dataTable(result.data).value === ''
+  const answer = table === undefined && result.hosts.length === 0 && result.data !== undefined
     ? html`<pre class="output"><code>${block(typeof result.data === 'string' ? result.data : JSON.stringify(result.data, null, 2))}</code></pre>`
     : '';
-  return html`${dataTable(result.data)}${answer}${foldedOutput(view)}
-${errors.length > 0 ? html`<ul class="host-errors">${errors.map((h) => html`<li>${hostBadge(h.status)} <strong>${inline(h.host)}</strong>${h.exit_code !== null ? html` exit ${h.exit_code}` : ''}: ${inline(h.error ?? '')}</li>`)}</ul>` : ''}
+  const output = table === undefined || table.output
+    ? html`${foldedOutput(view)}${errors.length > 0 ? html`<ul class="host-errors">${errors.map((h) => html`<li>${hostBadge(h.status)} <strong>${inline(h.host)}</strong>${h.exit_code !== null ? html` exit ${h.exit_code}` : ''}: ${inline(h.error ?? '')}</li>`)}</ul>` : ''}`
+    : result.folded.length > 0
+      ? html`<details class="raw"><summary>Raw output, folded (${plural(result.folded.length, 'group')})</summary>${foldedOutput(view)}</details>`
+      : '';
+  return html`${table !== undefined ? resultTable(table) : ''}${answer}${output}
 ${cut.length > 0 ? html`<p class="muted small">Output cut at the size limit on ${inline(hostsPhrase(cut))}.</p>` : ''}
 ${result.unknown_hosts !== undefined && result.unknown_hosts.length > 0 ? html`<p class="notice">Outcome unknown on ${inline(hostsPhrase(result.unknown_hosts))}: the worker stopped while they ran.</p>` : ''}`;
 }
@@ -296,23 +305,25 @@ export function timeline(events: readonly StampedEvent[]): Html {
   return html`<ol class="timeline" data-timeline>${items.length > 0 ? items : html`<li class="muted">Nothing yet.</li>`}</ol>`;
 }
 
-/** Hosts ok and failed once there is a result, else how many are planned. */
+/** Hosts per status once there is a result (`2 ok · 1 unreachable`), else how many are planned. */
 export function hostTally(view: JobView): Html {
   const hosts = view.result?.hosts;
   if (hosts === undefined || hosts.length === 0) return html`<span class="muted">${view.plan.hosts.length > 0 ? `${view.plan.hosts.length} planned` : '—'}</span>`;
-  const ok = hosts.filter((h) => h.status === 'ok').length;
-  return html`<span class="ok-count">${ok} ok</span>${hosts.length - ok > 0 ? html` · <span class="bad-count">${hosts.length - ok} failed</span>` : ''}`;
+  const counts = new Map<string, number>();
+  for (const h of hosts) counts.set(h.status, (counts.get(h.status) ?? 0) + 1);
+  const order = [...counts.keys()].sort((a, b) => (a === 'ok' ? -1 : b === 'ok' ? 1 : 0));
+  return html`${order.map((status, i) => html`${i > 0 ? ' · ' : ''}<span class="count tone-text-${HOST_TONE[status] ?? 'off'}">${counts.get(status) ?? 0} ${status.replaceAll('_', ' ')}</span>`)}`;
 }
 
 /** One row of the jobs table. */
 export function jobRow(view: JobView, now = Date.now()): Html {
   return html`<tr id="row-${view.id}" data-job="${view.id}" data-updated="${view.updated_at}">
-<td>${stateBadge(view.state)}</td>
-<td><a href="${jobHref(view.id)}"><strong>${inline(view.tool)}</strong></a><br><code class="muted small">${view.id}</code></td>
-<td>${view.plan.hosts.length > 0 ? inline(hostsPhrase(view.plan.hosts)) : html`<span class="muted">inventory</span>`}</td>
-<td>${inline(view.requester.display_name)}<br><span class="muted small">${view.requester.origin}</span></td>
-<td>${time(view.created_at, now)}</td>
-<td${view.state === 'running' && view.started_at !== undefined ? html` data-running-since="${view.started_at}"` : ''}>${duration(ranMs(view, now))}</td>
-<td>${hostTally(view)}</td>
+<td class="c-state">${stateBadge(view.state)}</td>
+<td class="c-tool"><a href="${jobHref(view.id)}"><strong>${inline(view.tool)}</strong></a><br><code class="muted small">${view.id}</code></td>
+<td class="c-targets">${view.plan.hosts.length > 0 ? inline(hostsPhrase(view.plan.hosts)) : html`<span class="muted">inventory</span>`}</td>
+<td class="c-who">${inline(view.requester.display_name)}<br><span class="muted small">${view.requester.origin}</span></td>
+<td class="c-when">${time(view.created_at, now)}</td>
+<td class="c-took"${view.state === 'running' && view.started_at !== undefined ? html` data-running-since="${view.started_at}"` : ''}>${duration(ranMs(view, now))}</td>
+<td class="c-hosts">${hostTally(view)}</td>
 </tr>`;
 }
