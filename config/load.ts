@@ -82,9 +82,11 @@ export async function parseConfig(text: string, path: string, options: LoadOptio
     { name: 'dashboardClientSecret', path: 'auth.dashboard.client_secret', ref: settings.auth.dashboard?.clientSecret },
     { name: 'metricsToken', path: 'server.metrics.token', ref: settings.server.metrics.token },
   ];
+  const bmcRefs = Object.entries(settings.bmc.credentials).map(([name, ref]) => ({ name, ref, path: `bmc.credentials.${name}.password_${ref.kind}` }));
   const { secrets, problems } = await readSecrets(
     refs.map((r) => ({ ...r, path: r.ref ? `${r.path}_${r.ref.kind}` : r.path })),
     env,
+    bmcRefs,
   );
   if (problems.length > 0) throw new ConfigError(path, problems);
   return { ...settings, file, secrets };

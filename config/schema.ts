@@ -206,6 +206,15 @@ export interface Settings {
   readonly audit: { readonly file: string | undefined };
   readonly log: { readonly level: (typeof LOG_LEVELS)[number] };
   readonly ansible: AnsibleSettings;
+  readonly bmc: BmcSettings;
+}
+
+/** BMCs reached with ipmitool from the Castellan server (bmc_power). */
+export interface BmcSettings {
+  /** The ipmitool program (PATH lookup unless absolute). */
+  readonly ipmitool: string;
+  /** Credential name (inventory var bmc_credential) → where its password comes from. */
+  readonly credentials: Readonly<Record<string, SecretRef>>;
 }
 
 /** Keys that would hold a secret in plain text: refused with a pointer to `_env` / `_file`. */
@@ -593,6 +602,25 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
       audit: z.strictObject({ file: path.optional() }).prefault({}),
       log: z.strictObject({ level: z.enum(LOG_LEVELS).default('info') }).prefault({}),
       ansible: ansibleSchema(path),
+      bmc: z
+        .strictObject({
+          ipmitool: z.string().min(1).default('ipmitool').describe('The ipmitool program bmc_power runs on the Castellan server (PATH lookup unless absolute).'),
+          credentials: z
+            .record(
+              z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/, 'expected a credential name like rack-a'),
+              z
+                .strictObject({ password_env: envName.optional(), password_file: path.optional() })
+                .transform((v, ctx): SecretRef | undefined => {
+                  const ref = secretRef(v.password_env, v.password_file, 'password', ctx);
+                  if (!ref) ctx.addIssue({ code: 'custom', path: ['password_env'], message: 'give password_env or password_file' });
+                  return ref;
+                }),
+            )
+            .default({})
+            .describe('BMC logins by name; a node names its own with the inventory var bmc_credential. The password is read from the environment or a file, never written here.'),
+        })
+        .prefault({})
+        .transform((v): BmcSettings => ({ ipmitool: v.ipmitool, credentials: Object.fromEntries(Object.entries(v.credentials).flatMap(([k, r]) => (r ? [[k, r]] : []))) })),
     })
     .transform(
       (v): Settings => ({
@@ -615,6 +643,7 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
         audit: { file: v.audit.file },
         log: { level: v.log.level },
         ansible: v.ansible,
+        bmc: v.bmc,
       }),
     );
 }

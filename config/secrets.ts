@@ -17,9 +17,17 @@ export type SecretName = (typeof SECRET_NAMES)[number];
 
 export class Secrets {
   readonly #values: ReadonlyMap<SecretName, string>;
+  /** BMC passwords by credential name (config bmc.credentials). */
+  readonly #bmc: ReadonlyMap<string, string>;
 
-  constructor(values: ReadonlyMap<SecretName, string> = new Map()) {
+  constructor(values: ReadonlyMap<SecretName, string> = new Map(), bmc: ReadonlyMap<string, string> = new Map()) {
     this.#values = values;
+    this.#bmc = bmc;
+  }
+
+  /** The password of BMC credential `name` (bmc.credentials.<name>), undefined when not configured. */
+  bmcPassword(name: string): string | undefined {
+    return this.#bmc.get(name);
   }
 
   get oidcClientSecret(): string | undefined {
@@ -47,13 +55,13 @@ export class Secrets {
 
   /** Every secret value, for log redaction by value (pino `redact` cannot see inside strings). */
   values(): string[] {
-    return [...this.#values.values()];
+    return [...this.#values.values(), ...this.#bmc.values()];
   }
 
   /** Replace every occurrence of any secret in `text` with `[redacted]`. */
   redact(text: string): string {
     let out = text;
-    for (const value of this.#values.values()) if (value !== '') out = out.split(value).join('[redacted]');
+    for (const value of this.values()) if (value !== '') out = out.split(value).join('[redacted]');
     return out;
   }
 
@@ -62,7 +70,7 @@ export class Secrets {
   }
 
   [inspect.custom](): string {
-    return `Secrets { ${[...this.#values.keys()].join(', ')} }`;
+    return `Secrets { ${[...this.#values.keys(), ...[...this.#bmc.keys()].map((k) => `bmc:${k}`)].join(', ')} }`;
   }
 }
 
@@ -78,10 +86,16 @@ export interface SecretProblem {
 export async function readSecrets(
   refs: ReadonlyArray<{ readonly name: SecretName; readonly path: string; readonly ref: SecretRef | undefined }>,
   env: NodeJS.ProcessEnv,
+  bmcRefs: ReadonlyArray<{ readonly name: string; readonly path: string; readonly ref: SecretRef }> = [],
 ): Promise<{ secrets: Secrets; problems: SecretProblem[] }> {
   const values = new Map<SecretName, string>();
+  const bmc = new Map<string, string>();
   const problems: SecretProblem[] = [];
-  for (const { name, path, ref } of refs) {
+  const all: { name: string; path: string; ref: SecretRef | undefined; keep: (value: string) => void }[] = [
+    ...refs.map((r) => ({ ...r, keep: (value: string) => values.set(r.name, value) })),
+    ...bmcRefs.map((r) => ({ ...r, keep: (value: string) => bmc.set(r.name, value) })),
+  ];
+  for (const { path, ref, keep } of all) {
     if (!ref) continue;
     let value: string | undefined;
     if (ref.kind === 'env') {
@@ -96,7 +110,7 @@ export async function readSecrets(
       }
     }
     if (value === '') problems.push({ path, message: `${describeSecretRef(ref)} is empty` });
-    else if (value !== undefined) values.set(name, value);
+    else if (value !== undefined) keep(value);
   }
-  return { secrets: new Secrets(values), problems };
+  return { secrets: new Secrets(values, bmc), problems };
 }

@@ -31,6 +31,8 @@ export interface PlanExecutor extends BindingSource {
   relay(from: SshTarget, remotePath: string, targets: readonly SshTarget[], destPath: string, options: TransferCallOptions): Promise<HostResult[]>;
   /** ansible-playbook from the server against `hosts` (inventory names), with the config's trust settings. */
   playbook?(hosts: readonly string[], args: readonly string[], options: TransferCallOptions & { timeoutMs: number; abortStatus: () => HostStatus }): Promise<HostResult[]>;
+  /** ipmitool from the server about `host`, the credential's password in IPMI_PASSWORD. */
+  ipmi?(host: string, args: readonly string[], credential: string, options: TransferCallOptions & { timeoutMs: number; abortStatus: () => HostStatus }): Promise<HostResult>;
   /** Scan each target's host key and pin it when it has exactly `fingerprint`. */
   pinHostKey?(targets: readonly SshTarget[], fingerprint: string): Promise<HostResult[]>;
   /**
@@ -362,6 +364,9 @@ function stepIO(ctx: RunContext, step: PlanStep, announced: Set<string>): StepIO
     relay: (fromHost, remotePath, hosts, destPath) => ctx.executor.relay(ctx.targetFor(fromHost), remotePath, targets(hosts), destPath, common),
     ...(ctx.executor.playbook
       ? { playbook: (hosts: readonly string[], args: readonly string[], timeoutMs: number) => ctx.executor.playbook!(hosts, args, { ...common, timeoutMs, abortStatus: ctx.abortStatus }) }
+      : {}),
+    ...(ctx.executor.ipmi
+      ? { ipmi: (host: string, args: readonly string[], credential: string, timeoutMs: number) => ctx.executor.ipmi!(host, args, credential, { ...common, timeoutMs, abortStatus: ctx.abortStatus }).then((r) => scrubResult(ctx.redactor, r)) }
       : {}),
     ...(ctx.executor.pinHostKey ? { pinHostKey: (hosts: readonly string[], fingerprint: string) => ctx.executor.pinHostKey!(targets(hosts), fingerprint) } : {}),
     async observe(check, only) {

@@ -6,6 +6,7 @@ import { bootEnvironmentDestroy } from './boot-environment-destroy.js';
 import { bootEnvironments } from './boot-environments.js';
 import { ansiblePlaybook } from './ansible-playbook.js';
 import { blueGreenUpgrade } from './blue-green-upgrade.js';
+import { bmcPower } from './bmc-power.js';
 import { certExpiry } from './cert-expiry.js';
 import { copyFile } from './copy-file.js';
 import { diskUsage } from './disk-usage.js';
@@ -47,6 +48,7 @@ export const catalogue: readonly AnyTool[] = [
   wireguardStatus,
   wireguardMesh,
   etcdHealth,
+  bmcPower,
   certExpiry,
   k8sNodes,
   bootEnvironments,

@@ -51,11 +51,13 @@ export interface ToolAnnotations {
 /** MCP hints derived from risk. Hints only: authorization never relies on them. */
 export function annotations(tool: AnyTool): ToolAnnotations {
   const inventoryOnly = tool.answer !== undefined && tool.plan === undefined;
+  // A tool whose input can raise its risk must not promise to be read-only.
+  const highest = tool.maxRisk ?? tool.risk;
   return {
     title: tool.title,
-    readOnlyHint: tool.risk === 'read',
-    destructiveHint: tool.risk === 'destructive',
-    idempotentHint: tool.risk === 'read' ? true : tool.idempotent === true,
+    readOnlyHint: highest === 'read',
+    destructiveHint: highest === 'destructive',
+    idempotentHint: highest === 'read' ? true : tool.idempotent === true,
     // Inventory-only tools answer from Castellan's own data; the rest reach real machines.
     openWorldHint: !inventoryOnly,
   };

@@ -95,6 +95,11 @@ export interface ToolDefinition<S extends z.ZodObject = z.ZodObject, O extends z
   /** What it does and which command it mirrors ("Mirrors `systemctl restart`"). */
   readonly description: string;
   readonly risk: Risk;
+  /**
+   * The highest risk a plan of this tool can carry when its plan raises it by input (bmc_power:
+   * status is read, off is destructive). Only MCP hints read it; the server enforces plan.risk.
+   */
+  readonly maxRisk?: Risk | undefined;
   /** Typed input. Target expressions are a field named `targets` where the tool fans out. */
   readonly input: S;
   /** Shape of the structured `data` that `summarize` or `answer` returns, if any. */

@@ -12,6 +12,7 @@ import type { PlanExecutor, TransferCallOptions } from '../../queues/runner.js';
 import type { Logger } from '../log.js';
 import { metrics } from '../../queues/metrics.js';
 import { runPlaybook } from '../ansible/run.js';
+import { runIpmitool } from '../bmc/ipmitool.js';
 import { SshExecutor } from './executor.js';
 import { KnownHosts } from './known-hosts.js';
 import { sshMetrics } from './metrics.js';
@@ -106,6 +107,13 @@ export async function createPlanExecutor(config: Config, logger: Logger): Promis
           maxOutputBytes: config.ssh.maxOutputBytes,
           killGraceMs: config.ssh.killGraceMs,
         },
+        options,
+      );
+    },
+    ipmi(host, args, credential, options) {
+      return runIpmitool(
+        { host, args, credential, password: config.secrets.bmcPassword(credential), timeoutMs: options.timeoutMs },
+        { binary: config.bmc.ipmitool, maxOutputBytes: config.ssh.maxOutputBytes, killGraceMs: config.ssh.killGraceMs },
         options,
       );
     },

@@ -24,6 +24,7 @@ const BASE: Record<string, Record<string, unknown>> = {
   cert_expiry: { paths: ['/etc/ssl/a.pem'] },
   k8s_nodes: {},
   etcd_health: { control_plane: 'cp1' },
+  bmc_power: { targets: 'web' },
   service_restart: { targets: 'web', unit: 'nginx' },
   service_reload: { targets: 'web', unit: 'nginx' },
   copy_file: { targets: 'web', direction: 'upload', source: 'a.txt', destination: '/etc/a.txt', mode: '0644' },

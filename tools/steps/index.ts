@@ -2,6 +2,7 @@
 import { downloadKind, type DownloadAction } from './download.js';
 import { execKind, type ExecAction } from './exec.js';
 import { gateKind, type GateAction } from './gate.js';
+import { ipmiKind, type IpmiAction } from './ipmi.js';
 import type { StepKind } from './kind.js';
 import { pinHostKeyKind, type PinHostKeyAction } from './pin-host-key.js';
 import { playbookKind, type PlaybookAction } from './playbook.js';
@@ -9,7 +10,7 @@ import { relayKind, type RelayAction } from './relay.js';
 import { uploadKind, type UploadAction } from './upload.js';
 
 /** What one step does. Pure data: argv arrays and paths, never shell strings. */
-export type StepAction = ExecAction | UploadAction | DownloadAction | RelayAction | GateAction | PlaybookAction | PinHostKeyAction;
+export type StepAction = ExecAction | UploadAction | DownloadAction | RelayAction | GateAction | PlaybookAction | PinHostKeyAction | IpmiAction;
 
 const KINDS: { readonly [K in StepAction['kind']]: StepKind<Extract<StepAction, { kind: K }>> } = {
   exec: execKind,
@@ -19,6 +20,7 @@ const KINDS: { readonly [K in StepAction['kind']]: StepKind<Extract<StepAction, 
   gate: gateKind,
   playbook: playbookKind,
   pin_host_key: pinHostKeyKind,
+  ipmi: ipmiKind,
 };
 
 /** The kind module of an action (typed so a caller cannot mix an action with another kind). */
@@ -30,6 +32,6 @@ export function stepKind<A extends StepAction>(action: A): StepKind<A> {
 
 export const STEP_KINDS: readonly string[] = Object.keys(KINDS);
 
-export type { DownloadAction, ExecAction, GateAction, PinHostKeyAction, PlaybookAction, RelayAction, UploadAction };
+export type { DownloadAction, ExecAction, GateAction, IpmiAction, PinHostKeyAction, PlaybookAction, RelayAction, UploadAction };
 export type { ConditionArgs, ConditionDefinition, ExecRequestSpec, GateObservation, Observation, StepIO, StepKind, StepRun, Verdict } from './kind.js';
 export { GENERIC_CONDITIONS, gateStep, type GateCheck, type GateSpec } from './gate.js';

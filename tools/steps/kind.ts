@@ -61,6 +61,11 @@ export interface StepIO {
   relay(fromHost: string, remotePath: string, hosts: readonly string[], destPath: string): Promise<HostResult[]>;
   /** Run ansible-playbook from the Castellan server with these plan-fixed args (absent: this worker cannot). */
   playbook?(hosts: readonly string[], args: readonly string[], timeoutMs: number): Promise<HostResult[]>;
+  /**
+   * Run ipmitool from the server about `host` with these plan-fixed args, the password of
+   * `credential` in IPMI_PASSWORD (absent: this worker cannot).
+   */
+  ipmi?(host: string, args: readonly string[], credential: string, timeoutMs: number): Promise<HostResult>;
   /** Pin each host's key in known_hosts if it has exactly this fingerprint (absent: this worker cannot). */
   pinHostKey?(hosts: readonly string[], fingerprint: string): Promise<HostResult[]>;
   /** Run a read tool's embedded plan once (only on `hosts` when given) and summarize it. */

@@ -1,0 +1,132 @@
+// bmc_power against real BMCs: Debian's ipmi_sim (OpenIPMI's IPMI LAN simulator), one per node
+// on loopback, driven by the real ipmitool over lanplus from the Castellan server. Status is a
+// read; a cycle is destructive (approval), and the simulator's chassis sees power go off and
+// on; a wrong password is auth_failed with a clear reason; the password (a canary) is never in
+// argv, the plan, the job, the audit, the logs or the CLI's output.
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { rolesForGroups } from '../../auth/roles.js';
+import type { Requester } from '../../auth/types.js';
+import { useCastellan } from '../support/castellan.js';
+import { startSimBmcs, type SimBmcs } from '../support/ipmi-sim.js';
+
+// IPMI passwords are at most 16 bytes for many BMCs (20 for IPMI 2.0): a short canary.
+const CANARY = `cnry${process.pid}Zq7`.slice(0, 16);
+const dir = mkdtempSync(path.join(os.tmpdir(), 'castellan-bmc-'));
+const varsFile = path.join(dir, 'bmc-vars.yaml');
+writeFileSync(varsFile, stringify({ all: { hosts: {} } }));
+let sims: SimBmcs;
+
+beforeAll(async () => {
+  sims = await startSimBmcs({ dir: path.join(dir, 'sim'), nodes: ['node01', 'node02'], user: 'castellan', password: CANARY });
+  const hosts = Object.fromEntries(
+    sims.bmcs.map((b) => [b.node, { bmc_host: b.address, bmc_port: b.port, bmc_user: b.user, bmc_credential: b.node === 'node02' ? 'stale' : 'rack', bmc_cipher_suite: 3 }]),
+  );
+  writeFileSync(varsFile, stringify({ all: { hosts } }));
+}, 60_000);
+
+const c = useCastellan({
+  nodes: 2,
+  extraInventory: varsFile,
+  env: { CASTELLAN_TEST_BMC_PASSWORD: CANARY, CASTELLAN_TEST_BMC_OLD: 'not-the-password' },
+  config: { bmc: { ipmitool: '/usr/bin/ipmitool', credentials: { rack: { password_env: 'CASTELLAN_TEST_BMC_PASSWORD' }, stale: { password_env: 'CASTELLAN_TEST_BMC_OLD' } } } },
+});
+
+afterAll(async () => {
+  await sims?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const ROLE_MAP = { admin: ['admins'], operator: ['ops'], approver: ['leads'], viewer: ['everyone'] };
+const person = (subject: string, groups: string[]): Requester => ({ subject, displayName: subject, groups, roles: rolesForGroups(groups, ROLE_MAP), origin: 'cli' });
+const vera = person('vera', ['everyone']);
+const oscar = person('oscar', ['ops']);
+const april = person('april', ['leads']);
+
+interface BmcData {
+  action: string;
+  hosts: { host: string; status: string; error?: string; power?: 'on' | 'off' | null; said?: string }[];
+}
+
+async function run(input: Record<string, unknown>, who: Requester, approve = false): Promise<{ state: string; risk: string; data: BmcData; json: string }> {
+  const { job } = await c.runtime.service.submit({ tool: 'bmc_power', input, requester: who, replyTo: { kind: 'cli' } });
+  if (approve) {
+    expect(job.state).toBe('awaiting_approval');
+    await c.runtime.service.approve(job.id, april);
+  }
+  const done = await c.runtime.service.wait(job.id, who, 90_000);
+  return { state: done.state, risk: done.risk, data: done.result?.data as BmcData, json: JSON.stringify(done) };
+}
+
+describe('bmc_power against ipmi_sim with the real ipmitool', () => {
+  it('reads the power state as a read job anyone may run; the password is only in IPMI_PASSWORD', async () => {
+    const { state, risk, data, json } = await run({ targets: 'node01' }, vera);
+    expect(state, json).toBe('succeeded');
+    expect(risk).toBe('read');
+    expect(data.hosts).toEqual([{ host: 'node01', status: 'ok', power: 'off', said: 'Chassis Power is off' }]);
+    const bmc = sims.bmcs[0]!;
+    const job = JSON.parse(json) as { plan: { batches: { steps: { action: { kind: string; args: string[]; credential: string } }[] }[] } };
+    expect(job.plan.batches[0]?.steps[0]?.action).toEqual({ kind: 'ipmi', args: ['-I', 'lanplus', '-H', '127.0.0.1', '-p', String(bmc.port), '-U', 'castellan', '-E', '-C', '3', 'chassis', 'power', 'status'], credential: 'rack' });
+    expect(await bmc.requests()).toContain('get power');
+  }, 120_000);
+
+  it('a power cycle waits for approval, then the simulator sees power go off and on, and the state is read back', async () => {
+    const bmc = sims.bmcs[0]!;
+    const { job } = await c.runtime.service.submit({ tool: 'bmc_power', input: { targets: 'node01', action: 'on' }, requester: oscar, replyTo: { kind: 'cli' } });
+    expect(job.risk).toBe('change');
+    expect((await c.runtime.service.wait(job.id, oscar, 90_000)).state).toBe('succeeded');
+    expect(await bmc.power()).toBe('on');
+    const before = (await bmc.requests()).length;
+
+    const cycled = await run({ targets: 'node01', action: 'cycle' }, oscar, true);
+    expect(cycled.risk).toBe('destructive');
+    expect(cycled.state).toBe('succeeded');
+    // A BMC answers a cycle at once and powers on again a moment later: the read-back may see either.
+    expect(cycled.data.hosts[0]).toMatchObject({ host: 'node01', status: 'ok', power: expect.stringMatching(/^(on|off)$/), said: 'Chassis Power Control: Cycle' });
+    for (let i = 0; i < 100 && (await bmc.power()) !== 'on'; i++) await new Promise((r) => setTimeout(r, 100));
+    expect((await run({ targets: 'node01' }, vera)).data.hosts[0]).toMatchObject({ power: 'on' });
+    const seen = (await bmc.requests()).slice(before);
+    expect(seen.indexOf('set power 0')).toBeGreaterThanOrEqual(0);
+    expect(seen.indexOf('set power 1')).toBeGreaterThan(seen.indexOf('set power 0'));
+
+    const pxe = await run({ targets: 'node01', action: 'pxe' }, oscar, true);
+    expect(pxe.data.hosts[0]).toMatchObject({ status: 'ok', said: 'Set Boot Device to pxe' });
+    expect(await bmc.requests()).toContain('set boot pxe');
+
+    const off = await run({ targets: 'node01', action: 'off' }, oscar, true);
+    expect(off.data.hosts[0]).toMatchObject({ status: 'ok', power: 'off' });
+    expect(await bmc.power()).toBe('off');
+  }, 240_000);
+
+  it('a wrong password is auth_failed with a clear reason, not a crash; the other node still answers', async () => {
+    const { state, data } = await run({ targets: 'node01,node02' }, vera);
+    expect(state).toBe('partially_failed');
+    expect(data.hosts.find((h) => h.host === 'node01')).toMatchObject({ status: 'ok', power: 'off' });
+    expect(data.hosts.find((h) => h.host === 'node02')).toMatchObject({ status: 'auth_failed', error: expect.stringMatching(/^the BMC of node02 refused the user or password \(RAKP 2 HMAC is invalid\)$/) });
+  }, 120_000);
+
+  it('a node without BMC vars is refused before anything runs, naming the var', async () => {
+    await expect(c.runtime.service.submit({ tool: 'bmc_power', input: { targets: 'node01', action: 'status' }, requester: vera, replyTo: { kind: 'cli' } })).resolves.toBeDefined();
+    const vars = readFileSync(varsFile, 'utf8');
+    writeFileSync(varsFile, vars.replace(/(node02:\n(?: {6}\S.*\n)*?) {6}bmc_user: castellan\n/, '$1'));
+    expect(readFileSync(varsFile, 'utf8')).not.toEqual(vars);
+    await expect(c.runtime.service.submit({ tool: 'bmc_power', input: { targets: 'node02' }, requester: vera, replyTo: { kind: 'cli' } })).rejects.toThrow(/node02 needs inventory var bmc_user \(the BMC login\)/);
+  }, 60_000);
+
+  it('the password canary is nowhere: jobs, events, audit, logs, CLI output', async () => {
+    const r = await c.cli(['bmc_power', 'node01'], { timeoutMs: 90_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/node01.*Chassis Power is off/);
+    expect(r.stdout + r.stderr).not.toContain(CANARY);
+    for (const job of await c.runtime.service.list(vera, { limit: 50 })) {
+      expect(JSON.stringify(job)).not.toContain(CANARY);
+      expect(JSON.stringify(await c.runtime.service.events(job.id, vera))).not.toContain(CANARY);
+    }
+    expect(readFileSync(path.join(c.dir, 'audit.jsonl'), 'utf8')).not.toContain(CANARY);
+    expect(c.logs.join('')).not.toContain(CANARY);
+  }, 120_000);
+});
