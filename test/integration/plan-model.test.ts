@@ -126,4 +126,26 @@ describe('plan model on real nodes', () => {
     const gateView = view.batches[0]?.steps.find((s) => s.id === 'gone-node02');
     expect(gateView).toMatchObject({ kind: 'gate', subject: 'node02', command: ['gate', 'ping', 'until', 'unreachable'], gate: { check: 'ping', check_hosts: ['node02'], until: 'unreachable', interval_ms: 500, timeout_ms: 2500 } });
   }, 60_000);
+
+  it('a step that runs past its own timeout is a failure of its subject: the subject\'s rollback runs and is reported', async () => {
+    const rollbacks = scratch('timeout-rollback');
+    const plan: Plan = {
+      tool: 'test_timeout',
+      hosts: ['node02', 'node03'],
+      failureBudget: 5,
+      batches: [
+        {
+          steps: [
+            execStep({ id: 'prepare', hosts: ['node02', 'node03'], argv: ['true'], asRoot: false, timeoutMs: 20_000, onFailure: [mark('undo', ['node02', 'node03'], rollbacks)] }),
+            execStep({ id: 'slow', hosts: ['node02'], argv: ['sleep', '30'], asRoot: false, timeoutMs: 1500 }),
+          ],
+        },
+      ],
+    };
+    const { outcome } = await run(plan);
+    expect(outcome.steps.find((s) => s.id === 'slow')?.results[0]).toMatchObject({ host: 'node02', status: 'timed_out' });
+    expect(outcome.steps.find((s) => s.id === 'undo')).toMatchObject({ onFailure: { subject: 'node02', armedBy: 'prepare' }, results: [expect.objectContaining({ host: 'node02', status: 'ok' })] });
+    expect(await marked(rollbacks)).toEqual(['node02']);
+    expect(outcome.hosts.map((h) => [h.host, h.status])).toEqual([['node02', 'timed_out'], ['node03', 'ok']]);
+  }, 60_000);
 });

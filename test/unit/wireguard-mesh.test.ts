@@ -236,3 +236,24 @@ describe('wireguard_mesh: the host script', () => {
     );
   });
 });
+
+describe('wireguard_mesh as a gate, as every front end shows it', () => {
+  it('a node_meshed gate reads as a gate (its condition and check), not as a command', async () => {
+    const { gateStep } = await import('../../tools/steps/index.js');
+    const { planView } = await import('../../src/present/job-view.js');
+    const { planText } = await import('../../src/present/render/text.js');
+    const ctx = inventoryWith();
+    const tool = getTool('wireguard_mesh');
+    const validate = (t: typeof tool, raw: unknown): unknown => {
+      const v = validateInput(t, raw);
+      if (!v.ok) throw new Error(JSON.stringify(v.issues));
+      return v.input;
+    };
+    const gate = gateStep({ id: 'meshed-n2', subject: 'n2', check: tool, input: { planes: ['wg1'] }, until: 'node_meshed', intervalMs: 5000, timeoutMs: 180_000 }, ctx, validate);
+    const view = planView({ tool: 'rolling_upgrade', hosts: NODES, batches: [{ steps: [gate] }], failureBudget: 1 });
+    expect(view.batches[0]?.steps[0]).toMatchObject({ kind: 'gate', command: ['gate', 'wireguard_mesh', 'until', 'node_meshed'], gate: { check: 'wireguard_mesh', until: 'node_meshed', check_hosts: NODES } });
+    const text = planText(view, { color: false });
+    expect(text).toContain('meshed-n2: gate wireguard_mesh until node_meshed (about n2) on n[1-4] (4 hosts)');
+    expect(text).toContain('until n2 has fresh handshakes with every peer on every plane, both ways: wireguard_mesh every 5.0 s, up to 3 min 0 s');
+  });
+});
