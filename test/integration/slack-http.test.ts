@@ -186,7 +186,9 @@ describe('Slack over HTTP: commands', () => {
     expect(text).toContain('Succeeded');
     expect(text).toMatch(/2\/2 hosts ok/);
     expect(text).toContain('Oscar Operator');
-    expect(text).toMatch(/up|load average/);
+    // The tool's own table (uptime's result view), not raw output.
+    expect(text).toMatch(/Uptime and load|load/);
+    expect(text).toContain('node[01-02]');
     expect(hasButtons(final)).toBe(false);
     expect(final.history.length).toBeGreaterThanOrEqual(2);
     expect(final.history.length).toBeLessThan(12);

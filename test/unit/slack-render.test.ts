@@ -128,6 +128,38 @@ describe('Block Kit rendering of the job view', () => {
     for (const c of chunks) expect(c.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('```', '\\x60\\x60\\x60').length).toBeLessThanOrEqual(1000);
   });
 
+  it("renders the tool's result view: its summary, the table in a code block, rows that need a look marked", () => {
+    const base = view({ state: 'succeeded', startedAt: '2026-11-29T05:01:00.000Z', finishedAt: '2026-11-29T05:01:02.000Z', result: { hosts: [], steps: [], folded: [] } });
+    const table = {
+      title: 'Disk usage',
+      summary: '4 hosts; fullest 95 %',
+      key: 'hosts',
+      header: true,
+      output: false,
+      columns: [
+        { label: 'mount', align: 'left' as const },
+        { label: 'used', align: 'right' as const },
+      ],
+      rows: [
+        { key: 'node[01-02]', hosts: ['node01', 'node02'], count: 2, cells: ['/', '40 %'] },
+        { key: 'node03', hosts: ['node03'], count: 1, cells: ['/', '95 %'], tones: ['' as const, 'bad' as const] },
+        { key: 'node04', hosts: ['node04'], count: 1, cells: [], problem: { status: 'unreachable', text: 'connect timeout <!here>' } },
+      ],
+    };
+    const done = { ...base, result: { ...base.result, hosts: [], folded: [], view: table } } as typeof base;
+    const blocks = slackJobMessage(done, 'request', url).blocks;
+    const text = JSON.stringify(blocks);
+    expect(text).toContain('*Disk usage:* 4 hosts; fullest 95 %');
+    const fenced = fencedText(blocks);
+    expect(fenced).toMatch(/hosts +mount +used/);
+    expect(fenced).toMatch(/node\[01-02\] \(2\) +\/ +40 %/);
+    expect(fenced).toContain('node04');
+    expect(text).toContain(':red_circle: `node03` used `95 %`');
+    expect(text).toContain(':x: `node04` unreachable: connect timeout &lt;!here&gt;');
+    expect(text).not.toContain('<!here>');
+    expect(text).toContain('--raw');
+  });
+
   it('puts a plan too long for the card whole into thread replies, and shows the buttons only once they are posted', () => {
     const script = Array.from({ length: 3000 }, (_, i) => `echo step ${i} <!channel> \u001b[31m`).join('\n');
     const big = view({ plan: { ...job().plan, batches: [{ steps: [{ id: 'exec', description: 'run', hosts: ['node01'], timeoutMs: 1000, action: { kind: 'exec', asRoot: true, argv: ['bash', '-s'], stdin: script } }] }] } });

@@ -21,7 +21,8 @@ import { visibleBlock, visibleInline } from '../../../config/visible.js';
 import type { JobState } from '../../../queues/states.js';
 import type { JobView } from '../job-view.js';
 import { hostsPhrase, plural } from '../summary.js';
-import { planText, resultText } from './text.js';
+import type { ResultView } from '../result-view.js';
+import { planText, resultText, viewTableLines } from './text.js';
 
 export type KnownBlock = types.KnownBlock;
 
@@ -257,14 +258,63 @@ function statusLine(view: JobView): string {
   }
 }
 
-/** The result as the CLI prints it (folded groups, the tool's answer, errors), made visible. */
+/** The result as the CLI prints it (the tool's table with its summary, or folded output), made visible. */
 export function slackResultText(view: JobView): string {
   return resultText(view, NO_STYLE).replace(/\n$/, '');
 }
 
+/** A tool's table with its one-line summary said outside the code block. */
+function tableOf(view: JobView): ResultView | undefined {
+  const table = view.result?.view;
+  return table !== undefined && !table.output && table.rows.length > 0 ? table : undefined;
+}
+
+/** What goes in the message's code block: the tool's table, or the folded output. */
+function inlineResult(view: JobView): string {
+  const table = tableOf(view);
+  return table ? viewTableLines(table, NO_STYLE).join('\n') : slackResultText(view);
+}
+
 /** True when the result does not fit the message and goes to a thread reply. */
 export function needsOutputReply(view: JobView): boolean {
-  return view.finished && slackResultText(view).length > INLINE_OUTPUT_LIMIT;
+  return view.finished && inlineResult(view).length > INLINE_OUTPUT_LIMIT;
+}
+
+const TONE_MARK = { bad: ':red_circle:', warn: ':large_yellow_circle:', ok: '' } as const;
+
+/**
+ * Rows that need a look, as Slack cannot colour a code block: hosts that did not answer, and
+ * cells the tool marks bad or warn (`:red_circle: node03 · 95 %`). At most `limit`, then a count.
+ */
+function attentionLines(table: ResultView, limit = 10): string[] {
+  const lines: string[] = [];
+  for (const row of table.rows) {
+    const key = row.count > 1 ? `${row.key} (${row.count})` : row.key;
+    if (row.problem) {
+      lines.push(`:x: ${code(key)} ${plain(row.problem.status.replaceAll('_', ' '))}: ${plain(row.problem.text)}`);
+      continue;
+    }
+    const marked = (row.tones ?? []).map((tone, i) => ({ tone, cell: row.cells[i] ?? '', label: table.columns[i]?.label ?? '' })).filter((c) => c.tone === 'bad' || c.tone === 'warn');
+    if (marked.length === 0) continue;
+    const worst = marked.some((c) => c.tone === 'bad') ? 'bad' : 'warn';
+    lines.push(`${TONE_MARK[worst]} ${code(key)} ${marked.map((c) => `${plain(c.label)} ${code(c.cell)}`).join(' · ')}`);
+  }
+  return lines.length > limit ? [...lines.slice(0, limit), `… and ${lines.length - limit} more in the table`] : lines;
+}
+
+function resultBlocks(view: JobView, kind: MessageKind): KnownBlock[] {
+  const blocks: KnownBlock[] = [];
+  const table = tableOf(view);
+  if (table && table.summary !== '') blocks.push(section(`*${plain(table.title)}:* ${plain(table.summary)}`));
+  const body = inlineResult(view);
+  if (body !== '' && body.length <= INLINE_OUTPUT_LIMIT) blocks.push(section(fence(body)));
+  else if (body !== '') blocks.push(context(`${table ? `The table has ${plural(table.rows.length, 'row')}` : `Output is long (${plural(body.length, 'character')})`}: see the thread reply${kind === 'card' ? ' on the request' : ''}, or \`castellan job ${view.id}\`.`));
+  if (table) {
+    const attention = attentionLines(table);
+    if (attention.length > 0) blocks.push(section(attention.join('\n')));
+    blocks.push(context(`\`castellan job ${view.id} --raw\` shows each host's own output.`));
+  }
+  return blocks;
 }
 
 /**
@@ -309,9 +359,7 @@ export function slackJobMessage(view: JobView, kind: MessageKind, publicUrl: str
       });
     }
   } else if (view.finished) {
-    const text = slackResultText(view);
-    if (text !== '' && text.length <= INLINE_OUTPUT_LIMIT) blocks.push(section(fence(text)));
-    else if (text !== '') blocks.push(context(`Output is long (${plural(text.length, 'character')}): see the thread reply${kind === 'card' ? ' on the request' : ''}, or \`castellan job ${view.id}\`.`));
+    blocks.push(...resultBlocks(view, kind));
   }
   blocks.push(context(`\`castellan job ${view.id}\` · <${new URL(`/api/v1/jobs/${view.id}`, publicUrl).href}|API> · <${new URL(`/ui/jobs/${view.id}`, publicUrl).href}|dashboard>`));
   return { text: `${view.tool} · job ${view.id} · ${view.state.replaceAll('_', ' ')}`, blocks: blocks.slice(0, BLOCKS_LIMIT) };
