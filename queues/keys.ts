@@ -5,6 +5,16 @@ export interface Keys {
   readonly prefix: string;
   job(id: string): string;
   jobIndex(): string;
+  /** Secondary job index: ids scored by creation time, one sorted set per value of `field`. */
+  jobsBy(field: JobIndexField, value: string): string;
+  /** Hash: job id → the secondary index keys it was added to (so any job can leave them all). */
+  jobsWhere(): string;
+  /** Sorted set: finished job ids scored by the time their records expire. */
+  jobsExpiry(): string;
+  /** Scratch key for one listing query's intersection (deleted by the same script). */
+  jobsScratch(n: number): string;
+  /** Audit index: stream entry ids scored by time, one sorted set per value of `field`. */
+  auditBy(field: AuditIndexField, value: string): string;
   events(id: string): string;
   ledger(id: string): string;
   hostLock(host: string): string;
@@ -18,11 +28,19 @@ export interface Keys {
   workerHeartbeat(workerId: string): string;
 }
 
+export type JobIndexField = 'state' | 'tool' | 'requester' | 'host' | 'origin';
+export type AuditIndexField = 'job' | 'subject' | 'tool' | 'host' | 'origin' | 'kind' | 'decision';
+
 export function keys(prefix: string): Keys {
   return {
     prefix,
     job: (id) => `${prefix}:job:${id}`,
     jobIndex: () => `${prefix}:jobs`,
+    jobsBy: (field, value) => `${prefix}:jobs:${field}:${value}`,
+    jobsWhere: () => `${prefix}:jobs:where`,
+    jobsExpiry: () => `${prefix}:jobs:expiry`,
+    jobsScratch: (n) => `${prefix}:jobs:scratch:${process.pid}:${n}:${Math.random().toString(36).slice(2)}`,
+    auditBy: (field, value) => `${prefix}:audit:${field}:${value}`,
     events: (id) => `${prefix}:events:${id}`,
     ledger: (id) => `${prefix}:ledger:${id}`,
     hostLock: (host) => `${prefix}:hostlock:${host}`,

@@ -12,7 +12,7 @@ import type { OutputGroup } from './fold.js';
 import type { Keys } from './keys.js';
 import { runScript } from './scripts.js';
 import type { PlanBinding } from './plan-binding.js';
-import { ALLOWED_FROM, type JobState } from './states.js';
+import { ALLOWED_FROM, JOB_STATES, type JobState } from './states.js';
 
 /** Where progress and results go back to, per origin. Opaque to the queue layer. */
 export type ReplyAddress =
@@ -137,7 +137,19 @@ export function newJobId(): string {
 
 export const JOB_ID_PATTERN = /^j[a-z0-9]{8,24}$/;
 
-const TRANSITION = `
+// The state indexes move in the same script as the state: a listing by state is never behind.
+// KEYS[2] is the all-jobs index (its score is the creation time); ARGV[4] the state index key
+// prefix and ARGV[5] the job id (Castellan's keys are not cluster-slotted, see keys.ts).
+const MOVE_STATE = `
+local function move_state(from, to)
+  local score = redis.call('ZSCORE', KEYS[2], ARGV[5])
+  if not score then return end
+  redis.call('ZREM', ARGV[4] .. from, ARGV[5])
+  redis.call('ZADD', ARGV[4] .. to, score, ARGV[5])
+end
+`;
+
+const TRANSITION = `${MOVE_STATE}
 local s = redis.call('HGET', KEYS[1], 'state')
 if not s then return {'missing', ''} end
 for allowed in string.gmatch(ARGV[1], '[^,]+') do
@@ -145,6 +157,7 @@ for allowed in string.gmatch(ARGV[1], '[^,]+') do
     redis.call('HSET', KEYS[1], 'state', ARGV[2])
     local fields = cjson.decode(ARGV[3])
     for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
+    move_state(s, ARGV[2])
     return {'ok', s}
   end
 end
@@ -153,8 +166,14 @@ return {'refused', s}
 
 // ARGV: 1 vote (JSON), 2 approvals required, 3 now (ms), 4 now (ISO), 5 deny reason,
 // 6 states `denied` may come from, 7 states `queued` may come from (the transition table,
-// so the script never writes a state the table does not allow).
+// so the script never writes a state the table does not allow), 8 state index prefix, 9 id.
 const VOTE = `
+local function move_state(from, to)
+  local score = redis.call('ZSCORE', KEYS[2], ARGV[9])
+  if not score then return end
+  redis.call('ZREM', ARGV[8] .. from, ARGV[9])
+  redis.call('ZADD', ARGV[8] .. to, score, ARGV[9])
+end
 local s = redis.call('HGET', KEYS[1], 'state')
 if not s then return {'missing', '0'} end
 if s ~= 'awaiting_approval' then return {'state', s} end
@@ -176,12 +195,14 @@ table.insert(votes, vote)
 redis.call('HSET', KEYS[1], 'votes', cjson.encode(votes), 'updatedAt', ARGV[4])
 if vote['decision'] == 'deny' then
   redis.call('HSET', KEYS[1], 'state', 'denied', 'reason', ARGV[5], 'finishedAt', ARGV[4])
+  move_state(s, 'denied')
   return {'denied', tostring(#votes)}
 end
 local approvals = 0
 for _, v in ipairs(votes) do if v['decision'] == 'approve' then approvals = approvals + 1 end end
 if approvals >= tonumber(ARGV[2]) and allowed(ARGV[7]) then
   redis.call('HSET', KEYS[1], 'state', 'queued', 'queuedAt', ARGV[4])
+  move_state(s, 'queued')
   return {'approved', tostring(approvals)}
 end
 return {'recorded', tostring(approvals)}
@@ -210,8 +231,14 @@ export class JobStore {
   async create(doc: JobDoc, initial: JobState, extra: Fields = {}): Promise<void> {
     const key = this.keys.job(doc.id);
     const now = new Date().toISOString();
-    await this.redis
-      .multi()
+    const score = Date.parse(doc.createdAt);
+    const multi = this.redis.multi();
+    // The secondary indexes are written in the same MULTI as the record: never one without the other.
+    const where = indexKeysOf(this.keys, doc);
+    for (const index of where) multi.zadd(index, score, doc.id);
+    multi.hset(this.keys.jobsWhere(), doc.id, JSON.stringify(where));
+    multi.zadd(this.keys.jobsBy('state', initial), score, doc.id);
+    await multi
       .hset(
         key,
         stringFields({
@@ -242,10 +269,12 @@ export class JobStore {
   /** Move to `to` only from one of its allowed predecessors (or a narrower `from` list). */
   async transition(id: string, to: JobState, fields: Fields = {}, from: readonly JobState[] = ALLOWED_FROM[to]): Promise<TransitionOutcome> {
     const now = new Date().toISOString();
-    const reply = (await runScript(this.redis, 'castellanTransition', TRANSITION, [this.keys.job(id)], [
+    const reply = (await runScript(this.redis, 'castellanTransition', TRANSITION, [this.keys.job(id), this.keys.jobIndex()], [
       from.join(','),
       to,
       JSON.stringify(stringFields({ updatedAt: now, ...fields })),
+      this.keys.jobsBy('state', ''),
+      id,
     ])) as [string, string];
     if (reply[0] === 'ok') return { ok: true, from: reply[1] as JobState };
     return { ok: false, current: reply[0] === 'missing' ? null : (reply[1] as JobState) };
@@ -256,7 +285,7 @@ export class JobStore {
   }
 
   async vote(id: string, vote: Vote, required: number, denyReason: string): Promise<VoteOutcome> {
-    const reply = (await runScript(this.redis, 'castellanVote', VOTE, [this.keys.job(id)], [
+    const reply = (await runScript(this.redis, 'castellanVote', VOTE, [this.keys.job(id), this.keys.jobIndex()], [
       JSON.stringify(vote),
       String(required),
       String(Date.now()),
@@ -264,6 +293,8 @@ export class JobStore {
       denyReason,
       ALLOWED_FROM.denied.join(','),
       ALLOWED_FROM.queued.join(','),
+      this.keys.jobsBy('state', ''),
+      id,
     ])) as [string, string];
     const [kind, detail] = reply;
     switch (kind) {
@@ -285,31 +316,206 @@ export class JobStore {
     return records.filter((r): r is JobRecord => r !== undefined);
   }
 
-  /** Bound history: records of finished jobs expire after `ttlSeconds`. */
+  /**
+   * Bound history: records of finished jobs expire after `ttlSeconds`. The expiry time goes in
+   * an index too, so `sweep` takes the job out of every listing index when its record goes.
+   */
   async expireFinished(id: string, ttlSeconds: number): Promise<void> {
-    await this.redis.multi().expire(this.keys.job(id), ttlSeconds).expire(this.keys.events(id), ttlSeconds).expire(this.keys.ledger(id), ttlSeconds).exec();
+    await this.redis
+      .multi()
+      .expire(this.keys.job(id), ttlSeconds)
+      .expire(this.keys.events(id), ttlSeconds)
+      .expire(this.keys.ledger(id), ttlSeconds)
+      .zadd(this.keys.jobsExpiry(), Date.now() + ttlSeconds * 1000, id)
+      .exec();
   }
 
   /**
-   * Keep at most `maxEntries` jobs: the oldest finished ones beyond that are deleted with
-   * their events and ledger (records whose TTL already removed them leave the index too).
-   * A job still in flight is never deleted, however old. Cheap when under the cap (ZCARD).
+   * Keep at most `maxEntries` jobs, and none past its expiry: the oldest finished ones beyond
+   * the cap, and those whose time is up, are deleted with their events, ledger and every index
+   * entry. A job still in flight is never deleted, however old. Cheap when there is nothing to do.
    */
   async trim(maxEntries: number, isFinalState: (state: string) => boolean): Promise<number> {
+    const expired = await this.redis.zrangebyscore(this.keys.jobsExpiry(), '-inf', Date.now(), 'LIMIT', 0, SWEEP_BATCH);
     const index = this.keys.jobIndex();
     const count = await this.redis.zcard(index);
-    if (count <= maxEntries) return 0;
-    const oldest = await this.redis.zrange(index, 0, count - maxEntries - 1);
-    const states = await Promise.all(oldest.map((id) => this.redis.hget(this.keys.job(id), 'state')));
-    const doomed = oldest.filter((_, i) => states[i] === null || isFinalState(states[i]!));
-    if (doomed.length === 0) return 0;
-    const multi = this.redis.multi();
-    for (const id of doomed) multi.del(this.keys.job(id), this.keys.events(id), this.keys.ledger(id));
-    multi.zrem(index, ...doomed);
-    await multi.exec();
+    const over = count > maxEntries ? await this.redis.zrange(index, 0, Math.min(count - maxEntries, SWEEP_BATCH) - 1) : [];
+    const candidates = [...new Set([...expired, ...over])];
+    if (candidates.length === 0) return 0;
+    const states = await this.redis.pipeline(candidates.map((id) => ['hget', this.keys.job(id), 'state'])).exec();
+    const doomed = candidates.filter((id, i) => {
+      const state = states?.[i]?.[1] as string | null | undefined;
+      return state === null || state === undefined || isFinalState(state);
+    });
+    await this.forget(doomed);
     return doomed.length;
   }
+
+  /** Delete jobs with everything that names them: record, events, ledger, index entries. */
+  async forget(ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    const wheres = await this.redis.hmget(this.keys.jobsWhere(), ...ids);
+    const multi = this.redis.multi();
+    ids.forEach((id, i) => {
+      multi.del(this.keys.job(id), this.keys.events(id), this.keys.ledger(id));
+      for (const key of parseJson<string[]>(wheres[i] ?? undefined) ?? []) multi.zrem(key, id);
+      // The state a job ended in is not in `where` (it moves); leaving every state index is cheap.
+      for (const state of JOB_STATES) multi.zrem(this.keys.jobsBy('state', state), id);
+    });
+    multi.hdel(this.keys.jobsWhere(), ...ids);
+    multi.zrem(this.keys.jobIndex(), ...ids);
+    multi.zrem(this.keys.jobsExpiry(), ...ids);
+    await multi.exec();
+  }
+
+  /**
+   * Job ids matching `query`, newest first, and how many match in all: one script, so the
+   * page and the total agree. Each filter is one index (or a union of them for several
+   * states); several filters intersect, which Redis does walking the smallest set.
+   */
+  async query(query: JobQuery): Promise<{ ids: string[]; total: number }> {
+    await this.indexed();
+    const groups: string[][] = [];
+    if (query.states !== undefined && query.states.length > 0) groups.push(query.states.map((st) => this.keys.jobsBy('state', st)));
+    for (const field of ['tool', 'requester', 'host', 'origin'] as const) {
+      const value = query[field];
+      if (value !== undefined) groups.push([this.keys.jobsBy(field, value)]);
+    }
+    if (groups.length === 0) groups.push([this.keys.jobIndex()]);
+    const scratch = groups.map((_g, n) => this.keys.jobsScratch(n));
+    const keys = [...groups.flat(), ...scratch, this.keys.jobsScratch(groups.length)];
+    const reply = (await runScript(this.redis, 'castellanJobQuery', QUERY, keys, [
+      query.since ?? '-inf',
+      query.until ?? '+inf',
+      Math.max(0, query.offset ?? 0),
+      Math.max(1, query.limit ?? 20),
+      groups.length,
+      ...groups.map((g) => g.length),
+    ])) as [number, string[]];
+    return { total: Number(reply[0]), ids: reply[1] };
+  }
+
+  /** The records of `ids` in order; ids whose record is gone leave the indexes on the way. */
+  async records(ids: readonly string[]): Promise<JobRecord[]> {
+    const records = await Promise.all(ids.map((id) => this.get(id)));
+    const gone = ids.filter((_id, i) => records[i] === undefined);
+    if (gone.length > 0) await this.forget(gone);
+    return records.filter((r): r is JobRecord => r !== undefined);
+  }
+
+  private indexing: Promise<void> | undefined;
+
+  /** Jobs written before the secondary indexes existed get them once, the first time a process lists. */
+  private indexed(): Promise<void> {
+    if (this.indexing === undefined) {
+      const running = this.reindex().then(
+        () => undefined,
+        (err: unknown) => {
+          this.indexing = undefined;
+          throw err;
+        },
+      );
+      this.indexing = running;
+      return running;
+    }
+    return this.indexing;
+  }
+
+  /** Add every job missing from `where` to its indexes. Returns how many were added. */
+  async reindex(): Promise<number> {
+    const [total, known] = await Promise.all([this.redis.zcard(this.keys.jobIndex()), this.redis.hlen(this.keys.jobsWhere())]);
+    if (known >= total) return 0;
+    let added = 0;
+    const all = await this.redis.zrange(this.keys.jobIndex(), 0, -1, 'WITHSCORES');
+    for (let i = 0; i < all.length; i += 2000) {
+      const chunk: [string, string][] = [];
+      for (let j = i; j < Math.min(all.length, i + 2000); j += 2) chunk.push([all[j] ?? '', all[j + 1] ?? '0']);
+      const present = await this.redis.hmget(this.keys.jobsWhere(), ...chunk.map(([id]) => id));
+      const missing = chunk.filter((_c, k) => present[k] === null);
+      const raws = await this.redis.pipeline(missing.map(([id]) => ['hmget', this.keys.job(id), 'doc', 'state'])).exec();
+      const multi = this.redis.multi();
+      missing.forEach(([id, score], k) => {
+        const [doc, state] = (raws?.[k]?.[1] as [string | null, string | null] | undefined) ?? [null, null];
+        if (doc === null || state === null) return;
+        const where = indexKeysOf(this.keys, JSON.parse(doc) as JobDoc);
+        for (const key of where) multi.zadd(key, score, id);
+        multi.zadd(this.keys.jobsBy('state', state), score, id);
+        multi.hset(this.keys.jobsWhere(), id, JSON.stringify(where));
+        added += 1;
+      });
+      await multi.exec();
+    }
+    return added;
+  }
 }
+
+/** How many expired or surplus jobs one ending deletes at most (the next ending does more). */
+const SWEEP_BATCH = 500;
+
+/** What a listing can ask for: every field narrows; times are epoch ms, inclusive. */
+export interface JobQuery {
+  readonly states?: readonly JobState[] | undefined;
+  readonly tool?: string | undefined;
+  /** Subject or display name. */
+  readonly requester?: string | undefined;
+  readonly host?: string | undefined;
+  readonly origin?: string | undefined;
+  readonly since?: number | undefined;
+  readonly until?: number | undefined;
+  readonly offset?: number | undefined;
+  readonly limit?: number | undefined;
+}
+
+/** The secondary indexes a job sits in for life (its state index moves and is kept apart). */
+function indexKeysOf(keys: Keys, doc: JobDoc): string[] {
+  const out = new Set<string>([keys.jobsBy('tool', doc.tool), keys.jobsBy('requester', doc.requester.subject), keys.jobsBy('origin', doc.requester.origin)]);
+  if (doc.requester.displayName) out.add(keys.jobsBy('requester', doc.requester.displayName));
+  for (const host of doc.plan.hosts) out.add(keys.jobsBy('host', host));
+  return [...out];
+}
+
+// KEYS: the index keys of every group, then one scratch key per group and one for the result.
+// ARGV: 1 min score, 2 max score, 3 offset, 4 limit, 5 number of groups, 6.. size of each group.
+// A group of several keys (states) is their union; several groups intersect (AGGREGATE MAX keeps
+// the creation time, which every index scores by). Scratch keys are deleted before returning.
+const QUERY = `
+local groups = tonumber(ARGV[5])
+local pos = 1
+local sets = {}
+local scratch = {}
+local nkeys = 0
+for g = 1, groups do nkeys = nkeys + tonumber(ARGV[5 + g]) end
+for g = 1, groups do
+  local size = tonumber(ARGV[5 + g])
+  if size == 1 then
+    table.insert(sets, KEYS[pos])
+  else
+    local dest = KEYS[nkeys + g]
+    local args = {'ZUNIONSTORE', dest, size}
+    for k = pos, pos + size - 1 do table.insert(args, KEYS[k]) end
+    table.insert(args, 'AGGREGATE')
+    table.insert(args, 'MAX')
+    redis.call(unpack(args))
+    table.insert(sets, dest)
+    table.insert(scratch, dest)
+  end
+  pos = pos + size
+end
+local target = sets[1]
+if #sets > 1 then
+  target = KEYS[nkeys + groups + 1]
+  local args = {'ZINTERSTORE', target, #sets}
+  for _, key in ipairs(sets) do table.insert(args, key) end
+  table.insert(args, 'AGGREGATE')
+  table.insert(args, 'MAX')
+  redis.call(unpack(args))
+  table.insert(scratch, target)
+end
+local total = redis.call('ZCOUNT', target, ARGV[1], ARGV[2])
+local ids = redis.call('ZREVRANGEBYSCORE', target, ARGV[2], ARGV[1], 'LIMIT', tonumber(ARGV[3]), tonumber(ARGV[4]))
+for _, key in ipairs(scratch) do redis.call('DEL', key) end
+return {total, ids}
+`;
 
 function parseJson<T>(text: string | undefined): T | undefined {
   if (text === undefined || text === '') return undefined;

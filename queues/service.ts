@@ -45,6 +45,31 @@ export interface SubmitResult {
 const IDEMPOTENCY_TTL_S = 24 * 3600;
 const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:@-]{1,200}$/;
 
+/** Filters of a job listing; every one set narrows it. Times are epoch ms, inclusive. */
+export interface JobListOptions {
+  readonly limit?: number | undefined;
+  readonly offset?: number | undefined;
+  readonly state?: JobState | undefined;
+  /** Any of these states (an inbox: awaiting_approval; in flight: queued, running…). */
+  readonly states?: readonly JobState[] | undefined;
+  readonly tool?: string | undefined;
+  /** Subject or display name. */
+  readonly requester?: string | undefined;
+  readonly host?: string | undefined;
+  readonly origin?: string | undefined;
+  readonly since?: number | undefined;
+  readonly until?: number | undefined;
+}
+
+export interface JobPage {
+  readonly jobs: JobRecord[];
+  /** Jobs matching the filters in all. */
+  readonly total: number;
+  readonly offset: number;
+  /** Offset of the next page, absent on the last one. */
+  readonly next?: number | undefined;
+}
+
 export class JobService {
   constructor(
     private readonly ctx: QueueContext,
@@ -259,12 +284,30 @@ export class JobService {
     return job;
   }
 
-  /** Recent jobs, each cut to what `viewer` may see of it. */
-  async list(viewer: Identity, options: { limit?: number; offset?: number; state?: JobState } = {}): Promise<JobRecord[]> {
+  /** Recent jobs, newest first, each cut to what `viewer` may see of it. */
+  async list(viewer: Identity, options: JobListOptions = {}): Promise<JobRecord[]> {
+    return (await this.page(viewer, options)).jobs;
+  }
+
+  /**
+   * One page of jobs by state, tool, requester, host, origin and creation time, from the job
+   * indexes (exact at any number of retained jobs), and how many match in all.
+   */
+  async page(viewer: Identity, options: JobListOptions = {}): Promise<JobPage> {
     requireAnyRole(viewer);
     const limit = Math.min(Math.max(options.limit ?? 20, 1), 200);
-    const jobs = await this.ctx.store.list(options.state ? 500 : limit, options.offset ?? 0);
-    return (options.state ? jobs.filter((j) => j.state === options.state) : jobs).slice(0, limit).map((j) => recordFor(j, accessOf(viewer, j, this.auth)));
+    const offset = Math.max(options.offset ?? 0, 0);
+    const states = options.states ?? (options.state !== undefined ? [options.state] : undefined);
+    const query = { states, tool: options.tool, requester: options.requester, host: options.host, origin: options.origin, since: options.since, until: options.until, offset, limit };
+    let found = await this.ctx.store.query(query);
+    let jobs = await this.ctx.store.records(found.ids);
+    // Records that expired since the last sweep left the indexes just now: read the page again.
+    if (jobs.length < found.ids.length) {
+      found = await this.ctx.store.query(query);
+      jobs = await this.ctx.store.records(found.ids);
+    }
+    const next = offset + found.ids.length < found.total ? offset + found.ids.length : undefined;
+    return { jobs: jobs.map((j) => recordFor(j, accessOf(viewer, j, this.auth))), total: found.total, offset, ...(next !== undefined ? { next } : {}) };
   }
 
   /** Events after `afterId`; output events only for viewers who may read the job's output. */

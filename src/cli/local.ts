@@ -8,6 +8,8 @@ import { createLogger } from '../log.js';
 import { Redactor } from '../../queues/redact.js';
 import { createRuntime, type Runtime } from '../runtime.js';
 import { findConfig } from './config-path.js';
+import { CastellanError } from '../../config/errors.js';
+import { formatFilterIssue, jobFilterSchema, listOptions, type JobListPage as ListPage, type JobListRequest } from '../present/job-list.js';
 
 export interface JobClient {
   readonly requester: Requester;
@@ -15,7 +17,7 @@ export interface JobClient {
   readonly filesRoot?: string | undefined;
   submit(tool: string, input: unknown, idempotencyKey?: string): Promise<{ job: JobView; duplicate: boolean }>;
   get(id: string): Promise<JobView>;
-  list(options: { limit?: number; state?: string }): Promise<JobView[]>;
+  list(options: JobListRequest): Promise<ListPage<JobView>>;
   events(id: string, afterId?: string): Promise<StampedEvent[]>;
   wait(id: string, timeoutMs: number, onEvent: (e: StampedEvent) => void, signal?: AbortSignal): Promise<JobView>;
   approve(id: string, reason?: string): Promise<JobView>;
@@ -42,7 +44,12 @@ export async function openLocal(configFlag: string | undefined, verbose: boolean
       return { job: view(job), duplicate };
     },
     get: async (id) => viewOfJob(s, await s.get(id, requester), requester, runtime.places),
-    list: async (o) => (await s.list(requester, { limit: o.limit, state: o.state as never })).map(view),
+    list: async (o) => {
+      const filter = jobFilterSchema.safeParse(o.filter ?? {});
+      if (!filter.success) throw new CastellanError('invalid_input', formatFilterIssue(filter.error));
+      const page = await s.page(requester, listOptions(filter.data, o));
+      return { jobs: page.jobs.map(view), total: page.total, ...(page.next !== undefined ? { next: page.next } : {}) };
+    },
     events: (id, afterId) => s.events(id, requester, afterId),
     wait: async (id, timeoutMs, onEvent, signal) => view(await s.wait(id, requester, timeoutMs, onEvent, signal)),
     approve: async (id, reason) => view(await s.approve(id, requester, reason)),

@@ -179,14 +179,29 @@ program
 // --- jobs ---------------------------------------------------------------------------
 program
   .command('jobs')
-  .description('Recent jobs, newest first')
-  .option('--state <state>', 'only jobs in this state')
+  .description('Jobs, newest first, filtered by state, tool, requester, host, origin and time')
+  .option('--state <state>', 'only jobs in this state (or several, comma-separated: queued,running)')
+  .option('--tool <tool>', 'only jobs of this tool')
+  .option('--requester <who>', 'only jobs requested by this subject or display name')
+  .option('--host <host>', "only jobs whose plan touches this host")
+  .option('--origin <origin>', 'only jobs requested through cli, mcp, slack, dashboard or api')
+  .option('--since <time>', 'only jobs created at or after this time (2026-11-29, 2026-11-29T08:00Z)')
+  .option('--until <time>', 'only jobs created at or before this time')
   .option('--limit <n>', 'how many', '20')
-  .action(async (opts: { state?: string; limit: string }) => {
+  .option('--offset <n>', 'skip this many', '0')
+  .action(async (opts: { state?: string; tool?: string; requester?: string; host?: string; origin?: string; since?: string; until?: string; limit: string; offset: string }) => {
+    const { limit, offset, ...filter } = opts;
     await withClient(async (client) => {
-      const jobs = await client.list({ limit: Number(opts.limit), state: opts.state });
-      if (globals().json) process.stdout.write(JSON.stringify(jobs, null, 2) + '\n');
-      else for (const j of jobs) process.stdout.write(jobRowText(j, textStyleFor(process.stdout)) + '\n');
+      const page = await client.list({ limit: Number(limit), offset: Number(offset), filter });
+      if (globals().json) {
+        process.stdout.write(JSON.stringify(page, null, 2) + '\n');
+        return;
+      }
+      for (const j of page.jobs) process.stdout.write(jobRowText(j, textStyleFor(process.stdout)) + '\n');
+      // How much is left goes to stderr: stdout stays one job a line for scripts.
+      const shown = Number(offset) + page.jobs.length;
+      if (page.jobs.length === 0) process.stderr.write('no jobs match\n');
+      else if (page.next !== undefined) process.stderr.write(`${page.jobs.length} of ${page.total}; more with --offset ${shown}\n`);
     });
     finish(0);
   });

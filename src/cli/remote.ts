@@ -13,6 +13,7 @@ import type { JobState } from '../../queues/states.js';
 import { CastellanError, ERROR_CODES, type ErrorCode } from '../../config/errors.js';
 import type { EventView, JobView, OutputPage } from '../present/job-view.js';
 import type { JobClient } from './local.js';
+import type { JobListPage as ListPage, JobListRequest } from '../present/job-list.js';
 
 export const TOKEN_ENV = 'CASTELLAN_TOKEN';
 
@@ -202,13 +203,15 @@ export class RemoteClient {
     return (await this.request<{ job: JobView }>('GET', `jobs/${encodeURIComponent(jobId)}`)).job;
   }
 
-  async list(options: { limit?: number; offset?: number; state?: JobState } = {}): Promise<JobView[]> {
+  /** A page of jobs; `filter` is passed as the API's query (state, tool, requester, host, origin, since, until). */
+  async list(options: JobListRequest = {}): Promise<ListPage<JobView>> {
     const query = new URLSearchParams();
     if (options.limit !== undefined) query.set('limit', String(options.limit));
     if (options.offset !== undefined) query.set('offset', String(options.offset));
-    if (options.state !== undefined) query.set('state', options.state);
+    for (const [name, value] of Object.entries(options.filter ?? {})) if (value !== undefined) query.set(name, value);
     const qs = query.toString();
-    return (await this.request<{ jobs: JobView[] }>('GET', `jobs${qs ? `?${qs}` : ''}`)).jobs;
+    const page = await this.request<{ jobs: JobView[]; total?: number; next_offset?: number }>('GET', `jobs${qs ? `?${qs}` : ''}`);
+    return { jobs: page.jobs, total: page.total ?? page.jobs.length, ...(page.next_offset !== undefined ? { next: page.next_offset } : {}) };
   }
 
   /** Events after `after`; with `waitMs`, the server holds the request until one comes (long poll). */
@@ -296,7 +299,7 @@ export async function openRemoteJobClient(options: RemoteClientOptions): Promise
       return { job, duplicate };
     },
     get: (id) => remote.get(id),
-    list: (o) => remote.list({ limit: o.limit, state: o.state as JobState | undefined }),
+    list: (o) => remote.list(o),
     async events(id, afterId = '0') {
       const all: StampedEvent[] = [];
       let after = afterId;

@@ -8,12 +8,13 @@ import { z } from 'zod';
 import { visibleRisks } from '../../auth/policy.js';
 import type { Identity, Origin, Requester } from '../../auth/types.js';
 import type { ReplyAddress } from '../../queues/records.js';
-import { JOB_STATES, isFinal } from '../../queues/states.js';
+import { isFinal } from '../../queues/states.js';
 import { annotations, inputJsonSchema, outputJsonSchema } from '../../tools/registry.js';
 import type { AnyTool } from '../../tools/registry.js';
 import { CastellanError } from '../../config/errors.js';
 import type { Runtime } from '../runtime.js';
 import { eventView, jobView, outputPage, viewOfJob } from '../present/job-view.js';
+import { jobFilterShape, listOptions } from '../present/job-list.js';
 import { verifiedRequester } from './resource-server.js';
 
 export const API_PREFIX = '/api/v1';
@@ -50,8 +51,8 @@ const submitQuery = z.object({
 const decisionBody = z.object({ reason: z.string().max(1000).optional() }).strict();
 const listQuery = z.object({
   limit: z.coerce.number().int().min(1).max(200).optional(),
-  offset: z.coerce.number().int().min(0).max(100_000).optional(),
-  state: z.enum(JOB_STATES).optional(),
+  offset: z.coerce.number().int().min(0).max(10_000_000).optional(),
+  ...jobFilterShape,
 });
 const eventsQuery = z.object({
   after: z.string().regex(/^(0|\d{1,20}-\d{1,20})$/, { error: 'expected an event id like 1712345678901-0 (or 0 for the start)' }).optional(),
@@ -166,8 +167,8 @@ export function apiRouter(runtime: Runtime, options: ApiOptions): express.Router
   router.get('/jobs', async (req, res) => {
     const requester = requesterOf(req);
     const query = parse(listQuery, req.query, 'query');
-    const jobs = await service.list(requester, { limit: query.limit, offset: query.offset, state: query.state });
-    res.json({ jobs: jobs.map((j) => jobView(j, { places: runtime.places })) });
+    const page = await service.page(requester, listOptions(query, query));
+    res.json({ jobs: page.jobs.map((j) => jobView(j, { places: runtime.places })), total: page.total, offset: page.offset, ...(page.next !== undefined ? { next_offset: page.next } : {}) });
   });
 
   router.get('/jobs/:id', async (req, res) => {

@@ -2,6 +2,7 @@
 // and annotations derived from its definition) plus the job tools an AI client needs to follow
 // what it started. A tool call here submits a job through JobService like every other front
 // end; policy (roles, approvals, read-only mode) is decided there, not here.
+import { jobFilterShape, listOptions } from '../present/job-list.js';
 import { visibleInline, visibleJson } from '../../config/visible.js';
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
@@ -252,11 +253,12 @@ export const JOB_TOOLS: readonly McpTool[] = [
   jobTool({
     name: 'jobs_list',
     title: 'List jobs',
-    description: 'Recent jobs, newest first, optionally only those in one state (e.g. awaiting_approval, running).',
+    description: 'Jobs newest first, filtered by state (e.g. awaiting_approval), tool, requester, host, origin and time.',
     input: z
       .object({
         limit: z.number().int().min(1).max(100).default(20),
-        state: z.enum(JOB_STATES).optional().describe('Only jobs in this state.'),
+        offset: z.number().int().min(0).default(0).describe('Skip this many (the answer says the next offset).'),
+        ...jobFilterShape,
       })
       .strict(),
     output: z.object({
@@ -271,10 +273,13 @@ export const JOB_TOOLS: readonly McpTool[] = [
           reason: z.string().optional(),
         }),
       ),
+      total: z.number(),
+      next_offset: z.number().optional(),
     }),
     readOnly: true,
     async run(args, call) {
-      const jobs = await call.runtime.service.list(call.requester, { limit: args.limit, state: args.state });
+      const page = await call.runtime.service.page(call.requester, listOptions(args, args));
+      const jobs = page.jobs;
       const rows = jobs.map((j) => ({
         job_id: j.id,
         tool: j.tool,
@@ -284,8 +289,9 @@ export const JOB_TOOLS: readonly McpTool[] = [
         hosts: j.plan.hosts.length,
         ...(j.reason !== undefined ? { reason: j.reason } : {}),
       }));
-      const text = rows.map((r) => `${r.job_id} ${r.tool} ${r.state} (${visibleInline(r.requester.display_name)} via ${r.requester.origin}, ${r.created_at})`).join('\n');
-      return structured({ jobs: rows }, `${text || 'no jobs'}\n${visibleJson({ jobs: rows })}`);
+      const text = rows.map((r) => `${r.job_id} ${r.tool} ${r.state.replaceAll('_', ' ')} (${visibleInline(r.requester.display_name)} via ${r.requester.origin}, ${r.created_at})`).join('\n');
+      const more = page.next !== undefined ? `\n${rows.length} of ${page.total}; call jobs_list with offset ${page.next} for more.` : '';
+      return structured({ jobs: rows, total: page.total, ...(page.next !== undefined ? { next_offset: page.next } : {}) }, `${text || 'no jobs match'}${more}`);
     },
   }),
   jobTool({

@@ -100,7 +100,13 @@ describe('RemoteClient against the API', () => {
     expect(page).toMatchObject({ total_hosts: 2, next_offset: 1 });
     expect(page.hosts).toHaveLength(1);
     const listed = await client.list({ limit: 5 });
-    expect(listed.map((j) => j.id)).toContain(job.id);
+    expect(listed.jobs.map((j) => j.id)).toContain(job.id);
+    // Filters go through the API's query to the job indexes.
+    const filtered = await client.list({ filter: { tool: job.tool, host: job.plan.hosts[0], state: 'succeeded' } });
+    expect(filtered.jobs.map((j) => j.id)).toContain(job.id);
+    expect(filtered.jobs.every((j) => j.tool === job.tool && j.state === 'succeeded' && j.plan.hosts.includes(job.plan.hosts[0] ?? ''))).toBe(true);
+    expect((await client.list({ filter: { tool: 'no_such_tool' } })).total).toBe(0);
+    await expect(client.list({ filter: { state: 'runing' } })).rejects.toThrow(/unknown state 'runing'/);
   });
 
   it('gives the same job for the same idempotency key', async () => {
