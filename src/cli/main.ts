@@ -184,7 +184,7 @@ program
   .option('--tool <tool>', 'only jobs of this tool')
   .option('--requester <who>', 'only jobs requested by this subject or display name')
   .option('--host <host>', "only jobs whose plan touches this host")
-  .option('--origin <origin>', 'only jobs requested through cli, mcp, slack, dashboard or api')
+  .option('--origin <origin>', 'only jobs requested through cli, mcp, slack or dashboard')
   .option('--since <time>', 'only jobs created at or after this time (2026-11-29, 2026-11-29T08:00Z)')
   .option('--until <time>', 'only jobs created at or before this time')
   .option('--limit <n>', 'how many', '20')
