@@ -107,6 +107,18 @@ describe('castellan CLI through the pipeline', () => {
     const r = await c.cli(['jobs', '--limit', '5']);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/succeeded\s+ping/);
+    // Filters read the job indexes: only ping jobs on node02 that succeeded, each one a line.
+    const filtered = await c.cli(['jobs', '--tool', 'ping', '--host', 'node02', '--state', 'succeeded', '--limit', '50']);
+    expect(filtered.code).toBe(0);
+    const lines = filtered.stdout.trim().split('\n');
+    expect(lines.length).toBeGreaterThan(0);
+    for (const line of lines) expect(line).toMatch(/^j[a-z0-9]+\s+succeeded\s+ping\s/);
+    const none = await c.cli(['jobs', '--tool', 'reboot', '--host', 'node02']);
+    expect(none.stdout).toBe('');
+    expect(none.stderr).toContain('no jobs match');
+    const bad = await c.cli(['jobs', '--state', 'runing']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/--state: unknown state 'runing'/);
   });
 
   it('refuses a changed host key, and pins a new one only when told to, explicitly', async () => {
