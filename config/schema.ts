@@ -66,8 +66,6 @@ export interface LimitSettings {
   /** Output kept per host (stdout and stderr together) and per job; the rest is cut with a marker. */
   readonly outputPerHostBytes: number;
   readonly outputPerJobBytes: number;
-  /** Finished jobs' records are dropped oldest first once their stored size passes this (0: off). */
-  readonly retentionBytes: number;
   /** JSON-RPC batches on /mcp: refused, or each message counted against the rate limit. */
   readonly mcpBatches: 'refuse' | 'count';
 }
@@ -570,7 +568,6 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
       rate: z.strictObject({ per_minute: count(0, 60), burst: count(1, 30) }).prefault({}),
       output_per_host: size('1MiB'),
       output_per_job: size('8MiB'),
-      retention_bytes: size('512MiB'),
       mcp_batches: z.enum(['refuse', 'count']).default('refuse'),
     })
     .transform(
@@ -581,7 +578,6 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
         rate: { perMinute: v.rate.per_minute, burst: v.rate.burst },
         outputPerHostBytes: v.output_per_host,
         outputPerJobBytes: v.output_per_job,
-        retentionBytes: v.retention_bytes,
         mcpBatches: v.mcp_batches,
       }),
     )

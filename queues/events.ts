@@ -109,20 +109,40 @@ export class ThrottledPublisher {
   /** Events waiting for the next write; at 1000 hosts, one XADD round trip each would trail the fan-out. */
   private queued: JobEvent[] = [];
 
+  /** Output characters accepted so far; past `maxOutputChars` the preview stops (once, with a marker). */
+  private outputSent = 0;
+  private outputStopped = false;
+
   constructor(
     private readonly events: JobEvents,
     private readonly jobId: string,
     private readonly intervalMs = 250,
     private readonly maxChunkChars = 4096,
+    /** Live output kept in the job's event stream (limits.output_per_job). */
+    private readonly maxOutputChars = Number.POSITIVE_INFINITY,
   ) {}
 
   emit(event: JobEvent): void {
     if (event.type === 'output') {
+      if (this.outputStopped) return;
+      const room = this.maxOutputChars - this.outputSent;
+      const spent = event.text.length >= room;
+      const piece = spent ? event.text.slice(0, Math.max(0, room)) : event.text;
+      this.outputSent += piece.length;
       const key = `${event.step}\u0000${event.host}\u0000${event.stream}`;
       const current = this.pending.get(key);
-      const text = (current?.text ?? '') + event.text;
+      const text = (current?.text ?? '') + piece;
       // Progress is a preview: the full (capped) output lives in the result.
       this.pending.set(key, { ...event, text: text.length > this.maxChunkChars ? text.slice(0, this.maxChunkChars) : text });
+      if (spent) {
+        // The preview's budget (limits.output_per_job) is spent: publish what fits, say so once.
+        // Held-back tails are dropped, not released: a secret cut in half must not show its first half.
+        this.outputStopped = true;
+        this.flush(false);
+        this.pending.clear();
+        this.enqueue({ ...event, text: `\n[… live output preview stopped: limits.output_per_job of ${this.maxOutputChars} bytes reached; the result keeps what fits]\n` });
+        return;
+      }
       this.timer ??= setTimeout(() => this.flush(false), this.intervalMs);
       return;
     }

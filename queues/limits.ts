@@ -20,7 +20,6 @@ export const DEFAULT_LIMITS: LimitSettings = {
   rate: { perMinute: 60, burst: 30 },
   outputPerHostBytes: 1024 * 1024,
   outputPerJobBytes: 8 * 1024 * 1024,
-  retentionBytes: 512 * 1024 * 1024,
   mcpBatches: 'refuse',
 };
 

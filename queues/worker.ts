@@ -16,6 +16,8 @@ import type { HostStatus } from '../tools/host-result.js';
 import type { QueueContext } from './context.js';
 import { ThrottledPublisher } from './events.js';
 import { foldOutputs } from './fold.js';
+import { boundResult } from './output-budget.js';
+import { DEFAULT_LIMITS } from './limits.js';
 import { bindPlan, boundPlanHash, describeChanges } from './plan-binding.js';
 import type { HostOutcome, JobDoc, JobRecord, JobResult } from './records.js';
 import { runPlan } from './runner.js';
@@ -253,7 +255,7 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
   const { running, id: workerId } = here;
   const m = metrics();
   const tool = ctx.tools.get(record.tool);
-  const publisher = new ThrottledPublisher(ctx.events, record.id);
+  const publisher = new ThrottledPublisher(ctx.events, record.id, undefined, undefined, (ctx.settings.limits ?? DEFAULT_LIMITS).outputPerJobBytes);
   const controller = new AbortController();
   // Every host in flight listens on this signal (a 64-host window exceeds the default 10).
   setMaxListeners(0, controller.signal);
@@ -379,12 +381,16 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
           data = { summary_error: errorMessage(err) };
         }
       }
-      result = {
-        hosts,
-        steps: outcome.steps,
-        folded: foldOutputs(hosts.map((h) => ({ host: h.host, status: h.status, text: foldText(h) }))),
-        data,
-      };
+      // Bounded as stored (limits.output_per_host / output_per_job); `data` saw all of it.
+      result = boundResult(
+        {
+          hosts,
+          steps: outcome.steps,
+          folded: foldOutputs(hosts.map((h) => ({ host: h.host, status: h.status, text: foldText(h) }))),
+          data,
+        },
+        ctx.settings.limits ?? DEFAULT_LIMITS,
+      );
     }
 
     const state = finalState(result.hosts, stopReason);
@@ -756,13 +762,16 @@ async function mergeShards(ctx: QueueContext, job: Job<{ id: string; sites: stri
     }
   }
   const unknownHosts = inPlanOrder(record, [...unknown]);
-  const result: JobResult = {
-    hosts: merged.hosts,
-    steps: merged.steps,
-    folded: foldOutputs(merged.hosts.map((h) => ({ host: h.host, status: h.status, text: foldText(h) }))),
-    data,
-    ...(unknownHosts.length ? { unknownHosts } : {}),
-  };
+  const result: JobResult = boundResult(
+    {
+      hosts: merged.hosts,
+      steps: merged.steps,
+      folded: foldOutputs(merged.hosts.map((h) => ({ host: h.host, status: h.status, text: foldText(h) }))),
+      data,
+      ...(unknownHosts.length ? { unknownHosts } : {}),
+    },
+    ctx.settings.limits ?? DEFAULT_LIMITS,
+  );
   let state = finalState(result.hosts, worst?.reason);
   const notes = parts.flatMap((p) => p.notes ?? []);
   let reason = worst ? worst.detail : summaryLine(result.hosts);

@@ -17,7 +17,10 @@ beforeAll(async () => {
     redisUrl: redis.url,
     nodes: 2,
     tokenFormat: 'opaque',
-    config: { limits: { max_hosts: 64, rate: { per_minute: 6, burst: 3 }, jobs_per_requester: 2, read_timeout: '30s' } },
+    config: {
+      limits: { max_hosts: 64, rate: { per_minute: 6, burst: 3 }, jobs_per_requester: 2, read_timeout: '30s', output_per_host: '2KiB', output_per_job: '5KiB' },
+      policy: { tool_risk: { exec: 'change' } },
+    },
   });
   await h.startWorker();
 }, 120_000);
@@ -146,5 +149,32 @@ describe('read tools cannot hold a worker (limits.read_timeout)', () => {
     expect(job?.timeout_ms).toBeLessThanOrEqual(30_000);
     for (const step of job?.plan.batches.flatMap((b) => b.steps) ?? []) expect(step.timeout_ms).toBeLessThanOrEqual(30_000);
     expect(job?.plan.batches.length).toBeGreaterThan(0);
+  });
+});
+
+describe('stored output is bounded per host and per job (limits.output_per_host, output_per_job)', () => {
+  it('each cut is marked with the limit that made it, in the result and in the live preview', async () => {
+    const token = await h.token('alice');
+    const response = await fetch(`${h.base}/api/v1/jobs?wait=20s`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ tool: 'exec', input: { targets: 'node01,node02', command: "head -c 3000 /dev/zero | tr '\\0' a" } }),
+    });
+    const { job } = (await response.json()) as { job: { id: string; state: string } };
+    expect(job.state).toBe('succeeded');
+    const page = (await (await fetch(`${h.base}/api/v1/jobs/${job.id}/output?max_chars=100000`, { headers: { authorization: `Bearer ${token}` } })).json()) as {
+      folded: Array<{ text: string }>;
+      hosts: Array<{ host: string; stdout: string; truncated: boolean }>;
+    };
+    expect(page.folded[0]?.text).toMatch(/^a{2048}\n\[… 952 more bytes of output not kept \(limits\.output_per_host\)\]$/);
+    const [first, second] = page.hosts;
+    expect(first).toMatchObject({ truncated: true });
+    expect(first?.stdout).toMatch(/^a{2048}\n\[… 952 more bytes .*limits\.output_per_host/);
+    // 5 KiB per job: 2 KiB folded + 2 KiB node01 leaves 1 KiB for node02.
+    expect(second?.stdout).toMatch(/^a{1024}\n\[… 1976 more bytes .*limits\.output_per_job/);
+    const events = (await (await fetch(`${h.base}/api/v1/jobs/${job.id}/events`, { headers: { authorization: `Bearer ${token}` } })).json()) as { events: Array<{ event: { type: string; text?: string } }> };
+    const preview = events.events.filter((e) => e.event.type === 'output').map((e) => e.event.text ?? '').join('');
+    expect(preview).toMatch(/live output preview stopped: limits\.output_per_job/);
+    expect(preview.replace(/\n\[….*\]\n/, '').length).toBeLessThanOrEqual(5120 + 4096);
   });
 });
