@@ -15,7 +15,7 @@ import { endJob, type FinalState } from './endings.js';
 import { runningKey, type RunningEntry, type WorkerRegistry } from './heartbeat.js';
 import type { LedgerEntry } from './ledger.js';
 import type { JobDoc, JobRecord } from './records.js';
-import { shardLabel, type ShardBoard, type ShardDoc } from './shards.js';
+import { shardLabel, shardQueueName, type ShardBoard, type ShardDoc } from './shards.js';
 import { isFinal } from './states.js';
 import type { PlanStep } from '../tools/types.js';
 
@@ -157,6 +157,10 @@ async function reconcileEntry(ctx: QueueContext, board: ShardBoard, self: string
     const entries = (await ctx.ledger.unfinished(record.id)).filter((e) => shardHosts.has(e.host) && e.worker === entry.worker);
     if ((await board.notes(record.id, entry.site)) === undefined) await board.saveNotes(record.id, entry.site, await checkHosts(ctx, record, entries));
     await board.halt(record.id, `the worker running ${shardLabel(entry.site)} (${entry.worker}) is gone`);
+    // Its site may have no other worker to redeliver it: release the parent from waiting for
+    // it, so the job ends once the other shards have (the merge reports this shard from the
+    // notes just written).
+    await releaseShard(ctx, entry.site, entry.bullId);
     await forget();
     return;
   }
@@ -166,4 +170,15 @@ async function reconcileEntry(ctx: QueueContext, board: ShardBoard, self: string
   ctx.logger.info({ jobId: record.id, worker: entry.worker }, 'reconciling a job whose worker is gone');
   await reconcileOrphan(ctx, record, why);
   await forget();
+}
+
+async function releaseShard(ctx: QueueContext, site: string, bullId: string): Promise<void> {
+  const { Queue, Job } = await import('bullmq');
+  const queue = new Queue(shardQueueName(ctx.queueName, site), { connection: ctx.redis, prefix: `${ctx.keys.prefix}:bull` });
+  try {
+    const child = await Job.fromId(queue, bullId);
+    if (child?.parentKey) await child.removeChildDependency();
+  } finally {
+    await queue.close();
+  }
 }

@@ -739,10 +739,27 @@ async function mergeShards(ctx: QueueContext, job: Job<{ id: string; sites: stri
   const split = splitBySite(record.plan, inventory);
   const parts = [...values];
   const unknown = new Set(values.flatMap((v) => v.unknownHosts ?? []));
+  const board = new ShardBoard(ctx.redis, ctx.keys);
   for (const site of sites) {
     if (parts.some((p) => p.site === site)) continue;
-    // A shard BullMQ gave up on (its worker died twice): its started hosts are unknown.
     const hosts = split.get(site) ?? [];
+    const checked = await board.notes(id, site);
+    if (checked) {
+      // Its worker is gone and a reconciler checked its hosts on the nodes.
+      const why = `the worker running ${shardLabel(site)} is gone`;
+      for (const h of checked.unknown) unknown.add(h);
+      const unknownHere = new Set(checked.unknown);
+      parts.push({
+        site,
+        worker: '',
+        hosts: hosts.map((h) => notRunOutcome(h, unknownHere.has(h) ? `outcome unknown: ${why}` : `not started: ${why}`, unknownHere.has(h) ? 'failed' : 'skipped')),
+        steps: [],
+        stop: { reason: 'crash', detail: why },
+        notes: checked.notes,
+      });
+      continue;
+    }
+    // A shard BullMQ gave up on (its worker died twice): its started hosts are unknown.
     const started = new Set((await ctx.ledger.unfinished(id)).map((e) => e.host));
     const why = `${shardLabel(site)} gave up: ${Object.values(failures).join('; ') || 'no result'}`;
     for (const h of hosts) if (started.has(h)) unknown.add(h);
@@ -779,6 +796,6 @@ async function mergeShards(ctx: QueueContext, job: Job<{ id: string; sites: stri
   if (notes.length) reason += `. Checked on the nodes: ${notes.join('; ')}`;
   if (record.state === 'queued' && state !== 'cancelled') state = 'failed';
   await endJob(ctx, record, state, { reason, result, from: ['running', 'queued'] });
-  await new ShardBoard(ctx.redis, ctx.keys).forget(id).catch(() => undefined);
+  await board.forget(id).catch(() => undefined);
   return { state };
 }

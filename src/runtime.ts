@@ -25,6 +25,9 @@ import { ExecutionLedger } from '../queues/ledger.js';
 import { JobStore } from '../queues/records.js';
 import { JobService } from '../queues/service.js';
 import { startWorker, type WorkerHandle, type WorkerOptions } from '../queues/worker.js';
+import { WorkerRegistry } from '../queues/heartbeat.js';
+import { reconcileLoop, type Reconciler } from '../queues/orphans.js';
+import { ShardBoard } from '../queues/shards.js';
 import { catalogue } from '../tools/index.js';
 import type { Risk, ToolDefinition } from '../tools/types.js';
 import { CastellanError, errorMessage } from '../config/errors.js';
@@ -116,6 +119,10 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
   const auth = authConfigFromSettings(config);
   const service = new JobService(ctx, auth);
   const workers: WorkerHandle[] = [];
+  // A server without a worker still ends the jobs of workers that are gone (a cancel of an
+  // orphaned job must not wait for some worker to start); workers run their own loop.
+  const reconciler: Reconciler | undefined =
+    options.mode === 'server' ? reconcileLoop(ctx, new WorkerRegistry(redis, k), new ShardBoard(redis, k), `server-${process.pid}`, 1000) : undefined;
 
   return {
     config,
@@ -136,6 +143,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
       return w;
     },
     async close() {
+      await reconciler?.stop();
       for (const w of workers.splice(0)) await w.close();
       await ctx.cancel.close();
       await ctx.hub.close();

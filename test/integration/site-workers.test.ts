@@ -18,6 +18,9 @@ import { runPlan } from '../../queues/runner.js';
 import { ShardBoard, shardPlan, splitBySite } from '../../queues/shards.js';
 import type { Plan } from '../../tools/types.js';
 import { CLI, useCastellan } from '../support/castellan.js';
+import { pgrepFull } from '../support/processes.js';
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 
 const ROLE_MAP = { admin: ['admins'], operator: ['ops'], approver: ['leads'], viewer: ['everyone'] };
 const person = (subject: string, groups: string[]): Requester => ({ subject, displayName: subject, groups, roles: rolesForGroups(groups, ROLE_MAP), origin: 'cli' });
@@ -33,9 +36,11 @@ writeFileSync(
 
 const c = useCastellan({ nodes: 5, worker: false, extraInventory: varsFile, config: { jobs: { worker: { lock_duration: '2s', stalled_interval: '1s' } } } });
 const children: ChildProcess[] = [];
+const bySite = new Map<string, { child: ChildProcess; id: string }>();
 afterAll(async () => {
   for (const child of children) child.kill('SIGTERM');
-  await Promise.all(children.map((child) => new Promise<void>((r) => (child.exitCode !== null ? r() : child.once('exit', () => r())))));
+  // A graceful stop (SIGTERM) of an idle worker ends it.
+  await Promise.all(children.map((child) => new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())))));
   await rm(varsDir, { recursive: true, force: true });
 });
 
@@ -60,6 +65,8 @@ function startWorkerProcess(configFile: string, sites: string[]): Promise<{ chil
 describe('site workers', () => {
   it('a job spanning two sites runs each host on a worker of its site and reads as one job', async () => {
     const [a, b] = await Promise.all([startWorkerProcess(c.configFile, ['rack-a']), startWorkerProcess(c.configFile, ['rack-b'])]);
+    bySite.set('rack-a', a);
+    bySite.set('rack-b', b);
     const { job } = await c.runtime.service.submit({ tool: 'exec', input: { targets: 'node[01-04]', command: 'echo "ran on $CASTELLAN_RUN"' }, requester: oscar, replyTo: { kind: 'cli' } });
     await c.runtime.service.approve(job.id, april);
     const final = await c.runtime.service.wait(job.id, oscar, 90_000);
@@ -108,6 +115,35 @@ describe('site workers', () => {
     const final = await c.runtime.service.wait(job.id, oscar, 90_000);
     expect(final.state).toBe('succeeded');
     expect(final.result?.hosts.map((h) => `${h.host}:${h.status}`)).toEqual(['node01:ok', 'node05:ok']);
+  }, 180_000);
+});
+
+describe('a site worker that dies mid-shard', () => {
+  it('its hosts are checked on the nodes, the other site finishes its batch, the job ends interrupted and says why', async () => {
+    const b = bySite.get('rack-b')!;
+    const tag = `castellan-shard-${randomBytes(4).toString('hex')}`;
+    const ranFile = `/tmp/${tag}.log`;
+    const slow = c.lab.nodes.filter((n) => n.name === 'node03' || n.name === 'node04').map((n) => n.address);
+    const command = `echo ran >> ${ranFile}; case "$SSH_CONNECTION" in *" ${slow[0]} "*|*" ${slow[1]} "*) sleep 120 ;; *) sleep 3 ;; esac # ${tag}`;
+    const { job } = await c.runtime.service.submit({ tool: 'exec', input: { targets: 'node[01-04]', command }, requester: oscar, replyTo: { kind: 'cli' } });
+    await c.runtime.service.approve(job.id, april);
+    const lines = async (): Promise<number> => (await readFile(ranFile, 'utf8').catch(() => '')).trim().split('\n').filter(Boolean).length;
+    for (let i = 0; i < 300 && (await lines()) < 4; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await lines()).toBe(4);
+    b.child.kill('SIGKILL');
+
+    const final = await c.runtime.service.wait(job.id, oscar, 90_000);
+    expect(final.state).toBe('interrupted');
+    expect(final.reason).toMatch(/the worker running site rack-b is gone; outcome unknown on: node03, node04\. Checked on the nodes: node03: (its run had already ended|was still running, stopped[^;]*); node04: /);
+    expect(final.result?.hosts.map((h) => `${h.host}:${h.status}`)).toEqual(['node01:ok', 'node02:ok', 'node03:failed', 'node04:failed']);
+    expect([...(final.result?.unknownHosts ?? [])]).toEqual(['node03', 'node04']);
+    let left = pgrepFull(tag);
+    for (let i = 0; i < 40 && left !== ''; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      left = pgrepFull(tag);
+    }
+    expect(left).toBe('');
+    expect(await lines()).toBe(4);
   }, 180_000);
 });
 
