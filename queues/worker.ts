@@ -534,6 +534,8 @@ function siteCount(split: ReadonlyMap<string, readonly string[]>): string {
  * shard starts; it says which sites have no live worker to start theirs.
  */
 async function dispatch(ctx: QueueContext, here: Here, record: JobRecord, plan: JobDoc['plan'], split: ReadonlyMap<string, readonly string[]>, inventory: Inventory): Promise<{ state: JobState }> {
+  // Already split by an earlier delivery (its worker died before closing the entry job).
+  if (await mergeQueueJobExists(ctx, record.id)) return { state: record.state };
   const sites = [...split.keys()];
   const attempt = record.risk === 'read' ? record.attempt + 1 : 0;
   const keep = {
