@@ -33,8 +33,12 @@ const { values } = parseArgs({
     nodes: { type: 'string', default: '2000' },
     jobs: { type: 'string', default: '600' },
     runs: { type: 'string', default: '3' },
+    /** list_nodes: inventory only (no SSH): the queue's own figure. */
+    tool: { type: 'string', default: 'ping' },
+    'no-fanout': { type: 'boolean', default: false },
   },
 });
+const TOOL = values.tool === 'list_nodes' ? 'list_nodes' : 'ping';
 const NODES = Number(values.nodes);
 const JOBS = Number(values.jobs);
 const RUNS = Number(values.runs);
@@ -125,11 +129,11 @@ async function throughput(configFile: string, workers: number, fleet: Fleet): Pr
     // Trivial jobs: one of 16 nodes each, over connections the warm-up opened (the figure is
     // the job pipeline's, not SSH handshakes').
     const target = (i: number): string => fleet.nodes[i % Math.min(16, fleet.nodes.length)]!.name;
-    const warm = await Promise.all(Array.from({ length: 64 }, (_, i) => runtime.service.submit({ tool: 'ping', input: { targets: target(i) }, requester, replyTo: { kind: 'cli' } })));
+    const warm = await Promise.all(Array.from({ length: 64 }, (_, i) => runtime.service.submit({ tool: TOOL, input: { targets: target(i) }, requester, replyTo: { kind: 'cli' } })));
     await waitAll(runtime, warm.map((w) => w.job.id), 120_000);
     const t0 = performance.now();
     const submitted = await Promise.all(
-      Array.from({ length: JOBS }, (_, i) => runtime.service.submit({ tool: 'ping', input: { targets: target(i) }, requester, replyTo: { kind: 'cli' } })),
+      Array.from({ length: JOBS }, (_, i) => runtime.service.submit({ tool: TOOL, input: { targets: target(i) }, requester, replyTo: { kind: 'cli' } })),
     );
     const ids = submitted.map((s) => s.job.id);
     await waitAll(runtime, ids, 600_000);
@@ -199,20 +203,22 @@ async function main(): Promise<void> {
     for (const workers of [1, 2, 4]) {
       const file = plain(`tp${workers}`);
       await writeConfig(file, fleet, redis.url, `tp${workers}`, [fleet.inventoryFile]);
-      log(`throughput: ${JOBS} ping jobs, ${workers} worker process(es)`);
+      log(`throughput: ${JOBS} ${TOOL} jobs, ${workers} worker process(es)`);
       const row = await throughput(file, workers, fleet);
       log(`throughput: ${workers} worker(s): ${row.jobsPerSecond.toFixed(1)} jobs/s, enqueue→start p99 ${row.startP99Ms.toFixed(0)} ms`);
       rows.push(row);
     }
 
+    const fan: FanoutRow[] = [];
+    if (!values['no-fanout']) {
     const unsited = plain('fan-plain');
     await writeConfig(unsited, fleet, redis.url, 'fanplain', [fleet.inventoryFile]);
     const sited = plain('fan-sites');
     await writeConfig(sited, fleet, redis.url, 'fansites', [fleet.inventoryFile, sitesFile]);
-    const fan: FanoutRow[] = [];
     fan.push(await fanout('1 worker, no sites (one job, no shards)', unsited, [[]]));
     fan.push(await fanout('1 worker serving all 4 sites (4 shards, one process)', sited, [SITES]));
     fan.push(await fanout('4 site workers (one per site)', sited, SITES.map((s) => [s])));
+    }
 
     const base = rows[0]!;
     const lines = [
@@ -220,18 +226,22 @@ async function main(): Promise<void> {
       '',
       `Machine: ${os.cpus().length} CPU(s), ${os.cpus()[0]?.model ?? ''}; Node ${process.version}. Fake-node farm of ${NODES} nodes in its own process; one private Redis; workers are separate \`castellan worker\` processes (concurrency 8).`,
       '',
-      `## Throughput of trivial jobs (${JOBS} \`ping\` jobs of one node each, 16 nodes over warm connections, submitted at once)`,
+      `## Throughput of trivial jobs (${JOBS} \`${TOOL}\` jobs of one node each${TOOL === 'ping' ? ', 16 nodes over warm connections' : ' (inventory only, no SSH)'}, submitted at once)`,
       '',
       '| Worker processes | Drain time | Jobs/s | × 1 worker | Enqueue → start p50 | p99 |',
       '|---|---|---|---|---|---|',
       ...rows.map((r) => `| ${r.workers} | ${r.seconds.toFixed(2)} s | ${r.jobsPerSecond.toFixed(1)} | ${(r.jobsPerSecond / base.jobsPerSecond).toFixed(2)} | ${r.startP50Ms.toFixed(0)} ms | ${r.startP99Ms.toFixed(0)} ms |`),
       '',
-      `## One fan-out job to ${NODES} nodes in ${SITES.length} sites (\`ping\` of all, warm pools, median of ${RUNS})`,
-      '',
-      '| Configuration | Median | Runs | Hosts ok | × 1 worker, no sites |',
-      '|---|---|---|---|---|',
-      ...fan.map((f) => `| ${f.label} | ${f.median.toFixed(2)} s | ${f.runs.map((r) => r.toFixed(2)).join(', ')} | ${f.hostsOk} | ${(fan[0]!.median / f.median).toFixed(2)} |`),
-      '',
+      ...(fan.length
+        ? [
+            `## One fan-out job to ${NODES} nodes in ${SITES.length} sites (\`ping\` of all, warm pools, median of ${RUNS})`,
+            '',
+            '| Configuration | Median | Runs | Hosts ok | × 1 worker, no sites |',
+            '|---|---|---|---|---|',
+            ...fan.map((f) => `| ${f.label} | ${f.median.toFixed(2)} s | ${f.runs.map((r) => r.toFixed(2)).join(', ')} | ${f.hostsOk} | ${(fan[0]!.median / f.median).toFixed(2)} |`),
+            '',
+          ]
+        : []),
       '"× 1 worker" above 1 means faster. The second row against the first is the pipeline overhead of sharding (a flow, a barrier per batch, the merge); the third adds the parallelism of one process per site, which only pays where there are cores (or machines) to run them: here the farm, Redis and the workers share the same CPUs.',
       '',
     ];
