@@ -64,7 +64,10 @@ export class Heartbeat {
   /** Note the start of a BullMQ job here (and in the running list reconcilers read). */
   async running(bullId: string, entry: Omit<RunningEntry, 'worker'>): Promise<void> {
     this.jobs.add(bullId);
-    await this.redis.hset(runningKey(this.keys), bullId, JSON.stringify({ ...entry, worker: this.beat.id }));
+    // A redelivery keeps the entry of the worker that started it: if that worker is frozen
+    // rather than dead, it is the one a reconciler must watch (and its entry goes only when
+    // the job has been reconciled or has ended).
+    await this.redis.hsetnx(runningKey(this.keys), bullId, JSON.stringify({ ...entry, worker: this.beat.id }));
   }
 
   async done(bullId: string): Promise<void> {

@@ -17,6 +17,7 @@ import type { LedgerEntry } from './ledger.js';
 import type { JobDoc, JobRecord } from './records.js';
 import { shardLabel, shardQueueName, type ShardBoard, type ShardDoc } from './shards.js';
 import { isFinal } from './states.js';
+import { sleep } from './sleep.js';
 import type { PlanStep } from '../tools/types.js';
 
 export interface HostCheck {
@@ -70,6 +71,16 @@ export async function checkHosts(ctx: QueueContext, record: JobDoc, entries: rea
  * if a cancel was asked for, else `interrupted`. Returns the state the job is in afterwards.
  */
 export async function reconcileOrphan(ctx: QueueContext, record: JobRecord, why: string): Promise<JobRecord['state']> {
+  // One checker per job: a second one (the BullMQ redelivery racing the reconcile loop) would
+  // find the runs the first just stopped and report them "already ended".
+  if (!(await exclusive(ctx, `job:${record.id}`))) {
+    for (let i = 0; i < 240; i++) {
+      const state = await ctx.store.state(record.id);
+      if (state && isFinal(state)) return state;
+      await sleep(500);
+    }
+    return (await ctx.store.state(record.id)) ?? 'failed';
+  }
   const checked = await checkHosts(ctx, record, await ctx.ledger.unfinished(record.id));
   const current = await ctx.store.get(record.id);
   if (!current || isFinal(current.state)) return current?.state ?? 'failed';
@@ -90,9 +101,21 @@ export async function reconcileShardHosts(ctx: QueueContext, record: JobRecord, 
   const entries = (await ctx.ledger.unfinished(record.id)).filter((e) => mine.has(e.host));
   const noted = await board.notes(record.id, doc.site);
   if (noted) return noted;
+  if (!(await exclusive(ctx, `shard:${record.id}:${doc.site}`))) {
+    for (let i = 0; i < 240; i++) {
+      const later = await board.notes(record.id, doc.site);
+      if (later) return later;
+      await sleep(500);
+    }
+  }
   const checked = await checkHosts(ctx, record, entries);
   await board.saveNotes(record.id, doc.site, checked);
   return checked;
+}
+
+/** True for the first caller within two minutes: the one that checks the nodes. */
+async function exclusive(ctx: QueueContext, what: string): Promise<boolean> {
+  return (await ctx.redis.set(`${ctx.keys.prefix}:reconcile:${what}`, '1', 'PX', 120_000, 'NX')) === 'OK';
 }
 
 export interface Reconciler {
@@ -155,7 +178,9 @@ async function reconcileEntry(ctx: QueueContext, board: ShardBoard, self: string
     // other shards at their next barrier. Its BullMQ redelivery reports it to the merge.
     const shardHosts = new Set(record.plan.hosts);
     const entries = (await ctx.ledger.unfinished(record.id)).filter((e) => shardHosts.has(e.host) && e.worker === entry.worker);
-    if ((await board.notes(record.id, entry.site)) === undefined) await board.saveNotes(record.id, entry.site, await checkHosts(ctx, record, entries));
+    if ((await board.notes(record.id, entry.site)) === undefined && (await exclusive(ctx, `shard:${record.id}:${entry.site}`))) {
+      await board.saveNotes(record.id, entry.site, await checkHosts(ctx, record, entries));
+    }
     await board.halt(record.id, `the worker running ${shardLabel(entry.site)} (${entry.worker}) is gone`);
     // Its site may have no other worker to redeliver it: release the parent from waiting for
     // it, so the job ends once the other shards have (the merge reports this shard from the
