@@ -203,10 +203,32 @@ export class SlackNotifier {
     await this.claimAndWatch(job.id);
   }
 
+  private lastTidy = 0;
+
   private async sweep(): Promise<void> {
     const { redis, keys } = this.o;
+    if (Date.now() - this.lastTidy > 60_000) {
+      this.lastTidy = Date.now();
+      await this.tidyConsumers();
+    }
     const claimed = (await redis.eval(SWEEP, 1, keys.watching(), this.instance, keys.notifierAlive(''), keys.jobOwner(''))) as string[];
     for (const jobId of claimed) if (!this.watchers.has(jobId)) this.watch(jobId);
+  }
+
+  /**
+   * Every process start joins the feed's group under a new name; names of processes gone for an
+   * hour with nothing pending are dropped (pending entries stay until another instance claims them).
+   */
+  private async tidyConsumers(): Promise<void> {
+    const feed = this.o.ctx.keys.feed();
+    const consumers = (await this.o.redis.xinfo('CONSUMERS', feed, FEED_GROUP).catch(() => [])) as unknown[][];
+    for (const fields of consumers) {
+      const field = (name: string): unknown => fields[fields.indexOf(name) + 1];
+      const name = String(field('name'));
+      if (name !== this.instance && Number(field('pending')) === 0 && Number(field('idle')) > 3_600_000) {
+        await this.o.redis.xgroup('DELCONSUMER', feed, FEED_GROUP, name);
+      }
+    }
   }
 
   private async claimAndWatch(jobId: string): Promise<void> {
