@@ -10,7 +10,9 @@ import { z } from 'zod';
 import { targets, timeout } from './fields.js';
 import { resolveHosts, stepTimeout } from './planning.js';
 import { reportHosts } from './reports.js';
+import { reportRows, type ResultViewDefinition } from './result-view.js';
 import type { IpmiAction } from './steps/index.js';
+import { HOST_STATUSES } from './host-result.js';
 import { defineTool, ToolInputError, type PlanContext, type PlanStep, type Risk } from './types.js';
 
 export const BMC_ACTIONS = ['status', 'on', 'off', 'cycle', 'reset', 'pxe'] as const;
@@ -72,6 +74,29 @@ export function parsePower(stdout: string): { power: 'on' | 'off' | null; said: 
   return { power: state === 'on' || state === 'off' ? state : null, said: lines.join('; ') };
 }
 
+const bmcOutput = z.object({
+  action: z.enum(BMC_ACTIONS),
+  hosts: z.array(z.object({ host: z.string(), status: z.enum(HOST_STATUSES), error: z.string().optional(), power: z.enum(['on', 'off']).nullable().optional(), said: z.string().optional() })),
+});
+type BmcData = z.output<typeof bmcOutput>;
+type BmcRow = BmcData['hosts'][number];
+
+/** One row per node (alike nodes fold): power state, and what the BMC said to a control command. */
+const bmcView: ResultViewDefinition<BmcData, BmcRow> = {
+  columns: [
+    { label: 'power', cell: (h) => h.power ?? '', tone: (h) => (h.power === 'on' ? 'ok' : h.power === 'off' ? 'warn' : undefined) },
+    { label: 'bmc said', cell: (h) => h.said ?? '' },
+  ],
+  rows: (data) => reportRows(data.hosts, (h) => [h]),
+  summary(data) {
+    const count = (p: string): number => data.hosts.filter((h) => h.status === 'ok' && h.power === p).length;
+    const failed = data.hosts.filter((h) => h.status !== 'ok');
+    const done = data.action === 'status' ? '' : `${ACTION[data.action].says}: ${data.hosts.length - failed.length} of ${data.hosts.length} done; `;
+    const states = data.action === 'pxe' ? '' : `${count('on')} on, ${count('off')} off`;
+    return `${done}${states}${failed.length ? `${states ? '; ' : ''}${failed.map((h) => `${h.host} ${h.status.replaceAll('_', ' ')}`).join(', ')}` : ''}`;
+  },
+};
+
 export const bmcPower = defineTool({
   name: 'bmc_power',
   title: 'BMC power',
@@ -91,12 +116,8 @@ export const bmcPower = defineTool({
       timeout,
     })
     .strict(),
-  output: z.object({
-    action: z.enum(BMC_ACTIONS),
-    hosts: z.array(
-      z.object({ host: z.string(), status: z.string(), error: z.string().optional(), power: z.enum(['on', 'off']).nullable().optional(), said: z.string().optional() }),
-    ),
-  }),
+  output: bmcOutput,
+  view: bmcView,
   plan(input, ctx) {
     const nodes = resolveHosts(ctx, input.targets);
     const act = ACTION[input.action];

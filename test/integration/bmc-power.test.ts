@@ -120,7 +120,8 @@ describe('bmc_power against ipmi_sim with the real ipmitool', () => {
   it('the password canary is nowhere: jobs, events, audit, logs, CLI output', async () => {
     const r = await c.cli(['bmc_power', 'node01'], { timeoutMs: 90_000 });
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/node01.*Chassis Power is off/);
+    // The tool's result view: a table of node, power, what the BMC said.
+    expect(r.stdout).toMatch(/^hosts\s+power\s+bmc said\nnode01\s+off\s+Chassis Power is off$/m);
     expect(r.stdout + r.stderr).not.toContain(CANARY);
     for (const job of await c.runtime.service.list(vera, { limit: 50 })) {
       expect(JSON.stringify(job)).not.toContain(CANARY);
