@@ -18,7 +18,6 @@ function item(viewer: Viewer, entry: InboxItem): Html {
   return html`<article class="card approval" id="approval-${job.id}" data-approval="${job.id}">
 <header><h2>${inline(job.tool)} on ${inline(hostsPhrase(job.plan.hosts) || 'no hosts')} <span class="risk risk-${job.risk}">${job.risk}</span></h2>
 <p class="muted">${jobLink(job.id)} · asked by ${inline(job.requester.display_name)} (${job.requester.origin}) ${time(job.created_at)}</p></header>
-<p class="summary-line">${inline(job.summary)}</p>
 ${approvalCard(job)}
 ${job.hidden?.details ? planSection(job) : html`<details${entry.vote.ok ? html` open` : ''}><summary>Full plan: what will run</summary>${planCard(job.plan)}</details>`}
 ${decisionForms(viewer, job, entry.vote)}
