@@ -2,25 +2,29 @@
 // rollback), check that half's health, then upgrade the other half; report per node.
 import { z } from 'zod';
 import { targets } from './fields.js';
-import { k8sNodes } from './k8s-nodes.js';
 import { ping } from './ping.js';
 import { resolveHosts } from './planning.js';
 import { validatedOrThrow } from './registry.js';
 import { gateStep } from './steps/index.js';
 import { ToolInputError, defineTool, type PlanBatch, type PlanContext } from './types.js';
-import { batchTags, kubeFor, nodeReportSchema, nodeReports, nodeRunbook, stepSubjects, upgradeBatches, upgradeFields, upgradeView, type UpgradeOptions } from './upgrade-plan.js';
+import { batchTags, controlPlaneHosts, kubeFor, nodeReportSchema, nodeReports, nodeRunbook, serviceGates, stepSubjects, upgradeBatches, upgradeFields, upgradeView, type UpgradeOptions } from './upgrade-plan.js';
 
-/** Every node of the upgraded half answers and, when it is a Kubernetes node, is Ready. */
+/**
+ * The upgraded half's health, all of it at once before the other half is touched: every node
+ * answers, and the same service gates as after each reboot (Ready, expected units, WireGuard
+ * planes, etcd on control-plane nodes).
+ */
 function healthBatch(hosts: readonly string[], options: UpgradeOptions, ctx: PlanContext): PlanBatch {
   const kube = kubeFor(hosts, options, ctx);
+  const controlPlanes = controlPlaneHosts(ctx, options.control_plane);
+  const nodes = hosts.map((h) => nodeRunbook(ctx, h, controlPlanes));
   const probe = { targets: hosts.join(','), timeout: '5s', connect_timeout: '3s' };
-  const steps = [gateStep({ id: 'health-answers', check: ping, input: probe, until: 'reachable', intervalMs: 2000, timeoutMs: options.up_timeout }, ctx, validatedOrThrow)];
-  for (const host of hosts) {
-    const node = nodeRunbook(ctx, host);
-    if (node.k8sNode === undefined || !kube) continue;
-    steps.push(gateStep({ id: `health-ready-${host}`, subject: host, check: k8sNodes, input: kube.checkInput, until: 'node_ready', args: { node: node.k8sNode }, intervalMs: 2000, timeoutMs: options.ready_timeout }, ctx, validatedOrThrow));
-  }
-  return { steps };
+  return {
+    steps: [
+      gateStep({ id: 'health-answers', check: ping, input: probe, until: 'reachable', intervalMs: options.gate_interval, timeoutMs: options.up_timeout }, ctx, validatedOrThrow),
+      ...serviceGates('health', nodes, kube, options, ctx, (id, host) => `health-${id}-${host}`),
+    ],
+  };
 }
 
 function halves(input: { first: string; second: string }, ctx: PlanContext): { first: string[]; second: string[] } {
@@ -37,7 +41,8 @@ export const blueGreenUpgrade = defineTool({
   description:
     'Upgrade one half of the cluster (default `color=green`) node batch by batch exactly as rolling_upgrade does ' +
     '(drain, boot environment, upgrade, reboot, gates, uncordon; rollback of a node that fails), then check that ' +
-    'half (every node answers, Kubernetes nodes Ready), then upgrade the other half (default `color=blue`). ' +
+    'half (every node answers, Kubernetes nodes Ready, expected units active, WireGuard planes handshaking, etcd ' +
+    'healthy on control-plane nodes), then upgrade the other half (default `color=blue`). ' +
     'The failure budget covers the whole run: once spent, the rest (including the other half) is skipped. Reports ' +
     'per node its old and new version, the boot environment created, the outcome and any rollback. Mirrors ' +
     "`kupgrade` half by half as in the rack's runbook: drain green, upgrade green, test green, drain blue, upgrade blue.",

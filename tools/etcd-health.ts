@@ -3,7 +3,9 @@
 // come from inventory vars of that host (etcd_endpoints, etcd_cacert, etcd_cert, etcd_key), so
 // the plan shows exactly which members are asked. A member that does not answer, a member
 // that reports unhealthy, members that disagree on the leader, or no leader at all fail the
-// check; fewer healthy members than a majority is reported as no quorum.
+// check; fewer healthy members than a majority is reported as no quorum. `etcdctl member list`
+// adds the cluster's membership as the members see it (learners, members added but not yet
+// started), which node expansion gates on (condition `member`).
 import { z } from 'zod';
 import { targets, timeout } from './fields.js';
 import { execStep, resolveHosts, stepTimeout } from './planning.js';
@@ -33,9 +35,23 @@ export interface EtcdMember {
   error: string | null;
 }
 
+/** One entry of `etcdctl member list`: every member the cluster knows, started or not. */
+export interface EtcdListedMember {
+  /** Hex, as `etcdctl member list` prints it. */
+  id: string;
+  /** Empty until the member has started and joined. */
+  name: string;
+  peer_urls: string[];
+  client_urls: string[];
+  learner: boolean;
+  started: boolean;
+}
+
 export interface EtcdHealth {
   control_plane: string;
   members: EtcdMember[];
+  /** The membership from `member list` (null when it did not answer). */
+  membership: EtcdListedMember[] | null;
   healthy_members: number;
   quorum: boolean;
   leader: string | null;
@@ -44,7 +60,7 @@ export interface EtcdHealth {
   problems: string[];
 }
 
-const BIG_IDS = /"(cluster_id|member_id|leader)":\s*(\d+)/g;
+const BIG_IDS = /"(cluster_id|member_id|leader|ID)":\s*(\d+)/g;
 
 function parseJsonArray(stdout: string, what: string): Record<string, unknown>[] {
   const text = stdout.trim();
@@ -60,12 +76,31 @@ function parseJsonArray(stdout: string, what: string): Record<string, unknown>[]
   return doc.filter((e): e is Record<string, unknown> => typeof e === 'object' && e !== null);
 }
 
+/** `etcdctl member list -w json`; null when there is no answer to read. */
+export function parseMemberList(stdout: string): EtcdListedMember[] | null {
+  const text = stdout.trim();
+  if (text === '') return null;
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text.replace(BIG_IDS, '"$1":"$2"'));
+  } catch {
+    throw new OutputFormatError('etcdctl member list output is not JSON');
+  }
+  const members = (doc as { members?: unknown }).members;
+  if (!Array.isArray(members)) throw new OutputFormatError('etcdctl member list output has no members list');
+  const strings = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
+  return members.map((m: Record<string, unknown>) => {
+    const name = typeof m.name === 'string' ? m.name : '';
+    return { id: hex(m.ID) ?? '?', name, peer_urls: strings(m.peerURLs), client_urls: strings(m.clientURLs), learner: m.isLearner === true, started: name !== '' };
+  });
+}
+
 const hex = (v: unknown): string | null => (typeof v === 'string' && /^\d+$/.test(v) ? BigInt(v).toString(16) : null);
 const num = (v: unknown): number | null => (typeof v === 'number' ? v : null);
 const rec = (v: unknown): Record<string, unknown> => (typeof v === 'object' && v !== null ? (v as Record<string, unknown>) : {});
 
 /** Combine `endpoint status -w json` and `endpoint health -w json` (either may be partial). */
-export function judgeEtcd(controlPlane: string, endpoints: readonly string[], statusOut: string, healthOut: string, stderr: string): EtcdHealth {
+export function judgeEtcd(controlPlane: string, endpoints: readonly string[], statusOut: string, healthOut: string, stderr: string, memberListOut = ''): EtcdHealth {
   const statuses = new Map(parseJsonArray(statusOut, 'endpoint status').map((e) => [typeof e.Endpoint === 'string' ? e.Endpoint : '', rec(e.Status)]));
   const health = new Map(parseJsonArray(healthOut, 'endpoint health').map((e) => [typeof e.endpoint === 'string' ? e.endpoint : '', e]));
   const maxIndex = Math.max(0, ...[...statuses.values()].map((s) => num(s.raftIndex) ?? 0));
@@ -105,6 +140,7 @@ export function judgeEtcd(controlPlane: string, endpoints: readonly string[], st
   return {
     control_plane: controlPlane,
     members,
+    membership: parseMemberList(memberListOut),
     healthy_members: healthy,
     quorum,
     leader: leaderMember?.endpoint ?? null,
@@ -155,6 +191,15 @@ const memberSchema = z.object({
   error: z.string().nullable(),
 });
 
+const listedSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  peer_urls: z.array(z.string()),
+  client_urls: z.array(z.string()),
+  learner: z.boolean(),
+  started: z.boolean(),
+});
+
 const conditions: Readonly<Record<string, ConditionDefinition>> = {
   healthy: {
     describe: () => 'etcd is healthy (every member answers, one leader)',
@@ -164,11 +209,30 @@ const conditions: Readonly<Record<string, ConditionDefinition>> = {
       return { state: data.healthy ? 'holds' : 'waiting', observed: data.healthy ? `${data.members.length} members healthy, leader ${data.leader ?? '?'}` : (data.problems ?? []).join('; ') };
     },
   },
+  // A control-plane node has joined etcd when the cluster lists it under its name (a member
+  // only has one once it started), as a voting member (a learner is not yet), and the
+  // members the control plane asks are healthy.
+  member: {
+    describe: (args) => `${String(args.name ?? '?')} is a started, voting etcd member and etcd is healthy`,
+    judge(observation, _subject, args) {
+      const data = rec(observation.data) as Partial<EtcdHealth> & { error?: string };
+      if (!Array.isArray(data.members)) return { state: 'waiting', observed: data.error ?? 'no answer from the control plane' };
+      const list = data.membership ?? [];
+      const me = list.find((m) => m.name === args.name);
+      const unstarted = list.filter((m) => !m.started).length;
+      const seen = `${list.length} member(s)${unstarted ? `, ${unstarted} not started` : ''}`;
+      if (!me) return { state: 'waiting', observed: `${String(args.name)} not a started member yet (${seen})` };
+      if (me.learner) return { state: 'waiting', observed: `${me.name} is a learner, not yet promoted to a voting member (${seen})` };
+      if (!data.healthy) return { state: 'waiting', observed: `${me.name} is a voting member, but: ${(data.problems ?? []).join('; ')}` };
+      return { state: 'holds', observed: `${me.name} is a voting member (id ${me.id}) of ${list.length}; ${data.members.length} asked members healthy` };
+    },
+  },
 };
 
 const etcdOutput = z
     .object({
       members: z.array(memberSchema),
+      membership: z.array(listedSchema).nullable(),
       healthy_members: z.number(),
       quorum: z.boolean(),
       leader: z.string().nullable(),
@@ -212,7 +276,8 @@ export const etcdHealth = defineTool({
     'Check the etcd cluster from one control-plane host: every member (etcd_endpoints inventory var, TLS files from ' +
     'etcd_cacert/etcd_cert/etcd_key) for health, leader, raft term and index lag, DB size and alarms. One unhealthy ' +
     'member, a split or missing leader fails the check; fewer than a majority healthy is reported as no quorum. ' +
-    'Mirrors `etcdctl endpoint status -w json` and `etcdctl endpoint health -w json`.',
+    'Also lists the membership (learners, members not yet started). Gates wait on its conditions `healthy` and ' +
+    '`member` (name: a started voting member). Mirrors `etcdctl endpoint status|health -w json` and `etcdctl member list -w json`.',
   risk: 'read',
   idempotent: true,
   input: z
@@ -234,10 +299,13 @@ export const etcdHealth = defineTool({
     return {
       tool: 'etcd_health',
       hosts: [host],
-      batches: (['status', 'health'] as const).map((verb) => ({
-        steps: [execStep({ id: verb, hosts: [host], argv: ['etcdctl', ...flags, 'endpoint', verb], asRoot: input.as_root, timeoutMs })],
-      })),
-      failureBudget: 2,
+      batches: [
+        ...(['status', 'health'] as const).map((verb) => ({
+          steps: [execStep({ id: verb, hosts: [host], argv: ['etcdctl', ...flags, 'endpoint', verb], asRoot: input.as_root, timeoutMs })],
+        })),
+        { steps: [execStep({ id: 'members', hosts: [host], argv: ['etcdctl', ...flags, 'member', 'list'], asRoot: input.as_root, timeoutMs })] },
+      ],
+      failureBudget: 3,
     };
   },
   summarize(input, results: StepResults, ctx) {
@@ -250,7 +318,8 @@ export const etcdHealth = defineTool({
       const r = answered(status) ? health : status;
       return { control_plane: host, error: `etcdctl did not run on ${host}: ${r?.error ?? r?.status ?? 'no result'}` };
     }
-    return judgeEtcd(host, etcdFlags(ctx, host).endpoints, status?.stdout ?? '', health?.stdout ?? '', `${status?.stderr ?? ''}\n${health?.stderr ?? ''}`);
+    const members = results.get('members')?.get(host);
+    return judgeEtcd(host, etcdFlags(ctx, host).endpoints, status?.stdout ?? '', health?.stdout ?? '', `${status?.stderr ?? ''}\n${health?.stderr ?? ''}`, members?.status === 'ok' ? members.stdout : '');
   },
   conditions,
 });

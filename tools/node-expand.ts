@@ -1,9 +1,15 @@
 // MetalK8s-style expansion: a node already in the inventory joins the cluster. The approver
 // sees the host key fingerprint that will be pinned, the Node object (role labels and
-// taints) that will be applied, the deployment playbook, and the gate.
+// taints) that will be applied, the deployment playbook, and the gates.
+// A control-plane node also joins etcd. The deployment does that (kubeadm join
+// --control-plane and MetalK8s' deploy_node add the etcd member themselves), so Castellan
+// checks before it that etcd is healthy (adding a member to an unhealthy cluster can cost
+// quorum) and after it that the node is a started, voting member and etcd is healthy again,
+// asking from the control-plane host (etcd_health with its etcd_* vars).
 import { z } from 'zod';
 import { duration, k8sNodeName, targets } from './fields.js';
 import { playbookFor } from './ansible-playbook.js';
+import { etcdHealth } from './etcd-health.js';
 import { k8sNodes } from './k8s-nodes.js';
 import { kubectlOn } from './kubernetes.js';
 import { execStep, resolveHosts, showArgv } from './planning.js';
@@ -37,7 +43,9 @@ export const nodeExpand = defineTool({
     'Add a node that is in the inventory but not yet in the cluster: pin its SSH host key (only the fingerprint ' +
     'given, shown for approval), apply its Node object with the role\'s labels and taints (control-plane + etcd, ' +
     'infra, or worker) through kubectl on a control-plane host, run the configured deployment playbook on it, then ' +
-    'wait until the node is Ready. Mirrors `deploy_node` (MetalK8s salt orchestrate) with kubectl and ansible-playbook.',
+    'wait until the node is Ready. A control-plane node must also end up a started, voting etcd member with etcd ' +
+    'healthy (checked from the control-plane host before and after the deployment). Mirrors `deploy_node` (MetalK8s ' +
+    'salt orchestrate) with kubectl and ansible-playbook.',
   risk: 'destructive',
   idempotent: false,
   input: z
@@ -46,6 +54,8 @@ export const nodeExpand = defineTool({
       role: z.enum(NODE_ROLES).describe('control-plane (with etcd), infra, or worker.'),
       host_key_fingerprint: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, { error: 'a fingerprint like SHA256:… (ssh-keygen -lf / ssh-keyscan | ssh-keygen -lf -)' }).describe('The fingerprint of the node\'s host key, checked out of band; only this key is pinned.'),
       k8s_name: k8sNodeName.optional().describe('Kubernetes node name; the inventory name by default.'),
+      etcd_name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/).optional().describe('The etcd member name the deployment gives a control-plane node; the Kubernetes node name by default (as kubeadm does).'),
+      etcd_as_root: z.boolean().default(false).describe('Run etcdctl through `sudo -n` (to read the etcd client key).'),
       deploy_playbook: z.string().regex(/^[a-z][a-z0-9_-]{0,63}$/).describe('The allowlisted playbook (ansible.playbooks) that deploys the node; it gets `node_role` when it declares it.'),
       control_plane: targets.default('k8s_control_plane').describe('Where kubectl runs (first host it resolves to). Default `k8s_control_plane`.'),
       kubectl_as_root: z.boolean().default(false).describe('Run kubectl through `sudo -n`.'),
@@ -61,10 +71,23 @@ export const nodeExpand = defineTool({
     if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) throw new ToolInputError('k8s_name', `'${name}' is not a Kubernetes node name; give k8s_name`);
     const { host: cp, kubectl } = kubectlOn({ control_plane: input.control_plane }, ctx);
     const playbook = playbookFor(ctx, input.deploy_playbook);
-    const vars = playbook.extraVars.node_role ? { node_role: input.role } : {};
+    const vars: Record<string, string> = {};
+    if (playbook.extraVars.node_role) vars.node_role = input.role;
+    // The member name the deployment should give etcd, when the playbook takes it.
+    if (playbook.extraVars.etcd_name && input.role === 'control-plane') vars.etcd_name = input.etcd_name ?? name;
     const deployArgs = ['--limit', node, ...(Object.keys(vars).length ? ['--extra-vars', JSON.stringify(vars)] : []), '--', playbook.path];
     const manifest = JSON.stringify(nodeManifest(name, input.role));
     const checkInput = { control_plane: cp, as_root: input.kubectl_as_root };
+    const etcdName = vars.etcd_name ?? input.etcd_name ?? name;
+    const controlPlane = input.role === 'control-plane';
+    if (!controlPlane && input.etcd_name !== undefined) throw new ToolInputError('etcd_name', `only a control-plane node joins etcd; this one is ${input.role}`);
+    const etcdCheck = { control_plane: cp, as_root: input.etcd_as_root };
+    const etcdBefore = controlPlane
+      ? [gateStep({ id: 'etcd-before', subject: node, check: etcdHealth, input: etcdCheck, until: 'healthy', intervalMs: 2000, timeoutMs: 30_000, description: `before ${node} joins etcd: etcd is healthy as ${cp} sees it (etcd_health, up to 30s)` }, ctx, validatedOrThrow)]
+      : [];
+    const etcdAfter = controlPlane
+      ? [gateStep({ id: 'etcd-member', subject: node, check: etcdHealth, input: etcdCheck, until: 'member', args: { name: etcdName }, intervalMs: 2000, timeoutMs: input.ready_timeout }, ctx, validatedOrThrow)]
+      : [];
     const apply = execStep({ id: 'node-object', hosts: [cp], argv: [...kubectl, 'apply', '-f', '-'], asRoot: input.kubectl_as_root, stdin: manifest, timeoutMs: ctx.defaults.commandTimeoutMs, description: `apply the Node object ${name} (${input.role}): ${showArgv([...kubectl, 'apply', '-f', '-'])} < ${manifest}` });
     return {
       tool: 'node_expand',
@@ -73,9 +96,11 @@ export const nodeExpand = defineTool({
         {
           steps: [
             { id: 'pin-host-key', description: `pin ${node}'s host key ${input.host_key_fingerprint} in known_hosts (refused if it offers any other)`, hosts: [node], action: { kind: 'pin_host_key', fingerprint: input.host_key_fingerprint }, timeoutMs: ctx.defaults.connectTimeoutMs + 5000 },
+            ...etcdBefore,
             { ...apply, subject: node },
             { id: 'deploy', description: `deploy with playbook ${input.deploy_playbook} (${playbook.description}): ansible-playbook ${showArgv(deployArgs)}`, hosts: [node], action: { kind: 'playbook', playbook: input.deploy_playbook, args: deployArgs }, timeoutMs: input.deploy_timeout },
             gateStep({ id: 'ready', subject: node, check: k8sNodes, input: checkInput, until: 'node_ready', args: { node: name }, intervalMs: 2000, timeoutMs: input.ready_timeout }, ctx, validatedOrThrow),
+            ...etcdAfter,
           ],
         },
       ],

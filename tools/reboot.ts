@@ -12,12 +12,15 @@ import { defineTool, type PlanContext, type PlanStep } from './types.js';
 
 export const SCHEDULE_REBOOT = ['systemd-run', '--on-active=2', 'systemctl', 'reboot'] as const;
 
-/** Gates that follow a reboot of `hosts`: down within `downMs`, back within `upMs`. */
-export function reachabilityGates(id: string, hosts: readonly string[], downMs: number, upMs: number, ctx: PlanContext): PlanStep[] {
+/**
+ * Gates that follow a reboot of `hosts`: down within `downMs`, back within `upMs`. They poll
+ * every `intervalMs` (default: 1s for "down", which can be brief, and 2s for "up").
+ */
+export function reachabilityGates(id: string, hosts: readonly string[], downMs: number, upMs: number, ctx: PlanContext, intervalMs?: number): PlanStep[] {
   const probe = { targets: hosts.join(','), timeout: '5s', connect_timeout: '3s' };
   return [
-    gateStep({ id: `down-${id}`, check: ping, input: probe, until: 'unreachable', intervalMs: 1000, timeoutMs: downMs }, ctx, validatedOrThrow),
-    gateStep({ id: `up-${id}`, check: ping, input: probe, until: 'reachable', intervalMs: 2000, timeoutMs: upMs }, ctx, validatedOrThrow),
+    gateStep({ id: `down-${id}`, check: ping, input: probe, until: 'unreachable', intervalMs: Math.min(intervalMs ?? 1000, 1000), timeoutMs: downMs }, ctx, validatedOrThrow),
+    gateStep({ id: `up-${id}`, check: ping, input: probe, until: 'reachable', intervalMs: intervalMs ?? 2000, timeoutMs: upMs }, ctx, validatedOrThrow),
   ];
 }
 

@@ -12,7 +12,8 @@ export const rollingUpgrade = defineTool({
     'Upgrade nodes in batches. Per node: drain it (kubectl on a control-plane host, when it is a Kubernetes node), ' +
     'create a ZFS boot environment pre-upgrade-<time>, upgrade packages (apt-get dist-upgrade, dnf upgrade, or the ' +
     "inventory's castellan_upgrade_command), reboot, then gate: it answers again, its Kubernetes node is Ready, its " +
-    'castellan_expected_units are active; then uncordon. A node that fails after its boot environment exists is rolled ' +
+    'castellan_expected_units are active, it has fresh WireGuard handshakes with every peer on its planes both ways ' +
+    '(wireguard_mesh, from the `wireguard` var), and etcd is healthy when it is a control-plane node; then uncordon. A node that fails after its boot environment exists is rolled ' +
     'back (the environment activated, rebooted, gated again) and counts against the failure budget; once the budget ' +
     'is spent the remaining batches are skipped. Resumable: after a worker restart, finished steps are not repeated. ' +
     'Mirrors `kupgrade`, and on failure `kbe activate` + `reboot`, batch by batch as in the rack runbook.',

@@ -2,13 +2,15 @@
 // blue_green_upgrade. Per batch of nodes:
 //   version (old) → drain (kubectl on a control plane, Kubernetes nodes) → boot environment
 //   pre-upgrade-… per node → upgrade packages → reboot → gates: each node stops answering and
-//   answers again, its Kubernetes node is Ready, its expected units are active → version (new)
-//   → uncordon.
+//   answers again, its Kubernetes node is Ready, its expected units are active, it has fresh
+//   WireGuard handshakes with every peer on each of its planes, both ways (wireguard_mesh,
+//   node_meshed), etcd is healthy (control-plane nodes) → version (new) → uncordon.
 // A node's boot-environment step arms its rollback: when any later step or gate of that node
-// fails, the pre-upgrade environment is activated, the node rebooted and gated again (answers,
-// Ready). The node still counts as failed (against the failure budget): it was not upgraded.
-// The drain arms an uncordon, which runs after the rollback (most recently armed runs first).
-// Drain comes before the boot environment so a drain that fails leaves nothing to roll back.
+// fails, the pre-upgrade environment is activated, the node rebooted and gated again (the
+// same gates). The node still counts as failed (against the failure budget): it was not
+// upgraded. The drain arms an uncordon, which runs after the rollback (most recently armed
+// runs first). Drain comes before the boot environment so a drain that fails leaves nothing
+// to roll back.
 //
 // Inventory vars (per host, group vars allowed):
 //   castellan_package_manager: apt | dnf            (default apt)
@@ -17,10 +19,14 @@
 //   castellan_version_command: [argv…]              (default uname -r; what "old/new version" reports)
 //   castellan_k8s_node: <name> | true | false       (default: the host name when it is in k8s_cluster)
 //   castellan_expected_units: [unit…]               (each must be active after the reboot)
+//   wireguard: { wg0: {…}, … }                       (its planes, as wireguard_mesh reads them)
+//   castellan_etcd_member: true | false             (default: the host is one of `control_plane`'s hosts;
+//                                                     etcd_health then runs on it with its etcd_* vars)
 //   castellan_be_tool / castellan_be_root           (see boot-env.ts)
 import { z } from 'zod';
 import type { Host } from '../config/types.js';
 import { activateCommand, beDriverFor, beName, createCommand } from './boot-env.js';
+import { etcdHealth } from './etcd-health.js';
 import { batchSize, duration, failureBudget, targets, unitName } from './fields.js';
 import { k8sNodes } from './k8s-nodes.js';
 import { kubectlOn } from './kubernetes.js';
@@ -29,6 +35,7 @@ import { reachabilityGates, SCHEDULE_REBOOT } from './reboot.js';
 import { validatedOrThrow } from './registry.js';
 import { serviceStatus } from './service-status.js';
 import { gateStep } from './steps/index.js';
+import { meshLayout, wireguardMesh } from './wireguard-mesh.js';
 import { ToolInputError, type PlanBatch, type PlanContext, type PlanStep, type StepResults } from './types.js';
 import type { ResultViewDefinition } from './result-view.js';
 
@@ -55,7 +62,10 @@ export const upgradeFields = {
   upgrade_timeout: duration({ minMs: 10_000, maxMs: 6 * 3_600_000 }).prefault('30m').describe('How long the package upgrade may take. Default 30m.'),
   down_timeout: duration({ minMs: 5000, maxMs: 30 * 60_000 }).prefault('2m').describe('How long a node may take to go down after the reboot is scheduled. Default 2m.'),
   up_timeout: duration({ minMs: 10_000, maxMs: 2 * 3_600_000 }).prefault('10m').describe('How long a node may take to answer again. Default 10m.'),
-  ready_timeout: duration({ minMs: 5000, maxMs: 3_600_000 }).prefault('5m').describe('How long its Kubernetes node and units may take to be Ready/active. Default 5m.'),
+  ready_timeout: duration({ minMs: 5000, maxMs: 3_600_000 }).prefault('5m').describe('How long its Kubernetes node, units, WireGuard planes and etcd may take to be Ready/active/healthy. Default 5m.'),
+  gate_interval: duration({ minMs: 200, maxMs: 60_000 }).prefault('2s').describe('How often the gates look (answers, Ready, units, WireGuard, etcd). Default 2s.'),
+  handshake_within: duration({ minMs: 1000, maxMs: 3_600_000 }).prefault('180s').describe('A WireGuard link counts as up when its latest handshake is this recent (WireGuard re-keys every 2 minutes). Default 180s.'),
+  etcd_as_root: z.boolean().default(false).describe('Run etcdctl (the etcd gate of control-plane nodes) through `sudo -n`, to read the etcd client key.'),
 };
 
 export type UpgradeOptions = z.output<z.ZodObject<typeof upgradeFields>>;
@@ -77,9 +87,26 @@ export interface NodeRunbook {
   /** Kubernetes node name, when the host is one. */
   readonly k8sNode: string | undefined;
   readonly units: string[];
+  /** Its WireGuard planes (the `wireguard` var's keys): every link on them must handshake after the reboot. */
+  readonly wireguard: string[];
+  /** An etcd member (control-plane node): etcd must be healthy after its reboot. */
+  readonly etcd: boolean;
 }
 
-export function nodeRunbook(ctx: PlanContext, name: string): NodeRunbook {
+/**
+ * The hosts `control_plane` names: the control-plane nodes, etcd members unless a node's
+ * castellan_etcd_member says otherwise. None when it names nothing in this inventory (a roll
+ * of plain hosts need not have a control plane).
+ */
+export function controlPlaneHosts(ctx: PlanContext, expression: string): ReadonlySet<string> {
+  try {
+    return new Set(ctx.resolve(expression));
+  } catch {
+    return new Set();
+  }
+}
+
+export function nodeRunbook(ctx: PlanContext, name: string, controlPlanes: ReadonlySet<string> = new Set()): NodeRunbook {
   const host = ctx.inventory.hosts.get(name);
   if (!host) throw new ToolInputError('targets', `${name} is not in the inventory`);
   const manager = host.vars.castellan_package_manager ?? 'apt';
@@ -93,6 +120,10 @@ export function nodeRunbook(ctx: PlanContext, name: string): NodeRunbook {
   if (!Array.isArray(unitsVar) || !unitsVar.every((u) => typeof u === 'string' && unitName.safeParse(u).success)) {
     throw new ToolInputError('targets', `${name}: inventory var castellan_expected_units must be a list of unit names`);
   }
+  const wgVar = host.vars.wireguard;
+  const planes = wgVar !== null && typeof wgVar === 'object' && !Array.isArray(wgVar) ? Object.keys(wgVar) : [];
+  const etcdVar = host.vars.castellan_etcd_member;
+  if (etcdVar !== undefined && typeof etcdVar !== 'boolean') throw new ToolInputError('targets', `${name}: inventory var castellan_etcd_member must be true or false`);
   return {
     host: name,
     upgrade: argvVar(host, 'castellan_upgrade_command') ?? (manager === 'dnf' ? DNF_UPGRADE : APT_UPGRADE),
@@ -100,6 +131,8 @@ export function nodeRunbook(ctx: PlanContext, name: string): NodeRunbook {
     version: argvVar(host, 'castellan_version_command') ?? VERSION,
     k8sNode,
     units: unitsVar as string[],
+    wireguard: planes,
+    etcd: etcdVar ?? controlPlanes.has(name),
   };
 }
 
@@ -120,7 +153,7 @@ function stepsByArgv(id: string, nodes: readonly NodeRunbook[], argvOf: (n: Node
 
 const KUBECTL_MARGIN_MS = 60_000;
 
-interface Kube {
+export interface Kube {
   readonly host: string;
   readonly kubectl: string[];
   readonly asRoot: boolean;
@@ -128,20 +161,50 @@ interface Kube {
 }
 
 function readyGate(id: string, node: NodeRunbook, kube: Kube, options: UpgradeOptions, ctx: PlanContext): PlanStep {
-  return gateStep({ id, subject: node.host, check: k8sNodes, input: kube.checkInput, until: 'node_ready', args: { node: node.k8sNode ?? node.host }, intervalMs: 2000, timeoutMs: options.ready_timeout }, ctx, validatedOrThrow);
+  return gateStep({ id, subject: node.host, check: k8sNodes, input: kube.checkInput, until: 'node_ready', args: { node: node.k8sNode ?? node.host }, intervalMs: options.gate_interval, timeoutMs: options.ready_timeout }, ctx, validatedOrThrow);
 }
 
-/** What a node needs to come back healthy: answers (down, then up), Ready, units active. */
-function healthGates(suffix: string, nodes: readonly NodeRunbook[], kube: Kube | undefined, options: UpgradeOptions, ctx: PlanContext): PlanStep[] {
-  const hosts = nodes.map((n) => n.host);
-  const steps = [...reachabilityGates(suffix, hosts, options.down_timeout, options.up_timeout, ctx)];
-  for (const n of nodes) if (n.k8sNode !== undefined && kube) steps.push(readyGate(`ready-${n.host}${suffix.startsWith('rb') ? '-rb' : ''}`, n, kube, options, ctx));
+/**
+ * What a running node must show to count as healthy: its Kubernetes node Ready, its expected
+ * units active, every peer of its WireGuard planes handshaking, and etcd healthy as the node
+ * itself sees it (etcdctl on it, against the members its etcd_endpoints var names) when it is
+ * an etcd member. Ids end in `tag` (`-<tag>`, or for per-node gates `<node>-<tag>`) so the
+ * rollback's and the health batch's gates stay distinct from the roll's.
+ */
+export function serviceGates(tag: string, nodes: readonly NodeRunbook[], kube: Kube | undefined, options: UpgradeOptions, ctx: PlanContext, perNode: (id: string, host: string) => string): PlanStep[] {
+  const steps: PlanStep[] = [];
+  for (const n of nodes) if (n.k8sNode !== undefined && kube) steps.push(readyGate(perNode('ready', n.host), n, kube, options, ctx));
   const units = [...new Set(nodes.flatMap((n) => n.units))];
   units.forEach((unit, i) => {
     const on = nodes.filter((n) => n.units.includes(unit)).map((n) => n.host);
-    steps.push(gateStep({ id: `units-${suffix}-${i + 1}`, check: serviceStatus, input: { targets: on.join(','), unit }, until: 'active', args: { unit }, intervalMs: 2000, timeoutMs: options.ready_timeout }, ctx, validatedOrThrow));
+    steps.push(gateStep({ id: `units-${tag}-${i + 1}`, check: serviceStatus, input: { targets: on.join(','), unit }, until: 'active', args: { unit }, intervalMs: options.gate_interval, timeoutMs: options.ready_timeout }, ctx, validatedOrThrow));
   });
+  // Each node's links on its planes, both ways: the check runs on every host of those planes
+  // (a link is seen from both ends) and judges the node's row and column (wireguard_mesh).
+  const meshed = nodes.filter((n) => n.wireguard.length > 0);
+  if (meshed.length > 0) {
+    const layout = meshLayout(ctx);
+    for (const n of meshed) {
+      const peers = [...new Set(n.wireguard.flatMap((plane) => [...(layout.planes.get(plane)?.keys() ?? [])]))];
+      const input = { targets: peers.join(','), planes: n.wireguard, stale_after: `${options.handshake_within}ms` };
+      steps.push(gateStep({ id: perNode('wg', n.host), subject: n.host, check: wireguardMesh, input, until: 'node_meshed', args: { node: n.host }, intervalMs: options.gate_interval, timeoutMs: options.ready_timeout }, ctx, validatedOrThrow));
+    }
+  }
+  for (const n of nodes) {
+    if (!n.etcd) continue;
+    steps.push(gateStep({ id: perNode('etcd', n.host), subject: n.host, check: etcdHealth, input: { control_plane: n.host, as_root: options.etcd_as_root }, until: 'healthy', intervalMs: options.gate_interval, timeoutMs: options.ready_timeout }, ctx, validatedOrThrow));
+  }
   return steps;
+}
+
+/** What a node needs to come back healthy after a reboot: it goes away, answers again, then the service gates. */
+function healthGates(suffix: string, nodes: readonly NodeRunbook[], kube: Kube | undefined, options: UpgradeOptions, ctx: PlanContext): PlanStep[] {
+  const hosts = nodes.map((n) => n.host);
+  const rb = suffix.startsWith('rb');
+  return [
+    ...reachabilityGates(suffix, hosts, options.down_timeout, options.up_timeout, ctx, options.gate_interval),
+    ...serviceGates(suffix, nodes, kube, options, ctx, (id, host) => `${id}-${host}${rb ? '-rb' : ''}`),
+  ];
 }
 
 function rollbackSteps(node: NodeRunbook, kube: Kube | undefined, options: UpgradeOptions, ctx: PlanContext): PlanStep[] {
@@ -158,7 +221,8 @@ function rollbackSteps(node: NodeRunbook, kube: Kube | undefined, options: Upgra
 
 /** One batch of the runbook for `hosts`. `tag` keeps step ids unique across batches. */
 export function upgradeBatch(tag: string, hosts: readonly string[], kube: Kube | undefined, options: UpgradeOptions, ctx: PlanContext): PlanBatch {
-  const nodes = hosts.map((h) => nodeRunbook(ctx, h));
+  const controlPlanes = controlPlaneHosts(ctx, options.control_plane);
+  const nodes = hosts.map((h) => nodeRunbook(ctx, h, controlPlanes));
   const k8s = nodes.filter((n) => n.k8sNode !== undefined);
   if (k8s.length > 0 && !kube) throw new ToolInputError('control_plane', 'Kubernetes nodes are in the roll but no control-plane host resolves');
   const steps: PlanStep[] = [];
@@ -274,7 +338,7 @@ function stdoutOf(results: StepResults, prefix: string, host: string): string | 
 }
 
 function rollbackIds(host: string): (id: string) => boolean {
-  const exact = new Set([`rb-activate-${host}`, `rb-reboot-${host}`, `rb-version-${host}`, `down-rb-${host}`, `up-rb-${host}`, `ready-${host}-rb`]);
+  const exact = new Set([`rb-activate-${host}`, `rb-reboot-${host}`, `rb-version-${host}`, `down-rb-${host}`, `up-rb-${host}`, `ready-${host}-rb`, `wg-${host}-rb`, `etcd-${host}-rb`]);
   return (id) => exact.has(id) || id.startsWith(`units-rb-${host}-`);
 }
 

@@ -7,11 +7,12 @@ import type { Requester } from '../../auth/types.js';
 import type { NodeReport } from '../../tools/upgrade-plan.js';
 import type { LabWorld } from '../fixtures/node-programs/lab-world.js';
 import { CLI, useCastellan } from '../support/castellan.js';
-import { shapeRack } from './runbook-lab.js';
+import { shapeRack, type Rack } from './runbook-lab.js';
 
 const ROLE_MAP = { admin: ['admins'], operator: ['ops'], approver: ['leads'], viewer: ['everyone'] };
 const person = (subject: string, groups: string[]): Requester => ({ subject, displayName: subject, groups, roles: rolesForGroups(groups, ROLE_MAP), origin: 'cli' });
 
+let rack: Rack;
 let world: LabWorld;
 const c = useCastellan({
   nodes: 4,
@@ -19,11 +20,12 @@ const c = useCastellan({
   lab: { nodeBinDirs: true },
   config: { ssh: { connect_timeout: '3s' }, jobs: { worker: { lock_duration: '2s', stalled_interval: '1s' } } },
   prepare: async (lab) => {
-    world = await shapeRack(lab, { green: ['node02', 'node03', 'node04'] });
+    rack = await shapeRack(lab, { green: ['node02', 'node03', 'node04'] });
+    world = rack.world;
   },
 });
 afterAll(async () => {
-  await world.stop();
+  await rack?.stop();
 });
 
 function startWorkerProcess(configFile: string): Promise<ChildProcess> {
@@ -50,7 +52,7 @@ describe('resuming a rolling upgrade after a worker crash', () => {
     const exited = new Promise((r) => worker.once('exit', r));
     const { job } = await c.runtime.service.submit({
       tool: 'rolling_upgrade',
-      input: { targets: 'color=green', batch_size: 1, boot_environment: 'pre-upgrade-20261129-063000', ready_timeout: '60s', up_timeout: '60s', down_timeout: '30s' },
+      input: { targets: 'color=green', batch_size: 1, boot_environment: 'pre-upgrade-20261129-063000', ready_timeout: '60s', up_timeout: '60s', down_timeout: '30s', gate_interval: '500ms' },
       requester: oscar,
       replyTo: { kind: 'cli' },
     });
