@@ -85,6 +85,17 @@ async function afterEnd(ctx: EndingContext, record: JobDoc, state: FinalState, r
       reason,
     }),
   );
+  if (record.previewOf !== undefined) {
+    const of = record.previewOf;
+    await step('attaching it to the job it previews', async () => {
+      const done = await ctx.store.get(record.id);
+      await ctx.store.setPreview(of, { jobId: record.id, state, reason, folded: done?.result?.folded });
+      // Cards of the previewed job re-render on its events: say it there while it waits.
+      if ((await ctx.store.state(of)) === 'awaiting_approval') {
+        await ctx.events.publish(of, { type: 'state', state: 'awaiting_approval', reason: `preview (job ${record.id}) ${state.replaceAll('_', ' ')}: ${reason}` });
+      }
+    });
+  }
   metrics().jobsFinished.inc({ tool: record.tool, state });
   const retention = ctx.settings.retention;
   await step('applying retention', async () => {

@@ -19,7 +19,9 @@ export type ReplyAddress =
   | { readonly kind: 'cli' }
   | { readonly kind: 'mcp'; readonly sessionId?: string | undefined }
   | { readonly kind: 'slack'; readonly channel: string; readonly threadTs?: string | undefined; readonly user?: string | undefined; readonly team?: string | undefined }
-  | { readonly kind: 'dashboard' };
+  | { readonly kind: 'dashboard' }
+  /** A preview job (see ToolDefinition.preview): it reports to the job it previews, on that job's cards. */
+  | { readonly kind: 'preview'; readonly of: string };
 
 export interface Vote {
   readonly subject: string;
@@ -99,6 +101,17 @@ export interface JobDoc {
    * will wait for the next opening (shown on the approval card and in the job view).
    */
   readonly maintenance?: { readonly windows: readonly string[]; readonly opensAt?: string | undefined; readonly detail: string } | undefined;
+  /** This job is the preview (a run that changes nothing) of that job. */
+  readonly previewOf?: string | undefined;
+}
+
+/** The preview of a job waiting for approval: its own job, and once it ended, what it showed. */
+export interface JobPreview {
+  readonly jobId: string;
+  readonly state: JobState;
+  readonly reason?: string | undefined;
+  /** Its output, folded like any job's. */
+  readonly folded?: readonly OutputGroup[] | undefined;
 }
 
 export interface JobRecord extends JobDoc {
@@ -113,6 +126,7 @@ export interface JobRecord extends JobDoc {
   readonly cancel?: { readonly by: string; readonly at: string; readonly reason?: string | undefined } | undefined;
   readonly reason?: string | undefined;
   readonly result?: JobResult | undefined;
+  readonly preview?: JobPreview | undefined;
   /**
    * Set only on records cut for a viewer by JobService (queues/visibility.ts): what was left
    * out and why. Never stored.
@@ -282,6 +296,11 @@ export class JobStore {
 
   async update(id: string, fields: Fields): Promise<void> {
     await this.redis.hset(this.keys.job(id), stringFields({ updatedAt: new Date().toISOString(), ...fields }));
+  }
+
+  /** Attach (or update) a job's preview; nothing when the job record is gone (retention). */
+  async setPreview(id: string, preview: JobPreview): Promise<void> {
+    await runScript(this.redis, 'castellanSetPreview', SET_IF_EXISTS, [this.keys.job(id)], ['preview', JSON.stringify(preview)]);
   }
 
   async vote(id: string, vote: Vote, required: number, denyReason: string): Promise<VoteOutcome> {
@@ -537,5 +556,11 @@ function decode(raw: Record<string, string>): JobRecord {
     cancel: parseJson(raw.cancel),
     reason: raw.reason,
     result: parseJson<JobResult>(raw.result),
+    preview: parseJson<JobPreview>(raw.preview),
   };
 }
+
+const SET_IF_EXISTS = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1`;

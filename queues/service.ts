@@ -191,6 +191,7 @@ export class JobService {
       throw new CastellanError('unavailable', `the job queue is unavailable (${errorMessage(err)}); nothing was run, retry later`);
     }
     metrics().jobsSubmitted.inc({ tool: tool.name, origin: requester.origin, risk: tool.risk });
+    if (needsApproval) await this.startPreview(tool, input, doc, inventory);
     const job = await this.ctx.store.get(jobId);
     if (!job) throw new CastellanError('internal', `job ${jobId} vanished right after it was recorded`);
     return { job, duplicate: false };
@@ -236,6 +237,58 @@ export class JobService {
     metrics().rateLimited.inc({ origin: requester.origin });
     await this.ctx.audit.append({ kind: 'refused', subject: requester.subject, displayName: requester.displayName, origin: requester.origin, tool, reason });
     throw new CastellanError('rate_limited', reason, undefined, 5);
+  }
+
+  /**
+   * A job waiting for approval whose tool can preview it (ToolDefinition.preview: Ansible's
+   * check mode) gets that run as a job of its own, started now, without approval: it changes
+   * nothing. Its outcome is attached to this job's record when it ends (queues/endings.ts), so
+   * every approval card shows it. A preview that cannot start is said on the card, never hidden,
+   * and never stops the request itself.
+   */
+  private async startPreview(tool: ToolDefinition, input: unknown, main: JobDoc, inventory: Awaited<ReturnType<QueueContext['inventory']['current']>>): Promise<void> {
+    const previewInput = tool.preview?.(input as never);
+    if (previewInput === undefined) return;
+    const id = newJobId();
+    let created: JobDoc | undefined;
+    try {
+      const plan = buildPlan(tool, previewInput, this.ctx.planContext(inventory));
+      // A preview carries no risk of its own; one that would is a tool bug, not run.
+      if (plan.risk !== undefined && plan.risk !== 'read') throw new Error(`${tool.name}'s preview plan carries risk ${plan.risk}`);
+      const binding = await bindPlan(plan, inventory, (inv, host) => this.ctx.targetFor(inv, host), this.ctx.executor);
+      const doc: JobDoc = {
+        id,
+        tool: tool.name,
+        risk: 'read',
+        input: this.ctx.redactor.scrubDeep(previewInput),
+        plan,
+        binding,
+        planHash: boundPlanHash(plan, binding),
+        requester: main.requester,
+        replyTo: { kind: 'preview', of: main.id },
+        createdAt: new Date().toISOString(),
+        approvalsRequired: 0,
+        timeoutMs: this.ctx.settings.defaultTimeoutMs,
+        previewOf: main.id,
+      };
+      await this.ctx.store.create(doc, 'queued', { queuedAt: doc.createdAt });
+      created = doc;
+      await this.ctx.store.setPreview(main.id, { jobId: id, state: 'queued' });
+      await this.ctx.audit.append({ kind: 'request', jobId: id, subject: main.requester.subject, displayName: main.requester.displayName, origin: main.requester.origin, tool: tool.name, hosts: plan.hosts, commands: planCommands(plan), planHash: doc.planHash, input: doc.input, state: 'queued', reason: `preview of ${main.id}` });
+      await this.ctx.events.publish(id, { type: 'state', state: 'queued', reason: `preview of job ${main.id}` });
+      await this.ctx.queue.add(tool.name, doc, {
+        jobId: id,
+        attempts: 1,
+        removeOnComplete: { age: this.ctx.settings.retention.completedAgeS, count: this.ctx.settings.retention.completedCount },
+        removeOnFail: { age: this.ctx.settings.retention.failedAgeS, count: this.ctx.settings.retention.failedCount },
+      });
+    } catch (err) {
+      const reason = `the preview could not start: ${errorMessage(err)}`;
+      this.ctx.logger.warn({ jobId: main.id, err: errorMessage(err) }, 'preview not started');
+      // Recorded but not enqueued: end it (which attaches the failure to the main job).
+      if (created) await endJob(this.ctx, created, 'failed', { reason, from: ['queued'] }).catch(() => undefined);
+      else await this.ctx.store.setPreview(main.id, { jobId: id, state: 'failed', reason }).catch(() => undefined);
+    }
   }
 
   /**

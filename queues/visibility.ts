@@ -15,7 +15,8 @@ export function accessOf(viewer: Pick<Identity, 'subject' | 'roles'>, job: JobRe
 /**
  * The record as `viewer` may see it. Hidden details: no input, no plan steps (the hosts stay),
  * no vote reasons. Hidden output: host stdout/stderr, folded text and the tool's data are
- * emptied (statuses, exit codes and timing stay, so the summary still reads true).
+ * emptied (statuses, exit codes and timing stay, so the summary still reads true). Either
+ * one empties a preview's output (its diffs show what would be written).
  */
 export function recordFor(job: JobRecord, access: JobAccess): JobRecord {
   if (access.details && access.output) return job;
@@ -42,6 +43,8 @@ export function recordFor(job: JobRecord, access: JobAccess): JobRecord {
       },
     };
   }
+  // A preview's output is what the job would change (file contents in diffs): output and detail both.
+  if (cut.preview?.folded !== undefined) cut = { ...cut, preview: { ...cut.preview, folded: cut.preview.folded.map((g) => ({ ...g, text: '' })) } };
   return { ...cut, hidden };
 }
 

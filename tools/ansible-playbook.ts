@@ -51,6 +51,7 @@ export const ansiblePlaybook = defineTool({
     'against exactly the target hosts (--limit), with optional tags and the typed extra vars the playbook declares. ' +
     'With check: true it runs in check mode with diffs and changes nothing. Ansible connects with Castellan\'s pinned ' +
     'known_hosts and keys, host-key checking on. Per-task progress per host; the playbook\'s configured risk applies. ' +
+    'A run that needs approval is previewed in check mode first: the approval card shows that diff. ' +
     'Mirrors `ansible-playbook --limit HOSTS [--tags T] [-e VARS] [--check --diff] PLAYBOOK`.',
   risk: 'change',
   idempotent: false,
@@ -64,6 +65,8 @@ export const ansiblePlaybook = defineTool({
       timeout: duration({ minMs: 10_000, maxMs: 6 * 3_600_000 }).prefault('30m').describe('How long the whole run may take. Default 30m.'),
     })
     .strict(),
+  // The same run in check mode: what the approver reads before deciding.
+  preview: (input) => (input.check ? undefined : { ...input, check: true }),
   plan(input, ctx) {
     const playbook = playbookFor(ctx, input.playbook);
     const hosts = resolveHosts(ctx, input.targets);

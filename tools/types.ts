@@ -115,6 +115,13 @@ export interface ToolDefinition<S extends z.ZodObject = z.ZodObject, O extends z
   plan?(input: z.output<S>, ctx: PlanContext): Plan;
   /** Inventory-only tools (no SSH): answer directly. */
   answer?(input: z.output<S>, ctx: PlanContext): unknown;
+  /**
+   * A request of this same tool that changes nothing and shows what this one would change
+   * (Ansible's check mode with diffs). When the job waits for approval, the server runs it at
+   * once, as a read job of the same requester, and every approval card shows its output with
+   * the plan, so approvers see the diff before they decide. Undefined: no preview for this input.
+   */
+  preview?(input: z.output<S>): z.output<S> | undefined;
   /** Turn raw per-host results into structured data (parsed `wg show`, days to expiry, …). */
   summarize?(input: z.output<S>, results: StepResults, ctx: PlanContext): unknown;
   /**

@@ -9,7 +9,7 @@ import { openLocal, type JobClient } from './local.js';
 import { openRemoteJobClient } from './remote.js';
 import { serverOf, tokenFor } from './account.js';
 import { exitCodeFor } from './render.js';
-import { approvalText, eventText, jobRowText, jobText, planText, resultText, summaryText, textStyleFor } from '../present/render/text.js';
+import { approvalText, eventText, jobRowText, jobText, planText, previewText, resultText, summaryText, textStyleFor } from '../present/render/text.js';
 import { readStdin, readTextFile, scriptLines } from './stdin.js';
 import { GLOBAL_OPTIONS, firstWordIndex, splitGlobalOptions } from './global-options.js';
 import { quietOnClosedPipe } from './pipes.js';
@@ -54,7 +54,8 @@ export async function runTool(client: JobClient, tool: string, input: unknown): 
   if (duplicate) process.stderr.write(`» same idempotency key as job ${job.id}: not submitted again\n`);
   if (job.state === 'awaiting_approval') {
     const err = textStyleFor(process.stderr);
-    process.stderr.write(`${planText(job.plan, err)}\n${approvalText(job, err) ?? ''}\n`);
+    const preview = previewText(job, err);
+    process.stderr.write(`${planText(job.plan, err)}\n${preview ? `${preview}\n` : ''}${approvalText(job, err) ?? ''}\n`);
   }
   if (job.maintenance) process.stderr.write(`» ${job.maintenance.detail}\n`);
   if (g.wait === false) {

@@ -170,6 +170,21 @@ export const jobViewSchema = z.object({
     .optional(),
   /** Destructive job submitted outside its hosts' maintenance window: it waits for the next opening. */
   maintenance: z.object({ windows: z.array(z.string()), opens_at: z.string().optional(), detail: z.string() }).optional(),
+  /**
+   * What the job would change, from a run that changes nothing (Ansible's check mode with
+   * diffs), made while it waits for approval: its own job, its state, and once ended its output.
+   */
+  preview: z
+    .object({
+      job_id: z.string(),
+      state: z.enum(JOB_STATES),
+      finished: z.boolean(),
+      reason: z.string().optional(),
+      folded: z.array(foldViewSchema),
+    })
+    .optional(),
+  /** Set on a preview job: the job it previews. */
+  preview_of: z.string().optional(),
   progress: progressViewSchema.optional(),
   /** Present when input and plan steps (`details`) or output were withheld from this viewer. */
   hidden: hiddenViewSchema.optional(),
@@ -314,6 +329,18 @@ export function jobView(job: JobRecord, options: ViewOptions = {}): JobView {
     ...(job.maintenance !== undefined
       ? { maintenance: { windows: [...job.maintenance.windows], ...(job.maintenance.opensAt !== undefined ? { opens_at: job.maintenance.opensAt } : {}), detail: job.maintenance.detail } }
       : {}),
+    ...(job.preview !== undefined
+      ? {
+          preview: {
+            job_id: job.preview.jobId,
+            state: job.preview.state,
+            finished: isFinal(job.preview.state),
+            ...(job.preview.reason !== undefined ? { reason: job.preview.reason } : {}),
+            folded: (job.preview.folded ?? []).map((g) => ({ nodeset: g.nodeset, count: g.count, status: g.status, text: g.text })),
+          },
+        }
+      : {}),
+    ...(job.previewOf !== undefined ? { preview_of: job.previewOf } : {}),
     ...(progress ? { progress } : {}),
     ...(job.hidden !== undefined ? { hidden: { ...job.hidden } } : {}),
     ...(result !== undefined

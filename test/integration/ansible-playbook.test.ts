@@ -8,8 +8,11 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { rolesForGroups } from '../../auth/roles.js';
 import type { Requester } from '../../auth/types.js';
+import type { JobRecord } from '../../queues/records.js';
 import { jobView } from '../../src/present/job-view.js';
-import { planText } from '../../src/present/render/text.js';
+import { jobOutcome, outcomeText } from '../../src/present/render/mcp.js';
+import { jobText, planText } from '../../src/present/render/text.js';
+import { slackJobMessage } from '../../src/present/render/slack.js';
 import { useCastellan } from '../support/castellan.js';
 
 const ROLE_MAP = { admin: ['admins'], operator: ['ops'], approver: ['leads'], viewer: ['everyone'] };
@@ -64,6 +67,8 @@ describe('ansible_playbook', () => {
   it('check mode shows the diff per host and changes nothing', async () => {
     const { job } = await c.runtime.service.submit({ tool: 'ansible_playbook', input: { playbook: 'motd', targets: 'node01,node02', extra_vars: { greeting: 'Hello' }, check: true }, requester: oscar, replyTo: { kind: 'cli' } });
     expect(job.risk).toBe('change');
+    // A check run previews nothing: it is itself what it would change.
+    expect(job.preview).toBeUndefined();
     if (job.state === 'awaiting_approval') await c.runtime.service.approve(job.id, april);
     const done = await c.runtime.service.wait(job.id, oscar, 180_000);
     expect(done.state).toBe('succeeded');
@@ -73,11 +78,37 @@ describe('ansible_playbook', () => {
     expect(existsSync(path.join(dir, 'node01.motd'))).toBe(false);
   }, 200_000);
 
-  it("carries the playbook's configured risk: waits for approval, then writes only on the targets", async () => {
+  it("carries the playbook's configured risk: waits for approval with its check-mode diff on the card, then writes only on the targets", async () => {
     const { job } = await c.runtime.service.submit({ tool: 'ansible_playbook', input: { playbook: 'motd', targets: 'node02', tags: ['motd'], extra_vars: { greeting: 'Hello world' } }, requester: oscar, replyTo: { kind: 'cli' } });
     expect(job.risk).toBe('destructive');
     expect(job.state).toBe('awaiting_approval');
     expect(planText(jobView(job).plan, { color: false })).toContain('ansible-playbook --limit node02 --tags motd --extra-vars \'{"greeting":"Hello world"}\' -- ' + playbook);
+
+    // The preview: the same run in check mode, started at once as a read job without approval.
+    expect(job.preview).toMatchObject({ state: 'queued' });
+    const previewJob = await c.runtime.service.wait(job.preview!.jobId, oscar, 180_000);
+    expect(previewJob).toMatchObject({ state: 'succeeded', risk: 'read', approvalsRequired: 0, previewOf: job.id, input: { check: true } });
+    expect(previewJob.plan.batches[0]!.steps[0]!.id).toBe('check');
+    expect(existsSync(path.join(dir, 'node02.motd'))).toBe(false);
+    let waiting: JobRecord = job;
+    for (let i = 0; i < 100 && waiting.preview?.state !== 'succeeded'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      waiting = await c.runtime.service.get(job.id, oscar);
+    }
+    expect(waiting.state).toBe('awaiting_approval');
+    // Every card shows the diff: terminal, MCP, Slack.
+    const card = jobText(jobView(waiting), { color: false });
+    expect(card).toContain(`preview: a run that changes nothing (job ${previewJob.id}), succeeded`);
+    expect(card).toContain('changed     write the motd');
+    expect(card).toContain('+Hello world');
+    expect(card.indexOf('+Hello world')).toBeLessThan(card.indexOf('approval: 0 of 1'));
+    const mcp = outcomeText(jobOutcome(waiting, {}));
+    expect(mcp).toContain(`preview (a run that changes nothing, job ${previewJob.id}): succeeded`);
+    expect(mcp).toContain('+Hello world');
+    const slack = JSON.stringify(slackJobMessage(jobView(waiting), 'card', 'http://castellan.test').blocks);
+    expect(slack).toContain('*Preview* (a run that changes nothing');
+    expect(slack).toContain('+Hello world');
+
     await c.runtime.service.approve(job.id, april);
     const done = await c.runtime.service.wait(job.id, oscar, 180_000);
     expect(done.state).toBe('succeeded');

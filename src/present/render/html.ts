@@ -156,7 +156,19 @@ export function approvalCard(view: JobView): Html {
   const expiry = a.expires_at !== undefined && view.state === 'awaiting_approval'
     ? html`<p>Expires <span data-countdown="${a.expires_at}">${time(a.expires_at)}</span> if not decided.</p>`
     : '';
-  return html`<p><strong>${a.approvals} of ${a.required}</strong> approval${a.required === 1 ? '' : 's'}.</p>${expiry}${votes}`;
+  return html`<p><strong>${a.approvals} of ${a.required}</strong> approval${a.required === 1 ? '' : 's'}.</p>${expiry}${votes}${previewBlock(view)}`;
+}
+
+/** What the job would change, from its preview run (Ansible's check mode with diffs), next to the votes. */
+function previewBlock(view: JobView): Html {
+  const p = view.preview;
+  if (p === undefined) return html``;
+  const head = html`<h3>Preview</h3><p>A run that changes nothing (${jobLink(p.job_id)}): ${stateBadge(p.state)}${p.reason !== undefined ? html` <span class="muted">${inline(p.reason)}</span>` : ''}</p>`;
+  if (!p.finished) return html`${head}<p class="muted">What it would change shows here when it ends.</p>`;
+  return html`${head}${p.folded.map(
+    (g) => html`<details class="fold" open><summary>${hostBadge(g.status)} <code>${inline(g.nodeset)}</code> <span class="muted">(${plural(g.count, 'host')})</span></summary>
+<pre class="output"><code>${g.text === '' ? html`<span class="muted">(no output)</span>` : block(g.text.replace(/\r?\n$/, ''))}</code></pre></details>`,
+  )}`;
 }
 
 export function maintenanceNote(view: JobView): Html {

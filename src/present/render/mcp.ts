@@ -20,6 +20,7 @@ import {
   planViewSchema,
   requesterViewSchema,
   viewOfResult,
+  jobViewSchema,
 } from '../job-view.js';
 import { resultViewSchema } from '../result-view.js';
 import { viewText } from './text.js';
@@ -49,6 +50,8 @@ export const jobOutcomeSchema = z.object({
   requester: requesterViewSchema,
   plan: planViewSchema,
   approval: approvalSchema.optional(),
+  /** What it would change, from a run that changes nothing (see the job view's preview). */
+  preview: jobViewSchema.shape.preview,
   hosts: z.array(hostViewSchema).optional(),
   folded: z.array(foldViewSchema).optional(),
   /** True when hosts or folded output were cut here; job_output has all of it. */
@@ -72,6 +75,7 @@ const publishedOutcomeSchema = jobOutcomeSchema.extend({
   requester: z.looseObject({}).describe('subject, display_name, origin'),
   plan: z.looseObject({}).describe('The exact plan: hosts, failure_budget, batches[].steps[] with id, description, hosts, command (argv as run), stdin'),
   approval: z.looseObject({}).optional().describe('When people must approve: required, approvals, expires_at, and where to approve (cli, api, slack)'),
+  preview: z.looseObject({}).optional().describe('What it would change, from a run that changes nothing (Ansible check mode): job_id, state, folded output with the diff'),
   hosts: z.array(z.looseObject({})).optional().describe('Per host: host, status, step, exit_code, duration_ms, truncated, error'),
   folded: z.array(z.looseObject({})).optional().describe('Hosts with identical output grouped: nodeset, count, status, text'),
 });
@@ -126,6 +130,7 @@ export function jobOutcome(job: JobRecord, places: ApprovalPlaces, waitedMs?: nu
           },
         }
       : {}),
+    ...(view.preview !== undefined ? { preview: { ...view.preview, folded: view.preview.folded.slice(0, INLINE_GROUPS).map((g) => (g.text.length > INLINE_CHARS ? { ...g, text: `${g.text.slice(0, INLINE_CHARS)}…`, text_truncated: true } : g)) } } : {}),
     ...(job.result !== undefined
       ? {
           hosts: hosts.slice(0, INLINE_HOSTS),
@@ -165,6 +170,14 @@ export function outcomeText(outcome: JobOutcome): string {
     for (const step of outcome.plan.batches.flatMap((b) => b.steps).slice(0, TEXT_GROUPS)) {
       const stdin = step.stdin_bytes !== undefined ? ` (stdin: ${step.stdin_bytes} bytes, sha256 ${step.stdin_sha256 ?? '?'})` : '';
       lines.push(`${step.id} on ${visibleInline(hostsPhrase(step.hosts))}: ${step.command_display || visibleInline(step.description)}${stdin}`);
+    }
+    const preview = outcome.preview;
+    if (preview !== undefined) {
+      lines.push(`preview (a run that changes nothing, job ${preview.job_id}): ${preview.state.replaceAll('_', ' ')}${preview.finished ? '' : '; call job_status again to see what it would change'}`);
+      for (const group of preview.folded.slice(0, TEXT_GROUPS)) {
+        const text = visibleBlock(group.text.replace(/\r?\n$/, ''));
+        lines.push(`${group.nodeset} (${group.count})${group.status === 'ok' ? '' : ` [${group.status}]`}:\n${text.length > TEXT_CHARS ? `${text.slice(0, TEXT_CHARS)}…` : text}`);
+      }
     }
   }
   const view = outcome.view;

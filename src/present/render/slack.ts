@@ -223,6 +223,18 @@ function planBlocks(view: JobView, state: MessageState): KnownBlock[] {
   return [section(`*Will run* (start; all of it in the thread)\n${fence(placement.chunks[0] ?? '')}`), section(where)];
 }
 
+/** The preview run's state, and once it ended its folded output (the diff), cut to fit the card. */
+function previewBlocks(view: JobView): KnownBlock[] {
+  const p = view.preview;
+  if (p === undefined) return [];
+  const head = `*Preview* (a run that changes nothing, job ${code(p.job_id)}): ${p.state.replaceAll('_', ' ')}`;
+  if (!p.finished) return [context(`${head} · what it would change shows here when it ends`)];
+  const text = p.folded.map((g) => `${g.nodeset} (${g.count})${g.status === 'ok' ? '' : ` [${g.status}]`}:\n${g.text.replace(/\r?\n$/, '')}`).join('\n');
+  if (text === '') return [section(`${head}${p.reason !== undefined ? ` · ${plain(p.reason)}` : ''}`)];
+  const cut = text.length > INLINE_OUTPUT_LIMIT ? `${text.slice(0, INLINE_OUTPUT_LIMIT)}\n… [cut: all of it in castellan job ${p.job_id}]` : text;
+  return [section(`${head}\n${fence(cut)}`)];
+}
+
 function voteLines(view: JobView): string[] {
   return (view.approval?.votes ?? []).map(
     (v) => `${v.decision === 'approve' ? ':white_check_mark: Approved' : ':no_entry: Denied'} by ${plain(v.display_name)} via ${v.origin} at ${slackDate(Date.parse(v.at), '{time}')}${v.reason ? `: ${code(v.reason)}` : ''}`,
@@ -334,6 +346,8 @@ export function slackJobMessage(view: JobView, kind: MessageKind, publicUrl: str
 
   if (waiting) {
     blocks.push(...planBlocks(view, state));
+    // What the run would change (Ansible's check mode with diffs), read before the buttons.
+    blocks.push(...previewBlocks(view));
     const placement = planPlacement(view);
     const planShown = placement.inline || (state.planParts?.posted ?? 0) >= placement.replies.length;
     if (planShown) {

@@ -88,6 +88,25 @@ function stepText(step: Omit<StepView, 'on_failure'>, pad: string, prefix: strin
   return lines;
 }
 
+/**
+ * What the job would change, from its preview (a run that changes nothing: Ansible's check
+ * mode with diffs), shown with the plan so an approver reads the diff before deciding.
+ */
+export function previewText(view: JobView, style: TextStyle): string | undefined {
+  const p = view.preview;
+  if (!p) return undefined;
+  const head = `${paint(style, 'bold', 'preview:')} a run that changes nothing (job ${p.job_id}), ${p.state.replaceAll('_', ' ')}`;
+  if (!p.finished) return `${head}: what it would change shows here when it ends (castellan job ${view.id})`;
+  const lines = [`${head}${p.reason ? `: ${visibleInline(p.reason)}` : ''}`];
+  for (const group of p.folded) {
+    const status = group.status === 'ok' ? '' : ` ${paint(style, 'red', `[${group.status}]`)}`;
+    const text = visibleBlock(group.text.replace(/\r?\n$/, ''));
+    lines.push(`  ${paint(style, 'bold', visibleInline(group.nodeset))} (${group.count})${status}:${text === '' ? ' (no output)' : ''}`);
+    if (text !== '') lines.push(indent(text, '    '));
+  }
+  return lines.join('\n');
+}
+
 /** Votes so far, M of N, expiry, and where to approve while it waits. */
 export function approvalText(view: JobView, style: TextStyle): string | undefined {
   const approval = view.approval;
@@ -202,6 +221,9 @@ export function jobText(view: JobView, style: TextStyle, options: ResultTextOpti
   ].join(', ');
   const parts = [summaryText(view, style), paint(style, 'dim', timing), planText(view.plan, style)];
   if (view.hidden) parts.push(paint(style, 'yellow', `hidden from you: ${[view.hidden.details ? 'input and commands' : '', view.hidden.output ? 'output' : ''].filter(Boolean).join(' and ')}: ${visibleInline(view.hidden.reason)}`));
+  if (view.preview_of !== undefined) parts.push(paint(style, 'dim', `preview of job ${view.preview_of}: changes nothing`));
+  const preview = previewText(view, style);
+  if (preview) parts.push(preview);
   const approval = approvalText(view, style);
   if (approval) parts.push(approval);
   if (view.maintenance) parts.push(`${paint(style, 'bold', 'maintenance window:')} ${visibleInline(view.maintenance.detail)}`);
