@@ -65,6 +65,7 @@ describe('blue/green upgrade with boot environments', () => {
     expect(card).toMatch(/on failure: rb-activate-node10: [^\n]*kbe activate pre-upgrade-20261129-060000/);
     expect(card).toContain('drain-node10: kubectl drain --ignore-daemonsets --delete-emptydir-data --timeout=300s -- node10 (about node10) on node01');
     expect(card).toContain('failure budget: 0');
+    expect(card).toContain('stop rule: once more than 0 node(s)/host(s) have failed (rolled-back ones count), the remaining batches are skipped');
     expect(card).toMatch(/etcd-node01: gate etcd_health until healthy \(about node01\) on node01\n\s+# wait until etcd is healthy/);
     expect(card).toMatch(/on failure: etcd-node01-rb: gate etcd_health until healthy/);
 
