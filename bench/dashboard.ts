@@ -1,6 +1,6 @@
 // `npm run bench:dashboard`: the web dashboard at 100,000 retained jobs. Seeds a private
 // Redis with 100k job records, serves the dashboard, and measures (1) server time of the Jobs
-// page and its JSON (first page, deep page, a filtered scan) over loopback, and (2) time from
+// page and its JSON (first page, deep page, filtered pages from the job indexes) over loopback, and (2) time from
 // a job event to the change showing in Chromium (a new job row on the Jobs page, a state change
 // of a shown row, and an output line on a running job's page). Writes
 // bench/results/dashboard-latest.{md,json}.
@@ -111,7 +111,10 @@ async function main(): Promise<void> {
         summarize('Jobs page, newest 50 (HTML)', await timed('/ui/jobs', 'text/html')),
         summarize('Jobs JSON, newest 50', await timed('/ui/jobs.json', 'application/json')),
         summarize(`Jobs page at offset ${Math.floor(jobs / 2)} (HTML)`, await timed(`/ui/jobs?offset=${Math.floor(jobs / 2)}`, 'text/html')),
-        summarize('Jobs page filtered state=failed (HTML, scan)', await timed('/ui/jobs?state=failed', 'text/html')),
+        summarize('Jobs page filtered state=failed (HTML, index)', await timed('/ui/jobs?state=failed', 'text/html')),
+        summarize('Jobs JSON filtered state=failed & tool=uptime & origin=cli', await timed('/ui/jobs.json?state=failed&tool=uptime&origin=cli', 'application/json')),
+        summarize(`Jobs page filtered requester=alice at offset ${Math.floor(jobs / 6)} (HTML)`, await timed(`/ui/jobs?requester=alice&offset=${Math.floor(jobs / 6)}`, 'text/html')),
+        summarize('Hosts page (last jobs per host from the host index)', await timed('/ui/hosts', 'text/html')),
       ];
       log('server figures done; measuring event → browser');
 

@@ -1,14 +1,14 @@
-// Job listing for the dashboard: newest first, filtered, paged. Without filters a page is one
-// ZREVRANGE on the job index (fast at any size). With filters it walks the index newest-first
-// in chunks until the page is full, looking at no more than SCAN_LIMIT jobs, and says so when
-// it stopped early, rather than silently showing a partial answer as complete.
+// Job listing for the dashboard: newest first, filtered, paged, from the job indexes through
+// JobService.page (exact at any number of retained jobs, with the total that matches), records
+// cut to what the viewer may see. The filter fields are declared here once (form and query).
 import type { Identity } from '../../auth/types.js';
 import { ORIGINS } from '../../auth/types.js';
 import type { JobRecord } from '../../queues/records.js';
-import { JOB_STATES } from '../../queues/states.js';
+import { JOB_STATES, type JobState } from '../../queues/states.js';
+import type { JobPage } from '../../queues/service.js';
 import { STATE_LOOK } from '../present/render/html.js';
 import type { Runtime } from '../runtime.js';
-import { inRange, isFiltered, type Filter, type FilterField } from './filters.js';
+import { inRange, type Filter, type FilterField } from './filters.js';
 
 type JobField = 'state' | 'tool' | 'requester' | 'origin' | 'host';
 export type JobFilter = Filter<JobField>;
@@ -24,18 +24,6 @@ export function jobFields(tools: readonly string[]): FilterField<JobField>[] {
   ];
 }
 
-export interface JobPage {
-  readonly jobs: readonly JobRecord[];
-  readonly offset: number;
-  /** Offset of the next page (in index positions), when there may be more. */
-  readonly next?: number | undefined;
-  /** True when filtering stopped after SCAN_LIMIT jobs without filling the page. */
-  readonly truncated: boolean;
-}
-
-export const SCAN_LIMIT = 5000;
-const CHUNK = 200;
-
 export function matches(job: JobRecord, filter: JobFilter): boolean {
   if (filter.state !== undefined && job.state !== filter.state) return false;
   if (filter.tool !== undefined && job.tool !== filter.tool) return false;
@@ -45,22 +33,17 @@ export function matches(job: JobRecord, filter: JobFilter): boolean {
   return inRange(filter, Date.parse(job.createdAt));
 }
 
+/** One page of jobs matching `filter`, newest first, and how many match in all. */
 export async function listJobs(runtime: Runtime, viewer: Identity, filter: JobFilter, offset: number, limit: number): Promise<JobPage> {
-  if (!isFiltered(filter)) {
-    const jobs = await runtime.service.list(viewer, { offset, limit: limit + 1 });
-    return { jobs: jobs.slice(0, limit), offset, next: jobs.length > limit ? offset + limit : undefined, truncated: false };
-  }
-  const found: JobRecord[] = [];
-  let position = offset;
-  while (position - offset < SCAN_LIMIT) {
-    const chunk = await runtime.service.list(viewer, { offset: position, limit: CHUNK });
-    for (const [i, job] of chunk.entries()) {
-      if (!matches(job, filter)) continue;
-      if (found.length === limit) return { jobs: found, offset, next: position + i, truncated: false };
-      found.push(job);
-    }
-    position += chunk.length;
-    if (chunk.length < CHUNK) return { jobs: found, offset, next: undefined, truncated: false };
-  }
-  return { jobs: found, offset, next: position, truncated: true };
+  return runtime.service.page(viewer, {
+    offset,
+    limit,
+    state: filter.state as JobState | undefined,
+    tool: filter.tool,
+    requester: filter.requester,
+    host: filter.host,
+    origin: filter.origin,
+    since: filter.since,
+    until: filter.until,
+  });
 }

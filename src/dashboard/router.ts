@@ -187,7 +187,7 @@ export function dashboardRouter(runtime: Runtime): express.Router {
     const filter = jobFilter(req.query);
     const offset = Math.min(Math.max(Number(req.query['offset'] ?? 0) || 0, 0), 1_000_000);
     const result = await listJobs(runtime, me(res), filter, offset, PAGE_SIZE);
-    res.json({ jobs: result.jobs.map((j) => jobView(j, { places: runtime.places })), offset, next_offset: result.next, truncated: result.truncated });
+    res.json({ jobs: result.jobs.map((j) => jobView(j, { places: runtime.places })), total: result.total, offset, ...(result.next !== undefined ? { next_offset: result.next } : {}) });
   });
 
   router.get('/live/jobs', async (req, res) => {
@@ -347,8 +347,7 @@ export function dashboardRouter(runtime: Runtime): express.Router {
   router.get('/hosts', async (_req, res) => {
     const requester = me(res);
     const inventory = await runtime.ctx.inventory.current();
-    const recent = await listJobs(runtime, requester, {}, 0, 200);
-    send(res, hostsPage(viewerOf(res), await hostRows(runtime, inventory, recent.jobs), inventory.groups, await pendingFor(requester)));
+    send(res, hostsPage(viewerOf(res), await hostRows(runtime, requester, inventory), inventory.groups, await pendingFor(requester)));
   });
 
   const auditAllowed = (requester: Requester): void => {

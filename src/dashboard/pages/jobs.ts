@@ -4,8 +4,9 @@ import type { JobView } from '../../present/job-view.js';
 import { html, inline, type Html } from '../../present/render/markup.js';
 import { jobRow } from '../../present/render/html.js';
 import { page, UI, type Viewer } from '../layout.js';
-import { jobFields, type JobFilter, type JobPage } from '../listing.js';
-import { filterForm } from '../filters.js';
+import type { JobPage } from '../../../queues/service.js';
+import { jobFields, type JobFilter } from '../listing.js';
+import { filterForm, isFiltered } from '../filters.js';
 
 /** The jobs table; with `feedAfter`, dashboard.js keeps it live from that feed position. */
 export function jobTable(jobs: readonly JobView[], feedAfter?: string): Html {
@@ -44,7 +45,7 @@ export function jobsPage(input: JobsPageInput): Html {
 <form class="search" role="search" method="get" action="${UI}/jobs"><label for="job-id" class="sr-only">Job id</label><input id="job-id" name="id" placeholder="Go to job id (j…)" autocomplete="off"><button type="submit">Open</button></form></div>
 ${input.notice !== undefined ? html`<p class="notice" role="status">${inline(input.notice)}</p>` : ''}
 ${filterForm(`${UI}/jobs`, 'jobs', jobFields(input.tools), filter)}
-${result.truncated ? html`<p class="notice">Looked at ${result.next !== undefined ? result.next - result.offset : 0} jobs without filling the page; use “Older” to keep searching.</p>` : ''}
+<p class="muted small" data-total>${result.total === 0 ? 'No jobs match.' : html`${result.offset + 1}–${result.offset + input.jobs.length} of ${result.total.toLocaleString('en')} job${result.total === 1 ? '' : 's'}${isFiltered(filter) ? ' matching' : ''}, newest first.`}</p>
 ${jobTable(input.jobs, live ? input.feedAfter : undefined)}
 <nav class="pager" aria-label="Pages">${prev} ${next}</nav>
 <p class="muted small" data-live-status aria-live="polite">${live ? 'Live: rows update as jobs change.' : ''}</p>`;
