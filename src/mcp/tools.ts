@@ -18,7 +18,7 @@ import { annotations, inputJsonSchema, type AnyTool, type ToolAnnotations } from
 import type { JsonSchema } from '../../tools/schema-info.js';
 import { CastellanError } from '../../config/errors.js';
 import type { Runtime } from '../runtime.js';
-import { eventView, eventViewSchema, outputPage, outputPageSchema, requesterViewSchema } from '../present/job-view.js';
+import { eventView, eventViewSchema, jobView, outputPage, outputPageSchema, requesterViewSchema } from '../present/job-view.js';
 import type { RequestId } from './calls.js';
 import { jobOutcome, outcomeSchemaFor, outcomeText } from '../present/render/mcp.js';
 import type { ApprovalPlaces } from '../present/job-view.js';
@@ -104,20 +104,53 @@ function progressTotal(job: JobRecord): number {
 async function follow(job: JobRecord, budgetMs: number, call: McpCall): Promise<CallToolResult> {
   const { service } = call.runtime;
   const total = progressTotal(job);
+  const started = Date.now();
+  let lastSent = Date.now();
+  let stage = job.state === 'awaiting_approval' ? awaitingText(job, call) : job.state.replaceAll('_', ' ');
+  const tell = (message: string): void => {
+    lastSent = Date.now();
+    call.progress(message, total > 0 ? total : undefined);
+  };
+  // Every stage is a notification, so a client shows where the job is, not only finished hosts.
   const onEvent = (stamped: StampedEvent): void => {
     const e = stamped.event;
     if (e.type === 'host_finished') {
       const detail = e.status === 'ok' ? 'ok' : `${e.status}${e.exitCode !== null ? ` (exit ${e.exitCode})` : ''}${e.error ? `: ${e.error}` : ''}`;
-      call.progress(`${e.host} ${e.step}: ${detail}`, total > 0 ? total : undefined);
+      tell(`${e.host} ${e.step}: ${detail}`);
+    } else if (e.type === 'state') {
+      stage = e.state === 'awaiting_approval' ? awaitingText(job, call) : `${e.state.replaceAll('_', ' ')}${e.reason ? `: ${e.reason}` : ''}`;
+      tell(stage);
+    } else if (e.type === 'vote') {
+      tell(`${e.decision === 'approve' ? 'approved' : 'denied'} by ${e.subject} (${e.count} of ${e.required})`);
+    } else if (e.type === 'batch') {
+      stage = `running batch ${e.index + 1}/${e.total}`;
+      tell(`${stage}: ${e.hosts.length} hosts`);
     }
   };
-  const started = Date.now();
-  let current = await service.wait(job.id, call.requester, budgetMs, onEvent, call.signal);
+  // A heartbeat at most every HEARTBEAT_MS while nothing else is said, so clients do not time out.
+  const heartbeat = setInterval(() => {
+    if (Date.now() - lastSent >= HEARTBEAT_MS - 500) tell(`still ${stage} (${Math.round((Date.now() - started) / 1000)} s)`);
+  }, 1000);
+  let current: JobRecord;
+  try {
+    current = await service.wait(job.id, call.requester, budgetMs, onEvent, call.signal);
+  } finally {
+    clearInterval(heartbeat);
+  }
   const reason = call.cancelReason();
   if (reason !== undefined && !isFinal(current.state)) {
     current = await service.cancel(job.id, call.requester, reason === '' ? 'cancelled by the MCP client' : reason);
   }
   return outcomeResult(current, call, isFinal(current.state) ? undefined : Date.now() - started);
+}
+
+/** Progress says something at least this often while a call waits (clients time out on silence). */
+const HEARTBEAT_MS = 10_000;
+
+/** `awaiting approval: needs 1 more approval from …; cli: castellan approve j…; slack: …` */
+function awaitingText(job: JobRecord, call: McpCall): string {
+  const next = jobView(job, { places: call.places }).next;
+  return `awaiting approval: ${next.text}${(next.approve_via ?? []).map((p) => `; ${p.via}: ${p.how}`).join('')}`;
 }
 
 function catalogueTool(tool: AnyTool): McpTool {

@@ -64,6 +64,11 @@ export function summaryLine(job: JobRecord, progress: ProgressView | undefined, 
     case 'waiting_window':
       return `${what} waits for its maintenance window${job.maintenance?.opensAt ? ` (opens ${job.maintenance.opensAt.replace('T', ' ').slice(0, 16)} UTC)` : ''}; nothing has run yet`;
     case 'running': {
+      if (job.cancel !== undefined) {
+        // Cancelling a running job signals its hosts; it ends once they stop.
+        const left = job.plan.hosts.length - (progress?.hosts_done ?? 0);
+        return `${what}: cancellation requested; stopping on ${plural(Math.max(left, 0), 'host')}`;
+      }
       if (!progress || progress.hosts_done === 0) return `${what} is running`;
       const failed = progress.hosts_failed > 0 ? `, ${progress.hosts_failed} failed` : '';
       return `${what} is running: ${progress.hosts_done} of ${plural(progress.hosts_total, 'host')} done${failed}`;
@@ -105,6 +110,7 @@ export function nextStep(job: JobRecord, places: ApprovalPlaces): NextView {
     case 'waiting_window':
       return { waiting_for: 'window', text: job.maintenance?.detail ?? 'starts when its hosts\' maintenance window opens' };
     case 'running': {
+      if (job.cancel !== undefined) return { waiting_for: 'run', text: 'ends as cancelled once the commands on its hosts have stopped' };
       const site = waitingForSite(job);
       return { waiting_for: site ? 'worker' : 'run', text: `${site ? `part of it is ${site}; ` : ''}runs until it ends or its time limit of ${durationWords(job.timeoutMs)}; cancel with castellan cancel ${job.id}` };
     }

@@ -35,6 +35,7 @@ type Outcome = {
   plan: { hosts: string[]; batches: Array<{ steps: Array<{ command: string[]; hosts: string[] }> }> };
   approval?: { required: number; cli: string; api: string };
   hosts?: Array<{ host: string; status: string }>;
+  view?: { title: string; rows: Array<{ key: string; count: number }> };
   folded?: Array<{ nodeset: string; count: number; status: string }>;
   data?: unknown;
 };
@@ -101,10 +102,20 @@ describe('tool calls', () => {
     expect(out.folded?.[0]).toMatchObject({ nodeset: 'node[01-03]', count: 3, status: 'ok' });
     expect((out.data as { hosts: unknown[] }).hosts).toHaveLength(3);
 
-    expect(progress).toHaveLength(3);
-    expect(progress.map((p) => p.progress)).toEqual([1, 2, 3]);
-    expect(progress.every((p) => p.total === 3)).toBe(true);
-    expect(progress.map((p) => p.message).join(' ')).toMatch(/node0\d ping: ok/);
+    // Every stage is a notification (running, each host, the end), progress always increasing.
+    const messages = progress.map((p) => p.message ?? '');
+    expect(messages.filter((m) => /^node0\d ping: ok$/.test(m))).toHaveLength(3);
+    expect(messages).toContain('running');
+    expect(messages.at(-1)).toMatch(/^succeeded/);
+    const values = progress.map((p) => p.progress);
+    expect(values).toEqual([...values].sort((a, b) => a - b));
+    expect(new Set(values).size).toBe(values.length);
+    expect(progress.every((p) => p.total === undefined || p.total >= p.progress)).toBe(true);
+    // The text for the model is the tool's table, not raw output or the JSON again.
+    const text = (result.content as Array<{ text: string }>).map((c) => c.text).join('\n');
+    expect(text).toMatch(/^node\[01-03\] \(3\) ok {2}p50 \S+ m?s {2}max \S+ m?s$/m);
+    expect(text).not.toContain('"hosts"');
+    expect(out.view).toMatchObject({ title: 'Ping hosts', rows: [{ key: 'node[01-03]', count: 3 }] });
   });
 
   it('answers an inventory-only tool with its structured data', async () => {

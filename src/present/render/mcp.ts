@@ -95,6 +95,9 @@ function nextFor(view: JobView, waitedMs: number | undefined): string | undefine
       );
     case 'queued':
     case 'running':
+      if (view.state === 'running' && view.summary.includes('cancellation requested')) {
+        return `Cancellation is requested; the job ${view.next.text}. Call job_status with job_id "${view.id}" (wait_seconds) to see it end.`;
+      }
       return `${waitedMs !== undefined ? `Still ${view.state} after ${Math.round(waitedMs / 1000)} s; it keeps going in the background. ` : ''}Call job_status with job_id "${view.id}" (optionally wait_seconds) to follow it, job_output for the output so far, or job_cancel to stop it.`;
     default:
       return undefined;
