@@ -136,8 +136,12 @@ function sshdConfig(node: NodeRecord, state: LabState): string {
     'LogLevel INFO',
     'PrintMotd no',
     'Subsystem sftp internal-sftp',
-    // A path with a space or quote would need sshd quoting; lab dirs come from mkdtemp.
-    ...(state.nodeBinDirs === true ? [`SetEnv PATH=${nodeBinDir(state.dir, node.name)}:${SYSTEM_PATH}`] : []),
+    // SHLVL=1: bash run by sshd sources ~/.bashrc only as a top-level shell (SHLVL < 2 after its
+    // own increment). A lab node is this machine, and its login user's .bashrc is the
+    // developer's (pyenv init, say, whose rehash lock, left behind by a session a simulated
+    // reboot killed, stalled every later command for 60 s): real nodes' dotfiles are not ours
+    // to run either. A path with a space or quote would need sshd quoting; lab dirs come from mkdtemp.
+    `SetEnv SHLVL=1${state.nodeBinDirs === true ? ` PATH=${nodeBinDir(state.dir, node.name)}:${SYSTEM_PATH}` : ''}`,
     '',
   ].join('\n');
 }
