@@ -37,7 +37,18 @@ export interface RedisSettings {
   /** Without credentials; the password comes from `password_env` / `password_file`. */
   readonly url: string;
   readonly prefix: string;
+  /** ACL user (Redis 6+); the password is still a secret (`password_env` / `password_file`). */
+  readonly username: string | undefined;
   readonly password: SecretRef | undefined;
+  /**
+   * Sentinel addresses; with them Castellan asks the sentinels which server is the primary of
+   * `name` (and follows failovers), and `url` only contributes its scheme and database.
+   */
+  readonly sentinels: readonly { readonly host: string; readonly port: number }[];
+  /** The Sentinel master name (`sentinel monitor NAME …`); set exactly when `sentinels` is. */
+  readonly name: string | undefined;
+  /** TLS: on for `rediss://` URLs or when a CA file is given. */
+  readonly tls: { readonly caFile: string | undefined } | undefined;
 }
 
 export interface ServerSettings {
@@ -370,6 +381,13 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
     })
     .prefault({});
 
+  const sentinelAddress = z
+    .string()
+    .regex(/^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected host:port (e.g. 10.0.0.5:26379)')
+    .transform((v) => {
+      const at = v.lastIndexOf(':');
+      return { host: v.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port: Number(v.slice(at + 1)) };
+    });
   const redis = z
     .strictObject({
       url: z
@@ -378,10 +396,28 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
         .refine((u) => URL.canParse(u) && /^rediss?:$/.test(new URL(u).protocol), 'expected a redis:// or rediss:// URL')
         .refine((u) => !URL.canParse(u) || new URL(u).password === '', 'the URL must not contain a password; use redis.password_env or redis.password_file'),
       prefix: z.string().regex(/^[A-Za-z0-9_.:-]+$/, 'expected a key prefix of letters, digits and . _ : -').default('castellan'),
+      username: z.string().min(1).optional().describe('ACL user (Redis 6+); its password comes from password_env / password_file'),
       password_env: envName.optional(),
       password_file: path.optional(),
+      sentinels: z.array(sentinelAddress).default([]).describe('Sentinel addresses (host:port); Castellan asks them for the primary of `name` and follows failovers'),
+      name: z.string().min(1).optional().describe('the Sentinel master name (sentinel monitor NAME …); needed with sentinels'),
+      tls_ca_file: path.optional().describe('CA certificate (PEM) for TLS to Redis; turns TLS on like a rediss:// URL'),
     })
-    .transform((v, ctx): RedisSettings => ({ url: v.url, prefix: v.prefix, password: secretRef(v.password_env, v.password_file, 'password', ctx) }))
+    .transform((v, ctx): RedisSettings => {
+      if (v.sentinels.length > 0 && v.name === undefined) ctx.addIssue({ code: 'custom', path: ['name'], message: 'redis.sentinels needs redis.name, the master name the sentinels monitor' });
+      if (v.sentinels.length === 0 && v.name !== undefined) ctx.addIssue({ code: 'custom', path: ['sentinels'], message: 'redis.name is the Sentinel master name: give redis.sentinels too (or remove name)' });
+      if (URL.canParse(v.url) && new URL(v.url).username !== '') ctx.addIssue({ code: 'custom', path: ['url'], message: 'put the ACL user in redis.username, not in the URL' });
+      const tls = (URL.canParse(v.url) && new URL(v.url).protocol === 'rediss:') || v.tls_ca_file !== undefined;
+      return {
+        url: v.url,
+        prefix: v.prefix,
+        username: v.username,
+        password: secretRef(v.password_env, v.password_file, 'password', ctx),
+        sentinels: v.sentinels,
+        name: v.name,
+        tls: tls ? { caFile: v.tls_ca_file } : undefined,
+      };
+    })
     .prefault({});
 
   const server = z

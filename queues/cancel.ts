@@ -4,6 +4,7 @@
 // and broadcast over Redis pub/sub to every worker.
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
+import { dedicatedConnection } from './connections.js';
 
 export class CancelBroadcast {
   private subscriber: Redis | undefined;
@@ -22,7 +23,7 @@ export class CancelBroadcast {
   /** Start listening (workers only). */
   async listen(): Promise<void> {
     if (this.subscriber) return;
-    const sub = this.redis.duplicate();
+    const sub = dedicatedConnection(this.redis);
     this.subscriber = sub;
     sub.on('message', (_channel: string, message: string) => {
       try {

@@ -39,6 +39,10 @@ export interface JobSettings {
   readonly window: number;
   /** TTL of a per-host lock; its owner renews it every third of that. */
   readonly hostLockTtlMs: number;
+  /** How often a long-lived process looks for submissions that never completed (queues/submission.ts). */
+  readonly reconcileEveryMs: number;
+  /** How long a submission may stay unconfirmed before it is ended "never queued". */
+  readonly submitGraceMs: number;
   /** When destructive jobs may run on which hosts (queues/maintenance.ts). */
   readonly maintenance: MaintenanceSettings;
   /** Per-person and per-request bounds (config `limits:`); defaults when absent. */

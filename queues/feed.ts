@@ -10,6 +10,7 @@
 import type { Redis, ChainableCommander } from 'ioredis';
 import type { JobEvent } from './events.js';
 import type { Keys } from './keys.js';
+import { dedicatedConnection } from './connections.js';
 
 /** Events that go to the feed as well as to the job's own stream. */
 export type FeedEvent = Extract<JobEvent, { type: 'state' } | { type: 'vote' }>;
@@ -86,7 +87,7 @@ export class JobFeed {
    * Uses its own connection for the blocking read.
    */
   async *follow(afterId: string, options: { signal?: AbortSignal; blockMs?: number } = {}): AsyncGenerator<FeedEntry> {
-    const reader = this.redis.duplicate();
+    const reader = dedicatedConnection(this.redis);
     const stop = (): void => reader.disconnect();
     options.signal?.addEventListener('abort', stop, { once: true });
     let last = afterId;
@@ -119,7 +120,7 @@ export class JobFeed {
     await this.redis.xgroup('CREATE', feed, options.group, options.startAt ?? '$', 'MKSTREAM').catch((err: unknown) => {
       if (!String(err).includes('BUSYGROUP')) throw err;
     });
-    const reader = this.redis.duplicate();
+    const reader = dedicatedConnection(this.redis);
     const stop = (): void => reader.disconnect();
     options.signal?.addEventListener('abort', stop, { once: true });
     const handle = async (id: string, fields: string[]): Promise<void> => {

@@ -8,6 +8,7 @@ import type { Redis } from 'ioredis';
 import type { JobEvents, StampedEvent } from './events.js';
 import type { Keys } from './keys.js';
 import { isFinal } from './states.js';
+import { dedicatedConnection } from './connections.js';
 
 export interface FollowOptions {
   /** Stream position to start after ('0': from the first event). */
@@ -73,7 +74,7 @@ export class JobEventHub {
 
   private subscribe(): Promise<void> {
     this.subscribing ??= (async () => {
-      const sub = this.redis.duplicate();
+      const sub = dedicatedConnection(this.redis);
       this.subscriber = sub;
       sub.on('message', (_channel: string, jobId: string) => {
         for (const wake of this.waiters.get(jobId) ?? []) wake();

@@ -26,6 +26,10 @@ export interface Keys {
   /** Stream of every job's state changes and votes (notifiers follow it). */
   feed(): string;
   workerHeartbeat(workerId: string): string;
+  /** Sorted set (score: ms): jobs recorded whose submitter has not confirmed them yet (queues/submission.ts). */
+  submitting(): string;
+  /** Pub/sub channel: MCP `notifications/cancelled` relayed between server processes. */
+  mcpCancelChannel(): string;
 }
 
 export type JobIndexField = 'state' | 'tool' | 'requester' | 'host' | 'origin';
@@ -50,5 +54,7 @@ export function keys(prefix: string): Keys {
     eventsChannel: () => `${prefix}:events-notify`,
     feed: () => `${prefix}:feed`,
     workerHeartbeat: (workerId) => `${prefix}:worker:${workerId}`,
+    submitting: () => `${prefix}:submitting`,
+    mcpCancelChannel: () => `${prefix}:mcp-cancel`,
   };
 }

@@ -236,15 +236,31 @@ function stringFields(fields: Fields): Record<string, string> {
   return out;
 }
 
+/** The hash fields of a new record. */
+export function recordFields(doc: JobDoc, initial: JobState, extra: Fields = {}): Record<string, string> {
+  return stringFields({
+    doc: JSON.stringify(doc),
+    state: initial,
+    votes: '[]',
+    updatedAt: new Date().toISOString(),
+    attempt: 0,
+    expiresAt: doc.expiresAt ?? 0,
+    ...extra,
+  });
+}
+
 export class JobStore {
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
   ) {}
 
+  /**
+   * Write a record as it is (fixtures, benchmarks). Submissions go through
+   * queues/submission.ts `createRecord`, which adds the idempotency claim and the marker.
+   */
   async create(doc: JobDoc, initial: JobState, extra: Fields = {}): Promise<void> {
     const key = this.keys.job(doc.id);
-    const now = new Date().toISOString();
     const score = Date.parse(doc.createdAt);
     const multi = this.redis.multi();
     // The secondary indexes are written in the same MULTI as the record: never one without the other.
@@ -253,18 +269,7 @@ export class JobStore {
     multi.hset(this.keys.jobsWhere(), doc.id, JSON.stringify(where));
     multi.zadd(this.keys.jobsBy('state', initial), score, doc.id);
     await multi
-      .hset(
-        key,
-        stringFields({
-          doc: JSON.stringify(doc),
-          state: initial,
-          votes: '[]',
-          updatedAt: now,
-          attempt: 0,
-          expiresAt: doc.expiresAt ?? 0,
-          ...extra,
-        }),
-      )
+      .hset(key, recordFields(doc, initial, extra))
       .zadd(this.keys.jobIndex(), Date.parse(doc.createdAt), doc.id)
       .exec();
   }
@@ -486,7 +491,7 @@ export interface JobQuery {
 }
 
 /** The secondary indexes a job sits in for life (its state index moves and is kept apart). */
-function indexKeysOf(keys: Keys, doc: JobDoc): string[] {
+export function indexKeysOf(keys: Keys, doc: JobDoc): string[] {
   const out = new Set<string>([keys.jobsBy('tool', doc.tool), keys.jobsBy('requester', doc.requester.subject), keys.jobsBy('origin', doc.requester.origin)]);
   if (doc.requester.displayName) out.add(keys.jobsBy('requester', doc.requester.displayName));
   for (const host of doc.plan.hosts) out.add(keys.jobsBy('host', host));

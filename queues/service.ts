@@ -2,7 +2,6 @@
 // dashboard) calls these methods and nothing else: validate → authorize → plan → record +
 // BullMQ job (delayed until the approval deadline when approvals are needed) → audit.
 // Approvals, denials and cancellations go through here too, so the rules live once.
-import { createHash } from 'node:crypto';
 import { authorizeApproval, authorizeCancel, authorizeRequest } from '../auth/policy.js';
 import type { AuthConfig } from '../auth/settings.js';
 import type { Identity, Requester } from '../auth/types.js';
@@ -12,6 +11,8 @@ import type { Plan, ToolDefinition } from '../tools/types.js';
 import { findTool, UnknownToolError, validateInput } from '../tools/registry.js';
 import { noRoleReason } from '../auth/roles.js';
 import { sleep } from './sleep.js';
+import { isRedisUnavailable, redisUnavailable } from './connections.js';
+import { claimValue, confirmSubmitted, createRecord, hashPart, NEVER_QUEUED, parseClaim, reconcileOne, requestFingerprint, settled } from './submission.js';
 import { planCommands } from './plan-commands.js';
 import { windowDecision } from './maintenance.js';
 import { planShapeProblems } from '../tools/steps/walk.js';
@@ -24,7 +25,7 @@ import { accessOf, eventsFor, recordFor } from './visibility.js';
 import { activeJobs, activeJobsKey, capReadPlan, DEFAULT_LIMITS, takeTokens, type LimitSettings } from './limits.js';
 import { isPersonOrigin } from '../auth/types.js';
 import { checkEventId } from './events.js';
-import { JOB_ID_PATTERN, newJobId, type JobDoc, type JobRecord, type ReplyAddress, type Vote } from './records.js';
+import { JOB_ID_PATTERN, newJobId, recordFields, type JobDoc, type JobRecord, type ReplyAddress, type Vote } from './records.js';
 import { isFinal, type JobState } from './states.js';
 
 export interface SubmitRequest {
@@ -85,7 +86,21 @@ export class JobService {
     }
   }
 
+  /**
+   * Validate, authorize, plan and record a request, then queue it. The answer is the job, or
+   * an error; when Redis cannot be reached it is `unavailable … nothing was run`, never a
+   * half-made job (see queues/submission.ts).
+   */
   async submit(request: SubmitRequest): Promise<SubmitResult> {
+    try {
+      return await this.submitOnce(request);
+    } catch (err) {
+      if (!(err instanceof CastellanError) && isRedisUnavailable(err)) throw redisUnavailable(err, 'nothing was run');
+      throw err;
+    }
+  }
+
+  private async submitOnce(request: SubmitRequest): Promise<SubmitResult> {
     const { requester } = request;
     const tool = this.tool(request.tool);
     let decision = authorizeRequest({ risk: tool.risk, tool: tool.name, requester, config: this.auth });
@@ -124,18 +139,15 @@ export class JobService {
     }
     const binding = await bindPlan(plan, inventory, (inv, host) => this.ctx.targetFor(inv, host), this.ctx.executor);
 
-    const jobId = newJobId();
-    if (request.idempotencyKey !== undefined) {
-      const earlier = await this.claimIdempotencyKey(requester.subject, request.idempotencyKey, jobId);
-      if (earlier) return { job: earlier, duplicate: true };
-    }
-    await this.checkConcurrency(requester, tool.name);
-
+    const fingerprint = requestFingerprint(tool.name, input);
+    const idemKey = request.idempotencyKey === undefined ? undefined : this.idempotencyKeyOf(requester.subject, request.idempotencyKey);
+    // An idempotent retry is answered with its job even at the limit; a new request is counted.
+    if (idemKey === undefined || (await this.ctx.redis.exists(idemKey)) === 0) await this.checkConcurrency(requester, tool.name);
     const now = Date.now();
     const needsApproval = decision.approvalsRequired > 0;
     const expiresAt = needsApproval ? now + this.ctx.settings.approvals.expiryMs : undefined;
     const doc: JobDoc = {
-      id: jobId,
+      id: newJobId(),
       tool: tool.name,
       risk,
       input: this.ctx.redactor.scrubDeep(input),
@@ -154,28 +166,42 @@ export class JobService {
         : {}),
     };
     const initial: JobState = needsApproval ? 'awaiting_approval' : 'queued';
-    await this.ctx.store.create(doc, initial, needsApproval ? {} : { queuedAt: doc.createdAt });
-    if (!this.exempt(requester)) {
-      const active = activeJobsKey(this.ctx.keys.prefix, requester.subject);
-      await this.ctx.redis.multi().sadd(active, jobId).expire(active, 7 * 24 * 3600).exec();
+
+    // Record, idempotency claim and "being submitted" marker in one atomic step. From here on
+    // the caller gets either this job's id or "unavailable, nothing was run" (see submission.ts).
+    for (let attempt = 0; ; attempt++) {
+      const fields = recordFields(doc, initial, needsApproval ? {} : { queuedAt: doc.createdAt });
+      const claim = idemKey === undefined ? undefined : { key: idemKey, value: claimValue(doc.id, fingerprint), ttlS: IDEMPOTENCY_TTL_S };
+      const created = await createRecord(this.ctx, doc, fields, claim);
+      if (created.created) break;
+      const earlier = await this.earlierRequest(created.claim, fingerprint, request.idempotencyKey ?? '');
+      if (earlier) return { job: earlier, duplicate: true };
+      // The earlier request with this key never completed and was reconciled (its key freed):
+      // this one is the real submission. Twice means something else keeps taking the key.
+      if (attempt >= 1) throw new CastellanError('conflict', 'the idempotency key is being used by another request right now; retry in a moment');
     }
-    await this.ctx.audit.append({
-      kind: 'request',
-      jobId,
-      subject: requester.subject,
-      displayName: requester.displayName,
-      origin: requester.origin,
-      tool: tool.name,
-      hosts: plan.hosts,
-      commands: planCommands(plan),
-      planHash: doc.planHash,
-      input: doc.input,
-      state: initial,
-      via: request.replyTo.kind === 'slack' ? request.replyTo : undefined,
-    });
-    // Before the BullMQ job exists, so a fast worker's `running` always comes after it.
-    await this.ctx.events.publish(jobId, { type: 'state', state: initial, reason: needsApproval ? `waiting for ${decision.approvalsRequired} approval(s)` : undefined });
+    const jobId = doc.id;
     try {
+      if (!this.exempt(requester)) {
+        const active = activeJobsKey(this.ctx.keys.prefix, requester.subject);
+        await this.ctx.redis.multi().sadd(active, jobId).expire(active, 7 * 24 * 3600).exec();
+      }
+      await this.ctx.audit.append({
+        kind: 'request',
+        jobId,
+        subject: requester.subject,
+        displayName: requester.displayName,
+        origin: requester.origin,
+        tool: tool.name,
+        hosts: plan.hosts,
+        commands: planCommands(plan),
+        planHash: doc.planHash,
+        input: doc.input,
+        state: initial,
+        via: request.replyTo.kind === 'slack' ? request.replyTo : undefined,
+      });
+      // Before the BullMQ job exists, so a fast worker's `running` always comes after it.
+      await this.ctx.events.publish(jobId, { type: 'state', state: initial, reason: needsApproval ? `waiting for ${decision.approvalsRequired} approval(s)` : undefined });
       await this.ctx.queue.add(tool.name, doc, {
         jobId,
         // Awaiting approval: the job sleeps until the deadline; approval promotes it, and if
@@ -185,10 +211,15 @@ export class JobService {
         removeOnComplete: { age: this.ctx.settings.retention.completedAgeS, count: this.ctx.settings.retention.completedCount },
         removeOnFail: { age: this.ctx.settings.retention.failedAgeS, count: this.ctx.settings.retention.failedCount },
       });
+      if (!(await confirmSubmitted(this.ctx, jobId))) throw new CastellanError('unavailable', 'the submission took too long and was given up');
     } catch (err) {
-      // Nothing half-enqueued: the record says why the request did not go through.
-      await endJob(this.ctx, doc, 'failed', { reason: `could not enqueue: ${errorMessage(err)}`, from: [initial] }).catch(() => undefined);
-      throw new CastellanError('unavailable', `the job queue is unavailable (${errorMessage(err)}); nothing was run, retry later`);
+      // Not confirmed, so no worker will start it: end the record now if Redis lets us (else
+      // the reconcile of any long-lived process will), and tell the caller nothing ran.
+      const ended = await reconcileOne(this.ctx, jobId, `${NEVER_QUEUED} (${errorMessage(err)})`).catch(() => false);
+      this.ctx.logger.warn({ jobId, err: errorMessage(err), ended }, 'submission failed; nothing was run');
+      const outcome = `nothing was run${ended ? ` (job ${jobId} is recorded as failed)` : ''}`;
+      if (isRedisUnavailable(err)) throw redisUnavailable(err, outcome);
+      throw new CastellanError('unavailable', `unavailable: the job could not be queued (${errorMessage(err)}); ${outcome}. Retry in a few seconds.`);
     }
     metrics().jobsSubmitted.inc({ tool: tool.name, origin: requester.origin, risk: tool.risk });
     if (needsApproval) await this.startPreview(tool, input, doc, inventory);
@@ -237,6 +268,33 @@ export class JobService {
     metrics().rateLimited.inc({ origin: requester.origin });
     await this.ctx.audit.append({ kind: 'refused', subject: requester.subject, displayName: requester.displayName, origin: requester.origin, tool, reason });
     throw new CastellanError('rate_limited', reason, undefined, 5);
+  }
+
+  private idempotencyKeyOf(subject: string, idempotencyKey: string): string {
+    if (!IDEMPOTENCY_KEY.test(idempotencyKey)) throw new CastellanError('invalid_input', 'idempotency key: 1-200 characters of [A-Za-z0-9._:@-]', 'idempotency_key');
+    return this.ctx.keys.idempotency(hashPart(subject), hashPart(idempotencyKey));
+  }
+
+  /**
+   * The job an idempotency key was claimed for. The same request again → that job; a different
+   * request under the same key → `conflict` naming the job. While the earlier submission is
+   * still in progress, wait for its outcome; one that never completed is reconciled (its key
+   * freed) and undefined returned, so the caller records this request instead.
+   */
+  private async earlierRequest(claim: string, fingerprint: string, key: string): Promise<JobRecord | undefined> {
+    const { jobId, fingerprint: earlierFingerprint } = parseClaim(claim);
+    const earlier = await this.ctx.store.get(jobId);
+    if (!earlier) {
+      throw new CastellanError('conflict', `idempotency key '${key}' was used for job ${jobId}, which is no longer kept; use a new key`);
+    }
+    if (earlierFingerprint !== undefined && earlierFingerprint !== fingerprint) {
+      throw new CastellanError('conflict', `idempotency key '${key}' was already used for a different request: job ${jobId} (${earlier.tool}, ${earlier.state}); use a new key for a new request`, 'idempotency_key');
+    }
+    // The same request racing the first one: its answer is the first one's answer.
+    if (!(await settled(this.ctx, jobId, this.ctx.settings.submitGraceMs))) return undefined;
+    const current = await this.ctx.store.get(jobId);
+    if (current?.state === 'failed' && current.reason?.startsWith('never queued')) return undefined;
+    return current ?? earlier;
   }
 
   /**
@@ -303,23 +361,6 @@ export class JobService {
     const input = validate(tool, request.input);
     const plan = buildPlan(tool, input, this.ctx.planContext(await this.ctx.inventory.current()));
     return { tool, input, plan, approvalsRequired: decision.approvalsRequired };
-  }
-
-  /**
-   * First use of (subject, key) claims it for `jobId` and returns undefined; a repeat returns
-   * the job it was claimed for. A retry that races the first request waits for its record.
-   */
-  private async claimIdempotencyKey(subject: string, idempotencyKey: string, jobId: string): Promise<JobRecord | undefined> {
-    if (!IDEMPOTENCY_KEY.test(idempotencyKey)) throw new CastellanError('invalid_input', 'idempotency key: 1-200 characters of [A-Za-z0-9._:@-]', 'idempotency_key');
-    const key = this.ctx.keys.idempotency(hashPart(subject), hashPart(idempotencyKey));
-    if ((await this.ctx.redis.set(key, jobId, 'EX', IDEMPOTENCY_TTL_S, 'NX')) === 'OK') return undefined;
-    const earlierId = (await this.ctx.redis.get(key)) ?? '';
-    for (let i = 0; i < 20; i++) {
-      const earlier = await this.ctx.store.get(earlierId);
-      if (earlier) return earlier;
-      await sleep(50);
-    }
-    throw new CastellanError('conflict', 'an earlier request with this idempotency key is still being recorded (or failed before it was); retry in a moment');
   }
 
   /** The job as `viewer` may see it (queues/visibility.ts: details and output per auth/policy.ts jobAccess). */
@@ -460,7 +501,7 @@ export class JobService {
    * Follow a job until it ends or `timeoutMs` passes, handing each event to `onEvent`.
    * Returns the record as it is at that moment (final or not).
    */
-  async wait(jobId: string, viewer: Identity, timeoutMs: number, onEvent?: (e: StampedEvent) => void, signal?: AbortSignal): Promise<JobRecord> {
+  async wait(jobId: string, viewer: Identity, timeoutMs: number, onEvent?: (e: StampedEvent) => void, signal?: AbortSignal, after = '0'): Promise<JobRecord> {
     let job = await this.get(jobId, viewer);
     if (isFinal(job.state) && !onEvent) return job;
     const controller = new AbortController();
@@ -468,7 +509,7 @@ export class JobService {
     const onOuterAbort = (): void => controller.abort();
     signal?.addEventListener('abort', onOuterAbort, { once: true });
     try {
-      for await (const e of this.follow(jobId, viewer, { signal: controller.signal })) onEvent?.(e);
+      for await (const e of this.follow(jobId, viewer, { signal: controller.signal, after })) onEvent?.(e);
     } finally {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onOuterAbort);
@@ -544,6 +585,4 @@ function requireAnyRole(identity: Identity): void {
   if (identity.roles.length === 0) throw new CastellanError('forbidden', noRoleReason(identity));
 }
 
-function hashPart(text: string): string {
-  return createHash('sha256').update(text).digest('hex').slice(0, 32);
-}
+

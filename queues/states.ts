@@ -32,7 +32,8 @@ export const ALLOWED_FROM: Readonly<Record<JobState, readonly JobState[]>> = {
   waiting_window: ['queued'],
   running: ['queued'],
   succeeded: ['running'],
-  failed: ['running', 'queued', 'waiting_window'],
+  // From awaiting_approval only when its submission never completed (queues/submission.ts).
+  failed: ['running', 'queued', 'waiting_window', 'awaiting_approval'],
   partially_failed: ['running'],
   cancelled: ['awaiting_approval', 'queued', 'waiting_window', 'running'],
   denied: ['awaiting_approval', 'queued', 'waiting_window'],

@@ -23,6 +23,8 @@ import type { HostOutcome, JobDoc, JobRecord, JobResult } from './records.js';
 import { runPlan } from './runner.js';
 import { endJob, type FinalState } from './endings.js';
 import { windowDecision } from './maintenance.js';
+import { settled } from './submission.js';
+import { isRedisUnavailable } from './connections.js';
 import { isFinal, type JobState } from './states.js';
 import { Heartbeat, WorkerRegistry } from './heartbeat.js';
 import { reconcileLoop, reconcileOrphan, reconcileShardHosts } from './orphans.js';
@@ -146,7 +148,10 @@ export async function startWorker(ctx: QueueContext, connection: Redis, options:
       // Another worker may take these jobs: stop ours rather than run beside it.
       for (const jobId of jobIds) here.running.get(jobId)?.('lock_lost', 'this worker lost the job lock');
     });
-    w.on('error', (err) => ctx.logger.warn({ err: errorMessage(err) }, 'worker error'));
+    w.on('error', (err) => {
+      // Outages are logged once per state change by the connection (src/redis.ts), not per retry.
+      if (!isRedisUnavailable(err)) ctx.logger.warn({ err: errorMessage(err) }, 'worker error');
+    });
   }
   const onGaveUp = (job: Job<{ id: string }> | undefined, err: Error): void => {
     // BullMQ gave up on a job (for example "stalled more than allowable limit") without our
@@ -190,8 +195,11 @@ async function finalizeOrphan(ctx: QueueContext, jobId: string, why: string): Pr
 
 async function processJob(ctx: QueueContext, here: Here, job: Job<JobDoc>, token?: string): Promise<{ state: JobState }> {
   const jobId = job.data.id;
-  const record = await ctx.store.get(jobId);
+  let record = await ctx.store.get(jobId);
   if (!record) return { state: 'failed' };
+  // Never start a job its submitter has not confirmed: it may yet be ended "never queued".
+  if (record.state === 'queued' && !(await settled(ctx, jobId, ctx.settings.submitGraceMs))) return { state: (await ctx.store.state(jobId)) ?? 'failed' };
+  record = (await ctx.store.get(jobId)) ?? record;
   const runNow = async (current: JobRecord): Promise<{ state: JobState }> => {
     const held = await holdForWindow(ctx, current, job, token);
     return held ?? execute(ctx, here, (await ctx.store.get(jobId)) ?? current, false);

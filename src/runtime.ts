@@ -3,7 +3,7 @@
 // start here, so every entry point runs the same pipeline.
 import { readFile, stat } from 'node:fs/promises';
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Config } from '../config/load.js';
 import { loadInventory } from '../config/inventory.js';
 import { resolveTargets } from '../config/targets.js';
@@ -30,10 +30,12 @@ import { reconcileLoop, type Reconciler } from '../queues/orphans.js';
 import { ShardBoard } from '../queues/shards.js';
 import { catalogue } from '../tools/index.js';
 import type { Risk, ToolDefinition } from '../tools/types.js';
-import { CastellanError, errorMessage } from '../config/errors.js';
+import { CastellanError } from '../config/errors.js';
 import { createLogger, type Logger } from './log.js';
 import { Redactor } from '../queues/redact.js';
 import { createPlanExecutor } from './ssh/plan-executor.js';
+import { closeRedis, connectRedis, type RedisKind } from './redis.js';
+import { startReconciler } from '../queues/submission.js';
 import type { SshTarget } from './ssh/types.js';
 
 export type RuntimeMode = 'client' | 'server' | 'worker' | 'all';
@@ -67,16 +69,18 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
   const logger = options.logger ?? createLogger({ level: config.log.level, redactor });
   // Checked before anything connects, so a bad override leaves nothing open.
   const effective = withRiskOverrides(catalogue, config.policy.toolRisk, config.file);
-  const redis = await connectRedis(config, options.mode);
+  // serve's front ends fail fast when Redis is away; a worker waits it out; the CLI fails at
+  // start when Redis is not there (src/redis.ts).
+  const kind: RedisKind = options.mode === 'worker' ? 'worker' : options.mode === 'client' ? 'client' : 'front';
+  const redis = await connectRedis(config, kind, logger);
   try {
     if (options.mode !== 'client') await checkRedisSettings(redis, logger);
   } catch (err) {
-    redis.disconnect();
+    closeRedis(redis);
     throw err;
   }
   const k = keys(config.redis.prefix);
   const queueName = 'jobs';
-  const queue = new Queue(queueName, { connection: redis, prefix: `${k.prefix}:bull` });
   const executor = await createPlanExecutor(config, logger);
   const settings = jobSettingsFrom(config, options.jobSettings);
   const inventory = watchedInventory(config.inventory, config.ssh.port);
@@ -87,35 +91,45 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
   const tools: ToolCatalogue = { get: (n) => byName.get(n), list: () => effective };
   const localRoot = config.jobs.filesRoot;
 
-  const events = new JobEvents(redis, k, redactor);
-  const ctx: QueueContext = {
-    redis,
-    keys: k,
-    queue,
-    queueName,
-    store: new JobStore(redis, k),
-    events,
-    hub: new JobEventHub(redis, k, events),
-    feed: new JobFeed(redis, k),
-    audit: new AuditLog(redis, k, redactor, config.audit.file),
-    ledger: new ExecutionLedger(redis, k),
-    locks: new HostLocks(redis, k, settings.hostLockTtlMs),
-    cancel: new CancelBroadcast(redis, k),
-    tools,
-    inventory,
-    planContext: (inv) => ({
-      inventory: inv,
-      resolve: (expression) => resolveTargets(expression, inv, { maxHosts: config.limits.maxHosts }),
-      defaults: { commandTimeoutMs: config.ssh.commandTimeoutMs, connectTimeoutMs: config.ssh.connectTimeoutMs },
-      localRoot,
-      playbooks: config.ansible.playbooks,
-    }),
-    targetFor: (inv, host) => targetFor(config, inv, host),
-    executor,
-    settings,
-    redactor,
-    logger,
+  /** The job layer on one connection: the front ends' and the worker's differ in kind. */
+  const contextOn = (connection: Redis): QueueContext => {
+    const events = new JobEvents(connection, k, redactor);
+    return {
+      redis: connection,
+      keys: k,
+      queue: new Queue(queueName, { connection, prefix: `${k.prefix}:bull` }),
+      queueName,
+      store: new JobStore(connection, k),
+      events,
+      hub: new JobEventHub(connection, k, events),
+      feed: new JobFeed(connection, k),
+      audit: new AuditLog(connection, k, redactor, config.audit.file),
+      ledger: new ExecutionLedger(connection, k),
+      locks: new HostLocks(connection, k, settings.hostLockTtlMs),
+      cancel: new CancelBroadcast(connection, k),
+      tools,
+      inventory,
+      planContext: (inv) => ({
+        inventory: inv,
+        resolve: (expression) => resolveTargets(expression, inv, { maxHosts: config.limits.maxHosts }),
+        defaults: { commandTimeoutMs: config.ssh.commandTimeoutMs, connectTimeoutMs: config.ssh.connectTimeoutMs },
+        localRoot,
+        playbooks: config.ansible.playbooks,
+      }),
+      targetFor: (inv, host) => targetFor(config, inv, host),
+      executor,
+      settings,
+      redactor,
+      logger,
+    };
   };
+  const closeContext = async (c: QueueContext): Promise<void> => {
+    await c.cancel.close();
+    await c.hub.close();
+    await c.queue.close().catch(() => undefined);
+    closeRedis(c.redis);
+  };
+  const ctx = contextOn(redis);
   const auth = authConfigFromSettings(config);
   const service = new JobService(ctx, auth);
   const workers: WorkerHandle[] = [];
@@ -123,6 +137,9 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
   // orphaned job must not wait for some worker to start); workers run their own loop.
   const reconciler: Reconciler | undefined =
     options.mode === 'server' ? reconcileLoop(ctx, new WorkerRegistry(redis, k), new ShardBoard(redis, k), `server-${process.pid}`, 1000) : undefined;
+  const workerContexts: QueueContext[] = [];
+  // Every long-lived process ends submissions that never completed (queues/submission.ts).
+  const stopReconciler = options.mode === 'client' ? undefined : startReconciler(ctx, settings.reconcileEveryMs, settings.submitGraceMs);
 
   return {
     config,
@@ -138,18 +155,23 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
       return { subject: id.subject, displayName: id.displayName, groups: [...id.groups], roles: rolesForGroups(id.groups, config.auth.roles), origin };
     },
     async startWorker(workerOptions) {
-      const w = await startWorker(ctx, redis, workerOptions);
+      // A worker in a front-end process gets its own connection, one that waits outages out.
+      let wctx = ctx;
+      if (kind !== 'worker') {
+        wctx = contextOn(await connectRedis(config, 'worker', logger));
+        workerContexts.push(wctx);
+      }
+      const w = await startWorker(wctx, wctx.redis, workerOptions);
       workers.push(w);
       return w;
     },
     async close() {
       await reconciler?.stop();
+      stopReconciler?.();
       for (const w of workers.splice(0)) await w.close();
-      await ctx.cancel.close();
-      await ctx.hub.close();
-      await queue.close();
+      for (const c of workerContexts.splice(0)) await closeContext(c);
       await executor.close();
-      redis.disconnect();
+      await closeContext(ctx);
     },
   };
 }
@@ -182,6 +204,8 @@ function jobSettingsFrom(config: Config, overrides: Partial<JobSettings> = {}): 
     hostLockTtlMs: 60_000,
     limits: config.limits,
     localSubject: config.auth.localIdentity.subject,
+    reconcileEveryMs: 10_000,
+    submitGraceMs: 30_000,
     ...overrides,
   };
 }
@@ -214,27 +238,6 @@ function watchedInventory(files: readonly string[], defaultPort: number): Invent
       return inventory;
     },
   };
-}
-
-async function connectRedis(config: Config, mode: RuntimeMode): Promise<Redis> {
-  const redis = new Redis(config.redis.url, {
-    password: config.secrets.redisPassword,
-    lazyConnect: true,
-    // Workers and BullMQ need blocking commands to wait out Redis restarts; a CLI call must
-    // fail fast instead of hanging when Redis is down.
-    maxRetriesPerRequest: null,
-    enableOfflineQueue: true,
-    connectTimeout: 5000,
-    retryStrategy: mode === 'client' ? () => null : (times) => Math.min(times * 200, 5000),
-  });
-  redis.on('error', () => undefined); // reported through the connect/command errors below
-  try {
-    await redis.connect();
-  } catch (err) {
-    redis.disconnect();
-    throw new CastellanError('unavailable', `cannot reach Redis at ${config.redis.url}: ${errorMessage(err)}. Is it running? ('castellan up' starts a private one)`);
-  }
-  return redis;
 }
 
 async function checkRedisSettings(redis: Redis, logger: Logger): Promise<void> {

@@ -19,7 +19,8 @@ export interface JobClient {
   get(id: string): Promise<JobView>;
   list(options: JobListRequest): Promise<ListPage<JobView>>;
   events(id: string, afterId?: string): Promise<StampedEvent[]>;
-  wait(id: string, timeoutMs: number, onEvent: (e: StampedEvent) => void, signal?: AbortSignal): Promise<JobView>;
+  /** Follow events after `after` (default: all) until the job ends or `timeoutMs` passes. */
+  wait(id: string, timeoutMs: number, onEvent: (e: StampedEvent) => void, signal?: AbortSignal, after?: string): Promise<JobView>;
   approve(id: string, reason?: string): Promise<JobView>;
   deny(id: string, reason?: string): Promise<JobView>;
   cancel(id: string, reason?: string): Promise<JobView>;
@@ -51,7 +52,7 @@ export async function openLocal(configFlag: string | undefined, verbose: boolean
       return { jobs: page.jobs.map(view), total: page.total, ...(page.next !== undefined ? { next: page.next } : {}) };
     },
     events: (id, afterId) => s.events(id, requester, afterId),
-    wait: async (id, timeoutMs, onEvent, signal) => view(await s.wait(id, requester, timeoutMs, onEvent, signal)),
+    wait: async (id, timeoutMs, onEvent, signal, after) => view(await s.wait(id, requester, timeoutMs, onEvent, signal, after)),
     approve: async (id, reason) => view(await s.approve(id, requester, reason)),
     deny: async (id, reason) => view(await s.deny(id, requester, reason)),
     cancel: async (id, reason) => view(await s.cancel(id, requester, reason)),

@@ -13,6 +13,8 @@ import { approvalText, eventText, jobRowText, jobText, planText, previewText, re
 import { readStdin, readTextFile, scriptLines } from './stdin.js';
 import { GLOBAL_OPTIONS, firstWordIndex, splitGlobalOptions } from './global-options.js';
 import { quietOnClosedPipe } from './pipes.js';
+import { followThroughOutages } from './follow.js';
+import { isRedisUnavailable, redisUnavailable } from '../../queues/connections.js';
 
 quietOnClosedPipe();
 
@@ -81,10 +83,16 @@ export async function runTool(client: JobClient, tool: string, input: unknown): 
   try {
     const expires = job.approval?.expires_at !== undefined ? Date.parse(job.approval.expires_at) : Date.now();
     const waitMs = job.state === 'awaiting_approval' ? Math.max(0, expires - Date.now()) + job.timeout_ms + 60_000 : job.timeout_ms + 60_000;
-    const final = await client.wait(job.id, waitMs, (e) => {
-      const line = eventText(e, textStyleFor(process.stderr));
-      if (line) process.stderr.write(line + '\n');
-    }, stopWaiting.signal);
+    // Rides a Redis (or server) outage: the job goes on, so the wait does too (src/cli/follow.ts).
+    const final = await followThroughOutages(client, job.id, {
+      timeoutMs: waitMs,
+      onEvent: (e) => {
+        const line = eventText(e, textStyleFor(process.stderr));
+        if (line) process.stderr.write(line + '\n');
+      },
+      say: (line) => process.stderr.write(`${line}\n`),
+      signal: stopWaiting.signal,
+    });
     printFinal(final, g.json);
     return exitCodeFor(final.state);
   } finally {
@@ -311,6 +319,10 @@ try {
   } else if (err instanceof CastellanError) {
     process.stderr.write(`castellan: ${err.message}\n`);
     process.exitCode = err.exitCode;
+  } else if (isRedisUnavailable(err)) {
+    const unavailable = redisUnavailable(err, 'nothing was changed');
+    process.stderr.write(`castellan: ${unavailable.message}\n`);
+    process.exitCode = unavailable.exitCode;
   } else {
     const name = (err as { name?: string }).name ?? '';
     process.stderr.write(`castellan: ${errorMessage(err)}\n`);

@@ -69,6 +69,8 @@ export interface FollowOptions {
   /** Give up (returning the job as it is) after this long; default: follow to the end. */
   readonly timeoutMs?: number;
   readonly signal?: AbortSignal;
+  /** Start after this event id (a follower resuming after an outage); default: from the first. */
+  readonly after?: string;
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
@@ -252,7 +254,7 @@ export class RemoteClient {
    */
   async follow(jobId: string, options: FollowOptions = {}): Promise<JobView> {
     const deadline = options.timeoutMs !== undefined ? Date.now() + options.timeoutMs : Infinity;
-    let after = '0';
+    let after = options.after ?? '0';
     let endedPolls = 0;
     let sawEnd = false;
     let recordFinal = false;
@@ -310,7 +312,7 @@ export async function openRemoteJobClient(options: RemoteClientOptions): Promise
         if (!page.more) return all;
       }
     },
-    wait: (id, timeoutMs, onEvent, signal) => remote.follow(id, { onEvent, timeoutMs, ...(signal ? { signal } : {}) }),
+    wait: (id, timeoutMs, onEvent, signal, after) => remote.follow(id, { onEvent, timeoutMs, ...(signal ? { signal } : {}), ...(after !== undefined ? { after } : {}) }),
     approve: (id, reason) => remote.approve(id, reason),
     deny: (id, reason) => remote.deny(id, reason),
     cancel: (id, reason) => remote.cancel(id, reason),

@@ -16,6 +16,7 @@ import type { Runtime } from '../runtime.js';
 import { eventView, jobView, outputPage, viewOfJob } from '../present/job-view.js';
 import { jobFilterShape, listOptions } from '../present/job-list.js';
 import { verifiedRequester } from './resource-server.js';
+import { isRedisUnavailable, redisUnavailable, RETRY_AFTER_S } from '../../queues/connections.js';
 
 export const API_PREFIX = '/api/v1';
 const MAX_BODY = '256kb';
@@ -226,6 +227,8 @@ export function apiRouter(runtime: Runtime, options: ApiOptions): express.Router
 export function sendError(res: express.Response, error: CastellanError): void {
   const body: ApiErrorBody = { error: { code: error.code, message: error.message, ...(error.field !== undefined ? { field: error.field } : {}) } };
   if (error.retryAfterS !== undefined) res.set('Retry-After', String(error.retryAfterS));
+  // Redis away (or another dependency): tell well-behaved clients when to come back.
+  else if (error.code === 'unavailable') res.set('Retry-After', String(RETRY_AFTER_S));
   res.status(error.httpStatus).json(body);
 }
 
@@ -238,6 +241,11 @@ export function apiErrorHandler(runtime: Pick<Runtime, 'logger'>): ErrorRequestH
     }
     if (err instanceof CastellanError) {
       sendError(res, err);
+      return;
+    }
+    if (isRedisUnavailable(err)) {
+      // Reads and decisions that hit an outage: nothing was changed by this request.
+      sendError(res, redisUnavailable(err, 'nothing was changed'));
       return;
     }
     const type = (err as { type?: unknown }).type;

@@ -9,6 +9,8 @@ import { createTokenVerifier } from '../../auth/tokens.js';
 import { oidcConfigFromSettings } from '../../auth/settings.js';
 import { CastellanError } from '../../config/errors.js';
 import { metrics } from '../../queues/metrics.js';
+import { RETRY_AFTER_S } from '../../queues/connections.js';
+import { redisTopology } from '../redis.js';
 import type { Runtime } from '../runtime.js';
 import { InFlightCalls } from '../mcp/calls.js';
 import { MCP_PATH, mcpRouter } from '../mcp/http.js';
@@ -131,14 +133,33 @@ export function metricsHandler(runtime: Pick<Runtime, 'config'>): RequestHandler
   };
 }
 
-async function redisAnswers(runtime: Runtime): Promise<boolean> {
+/**
+ * Health: does Redis answer, and what does the setup look like (standalone or Sentinel, the
+ * primary it talks to, replicas, sentinels reachable). 503 when Redis does not answer; the
+ * topology's problems (a sentinel down, no replica) are reported without failing the check.
+ */
+async function health(runtime: Runtime): Promise<{ ok: boolean; body: Record<string, unknown> }> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), HEALTH_TIMEOUT_MS);
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), HEALTH_TIMEOUT_MS);
   });
   try {
-    // The connection queues commands while Redis is away; the timeout is what notices.
-    return await Promise.race([runtime.redis.ping().then((reply) => reply === 'PONG', () => false), timeout]);
+    const answered = await Promise.race([runtime.redis.ping().then((reply) => reply === 'PONG', () => false), timeout]);
+    if (!answered) return { ok: false, body: { status: 'unavailable', redis: 'not answering' } };
+    const topology = await Promise.race([redisTopology(runtime.redis, runtime.config.redis), timeout]);
+    const shown = topology && {
+      mode: topology.mode,
+      connected_to: topology.connectedTo,
+      role: topology.role,
+      replicas: topology.replicas,
+      version: topology.version,
+      tls: topology.tls,
+      ...(topology.sentinel
+        ? { sentinel: { name: topology.sentinel.name, reachable: topology.sentinel.sentinels.filter((s) => s.reachable).length, configured: topology.sentinel.sentinels.length } }
+        : {}),
+      problems: topology.problems,
+    };
+    return { ok: true, body: { status: 'ok', redis: 'ok', ...(shown ? { topology: shown } : {}) } };
   } finally {
     clearTimeout(timer);
   }
@@ -161,8 +182,9 @@ export function createHttpApp(runtime: Runtime, options: HttpAppOptions): HttpAp
   app.use(cors());
 
   app.get('/healthz', async (_req, res) => {
-    const ok = await redisAnswers(runtime);
-    res.status(ok ? 200 : 503).json({ status: ok ? 'ok' : 'unavailable', redis: ok ? 'ok' : 'not answering' });
+    const { ok, body } = await health(runtime);
+    if (!ok) res.set('Retry-After', String(RETRY_AFTER_S));
+    res.status(ok ? 200 : 503).json(body);
   });
   // On its own listener when server.metrics.listen says so (startServer serves it there).
   if (config.server.metrics.listen === undefined) app.get('/metrics', metricsHandler(runtime));

@@ -22,6 +22,7 @@ import {
 import type { Identity, Requester } from '../../auth/types.js';
 import { didYouMean } from '../../config/suggest.js';
 import { CastellanError } from '../../config/errors.js';
+import { isRedisUnavailable, redisUnavailable } from '../../queues/connections.js';
 import type { Runtime } from '../runtime.js';
 import type { InFlightCalls } from './calls.js';
 import type { ApprovalPlaces } from '../present/job-view.js';
@@ -63,6 +64,7 @@ function errorResult(error: unknown, runtime: Runtime, tool: string): CallToolRe
     const field = error.field !== undefined && !error.message.includes(error.field) ? `${error.field}: ` : '';
     return toolError(`${field}${error.message}`);
   }
+  if (isRedisUnavailable(error)) return toolError(redisUnavailable(error, 'nothing was changed').message);
   runtime.logger.error({ err: error, tool }, 'MCP tool call failed');
   return toolError(`${tool} failed with an internal error; nothing more is known to the client (the server log has the details)`);
 }

@@ -1,0 +1,58 @@
+// What the job layer needs to know about Redis connections: whether an error means "Redis
+// cannot be reached right now" (as opposed to a bug or a refused command), and how to open a
+// dedicated connection for subscribers and blocking reads. Connections themselves are made in
+// src/redis.ts; this layer only sees ioredis instances.
+import type { Redis } from 'ioredis';
+import { CastellanError, errorMessage } from '../config/errors.js';
+
+// ioredis and Node phrase "not reachable" in a handful of ways; a command Redis refused
+// (WRONGTYPE, NOSCRIPT, OOM…) is not among them and must not be reported as an outage.
+const UNAVAILABLE = [
+  /Stream isn't writeable/,
+  /Connection is closed/,
+  /Command timed out/,
+  /Reached the max retries per request/,
+  /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN/,
+  /All sentinels are unreachable/,
+  /^LOADING /,
+  /^READONLY /,
+  /^MASTERDOWN /,
+  /^CLUSTERDOWN /,
+  /^TRYAGAIN /,
+  /connect ETIMEDOUT/,
+];
+
+/** True when `err` says Redis could not be reached (down, restarting, failing over, timed out). */
+export function isRedisUnavailable(err: unknown): boolean {
+  if (err instanceof CastellanError) return err.code === 'unavailable';
+  if (!(err instanceof Error)) return false;
+  if (err.name === 'MaxRetriesPerRequestError') return true;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && /^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH)$/.test(code)) return true;
+  return UNAVAILABLE.some((re) => re.test(err.message));
+}
+
+/** Seconds a caller should wait before retrying after `unavailable` (HTTP Retry-After). */
+export const RETRY_AFTER_S = 5;
+
+/**
+ * The error callers get when Redis is unreachable. `outcome` says what did (not) happen, e.g.
+ * "nothing was run": a person reading it must know whether to retry.
+ */
+export function redisUnavailable(err: unknown, outcome: string): CastellanError {
+  const detail = err instanceof CastellanError ? err.message : errorMessage(err);
+  return new CastellanError('unavailable', `unavailable: the job store (Redis) is not reachable (${detail}); ${outcome}. Retry in a few seconds.`);
+}
+
+/**
+ * A connection of its own for a subscriber or a blocking read. Unlike the front-end
+ * connection it keeps commands through an outage and has no command timeout (a blocking
+ * XREAD must not time out client-side): it waits Redis out and carries on.
+ */
+export function dedicatedConnection(redis: Redis): Redis {
+  const connection = redis.duplicate({ enableOfflineQueue: true, commandTimeout: undefined, maxRetriesPerRequest: null, lazyConnect: false });
+  // Outages are reported once per state change by the main connection (src/redis.ts); the
+  // duplicate's own errors would otherwise print "[ioredis] Unhandled error event" traces.
+  connection.on('error', () => undefined);
+  return connection;
+}
