@@ -75,8 +75,6 @@ export async function redisOptions(settings: RedisSettings, password: string | u
           failoverDetector: true,
           enableTLSForSentinelMode: settings.tls !== undefined,
           sentinelRetryStrategy: (times: number) => (kind === 'client' && !everReady && times > 2 ? null : Math.min(times * 100, 1000)),
-          // On a failover the old primary may still accept the connection as a replica.
-          sentinelMaxConnections: 10,
         }
       : { host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(url.port || '6379') };
   const behaviour: RedisOptions =
@@ -160,7 +158,7 @@ export async function connectRedis(config: Pick<Config, 'redis' | 'secrets'>, ki
   } catch (err) {
     closeRedis(redis);
     const hint = settings.sentinels.length > 0 ? 'Are the sentinels running, and do they know this master name?' : "Is it running? ('castellan up' starts a private one)";
-    throw new CastellanError('unavailable', `cannot reach Redis at ${where}: ${errorMessage(err)}. ${hint}`);
+    throw new CastellanError('unavailable', `unavailable: cannot reach Redis at ${where} (${errorMessage(err)}); nothing was run. ${hint}`);
   }
   return redis;
 }

@@ -36,6 +36,7 @@ import { Redactor } from '../queues/redact.js';
 import { createPlanExecutor } from './ssh/plan-executor.js';
 import { closeRedis, connectRedis, type RedisKind } from './redis.js';
 import { startReconciler } from '../queues/submission.js';
+import { isRedisUnavailable } from '../queues/connections.js';
 import type { SshTarget } from './ssh/types.js';
 
 export type RuntimeMode = 'client' | 'server' | 'worker' | 'all';
@@ -94,10 +95,16 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
   /** The job layer on one connection: the front ends' and the worker's differ in kind. */
   const contextOn = (connection: Redis): QueueContext => {
     const events = new JobEvents(connection, k, redactor);
+    const queue = new Queue(queueName, { connection, prefix: `${k.prefix}:bull` });
+    // Without a listener BullMQ prints every connection error with its stack; outages are
+    // already logged once per state change by the connection (src/redis.ts).
+    queue.on('error', (err) => {
+      if (!isRedisUnavailable(err)) logger.warn({ err: err.message }, 'job queue error');
+    });
     return {
       redis: connection,
       keys: k,
-      queue: new Queue(queueName, { connection, prefix: `${k.prefix}:bull` }),
+      queue,
       queueName,
       store: new JobStore(connection, k),
       events,

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { TokenVerifier } from '../auth/tokens.js';
 import express from 'express';
 import { allowedHostsFor, createHttpApp, metricsHandler, verifierFromConfig } from './http/app.js';
-import type { InFlightCalls } from './mcp/calls.js';
+import { relayCancellations, type InFlightCalls } from './mcp/calls.js';
 import type { Runtime } from './runtime.js';
 import { createSlackFrontEnd, type SlackFrontEnd, type SlackFrontEndOptions } from './slack/app.js';
 
@@ -49,9 +49,13 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
   const { app, calls } = createHttpApp(runtime, { verifier, allowedHosts: allowedHostsFor(runtime.config.server.publicUrl, host, port), slackRouter: slack?.router });
   server.on('request', app);
   const metricsServer = await startMetricsListener(runtime);
+  let stopRelay: (() => Promise<void>) | undefined;
   try {
+    // MCP cancellations reach calls served by any `castellan serve` on this Redis.
+    stopRelay = await relayCancellations(calls, runtime.redis, runtime.ctx.keys.mcpCancelChannel(), runtime.logger);
     await slack?.start();
   } catch (error) {
+    await stopRelay?.();
     server.close();
     metricsServer?.server.close();
     throw error;
@@ -66,6 +70,7 @@ export async function startServer(runtime: Runtime, options: ServerOptions = {})
     slack,
     metricsUrl: metricsServer?.url,
     async close() {
+      await stopRelay?.();
       await slack?.stop();
       if (metricsServer) {
         const done = new Promise<void>((resolve) => metricsServer.server.close(() => resolve()));

@@ -133,10 +133,10 @@ export function createMcpServer(options: McpServerOptions): Server {
   });
 
   // Replaces the SDK's own handler: over stateless HTTP the cancellation arrives on another
-  // server instance, so it is routed through the process-wide registry instead.
+  // server instance (or another process), so it goes through the registry and its relay.
   server.setNotificationHandler(CancelledNotificationSchema, (notification) => {
     const id = notification.params.requestId;
-    if (id !== undefined) calls.cancel(identity.subject, id, notification.params.reason ?? '');
+    if (id !== undefined) calls.cancelEverywhere(identity.subject, id, notification.params.reason ?? '');
   });
 
   return server;

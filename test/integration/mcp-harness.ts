@@ -39,6 +39,9 @@ export interface Harness {
   readonly lab: Lab;
   readonly oidc: LabOidc;
   readonly config: Config;
+  /** The castellan.yaml text and the environment its secrets come from (for separate processes). */
+  readonly yaml: string;
+  readonly env: Readonly<Record<string, string>>;
   /** Serves HTTP; does not execute jobs. */
   readonly runtime: Runtime;
   readonly server: RunningServer;
@@ -97,7 +100,8 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
     }
     const yaml = stringify(doc);
     // The secret reaches Castellan the way it does in production: through the named env var.
-    const config = await parseConfig(yaml, path.join(dir, 'castellan.yaml'), { env: { ...process.env, [SECRET_ENV]: oidc.castellanClient.clientSecret, [DASHBOARD_SECRET_ENV]: oidc.dashboardClient.clientSecret } });
+    const env = { [SECRET_ENV]: oidc.castellanClient.clientSecret, [DASHBOARD_SECRET_ENV]: oidc.dashboardClient.clientSecret };
+    const config = await parseConfig(yaml, path.join(dir, 'castellan.yaml'), { env: { ...process.env, ...env } });
 
     const runtime = await createRuntime(config, { mode: 'server' });
     cleanups.push(() => runtime.close());
@@ -117,6 +121,8 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
       lab,
       oidc,
       config,
+      yaml,
+      env,
       runtime,
       server,
       base,
