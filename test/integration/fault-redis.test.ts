@@ -74,7 +74,9 @@ describe('Redis killed mid-job and restarted from its AOF', () => {
     const { tag, file } = tagged();
     // The CLI submits and waits (local mode: it talks to Redis itself).
     const cli = c.cli(['exec', 'lab', '--command', `echo ran >> ${file}; sleep 6 # ${tag}`], { timeoutMs: 150_000 });
-    const job = await eventually(async () => (await c.runtime.service.list(oscar, { limit: 20 })).find((j) => JSON.stringify(j.input).includes(tag) && j.state === 'awaiting_approval'), 30_000, 'the CLI job');
+    // The CLI acts as the local identity; an admin sees its job.
+    const admin = c.runtime.localRequester('cli');
+    const job = await eventually(async () => (await c.runtime.service.list(admin, { limit: 20 })).find((j) => JSON.stringify(j.input).includes(tag) && j.state === 'awaiting_approval'), 30_000, 'the CLI job');
     await c.runtime.service.approve(job.id, april);
     await eventually(async () => ((await lines(file)).length === 4 ? true : undefined), 30_000, 'the command to run on all four nodes');
 
@@ -84,7 +86,7 @@ describe('Redis killed mid-job and restarted from its AOF', () => {
     await c.redis.restart();
     await redisAnswers();
 
-    const final = await c.runtime.service.wait(job.id, oscar, 90_000);
+    const final = await c.runtime.service.wait(job.id, admin, 90_000);
     expect(final.state).toBe('succeeded');
     expect(final.result?.hosts.map((h) => h.status)).toEqual(['ok', 'ok', 'ok', 'ok']);
     // Once per host, and never again after Redis came back.
