@@ -19,7 +19,8 @@ export async function hostRows(runtime: Runtime, viewer: Identity, inventory: In
     const jobs = pages[i]?.jobs ?? [];
     let last: HostRow['last'];
     for (const job of jobs) {
-      const outcome = job.result?.hosts.find((h) => h.host === host.name);
+      // A cancelled or skipped outcome says nothing about the host: it was never reached.
+      const outcome = job.result?.hosts.find((h) => h.host === host.name && h.status !== 'cancelled' && h.status !== 'skipped');
       if (outcome !== undefined) {
         last = { status: outcome.status, at: job.finishedAt ?? job.updatedAt, jobId: job.id, tool: job.tool };
         break;
