@@ -153,18 +153,17 @@ export class ThrottledPublisher {
   }
 
   /**
-   * Write pending output. Until the host's output is complete (`final`), the last few
-   * characters are held back: a secret split across two chunks must be whole when the
-   * redactor sees it.
+   * Write pending output. Until the host's output is complete (`final`), a tail that could be
+   * the beginning of a secret is held back: a secret split across two chunks must be whole when
+   * the redactor sees it. Output with no such tail goes out at once.
    */
   flush(final = true, onlyHost?: string): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    const hold = final ? 0 : Math.max(0, this.events.redactor.longest - 1);
     for (const [key, chunk] of [...this.pending]) {
       if (onlyHost !== undefined && chunk.host !== onlyHost) continue;
       const clean = this.events.redactor.scrub(chunk.text);
-      const cut = Math.max(0, clean.length - hold);
+      const cut = final ? clean.length : clean.length - this.events.redactor.pendingTail(clean);
       if (cut > 0) this.enqueue({ type: 'output', ...chunk, text: clean.slice(0, cut) });
       if (cut < clean.length) this.pending.set(key, { ...chunk, text: clean.slice(cut) });
       else this.pending.delete(key);

@@ -67,6 +67,31 @@ export class Redactor {
     return this.values[0]?.length ?? 0;
   }
 
+  /**
+   * How many characters at the end of `text` could still grow into a secret: the longest
+   * suffix that is the beginning of a secret (or of an encoding of one) without being all of it.
+   * A streaming writer holds back only these, so live output of a host does not wait for the
+   * longest secret's length (a whole RSA key's hex is 6 KB) when nothing in it looks like a
+   * secret starting. Any secret that is complete within `text` is scrubbed by `scrub`; any that
+   * is not starts inside the suffix returned here.
+   */
+  pendingTail(text: string): number {
+    let tail = 0;
+    for (const value of this.values) {
+      const first = value[0] as string;
+      // Only suffixes longer than the current best and shorter than the value can matter.
+      let at = text.indexOf(first, Math.max(0, text.length - value.length + 1));
+      while (at !== -1 && text.length - at > tail) {
+        if (value.startsWith(text.slice(at))) {
+          tail = text.length - at;
+          break;
+        }
+        at = text.indexOf(first, at + 1);
+      }
+    }
+    return tail;
+  }
+
   /** Replace every occurrence of a known secret value (or an encoding of one). */
   scrub(text: string): string {
     let out = text;

@@ -8,6 +8,7 @@ import type { Inventory } from '../../config/types.js';
 import { foldNodeSet } from '../../config/nodeset.js';
 import { errorMessage } from '../../config/errors.js';
 import { keys } from '../../queues/keys.js';
+import { describeRedis, redisOptions, redisTopology } from '../redis.js';
 import { KnownHosts } from '../ssh/known-hosts.js';
 import { SshExecutor } from '../ssh/executor.js';
 import { targetFor } from '../runtime.js';
@@ -17,60 +18,50 @@ import { fail, ok, skipped, warn, type Finding } from './finding.js';
 const REDIS_TIMEOUT_MS = 3000;
 const HTTP_TIMEOUT_MS = 5000;
 
-/** `INFO` sections as key → value. */
-function parseInfo(text: string): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const line of text.split(/\r?\n/)) {
-    const at = line.indexOf(':');
-    if (at > 0 && !line.startsWith('#')) out.set(line.slice(0, at), line.slice(at + 1).trim());
-  }
-  return out;
-}
-
-/** Reachable, `noeviction`, persistent, and at least one worker listening for jobs. */
+/**
+ * Reachable (through the same connection settings Castellan uses: Sentinel, TLS, ACL user),
+ * the primary, `noeviction`, persistent, sentinels healthy, and at least one worker listening.
+ */
 export async function checkRedis(config: Config): Promise<Finding[]> {
-  const where = config.redis.url;
-  const redis = new Redis(config.redis.url, {
-    password: config.secrets.redisPassword,
-    lazyConnect: true,
-    connectTimeout: REDIS_TIMEOUT_MS,
-    commandTimeout: REDIS_TIMEOUT_MS,
-    maxRetriesPerRequest: 0,
-    enableOfflineQueue: false,
-    retryStrategy: () => null,
-  });
+  const where = describeRedis(config.redis);
+  let redis: Redis;
+  try {
+    redis = new Redis({ ...(await redisOptions(config.redis, config.secrets.redisPassword, 'client')), connectTimeout: REDIS_TIMEOUT_MS, commandTimeout: REDIS_TIMEOUT_MS });
+  } catch (err) {
+    return [fail('redis', errorMessage(err), 'fix the redis settings in castellan.yaml'), skipped('workers', 'Redis is unreachable')];
+  }
   redis.on('error', () => undefined);
   try {
     try {
       await redis.connect();
     } catch (err) {
-      return [fail('redis', `cannot reach ${where}: ${errorMessage(err)}`, `start Redis, or fix redis.url ('castellan up' starts a private one)`), skipped('workers', 'Redis is unreachable')];
+      const fix = config.redis.sentinels.length > 0 ? 'check that the sentinels run and know redis.name' : "start Redis, or fix redis.url ('castellan up' starts a private one)";
+      return [fail('redis', `cannot reach ${where}: ${errorMessage(err)}`, fix), skipped('workers', 'Redis is unreachable')];
     }
-    const info = parseInfo(await redis.info());
-    const version = info.get('redis_version') ?? 'unknown version';
-    const role = info.get('role') ?? 'unknown role';
-    const replicas = Number(info.get('connected_slaves') ?? '0');
-    const topology = role === 'master' ? (replicas === 0 ? 'standalone primary' : `primary with ${replicas} replica${replicas === 1 ? '' : 's'}`) : `${role} of ${info.get('master_host') ?? '?'}:${info.get('master_port') ?? '?'}`;
+    const t = await redisTopology(redis, config.redis);
+    const save = await redis.config('GET', 'save').then((r) => (r as string[])[1], () => undefined);
+    const replicas = t.replicas ?? 0;
+    const shape =
+      t.role !== 'master'
+        ? `${t.role ?? 'unknown role'} at ${t.connectedTo ?? '?'}`
+        : t.mode === 'sentinel'
+          ? `primary ${t.connectedTo ?? '?'} via Sentinel '${t.sentinel?.name ?? ''}' (${t.sentinel?.sentinels.filter((x) => x.reachable).length ?? 0} of ${t.sentinel?.sentinels.length ?? 0} sentinels answer), ${replicas} replica${replicas === 1 ? '' : 's'}`
+          : replicas === 0
+            ? 'standalone primary'
+            : `primary with ${replicas} replica${replicas === 1 ? '' : 's'}`;
+    const head = `${where}: Redis ${t.version ?? 'unknown version'}, ${shape}${t.tls ? ', TLS' : ''}`;
+    // Problems the topology names that have their own line below are not repeated.
+    const others = t.problems.filter((p) => !/maxmemory-policy|appendonly|not the primary|does not answer/.test(p));
     const findings: Finding[] = [];
-    let policy: string | undefined;
-    let aof: string | undefined;
-    let save: string | undefined;
-    try {
-      policy = ((await redis.config('GET', 'maxmemory-policy')) as string[])[1];
-      aof = ((await redis.config('GET', 'appendonly')) as string[])[1];
-      save = ((await redis.config('GET', 'save')) as string[])[1];
-    } catch {
-      policy = info.get('maxmemory_policy');
-      aof = info.get('aof_enabled') === '1' ? 'yes' : info.get('aof_enabled') === '0' ? 'no' : undefined;
-    }
-    const head = `${where}: Redis ${version}, ${topology}`;
-    if (role !== 'master') findings.push(fail('redis', `${head}: Castellan must write to the primary`, 'point redis.url at the primary (or use Sentinel)'));
-    else if (policy !== undefined && policy !== 'noeviction') {
-      findings.push(fail('redis', `${head}, maxmemory-policy ${policy}: an evicting Redis can drop jobs, approvals and audit records`, 'redis-cli CONFIG SET maxmemory-policy noeviction (and maxmemory-policy noeviction in redis.conf)'));
-    } else if (aof !== 'yes' && (save === undefined || save === '')) {
+    if (t.role !== 'master') findings.push(fail('redis', `${head}: Castellan must write to the primary`, 'point redis.url at the primary (or use redis.sentinels)'));
+    else if (t.maxmemoryPolicy !== undefined && t.maxmemoryPolicy !== 'noeviction') {
+      findings.push(fail('redis', `${head}, maxmemory-policy ${t.maxmemoryPolicy}: an evicting Redis can drop jobs, approvals and audit records`, 'redis-cli CONFIG SET maxmemory-policy noeviction (and maxmemory-policy noeviction in redis.conf)'));
+    } else if (t.appendonly !== 'yes' && (save === undefined || save === '')) {
       findings.push(warn('redis', `${head}, noeviction, no persistence: a Redis restart loses queued jobs, approvals and the audit stream`, 'redis-cli CONFIG SET appendonly yes (and appendonly yes in redis.conf)'));
+    } else if (others.length > 0) {
+      findings.push(warn('redis', `${head}: ${others[0]!}`, 'see docs/deployment.md (Redis: Sentinel, TLS, ACL)', others.slice(1)));
     } else {
-      findings.push(ok('redis', `${head}, ${policy ?? 'maxmemory-policy unknown'}, ${aof === 'yes' ? 'appendonly' : `snapshots (save ${save ?? '?'})`}`));
+      findings.push(ok('redis', `${head}, ${t.maxmemoryPolicy ?? 'maxmemory-policy unknown'}, ${t.appendonly === 'yes' ? 'appendonly' : `snapshots (save ${save ?? '?'})`}`));
     }
     findings.push(await checkWorkers(config, redis));
     return findings;
