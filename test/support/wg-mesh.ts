@@ -186,16 +186,24 @@ export async function startWgMesh(options: { dir: string; nodes: number; planes:
     for (const p of options.planes.filter((x) => !which || which.includes(x.name))) {
       const key = `${name}/${p.name}`;
       if (daemons.has(key)) continue;
-      const daemon = spawn(n.enter[0] ?? '', [...n.enter.slice(1), '/usr/bin/setpriv', '--pdeathsig', 'SIGKILL', '--', WIREGUARD_GO, p.name], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, WG_PROCESS_FOREGROUND: '1' } });
-      daemons.set(key, daemon);
-      // wireguard-go's own words if it gives up, instead of only a timeout (a loaded CI machine
-      // starts it slowly: 30 s before the socket counts as missing).
-      let said = '';
-      daemon.stderr?.on('data', (d: Buffer) => (said = (said + d.toString()).slice(-2000)));
-      await waitFor(`${name} ${p.name} UAPI socket`, 30_000, async () => {
-        if (daemon.exitCode !== null) throw new Error(`${name} ${p.name}: wireguard-go exited with ${daemon.exitCode}: ${said.trim()}`);
-        return (await exec(name, [WG, 'show', 'interfaces']).catch(() => '')).split(/\s+/).includes(p.name);
-      });
+      // wireguard-go's own words if it gives up (it logs to stdout in the foreground), instead of
+      // only a timeout; a loaded CI machine starts it slowly (30 s before the socket counts as
+      // missing). In a full clean-clone run it once exited at start (exit 1, words not captured
+      // then): it is started a second time before the harness gives up, and both answers are kept.
+      const said: string[] = [];
+      for (let attempt = 1; ; attempt++) {
+        const daemon = spawn(n.enter[0] ?? '', [...n.enter.slice(1), '/usr/bin/setpriv', '--pdeathsig', 'SIGKILL', '--', WIREGUARD_GO, p.name], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WG_PROCESS_FOREGROUND: '1' } });
+        daemons.set(key, daemon);
+        let words = '';
+        for (const stream of [daemon.stdout, daemon.stderr]) stream?.on('data', (d: Buffer) => (words = (words + d.toString()).slice(-2000)));
+        const exited = await waitFor(`${name} ${p.name} UAPI socket`, 30_000, async () => {
+          if (daemon.exitCode !== null) return true;
+          return (await exec(name, [WG, 'show', 'interfaces']).catch(() => '')).split(/\s+/).includes(p.name);
+        }).then(() => daemon.exitCode !== null);
+        if (!exited) break;
+        said.push(`attempt ${attempt}: exit ${daemon.exitCode}: ${words.trim()}`);
+        if (attempt === 2) throw new Error(`${name} ${p.name}: wireguard-go did not start: ${said.join(' | ')}`);
+      }
       const peers = nodes.filter((peer) => peer !== n).flatMap((peer) => peerArgs(p, peer));
       await exec(name, [WG, 'set', p.name, 'private-key', n.keys.get(p.name)?.privateKeyFile ?? '', 'listen-port', String(p.port), ...peers]);
       await exec(name, [IP, 'addr', 'add', `${p.net}.0.${index(name) + 1}/16`, 'dev', p.name]);
