@@ -25,7 +25,7 @@ import { accessOf, eventsFor, recordFor } from './visibility.js';
 import { activeJobs, activeJobsKey, capReadPlan, DEFAULT_LIMITS, takeTokens, type LimitSettings } from './limits.js';
 import { isPersonOrigin } from '../auth/types.js';
 import { checkEventId } from './events.js';
-import { JOB_ID_PATTERN, newJobId, recordFields, type JobDoc, type JobRecord, type ReplyAddress, type Vote } from './records.js';
+import { JOB_ID_PATTERN, newJobId, recordFields, type JobDoc, type JobQuery, type JobRecord, type ReplyAddress, type Vote } from './records.js';
 import { isFinal, type JobState } from './states.js';
 
 export interface SubmitRequest {
@@ -46,20 +46,9 @@ export interface SubmitResult {
 const IDEMPOTENCY_TTL_S = 24 * 3600;
 const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:@-]{1,200}$/;
 
-/** Filters of a job listing; every one set narrows it. Times are epoch ms, inclusive. */
-export interface JobListOptions {
-  readonly limit?: number | undefined;
-  readonly offset?: number | undefined;
+/** Filters of a job listing (the store's query), plus one `state` as a shorthand for `states`. */
+export interface JobListOptions extends JobQuery {
   readonly state?: JobState | undefined;
-  /** Any of these states (an inbox: awaiting_approval; in flight: queued, running…). */
-  readonly states?: readonly JobState[] | undefined;
-  readonly tool?: string | undefined;
-  /** Subject or display name. */
-  readonly requester?: string | undefined;
-  readonly host?: string | undefined;
-  readonly origin?: string | undefined;
-  readonly since?: number | undefined;
-  readonly until?: number | undefined;
 }
 
 export interface JobPage {

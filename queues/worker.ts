@@ -20,7 +20,7 @@ import { boundResult } from './output-budget.js';
 import { DEFAULT_LIMITS } from './limits.js';
 import { bindPlan, boundPlanHash, describeChanges } from './plan-binding.js';
 import type { HostOutcome, JobDoc, JobRecord, JobResult } from './records.js';
-import { runPlan } from './runner.js';
+import { runPlan, type RunContext } from './runner.js';
 import { endJob, type FinalState } from './endings.js';
 import { windowDecision } from './maintenance.js';
 import { settled } from './submission.js';
@@ -44,6 +44,7 @@ import {
   type ShardStop,
 } from './shards.js';
 import type { Inventory } from '../config/types.js';
+import type { Plan, PlanContext } from '../tools/types.js';
 
 export interface WorkerHandle {
   readonly id: string;
@@ -359,25 +360,7 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
       const data = ctx.redactor.scrubDeep(tool.answer(record.input as never, planCtx));
       result = { hosts: [], steps: [], folded: [], data };
     } else {
-      const outcome = await runPlan({
-        jobId: record.id,
-        attempt,
-        worker: workerId,
-        subject: record.requester.subject,
-        tool: record.tool,
-        plan,
-        targetFor: (host) => ctx.targetFor(inventory, host),
-        executor: ctx.executor,
-        ledger: ctx.ledger,
-        audit: ctx.audit,
-        publisher,
-        signal: controller.signal,
-        window: plan.window ?? ctx.settings.window,
-        redactor: ctx.redactor,
-        abortStatus: () => abortStatusOf(stopReason),
-        tools: ctx.tools,
-        planContext: planCtx,
-      });
+      const outcome = await runPlan(runContextFor(ctx, { jobId: record.id, attempt, worker: workerId, record, plan, inventory, planContext: planCtx, publisher, signal: controller.signal, stopReason: () => stopReason }));
       for (const h of outcome.hosts) m.hostResults.inc({ status: h.status });
       const { hosts } = outcome;
       let data: unknown;
@@ -442,6 +425,32 @@ function foldText(h: HostOutcome): string {
   if (h.status === 'ok') return out;
   const detail = [h.error, h.stderr.replace(/\s+$/, ''), out].filter((s) => s).join('\n');
   return h.exitCode !== null ? `exit ${h.exitCode}${detail ? `: ${detail}` : ''}` : detail;
+}
+
+/** The runner's context for one job, or one site's shard of it, on this worker. */
+function runContextFor(
+  ctx: QueueContext,
+  o: { jobId: string; attempt: number; worker: string; record: JobRecord; plan: Plan; inventory: Inventory; planContext: PlanContext; publisher: ThrottledPublisher; signal: AbortSignal; stopReason: () => StopReason | undefined },
+): RunContext {
+  return {
+    jobId: o.jobId,
+    attempt: o.attempt,
+    worker: o.worker,
+    subject: o.record.requester.subject,
+    tool: o.record.tool,
+    plan: o.plan,
+    targetFor: (host) => ctx.targetFor(o.inventory, host),
+    executor: ctx.executor,
+    ledger: ctx.ledger,
+    audit: ctx.audit,
+    publisher: o.publisher,
+    signal: o.signal,
+    window: o.plan.window ?? ctx.settings.window,
+    redactor: ctx.redactor,
+    abortStatus: () => abortStatusOf(o.stopReason()),
+    tools: ctx.tools,
+    planContext: o.planContext,
+  };
 }
 
 function abortStatusOf(stop: StopReason | undefined): HostStatus {
@@ -689,23 +698,7 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
     }
     const inventory = await ctx.inventory.current();
     const outcome = await runPlan({
-      jobId: doc.id,
-      attempt,
-      worker: here.id,
-      subject: record.requester.subject,
-      tool: record.tool,
-      plan,
-      targetFor: (host) => ctx.targetFor(inventory, host),
-      executor: ctx.executor,
-      ledger: ctx.ledger,
-      audit: ctx.audit,
-      publisher,
-      signal: controller.signal,
-      window: plan.window ?? ctx.settings.window,
-      redactor: ctx.redactor,
-      abortStatus: () => abortStatusOf(stopReason),
-      tools: ctx.tools,
-      planContext: ctx.planContext(inventory),
+      ...runContextFor(ctx, { jobId: doc.id, attempt, worker: here.id, record, plan, inventory, planContext: ctx.planContext(inventory), publisher, signal: controller.signal, stopReason: () => stopReason }),
       barrier: async (index, counts) => {
         try {
           return await here.board.arrive(doc.id, doc.site, doc.sites, index, counts, controller.signal);
