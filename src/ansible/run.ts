@@ -13,6 +13,7 @@ import { createInterface } from 'node:readline';
 import { quoteArg } from '../ssh/quote.js';
 import type { ExecEvent, HostResult, HostStatus } from '../ssh/types.js';
 import { PlaybookEvents, taskLine, type PlaybookHost } from './events.js';
+import { waitForGroup } from '../local/process-group.js';
 
 export interface PlaybookInvocation {
   /** Everything after `ansible-playbook` that the plan fixed (limit, tags, extra vars, check, path). */
@@ -114,7 +115,6 @@ export async function runPlaybook(invocation: PlaybookInvocation, env: PlaybookE
   const started = Date.now();
   const events = new PlaybookEvents();
   let stderr = '';
-  let aborted: HostStatus | null = null;
   for (const host of invocation.hosts) options.onEvent?.({ type: 'host_started', host });
   try {
     const child = spawn(env.binary, [...connectionArgs(env), ...invocation.args], {
@@ -123,26 +123,6 @@ export async function runPlaybook(invocation: PlaybookInvocation, env: PlaybookE
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true, // its own process group: a cancel reaches ansible's forks and ssh children
     });
-    const kill = (signal: NodeJS.Signals): void => {
-      if (child.pid === undefined || child.exitCode !== null) return;
-      try {
-        process.kill(-child.pid, signal);
-      } catch {
-        // already gone
-      }
-    };
-    let graceTimer: NodeJS.Timeout | undefined;
-    const stop = (status: HostStatus): void => {
-      if (aborted) return;
-      aborted = status;
-      kill('SIGTERM');
-      graceTimer = setTimeout(() => kill('SIGKILL'), env.killGraceMs);
-    };
-    const onAbort = (): void => stop(options.abortStatus?.() ?? 'cancelled');
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-    if (options.signal?.aborted) onAbort();
-    const deadline = setTimeout(() => stop('timed_out'), invocation.timeoutMs);
-
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (chunk: string) => {
       if (stderr.length < env.maxOutputBytes) stderr += chunk;
@@ -155,16 +135,8 @@ export async function runPlaybook(invocation: PlaybookInvocation, env: PlaybookE
         }
       }
     });
-    const { code, signal } = await new Promise<{ code: number | null; signal: string | null }>((resolve) => {
-      child.once('error', (error) => {
-        stderr += `${error.message}\n`;
-        resolve({ code: 127, signal: null });
-      });
-      child.once('close', (c, s) => resolve({ code: c, signal: s }));
-    });
-    clearTimeout(deadline);
-    if (graceTimer) clearTimeout(graceTimer);
-    options.signal?.removeEventListener('abort', onAbort);
+    const { code, signal, stopped: aborted, spawnError } = await waitForGroup(child, { signal: options.signal, abortStatus: options.abortStatus, timeoutMs: invocation.timeoutMs, killGraceMs: env.killGraceMs });
+    if (spawnError !== undefined) stderr += `${spawnError}\n`;
 
     const run = { code, signal, stderr, aborted, startedAt, durationMs: Date.now() - started, maxBytes: env.maxOutputBytes };
     const results = invocation.hosts.map((host) => resultFor(host, events.hosts().get(host), run));

@@ -5,6 +5,7 @@
 // refusing the user or password is `auth_failed`, a BMC that never answers `unreachable`.
 import { spawn } from 'node:child_process';
 import type { ExecEvent, HostResult, HostStatus } from '../ssh/types.js';
+import { waitForGroup } from '../local/process-group.js';
 
 export interface IpmiRun {
   readonly host: string;
@@ -83,36 +84,8 @@ export async function runIpmitool(run: IpmiRun, env: IpmiEnvironment, options: I
   child.stderr.on('data', (chunk: string) => {
     stderr = keep(stderr, chunk);
   });
-  let stopped: HostStatus | null = null;
-  let grace: NodeJS.Timeout | undefined;
-  const kill = (signal: NodeJS.Signals): void => {
-    if (child.pid === undefined || child.exitCode !== null) return;
-    try {
-      process.kill(-child.pid, signal);
-    } catch {
-      // already gone
-    }
-  };
-  const stop = (status: HostStatus): void => {
-    if (stopped) return;
-    stopped = status;
-    kill('SIGTERM');
-    grace = setTimeout(() => kill('SIGKILL'), env.killGraceMs);
-  };
-  const onAbort = (): void => stop(options.abortStatus?.() ?? 'cancelled');
-  options.signal?.addEventListener('abort', onAbort, { once: true });
-  if (options.signal?.aborted) onAbort();
-  const deadline = setTimeout(() => stop('timed_out'), run.timeoutMs);
-  const { code, signal } = await new Promise<{ code: number | null; signal: string | null }>((resolve) => {
-    child.once('error', (error) => {
-      stderr += `${error.message}\n`;
-      resolve({ code: 127, signal: null });
-    });
-    child.once('close', (c, s) => resolve({ code: c, signal: s }));
-  });
-  clearTimeout(deadline);
-  if (grace) clearTimeout(grace);
-  options.signal?.removeEventListener('abort', onAbort);
+  const { code, signal, stopped, spawnError } = await waitForGroup(child, { signal: options.signal, abortStatus: options.abortStatus, timeoutMs: run.timeoutMs, killGraceMs: env.killGraceMs });
+  if (spawnError !== undefined) stderr += `${spawnError}\n`;
   const durationMs = Date.now() - started;
   const shownErr = diagnostics(stderr).join('\n');
   if (stopped) return finish({ ...base, status: stopped, exitCode: null, signal, stdout, stderr: shownErr, truncated, durationMs, error: stopped === 'timed_out' ? `ipmitool did not finish within ${run.timeoutMs} ms` : 'ipmitool was stopped' });
