@@ -11,6 +11,7 @@ import { CappedOutput } from './output.js';
 import { ConnectError, ConnectionPool, type PooledConnection } from './pool.js';
 import { SideChannel, findCommand, killCommand, wrapCommand } from './remote-run.js';
 import { SlotsClosedError } from './slots.js';
+import { ChannelOpenCancelled, execChannel, openRetryingRefusals } from './channel-open.js';
 import { INIT_NAME_COMMAND, diagnoseFailure, diagnosisText } from './missing-prerequisite.js';
 import {
   DEFAULT_MAX_TRANSFER_BYTES,
@@ -342,7 +343,7 @@ export class SshExecutor implements SftpAccess {
     return this.finish(await this.explainFailure(target, request, limits, result), onEvent);
   }
 
-  private runOnChannel(
+  private async runOnChannel(
     target: SshTarget,
     request: ExecRequest,
     command: string,
@@ -353,130 +354,144 @@ export class SshExecutor implements SftpAccess {
     lease: Lease,
   ): Promise<HostResult> {
     const { signal, onEvent } = options;
+    let stream: ClientChannel;
+    try {
+      stream = await this.openChannel(target, lease, () => execChannel(lease.connection.client, command), limits.connectTimeoutMs, signal);
+    } catch (error) {
+      lease.release();
+      if (error instanceof ChannelOpenCancelled) return attempt.result('cancelled', { error: 'cancelled before start' });
+      return attempt.result('failed', { error: `could not open a channel on ${target.name}: ${message(error)}` });
+    }
     return new Promise<HostResult>((resolve) => {
-      lease.connection.client.exec(command, (error, stream) => {
-        if (error) {
-          lease.release();
-          resolve(attempt.result('failed', { error: `could not open a channel on ${target.name}: ${error.message}` }));
+      this.observer?.execStarted?.(target.name);
+      const side = new SideChannel();
+      const stdout = new CappedOutput(limits.maxOutputBytes);
+      const stderr = new CappedOutput(limits.maxOutputBytes);
+      let exitCode: number | null = null;
+      let exitSignal: string | null = null;
+      let outcome: { status: 'timed_out' | 'cancelled'; reason: string } | null = null;
+      let stopping: Promise<RemoteKillReport> | null = null;
+      let stopped = false;
+      let forceClose: NodeJS.Timeout | undefined;
+      let abandonTimer: NodeJS.Timeout | undefined;
+      let settled = false;
+
+      const emit = (stream: 'stdout' | 'stderr', chunk: string): void => {
+        if (chunk !== '') onEvent?.({ type: 'output', host: target.name, stream, chunk });
+      };
+      let killOnceSeen: NodeJS.Timeout | undefined;
+      let stopAt = 0;
+      const stop = (status: 'timed_out' | 'cancelled', reason: string): void => {
+        if (outcome) return;
+        outcome = { status, reason };
+        stopAt = Date.now();
+        abandonTimer = setTimeout(abandon, limits.killGraceMs + UNANSWERED_STOP_MS);
+        if (side.seen) {
+          startKill();
           return;
         }
-        this.observer?.execStarted?.(target.name);
-        const side = new SideChannel();
-        const stdout = new CappedOutput(limits.maxOutputBytes);
-        const stderr = new CappedOutput(limits.maxOutputBytes);
-        let exitCode: number | null = null;
-        let exitSignal: string | null = null;
-        let outcome: { status: 'timed_out' | 'cancelled'; reason: string } | null = null;
-        let stopping: Promise<RemoteKillReport> | null = null;
-        let stopped = false;
-        let forceClose: NodeJS.Timeout | undefined;
-        let abandonTimer: NodeJS.Timeout | undefined;
-        let settled = false;
-
-        const emit = (stream: 'stdout' | 'stderr', chunk: string): void => {
-          if (chunk !== '') onEvent?.({ type: 'output', host: target.name, stream, chunk });
-        };
-        let killOnceSeen: NodeJS.Timeout | undefined;
-        let stopAt = 0;
-        const stop = (status: 'timed_out' | 'cancelled', reason: string): void => {
-          if (outcome) return;
-          outcome = { status, reason };
-          stopAt = Date.now();
-          abandonTimer = setTimeout(abandon, limits.killGraceMs + UNANSWERED_STOP_MS);
-          if (side.seen) {
-            startKill();
-            return;
-          }
-          // The wrapper has not reported its session yet: a kill now can run before the command
-          // exists, find nothing ("gone") and let it start right after. Kill as soon as the
-          // wrapper reports (see the data handler), or after the connect timeout at the latest.
-          killOnceSeen = setTimeout(startKill, limits.connectTimeoutMs);
-        };
-        const startKill = (): void => {
-          clearTimeout(killOnceSeen);
-          killOnceSeen = undefined;
-          if (stopping) return;
-          // The kill over a second channel is the authoritative stop and verifies that nothing
-          // of the run is left. Only if it could not do its job is EOF sent on the channel's
-          // stdin, which trips the remote lifeline (it would otherwise hold the kill up for a
-          // whole grace period, since it outlives TERM on purpose).
-          stopping = this.killRemoteRun(target, request.runId, {
-            asRoot: request.asRoot ?? false,
-            killGraceMs: limits.killGraceMs,
-            connectTimeoutMs: limits.connectTimeoutMs,
-          }).then((report) => {
-            if (report.outcome === 'unknown' || report.outcome === 'survivors') {
-              try {
-                stream.eof();
-              } catch {
-                // channel already closing
-              }
+        // The wrapper has not reported its session yet: a kill now can run before the command
+        // exists, find nothing ("gone") and let it start right after. Kill as soon as the
+        // wrapper reports (see the data handler), or after the connect timeout at the latest.
+        killOnceSeen = setTimeout(startKill, limits.connectTimeoutMs);
+      };
+      const startKill = (): void => {
+        clearTimeout(killOnceSeen);
+        killOnceSeen = undefined;
+        if (stopping) return;
+        // The kill over a second channel is the authoritative stop and verifies that nothing
+        // of the run is left. Only if it could not do its job is EOF sent on the channel's
+        // stdin, which trips the remote lifeline (it would otherwise hold the kill up for a
+        // whole grace period, since it outlives TERM on purpose).
+        stopping = this.killRemoteRun(target, request.runId, {
+          asRoot: request.asRoot ?? false,
+          killGraceMs: limits.killGraceMs,
+          connectTimeoutMs: limits.connectTimeoutMs,
+        }).then((report) => {
+          if (report.outcome === 'unknown' || report.outcome === 'survivors') {
+            try {
+              stream.eof();
+            } catch {
+              // channel already closing
             }
-            return report;
-          });
-          void stopping.finally(() => {
-            stopped = true;
-            forceClose = setTimeout(() => stream.close(), CLOSE_AFTER_KILL_MS);
-          });
-        };
-        // The node has sent nothing since the stop, for the kill grace and a bit: it stopped
-        // answering (sshd frozen, half-open TCP). Drop the pooled connection (other hosts have their own) and report the host now. The
-        // remote deadline (`timeout` in the wrapper) and the lifeline, which sees the
-        // connection drop, still end the command on the node once it runs again.
-        const abandon = (): void => {
-          if (settled) return;
-          if (lease.connection.lastHeardAt > stopAt) {
-            // The node answers: the kill is merely slow (a loaded node), or it reported and the
-            // close follows (forceClose). Look again later while the kill is still under way.
-            if (!stopped) abandonTimer = setTimeout(abandon, UNANSWERED_STOP_MS);
-            return;
           }
-          settled = true;
-          clearTimeout(timer);
-          clearTimeout(killOnceSeen);
-          clearTimeout(forceClose);
-          signal?.removeEventListener('abort', onAbort);
-          const why = `${target.name} did not answer for ${Math.round((limits.killGraceMs + UNANSWERED_STOP_MS) / 1000)} s after the stop`;
-          this.logger?.warn({ host: target.name, runId: request.runId }, `${why}: dropping its connection`);
-          lease.connection.destroy(why);
-          lease.release();
-          emit('stdout', stdout.push(side.flush()));
-          const report: RemoteKillReport = { host: target.name, runId: request.runId, outcome: 'unknown', error: `${why}; its connection was dropped (the remote deadline and lifeline stop the command once the node runs again)` };
-          resolve(this.channelResult(attempt, lease, { exitCode, exitSignal, outcome, report, wrapperSeen: side.seen, stdout, stderr, limits }));
-        };
-        const timer = setTimeout(() => stop('timed_out', `command timeout after ${limits.commandTimeoutMs} ms`), limits.commandTimeoutMs);
-        const onAbort = (): void => stop('cancelled', 'cancelled');
-        signal?.addEventListener('abort', onAbort, { once: true });
-        if (signal?.aborted) onAbort();
+          return report;
+        });
+        void stopping.finally(() => {
+          stopped = true;
+          forceClose = setTimeout(() => stream.close(), CLOSE_AFTER_KILL_MS);
+        });
+      };
+      // The node has sent nothing since the stop, for the kill grace and a bit: it stopped
+      // answering (sshd frozen, half-open TCP). Drop the pooled connection (other hosts have their own) and report the host now. The
+      // remote deadline (`timeout` in the wrapper) and the lifeline, which sees the
+      // connection drop, still end the command on the node once it runs again.
+      const abandon = (): void => {
+        if (settled) return;
+        if (lease.connection.lastHeardAt > stopAt) {
+          // The node answers: the kill is merely slow (a loaded node), or it reported and the
+          // close follows (forceClose). Look again later while the kill is still under way.
+          if (!stopped) abandonTimer = setTimeout(abandon, UNANSWERED_STOP_MS);
+          return;
+        }
+        settled = true;
+        clearTimeout(timer);
+        clearTimeout(killOnceSeen);
+        clearTimeout(forceClose);
+        signal?.removeEventListener('abort', onAbort);
+        const why = `${target.name} did not answer for ${Math.round((limits.killGraceMs + UNANSWERED_STOP_MS) / 1000)} s after the stop`;
+        this.logger?.warn({ host: target.name, runId: request.runId }, `${why}: dropping its connection`);
+        lease.connection.destroy(why);
+        lease.release();
+        emit('stdout', stdout.push(side.flush()));
+        const report: RemoteKillReport = { host: target.name, runId: request.runId, outcome: 'unknown', error: `${why}; its connection was dropped (the remote deadline and lifeline stop the command once the node runs again)` };
+        resolve(this.channelResult(attempt, lease, { exitCode, exitSignal, outcome, report, wrapperSeen: side.seen, stdout, stderr, limits }));
+      };
+      const timer = setTimeout(() => stop('timed_out', `command timeout after ${limits.commandTimeoutMs} ms`), limits.commandTimeoutMs);
+      const onAbort = (): void => stop('cancelled', 'cancelled');
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (signal?.aborted) onAbort();
 
-        stream.on('data', (chunk: Buffer) => {
-          emit('stdout', stdout.push(side.push(chunk)));
-          if (killOnceSeen && side.seen) startKill();
-        });
-        stream.stderr.on('data', (chunk: Buffer) => emit('stderr', stderr.push(chunk)));
-        stream.on('exit', (code: number | null, signalName?: string) => {
-          exitCode = typeof code === 'number' ? code : null;
-          exitSignal = signalName ?? null;
-        });
-        stream.on('error', (streamError: Error) => this.logger?.warn({ host: target.name, err: streamError.message }, 'channel error'));
-        stream.once('close', () => {
-          clearTimeout(abandonTimer);
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          // Closed before the wrapper reported: the command never started (nothing to kill).
-          clearTimeout(killOnceSeen);
-          signal?.removeEventListener('abort', onAbort);
-          lease.release();
-          emit('stdout', stdout.push(side.flush()));
-          void (async () => {
-            const report = stopping ? await stopping : null;
-            clearTimeout(forceClose);
-            resolve(this.channelResult(attempt, lease, { exitCode, exitSignal, outcome, report, wrapperSeen: side.seen, stdout, stderr, limits }));
-          })();
-        });
-        if (stdin.length > 0) writeStdin(stream, stdin);
+      stream.on('data', (chunk: Buffer) => {
+        emit('stdout', stdout.push(side.push(chunk)));
+        if (killOnceSeen && side.seen) startKill();
       });
+      stream.stderr.on('data', (chunk: Buffer) => emit('stderr', stderr.push(chunk)));
+      stream.on('exit', (code: number | null, signalName?: string) => {
+        exitCode = typeof code === 'number' ? code : null;
+        exitSignal = signalName ?? null;
+      });
+      stream.on('error', (streamError: Error) => this.logger?.warn({ host: target.name, err: streamError.message }, 'channel error'));
+      stream.once('close', () => {
+        clearTimeout(abandonTimer);
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        // Closed before the wrapper reported: the command never started (nothing to kill).
+        clearTimeout(killOnceSeen);
+        signal?.removeEventListener('abort', onAbort);
+        lease.release();
+        emit('stdout', stdout.push(side.flush()));
+        void (async () => {
+          const report = stopping ? await stopping : null;
+          clearTimeout(forceClose);
+          resolve(this.channelResult(attempt, lease, { exitCode, exitSignal, outcome, report, wrapperSeen: side.seen, stdout, stderr, limits }));
+        })();
+      });
+      if (stdin.length > 0) writeStdin(stream, stdin);
+    });
+  }
+
+  /**
+   * Open a channel on a leased connection, waiting out the node's refusals while it frees
+   * sessions we already closed (channel-open.ts). Nothing has run when this fails.
+   */
+  private openChannel<T>(target: SshTarget, lease: Lease, open: () => Promise<T>, budgetMs: number, signal?: AbortSignal): Promise<T> {
+    return openRetryingRefusals(open, {
+      budgetMs,
+      signal,
+      alive: () => !lease.connection.isClosed,
+      onRefused: (error, tries) => this.logger?.debug({ host: target.name, tries, err: error.message }, 'channel open refused; retrying'),
     });
   }
 
@@ -541,26 +556,25 @@ export class SshExecutor implements SftpAccess {
   private async control(target: SshTarget, command: string, connectTimeoutMs: number, timeoutMs: number): Promise<ControlOutput> {
     const lease = await this.lease(target, connectTimeoutMs, undefined, true);
     return new Promise<ControlOutput>((resolve, reject) => {
-      let opened = false;
       let gaveUp = false;
       // Counted from the request, not from the channel's opening: a node that stopped
       // answering never opens it, and the caller must hear so.
       const unopened = setTimeout(() => {
-        if (opened) return;
         gaveUp = true;
         lease.release();
         reject(new Error(`${target.name} did not open a channel within ${Math.round(timeoutMs / 1000)} s`));
       }, timeoutMs);
-      lease.connection.client.exec(command, (error, stream) => {
-        opened = true;
+      const opening = this.openChannel(target, lease, () => execChannel(lease.connection.client, command), timeoutMs);
+      const failed = (error: unknown): void => {
+        clearTimeout(unopened);
+        if (gaveUp) return;
+        lease.release();
+        reject(error instanceof Error ? error : new Error(String(error)));
+      };
+      void opening.then((stream) => {
         clearTimeout(unopened);
         if (gaveUp) {
-          stream?.close();
-          return;
-        }
-        if (error) {
-          lease.release();
-          reject(error);
+          stream.close();
           return;
         }
         const stdout: Buffer[] = [];
@@ -578,7 +592,7 @@ export class SshExecutor implements SftpAccess {
           resolve({ code, stdout: Buffer.concat(stdout).toString('utf8'), stderr: Buffer.concat(stderr).toString('utf8') });
         });
         stream.eof();
-      });
+      }, failed);
     });
   }
 }

@@ -11,6 +11,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Client, SFTPWrapper, Stats } from 'ssh2';
 import { slidingWindow } from './batches.js';
+import { openRetryingRefusals } from './channel-open.js';
 import type { ExecEvent, ExecLimits, HostResult, HostStatus, SshTarget } from './types.js';
 
 export const DEFAULT_MAX_TRANSFER_BYTES = 100 * 1024 * 1024;
@@ -87,8 +88,9 @@ function tempName(finalPath: string, posix: boolean): string {
   return p.join(p.dirname(finalPath), `.${p.basename(finalPath)}.castellan-${randomBytes(6).toString('hex')}.tmp`);
 }
 
-async function openSftp(client: Client): Promise<SFTPWrapper> {
-  return call<SFTPWrapper>((done) => client.sftp(done));
+/** An SFTP session, waiting out the node's refusals while it frees sessions we closed (channel-open.ts). */
+async function openSftp(client: Client, budgetMs: number, signal?: AbortSignal): Promise<SFTPWrapper> {
+  return openRetryingRefusals(() => call<SFTPWrapper>((done) => client.sftp(done)), { budgetMs, signal });
 }
 
 /** Rename into place, replacing an existing file (SFTP v3 rename refuses to overwrite). */
@@ -120,7 +122,7 @@ async function withSftp(
   attempt.connectMs = lease.connectMs;
   let sftp: SFTPWrapper | undefined;
   try {
-    sftp = await openSftp(lease.connection.client);
+    sftp = await openSftp(lease.connection.client, options.connectTimeoutMs ?? access.limits.connectTimeoutMs, options.signal);
     const session = sftp;
     // Cancelling ends the session, which fails the streams in flight (their temp files are removed).
     const onAbort = (): void => session.end();
@@ -249,7 +251,7 @@ export async function relay(
   try {
     let info: Stats;
     try {
-      sourceSftp = await openSftp(lease.connection.client);
+      sourceSftp = await openSftp(lease.connection.client, options.connectTimeoutMs ?? access.limits.connectTimeoutMs, options.signal);
       info = await statRemote(sourceSftp, remotePath, limit);
     } catch (error) {
       return failSource(error instanceof TransferRefused ? `refused: ${error.message}` : message(error));

@@ -106,6 +106,27 @@ describe('fan-out over real sshd', () => {
     expect(results.map((r) => r.stdout)).toEqual(Array.from({ length: 24 }, (_, i) => `${i}\n`));
   });
 
+  it('waits out sshd refusing a channel (no free session) and runs each command exactly once', async () => {
+    // 12 channels against MaxSessions 10: sshd refuses opens ("no more sessions") until ours close,
+    // the same refusal a loaded node gives while it still counts sessions we already closed.
+    const greedy = new SshExecutor({ knownHosts: await pinned(), maxChannelsPerHost: 12, limits: { connectTimeoutMs: 20_000, commandTimeoutMs: 20_000 } });
+    const marks = path.join(dir, 'once.log');
+    try {
+      const results = await Promise.all(
+        Array.from({ length: 12 }, (_, i) =>
+          greedy.exec(targets[4]!, { argv: ['sh', '-c', `echo ${i} >> "$1"; sleep 1`, 'sh', marks], runId: runId(`refused${i}`) }),
+        ),
+      );
+      expect(results.map((r) => r.error ?? r.status)).toEqual(Array(12).fill('ok'));
+      const ran = (await readFile(marks, 'utf8')).trim().split('\n').map(Number).sort((a, b) => a - b);
+      expect(ran).toEqual(Array.from({ length: 12 }, (_, i) => i));
+      const sshdLog = await readFile(path.join(dir, 'nodes', targets[4]!.name, 'sshd.log'), 'utf8');
+      expect(sshdLog).toContain('no more sessions');
+    } finally {
+      await greedy.close();
+    }
+  });
+
   it('reports exit codes, refuses bad requests per host, and runs asRoot without sudo for a root login', async () => {
     const [failed, badRun, badArgv, root] = await Promise.all([
       ssh.exec(targets[5]!, { argv: ['sh', '-c', 'exit 42'], runId: runId('exit') }),
