@@ -2,21 +2,23 @@
 //   all: { hosts: {name: {vars}}, vars: {...}, children: { group: { hosts, vars, children } } }
 // Top-level keys are groups (usually just `all`). Anything else under a group is an error,
 // not a warning: `host:` instead of `hosts:` would otherwise silently drop machines.
-import { parseDocument } from 'yaml';
 import { describe } from './describe.js';
 import { expandAnsibleHosts, InventoryError, type InventoryBuilder, type Origin, type Vars } from './inventory-builder.js';
 import { didYouMean } from './suggest.js';
+import { parseYamlTree, type YamlTree } from './yaml-tree.js';
 
 const GROUP_KEYS = ['hosts', 'vars', 'children'];
 
 export function readYamlInventory(text: string, source: string, builder: InventoryBuilder): void {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  const error = doc.errors[0];
-  if (error) {
-    const line = error.linePos?.[0];
-    throw new InventoryError(source, line ? `line ${line.line}, column ${line.col}` : '', `invalid YAML: ${error.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`);
+  readYamlTree(parseYamlTree(text), source, builder);
+}
+
+/** An inventory's YAML, already parsed (possibly off the event loop: config/yaml-tree.ts). */
+export function readYamlTree(tree: YamlTree, source: string, builder: InventoryBuilder): void {
+  if (!tree.ok) {
+    throw new InventoryError(source, tree.line ? `line ${tree.line}, column ${tree.col}` : '', `invalid YAML: ${tree.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '')}`);
   }
-  const root: unknown = doc.toJS({ mapAsMap: true });
+  const root = tree.root;
   if (root === null || root === undefined) return;
   if (!(root instanceof Map)) throw new InventoryError(source, '', `expected a mapping of groups (all: ...), found ${describe(root)}`);
   for (const [name, node] of root) readGroup(String(name), node, { source, path: String(name) }, builder);

@@ -5,11 +5,15 @@ import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { InventoryBuilder, InventoryError, type BuildOptions } from './inventory-builder.js';
 import { readIniInventory } from './inventory-ini.js';
-import { readYamlInventory } from './inventory-yaml.js';
+import { readYamlInventory, readYamlTree } from './inventory-yaml.js';
+import { parseYamlTreeSized } from './yaml-tree.js';
 import type { Inventory } from './types.js';
 
 export { InventoryError } from './inventory-builder.js';
-export type InventoryOptions = BuildOptions;
+export interface InventoryOptions extends BuildOptions {
+  /** Parse large YAML files in a worker thread (long-lived processes: config/yaml-tree.ts). */
+  readonly offThread?: boolean;
+}
 
 /** Read and merge inventory files (later files add hosts, groups and override vars). */
 export async function loadInventory(paths: readonly string[], options: InventoryOptions = {}): Promise<Inventory> {
@@ -23,7 +27,9 @@ export async function loadInventory(paths: readonly string[], options: Inventory
       const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
       throw new InventoryError(path, '', `cannot read inventory file (${code})`);
     }
-    readInto(builder, text, path);
+    builder.addSource(path);
+    if (looksLikeIni(text, path)) readIniInventory(text, path, builder);
+    else readYamlTree(await parseYamlTreeSized(text, options.offThread ?? false), path, builder);
   }
   return builder.build(options);
 }

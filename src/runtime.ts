@@ -229,9 +229,17 @@ export function targetFor(config: Config, inventory: Inventory, name: string): S
   };
 }
 
-/** Re-reads the inventory when one of its files changes, so plans always use the current one. */
+/**
+ * Re-reads the inventory when one of its files changes, so plans always use the current one.
+ * A large file is parsed in a worker thread (config/yaml-tree.ts): a change never stalls the
+ * event loop, so Slack acks, MCP answers and health checks stay prompt while it is read. Every
+ * caller that comes while one version is being read waits for that one read, never its own;
+ * callers wait rather than get the previous version, because the worker's re-check of an
+ * approved plan must see the file as it is now. A version that does not load is reported to
+ * every caller (one read per version, not one per call) until the file changes again.
+ */
 function watchedInventory(files: readonly string[], defaultPort: number): InventoryProvider {
-  let cached: { stamp: string; inventory: Inventory } | undefined;
+  let latest: { stamp: string; inventory: Promise<Inventory> } | undefined;
   return {
     async current() {
       const stamps = await Promise.all(files.map(async (f) => {
@@ -239,10 +247,12 @@ function watchedInventory(files: readonly string[], defaultPort: number): Invent
         return s ? `${s.mtimeMs}:${s.size}` : 'missing';
       }));
       const stamp = stamps.join('|');
-      if (cached?.stamp === stamp) return cached.inventory;
-      const inventory = await loadInventory(files, { defaultPort });
-      cached = { stamp, inventory };
-      return inventory;
+      if (latest?.stamp !== stamp) {
+        const inventory = loadInventory(files, { defaultPort, offThread: true });
+        inventory.catch(() => undefined); // a failed version is answered to each caller, never unhandled
+        latest = { stamp, inventory };
+      }
+      return latest.inventory;
     },
   };
 }

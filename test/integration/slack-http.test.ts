@@ -2,9 +2,11 @@
 // server, real signatures, the local Slack stand-in for the Web API, the lab OIDC provider for
 // linking, real sshd nodes and the real job pipeline.
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { isFinal } from '../../queues/states.js';
 import { LAB_ROLES, startLabOidc, type LabOidc } from '../../src/lab/oidc.js';
 import { jobView } from '../../src/present/job-view.js';
 import { planText } from '../../src/present/render/text.js';
@@ -377,5 +379,40 @@ describe('Slack over HTTP: approvals', () => {
     const limited = await until('a 429', () => slack.calls.find((call) => call.method === 'chat.update' && call.status === 429));
     const next = await until('the next call after the 429', () => slack.calls.find((call) => call.at > limited.at && (call.method === 'chat.update' || call.method === 'chat.postMessage')));
     expect(next.at - limited.at).toBeGreaterThanOrEqual(1900);
+  });
+});
+
+describe('Slack over HTTP: an inventory change', () => {
+  it('acks commands while a large changed inventory is read, and plans them on the new one', async () => {
+    const original = await readFile(c.lab.inventoryFile, 'utf8');
+    const doc = parse(original) as { all: { children: Record<string, unknown> } };
+    // Thousands of hosts (never contacted) make the file large enough to be read off the event
+    // loop (config/yaml-tree.ts); `fresh` exists only in the new version.
+    const bulk: Record<string, unknown> = {};
+    for (let i = 1; i <= 2000; i++) bulk[`bulk${String(i).padStart(4, '0')}`] = { ansible_host: '192.0.2.1', castellan_labels: { rack: `r${i % 20}` } };
+    doc.all.children.bulk = { hosts: bulk };
+    doc.all.children.fresh = { hosts: { node01: null } };
+    try {
+      await writeFile(c.lab.inventoryFile, stringify(doc, { nullStr: '' }));
+      const before = await jobCount();
+      const sent = await Promise.all(Array.from({ length: 6 }, () => slash('list_nodes fresh', 'UOSCAR')));
+      for (const s of sent) {
+        expect(s.status).toBe(200);
+        expect(s.text).toBe('');
+      }
+      // Every command was planned on the new inventory: `fresh` resolved, to node01 alone.
+      const keys = new Set(sent.map((s) => `slack:${slack.teamId}:${s.payload.trigger_id}`));
+      const jobs = await until('the six jobs, ended', async () => {
+        const found = (await c.runtime.ctx.store.list(50)).filter((j) => j.idempotencyKey !== undefined && keys.has(j.idempotencyKey));
+        return found.length === keys.size && found.every((j) => isFinal(j.state)) ? found : undefined;
+      }, 90_000);
+      expect(await jobCount()).toBe(before + 6);
+      for (const job of jobs) {
+        expect(job.state).toBe('succeeded');
+        expect((job.result?.data as { nodes: { name: string }[] }).nodes.map((n) => n.name)).toEqual(['node01']);
+      }
+    } finally {
+      await writeFile(c.lab.inventoryFile, original);
+    }
   });
 });
