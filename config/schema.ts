@@ -218,7 +218,7 @@ export interface Settings {
   readonly bmc: BmcSettings;
 }
 
-/** BMCs reached with ipmitool from the Castellan server (bmc_power). */
+/** BMCs reached with ipmitool from the Castellan server or a node's jump host (inventory var bmc_via) (bmc_power). */
 export interface BmcSettings {
   /** The ipmitool program (PATH lookup unless absolute). */
   readonly ipmitool: string;

@@ -10,7 +10,7 @@
 // - a failure budget counted in failed subjects over the whole plan skips later batches once
 //   it is spent.
 import type { Plan, PlanContext, PlanStep, StepResults } from '../tools/types.js';
-import { GENERIC_CONDITIONS, stepKind, type ExecRequestSpec, type GateObservation, type Observation, type StepIO } from '../tools/steps/index.js';
+import { GENERIC_CONDITIONS, stepKind, type ExecRequestSpec, type GateObservation, type IpmiRequest, type Observation, type StepIO } from '../tools/steps/index.js';
 import type { Redactor } from './redact.js';
 import { sleep } from './sleep.js';
 import type { BindingSource } from './plan-binding.js';
@@ -31,8 +31,11 @@ export interface PlanExecutor extends BindingSource {
   relay(from: SshTarget, remotePath: string, targets: readonly SshTarget[], destPath: string, options: TransferCallOptions): Promise<HostResult[]>;
   /** ansible-playbook from the server against `hosts` (inventory names), with the config's trust settings. */
   playbook?(hosts: readonly string[], args: readonly string[], options: TransferCallOptions & { timeoutMs: number; abortStatus: () => HostStatus }): Promise<HostResult[]>;
-  /** ipmitool from the server about `host`, the credential's password in IPMI_PASSWORD. */
-  ipmi?(host: string, args: readonly string[], credential: string, options: TransferCallOptions & { timeoutMs: number; abortStatus: () => HostStatus }): Promise<HostResult>;
+  /**
+   * ipmitool about node `about` with the credential's password: on the server (IPMI_PASSWORD),
+   * or over SSH on `via` (the password on stdin), tagged `runId` there.
+   */
+  ipmi?(run: { host: string; about: string; args: readonly string[]; credential: string; timeoutMs: number; via?: SshTarget | undefined; runId: string }, options: TransferCallOptions & { abortStatus: () => HostStatus }): Promise<HostResult>;
   /** Scan each target's host key and pin it when it has exactly `fingerprint`. */
   pinHostKey?(targets: readonly SshTarget[], fingerprint: string): Promise<HostResult[]>;
   /**
@@ -366,7 +369,7 @@ function stepIO(ctx: RunContext, step: PlanStep, announced: Set<string>): StepIO
       ? { playbook: (hosts: readonly string[], args: readonly string[], timeoutMs: number) => ctx.executor.playbook!(hosts, args, { ...common, timeoutMs, abortStatus: ctx.abortStatus }) }
       : {}),
     ...(ctx.executor.ipmi
-      ? { ipmi: (host: string, args: readonly string[], credential: string, timeoutMs: number) => ctx.executor.ipmi!(host, args, credential, { ...common, timeoutMs, abortStatus: ctx.abortStatus }).then((r) => scrubResult(ctx.redactor, r)) }
+      ? { ipmi: (r: IpmiRequest) => ctx.executor.ipmi!({ ...r, via: r.via ? ctx.targetFor(r.host) : undefined, runId }, { ...common, abortStatus: ctx.abortStatus }).then((res) => scrubResult(ctx.redactor, res)) }
       : {}),
     ...(ctx.executor.pinHostKey ? { pinHostKey: (hosts: readonly string[], fingerprint: string) => ctx.executor.pinHostKey!(targets(hosts), fingerprint) } : {}),
     async observe(check, only) {

@@ -1,11 +1,14 @@
-// Power through each node's BMC with `ipmitool -I lanplus`, from the Castellan server: for the
-// node that no longer answers SSH (cycle it) and the new one that must PXE-boot. Where the BMC
-// is and who logs in come from inventory vars (bmc_host, bmc_port, bmc_user, bmc_credential,
-// bmc_cipher_suite); the password comes from the named credential in castellan.yaml
-// (bmc.credentials.<name>.password_env/_file) and reaches ipmitool only through IPMI_PASSWORD
-// (`-E`), never argv. Risk follows the action: status reads, on changes, off/cycle/reset and
-// `pxe` (next boot from the network) are destructive, and the server enforces that through
-// the plan's risk. After a control command each node's power state is read back.
+// Power through each node's BMC with `ipmitool -I lanplus`, from the Castellan server or from a
+// jump host: for the node that no longer answers SSH (cycle it) and the new one that must
+// PXE-boot. Where the BMC is and who logs in come from inventory vars (bmc_host, bmc_port,
+// bmc_user, bmc_credential, bmc_cipher_suite, and bmc_via: the inventory host on the BMC network
+// that runs ipmitool, usually set once on a group); the password comes from the named
+// credential in castellan.yaml (bmc.credentials.<name>.password_env/_file) and never reaches
+// argv: on the server through IPMI_PASSWORD (`-E`), on a jump host on ipmitool's stdin
+// (`-f /dev/stdin`, see tools/steps/ipmi.ts). Risk follows the action: status reads, on
+// changes, off/cycle/reset and `pxe` (next boot from the network) are destructive, and the
+// server enforces that through the plan's risk. After a control command each node's power
+// state is read back.
 import { z } from 'zod';
 import { targets, timeout } from './fields.js';
 import { resolveHosts, stepTimeout } from './planning.js';
@@ -13,7 +16,7 @@ import { reportHosts } from './reports.js';
 import { reportRows, type ResultViewDefinition } from './result-view.js';
 import type { IpmiAction } from './steps/index.js';
 import { HOST_STATUSES } from './host-result.js';
-import { defineTool, ToolInputError, type PlanContext, type PlanStep, type Risk } from './types.js';
+import { defineTool, ToolInputError, type PlanContext, type PlanStep, type Risk, type StepResults } from './types.js';
 
 export const BMC_ACTIONS = ['status', 'on', 'off', 'cycle', 'reset', 'pxe'] as const;
 type BmcAction = (typeof BMC_ACTIONS)[number];
@@ -37,7 +40,12 @@ export interface BmcTarget {
   readonly user: string;
   readonly credential: string;
   readonly cipherSuite: number | undefined;
+  /** The inventory host that runs ipmitool over SSH (inventory var bmc_via); absent: the Castellan server. */
+  readonly via: string | undefined;
 }
+
+/** The inventory var naming a node's jump host for its BMC. */
+export const BMC_VIA_VAR = 'bmc_via';
 
 /** A node's BMC from its inventory vars; a missing or malformed var is a clear error. */
 export function bmcOf(ctx: PlanContext, node: string): BmcTarget {
@@ -54,17 +62,36 @@ export function bmcOf(ctx: PlanContext, node: string): BmcTarget {
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) throw new ToolInputError('targets', `inventory var bmc_port of ${node} must be a port number`);
   const suite = vars.bmc_cipher_suite;
   if (suite !== undefined && (typeof suite !== 'number' || !Number.isInteger(suite) || suite < 0 || suite > 17)) throw new ToolInputError('targets', `inventory var bmc_cipher_suite of ${node} must be 0..17`);
-  return { host, port, user, credential, cipherSuite: suite };
+  const via = vars[BMC_VIA_VAR];
+  if (via !== undefined) {
+    if (typeof via !== 'string' || !ctx.inventory.hosts.has(via)) throw new ToolInputError('targets', `inventory var ${BMC_VIA_VAR} of ${node} must name an inventory host (the jump host that runs ipmitool), not ${JSON.stringify(via)}`);
+    // The jump host is for nodes that may not answer SSH themselves: their own BMC cannot go through them.
+    if (via === node) throw new ToolInputError('targets', `inventory var ${BMC_VIA_VAR} of ${node} names ${node} itself; name another host on the BMC network, or leave it out to run ipmitool on the Castellan server`);
+  }
+  return { host, port, user, credential, cipherSuite: suite, via };
 }
 
-/** `-I lanplus -H … -p … -U … -E [-C n]`: the password only through IPMI_PASSWORD. */
+/**
+ * `-I lanplus -H … -p … -U … (-E | -f /dev/stdin) [-C n]`: the password never in argv — from
+ * IPMI_PASSWORD on the server, from stdin on a jump host (sshd does not pass the environment).
+ */
 export function ipmitoolArgs(bmc: BmcTarget, command: readonly string[]): string[] {
-  return ['-I', 'lanplus', '-H', bmc.host, '-p', String(bmc.port), '-U', bmc.user, '-E', ...(bmc.cipherSuite !== undefined ? ['-C', String(bmc.cipherSuite)] : []), ...command];
+  const password = bmc.via === undefined ? ['-E'] : ['-f', '/dev/stdin'];
+  return ['-I', 'lanplus', '-H', bmc.host, '-p', String(bmc.port), '-U', bmc.user, ...password, ...(bmc.cipherSuite !== undefined ? ['-C', String(bmc.cipherSuite)] : []), ...command];
 }
 
+/** One ipmitool run about `node`: on the server (hosts: the node) or on its jump host (hosts: the jump host). */
 function ipmiStep(id: string, node: string, bmc: BmcTarget, command: readonly string[], says: string, timeoutMs: number): PlanStep {
-  const action: IpmiAction = { kind: 'ipmi', args: ipmitoolArgs(bmc, command), credential: bmc.credential };
-  return { id, description: `${says} of ${node} through its BMC ${bmc.user}@${bmc.host}:${bmc.port}`, hosts: [node], subject: node, action, timeoutMs };
+  const action: IpmiAction = { kind: 'ipmi', args: ipmitoolArgs(bmc, command), credential: bmc.credential, ...(bmc.via !== undefined ? { via: bmc.via } : {}) };
+  const from = bmc.via !== undefined ? `, from ${bmc.via}` : '';
+  return { id, description: `${says} of ${node} through its BMC ${bmc.user}@${bmc.host}:${bmc.port}${from}`, hosts: [bmc.via ?? node], subject: node, action, timeoutMs };
+}
+
+/** A step's result about `node`, whichever host ran ipmitool (the node's name on the server, its jump host otherwise). */
+function aboutNode(results: StepResults, id: string, node: string): StepResults {
+  const byHost = results.get(id);
+  const result = byHost?.get(node) ?? [...(byHost?.values() ?? [])][0];
+  return new Map([[id, new Map(result ? [[node, { ...result, host: node }]] : [])]]);
 }
 
 /** `Chassis Power is on` → on; control replies and boot-device replies say what was done. */
@@ -101,11 +128,12 @@ export const bmcPower = defineTool({
   name: 'bmc_power',
   title: 'BMC power',
   description:
-    'Read or control node power through each node\'s BMC with ipmitool (IPMI over LAN, lanplus) from the Castellan server: ' +
+    'Read or control node power through each node\'s BMC with ipmitool (IPMI over LAN, lanplus) from the Castellan server, ' +
+    'or over SSH from the jump host named by the node\'s inventory var bmc_via: ' +
     '`status` (read), `on` (change), `off`, `cycle`, `reset` and `pxe` = next boot from the network (destructive: approval). ' +
     'BMC address, port, user, cipher suite and credential name come from inventory vars (bmc_host, bmc_port, bmc_user, ' +
-    'bmc_cipher_suite, bmc_credential); the password from bmc.credentials in castellan.yaml, passed in IPMI_PASSWORD, never ' +
-    'argv. A refused password is auth_failed. Mirrors `ipmitool -I lanplus -H BMC -U USER -E chassis power status|on|off|cycle|reset` ' +
+    'bmc_cipher_suite, bmc_credential); the password from bmc.credentials in castellan.yaml, passed in IPMI_PASSWORD (on a ' +
+    'jump host: on ipmitool\'s stdin), never argv. A refused password is auth_failed. Mirrors `ipmitool -I lanplus -H BMC -U USER -E chassis power status|on|off|cycle|reset` ' +
     'and `chassis bootdev pxe`.',
   risk: 'read',
   maxRisk: 'destructive',
@@ -122,24 +150,24 @@ export const bmcPower = defineTool({
     const nodes = resolveHosts(ctx, input.targets);
     const act = ACTION[input.action];
     const timeoutMs = stepTimeout(ctx, input.timeout);
+    const vias = new Set<string>();
     const steps = nodes.flatMap((node) => {
       const bmc = bmcOf(ctx, node);
+      if (bmc.via !== undefined) vias.add(bmc.via);
       const control = ipmiStep(input.action === 'status' ? `status-${node}` : `${input.action}-${node}`, node, bmc, act.args, act.says, timeoutMs);
       // A control command answers "Chassis Power Control: Cycle"; the state read after it is the result.
       return input.action === 'status' || input.action === 'pxe' ? [control] : [control, ipmiStep(`status-${node}`, node, bmc, ACTION.status.args, 'read the power state', timeoutMs)];
     });
-    return { tool: 'bmc_power', hosts: nodes, batches: [{ steps }], failureBudget: nodes.length, ...(act.risk !== 'read' ? { risk: act.risk } : {}) };
+    // Jump hosts are hosts of the plan too: Castellan connects to them (their keys are pinned and bound to the approval).
+    const hosts = [...nodes, ...[...vias].filter((v) => !nodes.includes(v))];
+    return { tool: 'bmc_power', hosts, batches: [{ steps }], failureBudget: nodes.length, ...(act.risk !== 'read' ? { risk: act.risk } : {}) };
   },
   summarize(input, results, ctx) {
     const nodes = resolveHosts(ctx, input.targets);
-    const control = new Map<string, ReturnType<typeof reportHosts<{ power: 'on' | 'off' | null; said: string }>>['hosts'][number]>();
-    for (const [id, byHost] of results) {
-      if (id.startsWith('status-') && input.action !== 'status') continue;
-      for (const entry of reportHosts(new Map([[id, byHost]]), id, parsePower).hosts) control.set(entry.host, entry);
-    }
     const hosts = nodes.map((node) => {
-      const did = control.get(node) ?? { host: node, status: 'skipped' as const };
-      const read = input.action === 'status' || input.action === 'pxe' ? undefined : reportHosts(new Map([[`status-${node}`, results.get(`status-${node}`) ?? new Map()]]), `status-${node}`, parsePower).hosts[0];
+      const id = input.action === 'status' ? `status-${node}` : `${input.action}-${node}`;
+      const did = reportHosts(aboutNode(results, id, node), id, parsePower).hosts[0] ?? { host: node, status: 'skipped' as const };
+      const read = input.action === 'status' || input.action === 'pxe' ? undefined : reportHosts(aboutNode(results, `status-${node}`, node), `status-${node}`, parsePower).hosts[0];
       if (did.status !== 'ok' || read === undefined) return did;
       return { ...did, power: read.status === 'ok' ? (read.power ?? null) : null, ...(read.status !== 'ok' ? { error: `done, but the power state could not be read back: ${read.error ?? read.status}` } : {}) };
     });

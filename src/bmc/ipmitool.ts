@@ -1,10 +1,11 @@
-// ipmitool from the Castellan server, for bmc_power's `ipmi` steps. The password reaches
-// ipmitool only through IPMI_PASSWORD in a minimal environment (`-E` is in the plan's args), so
-// it is never in an argv that `ps` shows, never in the plan, the job or the audit. ipmitool runs
+// ipmitool for bmc_power's `ipmi` steps, from the Castellan server or over SSH on a jump host.
+// On the server the password reaches ipmitool only through IPMI_PASSWORD in a minimal
+// environment (`-E` is in the plan's args); on a jump host only on its stdin (`-f /dev/stdin`),
+// so it is never in an argv that `ps` shows, never in the plan, the job or the audit. ipmitool runs
 // with -v so its stderr says why a session failed; that decides the host status: the BMC
 // refusing the user or password is `auth_failed`, a BMC that never answers `unreachable`.
 import { spawn } from 'node:child_process';
-import type { ExecEvent, HostResult, HostStatus } from '../ssh/types.js';
+import type { ExecEvent, ExecRequest, HostResult, HostStatus } from '../ssh/types.js';
 import { waitForGroup } from '../local/process-group.js';
 
 export interface IpmiRun {
@@ -59,7 +60,7 @@ export async function runIpmitool(run: IpmiRun, env: IpmiEnvironment, options: I
     return result;
   };
   if (run.password === undefined) {
-    return finish({ ...base, status: 'failed', exitCode: null, stdout: '', stderr: '', durationMs: 0, error: `no BMC credential '${run.credential}' is configured (bmc.credentials in castellan.yaml)` });
+    return finish(ipmiNotStarted(run.host, missingCredential(run.credential)));
   }
   // -v goes first so the verdict above can read why a session failed; it changes no stdout.
   const child = spawn(env.binary, ['-v', ...run.args], {
@@ -91,4 +92,39 @@ export async function runIpmitool(run: IpmiRun, env: IpmiEnvironment, options: I
   if (stopped) return finish({ ...base, status: stopped, exitCode: null, signal, stdout, stderr: shownErr, truncated, durationMs, error: stopped === 'timed_out' ? `ipmitool did not finish within ${run.timeoutMs} ms` : 'ipmitool was stopped' });
   const outcome = ipmiOutcome(run.host, code, signal, stdout, stderr);
   return finish({ ...base, ...outcome, exitCode: code, signal, stdout, stderr: shownErr, truncated, durationMs });
+}
+
+/** What `ipmitool -f` reads: the first line, at most 20 bytes (IPMI 2.0's limit; ipmitool cuts the rest). */
+const STDIN_PASSWORD_BYTES = 20;
+
+/**
+ * The request that runs ipmitool on a jump host: `-v` first (as on the server, for the
+ * verdict), the password as the one line of stdin that `-f /dev/stdin` reads. A password
+ * ipmitool would cut (a line break, more than 20 bytes) is refused rather than sent cut,
+ * which the BMC would only answer with a confusing auth failure.
+ */
+export function jumpHostRequest(args: readonly string[], password: string, runId: string): ExecRequest | { refused: string } {
+  if (/[\r\n\t]/.test(password) || Buffer.byteLength(password) > STDIN_PASSWORD_BYTES) {
+    return { refused: `ipmitool -f reads at most ${STDIN_PASSWORD_BYTES} bytes on one line; this password is longer or has a line break` };
+  }
+  return { argv: ['ipmitool', '-v', ...args], asRoot: false, stdin: `${password}\n`, runId };
+}
+
+/**
+ * How ipmitool run over SSH reads: the SSH layer's own verdicts stand (jump host unreachable,
+ * host key, cancelled, timed out); an exit of ipmitool itself is read as on the server.
+ */
+export function jumpHostOutcome(about: string, result: HostResult): HostResult {
+  const shownErr = diagnostics(result.stderr).join('\n');
+  if (result.status !== 'failed' || result.exitCode === null) return { ...result, stderr: shownErr };
+  return { ...result, ...ipmiOutcome(about, result.exitCode, result.signal, result.stdout, result.stderr), stderr: shownErr };
+}
+
+/** A result for a run that never started (no credential, a password ipmitool could not read). */
+function ipmiNotStarted(host: string, error: string): HostResult {
+  return { host, status: 'failed', exitCode: null, signal: null, stdout: '', stderr: '', truncated: false, startedAt: new Date().toISOString(), durationMs: 0, connectMs: 0, error };
+}
+
+export function missingCredential(credential: string): string {
+  return `no BMC credential '${credential}' is configured (bmc.credentials in castellan.yaml)`;
 }

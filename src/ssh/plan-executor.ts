@@ -12,13 +12,13 @@ import type { PlanExecutor, TransferCallOptions } from '../../queues/runner.js';
 import type { Logger } from '../log.js';
 import { metrics } from '../../queues/metrics.js';
 import { runPlaybook } from '../ansible/run.js';
-import { runIpmitool } from '../bmc/ipmitool.js';
+import { jumpHostOutcome, jumpHostRequest, missingCredential, runIpmitool } from '../bmc/ipmitool.js';
 import { SshExecutor } from './executor.js';
 import { KnownHosts } from './known-hosts.js';
 import { sshMetrics } from './metrics.js';
 import { download, relay, TransferRefused, upload } from './transfer.js';
 import { trustHosts } from './trust.js';
-import type { ExecRequest, FanoutOptions, HostResult, SshTarget } from './types.js';
+import type { ExecEvent, ExecRequest, FanoutOptions, HostResult, SshTarget } from './types.js';
 
 export interface ClosablePlanExecutor extends PlanExecutor {
   readonly ssh: SshExecutor;
@@ -110,12 +110,27 @@ export async function createPlanExecutor(config: Config, logger: Logger): Promis
         options,
       );
     },
-    ipmi(host, args, credential, options) {
-      return runIpmitool(
-        { host, args, credential, password: config.secrets.bmcPassword(credential), timeoutMs: options.timeoutMs },
-        { binary: config.bmc.ipmitool, maxOutputBytes: config.ssh.maxOutputBytes, killGraceMs: config.ssh.killGraceMs },
-        options,
-      );
+    async ipmi(run, options) {
+      const password = config.secrets.bmcPassword(run.credential);
+      if (run.via === undefined) {
+        return runIpmitool(
+          { host: run.host, args: run.args, credential: run.credential, password, timeoutMs: run.timeoutMs },
+          { binary: config.bmc.ipmitool, maxOutputBytes: config.ssh.maxOutputBytes, killGraceMs: config.ssh.killGraceMs },
+          options,
+        );
+      }
+      // On the jump host: the same pinned-key executor as every command, ipmitool's password on its stdin.
+      const request = password === undefined ? { refused: missingCredential(run.credential) } : jumpHostRequest(run.args, password, run.runId);
+      if ('refused' in request) return refuse([run.via], request.refused, options)[0]!;
+      await refreshPins();
+      // Its finish is announced once read as ipmitool's (auth_failed, not just "exit 1").
+      const onEvent = (event: ExecEvent): void => {
+        if (event.type !== 'host_finished') options.onEvent?.(event);
+      };
+      const [raw] = await ssh.fanout([run.via], () => request, { signal: options.signal, onEvent, commandTimeoutMs: run.timeoutMs });
+      const result = jumpHostOutcome(run.about, raw!);
+      options.onEvent?.({ type: 'host_finished', host: result.host, result });
+      return result;
     },
     async pinHostKey(targets, approved) {
       const started = Date.now();

@@ -1,16 +1,19 @@
 // bmc_power against real BMCs: Debian's ipmi_sim (OpenIPMI's IPMI LAN simulator), one per node
-// on loopback, driven by the real ipmitool over lanplus from the Castellan server. Status is a
-// read; a cycle is destructive (approval), and the simulator's chassis sees power go off and
-// on; a wrong password is auth_failed with a clear reason; the password (a canary) is never in
-// argv, the plan, the job, the audit, the logs or the CLI's output.
+// on loopback, driven by the real ipmitool over lanplus from the Castellan server, and from a
+// jump host (node04's inventory says bmc_via: node03, a lab sshd node reached with the pinned
+// key like any node). Status is a read; a cycle is destructive (approval), and the simulator's
+// chassis sees power go off and on; a wrong password is auth_failed with a clear reason; the
+// password (a canary) is never in argv (the jump host's ipmitool records its argv and
+// environment), the plan, the job, the audit, the logs or the CLI's output.
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { rolesForGroups } from '../../auth/roles.js';
 import type { Requester } from '../../auth/types.js';
+import { nodeBinDir } from '../../src/lab/sshd-lab.js';
 import { useCastellan } from '../support/castellan.js';
 import { startSimBmcs, type SimBmcs } from '../support/ipmi-sim.js';
 
@@ -21,16 +24,36 @@ const varsFile = path.join(dir, 'bmc-vars.yaml');
 writeFileSync(varsFile, stringify({ all: { hosts: {} } }));
 let sims: SimBmcs;
 
-beforeAll(async () => {
-  sims = await startSimBmcs({ dir: path.join(dir, 'sim'), nodes: ['node01', 'node02'], user: 'castellan', password: CANARY });
+/** BMC vars per node: node02's credential is stale; node04's BMC is reached from node03. */
+function writeVars(credentials: Record<string, string> = {}): void {
   const hosts = Object.fromEntries(
-    sims.bmcs.map((b) => [b.node, { bmc_host: b.address, bmc_port: b.port, bmc_user: b.user, bmc_credential: b.node === 'node02' ? 'stale' : 'rack', bmc_cipher_suite: 3 }]),
+    sims.bmcs.map((b) => [
+      b.node,
+      { bmc_host: b.address, bmc_port: b.port, bmc_user: b.user, bmc_credential: credentials[b.node] ?? (b.node === 'node02' ? 'stale' : 'rack'), bmc_cipher_suite: 3, ...(b.node === 'node04' ? { bmc_via: 'node03' } : {}) },
+    ]),
   );
   writeFileSync(varsFile, stringify({ all: { hosts } }));
+}
+
+beforeAll(async () => {
+  sims = await startSimBmcs({ dir: path.join(dir, 'sim'), nodes: ['node01', 'node02', 'node04'], user: 'castellan', password: CANARY });
+  writeVars();
 }, 60_000);
 
+// The jump host's ipmitool (first on node03's PATH) records how it was started, then is the real one.
+const RECORDER = `#!/bin/sh
+{ printf 'argv:'; printf ' %s' "$@"; printf '\\n'; env | sed 's/^/env: /'; } >> "$(dirname "$0")/../ipmitool-calls.log"
+exec /usr/bin/ipmitool "$@"
+`;
+
 const c = useCastellan({
-  nodes: 2,
+  nodes: 4,
+  lab: { nodeBinDirs: true },
+  prepare: async (lab) => {
+    const recorder = path.join(nodeBinDir(lab.dir, 'node03'), 'ipmitool');
+    await writeFile(recorder, RECORDER);
+    await chmod(recorder, 0o755);
+  },
   extraInventory: varsFile,
   env: { CASTELLAN_TEST_BMC_PASSWORD: CANARY, CASTELLAN_TEST_BMC_OLD: 'not-the-password' },
   config: { bmc: { ipmitool: '/usr/bin/ipmitool', credentials: { rack: { password_env: 'CASTELLAN_TEST_BMC_PASSWORD' }, stale: { password_env: 'CASTELLAN_TEST_BMC_OLD' } } } },
@@ -52,14 +75,14 @@ interface BmcData {
   hosts: { host: string; status: string; error?: string; power?: 'on' | 'off' | null; said?: string }[];
 }
 
-async function run(input: Record<string, unknown>, who: Requester, approve = false): Promise<{ state: string; risk: string; data: BmcData; json: string }> {
+async function run(input: Record<string, unknown>, who: Requester, approve = false): Promise<{ id: string; state: string; risk: string; data: BmcData; json: string }> {
   const { job } = await c.runtime.service.submit({ tool: 'bmc_power', input, requester: who, replyTo: { kind: 'cli' } });
   if (approve) {
     expect(job.state).toBe('awaiting_approval');
     await c.runtime.service.approve(job.id, april);
   }
   const done = await c.runtime.service.wait(job.id, who, 90_000);
-  return { state: done.state, risk: done.risk, data: done.result?.data as BmcData, json: JSON.stringify(done) };
+  return { id: done.id, state: done.state, risk: done.risk, data: done.result?.data as BmcData, json: JSON.stringify(done) };
 }
 
 describe('bmc_power against ipmi_sim with the real ipmitool', () => {
@@ -107,6 +130,61 @@ describe('bmc_power against ipmi_sim with the real ipmitool', () => {
     expect(state).toBe('partially_failed');
     expect(data.hosts.find((h) => h.host === 'node01')).toMatchObject({ status: 'ok', power: 'off' });
     expect(data.hosts.find((h) => h.host === 'node02')).toMatchObject({ status: 'auth_failed', error: expect.stringMatching(/^the BMC of node02 refused the user or password \(RAKP 2 HMAC is invalid\)$/) });
+  }, 120_000);
+
+  it('through a jump host (bmc_via: node03): status, on, cycle, off reach the simulator; ipmitool there gets the password on stdin only', async () => {
+    const bmc = sims.bmcs.find((b) => b.node === 'node04')!;
+    const status = await run({ targets: 'node04' }, vera);
+    expect(status.state, status.json).toBe('succeeded');
+    expect(status.data.hosts).toEqual([{ host: 'node04', status: 'ok', power: 'off', said: 'Chassis Power is off' }]);
+    const job = JSON.parse(status.json) as { plan: { hosts: string[]; batches: { steps: { hosts: string[]; subject: string; action: unknown }[] }[] } };
+    expect(job.plan.hosts).toEqual(['node04', 'node03']);
+    expect(job.plan.batches[0]?.steps[0]).toMatchObject({
+      hosts: ['node03'],
+      subject: 'node04',
+      action: { kind: 'ipmi', args: ['-I', 'lanplus', '-H', '127.0.0.1', '-p', String(bmc.port), '-U', 'castellan', '-f', '/dev/stdin', '-C', '3', 'chassis', 'power', 'status'], credential: 'rack', via: 'node03' },
+    });
+
+    const { job: on } = await c.runtime.service.submit({ tool: 'bmc_power', input: { targets: 'node04', action: 'on' }, requester: oscar, replyTo: { kind: 'cli' } });
+    expect((await c.runtime.service.wait(on.id, oscar, 90_000)).state).toBe('succeeded');
+    expect(await bmc.power()).toBe('on');
+    const before = (await bmc.requests()).length;
+    const cycled = await run({ targets: 'node04', action: 'cycle' }, oscar, true);
+    expect(cycled.state, cycled.json).toBe('succeeded');
+    expect(cycled.data.hosts[0]).toMatchObject({ host: 'node04', status: 'ok', said: 'Chassis Power Control: Cycle' });
+    // The simulated BMC powers on again a moment after it answered the cycle.
+    for (let i = 0; i < 300 && (await bmc.power()) !== 'on'; i++) await new Promise((r) => setTimeout(r, 100));
+    const seen = (await bmc.requests()).slice(before);
+    expect(seen.indexOf('set power 1')).toBeGreaterThan(seen.indexOf('set power 0'));
+    expect(seen.indexOf('set power 0')).toBeGreaterThanOrEqual(0);
+    const off = await run({ targets: 'node04', action: 'off' }, oscar, true);
+    expect(off.data.hosts[0]).toMatchObject({ host: 'node04', status: 'ok', power: 'off' });
+    expect(await bmc.power()).toBe('off');
+
+    // It ran on node03, as the audit says, with -f /dev/stdin: the password in no argv and no environment there.
+    const audit = readFileSync(path.join(c.dir, 'audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; jobId?: string; host?: string; argv?: string[]; status?: string });
+    const ran = audit.filter((a) => a.kind === 'execution' && a.jobId === cycled.id);
+    expect(ran.map((a) => [a.host, a.status, a.argv?.slice(-3).join(' ')])).toEqual([
+      ['node03', 'ok', 'chassis power cycle'],
+      ['node03', 'ok', 'chassis power status'],
+    ]);
+    const calls = await readFile(path.join(c.lab.dir, 'nodes', 'node03', 'ipmitool-calls.log'), 'utf8');
+    // status, then on, cycle and off each with its read-back.
+    expect(calls.match(/^argv:.*$/gm)).toHaveLength(7);
+    for (const line of calls.match(/^argv:.*$/gm) ?? []) expect(line).toMatch(/^argv: -v -I lanplus -H 127\.0\.0\.1 -p \d+ -U castellan -f \/dev\/stdin -C 3 chassis /);
+    expect(calls).toMatch(/^env: CASTELLAN_RUN=/m);
+    expect(calls).not.toContain(CANARY);
+  }, 300_000);
+
+  it('through a jump host a wrong password is auth_failed naming the node, not the jump host', async () => {
+    writeVars({ node04: 'stale' });
+    try {
+      const { state, data } = await run({ targets: 'node04' }, vera);
+      expect(state).toBe('failed');
+      expect(data.hosts).toEqual([{ host: 'node04', status: 'auth_failed', error: 'the BMC of node04 refused the user or password (RAKP 2 HMAC is invalid)' }]);
+    } finally {
+      writeVars();
+    }
   }, 120_000);
 
   it('a node without BMC vars is refused before anything runs, naming the var', async () => {

@@ -3,14 +3,15 @@
 // test/integration/bmc-power.test.ts.
 import { describe, expect, it } from 'vitest';
 import type { Host, Inventory } from '../../config/types.js';
-import { ipmiOutcome } from '../../src/bmc/ipmitool.js';
+import { ipmiOutcome, jumpHostOutcome, jumpHostRequest } from '../../src/bmc/ipmitool.js';
+import { stepKind } from '../../tools/steps/index.js';
 import { annotations, getTool, validateInput } from '../../tools/index.js';
 import type { PlanContext } from '../../tools/types.js';
 
 function ctxWith(vars: Record<string, unknown>): PlanContext {
-  const host: Host = { name: 'n1', address: 'n1', port: 22, user: undefined, privateKeyFile: undefined, groups: ['all'], labels: {}, vars };
-  const inventory: Inventory = { sources: ['t'], hosts: new Map([['n1', host]]), groups: new Map([['all', ['n1']]]), children: new Map() };
-  return { inventory, resolve: (e) => (e === 'n1' || e === 'all' ? ['n1'] : []), defaults: { commandTimeoutMs: 30_000, connectTimeoutMs: 5000 }, localRoot: '/srv' };
+  const host = (name: string, v: Record<string, unknown>): Host => ({ name, address: name, port: 22, user: undefined, privateKeyFile: undefined, groups: ['all'], labels: {}, vars: v });
+  const inventory: Inventory = { sources: ['t'], hosts: new Map([['n1', host('n1', vars)], ['jump', host('jump', {})]]), groups: new Map([['all', ['n1', 'jump']]]), children: new Map() };
+  return { inventory, resolve: (e) => (e === 'n1' ? ['n1'] : e === 'all' ? ['n1', 'jump'] : []), defaults: { commandTimeoutMs: 30_000, connectTimeoutMs: 5000 }, localRoot: '/srv' };
 }
 
 const tool = getTool('bmc_power');
@@ -33,6 +34,28 @@ describe('bmc_power plans', () => {
       ['status-n1', 'n1', '-p 6230 -U admin -E -C 17 chassis power status'],
     ]);
     expect(annotations(tool)).toMatchObject({ readOnlyHint: false, destructiveHint: true });
+  });
+
+  it('with bmc_via, ipmitool runs on the jump host about the node, the password on stdin (-f /dev/stdin), never argv', () => {
+    const vars = { bmc_host: '10.0.9.1', bmc_user: 'admin', bmc_credential: 'rack-a', bmc_via: 'jump' };
+    const cycle = plan({ action: 'cycle' }, vars);
+    expect(cycle.hosts).toEqual(['n1', 'jump']);
+    const [control, read] = cycle.batches[0]!.steps;
+    expect(control).toMatchObject({ id: 'cycle-n1', hosts: ['jump'], subject: 'n1', description: 'power cycle (off, then on) of n1 through its BMC admin@10.0.9.1:623, from jump' });
+    expect(control?.action).toEqual({ kind: 'ipmi', args: ['-I', 'lanplus', '-H', '10.0.9.1', '-p', '623', '-U', 'admin', '-f', '/dev/stdin', 'chassis', 'power', 'cycle'], credential: 'rack-a', via: 'jump' });
+    expect(read).toMatchObject({ id: 'status-n1', hosts: ['jump'], subject: 'n1' });
+    expect(stepKind(control!.action).details?.(control!.action as never)).toEqual({ runs_on: 'jump', password: "on ipmitool's stdin from bmc credential 'rack-a' (never in argv or a file)" });
+    expect(() => plan({}, { ...vars, bmc_via: 'nowhere' })).toThrow(/bmc_via of n1 must name an inventory host \(the jump host that runs ipmitool\), not "nowhere"/);
+    expect(() => plan({}, { ...vars, bmc_via: 'n1' })).toThrow(/bmc_via of n1 names n1 itself/);
+  });
+
+  it('on a jump host the password is one stdin line ipmitool -f reads whole, or refused', () => {
+    expect(jumpHostRequest(['-f', '/dev/stdin', 'chassis', 'power', 'status'], 'pw-20-bytes-exactly', 'j.s')).toEqual({ argv: ['ipmitool', '-v', '-f', '/dev/stdin', 'chassis', 'power', 'status'], asRoot: false, stdin: 'pw-20-bytes-exactly\n', runId: 'j.s' });
+    expect(jumpHostRequest([], 'x'.repeat(21), 'j.s')).toEqual({ refused: expect.stringMatching(/at most 20 bytes on one line/) });
+    expect(jumpHostRequest([], 'two\nlines', 'j.s')).toHaveProperty('refused');
+    const over = { host: 'jump', status: 'failed' as const, exitCode: 1, signal: null, stdout: '', stderr: 'Loading IANA PEN Registry...\n> RAKP 2 HMAC is invalid\n', truncated: false, startedAt: '', durationMs: 5, connectMs: 1 };
+    expect(jumpHostOutcome('n1', over)).toMatchObject({ host: 'jump', status: 'auth_failed', error: 'the BMC of n1 refused the user or password (RAKP 2 HMAC is invalid)', stderr: 'RAKP 2 HMAC is invalid' });
+    expect(jumpHostOutcome('n1', { ...over, status: 'unreachable', exitCode: null, stderr: '', error: 'connect ECONNREFUSED' })).toMatchObject({ status: 'unreachable', error: 'connect ECONNREFUSED' });
   });
 
   it('names the missing or malformed inventory var', () => {

@@ -33,5 +33,5 @@ export function stepKind<A extends StepAction>(action: A): StepKind<A> {
 export const STEP_KINDS: readonly string[] = Object.keys(KINDS);
 
 export type { DownloadAction, ExecAction, GateAction, IpmiAction, PinHostKeyAction, PlaybookAction, RelayAction, UploadAction };
-export type { ConditionArgs, ConditionDefinition, ExecRequestSpec, GateObservation, Observation, StepIO, StepKind, StepRun, Verdict } from './kind.js';
+export type { ConditionArgs, ConditionDefinition, ExecRequestSpec, IpmiRequest, GateObservation, Observation, StepIO, StepKind, StepRun, Verdict } from './kind.js';
 export { GENERIC_CONDITIONS, gateStep, type GateCheck, type GateSpec } from './gate.js';

@@ -48,6 +48,18 @@ export interface GateObservation {
   readonly data?: unknown;
 }
 
+export interface IpmiRequest {
+  /** Where the result belongs: the node itself, or its jump host when `via`. */
+  readonly host: string;
+  /** The node whose BMC this is (error messages name it). */
+  readonly about: string;
+  readonly args: readonly string[];
+  readonly credential: string;
+  /** Run on `host` over SSH, the password on stdin; else on the server, the password in IPMI_PASSWORD. */
+  readonly via: boolean;
+  readonly timeoutMs: number;
+}
+
 /** What a kind may do while it runs. The job runner implements it over the SSH executor. */
 export interface StepIO {
   /** `<job>.<step>`: tags remote runs so they can be found and killed. */
@@ -62,10 +74,10 @@ export interface StepIO {
   /** Run ansible-playbook from the Castellan server with these plan-fixed args (absent: this worker cannot). */
   playbook?(hosts: readonly string[], args: readonly string[], timeoutMs: number): Promise<HostResult[]>;
   /**
-   * Run ipmitool from the server about `host` with these plan-fixed args, the password of
-   * `credential` in IPMI_PASSWORD (absent: this worker cannot).
+   * Run ipmitool with these plan-fixed args, the password of `credential` handed over at run
+   * time: on the server (`host` is the node) or, `via`, over SSH on `host` (absent: this worker cannot).
    */
-  ipmi?(host: string, args: readonly string[], credential: string, timeoutMs: number): Promise<HostResult>;
+  ipmi?(run: IpmiRequest): Promise<HostResult>;
   /** Pin each host's key in known_hosts if it has exactly this fingerprint (absent: this worker cannot). */
   pinHostKey?(hosts: readonly string[], fingerprint: string): Promise<HostResult[]>;
   /** Run a read tool's embedded plan once (only on `hosts` when given) and summarize it. */
