@@ -264,3 +264,17 @@ export function checkRecordedApprovals(args: {
   const detail = problems.length > 0 ? ` (${problems.join('; ')})` : '';
   return { ok: false, reason: `the vote records hold ${valid.size} valid approval(s) of the ${job.approvalsRequired} required${detail}` };
 }
+
+/**
+ * Which audit entries a viewer may read. Every entry listed is shown whole, so the rule lists
+ * only entries of jobs where jobAccess counts the viewer as involved: admins read everything;
+ * everyone else with a role reads what they did themselves and what was done on jobs they
+ * requested; approvers also read everything about jobs that asked for approval (they see
+ * those jobs whole too). Without a role: nothing (callers refuse first).
+ */
+export type AuditScope = { readonly all: true } | { readonly all: false; readonly subject: string; readonly gated: boolean };
+
+export function auditScope(viewer: Pick<Identity, 'subject' | 'roles'>): AuditScope {
+  if (hasRole(viewer, 'admin')) return { all: true };
+  return { all: false, subject: viewer.subject, gated: hasRole(viewer, 'approver') };
+}

@@ -1,11 +1,19 @@
 // Append-only audit trail: who asked for what, from where, on which hosts, with which exact
 // commands, who decided, and what happened. Written to a Redis stream (always) and to a
 // JSON-lines file (when configured, mode 0600). Every record passes the Redactor first.
+// Each stream entry is indexed in the same script that adds it (sorted sets of entry ids by
+// time, one per subject, tool, host, …), so reading "what did alice do on node07 last week"
+// is exact and fast at any length of the trail; who may read which entries is decided by
+// auth/policy.ts auditScope.
 import { appendFile, open } from 'node:fs/promises';
 import type { Redis } from 'ioredis';
+import type { AuditScope } from '../auth/policy.js';
+import { queryIndexes } from './index-query.js';
+import { runScript } from './scripts.js';
+import { CastellanError } from '../config/errors.js';
 import type { Origin } from '../auth/types.js';
 import type { Redactor } from './redact.js';
-import type { Keys } from './keys.js';
+import type { AuditIndexField, Keys } from './keys.js';
 import type { ReplyAddress } from './records.js';
 
 export type AuditKind = 'request' | 'decision' | 'execution' | 'outcome' | 'cancel' | 'refused';
@@ -33,64 +41,294 @@ export interface AuditRecord {
   readonly input?: unknown;
   /** Where the person acted from, when the front end knows more than the origin (Slack team/user/channel). */
   readonly via?: ReplyAddress | undefined;
+  /** Whose job it is, when someone else acted on it (an approver, a canceller): the requester reads it too. */
+  readonly requester?: string | undefined;
+  /** Approvals the job asked for (absent when none): approvers read the entries of such jobs. */
+  readonly approvalsRequired?: number | undefined;
 }
 
 export interface StoredAudit extends AuditRecord {
+  /** Stream entry id (`<ms>-<seq>`): also the cursor that continues a listing after this entry. */
   readonly id: string;
   readonly at: string;
 }
 
-const STREAM_MAXLEN = 1_000_000;
+/** Filters of an audit listing: each narrows it; times are epoch ms, inclusive. */
+export interface AuditQuery {
+  readonly subject?: string | undefined;
+  readonly tool?: string | undefined;
+  readonly host?: string | undefined;
+  readonly origin?: string | undefined;
+  readonly kind?: AuditKind | undefined;
+  readonly decision?: 'approve' | 'deny' | undefined;
+  /** A job's final state (outcome entries) or a host's status (execution entries). */
+  readonly outcome?: string | undefined;
+  readonly jobId?: string | undefined;
+  readonly since?: number | undefined;
+  readonly until?: number | undefined;
+  /** Continue after this entry id (newest first: older entries follow). */
+  readonly after?: string | undefined;
+  readonly limit?: number | undefined;
+}
+
+export interface AuditPage {
+  /** Newest first. */
+  readonly entries: StoredAudit[];
+  /** Entries matching in all (visible to the caller). */
+  readonly total: number;
+  /** Cursor of the next page (the last entry's id), absent on the last page. */
+  readonly next?: string | undefined;
+}
+
+export const AUDIT_KINDS: readonly AuditKind[] = ['request', 'decision', 'execution', 'outcome', 'cancel', 'refused'];
+export const AUDIT_ID_PATTERN = /^\d{1,15}-\d{1,19}$/;
+
+const DEFAULT_MAX_ENTRIES = 1_000_000;
+/** How often a process looks whether the trail was trimmed and its indexes need the same. */
+const SWEEP_EVERY_MS = 10 * 60_000;
+
+/**
+ * Score of a stream entry id: its milliseconds × 1024 + its sequence (capped), so entries of the
+ * same millisecond keep their order (exact in a double until the year 2248).
+ */
+export function auditScore(id: string): number {
+  const [ms, seq] = id.split('-');
+  return Number(ms) * 1024 + Math.min(Number(seq ?? 0), 1023);
+}
+
+/** What an entry about a job carries so that its requester and (gated jobs) approvers may read it. */
+export function jobAuditFacts(job: { readonly requester: { readonly subject: string }; readonly approvalsRequired: number }): Pick<AuditRecord, 'requester' | 'approvalsRequired'> {
+  return { requester: job.requester.subject, ...(job.approvalsRequired > 0 ? { approvalsRequired: job.approvalsRequired } : {}) };
+}
+
+/** The index keys an entry belongs to. */
+export function auditIndexKeys(keys: Keys, r: AuditRecord): string[] {
+  const out = new Set<string>([keys.auditIndex(), keys.auditBy('subject', r.subject), keys.auditBy('origin', r.origin), keys.auditBy('kind', r.kind)]);
+  if (r.tool !== undefined) out.add(keys.auditBy('tool', r.tool));
+  if (r.jobId !== undefined) out.add(keys.auditBy('job', r.jobId));
+  if (r.host !== undefined) out.add(keys.auditBy('host', r.host));
+  for (const host of r.hosts ?? []) out.add(keys.auditBy('host', host));
+  if (r.decision !== undefined) out.add(keys.auditBy('decision', r.decision));
+  const outcome = r.kind === 'outcome' ? r.state : r.kind === 'execution' ? r.status : undefined;
+  if (outcome !== undefined) out.add(keys.auditBy('outcome', outcome));
+  if (r.requester !== undefined && r.requester !== r.subject) out.add(keys.auditBy('requester', r.requester));
+  if ((r.approvalsRequired ?? 0) > 0) out.add(keys.auditBy('gated', 'yes'));
+  return [...out];
+}
+
+// KEYS[1] the stream. ARGV: 1 max length, 2 number of entries, then per entry: its JSON, the
+// number of index keys, the keys. The entry and its index entries are written together, so no
+// listing ever misses an entry the stream holds. Scores are formatted by hand: Lua would print
+// 14 significant digits.
+const APPEND = `
+local pos = 3
+local ids = {}
+for r = 1, tonumber(ARGV[2]) do
+  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'r', ARGV[pos])
+  local dash = string.find(id, '-', 1, true)
+  local seq = tonumber(string.sub(id, dash + 1))
+  if seq > 1023 then seq = 1023 end
+  local score = string.format('%.0f', tonumber(string.sub(id, 1, dash - 1)) * 1024 + seq)
+  local n = tonumber(ARGV[pos + 1])
+  for k = pos + 2, pos + 1 + n do redis.call('ZADD', ARGV[k], score, id) end
+  pos = pos + 2 + n
+  table.insert(ids, id)
+end
+return ids
+`;
 
 export class AuditLog {
   private fileReady: Promise<void> | undefined;
+  private readonly file: string | undefined;
+  private readonly maxEntries: number;
+  private indexing: Promise<void> | undefined;
+  private lastSweepCheck = 0;
 
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
     private readonly redactor: Redactor,
-    private readonly file?: string | undefined,
-  ) {}
-
-  async append(record: AuditRecord): Promise<void> {
-    const at = new Date().toISOString();
-    const clean = this.redactor.scrubDeep({ at, ...record });
-    const json = JSON.stringify(clean);
-    await this.redis.xadd(this.keys.audit(), 'MAXLEN', '~', STREAM_MAXLEN, '*', 'r', json);
-    if (this.file) {
-      this.fileReady ??= ensureFile(this.file);
-      await this.fileReady;
-      await appendFile(this.file, json + '\n', { mode: 0o600 });
-    }
+    options: { readonly file?: string | undefined; readonly maxEntries?: number | undefined } = {},
+  ) {
+    this.file = options.file;
+    this.maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
   }
 
-  /** One stream entry per record, written in one round trip (and one file append). */
+  async append(record: AuditRecord): Promise<void> {
+    await this.appendMany([record]);
+  }
+
+  /** Entries written in one round trip (and one file append), each with its index entries. */
   async appendMany(records: readonly AuditRecord[]): Promise<void> {
     if (records.length === 0) return;
     const at = new Date().toISOString();
-    const lines = records.map((record) => JSON.stringify(this.redactor.scrubDeep({ at, ...record })));
-    const pipeline = this.redis.pipeline();
-    for (const json of lines) pipeline.xadd(this.keys.audit(), 'MAXLEN', '~', STREAM_MAXLEN, '*', 'r', json);
-    const replies = (await pipeline.exec()) ?? [];
-    const failed = replies.find(([error]) => error);
-    if (failed?.[0]) throw failed[0];
+    const clean = records.map((record) => this.redactor.scrubDeep({ at, ...record }) as AuditRecord & { at: string });
+    const lines = clean.map((record) => JSON.stringify(record));
+    const args: (string | number)[] = [this.maxEntries, records.length];
+    clean.forEach((record, i) => {
+      const index = auditIndexKeys(this.keys, record);
+      args.push(lines[i] ?? '{}', index.length, ...index);
+    });
+    await runScript(this.redis, 'castellanAuditAppend', APPEND, [this.keys.audit()], args);
     if (this.file) {
       this.fileReady ??= ensureFile(this.file);
       await this.fileReady;
       await appendFile(this.file, lines.map((json) => json + '\n').join(''), { mode: 0o600 });
     }
+    this.maybeSweep();
   }
 
-  /** Newest last. `jobId` filters. */
-  async read(options: { jobId?: string; count?: number } = {}): Promise<StoredAudit[]> {
-    const entries = await this.redis.xrevrange(this.keys.audit(), '+', '-', 'COUNT', options.count ?? 10_000);
-    const out: StoredAudit[] = [];
-    for (const [id, fields] of entries.reverse()) {
-      const rec = JSON.parse(fields[fields.indexOf('r') + 1] ?? '{}') as StoredAudit;
-      if (options.jobId === undefined || rec.jobId === options.jobId) out.push({ ...rec, id });
+  /**
+   * One page of entries matching `query` that `scope` lets the caller read, newest first, with
+   * the total and the cursor of the next page. Everything comes from the indexes: the cost
+   * follows the page and the smallest filter, not the length of the trail.
+   */
+  async page(query: AuditQuery, scope: AuditScope): Promise<AuditPage> {
+    await this.indexed();
+    const k = this.keys;
+    const groups: string[][] = [];
+    if (!scope.all) {
+      const mine = [k.auditBy('subject', scope.subject), k.auditBy('requester', scope.subject)];
+      if (scope.gated) mine.push(k.auditBy('gated', 'yes'));
+      groups.push(mine);
     }
+    const filters: [AuditIndexField, string | undefined][] = [
+      ['subject', query.subject],
+      ['tool', query.tool],
+      ['host', query.host],
+      ['origin', query.origin],
+      ['kind', query.kind],
+      ['decision', query.decision],
+      ['outcome', query.outcome],
+      ['job', query.jobId],
+    ];
+    for (const [field, value] of filters) if (value !== undefined) groups.push([k.auditBy(field, value)]);
+    if (groups.length === 0) groups.push([k.auditIndex()]);
+    const limit = Math.min(Math.max(query.limit ?? 50, 1), 1000);
+    if (query.after !== undefined && !AUDIT_ID_PATTERN.test(query.after)) throw new CastellanError('invalid_input', `'${query.after.slice(0, 40)}' is not an audit cursor (it is the id of the last entry shown, like 1764403200000-0)`, 'cursor');
+    // Entries the stream trimmed away are below its oldest entry: never counted or listed.
+    const oldest = await this.redis.xrange(k.audit(), '-', '+', 'COUNT', 1);
+    if (oldest[0] === undefined) return { entries: [], total: 0 };
+    const min = Math.max(auditScore(oldest[0][0]), query.since !== undefined ? query.since * 1024 : 0);
+    const max = query.until !== undefined ? query.until * 1024 + 1023 : undefined;
+    // One more than the page: whether there is a next page is known without another query.
+    const found = await queryIndexes(this.redis, {
+      groups,
+      scratch: (n) => k.auditScratch(n),
+      min,
+      max,
+      limit: limit + 1,
+      after: query.after !== undefined ? { score: auditScore(query.after), member: query.after } : undefined,
+    });
+    const shown = found.members.slice(0, limit).map((m) => m.member);
+    const entries = await this.entries(shown);
+    return { entries, total: found.total, ...(found.members.length > limit ? { next: shown.at(-1) } : {}) };
+  }
+
+  /** The stored entries of `ids`, in order; ids trimmed from the stream meanwhile are left out. */
+  private async entries(ids: readonly string[]): Promise<StoredAudit[]> {
+    if (ids.length === 0) return [];
+    const replies = (await this.redis.pipeline(ids.map((id) => ['xrange', this.keys.audit(), id, id])).exec()) ?? [];
+    const out: StoredAudit[] = [];
+    replies.forEach(([error, reply], i) => {
+      if (error) throw error;
+      const entry = (reply as [string, string[]][])[0];
+      if (entry !== undefined) out.push(decodeEntry(ids[i] ?? entry[0], entry[1]));
+    });
     return out;
   }
+
+  /** Everything of one job (or the newest `count` entries), oldest first: for tests and the job's own trail. */
+  async read(options: { jobId?: string; count?: number } = {}): Promise<StoredAudit[]> {
+    if (options.jobId !== undefined) {
+      const out: StoredAudit[] = [];
+      let after: string | undefined;
+      do {
+        const page = await this.page({ jobId: options.jobId, limit: 1000, after }, { all: true });
+        out.push(...page.entries);
+        after = page.next;
+      } while (after !== undefined && out.length < (options.count ?? Number.POSITIVE_INFINITY));
+      return out.reverse();
+    }
+    const entries = await this.redis.xrevrange(this.keys.audit(), '+', '-', 'COUNT', options.count ?? 10_000);
+    return entries.reverse().map(([id, fields]) => decodeEntry(id, fields));
+  }
+
+  private maybeSweep(): void {
+    const now = Date.now();
+    if (now - this.lastSweepCheck < SWEEP_EVERY_MS) return;
+    this.lastSweepCheck = now;
+    // Best effort: a failed sweep only leaves index entries that listings already ignore.
+    this.sweep().catch(() => undefined);
+  }
+
+  /**
+   * Take entries the stream trimmed away out of every index (listings already ignore them:
+   * this only gives the memory back). Does nothing unless the oldest entry moved since the
+   * last sweep. Returns how many index keys were trimmed.
+   */
+  async sweep(): Promise<number> {
+    const k = this.keys;
+    const oldest = await this.redis.xrange(k.audit(), '-', '+', 'COUNT', 1);
+    if (oldest[0] === undefined) return 0;
+    const floor = auditScore(oldest[0][0]);
+    const marker = `${k.audit()}-swept`;
+    if (Number(await this.redis.get(marker)) >= floor) return 0;
+    let cursor = '0';
+    let trimmed = 0;
+    do {
+      const [next, found] = await this.redis.scan(cursor, 'MATCH', `${k.audit()}:*`, 'COUNT', 1000, 'TYPE', 'zset');
+      cursor = next;
+      if (found.length === 0) continue;
+      const pipeline = this.redis.pipeline();
+      for (const key of found) pipeline.zremrangebyscore(key, '-inf', `(${floor}`);
+      const replies = (await pipeline.exec()) ?? [];
+      trimmed += replies.filter(([, n]) => Number(n) > 0).length;
+    } while (cursor !== '0');
+    await this.redis.set(marker, String(floor));
+    return trimmed;
+  }
+
+  /** Entries written before the indexes existed get them once, the first time a process lists. */
+  private indexed(): Promise<void> {
+    this.indexing ??= this.reindex().then(
+      () => undefined,
+      (err: unknown) => {
+        this.indexing = undefined;
+        throw err;
+      },
+    );
+    return this.indexing;
+  }
+
+  /**
+   * Index the stream entries older than the oldest indexed one (all of them when nothing is
+   * indexed yet). Returns how many were added.
+   */
+  async reindex(): Promise<number> {
+    const k = this.keys;
+    const first = await this.redis.zrange(k.auditIndex(), 0, 0);
+    const end = first[0] !== undefined ? `(${first[0]}` : '+';
+    let start = '-';
+    let added = 0;
+    for (;;) {
+      const chunk = await this.redis.xrange(k.audit(), start, end, 'COUNT', 2000);
+      if (chunk.length === 0) return added;
+      const multi = this.redis.multi();
+      for (const [id, fields] of chunk) {
+        const score = auditScore(id);
+        for (const key of auditIndexKeys(k, decodeEntry(id, fields))) multi.zadd(key, score, id);
+      }
+      await multi.exec();
+      added += chunk.length;
+      start = `(${chunk.at(-1)?.[0] ?? ''}`;
+    }
+  }
+}
+
+function decodeEntry(id: string, fields: readonly string[]): StoredAudit {
+  const rec = JSON.parse(fields[fields.indexOf('r') + 1] ?? '{}') as StoredAudit;
+  return { ...rec, id };
 }
 
 async function ensureFile(path: string): Promise<void> {

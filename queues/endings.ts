@@ -9,6 +9,7 @@ import { errorMessage } from '../config/errors.js';
 import { metrics } from './metrics.js';
 import { sleep } from './sleep.js';
 import type { QueueContext } from './context.js';
+import { jobAuditFacts } from './audit.js';
 import type { JobDoc, JobResult } from './records.js';
 import { ALLOWED_FROM, isFinal, type JobState } from './states.js';
 
@@ -83,6 +84,7 @@ async function afterEnd(ctx: EndingContext, record: JobDoc, state: FinalState, r
       hosts: record.plan.hosts,
       state,
       reason,
+      ...jobAuditFacts(record),
     }),
   );
   if (record.previewOf !== undefined) {

@@ -15,6 +15,10 @@ export interface Keys {
   jobsScratch(n: number): string;
   /** Audit index: stream entry ids scored by time, one sorted set per value of `field`. */
   auditBy(field: AuditIndexField, value: string): string;
+  /** Audit index of every entry (same scores). */
+  auditIndex(): string;
+  /** Scratch key for one audit query's union/intersection (deleted by the same script). */
+  auditScratch(n: number): string;
   events(id: string): string;
   ledger(id: string): string;
   hostLock(host: string): string;
@@ -33,7 +37,12 @@ export interface Keys {
 }
 
 export type JobIndexField = 'state' | 'tool' | 'requester' | 'host' | 'origin';
-export type AuditIndexField = 'job' | 'subject' | 'tool' | 'host' | 'origin' | 'kind' | 'decision';
+/**
+ * `subject`: who acted; `requester`: whose job it was, when someone else acted (an approver, a
+ * canceller); `gated`: entries of jobs that asked for approval (approvers read those);
+ * `outcome`: a job's final state or a host's status.
+ */
+export type AuditIndexField = 'job' | 'subject' | 'requester' | 'gated' | 'tool' | 'host' | 'origin' | 'kind' | 'decision' | 'outcome';
 
 export function keys(prefix: string): Keys {
   return {
@@ -45,6 +54,8 @@ export function keys(prefix: string): Keys {
     jobsExpiry: () => `${prefix}:jobs:expiry`,
     jobsScratch: (n) => `${prefix}:jobs:scratch:${process.pid}:${n}:${Math.random().toString(36).slice(2)}`,
     auditBy: (field, value) => `${prefix}:audit:${field}:${value}`,
+    auditIndex: () => `${prefix}:audit:all`,
+    auditScratch: (n) => `${prefix}:audit-scratch:${process.pid}:${n}:${Math.random().toString(36).slice(2)}`,
     events: (id) => `${prefix}:events:${id}`,
     ledger: (id) => `${prefix}:ledger:${id}`,
     hostLock: (host) => `${prefix}:hostlock:${host}`,

@@ -11,6 +11,7 @@ import type { HostResult, HostStatus } from '../tools/host-result.js';
 import type { OutputGroup } from './fold.js';
 import type { Keys } from './keys.js';
 import { runScript } from './scripts.js';
+import { queryIndexes } from './index-query.js';
 import type { PlanBinding } from './plan-binding.js';
 import { ALLOWED_FROM, JOB_STATES, type JobState } from './states.js';
 
@@ -406,17 +407,15 @@ export class JobStore {
       if (value !== undefined) groups.push([this.keys.jobsBy(field, value)]);
     }
     if (groups.length === 0) groups.push([this.keys.jobIndex()]);
-    const scratch = groups.map((_g, n) => this.keys.jobsScratch(n));
-    const keys = [...groups.flat(), ...scratch, this.keys.jobsScratch(groups.length)];
-    const reply = (await runScript(this.redis, 'castellanJobQuery', QUERY, keys, [
-      query.since ?? '-inf',
-      query.until ?? '+inf',
-      Math.max(0, query.offset ?? 0),
-      Math.max(1, query.limit ?? 20),
-      groups.length,
-      ...groups.map((g) => g.length),
-    ])) as [number, string[]];
-    return { total: Number(reply[0]), ids: reply[1] };
+    const page = await queryIndexes(this.redis, {
+      groups,
+      scratch: (n) => this.keys.jobsScratch(n),
+      min: query.since,
+      max: query.until,
+      offset: query.offset,
+      limit: query.limit ?? 20,
+    });
+    return { total: page.total, ids: page.members.map((m) => m.member) };
   }
 
   /** The records of `ids` in order; ids whose record is gone leave the indexes on the way. */
@@ -498,48 +497,6 @@ export function indexKeysOf(keys: Keys, doc: JobDoc): string[] {
   return [...out];
 }
 
-// KEYS: the index keys of every group, then one scratch key per group and one for the result.
-// ARGV: 1 min score, 2 max score, 3 offset, 4 limit, 5 number of groups, 6.. size of each group.
-// A group of several keys (states) is their union; several groups intersect (AGGREGATE MAX keeps
-// the creation time, which every index scores by). Scratch keys are deleted before returning.
-const QUERY = `
-local groups = tonumber(ARGV[5])
-local pos = 1
-local sets = {}
-local scratch = {}
-local nkeys = 0
-for g = 1, groups do nkeys = nkeys + tonumber(ARGV[5 + g]) end
-for g = 1, groups do
-  local size = tonumber(ARGV[5 + g])
-  if size == 1 then
-    table.insert(sets, KEYS[pos])
-  else
-    local dest = KEYS[nkeys + g]
-    local args = {'ZUNIONSTORE', dest, size}
-    for k = pos, pos + size - 1 do table.insert(args, KEYS[k]) end
-    table.insert(args, 'AGGREGATE')
-    table.insert(args, 'MAX')
-    redis.call(unpack(args))
-    table.insert(sets, dest)
-    table.insert(scratch, dest)
-  end
-  pos = pos + size
-end
-local target = sets[1]
-if #sets > 1 then
-  target = KEYS[nkeys + groups + 1]
-  local args = {'ZINTERSTORE', target, #sets}
-  for _, key in ipairs(sets) do table.insert(args, key) end
-  table.insert(args, 'AGGREGATE')
-  table.insert(args, 'MAX')
-  redis.call(unpack(args))
-  table.insert(scratch, target)
-end
-local total = redis.call('ZCOUNT', target, ARGV[1], ARGV[2])
-local ids = redis.call('ZREVRANGEBYSCORE', target, ARGV[2], ARGV[1], 'LIMIT', tonumber(ARGV[3]), tonumber(ARGV[4]))
-for _, key in ipairs(scratch) do redis.call('DEL', key) end
-return {total, ids}
-`;
 
 function parseJson<T>(text: string | undefined): T | undefined {
   if (text === undefined || text === '') return undefined;

@@ -66,6 +66,8 @@ export interface RunContext {
   readonly worker: string;
   readonly subject: string;
   readonly tool: string;
+  /** Approvals the job asked for (its audit entries say so: approvers may read them). */
+  readonly approvalsRequired?: number | undefined;
   readonly plan: Plan;
   readonly targetFor: (host: string) => SshTarget;
   readonly executor: PlanExecutor;
@@ -273,6 +275,7 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
     exitCode: r.exitCode,
     durationMs: r.durationMs,
     reason: r.error,
+    ...((ctx.approvalsRequired ?? 0) > 0 ? { approvalsRequired: ctx.approvalsRequired } : {}),
   })));
   return { results, observations, unknown: resumed.unknown };
 }

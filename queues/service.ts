@@ -2,7 +2,7 @@
 // dashboard) calls these methods and nothing else: validate → authorize → plan → record +
 // BullMQ job (delayed until the approval deadline when approvals are needed) → audit.
 // Approvals, denials and cancellations go through here too, so the rules live once.
-import { authorizeApproval, authorizeCancel, authorizeRequest } from '../auth/policy.js';
+import { auditScope, authorizeApproval, authorizeCancel, authorizeRequest } from '../auth/policy.js';
 import type { AuthConfig } from '../auth/settings.js';
 import type { Identity, Requester } from '../auth/types.js';
 import { CastellanError, errorMessage } from '../config/errors.js';
@@ -14,6 +14,7 @@ import { sleep } from './sleep.js';
 import { isRedisUnavailable, redisUnavailable } from './connections.js';
 import { claimValue, confirmSubmitted, createRecord, hashPart, NEVER_QUEUED, parseClaim, reconcileOne, requestFingerprint, settled } from './submission.js';
 import { planCommands } from './plan-commands.js';
+import { jobAuditFacts, type AuditPage, type AuditQuery } from './audit.js';
 import { windowDecision } from './maintenance.js';
 import { planShapeProblems } from '../tools/steps/walk.js';
 import type { QueueContext } from './context.js';
@@ -188,6 +189,7 @@ export class JobService {
         input: doc.input,
         state: initial,
         via: request.replyTo.kind === 'slack' ? request.replyTo : undefined,
+        ...jobAuditFacts(doc),
       });
       // Before the BullMQ job exists, so a fast worker's `running` always comes after it.
       await this.ctx.events.publish(jobId, { type: 'state', state: initial, reason: needsApproval ? `waiting for ${decision.approvalsRequired} approval(s)` : undefined });
@@ -321,7 +323,7 @@ export class JobService {
       await this.ctx.store.create(doc, 'queued', { queuedAt: doc.createdAt });
       created = doc;
       await this.ctx.store.setPreview(main.id, { jobId: id, state: 'queued' });
-      await this.ctx.audit.append({ kind: 'request', jobId: id, subject: main.requester.subject, displayName: main.requester.displayName, origin: main.requester.origin, tool: tool.name, hosts: plan.hosts, commands: planCommands(plan), planHash: doc.planHash, input: doc.input, state: 'queued', reason: `preview of ${main.id}` });
+      await this.ctx.audit.append({ kind: 'request', jobId: id, subject: main.requester.subject, displayName: main.requester.displayName, origin: main.requester.origin, tool: tool.name, hosts: plan.hosts, commands: planCommands(plan), planHash: doc.planHash, input: doc.input, state: 'queued', reason: `preview of ${main.id}`, ...jobAuditFacts(main) });
       await this.ctx.events.publish(id, { type: 'state', state: 'queued', reason: `preview of job ${main.id}` });
       await this.ctx.queue.add(tool.name, doc, {
         jobId: id,
@@ -393,6 +395,15 @@ export class JobService {
     return { jobs: jobs.map((j) => recordFor(j, accessOf(viewer, j, this.auth))), total: found.total, offset, ...(next !== undefined ? { next } : {}) };
   }
 
+  /**
+   * One page of the audit trail, newest first, from the audit indexes: only entries `viewer`
+   * may read (auth/policy.ts auditScope), with the total and the cursor of the next page.
+   */
+  async audit(viewer: Identity, query: AuditQuery = {}): Promise<AuditPage> {
+    requireAnyRole(viewer);
+    return this.ctx.audit.page(query, auditScope(viewer));
+  }
+
   /** Events after `afterId`; output events only for viewers who may read the job's output. */
   async events(jobId: string, viewer: Identity, afterId = '0', count = 500): Promise<StampedEvent[]> {
     const after = checkEventId(afterId);
@@ -420,7 +431,7 @@ export class JobService {
       config: this.auth,
     });
     if (!verdict.ok) {
-      await this.ctx.audit.append({ kind: 'refused', jobId, subject: approver.subject, displayName: approver.displayName, origin: approver.origin, tool: job.tool, decision, reason: verdict.reason, via });
+      await this.ctx.audit.append({ kind: 'refused', jobId, subject: approver.subject, displayName: approver.displayName, origin: approver.origin, tool: job.tool, decision, reason: verdict.reason, via, ...jobAuditFacts(job) });
       throw new CastellanError(verdict.code === 'duplicate_vote' || verdict.code === 'already_decided' ? 'conflict' : 'forbidden', verdict.reason);
     }
     // The voter's roles are kept with the vote so the worker can re-check the approval itself.
@@ -440,7 +451,7 @@ export class JobService {
         break;
     }
     metrics().approvals.inc({ decision });
-    await this.ctx.audit.append({ kind: 'decision', jobId, subject: approver.subject, displayName: approver.displayName, origin: approver.origin, tool: job.tool, decision, reason, planHash: job.planHash, hosts: job.plan.hosts, via });
+    await this.ctx.audit.append({ kind: 'decision', jobId, subject: approver.subject, displayName: approver.displayName, origin: approver.origin, tool: job.tool, decision, reason, planHash: job.planHash, hosts: job.plan.hosts, via, ...jobAuditFacts(job) });
     await this.ctx.events.publish(jobId, { type: 'vote', subject: approver.subject, decision, count: outcome.count, required: job.approvalsRequired });
     if (outcome.kind === 'approved') {
       await this.ctx.events.publish(jobId, { type: 'state', state: 'queued', reason: `approved by ${approver.displayName}` });
@@ -457,13 +468,13 @@ export class JobService {
     const job = await this.load(jobId, by);
     const allowed = authorizeCancel({ by, requester: job.requester });
     if (!allowed.ok) {
-      await this.ctx.audit.append({ kind: 'refused', jobId, subject: by.subject, displayName: by.displayName, origin: by.origin, tool: job.tool, reason: allowed.reason });
+      await this.ctx.audit.append({ kind: 'refused', jobId, subject: by.subject, displayName: by.displayName, origin: by.origin, tool: job.tool, reason: allowed.reason, ...jobAuditFacts(job) });
       throw new CastellanError('forbidden', allowed.reason);
     }
     if (isFinal(job.state)) throw new CastellanError('conflict', `job ${jobId} already ended (${job.state})`);
     const why = `cancelled by ${by.displayName}${reason ? `: ${reason}` : ''}`;
     const cancel = JSON.stringify({ by: by.subject, at: new Date().toISOString(), reason: why });
-    await this.ctx.audit.append({ kind: 'cancel', jobId, subject: by.subject, displayName: by.displayName, origin: by.origin, tool: job.tool, reason, via });
+    await this.ctx.audit.append({ kind: 'cancel', jobId, subject: by.subject, displayName: by.displayName, origin: by.origin, tool: job.tool, reason, via, ...jobAuditFacts(job) });
     // Not yet running: end it here. Running: flag it and tell every worker.
     const early = await endJob(this.ctx, job, 'cancelled', { reason: why, from: ['awaiting_approval', 'queued', 'waiting_window'], fields: { cancel } });
     if (early.ended) {

@@ -438,6 +438,7 @@ function runContextFor(
     worker: o.worker,
     subject: o.record.requester.subject,
     tool: o.record.tool,
+    approvalsRequired: o.record.approvalsRequired,
     plan: o.plan,
     targetFor: (host) => ctx.targetFor(o.inventory, host),
     executor: ctx.executor,

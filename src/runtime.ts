@@ -110,7 +110,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
       events,
       hub: new JobEventHub(connection, k, events),
       feed: new JobFeed(connection, k),
-      audit: new AuditLog(connection, k, redactor, config.audit.file),
+      audit: new AuditLog(connection, k, redactor, { file: config.audit.file }),
       ledger: new ExecutionLedger(connection, k),
       locks: new HostLocks(connection, k, settings.hostLockTtlMs),
       cancel: new CancelBroadcast(connection, k),
