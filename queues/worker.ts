@@ -385,7 +385,7 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
     }
 
     const state = finalState(result.hosts, stopReason);
-    const reason = stopReason ? stopDetail : summaryLine(result.hosts);
+    const reason = stopReason ? stopDetail : summaryLine(plan.hosts, result.hosts);
     await publisher.drain();
     const t = await endJob(ctx, record, state, { reason, result, from: ['running'] });
     if (t.ended) m.jobDuration.observe({ tool: record.tool }, (Date.now() - Date.parse(startedAt)) / 1000);
@@ -471,10 +471,13 @@ function finalState(hosts: readonly HostOutcome[], stop: StopReason | undefined)
   return ok === 0 ? 'failed' : 'partially_failed';
 }
 
-function summaryLine(hosts: readonly HostOutcome[]): string {
+/** The reason a finished job records: its host counts, or that it needed no host at all. */
+function summaryLine(planned: readonly string[], hosts: readonly HostOutcome[]): string {
+  // Inventory tools plan no host: their live line reads "» succeeded: answered from the inventory".
+  if (planned.length === 0) return 'answered from the inventory';
   const counts = new Map<HostStatus, number>();
   for (const h of hosts) counts.set(h.status, (counts.get(h.status) ?? 0) + 1);
-  return [...counts].map(([s, n]) => `${n} ${s}`).join(', ') || 'no hosts';
+  return [...counts].map(([s, n]) => `${n} ${s.replaceAll('_', ' ')}`).join(', ') || 'no host answered';
 }
 
 async function fail(ctx: QueueContext, record: JobRecord, reason: string): Promise<{ state: JobState }> {
@@ -795,7 +798,7 @@ async function mergeShards(ctx: QueueContext, job: Job<{ id: string; sites: stri
   );
   let state = finalState(result.hosts, worst?.reason);
   const notes = parts.flatMap((p) => p.notes ?? []);
-  let reason = worst ? worst.detail : summaryLine(result.hosts);
+  let reason = worst ? worst.detail : summaryLine(record.plan.hosts, result.hosts);
   if (unknownHosts.length) reason += `; outcome unknown on: ${unknownHosts.join(', ')}`;
   if (notes.length) reason += `. Checked on the nodes: ${notes.join('; ')}`;
   if (record.state === 'queued' && state !== 'cancelled') state = 'failed';

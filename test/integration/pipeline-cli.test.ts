@@ -34,6 +34,9 @@ describe('castellan CLI through the pipeline', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('odd');
     expect(r.stdout).toContain('even');
+    // The live line says what happened, not "succeeded: no hosts".
+    expect(r.stderr).toContain('» succeeded: answered from the inventory\n');
+    expect(r.stderr).not.toMatch(/no hosts/);
   });
 
   it('shows help for a tool derived from its definition', async () => {
