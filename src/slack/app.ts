@@ -12,6 +12,7 @@
 import { App, ExpressReceiver, SocketModeReceiver, LogLevel, type AllMiddlewareArgs, type BlockAction, type Logger as BoltLogger, type SlackActionMiddlewareArgs } from '@slack/bolt';
 import express, { type RequestHandler } from 'express';
 import { CastellanError, errorMessage } from '../../config/errors.js';
+import { isRedisUnavailable } from '../../queues/connections.js';
 import type { Logger } from '../log.js';
 import type { Runtime } from '../runtime.js';
 import type { ReplyAddress } from '../../queues/records.js';
@@ -19,7 +20,7 @@ import type { Requester } from '../../auth/types.js';
 import { ACTION_APPROVE, ACTION_DENY } from '../present/render/slack.js';
 import { AfterAck } from './after-ack.js';
 import { errorReply, handleSlash, SLASH_COMMAND } from './commands.js';
-import { CommandInbox, type RecordedCommand } from './inbox.js';
+import { CommandInbox, type InboxEntry, type RecordedClick, type RecordedCommand } from './inbox.js';
 import { slackKeys } from './keys.js';
 import { linkRouter, linkUrl } from './link-page.js';
 import { SlackLinks } from './links.js';
@@ -146,23 +147,67 @@ export function createSlackFrontEnd(runtime: Runtime, options: SlackFrontEndOpti
   const afterAck = new AfterAck(AFTER_ACK_CONCURRENCY, logger);
   const inbox = new CommandInbox(runtime.redis, keys);
 
-  /** Commands this process took and has not finished (queued behind others, or at work). */
+  /** Inbox entries this process took and has not finished (queued behind others, or at work). */
   const local = new Set<string>();
-  /** Handle a recorded command, then forget it. `recovered`: taken up after its instance died. */
-  const work = async (command: RecordedCommand, recovered: boolean): Promise<void> => {
+  /** Handle a recorded entry, then forget it. `recovered`: taken up after its instance died. */
+  const work = async (entry: InboxEntry, recovered: boolean): Promise<void> => {
     try {
-      await handleSlash(deps, command, async (message) => {
-        await answer(command.responseUrl, recovered ? withRecoveryNote(message) : message);
-      });
-      await inbox.done(command.id);
+      if (entry.kind === 'approve') {
+        if (!(await approveClick(entry, recovered))) return; // left for a recoverer to try again
+      } else {
+        await handleSlash(deps, entry, async (message) => {
+          await answer(entry.responseUrl, recovered ? withRecoveryNote(message) : message);
+        });
+      }
+      await inbox.done(entry.id);
     } finally {
-      local.delete(command.id);
+      local.delete(entry.id);
     }
   };
-  /** Take a command here: it is kept away from the recoverers while it waits its turn and runs. */
-  const take = (command: RecordedCommand, recovered: boolean): void => {
-    local.add(command.id);
-    void afterAck.run(() => work(command, recovered));
+  /** Take an entry here: it is kept away from the recoverers while it waits its turn and runs. */
+  const take = (entry: InboxEntry, recovered: boolean): void => {
+    local.add(entry.id);
+    void afterAck.run(() => work(entry, recovered));
+  };
+
+  /**
+   * Record an interaction before its ack (inbox.ts), then ack and handle it. The ack waits for
+   * Redis at most RECORD_BUDGET_MS, so Slack's 3 s are kept even when Redis is slow; `ack` gets
+   * the refusal to show when Redis does not answer (nothing will happen), `tell` answers later.
+   */
+  const receive = async (entry: InboxEntry, ack: (refusal?: SlackMessage) => Promise<void>, tell: (message: SlackMessage) => Promise<void>): Promise<void> => {
+    const what = entry.kind === 'approve' ? 'your approval' : 'this command';
+    const recording = inbox.record(entry);
+    const outcome = await Promise.race([
+      recording.then((fresh) => (fresh ? ('fresh' as const) : ('again' as const)), () => 'failed' as const),
+      new Promise<'slow'>((resolve) => setTimeout(() => resolve('slow'), RECORD_BUDGET_MS).unref()),
+    ]);
+    if (outcome === 'failed') {
+      await ack(ephemeral(`:warning: Castellan could not take ${what}: its Redis is not answering. Nothing was recorded; try again in a moment.`));
+      return;
+    }
+    await ack();
+    // A redelivery of an entry already recorded: its first delivery (or a recoverer) handles it.
+    if (outcome === 'again') return;
+    if (outcome === 'fresh') {
+      take(entry, false);
+      return;
+    }
+    // Slow Redis: the ack went out first; the entry is handled once its record is in.
+    local.add(entry.id);
+    void afterAck.run(async () => {
+      const fresh = await recording.catch(() => undefined);
+      if (fresh === undefined) {
+        local.delete(entry.id);
+        await tell(ephemeral(`:warning: Castellan could not record ${what} (Redis is not answering). Nothing was recorded; try again in a moment.`));
+        return;
+      }
+      if (!fresh) {
+        local.delete(entry.id);
+        return;
+      }
+      await work(entry, false);
+    });
   };
   // Still ours: refreshed well within the recoverers' stale time (a large plan or a backlog of
   // fifty commands can keep one waiting for many seconds).
@@ -188,6 +233,7 @@ export function createSlackFrontEnd(runtime: Runtime, options: SlackFrontEndOpti
 
   app.command(SLASH_COMMAND, async ({ ack, command }) => {
     const recorded: RecordedCommand = {
+      kind: 'command',
       id: `${command.team_id}:${command.trigger_id}`,
       team: command.team_id,
       user: command.user_id,
@@ -197,47 +243,20 @@ export function createSlackFrontEnd(runtime: Runtime, options: SlackFrontEndOpti
       responseUrl: command.response_url,
       at: Date.now(),
     };
-    // Recorded before the ack, so a crash after it loses nothing (inbox.ts); the ack waits for
-    // Redis at most RECORD_BUDGET_MS, so Slack's 3 s are kept even when Redis is slow.
-    const recording = inbox.record(recorded);
-    const outcome = await Promise.race([
-      recording.then((fresh) => (fresh ? ('fresh' as const) : ('again' as const)), () => 'failed' as const),
-      new Promise<'slow'>((resolve) => setTimeout(() => resolve('slow'), RECORD_BUDGET_MS).unref()),
-    ]);
-    if (outcome === 'failed') {
-      await ack({ response_type: 'ephemeral', text: ':warning: Castellan could not take this command: its Redis is not answering. Nothing will run; try again in a moment.' });
-      return;
-    }
-    await ack();
-    // A redelivery of a command already recorded: its first delivery (or a recoverer) handles it.
-    if (outcome === 'again') return;
-    if (outcome === 'fresh') {
-      take(recorded, false);
-      return;
-    }
-    // Slow Redis: the ack went out first; the command is handled once its record is in.
-    local.add(recorded.id);
-    void afterAck.run(async () => {
-      const fresh = await recording.catch(() => undefined);
-      if (fresh === undefined) {
-        local.delete(recorded.id);
-        await answer(recorded.responseUrl, ephemeral(':warning: Castellan could not record this command (Redis is not answering). Nothing will run; try again in a moment.'));
-        return;
-      }
-      if (!fresh) {
-        local.delete(recorded.id);
-        return;
-      }
-      await work(recorded, false);
-    });
+    await receive(
+      recorded,
+      (refusal) => (refusal ? ack({ response_type: 'ephemeral', text: refusal.text }) : ack()),
+      (message) => answer(recorded.responseUrl, message),
+    );
   });
 
-  /** Take up commands whose instance died between the ack and their end (inbox.ts). */
+  /** Take up commands and clicks whose instance died between the ack and their end (inbox.ts). */
   const recover = async (): Promise<void> => {
-    for (const command of await inbox.takeStale(options.commandStaleMs ?? 30_000)) {
-      if (local.has(command.id)) continue; // ours, late in refreshing its stamp
-      logger.warn({ team: command.team, slackUser: command.user, channel: command.channel, ageMs: Date.now() - command.at }, 'taking up a Slack command its instance acknowledged but did not finish');
-      take(command, true);
+    for (const entry of await inbox.takeStale(options.commandStaleMs ?? 30_000)) {
+      if (local.has(entry.id)) continue; // ours, late in refreshing its stamp
+      const what = entry.kind === 'approve' ? `an Approve click on job ${entry.jobId}` : 'a Slack command';
+      logger.warn({ team: entry.team, slackUser: entry.user, channel: entry.channel, ageMs: Date.now() - entry.at }, `taking up ${what} its instance acknowledged but did not finish`);
+      take(entry, true);
     }
   };
   let recoverer: NodeJS.Timeout | undefined;
@@ -263,9 +282,7 @@ export function createSlackFrontEnd(runtime: Runtime, options: SlackFrontEndOpti
       const jobId = action && 'value' in action ? String(action.value) : '';
       const team = str(body.team?.id) ?? str(body.user.team_id) ?? '';
       const channel = str(body.channel?.id) ?? str((body.container as Record<string, unknown> | undefined)?.channel_id);
-      const tell = async (m: SlackMessage) => {
-        if (channel) await client.chat.postEphemeral({ channel, user: body.user.id, text: m.text, blocks: m.blocks });
-      };
+      const tell = ephemeralTo(client, channel, body.user.id);
       try {
         const requester = await clicker(team, body.user.id, channel, tell);
         if (!requester) return;
@@ -275,13 +292,58 @@ export function createSlackFrontEnd(runtime: Runtime, options: SlackFrontEndOpti
       }
     };
 
-  app.action<BlockAction>(
-    ACTION_APPROVE,
-    onButton(async ({ jobId, requester, via, tell }) => {
-      const job = await runtime.service.approve(jobId, requester, undefined, via);
-      await tell(ephemeral(`:ok_hand: Your approval is recorded · job \`${job.id}\` is ${job.state.replaceAll('_', ' ')}.`));
-    }),
-  );
+  // An Approve click is a vote: recorded before its ack like a command, so an instance that
+  // dies after the ack loses no approval (another instance records it); a click Slack was not
+  // acked for shows the approver Slack's own failure mark.
+  app.action<BlockAction>(ACTION_APPROVE, async ({ ack, body, client }) => {
+    const action = body.actions[0];
+    const team = str(body.team?.id) ?? str(body.user.team_id) ?? '';
+    const click: RecordedClick = {
+      kind: 'approve',
+      id: `${team}:${str(body.trigger_id) ?? `${body.user.id}:${action?.action_ts ?? Date.now()}`}`,
+      team,
+      user: body.user.id,
+      channel: str(body.channel?.id) ?? str((body.container as Record<string, unknown> | undefined)?.channel_id) ?? '',
+      jobId: action && 'value' in action ? String(action.value) : '',
+      at: Date.now(),
+    };
+    const tell = ephemeralTo(client, click.channel, click.user);
+    await receive(
+      click,
+      async (refusal) => {
+        await ack();
+        if (refusal) await tell(refusal).catch(() => undefined);
+      },
+      tell,
+    );
+  });
+
+  /**
+   * Record an approval as the clicker's linked identity and tell them the outcome (refusals
+   * too). False when Redis did not answer: the entry stays for a recoverer to try again.
+   */
+  const approveClick = async (click: RecordedClick, recovered: boolean): Promise<boolean> => {
+    const tell = ephemeralTo(app.client, click.channel, click.user);
+    const note = (m: SlackMessage) => (recovered ? withRecoveryNote(m, 'your click') : m);
+    let requester: Requester | undefined;
+    try {
+      requester = await clicker(click.team, click.user, click.channel, tell);
+      if (!requester) return true;
+      const via: ReplyAddress = { kind: 'slack', channel: click.channel, user: click.user, team: click.team };
+      const job = await runtime.service.approve(click.jobId, requester, undefined, via);
+      await tell(note(approvalRecorded(job)));
+    } catch (error) {
+      if (isRedisUnavailable(error)) {
+        await tell(ephemeral(`:hourglass: Castellan's Redis is not answering; your approval of job \`${click.jobId}\` will be recorded when it is back.`)).catch(() => undefined);
+        return false;
+      }
+      // Taken up again after a crash that came after the vote: the vote is there, say so.
+      const voted = recovered && requester ? await runtime.service.get(click.jobId, requester).catch(() => undefined) : undefined;
+      const mine = voted?.votes.some((v) => v.subject === requester?.subject && v.decision === 'approve');
+      await tell(note(mine && voted ? approvalRecorded(voted) : errorReply(error))).catch(() => undefined);
+    }
+    return true;
+  };
 
   app.action<BlockAction>(
     ACTION_DENY,
@@ -355,10 +417,21 @@ export function createSlackFrontEnd(runtime: Runtime, options: SlackFrontEndOpti
   };
 }
 
-/** An answer to a command another instance acknowledged before it died. */
-function withRecoveryNote(message: SlackMessage): SlackMessage {
-  const note = ':recycle: Castellan restarted after taking this command; it has been handled now.';
+/** An answer to a command or click another instance acknowledged before it died. */
+function withRecoveryNote(message: SlackMessage, what = 'this command'): SlackMessage {
+  const note = `:recycle: Castellan restarted after taking ${what}; it has been handled now.`;
   return { text: `${note} ${message.text}`, blocks: [{ type: 'context', elements: [{ type: 'mrkdwn', text: note }] }, ...message.blocks] };
+}
+
+function approvalRecorded(job: { id: string; state: string }): SlackMessage {
+  return ephemeral(`:ok_hand: Your approval is recorded · job \`${job.id}\` is ${job.state.replaceAll('_', ' ')}.`);
+}
+
+/** Answers only this person sees, in the channel they acted in (no channel: nowhere to say it). */
+function ephemeralTo(client: App['client'], channel: string | undefined, user: string): (message: SlackMessage) => Promise<void> {
+  return async (m) => {
+    if (channel) await client.chat.postEphemeral({ channel, user, text: m.text, blocks: m.blocks });
+  };
 }
 
 function str(value: unknown): string | undefined {

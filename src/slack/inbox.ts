@@ -1,17 +1,21 @@
-// Slash commands survive the process that acknowledged them. Slack sends a command once (a
-// retry only when the ack is late), and Castellan acks before it plans and submits; a crash in
-// between would lose a command the person was told was taken. So a command is written to Redis
-// *before* the ack, handled after it, and removed once handled. Every instance runs a
-// recoverer that takes up commands nobody has touched for `staleMs` (their instance died) and
-// handles them: a tool run is submitted with the same idempotency key (Slack's trigger id), so
-// a command handled twice still makes one job.
+// Slash commands and Approve clicks survive the process that acknowledged them. Slack sends an
+// interaction once (a retry only when the ack is late), and Castellan acks before it plans,
+// submits or votes; a crash in between would lose a command the person was told was taken, or
+// an approval the approver saw accepted. So each is written to Redis *before* the ack, handled
+// after it, and removed once handled. Every instance runs a recoverer that takes up entries
+// nobody has touched for `staleMs` (their instance died) and handles them: a tool run is
+// submitted with the same idempotency key (Slack's trigger id), and a vote is the same atomic
+// vote again (a second vote by the same person counts once), so handling an entry twice still
+// makes one job and one vote.
 //
-// Redis layout: a hash id → command JSON, a sorted set id → when it was last taken up, and a
-// short-lived "done" marker so a late Slack redelivery of a handled command is not handled again.
+// Redis layout: a hash id → entry JSON, a sorted set id → when it was last taken up, and a
+// short-lived "done" marker so a late Slack redelivery of a handled entry is not handled again.
 import type { Redis } from 'ioredis';
 import type { SlackKeys } from './keys.js';
 
 export interface RecordedCommand {
+  /** Entries recorded before clicks were (no kind) are commands too. */
+  readonly kind?: 'command' | undefined;
   /** `team:trigger_id`: Slack's own identifier of this invocation, the same on every redelivery. */
   readonly id: string;
   readonly team: string;
@@ -24,6 +28,21 @@ export interface RecordedCommand {
   /** When Slack's command reached Castellan (epoch ms). */
   readonly at: number;
 }
+
+/** An Approve button pressed on a job's card. */
+export interface RecordedClick {
+  readonly kind: 'approve';
+  /** `team:trigger_id` of the click (a double click is two clicks; the vote counts once). */
+  readonly id: string;
+  readonly team: string;
+  readonly user: string;
+  /** Where the card is: the approver's answers go there, as ephemerals. */
+  readonly channel: string;
+  readonly jobId: string;
+  readonly at: number;
+}
+
+export type InboxEntry = RecordedCommand | RecordedClick;
 
 /** A handled command's id is remembered this long (Slack stops retrying after minutes). */
 const DONE_TTL_S = 3600;
@@ -60,9 +79,9 @@ export class CommandInbox {
     return `${this.keys.commands()}:done:${id}`;
   }
 
-  /** Write the command before the ack. False when it was recorded or handled before (a redelivery). */
-  async record(command: RecordedCommand): Promise<boolean> {
-    const fresh = await this.redis.eval(RECORD, 3, this.keys.commands(), this.keys.commandClaims(), this.doneKey(command.id), command.id, JSON.stringify(command), String(Date.now()));
+  /** Write the entry before the ack. False when it was recorded or handled before (a redelivery). */
+  async record(entry: InboxEntry): Promise<boolean> {
+    const fresh = await this.redis.eval(RECORD, 3, this.keys.commands(), this.keys.commandClaims(), this.doneKey(entry.id), entry.id, JSON.stringify(entry), String(Date.now()));
     return fresh === 1;
   }
 
@@ -74,19 +93,19 @@ export class CommandInbox {
     await pipeline.exec();
   }
 
-  /** Handled (answered, or its job submitted): forget it, remember that it was. */
+  /** Handled (answered, its job submitted, its vote recorded): forget it, remember that it was. */
   async done(id: string): Promise<void> {
     await this.redis.multi().hdel(this.keys.commands(), id).zrem(this.keys.commandClaims(), id).set(this.doneKey(id), '1', 'EX', DONE_TTL_S).exec();
   }
 
-  /** Commands nobody touched for `staleMs`, taken up by the caller. */
-  async takeStale(staleMs: number, limit = 20): Promise<RecordedCommand[]> {
+  /** Entries nobody touched for `staleMs`, taken up by the caller. */
+  async takeStale(staleMs: number, limit = 20): Promise<InboxEntry[]> {
     const now = Date.now();
     const raws = (await this.redis.eval(TAKE_STALE, 2, this.keys.commands(), this.keys.commandClaims(), String(now - staleMs), String(now), String(limit))) as string[];
-    return raws.map((raw) => JSON.parse(raw) as RecordedCommand);
+    return raws.map((raw) => JSON.parse(raw) as InboxEntry);
   }
 
-  /** Commands recorded and not yet handled (tests, metrics). */
+  /** Entries recorded and not yet handled (tests, metrics). */
   async pending(): Promise<number> {
     return this.redis.hlen(this.keys.commands());
   }

@@ -17,9 +17,9 @@ export interface SlackKeys {
   notifierAlive(instance: string): string;
   /** Until when (epoch ms) Slack asked us to stop calling (Retry-After). */
   pauseUntil(): string;
-  /** Slash commands acknowledged and not yet handled: hash key → command JSON. */
+  /** Slash commands and Approve clicks acknowledged and not yet handled: hash key → entry JSON (inbox.ts). */
   commands(): string;
-  /** When each recorded command was last taken up (epoch ms): sorted set key → time. */
+  /** When each recorded entry was last taken up (epoch ms): sorted set key → time. */
   commandClaims(): string;
 }
 

@@ -4,7 +4,9 @@
 //    (nothing reposted, nothing missed: the approval given meanwhile shows);
 //  - a process that acknowledged a slash command dies before submitting it (a Redis tap stops
 //    its traffic right after the command's record, so the kill lands exactly between the ack
-//    and the submit); another instance takes the recorded command up and runs it, once.
+//    and the submit); another instance takes the recorded command up and runs it, once;
+//  - a process that acknowledged an Approve click dies before it recorded the vote; another
+//    instance records it, the job runs, the card shows who approved, the approver is told.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -19,14 +21,15 @@ import { slackKeys } from '../../src/slack/keys.js';
 import { SlackLinks } from '../../src/slack/links.js';
 import { CLI, useCastellan } from '../support/castellan.js';
 import { startRedisTap, type RedisTap } from '../support/redis-tap.js';
-import { formBody, signedRequest, slashCommandPayload, startSlackStandIn, type SlackStandIn } from '../support/slack-standin.js';
+import { ACTION_APPROVE } from '../../src/present/render/slack.js';
+import { blockActionsPayload, formBody, interactiveBody, signedRequest, slashCommandPayload, startSlackStandIn, type SlackStandIn } from '../support/slack-standin.js';
 
 const OPS = 'COPSCRASH';
 const APPROVALS = 'CAPPCRASH';
 const SIGNING = randomBytes(16).toString('hex');
 
 let slack: SlackStandIn;
-let tap: RedisTap | undefined;
+const taps: RedisTap[] = [];
 let survivor: RunningServer | undefined;
 const children: ChildProcess[] = [];
 const dynamic: Record<string, unknown> = {};
@@ -47,12 +50,13 @@ beforeAll(async () => {
   const links = new SlackLinks(c.runtime.redis, slackKeys('castellan'), { roles: LAB_ROLES, ttlMs: 3_600_000, issuer: undefined, clientId: undefined, clientSecret: undefined, scopes: [], logger: c.runtime.logger });
   const now = Date.now();
   await links.store(slack.teamId, 'UOSCAR', { subject: 'oscar', displayName: 'Oscar Operator', groups: ['ops'], linkedAt: now, checkedAt: now });
+  await links.store(slack.teamId, 'UAPRIL', { subject: 'april', displayName: 'April Approver', groups: ['leads'], linkedAt: now, checkedAt: now });
 });
 
 afterAll(async () => {
   for (const child of children) child.kill('SIGKILL');
   await survivor?.close();
-  await tap?.stop();
+  for (const tap of taps) await tap.stop();
   await slack?.stop();
 });
 
@@ -74,6 +78,17 @@ async function serve(configFile: string): Promise<{ child: ChildProcess; url: st
     child.once('exit', (code) => reject(new Error(`serve exited ${code}: ${err}`)));
   });
   return { child, url };
+}
+
+/** `serve` whose Redis traffic goes through a tap that can freeze it at an exact point. */
+async function tappedServe(): Promise<{ child: ChildProcess; url: string; tap: RedisTap }> {
+  const tap = await startRedisTap(c.redis.url);
+  taps.push(tap);
+  const doc = parse(await readFile(c.configFile, 'utf8')) as { redis: { url: string } };
+  doc.redis.url = tap.url;
+  const tappedConfig = path.join(c.dir, `castellan-tapped-${taps.length}.yaml`);
+  await writeFile(tappedConfig, stringify(doc));
+  return { ...(await serve(tappedConfig)), tap };
 }
 
 async function kill(child: ChildProcess): Promise<void> {
@@ -134,12 +149,8 @@ describe('Slack after a SIGKILL', () => {
 
   it('a command acknowledged by a process killed before it submitted runs once, on another instance', async () => {
     await startSurvivor();
-    tap = await startRedisTap(c.redis.url);
-    const doc = parse(await readFile(c.configFile, 'utf8')) as { redis: { url: string } };
-    doc.redis.url = tap.url;
-    const tappedConfig = path.join(c.dir, 'castellan-tapped.yaml');
-    await writeFile(tappedConfig, stringify(doc));
-    const a = await serve(tappedConfig);
+    const a = await tappedServe();
+    const tap = a.tap;
     const before = await jobCount();
 
     const triggerId = `${Date.now()}.1.${randomBytes(8).toString('hex')}`;
@@ -164,5 +175,35 @@ describe('Slack after a SIGKILL', () => {
     expect((await slash(survivorUrl, 'uptime all', triggerId)).status).toBe(200);
     await new Promise((r) => setTimeout(r, 1500));
     expect(await jobCount()).toBe(before + 1);
+  });
+
+  it('an Approve click acknowledged by a process killed before it voted is recorded by another instance', async () => {
+    await startSurvivor();
+    const oscar = { subject: 'oscar', displayName: 'Oscar Operator', groups: ['ops'], roles: rolesForGroups(['ops'], LAB_ROLES), origin: 'cli' as const };
+    const { job } = await c.runtime.service.submit({ tool: 'exec', input: { targets: 'node01', argv: ['true'] }, requester: oscar, replyTo: { kind: 'cli' } });
+    expect(job.state).toBe('awaiting_approval');
+    const card = await until('the approval card', () => slack.messages(APPROVALS).find((m) => m.threadTs === undefined && blocksText(m).includes(job.id) && blocksText(m).includes(ACTION_APPROVE)));
+    const a = await tappedServe();
+
+    const triggerId = `${Date.now()}.2.${randomBytes(8).toString('hex')}`;
+    a.tap.freezeAfter(triggerId);
+    const payload = blockActionsPayload({ actionId: ACTION_APPROVE, value: job.id, user: 'UAPRIL', channel: APPROVALS, messageTs: card.ts, responseUrl: slack.responseUrl(), team: slack.teamId, triggerId });
+    const ack = await signedRequest(`${a.url}/slack/events`, interactiveBody(payload), SIGNING);
+    expect(ack.status).toBe(200);
+    // The click's record went through, then nothing more from that process reached Redis: no vote.
+    expect(a.tap.frozen).toBe(true);
+    await kill(a.child);
+    expect((await c.runtime.ctx.store.get(job.id))?.votes).toEqual([]);
+
+    // The survivor records April's approval; the job runs; the card shows the outcome.
+    await until('the card edited to the outcome', () => (/succeeded/.test(card.text) ? true : undefined), 90_000);
+    expect(blocksText(card)).toContain('Approved by April Approver');
+    expect(card.blocks.some((b) => (b as { type?: string }).type === 'actions')).toBe(false);
+    const done = await c.runtime.ctx.store.get(job.id);
+    expect(done?.votes.map((v) => [v.subject, v.decision])).toEqual([['april', 'approve']]);
+    // April is told, with why it came late.
+    const told = await until('the approver told', () => slack.callsOf('chat.postEphemeral').find((call) => call.args.user === 'UAPRIL' && /approval is recorded/.test(JSON.stringify(call.args))));
+    expect(JSON.stringify(told.args)).toMatch(/restarted after taking your click/);
+    expect(await new CommandInbox(c.runtime.redis, slackKeys('castellan')).pending()).toBe(0);
   });
 });

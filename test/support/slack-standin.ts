@@ -378,6 +378,8 @@ export interface ButtonClick {
   readonly messageTs: string;
   readonly team?: string;
   readonly responseUrl: string;
+  /** Slack's id of this interaction (a fresh one when not given). */
+  readonly triggerId?: string;
 }
 
 /** A block_actions payload as Slack sends it when someone presses a button in a message. */
@@ -389,7 +391,7 @@ export function blockActionsPayload(c: ButtonClick): Record<string, unknown> {
     api_app_id: 'ALAB',
     token: 'deprecated-verification-token',
     container: { type: 'message', message_ts: c.messageTs, channel_id: c.channel, is_ephemeral: false },
-    trigger_id: `${Date.now()}.${randomBytes(4).readUInt32BE()}.${randomBytes(16).toString('hex')}`,
+    trigger_id: c.triggerId ?? `${Date.now()}.${randomBytes(4).readUInt32BE()}.${randomBytes(16).toString('hex')}`,
     channel: { id: c.channel, name: 'ops' },
     message: { type: 'message', ts: c.messageTs, text: '' },
     response_url: c.responseUrl,
