@@ -183,7 +183,7 @@ describe('castellan CLI through the pipeline', () => {
     }
   });
 
-  it('completes commands, tool parameters and inventory hosts and groups in bash', async () => {
+  it('completes commands, tool parameters and inventory hosts and groups in bash', { timeout: 180_000 }, async () => {
     const bin = mkdtempSync(path.join(os.tmpdir(), 'castellan-completion-'));
     symlinkSync(CLI, path.join(bin, 'castellan'));
     const script = await c.cli(['completion', 'bash']);

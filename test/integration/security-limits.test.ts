@@ -18,7 +18,7 @@ beforeAll(async () => {
     nodes: 2,
     tokenFormat: 'opaque',
     config: {
-      limits: { max_hosts: 64, rate: { per_minute: 6, burst: 3 }, jobs_per_requester: 2, read_timeout: '30s', output_per_host: '2KiB', output_per_job: '5KiB' },
+      limits: { max_hosts: 64, rate: { per_minute: 2, burst: 3 }, jobs_per_requester: 2, read_timeout: '30s', output_per_host: '2KiB', output_per_job: '5KiB' },
       policy: { tool_risk: { exec: 'change' } },
     },
   });
@@ -79,7 +79,7 @@ describe('job creation is rate limited per person and origin (limits.rate)', () 
     const refused = await submit(token, 'list_nodes', { targets: 'all' });
     expect(refused.status).toBe(429);
     expect(refused.body.error?.code).toBe('rate_limited');
-    expect(refused.body.error?.message).toMatch(/at most 6 jobs a minute \(bursts of 3\).*limits\.rate.*try again in \d+ s/);
+    expect(refused.body.error?.message).toMatch(/at most 2 jobs a minute \(bursts of 3\).*limits\.rate.*try again in \d+ s/);
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
     expect(await jobsOf('oscar')).toBe(3);
 
