@@ -176,6 +176,8 @@ export interface JobSettings {
     readonly completedCount: number;
     readonly failedAgeMs: number;
     readonly failedCount: number;
+    /** Bytes all finished jobs may hold in Redis together; the oldest are pruned beyond it. */
+    readonly maxBytes: number;
   };
   readonly worker: {
     /** Jobs one worker process runs at once. */
@@ -568,7 +570,7 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
       wait_budget: duration('45s'),
       default_timeout: duration('30m'),
       retention: z
-        .strictObject({ completed_age: duration('7d'), completed_count: count(0, 1000), failed_age: duration('30d'), failed_count: count(0, 5000) })
+        .strictObject({ completed_age: duration('7d'), completed_count: count(0, 1000), failed_age: duration('30d'), failed_count: count(0, 5000), max_bytes: size('256MiB') })
         .prefault({}),
       worker: z
         .strictObject({ concurrency: count(1, 16), lock_duration: duration('30s'), stalled_interval: duration('30s'), shutdown_grace: duration('25s') })
@@ -584,6 +586,7 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
           completedCount: v.retention.completed_count,
           failedAgeMs: v.retention.failed_age,
           failedCount: v.retention.failed_count,
+          maxBytes: v.retention.max_bytes,
         },
         worker: {
           concurrency: v.worker.concurrency,

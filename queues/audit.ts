@@ -16,7 +16,8 @@ import type { Redactor } from './redact.js';
 import type { AuditIndexField, Keys } from './keys.js';
 import type { ReplyAddress } from './records.js';
 
-export type AuditKind = 'request' | 'decision' | 'execution' | 'outcome' | 'cancel' | 'refused';
+/** `pruned`: a finished job's record, events and ledger were deleted to keep retention.max_bytes. */
+export type AuditKind = 'request' | 'decision' | 'execution' | 'outcome' | 'cancel' | 'refused' | 'pruned';
 
 export interface AuditRecord {
   readonly kind: AuditKind;

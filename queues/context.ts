@@ -26,7 +26,14 @@ export interface JobSettings {
   readonly defaultTimeoutMs: number;
   readonly readOnly: boolean;
   readonly approvals: { readonly required: number; readonly allowSelfApproval: boolean; readonly expiryMs: number };
-  readonly retention: { readonly completedAgeS: number; readonly completedCount: number; readonly failedAgeS: number; readonly failedCount: number };
+  readonly retention: {
+    readonly completedAgeS: number;
+    readonly completedCount: number;
+    readonly failedAgeS: number;
+    readonly failedCount: number;
+    /** Bytes all finished jobs may hold in Redis together (queues/retention.ts); a default when absent. */
+    readonly maxBytes?: number | undefined;
+  };
   readonly worker: {
     readonly concurrency: number;
     readonly lockDurationMs: number;

@@ -11,6 +11,7 @@ import { sleep } from './sleep.js';
 import type { QueueContext } from './context.js';
 import { jobAuditFacts } from './audit.js';
 import type { JobDoc, JobResult } from './records.js';
+import { accountFinished, DEFAULT_RETENTION_MAX_BYTES, pruneToBudget } from './retention.js';
 import { ALLOWED_FROM, isFinal, type JobState } from './states.js';
 
 export type FinalState = Exclude<JobState, 'awaiting_approval' | 'queued' | 'waiting_window' | 'running'>;
@@ -32,7 +33,7 @@ export interface Ending {
 
 export type EndOutcome = { readonly ended: true; readonly state: FinalState } | { readonly ended: false; readonly current: JobState | null };
 
-type EndingContext = Pick<QueueContext, 'store' | 'events' | 'audit' | 'locks' | 'settings' | 'logger'>;
+type EndingContext = Pick<QueueContext, 'redis' | 'keys' | 'store' | 'events' | 'audit' | 'locks' | 'settings' | 'logger'>;
 
 export async function endJob(ctx: EndingContext, record: JobDoc, to: FinalState, ending: Ending): Promise<EndOutcome> {
   if (!ending.recorded) {
@@ -105,5 +106,34 @@ async function afterEnd(ctx: EndingContext, record: JobDoc, state: FinalState, r
     // Bound history by count as well as age, like BullMQ's own retention: Redis memory stays
     // flat however many jobs run.
     await ctx.store.trim(Math.max(retention.completedCount + retention.failedCount, 1), (s) => isFinal(s as JobState));
+    await keepWithinBytes(ctx, record.id, retention.maxBytes ?? DEFAULT_RETENTION_MAX_BYTES);
   });
+}
+
+/**
+ * Count this job's bytes, then prune the oldest finished jobs beyond jobs.retention.max_bytes
+ * (queues/retention.ts): each pruned job gets an audit entry, so its history says where it went.
+ */
+async function keepWithinBytes(ctx: EndingContext, jobId: string, maxBytes: number): Promise<void> {
+  const m = metrics();
+  const { total } = await accountFinished(ctx.redis, ctx.keys, jobId);
+  m.retainedBytes.set(total);
+  if (total <= maxBytes) return;
+  const { pruned, total: left } = await pruneToBudget(ctx.redis, ctx.keys, maxBytes, jobId);
+  m.retainedBytes.set(left);
+  if (pruned.length === 0) return;
+  const freed = pruned.reduce((sum, p) => sum + p.bytes, 0);
+  m.prunedJobs.inc(pruned.length);
+  m.prunedBytes.inc(freed);
+  ctx.logger.info({ jobs: pruned.length, freed, left, maxBytes }, 'finished jobs pruned to keep jobs.retention.max_bytes');
+  await ctx.audit.appendMany(
+    pruned.map((p) => ({
+      kind: 'pruned' as const,
+      jobId: p.id,
+      subject: 'castellan',
+      origin: 'worker' as const,
+      state: p.state,
+      reason: `record, events and ledger (${p.bytes} bytes) deleted: finished jobs held more than jobs.retention.max_bytes (${maxBytes} bytes); the oldest go first`,
+    })),
+  );
 }

@@ -11,6 +11,12 @@ export interface Keys {
   jobsWhere(): string;
   /** Sorted set: finished job ids scored by the time their records expire. */
   jobsExpiry(): string;
+  /** Hash: finished job id → bytes its record, events and ledger hold in Redis (queues/retention.ts). */
+  retainedBytes(): string;
+  /** Sorted set: accounted finished job ids scored by when they finished (oldest pruned first). */
+  retainedOrder(): string;
+  /** Integer: the sum of `retainedBytes`. */
+  retainedTotal(): string;
   /** Scratch key for one listing query's intersection (deleted by the same script). */
   jobsScratch(n: number): string;
   /** Audit index: stream entry ids scored by time, one sorted set per value of `field`. */
@@ -52,6 +58,9 @@ export function keys(prefix: string): Keys {
     jobsBy: (field, value) => `${prefix}:jobs:${field}:${value}`,
     jobsWhere: () => `${prefix}:jobs:where`,
     jobsExpiry: () => `${prefix}:jobs:expiry`,
+    retainedBytes: () => `${prefix}:retained:bytes`,
+    retainedOrder: () => `${prefix}:retained:order`,
+    retainedTotal: () => `${prefix}:retained:total`,
     jobsScratch: (n) => `${prefix}:jobs:scratch:${process.pid}:${n}:${Math.random().toString(36).slice(2)}`,
     auditBy: (field, value) => `${prefix}:audit:${field}:${value}`,
     auditIndex: () => `${prefix}:audit:all`,

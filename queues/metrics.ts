@@ -13,6 +13,11 @@ export interface CastellanMetrics {
   /** Job creations refused by limits.rate or limits.jobs_per_requester. */
   readonly rateLimited: Counter<'origin'>;
   readonly activeJobs: Gauge;
+  /** Bytes finished jobs hold in Redis (record, events, ledger), as of this process's last job ending. */
+  readonly retainedBytes: Gauge;
+  /** Finished jobs deleted to keep jobs.retention.max_bytes, and the bytes that freed. */
+  readonly prunedJobs: Counter;
+  readonly prunedBytes: Counter;
 }
 
 let shared: CastellanMetrics | undefined;
@@ -31,6 +36,9 @@ export function metrics(): CastellanMetrics {
     approvals: new Counter({ name: 'castellan_approval_decisions_total', help: 'Approval votes and denials', labelNames: ['decision'], registers: [registry] }),
     rateLimited: new Counter({ name: 'castellan_requests_rate_limited_total', help: 'Job creations refused by limits.rate or limits.jobs_per_requester', labelNames: ['origin'], registers: [registry] }),
     activeJobs: new Gauge({ name: 'castellan_active_jobs', help: 'Jobs running in this process', registers: [registry] }),
+    retainedBytes: new Gauge({ name: 'castellan_retained_job_bytes', help: 'Bytes finished jobs hold in Redis (record, events, ledger)', registers: [registry] }),
+    prunedJobs: new Counter({ name: 'castellan_retention_pruned_jobs_total', help: 'Finished jobs deleted to keep jobs.retention.max_bytes', registers: [registry] }),
+    prunedBytes: new Counter({ name: 'castellan_retention_pruned_bytes_total', help: 'Bytes freed by pruning finished jobs (jobs.retention.max_bytes)', registers: [registry] }),
   };
   return shared;
 }

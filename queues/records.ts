@@ -10,10 +10,11 @@ import type { GateObservation } from '../tools/steps/index.js';
 import type { HostResult, HostStatus } from '../tools/host-result.js';
 import type { OutputGroup } from './fold.js';
 import type { Keys } from './keys.js';
+import { forgetJobs } from './retention.js';
 import { runScript } from './scripts.js';
 import { queryIndexes } from './index-query.js';
 import type { PlanBinding } from './plan-binding.js';
-import { ALLOWED_FROM, JOB_STATES, type JobState } from './states.js';
+import { ALLOWED_FROM, type JobState } from './states.js';
 
 /** Where progress and results go back to, per origin. Opaque to the queue layer. */
 export type ReplyAddress =
@@ -376,21 +377,9 @@ export class JobStore {
     return doomed.length;
   }
 
-  /** Delete jobs with everything that names them: record, events, ledger, index entries. */
+  /** Delete jobs with everything that names them: record, events, ledger, index entries, byte accounting. */
   async forget(ids: readonly string[]): Promise<void> {
-    if (ids.length === 0) return;
-    const wheres = await this.redis.hmget(this.keys.jobsWhere(), ...ids);
-    const multi = this.redis.multi();
-    ids.forEach((id, i) => {
-      multi.del(this.keys.job(id), this.keys.events(id), this.keys.ledger(id));
-      for (const key of parseJson<string[]>(wheres[i] ?? undefined) ?? []) multi.zrem(key, id);
-      // The state a job ended in is not in `where` (it moves); leaving every state index is cheap.
-      for (const state of JOB_STATES) multi.zrem(this.keys.jobsBy('state', state), id);
-    });
-    multi.hdel(this.keys.jobsWhere(), ...ids);
-    multi.zrem(this.keys.jobIndex(), ...ids);
-    multi.zrem(this.keys.jobsExpiry(), ...ids);
-    await multi.exec();
+    await forgetJobs(this.redis, this.keys, ids);
   }
 
   /**

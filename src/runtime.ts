@@ -195,6 +195,7 @@ function jobSettingsFrom(config: Config, overrides: Partial<JobSettings> = {}): 
       completedCount: j.retention.completedCount,
       failedAgeS: Math.max(1, Math.round(j.retention.failedAgeMs / 1000)),
       failedCount: j.retention.failedCount,
+      maxBytes: j.retention.maxBytes,
     },
     worker: {
       concurrency: j.worker.concurrency,

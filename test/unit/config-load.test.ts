@@ -72,7 +72,7 @@ describe('loadConfig', () => {
     expect(config.auth.localIdentity).toEqual({ subject: 'local-admin', displayName: 'Local admin', groups: [] });
     expect(config.policy).toEqual({ readOnly: false, approvals: { required: 1, allowSelfApproval: false, expiryMs: 900_000 }, requireApproval: {}, outputForOthers: 'read', toolRisk: {}, maintenanceWindows: [], outsideWindow: 'wait' });
     expect(config.auth.clients).toEqual({ 'castellan-cli': 'cli' });
-    expect(config.jobs.retention).toEqual({ completedAgeMs: 7 * 86_400_000, completedCount: 1000, failedAgeMs: 30 * 86_400_000, failedCount: 5000 });
+    expect(config.jobs.retention).toEqual({ completedAgeMs: 7 * 86_400_000, completedCount: 1000, failedAgeMs: 30 * 86_400_000, failedCount: 5000, maxBytes: 256 * 1024 * 1024 });
     expect(config.slack).toBeUndefined();
     expect(config.log.level).toBe('info');
   });
