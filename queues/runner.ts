@@ -4,7 +4,9 @@
 // - failure is tracked per subject (the node a step is about, else the host it runs on): a
 //   failed step skips that subject's later steps in the batch, never another subject's;
 // - on-failure steps armed by a subject's successful steps run when a later step of that
-//   subject fails, most recent first, and are reported;
+//   subject fails, most recent first, and are reported — also when the job is cancelled or
+//   hits its deadline with the subject mid-change (bounded by their own timeouts; a second
+//   cancel stops them, see queues/job-stop.ts);
 // - every dispatch is claimed in the execution ledger first, so a host is never sent the same
 //   step twice; every host outcome is published as progress and written to the audit trail;
 // - a failure budget counted in failed subjects over the whole plan skips later batches once
@@ -80,6 +82,12 @@ export interface RunContext {
   readonly redactor: Redactor;
   /** Maps an abort to the status hosts in flight get (cancelled, or timed_out for a job deadline). */
   readonly abortStatus: () => HostStatus;
+  /**
+   * Once `signal` aborted: the signal on-failure steps of subjects stopped mid-change still run
+   * under (after a cancel or the deadline; a second cancel aborts it), or undefined when they
+   * may not run (shutdown, lost lock). Absent: none run after a stop (queues/job-stop.ts).
+   */
+  readonly rollbackSignal?: (() => AbortSignal | undefined) | undefined;
   /** Gates: the read tools whose checks they run (summaries and conditions). */
   readonly tools?: ToolCatalogue | undefined;
   readonly planContext?: PlanContext | undefined;
@@ -161,7 +169,8 @@ export async function runPlan(ctx: RunContext): Promise<RunOutcome> {
         for (const list of [...lists].reverse()) {
           for (const rollback of list.steps) {
             const hosts = rollback.subject !== undefined || step.subject !== undefined ? [...rollback.hosts] : rollback.hosts.filter((h) => h === subject);
-            const done = ctx.signal.aborted ? { results: new Map<string, HostResult>(), observations: undefined } : await runStep(ctx, rollback, hosts, subject);
+            const under = rollbackContext(ctx);
+            const done = under ? await runStep(under, rollback, hosts, subject) : { results: new Map<string, HostResult>(), observations: undefined };
             const rolled = hosts.map((h) => done.results.get(h) ?? notRun(h, 'not started: job stopped', ctx.abortStatus()));
             steps.push({ ...report(rollback, index, rolled, done.observations), onFailure: { subject, armedBy: list.by } });
           }
@@ -187,6 +196,21 @@ export async function runPlan(ctx: RunContext): Promise<RunOutcome> {
   const hosts = [...hostOrder, ...others].map((s) => finalBySubject.get(s)!);
   return { hosts, steps };
 }
+
+/**
+ * What an on-failure step runs under: the job's own context while it runs; after a cancel or
+ * the deadline, the same context on the rollback signal (a subject stopped mid-change is put
+ * back, each step bounded by its own timeout); undefined when nothing may run any more.
+ */
+function rollbackContext(ctx: RunContext): RunContext | undefined {
+  if (!ctx.signal.aborted) return ctx;
+  const signal = ctx.rollbackSignal?.();
+  if (!signal) return undefined;
+  let under = rollbackContexts.get(ctx);
+  if (!under) rollbackContexts.set(ctx, (under = { ...ctx, signal }));
+  return under;
+}
+const rollbackContexts = new WeakMap<RunContext, RunContext>();
 
 interface StepOutcome {
   readonly results: Map<string, HostResult>;
@@ -252,6 +276,8 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
     observations = run.observations;
     // Scrubbed once, here: everything downstream (result, summary, audit) sees clean text.
     ran = run.results.map((r) => scrubResult(ctx.redactor, r));
+    // The executor reads any abort as a cancel; at the job's deadline hosts in flight timed out.
+    if (ctx.signal.aborted && ctx.abortStatus() === 'timed_out') ran = ran.map((r) => (r.status === 'cancelled' ? { ...r, status: 'timed_out' } : r));
   }
   for (const r of ran) {
     results.set(r.host, r);

@@ -4,7 +4,6 @@
 // is a redelivery after a worker crash or stall — `read` jobs may run again, `change` and
 // `destructive` jobs are reported `interrupted` with the hosts whose outcome is unknown,
 // never silently re-run.
-import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { DelayedError, FlowProducer, Worker, type Job } from 'bullmq';
@@ -41,8 +40,8 @@ import {
   splitBySite,
   type ShardDoc,
   type ShardOutcome,
-  type ShardStop,
 } from './shards.js';
+import { abortStatusOf, JobStop, type StopReason } from './job-stop.js';
 import type { Inventory } from '../config/types.js';
 import type { Plan, PlanContext } from '../tools/types.js';
 
@@ -56,7 +55,6 @@ export interface WorkerHandle {
   close(): Promise<void>;
 }
 
-type StopReason = ShardStop;
 
 export interface WorkerOptions {
   /**
@@ -265,17 +263,8 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
   const m = metrics();
   const tool = ctx.tools.get(record.tool);
   const publisher = new ThrottledPublisher(ctx.events, record.id, undefined, undefined, (ctx.settings.limits ?? DEFAULT_LIMITS).outputPerJobBytes);
-  const controller = new AbortController();
-  // Every host in flight listens on this signal (a 64-host window exceeds the default 10).
-  setMaxListeners(0, controller.signal);
-  let stopReason: StopReason | undefined;
-  let stopDetail = '';
-  const stop = (reason: StopReason, detail?: string): void => {
-    if (stopReason) return;
-    stopReason = reason;
-    stopDetail = detail ?? reason;
-    controller.abort(new Error(stopDetail));
-  };
+  const halt = new JobStop();
+  const stop = (reason: StopReason, detail?: string): void => halt.stop(reason, detail);
   running.set(record.id, stop);
   const unwatch = ctx.cancel.watch(record.id, (reason) => stop('cancel', reason));
   const deadline = setTimeout(() => stop('timeout', `job timed out after ${Math.round(record.timeoutMs / 1000)}s`), record.timeoutMs);
@@ -326,10 +315,10 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
 
     if (record.risk !== 'read' && plan.hosts.length > 0) {
       const owner = record.id;
-      const got = await ctx.locks.acquire(owner, plan.hosts, controller.signal, (host, holder) => {
+      const got = await ctx.locks.acquire(owner, plan.hosts, halt.signal, (host, holder) => {
         publisher.emit({ type: 'lock_wait', host, holder });
       });
-      if (!got) return await finishStopped(ctx, record, stopReason, stopDetail, isRetry);
+      if (!got) return await finishStopped(ctx, record, halt.reason, halt.detail, isRetry);
       lockedHosts = plan.hosts;
       renew = setInterval(() => {
         ctx.locks.renew(owner, lockedHosts).then(
@@ -360,7 +349,7 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
       const data = ctx.redactor.scrubDeep(tool.answer(record.input as never, planCtx));
       result = { hosts: [], steps: [], folded: [], data };
     } else {
-      const outcome = await runPlan(runContextFor(ctx, { jobId: record.id, attempt, worker: workerId, record, plan, inventory, planContext: planCtx, publisher, signal: controller.signal, stopReason: () => stopReason }));
+      const outcome = await runPlan(runContextFor(ctx, { jobId: record.id, attempt, worker: workerId, record, plan, inventory, planContext: planCtx, publisher, halt }));
       for (const h of outcome.hosts) m.hostResults.inc({ status: h.status });
       const { hosts } = outcome;
       let data: unknown;
@@ -384,8 +373,8 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
       );
     }
 
-    const state = finalState(result.hosts, stopReason);
-    const reason = stopReason ? stopDetail : summaryLine(plan.hosts, result.hosts);
+    const state = finalState(result.hosts, halt.reason);
+    const reason = halt.reason ? halt.detail : summaryLine(plan.hosts, result.hosts);
     await publisher.drain();
     const t = await endJob(ctx, record, state, { reason, result, from: ['running'] });
     if (t.ended) m.jobDuration.observe({ tool: record.tool }, (Date.now() - Date.parse(startedAt)) / 1000);
@@ -430,7 +419,7 @@ function foldText(h: HostOutcome): string {
 /** The runner's context for one job, or one site's shard of it, on this worker. */
 function runContextFor(
   ctx: QueueContext,
-  o: { jobId: string; attempt: number; worker: string; record: JobRecord; plan: Plan; inventory: Inventory; planContext: PlanContext; publisher: ThrottledPublisher; signal: AbortSignal; stopReason: () => StopReason | undefined },
+  o: { jobId: string; attempt: number; worker: string; record: JobRecord; plan: Plan; inventory: Inventory; planContext: PlanContext; publisher: ThrottledPublisher; halt: JobStop },
 ): RunContext {
   return {
     jobId: o.jobId,
@@ -445,20 +434,14 @@ function runContextFor(
     ledger: ctx.ledger,
     audit: ctx.audit,
     publisher: o.publisher,
-    signal: o.signal,
+    signal: o.halt.signal,
     window: o.plan.window ?? ctx.settings.window,
     redactor: ctx.redactor,
-    abortStatus: () => abortStatusOf(o.stopReason()),
+    abortStatus: () => abortStatusOf(o.halt.reason),
+    rollbackSignal: () => o.halt.rollbackSignal(),
     tools: ctx.tools,
     planContext: o.planContext,
   };
-}
-
-function abortStatusOf(stop: StopReason | undefined): HostStatus {
-  if (stop === 'timeout') return 'timed_out';
-  // Another shard stopped the job: this one's later hosts were simply not started.
-  if (stop === 'halt') return 'skipped';
-  return 'cancelled';
 }
 
 function finalState(hosts: readonly HostOutcome[], stop: StopReason | undefined): FinalState {
@@ -656,18 +639,11 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
   }
 
   const publisher = new ThrottledPublisher(ctx.events, doc.id);
-  const controller = new AbortController();
-  setMaxListeners(0, controller.signal);
-  let stopReason: StopReason | undefined;
-  let stopDetail = '';
-  const stop = (reason: StopReason, detail?: string): void => {
-    if (stopReason) return;
-    stopReason = reason;
-    stopDetail = detail ?? reason;
-    controller.abort(new Error(stopDetail));
-    // The other shards stop at their next barrier instead of waiting for this one.
-    if (reason !== 'halt') void here.board.halt(doc.id, `${label}: ${stopDetail}`).catch(() => undefined);
-  };
+  // The other shards stop at their next barrier instead of waiting for this one.
+  const halt = new JobStop((reason, detail) => {
+    if (reason !== 'halt') void here.board.halt(doc.id, `${label}: ${detail}`).catch(() => undefined);
+  });
+  const stop = (reason: StopReason, detail?: string): void => halt.stop(reason, detail);
   here.running.set(bullId, stop);
   const unwatch = ctx.cancel.watch(doc.id, (reason) => stop('cancel', reason));
   if (record.cancel) stop('cancel', record.cancel.reason ?? 'cancelled');
@@ -678,8 +654,8 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
   let renew: NodeJS.Timeout | undefined;
   try {
     if (record.risk !== 'read' && plan.hosts.length > 0) {
-      const got = await ctx.locks.acquire(doc.id, plan.hosts, controller.signal, (host, holder) => publisher.emit({ type: 'lock_wait', host, holder }));
-      if (!got) return notStarted(doc, here.id, `not started: ${stopDetail || 'stopped'}`, abortStatusOf(stopReason), { reason: stopReason ?? 'cancel', detail: stopDetail });
+      const got = await ctx.locks.acquire(doc.id, plan.hosts, halt.signal, (host, holder) => publisher.emit({ type: 'lock_wait', host, holder }));
+      if (!got) return notStarted(doc, here.id, `not started: ${halt.detail || 'stopped'}`, abortStatusOf(halt.reason), { reason: halt.reason ?? 'cancel', detail: halt.detail });
       lockedHosts = plan.hosts;
       renew = setInterval(() => {
         ctx.locks.renew(doc.id, lockedHosts).then(
@@ -702,18 +678,18 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
     }
     const inventory = await ctx.inventory.current();
     const outcome = await runPlan({
-      ...runContextFor(ctx, { jobId: doc.id, attempt, worker: here.id, record, plan, inventory, planContext: ctx.planContext(inventory), publisher, signal: controller.signal, stopReason: () => stopReason }),
+      ...runContextFor(ctx, { jobId: doc.id, attempt, worker: here.id, record, plan, inventory, planContext: ctx.planContext(inventory), publisher, halt }),
       barrier: async (index, counts) => {
         try {
-          return await here.board.arrive(doc.id, doc.site, doc.sites, index, counts, controller.signal);
+          return await here.board.arrive(doc.id, doc.site, doc.sites, index, counts, halt.signal);
         } catch (err) {
           if (!(err instanceof ShardHalt)) throw err;
-          if (!stopReason) stop('halt', `stopped because ${err.detail}`);
+          if (!halt.reason) stop('halt', `stopped because ${err.detail}`);
           return { ...counts, last: false };
         }
       },
     });
-    const result: ShardOutcome = { site: doc.site, worker: here.id, hosts: outcome.hosts, steps: outcome.steps, ...(stopReason ? { stop: { reason: stopReason, detail: stopDetail } } : {}) };
+    const result: ShardOutcome = { site: doc.site, worker: here.id, hosts: outcome.hosts, steps: outcome.steps, ...(halt.reason ? { stop: { reason: halt.reason, detail: halt.detail } } : {}) };
     await here.board.saveResult(doc.id, doc.site, result).catch(() => undefined);
     return result;
   } catch (err) {

@@ -15,7 +15,8 @@ import { validatedOrThrow } from '../../tools/registry.js';
 import { gateStep } from '../../tools/steps/index.js';
 import type { Plan } from '../../tools/types.js';
 import { useCastellan } from '../support/castellan.js';
-import { runPlanOn } from '../support/run-plan.js';
+import { JobStop } from '../../queues/job-stop.js';
+import { planJobId, runPlanOn } from '../support/run-plan.js';
 
 const c = useCastellan({ nodes: 3, worker: false });
 // The lab's login user writes these, so they live in /tmp rather than the test's private dir.
@@ -41,6 +42,35 @@ async function marked(file: string): Promise<string[]> {
 }
 
 const run = (plan: Plan) => runPlanOn(c, plan);
+
+/** Resolves once the run's events show `step` started on a host (the job is then mid-change). */
+async function started(jobId: string, step: string): Promise<void> {
+  const until = Date.now() + 60_000;
+  for (;;) {
+    const events = (await c.runtime.ctx.events.read(jobId)).map((e) => e.event);
+    if (events.some((e) => e.type === 'host_started' && e.step === step)) return;
+    if (Date.now() > until) throw new Error(`step ${step} did not start within 60 s: ${JSON.stringify(events)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** prepare (arms `undo` on each host) → a long change on node02 only; node03 is done after prepare. */
+function midChangePlan(rollbacks: string, undoFirst: string[] = []): Plan {
+  const undo = execStep({ id: 'undo', hosts: ['node02', 'node03'], argv: [...undoFirst, '/bin/sh', '-c', 'f=$1; set -- $SSH_CONNECTION; echo "$3" >> "$f"', 'mark', rollbacks], asRoot: false, timeoutMs: 60_000 });
+  return {
+    tool: 'test_stopped',
+    hosts: ['node02', 'node03'],
+    failureBudget: 5,
+    batches: [
+      {
+        steps: [
+          execStep({ id: 'prepare', hosts: ['node02', 'node03'], argv: ['true'], asRoot: false, timeoutMs: 20_000, onFailure: [undo] }),
+          execStep({ id: 'change', hosts: ['node02'], argv: ['sleep', '120'], asRoot: false, timeoutMs: 180_000 }),
+        ],
+      },
+    ],
+  };
+}
 
 describe('plan model on real nodes', () => {
   it('a drain that fails skips only its own subject\'s reboot', async () => {
@@ -148,4 +178,59 @@ describe('plan model on real nodes', () => {
     expect(await marked(rollbacks)).toEqual(['node02']);
     expect(outcome.hosts.map((h) => [h.host, h.status])).toEqual([['node02', 'timed_out'], ['node03', 'ok']]);
   }, 60_000);
+
+  it('a job cancelled with a subject mid-change still runs that subject\'s on-failure steps and reports them; a finished subject keeps its outcome', async () => {
+    const rollbacks = scratch('cancel-rollback');
+    const halt = new JobStop();
+    const jobId = planJobId();
+    const running = runPlanOn(c, midChangePlan(rollbacks), jobId, halt);
+    await started(jobId, 'change');
+    halt.stop('cancel', 'cancelled by tester');
+    const { outcome } = await running;
+    expect(outcome.steps.find((s) => s.id === 'change')?.results[0]).toMatchObject({ host: 'node02', status: 'cancelled' });
+    expect(outcome.steps.find((s) => s.id === 'undo')).toMatchObject({ onFailure: { subject: 'node02', armedBy: 'prepare' }, results: [expect.objectContaining({ host: 'node02', status: 'ok' })] });
+    expect(await marked(rollbacks)).toEqual(['node02']);
+    expect(outcome.hosts.map((h) => [h.host, h.status])).toEqual([['node02', 'cancelled'], ['node03', 'ok']]);
+  }, 120_000);
+
+  it('at the job\'s deadline the stopped subject\'s on-failure steps run too (the hosts read timed_out)', async () => {
+    const rollbacks = scratch('deadline-rollback');
+    const halt = new JobStop();
+    const jobId = planJobId();
+    const running = runPlanOn(c, midChangePlan(rollbacks), jobId, halt);
+    await started(jobId, 'change');
+    halt.stop('timeout', 'job timed out after 5s');
+    // The deadline passing again (a second timer) does not cut the rollback short.
+    halt.stop('timeout', 'job timed out after 5s');
+    const { outcome } = await running;
+    expect(outcome.steps.find((s) => s.id === 'change')?.results[0]).toMatchObject({ host: 'node02', status: 'timed_out' });
+    expect(outcome.steps.find((s) => s.id === 'undo')?.results).toEqual([expect.objectContaining({ host: 'node02', status: 'ok' })]);
+    expect(await marked(rollbacks)).toEqual(['node02']);
+  }, 120_000);
+
+  it('a second cancel stops the on-failure steps themselves; a stop that is no cancel (shutdown) runs none', async () => {
+    const rollbacks = scratch('second-cancel');
+    const halt = new JobStop();
+    const jobId = planJobId();
+    // The rollback takes long before it marks: the second cancel lands while it runs.
+    const running = runPlanOn(c, midChangePlan(rollbacks, ['/bin/sh', '-c', 'sleep 120; exec "$@"', 'slow']), jobId, halt);
+    await started(jobId, 'change');
+    halt.stop('cancel', 'cancelled by tester');
+    await started(jobId, 'undo');
+    halt.stop('cancel', 'cancelled again by tester');
+    const { outcome, events } = await running;
+    expect(outcome.steps.find((s) => s.id === 'undo')).toMatchObject({ onFailure: { subject: 'node02' }, results: [expect.objectContaining({ host: 'node02', status: 'cancelled' })] });
+    expect(events).toContainEqual(expect.objectContaining({ type: 'step', step: 'undo', description: expect.stringMatching(/^on failure of node02: /) }));
+    expect(await marked(rollbacks)).toEqual([]);
+
+    const quiet = scratch('shutdown');
+    const down = new JobStop();
+    const id2 = planJobId();
+    const second = runPlanOn(c, midChangePlan(quiet), id2, down);
+    await started(id2, 'change');
+    down.stop('shutdown', 'worker shutting down');
+    const stopped = (await second).outcome;
+    expect(stopped.steps.find((s) => s.id === 'undo')?.results).toEqual([expect.objectContaining({ host: 'node02', status: 'cancelled', error: 'not started: job stopped' })]);
+    expect(await marked(quiet)).toEqual([]);
+  }, 180_000);
 });

@@ -3,6 +3,7 @@
 // that build plans by hand rather than through a tool.
 import { randomBytes } from 'node:crypto';
 import { ThrottledPublisher, type JobEvent } from '../../queues/events.js';
+import { abortStatusOf, JobStop } from '../../queues/job-stop.js';
 import { runPlan, type RunOutcome } from '../../queues/runner.js';
 import type { Plan, PlanContext } from '../../tools/types.js';
 import type { CastellanHandle } from './castellan.js';
@@ -12,7 +13,8 @@ export function planJobId(): string {
   return `jplan${randomBytes(5).toString('hex')}`;
 }
 
-export async function runPlanOn(c: CastellanHandle, plan: Plan, jobId = planJobId()): Promise<{ outcome: RunOutcome; events: JobEvent[]; jobId: string }> {
+/** `halt`: the job's stop, as the worker has it (cancel or deadline it to see what a stopped job does). */
+export async function runPlanOn(c: CastellanHandle, plan: Plan, jobId = planJobId(), halt = new JobStop()): Promise<{ outcome: RunOutcome; events: JobEvent[]; jobId: string }> {
   const { ctx } = c.runtime;
   const publisher = new ThrottledPublisher(ctx.events, jobId);
   const inventory = await ctx.inventory.current();
@@ -28,9 +30,10 @@ export async function runPlanOn(c: CastellanHandle, plan: Plan, jobId = planJobI
     ledger: ctx.ledger,
     audit: ctx.audit,
     publisher,
-    signal: new AbortController().signal,
+    signal: halt.signal,
     redactor: ctx.redactor,
-    abortStatus: () => 'cancelled',
+    abortStatus: () => abortStatusOf(halt.reason),
+    rollbackSignal: () => halt.rollbackSignal(),
     tools: ctx.tools,
     planContext: ctx.planContext(inventory),
   });
