@@ -12,6 +12,7 @@
 import { errorMessage } from '../config/errors.js';
 import type { QueueContext } from './context.js';
 import { endJob, type FinalState } from './endings.js';
+import { hostRunId } from './execution.js';
 import { runningKey, type RunningEntry, type WorkerRegistry } from './heartbeat.js';
 import type { LedgerEntry } from './ledger.js';
 import type { JobDoc, JobRecord } from './records.js';
@@ -54,7 +55,7 @@ export async function checkHosts(ctx: QueueContext, record: JobDoc, entries: rea
       if (!ctx.executor.reconcileRun) return `${entry.host}: could not be checked (this executor cannot look)`;
       try {
         const target = ctx.targetFor(inventory, entry.host);
-        const r = await ctx.executor.reconcileRun(target, `${record.id}.${entry.step}`, { asRoot: step.action.asRoot ?? false });
+        const r = await ctx.executor.reconcileRun(target, hostRunId(`${record.id}.${entry.step}`, entry.host), { asRoot: step.action.asRoot ?? false });
         if (r.state === 'ended') return `${entry.host}: its run had already ended`;
         if (r.state === 'stopped') return `${entry.host}: was still running, stopped (${r.processes ?? '?'} process(es), ${r.how ?? 'stopped'})`;
         return `${entry.host}: could not be checked (${r.error ?? 'no answer'})`;

@@ -17,7 +17,7 @@ import type { Redactor } from './redact.js';
 import { sleep } from './sleep.js';
 import type { BindingSource } from './plan-binding.js';
 import { actionArgv } from './plan-commands.js';
-import type { ExecEvent, ExecRequest, FanoutOptions, SshTarget } from './execution.js';
+import { hostRunId, type ExecEvent, type ExecRequest, type FanoutOptions, type SshTarget } from './execution.js';
 import type { HostResult, HostStatus } from '../tools/host-result.js';
 import type { AuditLog } from './audit.js';
 import type { ToolCatalogue } from './context.js';
@@ -378,7 +378,7 @@ function stepIO(ctx: RunContext, step: PlanStep, announced: Set<string>): StepIO
   const common = { signal: ctx.signal, onEvent };
   const targets = (hosts: readonly string[]): SshTarget[] => hosts.map(ctx.targetFor);
   const execWith = (hosts: readonly string[], r: ExecRequestSpec, id: string, events: boolean): Promise<HostResult[]> =>
-    ctx.executor.exec(targets(hosts), () => ({ argv: r.argv, asRoot: r.asRoot, stdin: r.stdin, runId: id }), {
+    ctx.executor.exec(targets(hosts), (target) => ({ argv: r.argv, asRoot: r.asRoot, stdin: r.stdin, runId: hostRunId(id, target.name) }), {
       signal: ctx.signal,
       onEvent: events ? onEvent : undefined,
       commandTimeoutMs: r.commandTimeoutMs,

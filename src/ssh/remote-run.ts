@@ -15,8 +15,9 @@
 //    therefore keeps the channel's stdin open while the command runs. The lifeline is a
 //    separate background job: dash's `wait` waits for a whole pipeline, not just the command.
 import { QuotingError, quoteArgv } from './quote.js';
+import { RUN_ID_PATTERN } from './types.js';
 
-export const RUN_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+export { RUN_ID_PATTERN };
 export const RUN_ENV = 'CASTELLAN_RUN';
 /** sshd hands the command line to `$SHELL -c` as ONE argument, and Linux caps one argument at 128 KiB. */
 export const MAX_COMMAND_LINE_BYTES = 128 * 1024 - 1;

@@ -62,7 +62,7 @@ export interface IpmiRequest {
 
 /** What a kind may do while it runs. The job runner implements it over the SSH executor. */
 export interface StepIO {
-  /** `<job>.<step>`: tags remote runs so they can be found and killed. */
+  /** `<job>.<step>`: each host's remote run is tagged `<job>.<step>.<host>` (hostRunId) so it can be found and killed. */
   readonly runId: string;
   readonly signal: AbortSignal;
   /** Status for hosts stopped by the job's abort (cancelled, or timed_out at the job deadline). */
