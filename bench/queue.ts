@@ -130,7 +130,7 @@ export async function measureQueue(spec: QueueSpec): Promise<QueueResult> {
   const log = spec.log ?? (() => undefined);
   const logger = createLogger({ level: 'warn', redactor: new Redactor(spec.config.secrets.values()) });
   const concurrency = spec.concurrency ?? spec.config.jobs.worker.concurrency;
-  const runtime = await createRuntime(spec.config, { mode: 'all', logger, jobSettings: { worker: { concurrency, lockDurationMs: spec.config.jobs.worker.lockDurationMs, stalledIntervalMs: spec.config.jobs.worker.stalledIntervalMs, readRetries: 1, shutdownGraceMs: spec.config.jobs.worker.shutdownGraceMs, heartbeatTtlMs: 10_000 } } });
+  const runtime = await createRuntime(spec.config, { mode: 'all', logger, jobSettings: { worker: { concurrency, lockDurationMs: spec.config.jobs.worker.lockDurationMs, stalledIntervalMs: spec.config.jobs.worker.stalledIntervalMs, readRetries: 1, shutdownGraceMs: spec.config.jobs.worker.shutdownGraceMs, heartbeatTtlMs: 10_000, goneConfirmMs: spec.config.jobs.worker.goneConfirmMs } } });
   try {
     const redis = runtime.redis;
     const prefix = runtime.ctx.keys.prefix;

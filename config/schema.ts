@@ -188,6 +188,10 @@ export interface JobSettings {
     readonly stalledIntervalMs: number;
     /** On SIGTERM, how long running jobs may finish before they are interrupted. */
     readonly shutdownGraceMs: number;
+    /** Worker heartbeat TTL; undefined: twice lock_duration, between 4 and 10 s. */
+    readonly heartbeatTtlMs: number | undefined;
+    /** How long a crashed worker's Redis connection must be missing before its jobs are reconciled (0: heartbeat only). */
+    readonly goneConfirmMs: number;
   };
   /** Local files named by tools (copy_file) must live under this directory (absolute). */
   readonly filesRoot: string;
@@ -233,20 +237,21 @@ export const LITERAL_SECRET_KEYS = ['client_secret', 'password', 'signing_secret
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
+const durationValue = z.unknown().transform((value, ctx) => {
+  try {
+    if (typeof value === 'string' || typeof value === 'number') return parseDuration(value);
+  } catch {
+    // reported below with the value found
+  }
+  ctx.addIssue({ code: 'custom', message: `expected ${DURATION_HINT}`, input: value });
+  return z.NEVER;
+});
+
 /** A duration (`30s`, `15m`, `7d`, or milliseconds) in ms, with a default. */
-const duration = (fallback: string) =>
-  z
-    .unknown()
-    .transform((value, ctx) => {
-      try {
-        if (typeof value === 'string' || typeof value === 'number') return parseDuration(value);
-      } catch {
-        // reported below with the value found
-      }
-      ctx.addIssue({ code: 'custom', message: `expected ${DURATION_HINT}`, input: value });
-      return z.NEVER;
-    })
-    .prefault(fallback);
+const duration = (fallback: string) => durationValue.prefault(fallback);
+
+/** A duration whose absence means "derived from other settings" (said in its description). */
+const derivedDuration = durationValue.optional();
 
 /** `host:port` (IPv6 in brackets) -> its parts; an empty host listens on every address. */
 function hostPort(listen: string): { host: string; port: number } {
@@ -573,7 +578,14 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
         .strictObject({ completed_age: duration('7d'), completed_count: count(0, 1000), failed_age: duration('30d'), failed_count: count(0, 5000), max_bytes: size('256MiB') })
         .prefault({}),
       worker: z
-        .strictObject({ concurrency: count(1, 16), lock_duration: duration('30s'), stalled_interval: duration('30s'), shutdown_grace: duration('25s') })
+        .strictObject({
+          concurrency: count(1, 16),
+          lock_duration: duration('30s'),
+          stalled_interval: duration('30s'),
+          shutdown_grace: duration('25s'),
+          heartbeat_ttl: derivedDuration.describe('worker heartbeat TTL; unset: twice lock_duration, between 4s and 10s'),
+          gone_confirm: duration('2s').describe("a crashed worker's Redis connection missing this long (on a primary stable for a heartbeat TTL) gets its jobs reconciled; 0: heartbeat only"),
+        })
         .prefault({}),
       files_root: path.optional(),
     })
@@ -593,6 +605,8 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
           lockDurationMs: v.worker.lock_duration,
           stalledIntervalMs: v.worker.stalled_interval,
           shutdownGraceMs: v.worker.shutdown_grace,
+          heartbeatTtlMs: v.worker.heartbeat_ttl,
+          goneConfirmMs: v.worker.gone_confirm,
         },
         filesRoot: v.files_root ?? resolve(baseDir, 'files'),
       }),

@@ -40,8 +40,10 @@ export interface JobSettings {
     readonly stalledIntervalMs: number;
     readonly readRetries: number;
     readonly shutdownGraceMs: number;
-    /** A worker whose heartbeat is older than this is gone (a frozen one; a killed one is seen at once). */
+    /** Heartbeat key TTL; a worker whose key has been missing this long (on one primary) is gone. */
     readonly heartbeatTtlMs: number;
+    /** A crashed worker: its connection missing this long on a settled primary (0: heartbeat only). */
+    readonly goneConfirmMs: number;
   };
   readonly window: number;
   /** TTL of a per-host lock; its owner renews it every third of that. */

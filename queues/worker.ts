@@ -25,7 +25,7 @@ import { windowDecision } from './maintenance.js';
 import { settled } from './submission.js';
 import { isRedisUnavailable } from './connections.js';
 import { isFinal, type JobState } from './states.js';
-import { Heartbeat, WorkerRegistry } from './heartbeat.js';
+import { Heartbeat, registryTiming, WorkerRegistry } from './heartbeat.js';
 import { reconcileLoop, reconcileOrphan, reconcileShardHosts } from './orphans.js';
 import {
   mergeOutcomes,
@@ -83,13 +83,13 @@ export async function startWorker(ctx: QueueContext, connection: Redis, options:
   const served = options.sites?.length ? [...options.sites] : [NO_SITE];
   const prefix = `${ctx.keys.prefix}:bull`;
   let flow: FlowProducer | undefined;
-  const heartbeat = new Heartbeat(connection, ctx.keys, { id, sites: served, pid: process.pid, host: hostname() }, ctx.settings.worker.heartbeatTtlMs);
+  const heartbeat = new Heartbeat(connection, ctx.keys, { id, sites: served, pid: process.pid, host: hostname() }, ctx.settings.worker.heartbeatTtlMs, ctx.logger);
   const here: Here = {
     id,
     served,
     running: new Map(),
     heartbeat,
-    registry: new WorkerRegistry(connection, ctx.keys),
+    registry: new WorkerRegistry(connection, ctx.keys, registryTiming(ctx.settings.worker)),
     board: new ShardBoard(connection, ctx.keys),
     flow: () => (flow ??= new FlowProducer({ connection, prefix })),
   };
@@ -113,8 +113,10 @@ export async function startWorker(ctx: QueueContext, connection: Redis, options:
   const tracked = <T>(job: Job, site: string | undefined, work: () => Promise<T>): Promise<T> => {
     const bullId = job.id ?? '';
     const doc = job.data as { id: string };
-    return heartbeat.running(bullId, { job: doc.id, ...(site !== undefined ? { site } : {}) }).then(
-      () => work().finally(() => heartbeat.done(bullId).catch(() => undefined)),
+    return heartbeat.running(bullId, { job: doc.id, ...(site !== undefined ? { site } : {}) }).then((fresh) =>
+      // A redelivery to this very worker while its first delivery still runs here (a lock
+      // lost in a failover): the first delivery keeps the entry and takes it off when it ends.
+      fresh ? work().finally(() => heartbeat.done(bullId).catch(() => undefined)) : work(),
     );
   };
   const stopOnAbort = (job: Job, signal: AbortSignal | undefined): void => {
@@ -228,6 +230,12 @@ async function processJob(ctx: QueueContext, here: Here, job: Job<JobDoc>, token
 async function redelivered(ctx: QueueContext, here: Here, record: JobRecord): Promise<{ state: JobState }> {
   // Split by site: the shards and the merge carry on; this delivery only closes the entry job.
   if (await mergeQueueJobExists(ctx, record.id)) return { state: record.state };
+  // Redelivered to this worker while it still runs the first delivery (its BullMQ lock was
+  // lost, e.g. in a failover): the run goes on here; never reconcile our own live run.
+  if (here.running.has(record.id)) {
+    ctx.logger.info({ jobId: record.id }, 'job redelivered to the worker that still runs it: leaving it running');
+    return { state: record.state };
+  }
   // Its worker may still be running it (a stall after a long Redis outage, not a crash): let
   // it finish rather than report it interrupted under its feet.
   if (record.worker && record.worker !== here.id && !(await here.registry.isGone(record.worker))) {

@@ -25,7 +25,7 @@ import { ExecutionLedger } from '../queues/ledger.js';
 import { JobStore } from '../queues/records.js';
 import { JobService } from '../queues/service.js';
 import { startWorker, type WorkerHandle, type WorkerOptions } from '../queues/worker.js';
-import { WorkerRegistry } from '../queues/heartbeat.js';
+import { registryTiming, WorkerRegistry } from '../queues/heartbeat.js';
 import { reconcileLoop, type Reconciler } from '../queues/orphans.js';
 import { ShardBoard } from '../queues/shards.js';
 import { catalogue } from '../tools/index.js';
@@ -143,7 +143,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
   // A server without a worker still ends the jobs of workers that are gone (a cancel of an
   // orphaned job must not wait for some worker to start); workers run their own loop.
   const reconciler: Reconciler | undefined =
-    options.mode === 'server' ? reconcileLoop(ctx, new WorkerRegistry(redis, k), new ShardBoard(redis, k), `server-${process.pid}`, 1000) : undefined;
+    options.mode === 'server' ? reconcileLoop(ctx, new WorkerRegistry(redis, k, registryTiming(ctx.settings.worker)), new ShardBoard(redis, k), `server-${process.pid}`, 1000) : undefined;
   const workerContexts: QueueContext[] = [];
   // Every long-lived process ends submissions that never completed (queues/submission.ts).
   const stopReconciler = options.mode === 'client' ? undefined : startReconciler(ctx, settings.reconcileEveryMs, settings.submitGraceMs);
@@ -203,9 +203,10 @@ function jobSettingsFrom(config: Config, overrides: Partial<JobSettings> = {}): 
       stalledIntervalMs: j.worker.stalledIntervalMs,
       readRetries: 1,
       shutdownGraceMs: j.worker.shutdownGraceMs,
-      // Twice the job lock, between 4 and 10 s: long enough for a busy event loop, short
-      // enough that a frozen worker's jobs are reconciled soon.
-      heartbeatTtlMs: Math.min(10_000, Math.max(4_000, j.worker.lockDurationMs * 2)),
+      // Unset: twice the job lock, between 4 and 10 s — long enough for a busy event loop,
+      // short enough that a frozen worker's jobs are reconciled soon.
+      heartbeatTtlMs: j.worker.heartbeatTtlMs ?? Math.min(10_000, Math.max(4_000, j.worker.lockDurationMs * 2)),
+      goneConfirmMs: j.worker.goneConfirmMs,
     },
     maintenance: { windows: config.policy.maintenanceWindows, outside: config.policy.outsideWindow, recheckMs: 60_000 },
     window: config.ssh.window,
