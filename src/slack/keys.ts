@@ -9,6 +9,8 @@ export interface SlackKeys {
   linkState(state: string): string;
   /** Messages showing a job (request message, approval card): hash kind → JSON. */
   messages(jobId: string): string;
+  /** Who is posting a job's message of one kind right now (post-once.ts). */
+  postClaim(jobId: string, kind: string): string;
   /** Jobs whose Slack messages still change. */
   watching(): string;
   /** The notifier instance that owns a watched job's messages (the only one that edits them). */
@@ -29,6 +31,7 @@ export function slackKeys(prefix: string): SlackKeys {
     link: (team, user) => `${p}:link:${team}:${user}`,
     linkState: (state) => `${p}:link-state:${state}`,
     messages: (jobId) => `${p}:messages:${jobId}`,
+    postClaim: (jobId, kind) => `${p}:posting:${jobId}:${kind}`,
     watching: () => `${p}:watching`,
     jobOwner: (jobId) => `${p}:owner:${jobId}`,
     notifierAlive: (instance) => `${p}:alive:${instance}`,

@@ -30,6 +30,7 @@ import { jobView, type ApprovalPlaces, type JobView } from '../present/job-view.
 import { needsOutputReply, planPlacement, planReply, slackJobMessage, slackOutputReply, type MessageKind, type MessageState, type SlackMessage } from '../present/render/slack.js';
 import type { Logger } from '../log.js';
 import type { SlackKeys } from './keys.js';
+import { PostOnce } from './post-once.js';
 
 type WebClient = webApi.WebClient;
 
@@ -109,6 +110,8 @@ export class SlackNotifier {
   private readonly sweepMs: number;
   private abort = new AbortController();
   private loops: Promise<void>[] = [];
+  /** Posts each job's messages once, across instances and retries. */
+  private readonly posts: PostOnce;
   /** Jobs this process watches now: their loop and how to wake it. */
   private readonly watchers = new Map<string, { wake: () => void; done: Promise<void> }>();
 
@@ -116,6 +119,7 @@ export class SlackNotifier {
     this.editIntervalMs = o.editIntervalMs ?? 1000;
     this.leaseMs = o.leaseMs ?? 5000;
     this.sweepMs = o.sweepMs ?? 1000;
+    this.posts = new PostOnce({ redis: o.redis, keys: o.keys, client: o.client, instance: this.instance, call: (method, run) => this.call(method, run) });
   }
 
   /** Jobs this instance owns and follows right now (tests, metrics). */
@@ -348,8 +352,15 @@ export class SlackNotifier {
     const kinds = this.messageKinds(job);
     for (const [kind, channel] of kinds) {
       const raw = shown[kind];
-      let message = raw === undefined ? await this.post(job, view, kind, channel) : (JSON.parse(raw) as ShownMessage);
-      if (!message) continue;
+      const found = raw === undefined ? await this.post(job, view, kind, channel) : (JSON.parse(raw) as ShownMessage);
+      if (found === 'busy') {
+        // Another instance is posting it right now: look again soon.
+        settled = false;
+        later = later === 0 ? Date.now() + 1000 : Math.min(later, Date.now() + 1000);
+        continue;
+      }
+      if (!found) continue; // Slack refused the post (logged); tried again on the next look
+      let message = found;
       message = await this.postPlan(job.id, view, kind, message);
       const rendered = slackJobMessage(view, kind, this.o.publicUrl, stateOf(view, message));
       const print = fingerprint(rendered);
@@ -381,13 +392,20 @@ export class SlackNotifier {
     return later;
   }
 
-  private async post(job: JobRecord, view: JobView, kind: MessageKind, channel: string): Promise<ShownMessage | undefined> {
+  /** The job's message of this kind: posted once across instances and retries (post-once.ts). */
+  private async post(job: JobRecord, view: JobView, kind: MessageKind, channel: string): Promise<ShownMessage | 'busy' | undefined> {
     const rendered = slackJobMessage(view, kind, this.o.publicUrl, view.state === 'awaiting_approval' ? { planParts: { posted: 0, total: partsOf(view) } } : {});
-    const posted = await this.call('chat.postMessage', () => this.o.client.chat.postMessage({ channel, text: rendered.text, blocks: rendered.blocks, unfurl_links: false, unfurl_media: false }));
-    if (!posted.ts) return undefined;
-    const shown: ShownMessage = { channel: posted.channel ?? channel, ts: posted.ts, fingerprint: fingerprint(rendered), nextAt: Date.now() + this.editIntervalMs, planPosted: 0 };
-    await this.o.redis.hset(this.o.keys.messages(job.id), kind, JSON.stringify(shown));
-    return shown;
+    const outcome = await this.posts.message(
+      job.id,
+      kind,
+      async () => {
+        const posted = await this.call('chat.postMessage', () => this.o.client.chat.postMessage({ channel, text: rendered.text, blocks: rendered.blocks, unfurl_links: false, unfurl_media: false }));
+        return posted.ts ? { channel: posted.channel ?? channel, ts: posted.ts } : undefined;
+      },
+      (posted): string => JSON.stringify({ ...posted, fingerprint: fingerprint(rendered), nextAt: Date.now() + this.editIntervalMs, planPosted: 0 } satisfies ShownMessage),
+    );
+    if (outcome.kind === 'busy') return 'busy';
+    return outcome.kind === 'recorded' ? (JSON.parse(outcome.message) as ShownMessage) : undefined;
   }
 
   /** A plan too long for the card goes whole into its thread, part by part, while the job waits for approval. */

@@ -122,6 +122,10 @@ async function startSurvivor(): Promise<RunningServer> {
   return survivor;
 }
 
+// Each test starts a `castellan serve` process and waits out heartbeats and stale times: on a
+// loaded 2-core machine that takes minutes, not the default minute.
+const CRASH_TEST_MS = 240_000;
+
 describe('Slack after a SIGKILL', () => {
   it('another instance takes over the messages of a killed one and shows what happened meanwhile', async () => {
     const a = await serve(c.configFile);
@@ -145,7 +149,7 @@ describe('Slack after a SIGKILL', () => {
     expect(slack.messages(OPS).filter((m) => m.threadTs === undefined && blocksText(m).includes(jobId))).toHaveLength(1);
     expect(slack.messages(APPROVALS).filter((m) => m.threadTs === undefined && blocksText(m).includes(jobId))).toHaveLength(1);
     expect(survivor?.slack?.notifier?.instance).toBeDefined();
-  });
+  }, CRASH_TEST_MS);
 
   it('a command acknowledged by a process killed before it submitted runs once, on another instance', async () => {
     await startSurvivor();
@@ -175,7 +179,7 @@ describe('Slack after a SIGKILL', () => {
     expect((await slash(survivorUrl, 'uptime all', triggerId)).status).toBe(200);
     await new Promise((r) => setTimeout(r, 1500));
     expect(await jobCount()).toBe(before + 1);
-  });
+  }, CRASH_TEST_MS);
 
   it('an Approve click acknowledged by a process killed before it voted is recorded by another instance', async () => {
     await startSurvivor();
@@ -205,5 +209,5 @@ describe('Slack after a SIGKILL', () => {
     const told = await until('the approver told', () => slack.callsOf('chat.postEphemeral').find((call) => call.args.user === 'UAPRIL' && /approval is recorded/.test(JSON.stringify(call.args))));
     expect(JSON.stringify(told.args)).toMatch(/restarted after taking your click/);
     expect(await new CommandInbox(c.runtime.redis, slackKeys('castellan')).pending()).toBe(0);
-  });
+  }, CRASH_TEST_MS);
 });

@@ -174,6 +174,12 @@ export async function startSlackStandIn(options: { teamId?: string } = {}): Prom
         found.history.push({ text: found.text, blocks, at: Date.now() });
         return { ok: true, channel, ts, text: found.text };
       }
+      case 'chat.delete': {
+        const at = stored.findIndex((m) => m.channel === args.channel && m.ts === args.ts);
+        if (at < 0) return { ok: false, error: 'message_not_found' };
+        stored.splice(at, 1);
+        return { ok: true, channel: args.channel, ts: args.ts };
+      }
       case 'chat.postEphemeral':
         if (typeof args.user !== 'string' || typeof args.channel !== 'string') return { ok: false, error: 'user_not_in_channel' };
         return { ok: true, message_ts: nextTs() };
