@@ -205,7 +205,7 @@ export class AuditLog {
     ];
     for (const [field, value] of filters) if (value !== undefined) groups.push([k.auditBy(field, value)]);
     if (groups.length === 0) groups.push([k.auditIndex()]);
-    const limit = Math.min(Math.max(query.limit ?? 50, 1), 1000);
+    const limit = Number.isInteger(query.limit) ? Math.min(Math.max(query.limit ?? 50, 1), 1000) : 50;
     if (query.after !== undefined && !AUDIT_ID_PATTERN.test(query.after)) throw new CastellanError('invalid_input', `'${query.after.slice(0, 40)}' is not an audit cursor (it is the id of the last entry shown, like 1764403200000-0)`, 'cursor');
     // Entries the stream trimmed away are below its oldest entry: never counted or listed.
     const oldest = await this.redis.xrange(k.audit(), '-', '+', 'COUNT', 1);

@@ -9,6 +9,7 @@ import { Redactor } from '../../queues/redact.js';
 import { createRuntime, type Runtime } from '../runtime.js';
 import { findConfig } from './config-path.js';
 import { CastellanError } from '../../config/errors.js';
+import { auditAnswer, auditCursor, auditFilterSchema, auditQuery, type AuditListAnswer, type AuditListRequest } from '../present/audit-list.js';
 import { formatFilterIssue, jobFilterSchema, listOptions, type JobListPage as ListPage, type JobListRequest } from '../present/job-list.js';
 
 export interface JobClient {
@@ -18,6 +19,8 @@ export interface JobClient {
   submit(tool: string, input: unknown, idempotencyKey?: string): Promise<{ job: JobView; duplicate: boolean }>;
   get(id: string): Promise<JobView>;
   list(options: JobListRequest): Promise<ListPage<JobView>>;
+  /** A page of the audit trail the caller may read, newest first. */
+  audit(options: AuditListRequest): Promise<AuditListAnswer>;
   events(id: string, afterId?: string): Promise<StampedEvent[]>;
   /** Follow events after `after` (default: all) until the job ends or `timeoutMs` passes. */
   wait(id: string, timeoutMs: number, onEvent: (e: StampedEvent) => void, signal?: AbortSignal, after?: string): Promise<JobView>;
@@ -50,6 +53,13 @@ export async function openLocal(configFlag: string | undefined, verbose: boolean
       if (!filter.success) throw new CastellanError('invalid_input', formatFilterIssue(filter.error));
       const page = await s.page(requester, listOptions(filter.data, o));
       return { jobs: page.jobs.map(view), total: page.total, ...(page.next !== undefined ? { next: page.next } : {}) };
+    },
+    audit: async (o) => {
+      const filter = auditFilterSchema.safeParse(o.filter ?? {});
+      if (!filter.success) throw new CastellanError('invalid_input', formatFilterIssue(filter.error));
+      const cursor = o.cursor === undefined ? undefined : auditCursor.safeParse(o.cursor);
+      if (cursor?.success === false) throw new CastellanError('invalid_input', `--cursor: ${cursor.error.issues[0]?.message ?? 'invalid'}`);
+      return auditAnswer(await s.audit(requester, auditQuery(filter.data, { limit: o.limit, cursor: cursor?.data })));
     },
     events: (id, afterId) => s.events(id, requester, afterId),
     wait: async (id, timeoutMs, onEvent, signal, after) => view(await s.wait(id, requester, timeoutMs, onEvent, signal, after)),

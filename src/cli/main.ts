@@ -9,6 +9,7 @@ import { openLocal, type JobClient } from './local.js';
 import { openRemoteJobClient } from './remote.js';
 import { serverOf, tokenFor } from './account.js';
 import { exitCodeFor } from './render.js';
+import { auditLine } from '../present/audit-list.js';
 import { approvalText, eventText, jobRowText, jobText, planText, previewText, resultText, summaryText, textStyleFor } from '../present/render/text.js';
 import { readStdin, readTextFile, scriptLines } from './stdin.js';
 import { GLOBAL_OPTIONS, firstWordIndex, splitGlobalOptions } from './global-options.js';
@@ -211,6 +212,51 @@ program
       const shown = Number(offset) + page.jobs.length;
       if (page.jobs.length === 0) process.stderr.write('no jobs match\n');
       else if (page.next !== undefined) process.stderr.write(`${page.jobs.length} of ${page.total}; more with --offset ${shown}\n`);
+    });
+    finish(0);
+  });
+
+// --- audit --------------------------------------------------------------------------
+program
+  .command('audit')
+  .description('The audit trail, newest first: who asked for what, who decided, what ran where (only what you may read)')
+  .option('--subject <who>', 'only what this subject did')
+  .option('--tool <tool>', 'only entries about this tool')
+  .option('--host <host>', 'only entries naming this host')
+  .option('--origin <origin>', 'only entries from cli, mcp, slack, dashboard or worker')
+  .option('--kind <kind>', 'only request, decision, execution, outcome, cancel or refused entries')
+  .option('--decision <d>', 'only approve or deny decisions')
+  .option('--outcome <o>', 'only jobs that ended so or host executions with this status (failed, ok, …)')
+  .option('--job <id>', "only this job's entries")
+  .option('--since <time>', 'only entries at or after this time (2026-11-29, 2026-11-29T08:00Z)')
+  .option('--until <time>', 'only entries at or before this time')
+  .option('--limit <n>', 'how many', '50')
+  .option('--cursor <id>', 'continue after this entry (the cursor the previous page printed)')
+  .option('--jsonl', 'every matching entry as JSON lines, all pages (an export)')
+  .action(async (opts: Record<string, string | boolean | undefined>) => {
+    const { limit, cursor, jsonl, ...rest } = opts;
+    const filter = Object.fromEntries(Object.entries(rest).filter((e): e is [string, string] => typeof e[1] === 'string'));
+    const size = Number(limit);
+    if (!Number.isInteger(size) || size < 1 || size > 1000) throw new CastellanError('invalid_input', `--limit: expected a whole number from 1 to 1000, got '${String(limit)}'`);
+    await withClient(async (client) => {
+      if (jsonl === true) {
+        let after = typeof cursor === 'string' ? cursor : undefined;
+        do {
+          const page = await client.audit({ limit: 1000, cursor: after, filter });
+          for (const e of page.entries) process.stdout.write(JSON.stringify(e) + '\n');
+          after = page.next_cursor;
+        } while (after !== undefined);
+        return;
+      }
+      const page = await client.audit({ limit: size, cursor: typeof cursor === 'string' ? cursor : undefined, filter });
+      if (globals().json) {
+        process.stdout.write(JSON.stringify(page, null, 2) + '\n');
+        return;
+      }
+      for (const e of page.entries) process.stdout.write(auditLine(e) + '\n');
+      // How much is left goes to stderr: stdout stays one entry a line for scripts.
+      if (page.entries.length === 0) process.stderr.write('no audit entries match (you see your own and, as an approver, those of jobs that asked for approval; admins see all)\n');
+      else if (page.next_cursor !== undefined) process.stderr.write(`${page.entries.length} of ${page.total}; more with --cursor ${page.next_cursor}\n`);
     });
     finish(0);
   });

@@ -14,6 +14,7 @@ import { CastellanError, ERROR_CODES, type ErrorCode } from '../../config/errors
 import type { EventView, JobView, OutputPage } from '../present/job-view.js';
 import type { JobClient } from './local.js';
 import type { JobListPage as ListPage, JobListRequest } from '../present/job-list.js';
+import type { AuditListAnswer, AuditListRequest } from '../present/audit-list.js';
 
 export const TOKEN_ENV = 'CASTELLAN_TOKEN';
 
@@ -216,6 +217,16 @@ export class RemoteClient {
     return { jobs: page.jobs, total: page.total ?? page.jobs.length, ...(page.next_offset !== undefined ? { next: page.next_offset } : {}) };
   }
 
+  /** A page of the audit trail; `filter` is passed as the API's query. */
+  async audit(options: AuditListRequest = {}): Promise<AuditListAnswer> {
+    const query = new URLSearchParams();
+    if (options.limit !== undefined) query.set('limit', String(options.limit));
+    if (options.cursor !== undefined) query.set('cursor', options.cursor);
+    for (const [name, value] of Object.entries(options.filter ?? {})) if (value !== undefined) query.set(name, value);
+    const qs = query.toString();
+    return this.request('GET', `audit${qs ? `?${qs}` : ''}`);
+  }
+
   /** Events after `after`; with `waitMs`, the server holds the request until one comes (long poll). */
   async events(jobId: string, after = '0', limit = 500, signal?: AbortSignal, waitMs = 0): Promise<EventPage> {
     const query = new URLSearchParams({ after, limit: String(limit), ...(waitMs > 0 ? { wait_ms: String(Math.round(waitMs)) } : {}) });
@@ -302,6 +313,7 @@ export async function openRemoteJobClient(options: RemoteClientOptions): Promise
     },
     get: (id) => remote.get(id),
     list: (o) => remote.list(o),
+    audit: (o) => remote.audit(o),
     async events(id, afterId = '0') {
       const all: StampedEvent[] = [];
       let after = afterId;

@@ -15,6 +15,7 @@ import { CastellanError } from '../../config/errors.js';
 import type { Runtime } from '../runtime.js';
 import { eventView, jobView, outputPage, viewOfJob } from '../present/job-view.js';
 import { jobFilterShape, listOptions } from '../present/job-list.js';
+import { auditAnswer, auditCursor, auditFilterShape, auditQuery } from '../present/audit-list.js';
 import { verifiedRequester } from './resource-server.js';
 import { isRedisUnavailable, redisUnavailable, RETRY_AFTER_S } from '../../queues/connections.js';
 
@@ -55,6 +56,13 @@ const listQuery = z.object({
   offset: z.coerce.number().int().min(0).max(10_000_000).optional(),
   ...jobFilterShape,
 });
+const auditListQuery = z
+  .object({
+    limit: z.coerce.number().int().min(1).max(1000).optional(),
+    cursor: auditCursor.optional(),
+    ...auditFilterShape,
+  })
+  .strict();
 const eventsQuery = z.object({
   after: z.string().regex(/^(0|\d{1,20}-\d{1,20})$/, { error: 'expected an event id like 1712345678901-0 (or 0 for the start)' }).optional(),
   limit: z.coerce.number().int().min(1).max(1000).optional(),
@@ -172,6 +180,15 @@ export function apiRouter(runtime: Runtime, options: ApiOptions): express.Router
     res.json({ jobs: page.jobs.map((j) => jobView(j, { places: runtime.places })), total: page.total, offset: page.offset, ...(page.next !== undefined ? { next_offset: page.next } : {}) });
   });
 
+  // The audit trail, newest first: only what the caller may read (auth/policy.ts auditScope).
+  // Entries as they are stored (the JSONL file's format); `next_cursor` continues below the page.
+  router.get('/audit', async (req, res) => {
+    const requester = requesterOf(req);
+    const query = parse(auditListQuery, req.query, 'query');
+    const page = await service.audit(requester, auditQuery(query, query));
+    res.json(auditAnswer(page));
+  });
+
   router.get('/jobs/:id', async (req, res) => {
     const requester = requesterOf(req);
     res.json({ job: await viewOfJob(service, await service.get(jobId(req), requester), requester, runtime.places) });
@@ -218,7 +235,7 @@ export function apiRouter(runtime: Runtime, options: ApiOptions): express.Router
   }
 
   router.use((_req, res) => {
-    sendError(res, new CastellanError('not_found', 'no such API endpoint; see GET /api/v1/tools and /api/v1/jobs'));
+    sendError(res, new CastellanError('not_found', 'no such API endpoint; see GET /api/v1/tools, /api/v1/jobs and /api/v1/audit'));
   });
   router.use(apiErrorHandler(runtime));
   return router;

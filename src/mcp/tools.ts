@@ -3,6 +3,8 @@
 // what it started. A tool call here submits a job through JobService like every other front
 // end; policy (roles, approvals, read-only mode) is decided there, not here.
 import { jobFilterShape, listOptions } from '../present/job-list.js';
+import { auditCursor, auditFilterShape, auditLine, auditQuery, auditWhat } from '../present/audit-list.js';
+import { AUDIT_KINDS, type AuditKind } from '../../queues/audit.js';
 import { visibleInline, visibleJson } from '../../config/visible.js';
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
@@ -325,6 +327,51 @@ export const JOB_TOOLS: readonly McpTool[] = [
       const text = rows.map((r) => `${r.job_id} ${r.tool} ${r.state.replaceAll('_', ' ')} (${visibleInline(r.requester.display_name)} via ${r.requester.origin}, ${r.created_at})`).join('\n');
       const more = page.next !== undefined ? `\n${rows.length} of ${page.total}; call jobs_list with offset ${page.next} for more.` : '';
       return structured({ jobs: rows, total: page.total, ...(page.next !== undefined ? { next_offset: page.next } : {}) }, `${text || 'no jobs match'}${more}`);
+    },
+  }),
+  jobTool({
+    name: 'audit_list',
+    title: 'Read the audit trail',
+    description: 'Audit entries newest first (requests, decisions, executions, outcomes, cancels, refusals): only your own, approvers also those of jobs that asked for approval, admins all.',
+    input: z
+      .object({
+        limit: z.number().int().min(1).max(200).default(30),
+        cursor: auditCursor.optional().describe('next_cursor of the previous answer.'),
+        ...auditFilterShape,
+      })
+      .strict(),
+    output: z.object({
+      entries: z.array(
+        z.object({
+          id: z.string(),
+          at: z.string(),
+          kind: z.enum(AUDIT_KINDS as [AuditKind, ...AuditKind[]]),
+          subject: z.string(),
+          origin: z.string(),
+          tool: z.string().optional(),
+          job_id: z.string().optional(),
+          what: z.string(),
+        }),
+      ),
+      total: z.number(),
+      next_cursor: z.string().optional(),
+    }),
+    readOnly: true,
+    async run(args, call) {
+      const page = await call.runtime.service.audit(call.requester, auditQuery(args, args));
+      const entries = page.entries.map((e) => ({
+        id: e.id,
+        at: e.at,
+        kind: e.kind,
+        subject: e.subject,
+        origin: e.origin,
+        ...(e.tool !== undefined ? { tool: e.tool } : {}),
+        ...(e.jobId !== undefined ? { job_id: e.jobId } : {}),
+        what: auditWhat(e),
+      }));
+      const text = page.entries.map(auditLine).join('\n');
+      const more = page.next !== undefined ? `\n${entries.length} of ${page.total}; call audit_list with cursor ${page.next} for more.` : '';
+      return structured({ entries, total: page.total, ...(page.next !== undefined ? { next_cursor: page.next } : {}) }, `${text || 'no audit entries match'}${more}`);
     },
   }),
   jobTool({

@@ -1,0 +1,115 @@
+// The audit trail's filters and words, declared once for every front end that reads it (API
+// query string, CLI `castellan audit`, MCP audit_list, the dashboard's Audit page): each
+// filter narrows the listing, all read from the audit indexes (queues/audit.ts) through
+// JobService.audit, which lists only what the caller may read (auth/policy.ts auditScope).
+import { z } from 'zod';
+import { ORIGINS } from '../../config/vocabulary.js';
+import { displayArgv, visibleInline } from '../../config/visible.js';
+import { AUDIT_ID_PATTERN, AUDIT_KINDS, type AuditKind, type AuditPage, type AuditQuery, type StoredAudit } from '../../queues/audit.js';
+import { HOST_STATUSES } from '../../tools/host-result.js';
+import { JOB_STATES } from '../../queues/states.js';
+
+const time = z
+  .string()
+  .max(40)
+  .refine((t) => !Number.isNaN(Date.parse(t)), { error: 'expected a time like 2026-11-29T08:00:00Z or 2026-11-29' });
+
+/** What `outcome` can be: a job's final state or a host's status. */
+export const AUDIT_OUTCOMES: readonly string[] = [...new Set([...JOB_STATES, ...HOST_STATUSES])];
+
+export const auditFilterShape = {
+  subject: z.string().max(200).optional().describe('Only entries of what this subject did (requests, votes, cancels; executions of their jobs).'),
+  tool: z.string().max(64).optional().describe('Only entries about this tool.'),
+  host: z.string().max(253).optional().describe('Only entries naming this inventory host (plans, executions).'),
+  origin: z.enum([...ORIGINS, 'worker']).optional().describe('Only entries from this front end (worker: executions and outcomes).'),
+  kind: z.enum(AUDIT_KINDS as [AuditKind, ...AuditKind[]]).optional().describe('Only this kind of entry.'),
+  decision: z.enum(['approve', 'deny']).optional().describe('Only approvals or only denials.'),
+  outcome: z
+    .string()
+    .max(40)
+    .refine((o) => AUDIT_OUTCOMES.includes(o), { error: `expected a job state or host status: ${AUDIT_OUTCOMES.join(', ')}` })
+    .optional()
+    .describe('Only jobs that ended so, or host executions with this status (e.g. failed).'),
+  job: z.string().max(40).optional().describe('Only entries of this job.'),
+  since: time.optional().describe('Only entries at or after this time (ISO 8601, UTC unless a zone is given).'),
+  until: time.optional().describe('Only entries at or before this time.'),
+};
+
+export const auditFilterSchema = z.object(auditFilterShape).strict();
+export type AuditFilterInput = z.output<typeof auditFilterSchema>;
+
+/** What a CLI asks for: the filter as typed (the server or local service parses it) and the page. */
+export interface AuditListRequest {
+  readonly limit?: number | undefined;
+  readonly cursor?: string | undefined;
+  readonly filter?: Readonly<Partial<Record<keyof typeof auditFilterShape, string>>> | undefined;
+}
+
+/** The cursor of the next page: the id of the last entry shown. */
+export const auditCursor = z.string().max(40).regex(AUDIT_ID_PATTERN, 'expected the next_cursor of an earlier page (like 1764403200000-0)');
+
+const instant = (t: string | undefined): number | undefined => (t === undefined ? undefined : Date.parse(/Z$|[+-]\d\d:?\d\d$/.test(t) || !t.includes('T') ? t : `${t}Z`));
+
+/** The service's audit query for a parsed filter and page. */
+export function auditQuery(filter: Partial<AuditFilterInput>, page: { limit?: number | undefined; cursor?: string | undefined } = {}): AuditQuery {
+  return {
+    subject: filter.subject,
+    tool: filter.tool,
+    host: filter.host,
+    origin: filter.origin,
+    kind: filter.kind,
+    decision: filter.decision,
+    outcome: filter.outcome,
+    jobId: filter.job,
+    since: instant(filter.since),
+    until: instant(filter.until),
+    limit: page.limit,
+    after: page.cursor,
+  };
+}
+
+/** What an entry says happened, in words (untrusted text with its control characters shown). */
+export function auditWhat(r: StoredAudit): string {
+  const reason = r.reason !== undefined ? `: ${visibleInline(r.reason)}` : '';
+  switch (r.kind) {
+    case 'request': {
+      const commands = (r.commands ?? []).slice(0, 3).map((c) => displayArgv(c));
+      const more = (r.commands?.length ?? 0) > 3 ? ` (+${(r.commands?.length ?? 0) - 3} more)` : '';
+      return `requested ${commands.join('; ') || r.tool || 'a job'}${more} on ${hostList(r.hosts)}${r.state === 'awaiting_approval' ? ', waiting for approval' : ''}`;
+    }
+    case 'decision':
+      return `${r.decision === 'approve' ? 'approved' : 'denied'}${reason}`;
+    case 'execution':
+      return `ran ${displayArgv(r.argv ?? [])} on ${visibleInline(r.host ?? '?')}: ${r.status ?? '?'}${typeof r.exitCode === 'number' ? ` (exit ${r.exitCode})` : ''}${reason}`;
+    case 'outcome':
+      return `ended ${(r.state ?? '?').replaceAll('_', ' ')}${reason}`;
+    case 'cancel':
+      return `cancelled${reason}`;
+    case 'refused':
+      return `refused${r.decision !== undefined ? ` (${r.decision})` : ''}${reason}`;
+  }
+}
+
+function hostList(hosts: readonly string[] | undefined): string {
+  if (hosts === undefined || hosts.length === 0) return 'no hosts';
+  const shown = hosts.slice(0, 5).map(visibleInline).join(', ');
+  return hosts.length > 5 ? `${shown} (+${hosts.length - 5} more)` : shown;
+}
+
+/** One line of the trail for a terminal or an AI client: time, kind, who (origin), tool · job, what. */
+export function auditLine(r: StoredAudit): string {
+  const who = `${visibleInline(r.subject)} (${r.origin})`;
+  const about = [r.tool, r.jobId].filter((x): x is string => x !== undefined).map(visibleInline).join(' ');
+  return `${r.at.replace('T', ' ').slice(0, 19)}  ${r.kind.padEnd(9)} ${who.padEnd(20)} ${about.padEnd(26)} ${auditWhat(r)}`;
+}
+
+/** The API's answer for a page of the trail (and what the remote CLI reads back). */
+export interface AuditListAnswer {
+  readonly entries: StoredAudit[];
+  readonly total: number;
+  readonly next_cursor?: string | undefined;
+}
+
+export function auditAnswer(page: AuditPage): AuditListAnswer {
+  return { entries: page.entries, total: page.total, ...(page.next !== undefined ? { next_cursor: page.next } : {}) };
+}
