@@ -81,7 +81,7 @@ export interface AuditPage {
   readonly next?: string | undefined;
 }
 
-export const AUDIT_KINDS: readonly AuditKind[] = ['request', 'decision', 'execution', 'outcome', 'cancel', 'refused'];
+export const AUDIT_KINDS: readonly AuditKind[] = ['request', 'decision', 'execution', 'outcome', 'cancel', 'refused', 'pruned'];
 export const AUDIT_ID_PATTERN = /^\d{1,15}-\d{1,19}$/;
 
 const DEFAULT_MAX_ENTRIES = 1_000_000;

@@ -87,6 +87,8 @@ export function auditWhat(r: StoredAudit): string {
       return `cancelled${reason}`;
     case 'refused':
       return `refused${r.decision !== undefined ? ` (${r.decision})` : ''}${reason}`;
+    case 'pruned':
+      return `job record pruned${reason}`;
   }
 }
 
