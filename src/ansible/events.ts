@@ -12,6 +12,8 @@ export interface TaskOutcome {
   readonly message?: string | undefined;
   /** Check/diff mode: what would change, as -/+ lines. */
   readonly diff?: string | undefined;
+  /** A failed task's own output (a command's stdout and stderr, their last lines): why it failed. */
+  readonly output?: string | undefined;
 }
 
 export interface HostStats {
@@ -38,6 +40,9 @@ const RUNNER_EVENTS: Readonly<Record<string, TaskStatus>> = {
 };
 
 const MAX_DIFF_LINES = 60;
+/** Of a failed task's stdout and stderr, the last lines (the cause is usually at the end). */
+const MAX_OUTPUT_LINES = 20;
+const MAX_LINE_CHARS = 300;
 
 function record(value: unknown): Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
@@ -96,15 +101,42 @@ function diffOf(result: Record<string, unknown>): string | undefined {
   return parts.length > 0 ? parts.join('\n') : undefined;
 }
 
-function messageOf(result: Record<string, unknown>): string | undefined {
-  const msg = text(result.msg) ?? text(result.stderr) ?? text(result.reason);
-  return msg?.split('\n')[0]?.slice(0, 500);
+function nonEmptyLines(value: unknown): string[] {
+  return typeof value === 'string' ? value.split('\n').filter((l) => l.trim() !== '') : [];
 }
 
-/** One line per task outcome, as shown to people following the run and in per-host results. */
+/**
+ * What failed, in one line: the module's msg with a command's return code and, since msg alone
+ * says only "non-zero return code", the last line the command wrote to stderr (or stdout).
+ */
+function messageOf(result: Record<string, unknown>): string | undefined {
+  const msg = text(result.msg) ?? text(result.reason);
+  const rc = typeof result.rc === 'number' ? ` (rc ${result.rc})` : '';
+  const last = nonEmptyLines(result.stderr).at(-1) ?? nonEmptyLines(result.stdout).at(-1);
+  const head = msg?.split('\n')[0];
+  if (head === undefined) return last?.slice(0, 500);
+  return `${head}${rc}${last !== undefined && !head.includes(last) ? `: ${last}` : ''}`.slice(0, 500);
+}
+
+/** A failed task's stdout and stderr, last lines of each, labelled. */
+function outputOf(result: Record<string, unknown>): string | undefined {
+  const lines = (['stdout', 'stderr'] as const).flatMap((stream) => {
+    const all = nonEmptyLines(result[stream]);
+    const kept = all.slice(-MAX_OUTPUT_LINES).map((l) => `${stream}: ${l.length > MAX_LINE_CHARS ? `${l.slice(0, MAX_LINE_CHARS)}…` : l}`);
+    return all.length > kept.length ? [`${stream}: … ${all.length - kept.length} earlier lines`, ...kept] : kept;
+  });
+  return lines.length > 0 ? lines.join('\n') : undefined;
+}
+
+function indented(block: string): string {
+  return block.split('\n').map((l) => `    ${l}`).join('\n');
+}
+
+/** One line per task outcome (with a diff or a failed task's output under it), as shown to people following the run and in per-host results. */
 export function taskLine(outcome: TaskOutcome): string {
   const head = `${outcome.status.padEnd(11)} ${outcome.task}${outcome.message ? `: ${outcome.message}` : ''}`;
-  return outcome.diff ? `${head}\n${outcome.diff.split('\n').map((l) => `    ${l}`).join('\n')}` : head;
+  const under = [outcome.diff, outcome.output].filter((b): b is string => b !== undefined).map(indented);
+  return [head, ...under].join('\n');
 }
 
 export type PlaybookProgress =
@@ -167,11 +199,13 @@ export class PlaybookEvents {
     return Object.entries(record(event.hosts)).map(([host, raw]) => {
       const result = record(raw);
       const status: TaskStatus = base === 'ok' && result.changed === true ? 'changed' : base;
+      const failed = status === 'failed' || status === 'unreachable';
       const outcome: TaskOutcome = {
         task,
         status,
-        message: status === 'failed' || status === 'unreachable' ? messageOf(result) : undefined,
+        message: failed ? messageOf(result) : undefined,
         diff: status === 'changed' ? diffOf(result) : undefined,
+        ...(failed ? { output: outputOf(result) } : {}),
       };
       this.host(host).tasks.push(outcome);
       return { type: 'host_task' as const, host, outcome };

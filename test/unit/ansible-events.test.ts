@@ -20,6 +20,29 @@ describe('ansible jsonl events', () => {
     expect(taskLine(b.tasks[1]!)).toBe('failed      fail on b: boom');
   });
 
+  it('a failed command says why: its return code and last stderr line, its stdout and stderr under the task', () => {
+    const events = new PlaybookEvents();
+    for (const line of readFileSync(new URL('../fixtures/ansible/command-failed.jsonl', import.meta.url), 'utf8').split('\n')) events.push(line);
+    const failed = events.hosts().get('a')!.tasks[0]!;
+    expect(failed).toMatchObject({ task: 'join etcd', status: 'failed', message: 'non-zero return code (rc 1): Error: etcdserver: unhealthy cluster' });
+    expect(taskLine(failed)).toBe([
+      'failed      join etcd: non-zero return code (rc 1): Error: etcdserver: unhealthy cluster',
+      '    stdout: added',
+      '    stderr: {"level":"warn"}',
+      '    stderr: Error: etcdserver: unhealthy cluster',
+    ].join('\n'));
+  });
+
+  it('keeps the last lines of a long failed output', () => {
+    const events = new PlaybookEvents();
+    const stderr = Array.from({ length: 30 }, (_, i) => `line ${i}`).join('\n');
+    events.push(JSON.stringify({ _event: 'v2_runner_on_failed', task: { name: 't' }, hosts: { h: { msg: 'non-zero return code', rc: 2, stdout: '', stderr } } }));
+    const lines = taskLine(events.hosts().get('h')!.tasks[0]!).split('\n');
+    expect(lines[0]).toBe('failed      t: non-zero return code (rc 2): line 29');
+    expect(lines[1]).toBe('    stderr: … 10 earlier lines');
+    expect(lines.slice(2)).toEqual(Array.from({ length: 20 }, (_, i) => `    stderr: line ${i + 10}`));
+  });
+
   it('keeps stray lines aside and never throws on garbage', () => {
     const events = new PlaybookEvents();
     expect(events.push('[WARNING]: provided hosts list is empty')).toEqual([]);
