@@ -356,10 +356,17 @@ function emitFinished(ctx: RunContext, step: string, r: HostResult): void {
   ctx.publisher.emit({ type: 'host_finished', step, host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs, error: r.error });
 }
 
-/** The runner's side of StepIO: the executor, with progress and the job's signal wired in. */
-function stepIO(ctx: RunContext, step: PlanStep, announced: Set<string>): StepIO {
-  const runId = `${ctx.jobId}.${step.id}`;
+/** Kinds a gate's check may run: they only run a program and read what it says. */
+const CHECK_KINDS: ReadonlySet<string> = new Set(['exec', 'ipmi']);
+
+/**
+ * The runner's side of StepIO: the executor, with progress and the job's signal wired in.
+ * `quiet`: a gate check's own runs (tagged `<job>.<step>.c`), no per-host progress.
+ */
+function stepIO(ctx: RunContext, step: PlanStep, announced: Set<string>, quiet = false): StepIO {
+  const runId = quiet ? `${ctx.jobId}.${step.id}.c` : `${ctx.jobId}.${step.id}`;
   const onEvent = (event: ExecEvent): void => {
+    if (quiet) return;
     switch (event.type) {
       case 'host_started':
         ctx.publisher.emit({ type: 'host_started', step: step.id, host: event.host });
@@ -390,7 +397,7 @@ function stepIO(ctx: RunContext, step: PlanStep, announced: Set<string>): StepIO
     runId,
     signal: ctx.signal,
     abortStatus: ctx.abortStatus,
-    exec: (hosts, r) => execWith(hosts, r, runId, true),
+    exec: (hosts, r) => execWith(hosts, r, runId, !quiet),
     upload: (hosts, localPath, remotePath, mode) => ctx.executor.upload(targets(hosts), localPath, remotePath, { ...common, mode }),
     download: (hosts, remotePath, localDir) => ctx.executor.download(targets(hosts), remotePath, localDir, common),
     relay: (fromHost, remotePath, hosts, destPath) => ctx.executor.relay(ctx.targetFor(fromHost), remotePath, targets(hosts), destPath, common),
@@ -403,13 +410,15 @@ function stepIO(ctx: RunContext, step: PlanStep, announced: Set<string>): StepIO
     ...(ctx.executor.pinHostKey ? { pinHostKey: (hosts: readonly string[], fingerprint: string) => ctx.executor.pinHostKey!(targets(hosts), fingerprint) } : {}),
     async observe(check, only) {
       // A check's own steps run quietly (a gate reports each poll as one progress line), and
-      // only exec steps: a read check never transfers files or waits on other gates.
+      // only kinds that run a program and read it (a command, ipmitool): a read check never
+      // transfers files or waits on other gates.
       const byStep = new Map<string, Map<string, HostResult>>();
+      const checkIO = stepIO(ctx, step, new Set(), true);
       for (const inner of check.plan.batches.flatMap((b) => b.steps)) {
-        if (inner.action.kind !== 'exec') throw new Error(`a gate check may only run commands; step ${inner.id} is ${inner.action.kind}`);
-        const hosts = only ? inner.hosts.filter((h) => only.includes(h)) : inner.hosts;
-        const a = inner.action;
-        const got = await execWith(hosts, { argv: a.argv, asRoot: a.asRoot, stdin: a.stdin, commandTimeoutMs: inner.timeoutMs, connectTimeoutMs: a.connectTimeoutMs }, `${runId}.c`, false);
+        if (!CHECK_KINDS.has(inner.action.kind)) throw new Error(`a gate check may only run commands or ipmitool; step ${inner.id} is ${inner.action.kind}`);
+        // Only the subjects still waited for: a step about one (ipmitool on a jump host) by its subject, else by its hosts.
+        const hosts = !only ? inner.hosts : inner.subject !== undefined ? (only.includes(inner.subject) ? inner.hosts : []) : inner.hosts.filter((h) => only.includes(h));
+        const got = hosts.length > 0 ? (await stepKind(inner.action).run(inner.action, inner, hosts, checkIO)).results : [];
         byStep.set(inner.id, new Map(got.map((r) => [r.host, scrubResult(ctx.redactor, r)])));
       }
       const results: StepResults = byStep;

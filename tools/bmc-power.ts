@@ -14,7 +14,7 @@ import { targets, timeout } from './fields.js';
 import { resolveHosts, stepTimeout } from './planning.js';
 import { reportHosts } from './reports.js';
 import { reportRows, type ResultViewDefinition } from './result-view.js';
-import type { IpmiAction } from './steps/index.js';
+import type { ConditionDefinition, IpmiAction, Verdict } from './steps/index.js';
 import { HOST_STATUSES } from './host-result.js';
 import { defineTool, ToolInputError, type PlanContext, type PlanStep, type Risk, type StepResults } from './types.js';
 
@@ -124,6 +124,21 @@ const bmcView: ResultViewDefinition<BmcData, BmcRow> = {
   },
 };
 
+/** Power of one node (args.node, else the gate's subject) as the BMC reports it; a refused password ends the wait. */
+function powerCondition(want: 'on' | 'off'): ConditionDefinition {
+  return {
+    describe: (args, subject) => `the BMC of ${typeof args.node === 'string' ? args.node : (subject ?? 'the node')} reports power ${want}`,
+    judge(observation, subject, args): Verdict {
+      const name = typeof args.node === 'string' ? args.node : subject;
+      const row = (observation.data as BmcData | undefined)?.hosts.find((h) => h.host === name);
+      if (!row) return { state: 'waiting', observed: `no answer about ${name} yet` };
+      if (row.status === 'auth_failed') return { state: 'failed', observed: row.error ?? `the BMC of ${name} refused the login` };
+      if (row.status !== 'ok') return { state: 'waiting', observed: `${name}: ${row.status.replaceAll('_', ' ')}${row.error ? ` (${row.error})` : ''}` };
+      return { state: row.power === want ? 'holds' : 'waiting', observed: `${name}: power ${row.power ?? 'unknown'}` };
+    },
+  };
+}
+
 export const bmcPower = defineTool({
   name: 'bmc_power',
   title: 'BMC power',
@@ -146,21 +161,22 @@ export const bmcPower = defineTool({
     .strict(),
   output: bmcOutput,
   view: bmcView,
+  // A gate may wait on a node's power through its BMC (action status only: a gate's check reads).
+  conditions: { power_on: powerCondition('on'), power_off: powerCondition('off') },
   plan(input, ctx) {
     const nodes = resolveHosts(ctx, input.targets);
     const act = ACTION[input.action];
     const timeoutMs = stepTimeout(ctx, input.timeout);
-    const vias = new Set<string>();
     const steps = nodes.flatMap((node) => {
       const bmc = bmcOf(ctx, node);
-      if (bmc.via !== undefined) vias.add(bmc.via);
       const control = ipmiStep(input.action === 'status' ? `status-${node}` : `${input.action}-${node}`, node, bmc, act.args, act.says, timeoutMs);
       // A control command answers "Chassis Power Control: Cycle"; the state read after it is the result.
       return input.action === 'status' || input.action === 'pxe' ? [control] : [control, ipmiStep(`status-${node}`, node, bmc, ACTION.status.args, 'read the power state', timeoutMs)];
     });
-    // Jump hosts are hosts of the plan too: Castellan connects to them (their keys are pinned and bound to the approval).
-    const hosts = [...nodes, ...[...vias].filter((v) => !nodes.includes(v))];
-    return { tool: 'bmc_power', hosts, batches: [{ steps }], failureBudget: nodes.length, ...(act.risk !== 'read' ? { risk: act.risk } : {}) };
+    // The nodes are the plan's hosts (what it is about: locked, under maintenance windows). A
+    // jump host only runs ipmitool, as a step host (its key is pinned and bound to the approval
+    // like every step host), so one jump host serves many nodes' jobs at once.
+    return { tool: 'bmc_power', hosts: nodes, batches: [{ steps }], failureBudget: nodes.length, ...(act.risk !== 'read' ? { risk: act.risk } : {}) };
   },
   summarize(input, results, ctx) {
     const nodes = resolveHosts(ctx, input.targets);

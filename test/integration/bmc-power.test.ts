@@ -14,7 +14,11 @@ import { stringify } from 'yaml';
 import { rolesForGroups } from '../../auth/roles.js';
 import type { Requester } from '../../auth/types.js';
 import { nodeBinDir } from '../../src/lab/sshd-lab.js';
+import { bmcPower } from '../../tools/bmc-power.js';
+import { validatedOrThrow } from '../../tools/registry.js';
+import { gateStep } from '../../tools/steps/index.js';
 import { useCastellan } from '../support/castellan.js';
+import { planContextOf, planJobId, runPlanOn } from '../support/run-plan.js';
 import { startSimBmcs, type SimBmcs } from '../support/ipmi-sim.js';
 
 // IPMI passwords are at most 16 bytes for many BMCs (20 for IPMI 2.0): a short canary.
@@ -138,7 +142,7 @@ describe('bmc_power against ipmi_sim with the real ipmitool', () => {
     expect(status.state, status.json).toBe('succeeded');
     expect(status.data.hosts).toEqual([{ host: 'node04', status: 'ok', power: 'off', said: 'Chassis Power is off' }]);
     const job = JSON.parse(status.json) as { plan: { hosts: string[]; batches: { steps: { hosts: string[]; subject: string; action: unknown }[] }[] } };
-    expect(job.plan.hosts).toEqual(['node04', 'node03']);
+    expect(job.plan.hosts).toEqual(['node04']);
     expect(job.plan.batches[0]?.steps[0]).toMatchObject({
       hosts: ['node03'],
       subject: 'node04',
@@ -186,6 +190,32 @@ describe('bmc_power against ipmi_sim with the real ipmitool', () => {
       writeVars();
     }
   }, 120_000);
+
+  it('a gate waits on a node\'s power through its BMC (bmc_power status via the jump host) until it is on', async () => {
+    const bmc = sims.bmcs.find((b) => b.node === 'node04')!;
+    expect(await bmc.power()).toBe('off');
+    const ctx = await planContextOf(c);
+    const gate = gateStep({ id: 'powered-node04', subject: 'node04', check: bmcPower, input: { targets: 'node04' }, until: 'power_on', intervalMs: 300, timeoutMs: 120_000 }, ctx, validatedOrThrow);
+    expect(gate.description).toBe('wait until the BMC of node04 reports power on (bmc_power every 300ms, up to 2m)');
+    const jobId = planJobId();
+    const waiting = runPlanOn(c, { tool: 'test_power_gate', hosts: ['node04'], failureBudget: 0, batches: [{ steps: [gate] }] }, jobId);
+    // The gate saw the power off at least once before anyone switched it on.
+    for (let i = 0; ; i++) {
+      const events = (await c.runtime.ctx.events.read(jobId)).map((e) => e.event);
+      if (events.some((e) => e.type === 'gate' && /node04: power off/.test(e.text))) break;
+      if (i > 600) throw new Error(`the gate never reported power off: ${JSON.stringify(events)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const { job } = await c.runtime.service.submit({ tool: 'bmc_power', input: { targets: 'node04', action: 'on' }, requester: oscar, replyTo: { kind: 'cli' } });
+    expect((await c.runtime.service.wait(job.id, oscar, 90_000)).state).toBe('succeeded');
+    const { outcome } = await waiting;
+    expect(outcome.hosts).toEqual([expect.objectContaining({ host: 'node04', status: 'ok' })]);
+    expect(outcome.steps[0]?.observations).toEqual([expect.objectContaining({ subject: 'node04', state: 'holds', observed: 'node04: power on' })]);
+    // A gate's check only reads: bmc_power with a control action is refused as a check.
+    expect(() => gateStep({ id: 'x', subject: 'node04', check: bmcPower, input: { targets: 'node04', action: 'cycle' }, until: 'power_on', intervalMs: 300, timeoutMs: 1000 }, ctx, validatedOrThrow)).toThrow(/a gate's check must only read; bmc_power with this input is destructive/);
+    const off = await run({ targets: 'node04', action: 'off' }, oscar, true);
+    expect(off.data.hosts[0]).toMatchObject({ power: 'off' });
+  }, 240_000);
 
   it('a node without BMC vars is refused before anything runs, naming the var', async () => {
     await expect(c.runtime.service.submit({ tool: 'bmc_power', input: { targets: 'node01', action: 'status' }, requester: vera, replyTo: { kind: 'cli' } })).resolves.toBeDefined();

@@ -79,6 +79,8 @@ export function gateStep<T extends ToolDefinition>(spec: GateSpec<T>, ctx: PlanC
   if (spec.intervalMs < 100 || spec.timeoutMs < spec.intervalMs) throw new ToolInputError(spec.id, 'a gate needs an interval of at least 100ms and a deadline no shorter than it');
   const input = validate(tool, spec.input);
   const plan = tool.plan(input as never, ctx);
+  // A tool that may also change things (bmc_power cycle) is a check only with an input that reads.
+  if (plan.risk !== undefined && plan.risk !== 'read') throw new ToolInputError(spec.id, `a gate's check must only read; ${tool.name} with this input is ${plan.risk}`);
   const args = spec.args ?? {};
   const hosts = plan.hosts;
   const who = spec.subject ?? (hosts.length === 1 ? hosts[0] : hosts.length <= 8 ? `each of ${hosts.join(', ')}` : `each of the ${hosts.length} hosts`);
