@@ -6,7 +6,7 @@ import { ansibleSchema, type AnsibleSettings } from './ansible.js';
 import { homedir } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
-import { ORIGINS, ROLES, type Origin, type Risk, type Role } from './vocabulary.js';
+import { ORIGINS, ROLES, TOOLSETS, type Origin, type Risk, type Role, type Toolset } from './vocabulary.js';
 import { DURATION_HINT, parseDuration, parseSize, SIZE_HINT } from './duration.js';
 import type { SecretRef } from './secrets.js';
 import { describeWindow, isTimeZone, parseDays, parseHours, type MaintenanceWindow } from './maintenance.js';
@@ -222,6 +222,13 @@ export interface Settings {
   readonly log: { readonly level: (typeof LOG_LEVELS)[number] };
   readonly ansible: AnsibleSettings;
   readonly bmc: BmcSettings;
+  readonly mcp: McpSettings;
+}
+
+/** What Castellan serves to AI clients over MCP. */
+export interface McpSettings {
+  /** Toolsets whose tools MCP lists and runs (the job tools always); default every one. */
+  readonly toolsets: readonly Toolset[];
 }
 
 /** BMCs reached with ipmitool from the Castellan server or a node's jump host (inventory var bmc_via) (bmc_power). */
@@ -670,6 +677,15 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
         })
         .prefault({})
         .transform((v): BmcSettings => ({ ipmitool: v.ipmitool, credentials: Object.fromEntries(Object.entries(v.credentials).flatMap(([k, r]) => (r ? [[k, r]] : []))) })),
+      mcp: z
+        .strictObject({
+          toolsets: z
+            .array(z.enum(TOOLSETS))
+            .min(1)
+            .default([...TOOLSETS])
+            .describe(`Toolsets served over MCP (${TOOLSETS.join(', ')}); the job tools always are. An assistant's tool list, and what it may run over MCP, holds only these: e.g. [inventory, health, services].`),
+        })
+        .prefault({}),
     })
     .transform(
       (v): Settings => ({
@@ -693,6 +709,7 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
         log: { level: v.log.level },
         ansible: v.ansible,
         bmc: v.bmc,
+        mcp: { toolsets: [...new Set(v.mcp.toolsets)] },
       }),
     );
 }

@@ -13,3 +13,10 @@ export type Role = (typeof ROLES)[number];
 /** The front end a request came through, as established from the verified credential. */
 export const ORIGINS = ['cli', 'mcp', 'slack', 'dashboard'] as const;
 export type Origin = (typeof ORIGINS)[number];
+
+/**
+ * Groups of tools an operator can serve to AI clients over MCP (`mcp.toolsets`), so an
+ * assistant's tool list holds only what its work needs. The job tools are always served.
+ */
+export const TOOLSETS = ['inventory', 'health', 'services', 'commands', 'files', 'power', 'kubernetes', 'wireguard', 'boot', 'upgrades'] as const;
+export type Toolset = (typeof TOOLSETS)[number];

@@ -54,6 +54,7 @@ export const ansiblePlaybook = defineTool({
     'A run that needs approval is previewed in check mode first: the approval card shows that diff. ' +
     'Mirrors `ansible-playbook --limit HOSTS [--tags T] [-e VARS] [--check --diff] PLAYBOOK`.',
   risk: 'change',
+  toolset: 'commands',
   idempotent: false,
   input: z
     .object({

@@ -47,6 +47,7 @@ export const blueGreenUpgrade = defineTool({
     'per node its old and new version, the boot environment created, the outcome and any rollback. Mirrors ' +
     "`kupgrade` half by half as in the rack's runbook: drain green, upgrade green, test green, drain blue, upgrade blue.",
   risk: 'destructive',
+  toolset: 'upgrades',
   idempotent: false,
   input: z
     .object({

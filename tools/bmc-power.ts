@@ -151,6 +151,7 @@ export const bmcPower = defineTool({
     'jump host: on ipmitool\'s stdin), never argv. A refused password is auth_failed. Mirrors `ipmitool -I lanplus -H BMC -U USER -E chassis power status|on|off|cycle|reset` ' +
     'and `chassis bootdev pxe`.',
   risk: 'read',
+  toolset: 'power',
   maxRisk: 'destructive',
   input: z
     .object({

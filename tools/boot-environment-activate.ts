@@ -13,6 +13,7 @@ export const bootEnvironmentActivate = defineTool({
     'does not do). Mirrors `kbe activate NAME` / `zectl activate NAME` / `bectl activate NAME` / ' +
     '`zpool set bootfs=rpool/ROOT/NAME rpool`.',
   risk: 'destructive',
+  toolset: 'boot',
   idempotent: true,
   input: z.object({ targets, name: beName, timeout }).strict(),
   plan(input, ctx) {

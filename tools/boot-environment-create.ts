@@ -13,6 +13,7 @@ export const bootEnvironmentCreate = defineTool({
     'tool the inventory names (kbe, zectl, bectl, or zfs snapshot + zfs clone). Nothing changes for the running ' +
     'system or the next boot. Mirrors `kbe create NAME` / `zectl create NAME` / `bectl create NAME`.',
   risk: 'change',
+  toolset: 'boot',
   idempotent: false,
   input: z.object({ targets, name: beName, timeout }).strict(),
   plan(input, ctx) {

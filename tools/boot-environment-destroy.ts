@@ -13,6 +13,7 @@ export const bootEnvironmentDestroy = defineTool({
     'running environment cannot be destroyed. Mirrors `kbe delete NAME` / `zectl destroy NAME` / ' +
     '`bectl destroy NAME` / `zfs destroy rpool/ROOT/NAME`.',
   risk: 'destructive',
+  toolset: 'boot',
   idempotent: false,
   input: z.object({ targets, name: beName, timeout }).strict(),
   plan(input, ctx) {

@@ -46,6 +46,7 @@ export const bootEnvironments = defineTool({
     'Uses the tool the inventory names per host (castellan_be_tool: kbe, zectl, bectl; default plain zfs/zpool) under ' +
     'castellan_be_root (default rpool/ROOT). Mirrors `zectl list` / `bectl list` / `zfs list -r rpool/ROOT`.',
   risk: 'read',
+  toolset: 'boot',
   idempotent: true,
   input: z.object({ targets: targetsOrAll, timeout }).strict(),
   output: bootEnvironmentsOutput,

@@ -117,6 +117,7 @@ export const certExpiry = defineTool({
     'Show when X.509 certificates on each host expire, the days left, and whether that is within `warn_days`. ' +
     'Mirrors `openssl x509 -enddate -noout -in PATH`.',
   risk: 'read',
+  toolset: 'health',
   idempotent: true,
   input: z
     .object({

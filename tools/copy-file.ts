@@ -47,6 +47,7 @@ export const copyFile = defineTool({
   // Writes any file on the hosts (an upload to /etc/sudoers, a relay over a binary): that can
   // run arbitrary code, so it waits for approval like exec (policy.tool_risk can lower it).
   risk: 'destructive',
+  toolset: 'files',
   idempotent: true,
   input: z
     .object({

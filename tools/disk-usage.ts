@@ -82,6 +82,7 @@ export const diskUsage = defineTool({
     'Show size, used and available space of each mounted filesystem on each host, or only of the filesystems ' +
     'holding the given paths. Mirrors `df -PT [PATH…]`.',
   risk: 'read',
+  toolset: 'health',
   idempotent: true,
   input: z
     .object({

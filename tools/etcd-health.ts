@@ -279,6 +279,7 @@ export const etcdHealth = defineTool({
     'Also lists the membership (learners, members not yet started). Gates wait on its conditions `healthy` and ' +
     '`member` (name: a started voting member). Mirrors `etcdctl endpoint status|health -w json` and `etcdctl member list -w json`.',
   risk: 'read',
+  toolset: 'kubernetes',
   idempotent: true,
   input: z
     .object({

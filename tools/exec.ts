@@ -33,6 +33,7 @@ export const exec = defineTool({
     '`command` (one shell line, run as `/bin/sh -c COMMAND`), `script` (fed on stdin to `/bin/sh -s`) or `lines` ' +
     '(several shell lines run in order; blank lines and # comments skipped). Mirrors `goldentooth exec|heredoc|pipe`.',
   risk: 'destructive',
+  toolset: 'commands',
   idempotent: false,
   input: z
     .object({

@@ -38,6 +38,7 @@ export const journal = defineTool({
     'Show the most recent journal lines of a systemd unit on each host (as root, so system units are readable). ' +
     'Mirrors `journalctl -u UNIT -n LINES --since SINCE -p PRIORITY --no-pager -o short-iso`.',
   risk: 'read',
+  toolset: 'services',
   idempotent: true,
   input: z
     .object({

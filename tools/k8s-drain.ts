@@ -17,6 +17,7 @@ export const k8sDrain = defineTool({
     'running kubectl on one control-plane host; stops after `failure_budget` failed drains. ' +
     'Mirrors `kubectl drain NODE --ignore-daemonsets --delete-emptydir-data --timeout=…`.',
   risk: 'destructive',
+  toolset: 'kubernetes',
   idempotent: true,
   input: z
     .object({

@@ -198,6 +198,7 @@ export const k8sNodes = defineTool({
     'Gates wait on its conditions node_ready, node_schedulable and node_drained. ' +
     'Mirrors `kubectl get nodes -o json` (and `kubectl get pods --all-namespaces -o json`).',
   risk: 'read',
+  toolset: 'kubernetes',
   idempotent: true,
   input: z
     .object({

@@ -56,6 +56,7 @@ export function nodeSchedulingTool(spec: { name: string; verb: 'cordon' | 'uncor
     title: spec.title,
     description: spec.description,
     risk: 'change',
+    toolset: 'kubernetes',
     idempotent: true,
     input: z.object({ nodes: nodeList, ...kubectlFields }).strict(),
     plan(input, ctx) {

@@ -29,6 +29,7 @@ export const listGroups = defineTool({
     'List inventory groups with the number of hosts in each (through nested groups), their hosts and child groups. ' +
     'Reads the inventory only; no host is contacted. Mirrors `goldentooth list_groups`.',
   risk: 'read',
+  toolset: 'inventory',
   idempotent: true,
   input: z.object({}).strict(),
   output: groupsOutput,

@@ -42,6 +42,7 @@ export const listNodes = defineTool({
     'List inventory hosts (all, or those matching a target expression) with their address, groups and labels. ' +
     'Reads the inventory only; no host is contacted. Mirrors `ansible-inventory --list`.',
   risk: 'read',
+  toolset: 'inventory',
   idempotent: true,
   input: z.object({ targets: targetsOrAll }).strict(),
   output: nodesOutput,

@@ -47,6 +47,7 @@ export const nodeExpand = defineTool({
     'healthy (checked from the control-plane host before and after the deployment). Mirrors `deploy_node` (MetalK8s ' +
     'salt orchestrate) with kubectl and ansible-playbook.',
   risk: 'destructive',
+  toolset: 'upgrades',
   idempotent: false,
   input: z
     .object({

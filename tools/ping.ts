@@ -81,6 +81,7 @@ export const ping = defineTool({
     'Check that hosts are reachable over SSH and measure round-trip latency by running `true` on each. ' +
     'Mirrors `ansible TARGETS -m ping`.',
   risk: 'read',
+  toolset: 'health',
   idempotent: true,
   input: z
     .object({

@@ -32,6 +32,7 @@ export const reboot = defineTool({
     'call returns), waits for its hosts to go down and answer again, then the next batch starts. Stops once more ' +
     'than `failure_budget` hosts failed. Mirrors `systemctl reboot` with `ansible --forks`/serial.',
   risk: 'destructive',
+  toolset: 'power',
   idempotent: false,
   input: z
     .object({

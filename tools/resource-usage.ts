@@ -132,6 +132,7 @@ export const resourceUsage = defineTool({
     'Show load averages, CPU count, memory and swap (/proc/meminfo), root filesystem usage (`df -Pk /`) and CPU ' +
     'temperature (/sys/class/thermal, where present) for each host. Mirrors `uptime; free; df -h /; vcgencmd measure_temp`.',
   risk: 'read',
+  toolset: 'health',
   idempotent: true,
   input: z.object({ targets: targetsOrAll, timeout }).strict(),
   output: resourceOutput,

@@ -18,6 +18,7 @@ export const rollingUpgrade = defineTool({
     'is spent the remaining batches are skipped. Resumable: after a worker restart, finished steps are not repeated. ' +
     'Mirrors `kupgrade`, and on failure `kbe activate` + `reboot`, batch by batch as in the rack runbook.',
   risk: 'destructive',
+  toolset: 'upgrades',
   idempotent: false,
   input: z.object({ targets, ...upgradeFields }).strict(),
   output: z.object({ nodes: z.array(nodeReportSchema) }),

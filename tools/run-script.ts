@@ -27,6 +27,7 @@ export const runScript = defineTool({
     'positional arguments. Mirrors `ssh HOST sh -s -- ARGS < script` (the `heredoc` form).',
   // Arbitrary code, optionally as root: as dangerous as exec (policy.tool_risk can lower it).
   risk: 'destructive',
+  toolset: 'commands',
   idempotent: false,
   input: z
     .object({

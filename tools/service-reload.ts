@@ -7,6 +7,7 @@ export const serviceReload = defineTool({
   description:
     'Ask a systemd unit to reload its configuration on each host (as root), without a restart. Mirrors `systemctl reload UNIT`.',
   risk: 'change',
+  toolset: 'services',
   idempotent: true,
   input: serviceActionInput,
   plan: (input, ctx) => serviceActionPlan('service_reload', 'reload', input, ctx),

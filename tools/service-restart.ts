@@ -7,6 +7,7 @@ export const serviceRestart = defineTool({
   description:
     'Restart a systemd unit on each host (as root), all at once or rolling in batches. Mirrors `systemctl restart UNIT`.',
   risk: 'change',
+  toolset: 'services',
   idempotent: true,
   input: serviceActionInput,
   plan: (input, ctx) => serviceActionPlan('service_restart', 'restart', input, ctx),

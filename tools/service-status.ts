@@ -132,6 +132,7 @@ export const serviceStatus = defineTool({
     'Show whether a systemd unit is loaded and running on each host: active state, sub-state, since when, main PID ' +
     'and restart count. Mirrors `systemctl show UNIT --property=ActiveState,SubState,…` (the data of `systemctl status`).',
   risk: 'read',
+  toolset: 'services',
   idempotent: true,
   input: z.object({ targets: targetsOrAll, unit: unitName, timeout }).strict(),
   output: serviceOutput,

@@ -13,6 +13,7 @@ export const shutdown = defineTool({
     'Power hosts off (as root), scheduled two seconds out with systemd-run so the SSH call returns. They stay off ' +
     'until someone powers them on. Mirrors `systemctl poweroff`.',
   risk: 'destructive',
+  toolset: 'power',
   idempotent: true,
   input: z.object({ targets }).strict(),
   plan(input, ctx) {

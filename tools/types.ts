@@ -8,7 +8,7 @@ import type { HostResult } from './host-result.js';
 import type { ConditionDefinition, StepAction } from './steps/index.js';
 import type { ResultViewDefinition } from './result-view.js';
 
-import type { Risk } from '../config/vocabulary.js';
+import type { Risk, Toolset } from '../config/vocabulary.js';
 
 export { RISKS, type Risk } from '../config/vocabulary.js';
 
@@ -95,6 +95,8 @@ export interface ToolDefinition<S extends z.ZodObject = z.ZodObject, O extends z
   /** What it does and which command it mirrors ("Mirrors `systemctl restart`"). */
   readonly description: string;
   readonly risk: Risk;
+  /** Which MCP toolset serves it (`mcp.toolsets`). */
+  readonly toolset: Toolset;
   /**
    * The highest risk a plan of this tool can carry when its plan raises it by input (bmc_power:
    * status is read, off is destructive). Only MCP hints read it; the server enforces plan.risk.

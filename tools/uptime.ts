@@ -64,6 +64,7 @@ export const uptime = defineTool({
     'Show how long each host has been up and its 1/5/15-minute load averages, read from /proc/uptime and ' +
     '/proc/loadavg. Mirrors `uptime`.',
   risk: 'read',
+  toolset: 'health',
   idempotent: true,
   input: z.object({ targets: targetsOrAll, timeout }).strict(),
   output: uptimeOutput,

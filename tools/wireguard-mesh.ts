@@ -543,6 +543,7 @@ export const wireguardMesh = defineTool({
     'mismatches, transfer counters, and with `reachability` a ping of every peer over each plane. Answers a node × peer ' +
     'matrix per plane. Mirrors `wg show <if> dump` and `ping -I <if>` (as root).',
   risk: 'read',
+  toolset: 'wireguard',
   idempotent: true,
   input: z
     .object({

@@ -176,6 +176,7 @@ export const wireguardStatus = defineTool({
     'of the latest handshake; peers with no handshake within `stale_after` (or never) are flagged stale. Private ' +
     'and preshared keys are masked on the host. Mirrors `wg show all dump` (as root).',
   risk: 'read',
+  toolset: 'wireguard',
   idempotent: true,
   input: z
     .object({

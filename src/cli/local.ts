@@ -4,6 +4,7 @@ import { loadConfig } from '../../config/load.js';
 import type { Requester } from '../../auth/types.js';
 import { jobView, viewOfJob, type JobView } from '../present/job-view.js';
 import type { StampedEvent } from '../../queues/events.js';
+import { linesOfJob, type LinesOptions, type OutputLines } from '../present/output-lines.js';
 import { createLogger } from '../log.js';
 import { Redactor } from '../../queues/redact.js';
 import { createRuntime, type Runtime } from '../runtime.js';
@@ -22,6 +23,8 @@ export interface JobClient {
   /** A page of the audit trail the caller may read, newest first. */
   audit(options: AuditListRequest): Promise<AuditListAnswer>;
   events(id: string, afterId?: string): Promise<StampedEvent[]>;
+  /** The job's output as lines per host, one page (src/present/output-lines.ts). */
+  lines(id: string, options: LinesOptions): Promise<OutputLines>;
   /** Follow events after `after` (default: all) until the job ends or `timeoutMs` passes. */
   wait(id: string, timeoutMs: number, onEvent: (e: StampedEvent) => void, signal?: AbortSignal, after?: string): Promise<JobView>;
   approve(id: string, reason?: string): Promise<JobView>;
@@ -62,6 +65,7 @@ export async function openLocal(configFlag: string | undefined, verbose: boolean
       return auditAnswer(await s.audit(requester, auditQuery(filter.data, { limit: o.limit, cursor: cursor?.data })));
     },
     events: (id, afterId) => s.events(id, requester, afterId),
+    lines: async (id, options) => linesOfJob(s, await s.get(id, requester), requester, options),
     wait: async (id, timeoutMs, onEvent, signal, after) => view(await s.wait(id, requester, timeoutMs, onEvent, signal, after)),
     approve: async (id, reason) => view(await s.approve(id, requester, reason)),
     deny: async (id, reason) => view(await s.deny(id, requester, reason)),

@@ -12,6 +12,8 @@ import { exitCodeFor } from './render.js';
 import { auditLine } from '../present/audit-list.js';
 import { approvalText, eventText, jobRowText, jobText, planText, previewText, resultText, summaryText, textStyleFor } from '../present/render/text.js';
 import { readStdin, readTextFile, scriptLines } from './stdin.js';
+import { MAX_PAGE_LINES, outputLinesText } from '../present/output-lines.js';
+import { displayArgv } from '../../config/visible.js';
 import { GLOBAL_OPTIONS, firstWordIndex, splitGlobalOptions } from './global-options.js';
 import { quietOnClosedPipe } from './pipes.js';
 import { followThroughOutages } from './follow.js';
@@ -283,6 +285,34 @@ program
       return exitCodeFor(job.state);
     });
     finish(code);
+  });
+
+program
+  .command('output')
+  .description("A job's output as numbered lines per host (stderr marked !, alike hosts folded once it ended)")
+  .argument('<id>')
+  .option('--hosts <nodeset>', 'only these hosts of the job (node[01-03], or names separated by commas)')
+  .option('--after <cursor>', 'continue where the previous page said')
+  .option('--lines <n>', `lines per page (at most ${MAX_PAGE_LINES})`, '200')
+  .action(async (id: string, opts: { hosts?: string; after?: string; lines: string }) => {
+    const maxLines = Number(opts.lines);
+    if (!Number.isInteger(maxLines) || maxLines < 1 || maxLines > MAX_PAGE_LINES) {
+      throw new CastellanError('invalid_input', `--lines: expected a whole number from 1 to ${MAX_PAGE_LINES}, found '${opts.lines}'`, 'lines');
+    }
+    await withClient(async (client) => {
+      const page = await client.lines(id, { hosts: opts.hosts, after: opts.after, maxLines });
+      if (globals().json) {
+        process.stdout.write(JSON.stringify(page, null, 2) + '\n');
+        return;
+      }
+      // Lines to stdout; where the next page starts to stderr, so a pipe gets only output.
+      process.stdout.write(outputLinesText(page).map((line) => `${line}\n`).join(''));
+      if (page.next_after !== undefined) {
+        const argv = ['castellan', 'output', id, ...(opts.hosts !== undefined ? ['--hosts', opts.hosts] : []), '--after', page.next_after];
+        process.stderr.write(`more: ${displayArgv(argv)}\n`);
+      }
+    });
+    finish(0);
   });
 
 for (const verb of ['approve', 'deny', 'cancel'] as const) {

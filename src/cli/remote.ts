@@ -13,6 +13,7 @@ import type { JobState } from '../../queues/states.js';
 import { CastellanError, ERROR_CODES, type ErrorCode } from '../../config/errors.js';
 import type { EventView, JobView, OutputPage } from '../present/job-view.js';
 import type { JobClient } from './local.js';
+import type { LinesOptions as LinesRequest, OutputLines } from '../present/output-lines.js';
 import type { JobListPage as ListPage, JobListRequest } from '../present/job-list.js';
 import type { AuditListAnswer, AuditListRequest } from '../present/audit-list.js';
 
@@ -242,6 +243,14 @@ export class RemoteClient {
     return this.request('GET', `jobs/${encodeURIComponent(jobId)}/output${qs ? `?${qs}` : ''}`);
   }
 
+  async lines(jobId: string, options: LinesRequest): Promise<OutputLines> {
+    const query = new URLSearchParams();
+    if (options.hosts !== undefined) query.set('hosts', options.hosts);
+    if (options.after !== undefined) query.set('after', options.after);
+    query.set('max_lines', String(options.maxLines));
+    return this.request('GET', `jobs/${encodeURIComponent(jobId)}/lines?${query.toString()}`);
+  }
+
   async approve(jobId: string, reason?: string): Promise<JobView> {
     return this.decide(jobId, 'approve', reason);
   }
@@ -324,6 +333,7 @@ export async function openRemoteJobClient(options: RemoteClientOptions): Promise
         if (!page.more) return all;
       }
     },
+    lines: (id, options) => remote.lines(id, options),
     wait: (id, timeoutMs, onEvent, signal, after) => remote.follow(id, { onEvent, timeoutMs, ...(signal ? { signal } : {}), ...(after !== undefined ? { after } : {}) }),
     approve: (id, reason) => remote.approve(id, reason),
     deny: (id, reason) => remote.deny(id, reason),

@@ -14,6 +14,7 @@ import type { AnyTool } from '../../tools/registry.js';
 import { CastellanError } from '../../config/errors.js';
 import type { Runtime } from '../runtime.js';
 import { eventView, jobView, outputPage, viewOfJob } from '../present/job-view.js';
+import { linesOfJob, MAX_PAGE_LINES } from '../present/output-lines.js';
 import { jobFilterShape, listOptions } from '../present/job-list.js';
 import { auditAnswer, auditCursor, auditFilterShape, auditQuery } from '../present/audit-list.js';
 import { verifiedRequester } from './resource-server.js';
@@ -73,6 +74,12 @@ const outputQuery = z.object({
   offset: z.coerce.number().int().min(0).optional(),
   limit: z.coerce.number().int().min(1).max(500).optional(),
   max_chars: z.coerce.number().int().min(100).max(1_000_000).optional(),
+});
+
+const linesQuery = z.object({
+  hosts: z.string().max(1000).optional(),
+  after: z.string().max(300).optional(),
+  max_lines: z.coerce.number().int().min(1).max(MAX_PAGE_LINES).optional(),
 });
 
 /** Parse with a zod schema; the first problem becomes an `invalid_input` naming its field. */
@@ -216,6 +223,14 @@ export function apiRouter(runtime: Runtime, options: ApiOptions): express.Router
     const query = parse(outputQuery, req.query, 'query');
     const job = await service.get(jobId(req), requesterOf(req));
     res.json(outputPage(job, { offset: query.offset ?? 0, limit: query.limit ?? 100, maxChars: query.max_chars ?? 64 * 1024 }));
+  });
+
+  // The output as lines per host (folded once ended), paged with `after`: what job_output and `castellan output` show.
+  router.get('/jobs/:id/lines', async (req, res) => {
+    const query = parse(linesQuery, req.query, 'query');
+    const requester = requesterOf(req);
+    const job = await service.get(jobId(req), requester);
+    res.json(await linesOfJob(service, job, requester, { hosts: query.hosts, after: query.after, maxLines: query.max_lines ?? 100 }));
   });
 
   for (const action of ['approve', 'deny', 'cancel'] as const) {

@@ -34,7 +34,7 @@ function jsonRpcError(res: Response, status: number, code: number, message: stri
 export function mcpRouter(runtime: Runtime, options: McpHttpOptions): express.Router {
   const calls = options.calls ?? new InFlightCalls();
   // Tool definitions (and their JSON Schemas) are built once, not per request.
-  const tools = mcpTools(runtime.ctx.tools.list());
+  const tools = mcpTools(runtime.ctx.tools.list(), runtime.config.mcp.toolsets);
   const router = express.Router();
 
   const handle: RequestHandler = async (req, res) => {

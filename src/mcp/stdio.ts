@@ -34,7 +34,7 @@ export async function runStdio(runtime: Runtime, options: StdioOptions = {}): Pr
   const server = createMcpServer({
     runtime,
     identity,
-    tools: mcpTools(runtime.ctx.tools.list()),
+    tools: mcpTools(runtime.ctx.tools.list(), runtime.config.mcp.toolsets),
     calls: new InFlightCalls(),
     places: { publicUrl: runtime.config.server.publicUrl, slackChannel: runtime.config.slack?.approvalsChannel },
   });

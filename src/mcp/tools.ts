@@ -5,7 +5,7 @@
 import { jobFilterShape, listOptions } from '../present/job-list.js';
 import { auditCursor, auditFilterShape, auditLine, auditQuery, auditWhat } from '../present/audit-list.js';
 import { AUDIT_KINDS, type AuditKind } from '../../queues/audit.js';
-import { visibleInline, visibleJson } from '../../config/visible.js';
+import { visibleInline } from '../../config/visible.js';
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
@@ -19,8 +19,10 @@ import { isFinal, JOB_STATES } from '../../queues/states.js';
 import { annotations, inputJsonSchema, type AnyTool, type ToolAnnotations } from '../../tools/registry.js';
 import type { JsonSchema } from '../../tools/schema-info.js';
 import { CastellanError } from '../../config/errors.js';
+import type { Toolset } from '../../config/vocabulary.js';
 import type { Runtime } from '../runtime.js';
-import { eventView, eventViewSchema, jobView, outputPage, outputPageSchema, requesterViewSchema } from '../present/job-view.js';
+import { jobView, requesterViewSchema } from '../present/job-view.js';
+import { linesOfJob, MAX_PAGE_LINES, outputLinesSchema, outputLinesText } from '../present/output-lines.js';
 import type { RequestId } from './calls.js';
 import { jobOutcome, outcomeSchemaFor, outcomeText } from '../present/render/mcp.js';
 import type { ApprovalPlaces } from '../present/job-view.js';
@@ -155,7 +157,12 @@ function awaitingText(job: JobRecord, call: McpCall): string {
   return `awaiting approval: ${next.text}${(next.approve_via ?? []).map((p) => `; ${p.via}: ${p.how}`).join('')}`;
 }
 
-function catalogueTool(tool: AnyTool): McpTool {
+/**
+ * A catalogue tool over MCP. One outside the configured toolsets (`mcp.toolsets`) is not
+ * listed, and a call to it is refused naming the setting, before anything is submitted.
+ */
+function catalogueTool(tool: AnyTool, toolsets: readonly Toolset[]): McpTool {
+  const served = toolsets.includes(tool.toolset);
   const outputSchema = z.toJSONSchema(outcomeSchemaFor(tool), { io: 'output', unrepresentable: 'any' }) as JsonSchema;
   return {
     name: tool.name,
@@ -164,8 +171,11 @@ function catalogueTool(tool: AnyTool): McpTool {
     inputSchema: inputJsonSchema(tool),
     outputSchema,
     annotations: annotations(tool),
-    visibleTo: (identity, auth) => visibleRisks(identity, auth).includes(tool.risk),
+    visibleTo: (identity, auth) => served && visibleRisks(identity, auth).includes(tool.risk),
     async run(args, call) {
+      if (!served) {
+        return toolError(`${tool.name} is in toolset '${tool.toolset}', which this server does not offer over MCP (mcp.toolsets: ${toolsets.join(', ')}); nothing was run. Ask a person to run it with the CLI or Slack.`);
+      }
       const { service, ctx } = call.runtime;
       const { job } = await service.submit({
         tool: tool.name,
@@ -191,6 +201,8 @@ interface JobToolSpec<S extends z.ZodObject> {
   readonly input: S;
   readonly output: z.ZodObject;
   readonly readOnly: boolean;
+  /** Who sees it in tools/list beyond having a role at all. */
+  readonly shownTo?: (identity: Identity, auth: AuthConfig) => boolean;
   run(args: z.output<S>, call: McpCall): Promise<CallToolResult>;
 }
 
@@ -203,12 +215,15 @@ function jobTool<S extends z.ZodObject>(spec: JobToolSpec<S>): McpTool {
     outputSchema: z.toJSONSchema(spec.output, { io: 'output', unrepresentable: 'any' }) as JsonSchema,
     annotations: { title: spec.title, readOnlyHint: spec.readOnly, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     // Anyone with a role may follow jobs; JobService checks each call again.
-    visibleTo: (identity) => identity.roles.length > 0,
+    visibleTo: (identity, auth) => identity.roles.length > 0 && (spec.shownTo?.(identity, auth) ?? true),
     run: (args, call) => spec.run(argsOf(spec.input, args), call),
   };
 }
 
 const outcomeOutput = outcomeSchemaFor(undefined);
+
+/** A viewer's requests are reads that never wait for approval: the approval tools would be noise in its list. */
+const canRequestChanges = (identity: Identity, auth: AuthConfig): boolean => visibleRisks(identity, auth).some((risk) => risk !== 'read');
 
 /** Why job_approve / job_deny exist at all: so an AI client learns where approvals happen. */
 async function vote(decision: 'approve' | 'deny', id: string, why: string | undefined, call: McpCall): Promise<CallToolResult> {
@@ -248,29 +263,25 @@ export const JOB_TOOLS: readonly McpTool[] = [
     name: 'job_output',
     title: 'Job output',
     description:
-      'Page through a job\'s output: folded groups (hosts with identical output together) and per-host stdout/stderr ' +
-      'from `offset`, plus the job\'s event log after `events_after`.',
+      'A job\'s output as numbered lines per host (stderr marked, control characters escaped); hosts with identical ' +
+      'output are grouped once the job ended. Page with `after` (the answer\'s next_after); narrow with `hosts`.',
     input: z
       .object({
         job_id: jobId,
-        offset: z.number().int().min(0).default(0).describe('First folded group / host to return.'),
-        limit: z.number().int().min(1).max(200).default(20).describe('How many groups / hosts per page.'),
-        max_chars: z.number().int().min(200).max(100_000).default(8000).describe('Cut each output text at this many characters.'),
-        events_after: z.string().regex(/^(0|\d{1,20}-\d{1,20})$/, { error: 'expected an event id from next_events_after, or "0"' }).default('0').describe('Return log events after this id ("0" for the start).'),
+        hosts: z.string().max(1000).optional().describe('Only these hosts of the job: a node set like node[01-03], or names separated by commas.'),
+        after: z.string().max(300).optional().describe('Continue after this point: next_after from the previous answer.'),
+        max_lines: z.number().int().min(1).max(MAX_PAGE_LINES).default(100).describe('Lines in this page, over all hosts.'),
       })
       .strict(),
-    output: outputPageSchema.extend({ events: z.array(eventViewSchema), next_events_after: z.string() }),
+    output: outputLinesSchema,
     readOnly: true,
     async run(args, call) {
-      const job = await call.runtime.service.get(args.job_id, call.requester);
-      const events = await call.runtime.service.events(job.id, call.requester, args.events_after, 200);
-      const page = {
-        ...outputPage(job, { offset: args.offset, limit: args.limit, maxChars: args.max_chars }),
-        events: events.map(eventView),
-        next_events_after: events.at(-1)?.id ?? args.events_after,
-      };
-      const head = `job ${job.id} ${job.state}: groups ${args.offset}-${args.offset + page.folded.length} of ${page.total_groups}, hosts ${args.offset}-${args.offset + page.hosts.length} of ${page.total_hosts}`;
-      return structured(page, `${head}\n${visibleJson(page)}`);
+      const { service } = call.runtime;
+      const job = await service.get(args.job_id, call.requester);
+      const page = await linesOfJob(service, job, call.requester, { hosts: args.hosts, after: args.after, maxLines: args.max_lines });
+      const head = `job ${job.id} ${job.state.replaceAll('_', ' ')}`;
+      const more = (after: string): string => `more: call job_output with job_id "${job.id}"${args.hosts !== undefined ? `, hosts "${visibleInline(args.hosts)}"` : ''} and after "${after}"`;
+      return structured(page, [head, ...outputLinesText(page, more)].join('\n'));
     },
   }),
   jobTool({
@@ -383,6 +394,7 @@ export const JOB_TOOLS: readonly McpTool[] = [
     input: z.object({ job_id: jobId, reason }).strict(),
     output: outcomeOutput,
     readOnly: false,
+    shownTo: canRequestChanges,
     run: (args, call) => vote('approve', args.job_id, args.reason, call),
   }),
   jobTool({
@@ -392,11 +404,12 @@ export const JOB_TOOLS: readonly McpTool[] = [
     input: z.object({ job_id: jobId, reason }).strict(),
     output: outcomeOutput,
     readOnly: false,
+    shownTo: canRequestChanges,
     run: (args, call) => vote('deny', args.job_id, args.reason, call),
   }),
 ];
 
-/** Catalogue tools then job tools, in the catalogue's order. */
-export function mcpTools(catalogue: readonly AnyTool[]): McpTool[] {
-  return [...catalogue.map(catalogueTool), ...JOB_TOOLS];
+/** Catalogue tools then job tools, in the catalogue's order; only `toolsets`' tools are served. */
+export function mcpTools(catalogue: readonly AnyTool[], toolsets: readonly Toolset[]): McpTool[] {
+  return [...catalogue.map((tool) => catalogueTool(tool, toolsets)), ...JOB_TOOLS];
 }

@@ -55,8 +55,8 @@ export interface Harness {
   startWorker(): Promise<void>;
   /** Stop executing jobs; queued ones wait until startWorker(). */
   stopWorker(): Promise<void>;
-  /** Another server runtime on its own port with job settings overridden (e.g. a tiny wait budget). */
-  extraServer(jobSettings: Partial<JobSettings>): Promise<{ runtime: Runtime; server: RunningServer }>;
+  /** Another server runtime on its own port with job settings (e.g. a tiny wait budget) or config sections overridden. */
+  extraServer(jobSettings: Partial<JobSettings>, config?: Partial<Config>): Promise<{ runtime: Runtime; server: RunningServer }>;
   close(): Promise<void>;
 }
 
@@ -142,8 +142,8 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
         await w.startWorker();
       },
       stopWorker,
-      async extraServer(jobSettings) {
-        const extra = await createRuntime(config, { mode: 'server', jobSettings });
+      async extraServer(jobSettings, override = {}) {
+        const extra = await createRuntime({ ...config, ...override }, { mode: 'server', jobSettings });
         cleanups.push(() => extra.close());
         const extraServer = await startServer(extra, { port: 0 });
         cleanups.push(() => extraServer.close());

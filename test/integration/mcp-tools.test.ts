@@ -74,6 +74,22 @@ describe('tools/list', () => {
     expect(await names('mallory')).toEqual([]);
   });
 
+  it('with mcp.toolsets, lists per role only the chosen toolsets\' tools and the job tools, and refuses the others', async () => {
+    const narrow = await h.extraServer({}, { mcp: { toolsets: ['inventory', 'services'] } });
+    const listed = async (user: string) => (await (await h.mcp(user, `${narrow.server.url}/mcp`)).listTools()).tools.map((t) => t.name).sort();
+    const jobTools = ['audit_list', 'job_approve', 'job_cancel', 'job_deny', 'job_output', 'job_status', 'jobs_list'];
+    // A viewer: the read tools of the two toolsets; an operator: their change tools too.
+    expect(await listed('victor')).toEqual(['audit_list', 'job_cancel', 'job_output', 'job_status', 'jobs_list', 'journal', 'list_groups', 'list_nodes', 'service_status']);
+    expect(await listed('oscar')).toEqual([...jobTools, 'journal', 'list_groups', 'list_nodes', 'service_reload', 'service_restart', 'service_status'].sort());
+    const before = await jobCount();
+    const refused = errorText(await call(await h.mcp('oscar', `${narrow.server.url}/mcp`), 'ping', { targets: 'all' }));
+    expect(refused).toBe("ping is in toolset 'health', which this server does not offer over MCP (mcp.toolsets: inventory, services); nothing was run. Ask a person to run it with the CLI or Slack.");
+    expect(await jobCount()).toBe(before);
+    // Smaller for it: what every conversation of that assistant pays before any work.
+    const size = async (url: string) => JSON.stringify((await (await h.mcp('oscar', url)).listTools()).tools).length;
+    expect(await size(`${narrow.server.url}/mcp`)).toBeLessThan((await size(`${h.base}/mcp`)) / 2);
+  });
+
   it('publishes zod-derived input schemas, output schemas and risk annotations', async () => {
     const { tools } = await (await h.mcp('oscar')).listTools();
     const ping = tools.find((t) => t.name === 'ping')!;
@@ -146,29 +162,39 @@ describe('tool calls', () => {
     expect(later.hosts).toEqual([expect.objectContaining({ host: 'node01', status: 'ok' })]);
   });
 
-  it('pages output with job_output: folded groups, per-host output and the event log', async () => {
+  it('pages output with job_output: numbered lines per host, alike hosts folded, stderr marked, the cursor going on', async () => {
     const client = await h.mcp('victor');
+    await client.listTools(); // the client checks structuredContent against job_output's outputSchema
     const done = outcome(await call(client, 'service_status', { targets: 'all', unit: 'castellan-no-such-unit.service' }));
     expect(done.finished).toBe(true);
-    const page = (await call(client, 'job_output', { job_id: done.job_id, limit: 2 })).structuredContent as {
-      total_hosts: number;
-      hosts: Array<{ host: string; stdout: string }>;
-      next_offset?: number;
-      events: Array<{ event: { type: string } }>;
-      next_events_after: string;
-    };
-    expect(page.total_hosts).toBe(3);
-    expect(page.hosts).toHaveLength(2);
-    expect(page.next_offset).toBe(2);
-    expect(page.events.map((e) => e.event.type)).toEqual(expect.arrayContaining(['state', 'host_finished']));
-    const rest = (await call(client, 'job_output', { job_id: done.job_id, offset: 2, limit: 2, events_after: page.next_events_after })).structuredContent as {
-      hosts: unknown[];
-      next_offset?: number;
-      events: unknown[];
-    };
-    expect(rest.hosts).toHaveLength(1);
-    expect(rest.next_offset).toBeUndefined();
-    expect(rest.events).toEqual([]);
+    type Page = { hosts: Array<{ hosts: string; count: number; total_lines: number; lines: Array<{ n: number; stream: string; text: string }> }>; next_after?: string };
+    const whole = await call(client, 'job_output', { job_id: done.job_id });
+    const all = whole.structuredContent as Page;
+    expect(all.next_after).toBeUndefined();
+    // The three lab nodes answer alike: one group, its lines numbered from 1.
+    expect(all.hosts).toEqual([expect.objectContaining({ hosts: 'node[01-03]', count: 3 })]);
+    const lines = all.hosts[0]!.lines;
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.map((l) => l.n)).toEqual(lines.map((_l, i) => i + 1));
+    const text = (whole.content as Array<{ text: string }>).map((c) => c.text).join('\n');
+    expect(text.split('\n')[0]).toBe(`job ${done.job_id} ${done.state.replaceAll('_', ' ')}`);
+    expect(text).toContain(`node[01-03] (3)`);
+    expect(text).toContain(`  1 ${lines[0]!.stream === 'stderr' ? '!' : '│'} ${lines[0]!.text}`);
+    expect(text).not.toContain('"lines"');
+
+    // One line a page, narrowed to two hosts: every line once, then no cursor.
+    const seen: string[] = [];
+    let after: string | undefined;
+    for (let i = 0; i < 50; i++) {
+      const result = await call(client, 'job_output', { job_id: done.job_id, hosts: 'node[02-03]', max_lines: 1, ...(after !== undefined ? { after } : {}) });
+      const page = result.structuredContent as Page;
+      seen.push(...page.hosts.flatMap((g) => g.lines.map((l) => `${g.hosts} ${l.n} ${l.text}`)));
+      after = page.next_after;
+      if (after === undefined) break;
+      expect((result.content as Array<{ text: string }>).at(-1)?.text).toContain(`after "${after}"`);
+    }
+    expect(seen).toEqual(lines.map((l) => `node[02-03] ${l.n} ${l.text}`));
+    expect(errorText(await call(client, 'job_output', { job_id: done.job_id, hosts: 'node07' }))).toMatch(/hosts: node07 not in job/);
   });
 });
 

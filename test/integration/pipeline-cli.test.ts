@@ -81,6 +81,15 @@ describe('castellan CLI through the pipeline', () => {
     const done = await c.runtime.service.wait(jobId, me, 30_000);
     expect(done.state).toBe('succeeded');
     expect(done.result?.steps.map((s) => s.results[0]?.stdout.trim())).toEqual(['first', 'second']);
+    // `castellan output`: each step's lines under its step id, numbered per host, paged with --after.
+    const out = await c.cli(['output', jobId]);
+    expect(out.code).toBe(0);
+    expect(out.stdout).toMatch(/^node01: lines 1-2 of 2\n {2}\S+:\n {2}1 │ first\n {2}\S+:\n {2}2 │ second\n$/);
+    const first = await c.cli(['output', jobId, '--lines', '1']);
+    expect(first.stdout).not.toContain('second');
+    expect(first.stderr).toContain(`more: castellan output ${jobId} --after f:node01:1`);
+    const rest = await c.cli(['output', jobId, '--after', 'f:node01:1']);
+    expect(rest.stdout).toBe("node01: line 2 of 2\n  2 │ second\n");
   });
 
   it('refuses bad input with a clear error and submits nothing', async () => {

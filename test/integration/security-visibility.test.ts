@@ -137,13 +137,13 @@ describe('MCP applies the same rule', () => {
     expect(textOf(list)).not.toContain(canary);
   });
 
-  it('the requester sees its own output over MCP; an out-of-range events_after is refused naming it', async () => {
+  it('the requester sees its own output over MCP; a cursor that is not one is refused naming it', async () => {
     const client = await h.mcp('oscar', undefined, 'claude-code');
     const output = (await client.callTool({ name: 'job_output', arguments: { job_id: changeJob } })) as CallToolResult;
     expect(textOf(output)).toContain(canary);
-    const bad = (await client.callTool({ name: 'job_output', arguments: { job_id: changeJob, events_after: '99999999999999999999-0' } })) as CallToolResult;
+    const bad = (await client.callTool({ name: 'job_output', arguments: { job_id: changeJob, after: '99999999999999999999-0' } })) as CallToolResult;
     expect(bad.isError).toBe(true);
-    expect(textOf(bad)).toMatch(/after: .*is not an event id/);
+    expect(textOf(bad)).toMatch(/after: .*is not a cursor from next_after/);
   });
 });
 
