@@ -1,13 +1,13 @@
 // Bounds on what one person can make Castellan do (config `limits:`), enforced in JobService
 // so every front end inherits them: a token bucket on job creation per subject and origin
-// (Redis, shared by every server process), a cap on jobs one person has queued or running,
+// (Redis, shared by every server process; one Lua script takes the token, so requests at the
+// same instant cannot share the last one), a cap on jobs one person has queued or running
+// (counted and claimed in the submission script, queues/submission.ts),
 // and a cap on read tools' timeouts so a read cannot hold a worker for hours.
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { LimitSettings } from '../config/schema.js';
 import type { Plan, PlanStep } from '../tools/types.js';
-import type { JobStore } from './records.js';
-import { isFinal } from './states.js';
 import { runScript } from './scripts.js';
 
 export type { LimitSettings };
@@ -61,27 +61,12 @@ export async function takeTokens(redis: Redis, prefix: string, subject: string, 
   return reply[0] === 1 ? { ok: true } : { ok: false, retryAfterMs: Math.max(1, Number(reply[1])) };
 }
 
-/** The set of a subject's jobs that may still hold a worker (pruned lazily as they end). */
+/**
+ * The set of a subject's jobs that may still hold a worker: counted and added to in one step
+ * when a job is created (queues/submission.ts), pruned there as they end.
+ */
 export function activeJobsKey(prefix: string, subject: string): string {
   return `${prefix}:active:${hashed(subject)}`;
-}
-
-/**
- * How many of `subject`'s jobs are queued, running or waiting for their window, after dropping
- * the ones that ended (or vanished) from the set. Awaiting approval does not count: it holds
- * no worker.
- */
-export async function activeJobs(redis: Redis, store: JobStore, key: string): Promise<string[]> {
-  const ids = await redis.smembers(key);
-  const active: string[] = [];
-  const ended: string[] = [];
-  for (const id of ids) {
-    const job = await store.get(id);
-    if (!job || isFinal(job.state)) ended.push(id);
-    else if (job.state !== 'awaiting_approval') active.push(id);
-  }
-  if (ended.length > 0) await redis.srem(key, ...ended);
-  return active;
 }
 
 /**

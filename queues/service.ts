@@ -12,7 +12,7 @@ import { findTool, UnknownToolError, validateInput } from '../tools/registry.js'
 import { noRoleReason } from '../auth/roles.js';
 import { sleep } from './sleep.js';
 import { isRedisUnavailable, redisUnavailable } from './connections.js';
-import { claimValue, confirmSubmitted, createRecord, hashPart, NEVER_QUEUED, parseClaim, reconcileOne, requestFingerprint, settled } from './submission.js';
+import { claimValue, confirmSubmitted, createRecord, type InFlightLimit, hashPart, NEVER_QUEUED, parseClaim, reconcileOne, requestFingerprint, settled } from './submission.js';
 import { planCommands } from './plan-commands.js';
 import { jobAuditFacts, type AuditPage, type AuditQuery } from './audit.js';
 import { windowDecision } from './maintenance.js';
@@ -23,7 +23,7 @@ import type { StampedEvent } from './events.js';
 import { bindPlan, boundPlanHash } from './plan-binding.js';
 import type { FollowOptions } from './follow.js';
 import { accessOf, eventsFor, recordFor } from './visibility.js';
-import { activeJobs, activeJobsKey, capReadPlan, DEFAULT_LIMITS, takeTokens, type LimitSettings } from './limits.js';
+import { activeJobsKey, capReadPlan, DEFAULT_LIMITS, takeTokens, type LimitSettings } from './limits.js';
 import { isPersonOrigin } from '../auth/types.js';
 import { checkEventId } from './events.js';
 import { JOB_ID_PATTERN, newJobId, recordFields, type JobDoc, type JobQuery, type JobRecord, type ReplyAddress, type Vote } from './records.js';
@@ -131,8 +131,6 @@ export class JobService {
 
     const fingerprint = requestFingerprint(tool.name, input);
     const idemKey = request.idempotencyKey === undefined ? undefined : this.idempotencyKeyOf(requester.subject, request.idempotencyKey);
-    // An idempotent retry is answered with its job even at the limit; a new request is counted.
-    if (idemKey === undefined || (await this.ctx.redis.exists(idemKey)) === 0) await this.checkConcurrency(requester, tool.name);
     const now = Date.now();
     const needsApproval = decision.approvalsRequired > 0;
     const expiresAt = needsApproval ? now + this.ctx.settings.approvals.expiryMs : undefined;
@@ -157,13 +155,16 @@ export class JobService {
     };
     const initial: JobState = needsApproval ? 'awaiting_approval' : 'queued';
 
-    // Record, idempotency claim and "being submitted" marker in one atomic step. From here on
-    // the caller gets either this job's id or "unavailable, nothing was run" (see submission.ts).
+    // Record, idempotency claim, in-flight slot and "being submitted" marker in one atomic step.
+    // From here on the caller gets either this job's id or "unavailable, nothing was run" (see
+    // submission.ts). An idempotent retry is answered with its job even at the in-flight limit.
+    const inFlight = this.inFlightLimit(requester);
     for (let attempt = 0; ; attempt++) {
       const fields = recordFields(doc, initial, needsApproval ? {} : { queuedAt: doc.createdAt });
       const claim = idemKey === undefined ? undefined : { key: idemKey, value: claimValue(doc.id, fingerprint), ttlS: IDEMPOTENCY_TTL_S };
-      const created = await createRecord(this.ctx, doc, fields, claim);
+      const created = await createRecord(this.ctx, doc, fields, claim, inFlight);
       if (created.created) break;
+      if ('inFlight' in created) return this.refuseInFlight(requester, tool.name, created.inFlight, created.example);
       const earlier = await this.earlierRequest(created.claim, fingerprint, request.idempotencyKey ?? '');
       if (earlier) return { job: earlier, duplicate: true };
       // The earlier request with this key never completed and was reconciled (its key freed):
@@ -172,10 +173,6 @@ export class JobService {
     }
     const jobId = doc.id;
     try {
-      if (!this.exempt(requester)) {
-        const active = activeJobsKey(this.ctx.keys.prefix, requester.subject);
-        await this.ctx.redis.multi().sadd(active, jobId).expire(active, 7 * 24 * 3600).exec();
-      }
       await this.ctx.audit.append({
         kind: 'request',
         jobId,
@@ -249,13 +246,16 @@ export class JobService {
     if (count > 0) await this.takeRateToken(requester, 'batch', count);
   }
 
-  /** limits.jobs_per_requester: jobs one person may have queued or running at once. */
-  private async checkConcurrency(requester: Requester, tool: string): Promise<void> {
+  /** limits.jobs_per_requester: jobs one person may have queued or running at once (counted and claimed atomically, submission.ts). */
+  private inFlightLimit(requester: Requester): InFlightLimit | undefined {
     const limit = this.limits.jobsPerRequester;
-    if (limit <= 0 || this.exempt(requester)) return;
-    const active = await activeJobs(this.ctx.redis, this.ctx.store, activeJobsKey(this.ctx.keys.prefix, requester.subject));
-    if (active.length < limit) return;
-    const reason = `you already have ${active.length} jobs queued or running (limits.jobs_per_requester is ${limit}); wait for one to finish or cancel one (e.g. castellan cancel ${active[0] ?? '<id>'})`;
+    if (limit <= 0 || this.exempt(requester)) return undefined;
+    return { key: activeJobsKey(this.ctx.keys.prefix, requester.subject), limit };
+  }
+
+  private async refuseInFlight(requester: Requester, tool: string, active: number, example: string): Promise<never> {
+    const limit = this.limits.jobsPerRequester;
+    const reason = `you already have ${active} jobs queued or running (limits.jobs_per_requester is ${limit}); wait for one to finish or cancel one (e.g. castellan cancel ${example || '<id>'})`;
     metrics().rateLimited.inc({ origin: requester.origin });
     await this.ctx.audit.append({ kind: 'refused', subject: requester.subject, displayName: requester.displayName, origin: requester.origin, tool, reason });
     throw new CastellanError('rate_limited', reason, undefined, 5);

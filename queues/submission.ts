@@ -16,7 +16,7 @@ import { endJob } from './endings.js';
 import { indexKeysOf, type JobDoc } from './records.js';
 import { runScript } from './scripts.js';
 import { sleep } from './sleep.js';
-import { ALLOWED_FROM, type JobState } from './states.js';
+import { ALLOWED_FROM, FINAL_STATES, type JobState } from './states.js';
 
 /** How long a marker may stand before a reconcile ends its record (a submission's steps time out well before). */
 export const SUBMIT_GRACE_MS = 30_000;
@@ -42,15 +42,37 @@ export function parseClaim(value: string): { jobId: string; fingerprint: string 
 }
 
 // KEYS: 1 record, 2 job index, 3 markers, 4 idempotency key ('' for none), 5 where-index hash,
-// 6 state index of the initial state
+// 6 state index of the initial state, 7 the requester's in-flight set ('' when not limited)
 // ARGV: 1 fields (JSON), 2 createdAt (ms), 3 job id, 4 claim value, 5 claim TTL (s), 6 now (ms),
-// 7 the secondary index keys (JSON list; records.ts indexKeysOf)
+// 7 the secondary index keys (JSON list; records.ts indexKeysOf), 8 in-flight limit,
+// 9 record key prefix, 10 states that count as in flight, 11 final states, 12 in-flight set TTL (s)
+// The in-flight count and the claim of a slot are one step: two submissions at the same instant
+// cannot both take the last slot (limits.jobs_per_requester). An idempotent retry is answered
+// before the limit is looked at.
 const CREATE = `
 if KEYS[4] ~= '' then
   local held = redis.call('GET', KEYS[4])
   if held then return {'taken', held} end
-  redis.call('SET', KEYS[4], ARGV[4], 'EX', tonumber(ARGV[5]))
 end
+if KEYS[7] ~= '' then
+  local counted, final = {}, {}
+  for st in string.gmatch(ARGV[10], '[^,]+') do counted[st] = true end
+  for st in string.gmatch(ARGV[11], '[^,]+') do final[st] = true end
+  local active, first = 0, ''
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[7])) do
+    local st = redis.call('HGET', ARGV[9] .. id, 'state')
+    if not st or final[st] then
+      redis.call('SREM', KEYS[7], id)
+    elseif counted[st] then
+      active = active + 1
+      if first == '' then first = id end
+    end
+  end
+  if active >= tonumber(ARGV[8]) then return {'limit', tostring(active), first} end
+  redis.call('SADD', KEYS[7], ARGV[3])
+  redis.call('EXPIRE', KEYS[7], tonumber(ARGV[12]))
+end
+if KEYS[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4], 'EX', tonumber(ARGV[5])) end
 local fields = cjson.decode(ARGV[1])
 for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
@@ -101,19 +123,54 @@ return {'state', s}
 
 type Ctx = Pick<QueueContext, 'redis' | 'keys' | 'store' | 'events' | 'audit' | 'locks' | 'settings' | 'logger' | 'queue'>;
 
-export type CreateOutcome = { readonly created: true } | { readonly created: false; readonly claim: string };
+export type CreateOutcome =
+  | { readonly created: true }
+  | { readonly created: false; readonly claim: string }
+  /** limits.jobs_per_requester reached: how many are in flight and one of them (to name in the refusal). */
+  | { readonly created: false; readonly inFlight: number; readonly example: string };
 
-/** Record + idempotency claim + marker, atomically. */
-export async function createRecord(ctx: Ctx, doc: JobDoc, fields: Record<string, string>, idempotency: { key: string; value: string; ttlS: number } | undefined): Promise<CreateOutcome> {
+/** limits.jobs_per_requester for one submission: the requester's in-flight set and its limit. */
+export interface InFlightLimit {
+  readonly key: string;
+  readonly limit: number;
+}
+
+/** States that hold (or are about to hold) a worker; awaiting approval holds none. */
+const IN_FLIGHT: readonly JobState[] = ['queued', 'waiting_window', 'running'];
+const IN_FLIGHT_TTL_S = 7 * 24 * 3600;
+
+/** Record + idempotency claim + in-flight slot + marker, atomically. */
+export async function createRecord(
+  ctx: Ctx,
+  doc: JobDoc,
+  fields: Record<string, string>,
+  idempotency: { key: string; value: string; ttlS: number } | undefined,
+  inFlight?: InFlightLimit | undefined,
+): Promise<CreateOutcome> {
   const now = Date.now();
   const reply = (await runScript(
     ctx.redis,
     'castellanSubmit',
     CREATE,
-    [ctx.keys.job(doc.id), ctx.keys.jobIndex(), ctx.keys.submitting(), idempotency?.key ?? '', ctx.keys.jobsWhere(), ctx.keys.jobsBy('state', fields.state ?? '')],
-    [JSON.stringify(fields), Date.parse(doc.createdAt), doc.id, idempotency?.value ?? '', idempotency?.ttlS ?? 0, now, JSON.stringify(indexKeysOf(ctx.keys, doc))],
-  )) as [string, string];
-  return reply[0] === 'created' ? { created: true } : { created: false, claim: reply[1] };
+    [ctx.keys.job(doc.id), ctx.keys.jobIndex(), ctx.keys.submitting(), idempotency?.key ?? '', ctx.keys.jobsWhere(), ctx.keys.jobsBy('state', fields.state ?? ''), inFlight?.key ?? ''],
+    [
+      JSON.stringify(fields),
+      Date.parse(doc.createdAt),
+      doc.id,
+      idempotency?.value ?? '',
+      idempotency?.ttlS ?? 0,
+      now,
+      JSON.stringify(indexKeysOf(ctx.keys, doc)),
+      inFlight?.limit ?? 0,
+      ctx.keys.job(''),
+      IN_FLIGHT.join(','),
+      [...FINAL_STATES].join(','),
+      IN_FLIGHT_TTL_S,
+    ],
+  )) as [string, string, string?];
+  if (reply[0] === 'created') return { created: true };
+  if (reply[0] === 'limit') return { created: false, inFlight: Number(reply[1]), example: reply[2] ?? '' };
+  return { created: false, claim: reply[1] };
 }
 
 /**
