@@ -145,7 +145,7 @@ export async function createRecord(
   doc: JobDoc,
   fields: Record<string, string>,
   idempotency: { key: string; value: string; ttlS: number } | undefined,
-  inFlight?: InFlightLimit | undefined,
+  inFlight?: InFlightLimit,
 ): Promise<CreateOutcome> {
   const now = Date.now();
   const reply = (await runScript(
