@@ -4,6 +4,7 @@
 // there over SSH. Healthy first (real handshakes, every peer answering), then faults: a node's
 // WireGuard stopped (stale and unreachable everywhere, its planes down), and a wrong key on one
 // plane (the stray key unexpected, the real peer missing). Private keys never leave the nodes.
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -28,8 +29,19 @@ const labOptions: Omit<LabOptions, 'nodes' | 'dir' | 'redisUrl'> = {};
 let mesh: WgMesh;
 let settledAt = 0;
 
+// What a run SIGKILLed earlier leaves: a namespace and a bridge named after a process that is gone.
+let stale: { netns: string; bridge: string } | undefined;
+function plantStaleMesh(): { netns: string; bridge: string } {
+  const gone = spawnSync('/bin/true').pid;
+  const planted = { netns: `castellan-cw${gone}-node01`, bridge: `cw${gone}br` };
+  execFileSync('/usr/sbin/ip', ['netns', 'add', planted.netns]);
+  execFileSync('/usr/sbin/ip', ['link', 'add', planted.bridge, 'type', 'bridge']);
+  return planted;
+}
+
 // Registered before useCastellan's: the namespaces exist before the lab starts sshd in them.
 beforeAll(async () => {
+  stale = plantStaleMesh();
   mesh = await startWgMesh({ dir: path.join(dir, 'mesh'), nodes: NODES.length, planes: PLANES });
   Object.assign(labOptions, { namespaces: { addresses: mesh.nodes.map((n) => n.address), port: 22, enter: (name: string) => mesh.nodes.find((n) => n.name === name)?.enter ?? [] } });
   writeFileSync(varsFile, stringify({ all: { hosts: mesh.inventoryVars() } }));
@@ -58,6 +70,13 @@ const publicKeys = (): string[] => mesh.nodes.flatMap((n) => [...n.keys.values()
 const privateKeys = (): string[] => mesh.nodes.flatMap((n) => [...n.keys.values()].map((k) => readFileSync(k.privateKeyFile, 'utf8').trim()));
 
 describe('wireguard_mesh on real wireguard-go in network namespaces', () => {
+  it('the harness removed what an earlier, SIGKILLed run left (its namespace and bridge), and kept its own', () => {
+    const namespaces = execFileSync('/usr/sbin/ip', ['netns', 'list'], { encoding: 'utf8' });
+    expect(namespaces).not.toContain(stale?.netns);
+    expect(spawnSync('/usr/sbin/ip', ['link', 'show', stale?.bridge ?? '']).status).not.toBe(0);
+    for (const n of mesh.nodes) expect(namespaces).toContain(n.netns);
+  });
+
   it('a healthy mesh: every node × peer ok on both planes, real handshakes, counters and pings; no private key anywhere', async () => {
     const { data, json } = await check({ reachability: true });
     expect(data.problems).toEqual([]);

@@ -98,10 +98,51 @@ async function freeSubnet(): Promise<string> {
   throw new Error('no free 10.250.x.0/24 for the mesh underlay');
 }
 
+// What a mesh leaves behind when its test process is SIGKILLed (its wireguard-go and namespace
+// holders die with it, by parent-death signal; namespaces and the bridge are kernel objects and
+// stay): named after the test process's pid, so a later run can tell which are orphans.
+const MESH_NETNS = /^castellan-(?:cw|probe-)(\d+)(?:-node\d+)?$/;
+const MESH_BRIDGE = /^cw(\d+)br$/;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the namespaces and bridges of earlier mesh runs whose process is gone (a test killed
+ * with SIGKILL never ran its cleanup). A live process's mesh is left alone. Returns what it removed.
+ */
+export async function removeStaleMeshes(): Promise<string[]> {
+  const removed: string[] = [];
+  const names = (await run(IP, ['netns', 'list'])).stdout.split('\n').map((l) => l.trim().split(/\s+/)[0] ?? '');
+  for (const name of names) {
+    const pid = MESH_NETNS.exec(name)?.[1];
+    if (pid === undefined || alive(Number(pid))) continue;
+    // Deleting the namespace deletes its end of each veth, and with it the bridge's end.
+    await run(IP, ['netns', 'del', name]).then(() => removed.push(`netns ${name}`), () => undefined);
+  }
+  const links = (await run(IP, ['-o', 'link', 'show', 'type', 'bridge'])).stdout.split('\n');
+  for (const line of links) {
+    const name = /^\d+:\s+([^:@\s]+)/.exec(line)?.[1] ?? '';
+    const pid = MESH_BRIDGE.exec(name)?.[1];
+    if (pid === undefined || alive(Number(pid))) continue;
+    await run(IP, ['link', 'del', name]).then(() => removed.push(`bridge ${name}`), () => undefined);
+  }
+  return removed;
+}
+
 export async function startWgMesh(options: { dir: string; nodes: number; planes: readonly MeshPlane[] }): Promise<WgMesh> {
   const missing = await meshPrerequisites();
   if (missing) throw new Error(missing);
-  const id = `cw${process.pid % 100_000}`;
+  await removeStaleMeshes();
+  // The whole pid (interface names allow 15 bytes: cw + 7 digits + v + index fits), so
+  // removeStaleMeshes() can tell whose they are.
+  const id = `cw${process.pid}`;
   const bridge = `${id}br`;
   const prefix = await freeSubnet();
   const holders: ChildProcess[] = [];
