@@ -11,7 +11,9 @@
 // follows the job's own event stream through the process's JobEventHub (queues/follow.ts), so
 // progress, votes and the ending arrive live, in order, from one writer. When an owner dies
 // its heartbeat expires and another instance's sweep takes the job over, resuming from what
-// Redis says was posted (message ts, last render, plan parts, output reply).
+// Redis says was posted (message ts, last render, plan parts, output reply). Each message is
+// posted once across instances (post-once.ts); an owner paused past its heartbeat whose edit
+// lands after the new owner's flags the message to be edited again (RECORD_EDIT below).
 //
 // Edits are coalesced: a message is re-rendered when the job changed, and sent only when the
 // rendering changed and at most once per `editIntervalMs`; a 429's Retry-After pauses every
@@ -98,7 +100,35 @@ for _, job in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return claimed`;
 
-const RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+// After an edit: record it. An instance that lost the job meanwhile (paused past its heartbeat)
+// may have had its older rendering land after the new owner's edit, so it flags the message
+// to be edited again and keeps the job watched. KEYS: 1 messages, 2 owner, 3 watching.
+// ARGV: 1 kind, 2 message JSON, 3 instance, 4 job id, 5 the redo field.
+const RECORD_EDIT = `
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if redis.call('GET', KEYS[2]) == ARGV[3] then return 1 end
+redis.call('HSET', KEYS[1], ARGV[5], '1')
+redis.call('SADD', KEYS[3], ARGV[4])
+return 0`;
+
+// Let a job go (its messages show its end), unless a late edit flagged one of them meanwhile:
+// then only the ownership goes, and the next sweep edits it again. KEYS: 1 messages, 2 owner,
+// 3 watching. ARGV: 1 instance, 2 job id, 3 kept for (s), 4… redo fields.
+const LET_GO = `
+local flagged = false
+for i = 4, #ARGV do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then flagged = true end
+end
+if not flagged then
+  redis.call('SREM', KEYS[3], ARGV[2])
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+end
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return flagged and 0 or 1`;
+
+/** The messages-hash field that asks for a message to be edited again (see RECORD_EDIT). */
+const redoField = (kind: MessageKind): string => `redo:${kind}`;
+const KINDS: readonly MessageKind[] = ['request', 'card'];
 
 class RateLimited extends Error {}
 
@@ -364,13 +394,16 @@ export class SlackNotifier {
       message = await this.postPlan(job.id, view, kind, message);
       const rendered = slackJobMessage(view, kind, this.o.publicUrl, stateOf(view, message));
       const print = fingerprint(rendered);
-      if (print !== message.fingerprint) {
+      const redo = shown[redoField(kind)] !== undefined;
+      if (print !== message.fingerprint || redo) {
         if (Date.now() < message.nextAt) {
           // Coalesced: the newest state goes out when the interval has passed.
           later = later === 0 ? message.nextAt : Math.min(later, message.nextAt);
           settled = false;
           continue;
         }
+        // Cleared before the edit: a late edit landing after this one flags it again.
+        if (redo) await redis.hdel(keys.messages(jobId), redoField(kind));
         message = await this.edit(job.id, kind, message, rendered, print);
         if (message.fingerprint !== print) {
           settled = false;
@@ -435,7 +468,8 @@ export class SlackNotifier {
       nextAt: Date.now() + (edited.ok === false ? RETRY_FAILED_EDIT_MS : this.editIntervalMs),
       failures,
     };
-    await this.o.redis.hset(this.o.keys.messages(jobId), kind, JSON.stringify(current));
+    const { redis, keys } = this.o;
+    await redis.eval(RECORD_EDIT, 3, keys.messages(jobId), keys.jobOwner(jobId), keys.watching(), kind, JSON.stringify(current), this.instance, jobId, redoField(kind));
     return current;
   }
 
@@ -445,10 +479,8 @@ export class SlackNotifier {
 
   private async letGo(jobId: string): Promise<void> {
     const { redis, keys } = this.o;
-    await redis.srem(keys.watching(), jobId);
-    // Kept a while for a late look (a restarted owner finding the job again), then dropped.
-    await redis.expire(keys.messages(jobId), 7 * 24 * 3600);
-    await redis.eval(RELEASE, 1, keys.jobOwner(jobId), this.instance);
+    // The messages are kept a while for a late look (a restarted owner finding the job again).
+    await redis.eval(LET_GO, 3, keys.messages(jobId), keys.jobOwner(jobId), keys.watching(), this.instance, jobId, 7 * 24 * 3600, ...KINDS.map(redoField));
   }
 
   private async call<T extends { ok?: boolean }>(method: string, run: () => Promise<T>): Promise<T> {

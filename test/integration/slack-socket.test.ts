@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../config/load.js';
+import { rolesForGroups } from '../../auth/roles.js';
 import { LAB_ROLES } from '../../src/lab/oidc.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';
 import { createSlackFrontEnd, type SlackFrontEnd } from '../../src/slack/app.js';
@@ -108,6 +109,29 @@ describe('Slack in Socket Mode', () => {
     expect(blocksText(done)).toContain('Approved by April Approver');
     expect(done.blocks.some((b) => (b as { type?: string }).type === 'actions')).toBe(false);
   });
+
+  it('edits a card again when an instance that lost the job lands an older edit after the new owner\'s', async () => {
+    const oscar = { subject: 'oscar', displayName: 'Oscar Operator', groups: ['ops'], roles: rolesForGroups(['ops'], LAB_ROLES), origin: 'cli' as const };
+    const april = { subject: 'april', displayName: 'April Approver', groups: ['leads'], roles: rolesForGroups(['leads'], LAB_ROLES), origin: 'cli' as const };
+    const { job } = await c.runtime.service.submit({ tool: 'exec', input: { targets: 'node01', argv: ['true'] }, requester: oscar, replyTo: { kind: 'cli' } });
+    const card = await until('the card with its buttons', () => slack.messages(APPROVALS).find((m) => m.threadTs === undefined && blocksText(m).includes(job.id) && blocksText(m).includes('castellan_approve')));
+    const ownerKey = `castellan:slack:owner:${job.id}`;
+    const owner = await until('the card\'s owner', async () => (await c.runtime.redis.get(ownerKey)) ?? undefined);
+    const other = [server.slack?.notifier, second?.slack.notifier].find((n) => n !== undefined && n.instance !== owner);
+    // The owner's next edit of the card (the approval) is on its way to Slack, and held there…
+    const held = slack.hold('chat.update', (args) => args.ts === card.ts);
+    await c.runtime.service.approve(job.id, april);
+    await held.arrived;
+    // …while the other instance takes the job over (the owner looked gone) and shows its end.
+    await c.runtime.redis.set(ownerKey, other?.instance ?? '');
+    await until('the card showing the outcome', () => (/succeeded/.test(card.text) ? true : undefined), 60_000);
+    const shownEnd = card.history.length;
+    held.release();
+    // The older edit lands last; its sender finds it lost the job and has the card edited again.
+    await until('the older edit landed and was undone', () => (card.history.length > shownEnd + 1 && /succeeded/.test(card.text) ? true : undefined), 60_000);
+    expect(card.history.slice(shownEnd).some((h) => !/succeeded/.test(h.text))).toBe(true);
+    expect(blocksText(card)).toContain('Approved by April Approver');
+  }, 120_000);
 
   it('acks events_api envelopes and answers a mention in its thread', async () => {
     const ack = await slack.deliver('events_api', {

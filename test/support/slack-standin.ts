@@ -63,6 +63,11 @@ export interface SlackStandIn {
   callsOf(method: string): ApiCall[];
   /** Answer the next `times` calls of `method` with 429 and `Retry-After: retryAfterS`. */
   rateLimit(method: string, times: number, retryAfterS: number): void;
+  /**
+   * Hold the next call of `method` whose arguments `match`: it is answered (and applied) only
+   * after release(), so calls made meanwhile land before it. `arrived` resolves when it came.
+   */
+  hold(method: string, match: (args: Record<string, unknown>) => boolean): { readonly arrived: Promise<void>; release(): void };
   /** A fresh response URL (as Slack puts in command and action payloads). */
   responseUrl(): string;
   /** Socket Mode connections currently open. */
@@ -114,6 +119,7 @@ export async function startSlackStandIn(options: { teamId?: string } = {}): Prom
   const acks: Ack[] = [];
   const stored: StoredMessage[] = [];
   const limits = new Map<string, { times: number; retryAfterS: number }>();
+  const holds: { method: string; match: (args: Record<string, unknown>) => boolean; arrive: () => void; released: Promise<void> }[] = [];
   const waiting = new Map<string, { sentAt: number; resolve: (ack: Ack) => void }>();
   const open = new Set<WebSocket>();
   let tsCounter = 0;
@@ -208,6 +214,12 @@ export async function startSlackStandIn(options: { teamId?: string } = {}): Prom
       const args = parseArgs(req.headers['content-type'], raw);
       const header = req.headers.authorization;
       const token = header?.startsWith('Bearer ') ? header.slice(7) : typeof args.token === 'string' ? args.token : undefined;
+      const hold = holds.find((h) => h.method === method && h.match(args));
+      if (hold) {
+        holds.splice(holds.indexOf(hold), 1);
+        hold.arrive();
+        await hold.released; // Slack applies it only now: it lands after whatever came meanwhile
+      }
       const limit = limits.get(method);
       if (limit && limit.times > 0) {
         limit.times -= 1;
@@ -261,6 +273,14 @@ export async function startSlackStandIn(options: { teamId?: string } = {}): Prom
     messages: (channel) => stored.filter((m) => channel === undefined || m.channel === channel),
     message: (channel, ts) => stored.find((m) => m.channel === channel && m.ts === ts),
     callsOf: (method) => calls.filter((c) => c.method === method),
+    hold(method, match) {
+      let arrive: () => void = () => undefined;
+      let release: () => void = () => undefined;
+      const arrived = new Promise<void>((r) => (arrive = r));
+      const released = new Promise<void>((r) => (release = r));
+      holds.push({ method, match, arrive, released });
+      return { arrived, release };
+    },
     rateLimit(method, times, retryAfterS) {
       limits.set(method, { times, retryAfterS });
     },
