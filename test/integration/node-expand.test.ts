@@ -71,12 +71,32 @@ const c = useCastellan({
     await writeFile(lab.knownHostsFile, `${pins.join('\n')}\n`);
     for (const n of fresh) fingerprints[n.name] = fingerprint(Buffer.from((await readFile(`${n.hostKeyFile}.pub`, 'utf8')).trim().split(/\s+/)[1]!, 'base64'));
     etcd = await startEtcd(3);
-    const client = `http://127.0.0.1:${await findFreePort()}`;
-    const peer = `http://127.0.0.1:${await findFreePort()}`;
+    const clientPort = await findFreePort();
+    let peerPort = await findFreePort();
+    while (peerPort === clientPort) peerPort = await findFreePort();
+    const client = `http://127.0.0.1:${clientPort}`;
+    const peer = `http://127.0.0.1:${peerPort}`;
+    // Like kubeadm, the member add is retried: etcd refuses a reconfiguration ("unhealthy cluster")
+    // until the member asked has been connected to every peer for 5 s, and a loaded machine can
+    // time etcdctl out. A try etcdctl gave up on may still have been committed: then the new
+    // member is listed (unstarted, no name yet) and is not added twice.
     writeFileSync(joinEtcd, [
       'set -eu',
-      `out=$(etcdctl --endpoints=${etcd.members.map((m) => m.clientUrl).join(',')} member add "$1" --peer-urls=${peer})`,
-      'cluster=$(printf "%s\\n" "$out" | sed -n "s/^ETCD_INITIAL_CLUSTER=\\"\\(.*\\)\\"$/\\1/p")',
+      `ctl() { etcdctl --endpoints=${etcd.members.map((m) => m.clientUrl).join(',')} --command-timeout=15s "$@"; }`,
+      'tries=0',
+      'while :; do',
+      `  if out=$(ctl member add "$1" --peer-urls=${peer}); then`,
+      '    cluster=$(printf "%s\\n" "$out" | sed -n "s/^ETCD_INITIAL_CLUSTER=\\"\\(.*\\)\\"$/\\1/p")',
+      '    break',
+      '  fi',
+      `  if list=$(ctl member list) && printf "%s\\n" "$list" | grep -qF ", ${peer}, "; then`,
+      `    cluster=$(printf "%s\\n" "$list" | awk -F ', ' -v me="$1" -v peer=${peer} '{ printf "%s%s=%s", sep, ($4 == peer ? me : $3), $4; sep = "," }')`,
+      '    break',
+      '  fi',
+      '  tries=$((tries + 1))',
+      '  [ "$tries" -lt 30 ] || { echo "etcd member add refused $tries times" >&2; exit 1; }',
+      '  sleep 1',
+      'done',
       `setsid etcd --name "$1" --data-dir ${etcdData}/"$1" --listen-client-urls ${client} --advertise-client-urls ${client} --listen-peer-urls ${peer} --initial-advertise-peer-urls ${peer} --initial-cluster "$cluster" --initial-cluster-state existing --log-level error > ${etcdData}/etcd.log 2>&1 < /dev/null &`,
       `echo $! > ${etcdPidFile}`,
       '',

@@ -1,6 +1,9 @@
 // A real etcd cluster on loopback for tests: N members of Debian's etcd-server, each on free
 // client and peer ports, data in a temporary directory. Members can be stopped (SIGKILL, like
 // a crashed node) and the whole cluster torn down; every process is ours and is reaped.
+// Healthy is not yet ready to reconfigure: a member refuses `member add` ("unhealthy cluster")
+// until it has been connected to every peer for 5 s (etcd's HealthInterval), which starts again
+// whenever a peer connection is re-made (a starved member on a loaded machine). Retry it, as kubeadm does.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
