@@ -24,7 +24,7 @@ import type { Runtime } from '../runtime.js';
 import { jobView, requesterViewSchema } from '../present/job-view.js';
 import { linesOfJob, MAX_PAGE_LINES, outputLinesSchema, outputLinesText } from '../present/output-lines.js';
 import type { RequestId } from './calls.js';
-import { jobOutcome, outcomeSchemaFor, outcomeText } from '../present/render/mcp.js';
+import { jobOutcome, outcomeSchemaFor, outcomeText, publishedSchema } from '../present/render/mcp.js';
 import type { ApprovalPlaces } from '../present/job-view.js';
 
 /** What a tool needs to know about the call it is serving. */
@@ -92,8 +92,8 @@ function argsOf<S extends z.ZodObject>(schema: S, args: Record<string, unknown>)
 }
 
 function outcomeResult(job: JobRecord, call: McpCall, waitedMs?: number): CallToolResult {
-  const outcome = jobOutcome(job, call.places, waitedMs);
-  return structured(outcome, outcomeText(outcome));
+  const answer = jobOutcome(job, call.places, waitedMs);
+  return structured(answer.content, outcomeText(answer));
 }
 
 /** Steps × hosts: one progress unit per host finishing one step. */
@@ -163,7 +163,7 @@ function awaitingText(job: JobRecord, call: McpCall): string {
  */
 function catalogueTool(tool: AnyTool, toolsets: readonly Toolset[]): McpTool {
   const served = toolsets.includes(tool.toolset);
-  const outputSchema = z.toJSONSchema(outcomeSchemaFor(tool), { io: 'output', unrepresentable: 'any' }) as JsonSchema;
+  const outputSchema = publishedSchema(outcomeSchemaFor(tool)) as JsonSchema;
   return {
     name: tool.name,
     title: tool.title,
@@ -212,7 +212,7 @@ function jobTool<S extends z.ZodObject>(spec: JobToolSpec<S>): McpTool {
     title: spec.title,
     description: spec.description,
     inputSchema: z.toJSONSchema(spec.input, { io: 'input', unrepresentable: 'any' }) as JsonSchema,
-    outputSchema: z.toJSONSchema(spec.output, { io: 'output', unrepresentable: 'any' }) as JsonSchema,
+    outputSchema: publishedSchema(spec.output),
     annotations: { title: spec.title, readOnlyHint: spec.readOnly, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     // Anyone with a role may follow jobs; JobService checks each call again.
     visibleTo: (identity, auth) => identity.roles.length > 0 && (spec.shownTo?.(identity, auth) ?? true),

@@ -17,12 +17,9 @@ import {
   foldViews,
   hostViewSchema,
   hostViews,
-  planViewSchema,
-  requesterViewSchema,
   viewOfResult,
-  jobViewSchema,
 } from '../job-view.js';
-import { resultViewSchema } from '../result-view.js';
+import type { ResultView } from '../result-view.js';
 import { viewText } from './text.js';
 
 /** Folded groups and per-host rows included inline; job_output pages through the rest. */
@@ -40,6 +37,41 @@ const approvalSchema = z.object({
   note: z.string(),
 });
 
+/** A plan step as an AI client relays it: the command shell-quoted, the whole stdin script. */
+const stepSchema = z.object({
+  id: z.string(),
+  description: z.string(),
+  hosts: z.array(z.string()),
+  /** 0-based batch (rolling plans run batch after batch). */
+  batch: z.number(),
+  /** The command as it runs, shell-quoted, invisible characters as escapes. */
+  command: z.string(),
+  stdin: z.string().optional(),
+  stdin_bytes: z.number().optional(),
+  stdin_sha256: z.string().optional(),
+  /** A rollback: run for a host when this step of it failed. */
+  on_failure_of: z.string().optional(),
+});
+
+const planSchema = z.object({ hosts: z.array(z.string()), failure_budget: z.number(), steps: z.array(stepSchema) });
+type McpPlan = z.infer<typeof planSchema>;
+
+/** Per host; `exit_code` is absent when the command never exited (unreachable, timed out). */
+const hostSchema = hostViewSchema.omit({ exit_code: true }).extend({ exit_code: z.number().optional() });
+
+const previewSchema = z.object({
+  job_id: z.string(),
+  state: z.enum(JOB_STATES),
+  finished: z.boolean(),
+  reason: z.string().optional(),
+  folded: z.array(foldViewSchema),
+});
+
+/**
+ * structuredContent of every job answer. Every part is spelled out and closed (no loose
+ * objects, no `[type, null]` unions: some clients reject both); nested parts are the compact
+ * forms an AI client needs, the full job view being the API's.
+ */
 export const jobOutcomeSchema = z.object({
   job_id: z.string(),
   tool: z.string(),
@@ -47,42 +79,120 @@ export const jobOutcomeSchema = z.object({
   state: z.enum(JOB_STATES),
   finished: z.boolean(),
   summary: z.string(),
-  requester: requesterViewSchema,
-  plan: planViewSchema,
+  plan: planSchema,
   approval: approvalSchema.optional(),
-  /** What it would change, from a run that changes nothing (see the job view's preview). */
-  preview: jobViewSchema.shape.preview,
-  hosts: z.array(hostViewSchema).optional(),
+  /** What it would change, from a run that changes nothing (Ansible check mode with diffs). */
+  preview: previewSchema.optional(),
+  hosts: z.array(hostSchema).optional(),
   folded: z.array(foldViewSchema).optional(),
   /** True when hosts or folded output were cut here; job_output has all of it. */
   more_output: z.boolean().optional(),
-  data: z.unknown().optional(),
-  /** The tool's reading of `data`: summary, columns and rows, alike hosts folded. */
-  view: resultViewSchema.optional(),
   reason: z.string().optional(),
   /** What this caller may not see of the job (policy.visibility), and why. */
   hidden: z.object({ details: z.boolean(), output: z.boolean(), reason: z.string() }).optional(),
   next: z.string().optional(),
 });
-export type JobOutcome = z.infer<typeof jobOutcomeSchema>;
+/**
+ * The outcome, and for the text block only the tool's reading of `data` (its table): in
+ * structuredContent it would say what `data` says a second time.
+ */
+export type JobOutcome = z.infer<typeof jobOutcomeSchema> & { data?: unknown };
+export interface OutcomeAnswer {
+  readonly content: JobOutcome;
+  readonly view?: ResultView | undefined;
+}
 
 /**
- * What `tools/list` publishes as each tool's outputSchema: the same fields, with the nested
- * parts described in words instead of spelled out. Spelled out for 27 tools the listing
- * weighed ~115 KB, tokens every AI client pays on connect; this keeps it near a third.
+ * The outcome schema a tool publishes: `data` typed by the tool's own output schema, and
+ * `preview` only for tools that make previews, so tools/list carries no part a tool never sends.
  */
-const publishedOutcomeSchema = jobOutcomeSchema.extend({
-  requester: z.looseObject({}).describe('subject, display_name, origin'),
-  plan: z.looseObject({}).describe('The exact plan: hosts, failure_budget, batches[].steps[] with id, description, hosts, command (argv as run), stdin'),
-  approval: z.looseObject({}).optional().describe('When people must approve: required, approvals, expires_at, and where to approve (cli, api, slack)'),
-  preview: z.looseObject({}).optional().describe('What it would change, from a run that changes nothing (Ansible check mode): job_id, state, folded output with the diff'),
-  hosts: z.array(z.looseObject({})).optional().describe('Per host: host, status, step, exit_code, duration_ms, truncated, error'),
-  folded: z.array(z.looseObject({})).optional().describe('Hosts with identical output grouped: nodeset, count, status, text'),
-});
-
-/** The published outcome schema with `data` typed by the tool's own output schema, when it has one. */
 export function outcomeSchemaFor(tool: AnyTool | undefined): z.ZodObject {
-  return tool?.output ? publishedOutcomeSchema.extend({ data: tool.output.optional() }) : publishedOutcomeSchema;
+  const base = tool !== undefined && tool.preview === undefined ? jobOutcomeSchema.omit({ preview: true }) : jobOutcomeSchema;
+  return tool?.output ? base.extend({ data: tool.output.optional() }) : base;
+}
+
+type Json = { [key: string]: unknown };
+
+/**
+ * The JSON Schema `tools/list` publishes for a zod output schema. Values a tool reports as
+ * `null` ("not known") are published as optional instead, and `withoutNulls` drops them from
+ * structuredContent: clients reject `type: [number, null]` and `anyOf` with null.
+ */
+export function publishedSchema(schema: z.ZodType): Json {
+  const { $schema: _dialect, ...json } = z.toJSONSchema(schema, { io: 'output', unrepresentable: 'any' }) as Json;
+  return stripNull(json) as Json;
+}
+
+function isNullSchema(s: unknown): boolean {
+  return typeof s === 'object' && s !== null && (s as Json).type === 'null';
+}
+
+/** The schema without its null alternative, and whether it had one. */
+function nonNull(s: Json): { schema: Json; nullable: boolean } {
+  if (Array.isArray(s.type) && s.type.includes('null')) {
+    const types = (s.type as string[]).filter((t) => t !== 'null');
+    return { schema: { ...s, type: types.length === 1 ? types[0] : types }, nullable: true };
+  }
+  for (const key of ['anyOf', 'oneOf'] as const) {
+    const options = s[key];
+    if (Array.isArray(options) && options.some(isNullSchema)) {
+      const rest = options.filter((o) => !isNullSchema(o)) as Json[];
+      const { [key]: _gone, ...others } = s;
+      return { schema: rest.length === 1 ? { ...others, ...rest[0] } : { ...others, [key]: rest }, nullable: true };
+    }
+  }
+  return { schema: s, nullable: false };
+}
+
+function stripNull(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(stripNull);
+  if (typeof value !== 'object' || value === null) return value;
+  const s = { ...(value as Json) };
+  for (const [key, child] of Object.entries(s)) s[key] = stripNull(child);
+  if (typeof s.properties === 'object' && s.properties !== null) {
+    const properties: Json = {};
+    const optional = new Set<string>();
+    for (const [name, prop] of Object.entries(s.properties as Json)) {
+      const { schema, nullable } = nonNull(prop as Json);
+      properties[name] = schema;
+      if (nullable) optional.add(name);
+    }
+    s.properties = properties;
+    if (Array.isArray(s.required)) s.required = (s.required as string[]).filter((name) => !optional.has(name));
+  }
+  return s;
+}
+
+/** `data` as structuredContent carries it: object fields that are null (not known) left out. */
+export function withoutNulls(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutNulls);
+  if (typeof value !== 'object' || value === null) return value;
+  return Object.fromEntries(Object.entries(value).flatMap(([k, v]) => (v === null ? [] : [[k, withoutNulls(v)]])));
+}
+
+/** The plan's steps in order, each rollback after the step that arms it. */
+function planOf(view: JobView): McpPlan {
+  const steps: McpPlan['steps'] = [];
+  const stepOf = (step: JobView['plan']['batches'][number]['steps'][number] | NonNullable<JobView['plan']['batches'][number]['steps'][number]['on_failure']>[number], batch: number, armedBy?: string): void => {
+    steps.push({
+      id: step.id,
+      description: step.description,
+      hosts: step.hosts,
+      batch,
+      command: step.command_display,
+      ...(step.stdin !== undefined ? { stdin: step.stdin } : {}),
+      ...(step.stdin_bytes !== undefined ? { stdin_bytes: step.stdin_bytes } : {}),
+      ...(step.stdin_sha256 !== undefined ? { stdin_sha256: step.stdin_sha256 } : {}),
+      ...(armedBy !== undefined ? { on_failure_of: armedBy } : {}),
+    });
+  };
+  for (const batch of view.plan.batches) {
+    for (const step of batch.steps) {
+      stepOf(step, batch.index);
+      for (const rollback of step.on_failure ?? []) stepOf(rollback, batch.index, rollback.armed_by);
+    }
+  }
+  return { hosts: view.plan.hosts, failure_budget: view.plan.failure_budget, steps };
 }
 
 /** What the AI client should do next: its own words, since it can never approve. */
@@ -104,22 +214,21 @@ function nextFor(view: JobView, waitedMs: number | undefined): string | undefine
   }
 }
 
-export function jobOutcome(job: JobRecord, places: ApprovalPlaces, waitedMs?: number): JobOutcome {
+export function jobOutcome(job: JobRecord, places: ApprovalPlaces, waitedMs?: number): OutcomeAnswer {
   const view = jobView(job, { places });
   const next = nextFor(view, waitedMs);
   const base = (places.publicUrl ?? '').replace(/\/$/, '');
   const hosts = hostViews(job);
   const folded = foldViews(job, INLINE_CHARS);
   const more = hosts.length > INLINE_HOSTS || folded.length > INLINE_GROUPS || folded.some((g) => g.text_truncated === true);
-  return {
+  const content: JobOutcome = {
     job_id: job.id,
     tool: job.tool,
     risk: job.risk,
     state: job.state,
     finished: isFinal(job.state),
     summary: view.summary,
-    requester: view.requester,
-    plan: view.plan,
+    plan: planOf(view),
     ...(view.approval
       ? {
           approval: {
@@ -136,32 +245,31 @@ export function jobOutcome(job: JobRecord, places: ApprovalPlaces, waitedMs?: nu
     ...(view.preview !== undefined ? { preview: { ...view.preview, folded: view.preview.folded.slice(0, INLINE_GROUPS).map((g) => (g.text.length > INLINE_CHARS ? { ...g, text: `${g.text.slice(0, INLINE_CHARS)}…`, text_truncated: true } : g)) } } : {}),
     ...(job.result !== undefined
       ? {
-          hosts: hosts.slice(0, INLINE_HOSTS),
+          hosts: hosts.slice(0, INLINE_HOSTS).map(({ exit_code, ...host }) => (exit_code === null ? host : { ...host, exit_code })),
           folded: folded.slice(0, INLINE_GROUPS),
           ...(more ? { more_output: true } : {}),
-          ...(job.result.data !== undefined ? { data: job.result.data } : {}),
-          ...withView(viewOfResult(job)),
+          ...(job.result.data !== undefined ? { data: withoutNulls(job.result.data) } : {}),
         }
       : {}),
     ...(job.reason !== undefined ? { reason: job.reason } : {}),
     ...(view.hidden !== undefined ? { hidden: view.hidden } : {}),
     ...(next !== undefined ? { next } : more ? { next: `Call job_output with job_id "${job.id}" for the full output.` } : {}),
   };
+  const result = job.result !== undefined ? viewOfResult(job) : undefined;
+  return result !== undefined ? { content, view: result } : { content };
 }
-
-const withView = (view: JobOutcome['view']): { view?: NonNullable<JobOutcome['view']> } => (view ? { view } : {});
 
 /** Folded groups shown in the text block before it points at structuredContent / job_output. */
 const TEXT_GROUPS = 10;
 const TEXT_CHARS = 1500;
-/** Table rows shown in the text block; structuredContent.view has them all. */
+/** Table rows shown in the text block; structuredContent.data has the facts behind all of them. */
 const TEXT_ROWS = 30;
 
 /**
  * The text block: summary and job id, the folded result (short), and the next step. The full
  * data is in structuredContent; repeating it here would cost the model its tokens twice.
  */
-export function outcomeText(outcome: JobOutcome): string {
+export function outcomeText({ content: outcome, view }: OutcomeAnswer): string {
   const lines = [`${visibleInline(outcome.summary)} [job ${outcome.job_id}]`];
   if (outcome.reason !== undefined && !outcome.summary.includes(outcome.reason)) lines.push(`reason: ${visibleInline(outcome.reason)}`);
   if (outcome.hidden !== undefined) {
@@ -170,9 +278,10 @@ export function outcomeText(outcome: JobOutcome): string {
   }
   // Before anything ran, the model relays what will run: each step's exact command, shell-quoted.
   if (outcome.state === 'awaiting_approval' || outcome.state === 'waiting_window') {
-    for (const step of outcome.plan.batches.flatMap((b) => b.steps).slice(0, TEXT_GROUPS)) {
+    for (const step of outcome.plan.steps.slice(0, TEXT_GROUPS)) {
       const stdin = step.stdin_bytes !== undefined ? ` (stdin: ${step.stdin_bytes} bytes, sha256 ${step.stdin_sha256 ?? '?'})` : '';
-      lines.push(`${step.id} on ${visibleInline(hostsPhrase(step.hosts))}: ${step.command_display || visibleInline(step.description)}${stdin}`);
+      const rollback = step.on_failure_of !== undefined ? ` (if ${step.on_failure_of} fails)` : '';
+      lines.push(`${step.id}${rollback} on ${visibleInline(hostsPhrase(step.hosts))}: ${step.command || visibleInline(step.description)}${stdin}`);
     }
     const preview = outcome.preview;
     if (preview !== undefined) {
@@ -183,12 +292,11 @@ export function outcomeText(outcome: JobOutcome): string {
       }
     }
   }
-  const view = outcome.view;
   if (view) {
     // The tool's table (alike hosts folded) says what the raw output would, in fewer tokens.
     const shown = viewText(view, { color: false });
     lines.push(...shown.slice(0, TEXT_ROWS));
-    if (shown.length > TEXT_ROWS) lines.push(`… ${shown.length - TEXT_ROWS} more rows in structuredContent.view`);
+    if (shown.length > TEXT_ROWS) lines.push(`… ${shown.length - TEXT_ROWS} more rows (structuredContent.data has them all)`);
   }
   for (const group of view && !view.output ? [] : (outcome.folded ?? []).slice(0, TEXT_GROUPS)) {
     const status = group.status === 'ok' ? '' : ` [${group.status}]`;
