@@ -61,6 +61,10 @@ export interface AuditQuery {
   readonly host?: string | undefined;
   readonly origin?: string | undefined;
   readonly kind?: AuditKind | undefined;
+  /** Any of these kinds. */
+  readonly kinds?: readonly AuditKind[] | undefined;
+  /** Only entries of jobs that asked for approval. */
+  readonly gated?: boolean | undefined;
   readonly decision?: 'approve' | 'deny' | undefined;
   /** A job's final state (outcome entries) or a host's status (execution entries). */
   readonly outcome?: string | undefined;
@@ -204,6 +208,8 @@ export class AuditLog {
       ['job', query.jobId],
     ];
     for (const [field, value] of filters) if (value !== undefined) groups.push([k.auditBy(field, value)]);
+    if (query.kinds !== undefined && query.kinds.length > 0) groups.push(query.kinds.map((kind) => k.auditBy('kind', kind)));
+    if (query.gated === true) groups.push([k.auditBy('gated', 'yes')]);
     if (groups.length === 0) groups.push([k.auditIndex()]);
     const limit = Number.isInteger(query.limit) ? Math.min(Math.max(query.limit ?? 50, 1), 1000) : 50;
     if (query.after !== undefined && !AUDIT_ID_PATTERN.test(query.after)) throw new CastellanError('invalid_input', `'${query.after.slice(0, 40)}' is not an audit cursor (it is the id of the last entry shown, like 1764403200000-0)`, 'cursor');

@@ -404,6 +404,18 @@ export class JobService {
     return this.ctx.audit.page(query, auditScope(viewer));
   }
 
+  /**
+   * Jobs that asked for approval and were decided (approved, denied, expired), most recently
+   * decided first, from the audit index of their decisions and outcomes: exact however many
+   * jobs are retained, and only those `viewer` may read about.
+   */
+  async recentlyDecided(viewer: Identity, count = 20): Promise<JobRecord[]> {
+    const page = await this.audit(viewer, { gated: true, kinds: ['decision', 'outcome'], limit: Math.min(count * 10, 1000) });
+    const ids = [...new Set(page.entries.flatMap((e) => (e.jobId !== undefined ? [e.jobId] : [])))];
+    const records = await Promise.all(ids.map((id) => this.get(id, viewer).catch(() => undefined)));
+    return records.filter((r): r is JobRecord => r !== undefined && r.state !== 'awaiting_approval').slice(0, count);
+  }
+
   /** Events after `afterId`; output events only for viewers who may read the job's output. */
   async events(jobId: string, viewer: Identity, afterId = '0', count = 500): Promise<StampedEvent[]> {
     const after = checkEventId(afterId);

@@ -4,12 +4,11 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import express, { type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
-import { authorizeApproval, authorizeCancel } from '../../auth/policy.js';
+import { auditScope, authorizeApproval, authorizeCancel } from '../../auth/policy.js';
 import type { JobRecord } from '../../queues/records.js';
-import { hasRole } from '../../auth/roles.js';
 import type { Requester } from '../../auth/types.js';
 import { JOB_ID_PATTERN, newJobId } from '../../queues/records.js';
-import type { StoredAudit } from '../../queues/audit.js';
+import { AUDIT_ID_PATTERN } from '../../queues/audit.js';
 import { toolArgsFor } from '../../tools/cli-args.js';
 import { inputJsonSchema } from '../../tools/registry.js';
 import { CastellanError, errorMessage } from '../../config/errors.js';
@@ -25,7 +24,7 @@ import { jobFields, listJobs, type JobFilter } from './listing.js';
 import { keptQuery, readFilter } from './filters.js';
 import { FeedWaker, streamJob, streamJobList } from './live.js';
 import { approvalsPage, confirmApprovalPage, type InboxItem } from './pages/approvals.js';
-import { AUDIT_FIELDS, auditMatches, auditPage, type AuditFilter } from './pages/audit.js';
+import { auditFields, auditPage, auditQueryOf, type AuditFilter } from './pages/audit.js';
 import { hostsPage } from './pages/hosts.js';
 import { jobPage } from './pages/job.js';
 import { jobsPage } from './pages/jobs.js';
@@ -37,7 +36,7 @@ import { SignIn } from './sign-in.js';
 
 const FORM_LIMIT = '256kb';
 const PAGE_SIZE = 50;
-const AUDIT_SHOWN = 500;
+const EXPORT_PAGE = 1000;
 const INBOX_LIMIT = 200;
 
 /** Static files: the TypeScript source tree's assets folder, also when running from dist/. */
@@ -257,8 +256,7 @@ export function dashboardRouter(runtime: Runtime): express.Router {
   router.get('/approvals', async (_req, res) => {
     const requester = me(res);
     const waiting = await inbox(requester);
-    const recent = await listJobs(runtime, requester, {}, 0, 200);
-    const decided = recent.jobs.filter((j) => j.approvalsRequired > 0 && j.state !== 'awaiting_approval').slice(0, 20).map((j) => jobView(j, { places: runtime.places }));
+    const decided = (await runtime.service.recentlyDecided(requester, 20)).map((j) => jobView(j, { places: runtime.places }));
     send(res, approvalsPage(viewerOf(res), waiting, decided));
   });
 
@@ -350,27 +348,30 @@ export function dashboardRouter(runtime: Runtime): express.Router {
     send(res, hostsPage(viewerOf(res), await hostRows(runtime, requester, inventory), inventory.groups, await pendingFor(requester)));
   });
 
-  const auditAllowed = (requester: Requester): void => {
-    if (!hasRole(requester, 'approver') && !hasRole(requester, 'admin')) {
-      throw new CastellanError('forbidden', `the audit trail is for approvers and admins; you have ${requester.roles.join(', ') || 'no role'}`);
-    }
-  };
-  const auditRecords = async (query: Request['query']): Promise<{ filter: AuditFilter; records: StoredAudit[] }> => {
-    const filter: AuditFilter = readFilter(AUDIT_FIELDS, query);
-    const all = await runtime.ctx.audit.read({ count: 20_000 });
-    return { filter, records: all.filter((r) => auditMatches(r, filter)).reverse() };
-  };
+  // The trail as the signed-in person may read it (auditScope), from the audit indexes.
+  const auditFilter = (query: Request['query']): AuditFilter => readFilter(auditFields(toolNames), query);
+  const auditAfter = (query: Request['query']): string | undefined => (typeof query['after'] === 'string' && AUDIT_ID_PATTERN.test(query['after']) ? query['after'] : undefined);
   router.get('/audit', async (req, res) => {
-    auditAllowed(me(res));
-    const { filter, records } = await auditRecords(req.query);
-    const query = keptQuery(req.query);
-    send(res, auditPage(viewerOf(res), records.slice(0, AUDIT_SHOWN), filter, query, await pendingFor(me(res))));
+    const requester = me(res);
+    const filter = auditFilter(req.query);
+    const after = auditAfter(req.query);
+    const result = await runtime.service.audit(requester, auditQueryOf(filter, { limit: PAGE_SIZE, after }));
+    send(res, auditPage({ viewer: viewerOf(res), result, filter, tools: toolNames, query: keptQuery(req.query, ['after']), after, scope: auditScope(requester), pendingApprovals: await pendingFor(requester) }));
   });
+  // Every matching entry, streamed page by page (a page of the index at a time, never the whole trail in memory).
   router.get('/audit.jsonl', async (req, res) => {
-    auditAllowed(me(res));
-    const { records } = await auditRecords(req.query);
+    const requester = me(res);
+    const filter = auditFilter(req.query);
+    let after: string | undefined;
+    let first = await runtime.service.audit(requester, auditQueryOf(filter, { limit: EXPORT_PAGE }));
     res.type('application/x-ndjson').attachment(`castellan-audit-${new Date().toISOString().slice(0, 19).replaceAll(':', '')}.jsonl`);
-    res.send(records.map((r) => JSON.stringify(r)).join('\n') + (records.length > 0 ? '\n' : ''));
+    for (;;) {
+      if (first.entries.length > 0) res.write(first.entries.map((r) => JSON.stringify(r) + '\n').join(''));
+      after = first.next;
+      if (after === undefined || res.destroyed) break;
+      first = await runtime.service.audit(requester, auditQueryOf(filter, { limit: EXPORT_PAGE, after }));
+    }
+    res.end();
   });
 
   router.use((req, res) => refuse(req, res, 404, 'no such dashboard page'));

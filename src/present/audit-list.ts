@@ -3,6 +3,7 @@
 // filter narrows the listing, all read from the audit indexes (queues/audit.ts) through
 // JobService.audit, which lists only what the caller may read (auth/policy.ts auditScope).
 import { z } from 'zod';
+import type { AuditScope } from '../../auth/policy.js';
 import { ORIGINS } from '../../config/vocabulary.js';
 import { displayArgv, visibleInline } from '../../config/visible.js';
 import { AUDIT_ID_PATTERN, AUDIT_KINDS, type AuditKind, type AuditPage, type AuditQuery, type StoredAudit } from '../../queues/audit.js';
@@ -114,4 +115,10 @@ export interface AuditListAnswer {
 
 export function auditAnswer(page: AuditPage): AuditListAnswer {
   return { entries: page.entries, total: page.total, ...(page.next !== undefined ? { next_cursor: page.next } : {}) };
+}
+
+/** What part of the trail a caller reads, in words (shown above listings). */
+export function auditScopeWords(scope: AuditScope): string {
+  if (scope.all) return 'You read the whole audit trail (admin).';
+  return `You read what you did and what was done on jobs you requested${scope.gated ? ', and every entry of jobs that asked for approval (approver)' : ''}; admins read the whole trail.`;
 }

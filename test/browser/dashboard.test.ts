@@ -148,6 +148,10 @@ describe('dashboard in Chromium', () => {
     await expect(april.page.locator('.votes').innerText()).resolves.toContain('April Approver');
     await expect(april.page.locator('details.fold summary').first().innerText()).resolves.toContain('node03');
     await expect(april.page.locator('details.fold pre').first().innerText()).resolves.not.toBe('');
+    // Decided: out of the inbox, into "Recently decided" (read from the audit index of decisions).
+    await april.page.goto(`${h.base}/ui/approvals`);
+    await expect(april.page.locator(`[data-approval="${jobId}"]`).count()).resolves.toBe(0);
+    await expect(april.page.locator('table.jobs').innerText()).resolves.toMatch(new RegExp(`exec ${jobId}[\\s\\S]*April Approver \\(approve\\)`));
     for (const s of [oscar, victor, april]) await s.context.close();
   });
 
@@ -228,6 +232,41 @@ describe('dashboard in Chromium', () => {
     await phone.page.goto(`${h.base}/ui/jobs`);
     await screenshot(phone.page, 'jobs-phone-dark');
     await phone.context.close();
+  });
+
+  it('pages the audit trail by cursor, and shows each person only their part of it', async () => {
+    // 120 entries of one made-up subject: three pages of 50, 50 and 20.
+    await h.runtime.ctx.audit.appendMany(Array.from({ length: 120 }, (_x, i) => ({ kind: 'refused' as const, subject: 'pager', origin: 'cli' as const, tool: 'ping', reason: `attempt ${i}` })));
+    const alice = await signInAs(browser, h.base, 'alice');
+    await alice.page.goto(`${h.base}/ui/audit?subject=pager`);
+    const rows = alice.page.locator('table.audit tbody tr');
+    const seen: string[] = [];
+    for (const expected of [50, 50, 20]) {
+      await expect(rows.count()).resolves.toBe(expected);
+      await expect(alice.page.locator('[data-total]').innerText()).resolves.toBe(`${expected} shown of 120 entries matching, newest first.`);
+      seen.push(...(await rows.locator('td:last-child').allInnerTexts()));
+      const older = alice.page.getByRole('link', { name: 'Older →' });
+      if (expected === 20) await expect(older.count()).resolves.toBe(0);
+      else await Promise.all([alice.page.waitForURL(/after=\d+-\d+/), older.click()]);
+    }
+    expect(seen).toEqual(Array.from({ length: 120 }, (_x, i) => `refused: attempt ${119 - i}`));
+    await alice.page.getByRole('link', { name: '← Newest' }).click();
+    await expect(rows.first().locator('td:last-child').innerText()).resolves.toBe('refused: attempt 119');
+    await alice.context.close();
+
+    // A viewer reads their own trail only, and is told so.
+    const victor = await signInAs(browser, h.base, 'victor');
+    await victor.page.goto(`${h.base}/ui/audit`);
+    await expect(victor.page.locator('main').innerText()).resolves.toContain('You read what you did and what was done on jobs you requested');
+    const who = await victor.page.locator('table.audit tbody tr td:nth-child(3)').allInnerTexts();
+    expect(who.length).toBeGreaterThan(0);
+    expect(who.every((w) => w.includes('victor'))).toBe(true);
+    const exported = await victor.page.request.get(`${h.base}/ui/audit.jsonl`);
+    const entries = (await exported.text()).trim().split('\n').map((l) => JSON.parse(l) as { subject: string; requester?: string });
+    expect(entries.length).toBe(who.length);
+    expect(entries.every((e) => e.subject === 'victor' || e.requester === 'victor')).toBe(true);
+    await screenshot(victor.page, 'audit-viewer');
+    await victor.context.close();
   });
 
   it('ends the session at sign-out, here and at the provider', async () => {
