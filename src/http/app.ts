@@ -105,7 +105,12 @@ function cors(): RequestHandler {
   };
 }
 
-const LOOPBACK_PEERS = new Set(['127.0.0.1', '::1', '::ffff:127.0.0.1']);
+/** 127.0.0.0/8 and ::1 (also IPv4-mapped): addresses only a process on this host can send from. */
+export function isLoopbackPeer(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return v4 === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
+}
 
 /**
  * /metrics: with server.metrics.token, only `Authorization: Bearer <token>` (compared in constant
@@ -124,7 +129,7 @@ export function metricsHandler(runtime: Pick<Runtime, 'config'>): RequestHandler
         res.set('WWW-Authenticate', 'Bearer realm="castellan-metrics"').status(401).type('text/plain').send('metrics need the bearer token configured in server.metrics.token_env / token_file\n');
         return;
       }
-    } else if (!separate && !LOOPBACK_PEERS.has(req.socket.remoteAddress ?? '')) {
+    } else if (!separate && !isLoopbackPeer(req.socket.remoteAddress)) {
       res.status(403).type('text/plain').send('metrics are served to loopback peers only; set server.metrics.listen (a separate listener) or server.metrics.token_env to read them from elsewhere\n');
       return;
     }
