@@ -16,6 +16,7 @@ import { endJob } from './endings.js';
 import { indexKeysOf, type JobDoc } from './records.js';
 import { runScript } from './scripts.js';
 import { sleep } from './sleep.js';
+import { wakeDecided } from './wake.js';
 import { ALLOWED_FROM, FINAL_STATES, type JobState } from './states.js';
 
 /** How long a marker may stand before a reconcile ends its record (a submission's steps time out well before). */
@@ -252,7 +253,9 @@ export function startReconciler(ctx: Ctx, everyMs: number, graceMs = SUBMIT_GRAC
   let running: Promise<void> | undefined;
   const round = (): void => {
     if (running) return;
+    // Submissions never confirmed are ended; approved jobs whose wake-up was lost are woken.
     running = reconcileSubmissions(ctx, graceMs)
+      .then(() => wakeDecided(ctx))
       .then(() => {
         failing = false;
       })

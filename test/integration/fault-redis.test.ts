@@ -10,6 +10,7 @@ import type { Requester } from '../../auth/types.js';
 import { CastellanError } from '../../config/errors.js';
 import { createRecord, claimValue, hashPart, reconcileSubmissions, requestFingerprint } from '../../queues/submission.js';
 import { newJobId, recordFields, type JobDoc } from '../../queues/records.js';
+import { wakeDecided } from '../../queues/wake.js';
 import { useCastellan } from '../support/castellan.js';
 import { startCastellanProcess, type CastellanProcess } from '../support/castellan-process.js';
 import { useRedis } from '../support/redis.js';
@@ -173,6 +174,27 @@ describe('submissions that never completed', () => {
     expect(retry.job.id).not.toBe(doc.id);
     await c.runtime.service.cancel(retry.job.id, oscar, 'test over');
   });
+});
+
+describe('an approval whose wake-up was lost', () => {
+  it('the decider died between the vote and waking the job: a reconcile round wakes it and it runs once, long before its approval deadline', async () => {
+    const { tag, file } = tagged();
+    const submitted = await c.runtime.service.submit({ tool: 'exec', input: { targets: 'node01', command: `echo ran >> ${file} # ${tag}` }, requester: oscar, replyTo: { kind: 'cli' } });
+    const job = submitted.job;
+    expect(job.state).toBe('awaiting_approval');
+    // What the decider does first: the atomic vote (record now `queued`). It "dies" before waking the job.
+    const vote = { subject: april.subject, displayName: april.displayName, origin: april.origin, roles: [...april.roles], decision: 'approve' as const, planHash: job.planHash, at: new Date().toISOString() };
+    expect(await c.runtime.ctx.store.vote(job.id, vote, job.approvalsRequired, 'denied')).toMatchObject({ kind: 'approved' });
+    // Still asleep in BullMQ: without a wake-up it would start only at its approval deadline.
+    expect(await (await c.runtime.ctx.queue.getJob(job.id))?.isDelayed()).toBe(true);
+    expect(await wakeDecided(c.runtime.ctx)).toBe(1);
+    const final = await c.runtime.service.wait(job.id, oscar, 60_000);
+    expect(final.state).toBe('succeeded');
+    expect(await lines(file)).toEqual(['ran']);
+    // Nothing left to wake; a second round changes nothing.
+    expect(await wakeDecided(c.runtime.ctx)).toBe(0);
+    await rm(file, { force: true });
+  }, 90_000);
 });
 
 describe('idempotency under concurrency', () => {
