@@ -10,6 +10,7 @@ import { metrics } from '../../queues/metrics.js';
 import { retainedBytes } from '../../queues/retention.js';
 import { JOB_STATES } from '../../queues/states.js';
 import { useCastellan } from '../support/castellan.js';
+import { eventually } from './mcp-harness.js';
 
 const MAX_BYTES = 2 * 1024 * 1024;
 const PRINTED = 150_000;
@@ -34,16 +35,6 @@ async function run(command: string, who = oscar, targets = 'node01'): Promise<st
   const { job } = await s.submit({ tool: 'exec', input: { targets, command }, requester: who, replyTo: { kind: 'cli' } });
   if (job.state === 'awaiting_approval') await s.approve(job.id, april);
   return job.id;
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 /** What Redis itself says a job's keys hold (not Castellan's accounting). */
@@ -72,7 +63,7 @@ describe('retention by total bytes (jobs.retention.max_bytes)', () => {
     expect(await store.state(waiting)).toBe('awaiting_approval');
     // (On node02: a running change job holds its host's lock.)
     const running = await run(`head -c ${PRINTED} /dev/zero | tr '\\0' r; sleep 600`, oscar, 'node02');
-    await waitFor('the long job to run', async () => ((await store.state(running)) === 'running' ? true : undefined));
+    await eventually(async () => ((await store.state(running)) === 'running' ? true : undefined), 60_000, 'the long job to run');
 
     // Twenty finished jobs of ~150 KB output each: far more than 2 MiB if they were all kept.
     const finished: string[] = [];
@@ -85,7 +76,7 @@ describe('retention by total bytes (jobs.retention.max_bytes)', () => {
     }
 
     // A job's state is final before its ending has applied retention: wait for the last one's.
-    await waitFor('the last ending to be accounted', async () => ((await redis.zscore(keys.retainedOrder(), finished.at(-1) ?? '')) !== null ? true : undefined));
+    await eventually(async () => ((await redis.zscore(keys.retainedOrder(), finished.at(-1) ?? '')) !== null ? true : undefined), 60_000, 'the last ending to be accounted');
     const present = await Promise.all(finished.map(async (id) => (await store.get(id)) !== undefined));
     const kept = finished.filter((_id, i) => present[i]);
     const pruned = finished.filter((_id, i) => !present[i]);

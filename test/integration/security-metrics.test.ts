@@ -82,36 +82,41 @@ function getFrom(localAddress: string, port: number, pathname: string, headers: 
   });
 }
 
-describe('/metrics with neither a listener nor a token: loopback peers only', () => {
+/** Inside a describe: a server on every address with these metrics settings, and a non-loopback peer. */
+function useServerAndPeer(metricsSettings: Record<string, unknown>): { served: () => { port: number }; peer: () => NetnsPeer } {
   let served: { runtime: Runtime; server: RunningServer; port: number } | undefined;
   let peer: NetnsPeer | undefined;
-
   beforeAll(async () => {
-    served = await serveOnAllAddresses({});
+    served = await serveOnAllAddresses(metricsSettings);
     peer = await startNetnsPeer();
   }, 120_000);
-
   afterAll(async () => {
     await peer?.close();
     await served?.server.close();
     await served?.runtime.close();
   });
+  return { served: () => served!, peer: () => peer! };
+}
+
+describe('/metrics with neither a listener nor a token: loopback peers only', () => {
+  const { served, peer: peerOf } = useServerAndPeer({});
 
   it('a peer on another network reaches the server but is refused /metrics with 403 and the settings to use', async () => {
-    const port = served?.port ?? 0;
+    const port = served().port;
+    const peer = peerOf();
     // The Host header names the server the way the DNS-rebinding guard accepts; the peer
     // address is what the refusal is about.
     const host = { host: `127.0.0.1:${port}` };
-    const health = await peer!.get(`http://${peer!.hostAddress}:${port}/healthz`, host);
+    const health = await peer.get(`http://${peer.hostAddress}:${port}/healthz`, host);
     expect(health.status).toBe(200);
-    const refused = await peer!.get(`http://${peer!.hostAddress}:${port}/metrics`, host);
+    const refused = await peer.get(`http://${peer.hostAddress}:${port}/metrics`, host);
     expect(refused.status).toBe(403);
     expect(refused.body).toMatch(/loopback peers only; set server\.metrics\.listen .* or server\.metrics\.token_env/);
     expect(refused.body).not.toContain('castellan_');
   });
 
   it('loopback peers are served: 127.0.0.1 and 127.0.0.2 (both only reachable from this host)', async () => {
-    const port = served?.port ?? 0;
+    const port = served().port;
     for (const local of ['127.0.0.1', '127.0.0.2']) {
       const answer = await getFrom(local, port, '/metrics');
       expect(answer.status, local).toBe(200);
@@ -121,34 +126,23 @@ describe('/metrics with neither a listener nor a token: loopback peers only', ()
 });
 
 describe('/metrics behind a bearer token on the main listener', () => {
-  let served: { runtime: Runtime; server: RunningServer; port: number } | undefined;
-  let peer: NetnsPeer | undefined;
-
-  beforeAll(async () => {
-    served = await serveOnAllAddresses({ token_env: TOKEN_ENV });
-    peer = await startNetnsPeer();
-  }, 120_000);
-
-  afterAll(async () => {
-    await peer?.close();
-    await served?.server.close();
-    await served?.runtime.close();
-  });
+  const { served, peer: peerOf } = useServerAndPeer({ token_env: TOKEN_ENV });
 
   it('from another network: 401 without or with a wrong token, the metrics with it', async () => {
-    const port = served?.port ?? 0;
-    const url = `http://${peer!.hostAddress}:${port}/metrics`;
+    const port = served().port;
+    const peer = peerOf();
+    const url = `http://${peer.hostAddress}:${port}/metrics`;
     const host = { host: `127.0.0.1:${port}` };
-    expect((await peer!.get(url, host)).status).toBe(401);
-    expect((await peer!.get(url, { ...host, authorization: 'Bearer wrong' })).status).toBe(401);
-    const answer = await peer!.get(url, { ...host, authorization: `Bearer ${token}` });
+    expect((await peer.get(url, host)).status).toBe(401);
+    expect((await peer.get(url, { ...host, authorization: 'Bearer wrong' })).status).toBe(401);
+    const answer = await peer.get(url, { ...host, authorization: `Bearer ${token}` });
     expect(answer.status).toBe(200);
     expect(answer.body).toContain('castellan_jobs_submitted_total');
     expect(answer.body).not.toContain(token);
   });
 
   it('with a token configured, loopback needs it too', async () => {
-    const port = served?.port ?? 0;
+    const port = served().port;
     expect((await getFrom('127.0.0.1', port, '/metrics')).status).toBe(401);
     expect((await getFrom('127.0.0.1', port, '/metrics', { authorization: `Bearer ${token}` })).status).toBe(200);
   });
