@@ -64,6 +64,8 @@ export const stepViewSchema = stepViewBase.extend({
 export const planViewSchema = z.object({
   hosts: z.array(z.string()),
   failure_budget: z.number(),
+  /** A rolling plan's stop rule in words (what an approver agrees the run may lose), for every front end. */
+  stop_rule: z.string().optional(),
   window: z.number().optional(),
   batches: z.array(z.object({ index: z.number(), steps: z.array(stepViewSchema) })),
 });
@@ -219,6 +221,11 @@ function stepView(step: PlanStep): z.infer<typeof stepViewBase> {
   };
 }
 
+/** The runner's rule (queues/runner.ts: failures counted per subject over the whole plan) in words. */
+function stopRule(budget: number): string {
+  return `once more than ${budget} node(s)/host(s) have failed (rolled-back ones count), the remaining batches are skipped`;
+}
+
 export function planView(plan: Plan): PlanView {
   const rollbacksOf = (step: PlanStep): (z.infer<typeof stepViewBase> & { armed_by: string })[] =>
     walkPlan({ ...plan, batches: [{ steps: [step] }] })
@@ -227,6 +234,7 @@ export function planView(plan: Plan): PlanView {
   return {
     hosts: [...plan.hosts],
     failure_budget: plan.failureBudget,
+    ...(plan.batches.length > 1 ? { stop_rule: stopRule(plan.failureBudget) } : {}),
     ...(plan.window !== undefined ? { window: plan.window } : {}),
     batches: plan.batches.map((batch, index) => ({
       index,

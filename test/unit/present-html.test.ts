@@ -8,7 +8,9 @@ import type { StampedEvent } from '../../queues/events.js';
 import type { JobRecord } from '../../queues/records.js';
 import { jobView } from '../../src/present/job-view.js';
 import { approvalCard, factsList, jobRow, logLines, nodeGrid, planCard, resultSection, summaryBlock, timeline } from '../../src/present/render/html.js';
-import { eventText } from '../../src/present/render/text.js';
+import { jobOutcome, outcomeText } from '../../src/present/render/mcp.js';
+import { slackJobMessage } from '../../src/present/render/slack.js';
+import { eventText, planText } from '../../src/present/render/text.js';
 
 const SCRIPT = 'echo "<script>alert(1)</script>"\nrm -rf /tmp/x\u202e\n';
 
@@ -65,6 +67,22 @@ describe('HTML of a job view', () => {
     const sha = createHash('sha256').update(SCRIPT).digest('hex');
     expect(plan).toContain(`title="${sha}"`);
     expect(plan).toContain(`${Buffer.byteLength(SCRIPT)} bytes`);
+  });
+
+  it('a rolling plan\'s stop rule is in the shared view, in the same words in every front end', () => {
+    const view = jobView(record(), { places });
+    const rule = 'once more than 1 node(s)/host(s) have failed (rolled-back ones count), the remaining batches are skipped';
+    expect(view.plan.stop_rule).toBe(rule);
+    expect(planCard(view.plan).value).toContain(`<strong>Stop rule:</strong> ${rule}.`);
+    expect(planText(view.plan, { color: false })).toContain(`  stop rule: ${rule}`);
+    expect(JSON.stringify(slackJobMessage(view, 'card', 'https://castellan.example').blocks)).toContain(`stop rule: ${rule}`);
+    const answer = jobOutcome(record(), places);
+    expect(answer.content.plan.stop_rule).toBe(rule);
+    expect(outcomeText(answer)).toContain(`stop rule: ${rule}`);
+    // One batch has nothing to stop: no rule anywhere.
+    const single = jobView(record({ plan: { ...record().plan, batches: record().plan.batches.slice(0, 1) } }), { places });
+    expect(single.plan.stop_rule).toBeUndefined();
+    expect(planCard(single.plan).value).not.toContain('Stop rule');
   });
 
   it('colours the node × batch grid from the events while it runs, and from the result once it ended', () => {

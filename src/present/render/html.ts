@@ -140,7 +140,8 @@ export function planCard(plan: PlanView): Html {
   const steps = plan.batches.reduce((n, b) => n + b.steps.length, 0);
   const rolling = plan.batches.length > 1;
   const list = (steps: readonly StepView[]): Html => html`<ol class="steps">${steps.map((s) => html`<li>${stepItem(s, s.on_failure ?? [])}</li>`)}</ol>`;
-  return html`<p>${plural(steps, 'step')} on ${inline(hostsPhrase(plan.hosts))}${rolling ? html` in ${plan.batches.length} batches${plan.window !== undefined ? html` of ${plan.window}` : ''}; stops after ${plural(plan.failure_budget, 'failure')}` : ''}.</p>
+  return html`<p>${plural(steps, 'step')} on ${inline(hostsPhrase(plan.hosts))}${rolling ? html` in ${plan.batches.length} batches${plan.window !== undefined ? html` of ${plan.window}` : ''}, failure budget ${plan.failure_budget}` : ''}.</p>
+${plan.stop_rule !== undefined ? html`<p class="stop-rule"><strong>Stop rule:</strong> ${plan.stop_rule}.</p>` : ''}
 ${rolling ? html`<ol class="batches">${plan.batches.map((b) => html`<li><h4>Batch ${b.index + 1} of ${plan.batches.length}: ${inline(hostsPhrase([...new Set(b.steps.flatMap((s) => s.hosts))]))}</h4>${list(b.steps)}</li>`)}</ol>` : list(plan.batches[0]?.steps ?? [])}`;
 }
 

@@ -53,7 +53,7 @@ const stepSchema = z.object({
   on_failure_of: z.string().optional(),
 });
 
-const planSchema = z.object({ hosts: z.array(z.string()), failure_budget: z.number(), steps: z.array(stepSchema) });
+const planSchema = z.object({ hosts: z.array(z.string()), failure_budget: z.number(), stop_rule: z.string().optional().describe('A rolling plan\'s stop rule in words'), steps: z.array(stepSchema) });
 type McpPlan = z.infer<typeof planSchema>;
 
 /** Per host; `exit_code` is absent when the command never exited (unreachable, timed out). */
@@ -192,7 +192,7 @@ function planOf(view: JobView): McpPlan {
       for (const rollback of step.on_failure ?? []) stepOf(rollback, batch.index, rollback.armed_by);
     }
   }
-  return { hosts: view.plan.hosts, failure_budget: view.plan.failure_budget, steps };
+  return { hosts: view.plan.hosts, failure_budget: view.plan.failure_budget, ...(view.plan.stop_rule !== undefined ? { stop_rule: view.plan.stop_rule } : {}), steps };
 }
 
 /** What the AI client should do next: its own words, since it can never approve. */
@@ -283,6 +283,7 @@ export function outcomeText({ content: outcome, view }: OutcomeAnswer): string {
       const rollback = step.on_failure_of !== undefined ? ` (if ${step.on_failure_of} fails)` : '';
       lines.push(`${step.id}${rollback} on ${visibleInline(hostsPhrase(step.hosts))}: ${step.command || visibleInline(step.description)}${stdin}`);
     }
+    if (outcome.plan.stop_rule !== undefined) lines.push(`stop rule: ${outcome.plan.stop_rule}`);
     const preview = outcome.preview;
     if (preview !== undefined) {
       lines.push(`preview (a run that changes nothing, job ${preview.job_id}): ${preview.state.replaceAll('_', ' ')}${preview.finished ? '' : '; call job_status again to see what it would change'}`);

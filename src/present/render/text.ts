@@ -58,7 +58,7 @@ export function planText(plan: PlanView, style: TextStyle): string {
   const head = plan.hosts.length > 0 ? `plan: ${plural(plan.batches.reduce((n, b) => n + b.steps.length, 0), 'step')} on ${visibleInline(hostsPhrase(plan.hosts))}` : 'plan: no hosts (answered from the inventory)';
   lines.push(paint(style, 'bold', head) + (rolling ? `; ${plan.batches.length} batches, failure budget: ${plan.failure_budget}` : ''));
   // The stop rule in words: what an approver agrees the run may lose before it stops itself.
-  if (rolling) lines.push(`  stop rule: once more than ${plan.failure_budget} node(s)/host(s) have failed (rolled-back ones count), the remaining batches are skipped`);
+  if (plan.stop_rule !== undefined) lines.push(`  stop rule: ${plan.stop_rule}`);
   for (const batch of plan.batches) {
     if (rolling) lines.push(`  batch ${batch.index + 1}:`);
     const pad = rolling ? '    ' : '  ';
