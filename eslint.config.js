@@ -65,7 +65,7 @@ export default tseslint.config(
       ...tseslint.configs.disableTypeChecked.languageOptions,
       sourceType: 'script',
       globals: Object.fromEntries(
-        ['window', 'document', 'location', 'navigator', 'EventSource', 'URLSearchParams', 'FormData', 'fetch', 'setTimeout', 'setInterval', 'clearTimeout', 'CSS', 'Element'].map((name) => [name, 'readonly']),
+        ['window', 'document', 'location', 'navigator', 'EventSource', 'URLSearchParams', 'FormData', 'fetch', 'setTimeout', 'setInterval', 'clearTimeout', 'CSS', 'Element', 'URL', 'XMLHttpRequest', 'Request', 'Headers'].map((name) => [name, 'readonly']),
       ),
     },
   },

@@ -1,9 +1,15 @@
 // bull-board (@bull-board/express) under /ui/queues, behind the dashboard session: one
 // read-only board for everyone, and one with write actions (retry, clean, pause…) that only
 // admins reach. Both show the same BullMQ queue; the dashboard's session, same-origin CSRF
-// check and security headers run before either.
+// check and security headers run before either. Its writes also need the session's CSRF token
+// (board-csrf.js adds it to bull-board's own requests), and its page loads nothing from another
+// origin: bull-board 9's index asks Google Fonts for IBM Plex, which is taken out (the board
+// falls back to the system's sans-serif; an air-gapped admin network has no Google anyway).
 import type { Queue } from 'bullmq';
-import type { RequestHandler } from 'express';
+import type { RequestHandler, Response } from 'express';
+import { html } from '../present/render/markup.js';
+import { checkCsrfToken } from './security.js';
+import { UI } from './layout.js';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
@@ -46,12 +52,41 @@ function board(queue: Queue, readOnlyMode: boolean): RequestHandler {
   return adapter.getRouter() as RequestHandler;
 }
 
-/** Picks the board by the signed-in person's role; `who` reads the session set earlier. */
-export function queueBoards(queue: Queue, who: (res: Parameters<RequestHandler>[1]) => Identity): RequestHandler {
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** `<link>`s to another origin (bull-board's Google Fonts stylesheet): never requested from the dashboard. */
+const FOREIGN_LINK = /<link\b[^>]*\bhref=["']?(?:https?:)?\/\/[^>]*>\s*/gi;
+
+/** bull-board's HTML page as the dashboard serves it: no foreign links, and the CSRF token + its script. */
+export function boardHtml(page: string, csrf: string): string {
+  const additions = html`<meta name="csrf-token" content="${csrf}"><script src="${UI}/assets/board-csrf.js"></script>`.value;
+  return page.replace(FOREIGN_LINK, '').replace(/<head>/i, `<head>${additions}`);
+}
+
+/** Rewrites the HTML bull-board sends through `res.send` (its res.render ends there). */
+function rewriteHtml(res: Response, csrf: string): void {
+  const send = res.send.bind(res);
+  res.send = (body?: unknown) => send(typeof body === 'string' && /<html/i.test(body.slice(0, 200)) ? boardHtml(body, csrf) : body);
+}
+
+/**
+ * Picks the board by the signed-in person's role; `who` reads the session set earlier. Writes
+ * without the session's CSRF token are refused (403) before bull-board sees them.
+ */
+export function queueBoards(queue: Queue, who: (res: Response) => { readonly identity: Identity; readonly csrf: string }): RequestHandler {
   const readOnly = board(queue, true);
   const admin = board(queue, false);
   return (req, res, next) => {
-    const handler = hasRole(who(res), 'admin') ? admin : readOnly;
+    const { identity, csrf } = who(res);
+    if (!SAFE_METHODS.has(req.method)) {
+      const verdict = checkCsrfToken(req, csrf);
+      if (!verdict.ok) {
+        res.status(403).json({ error: { code: 'forbidden', message: verdict.reason } });
+        return;
+      }
+    }
+    rewriteHtml(res, csrf);
+    const handler = hasRole(identity, 'admin') ? admin : readOnly;
     return handler(req, res, next);
   };
 }

@@ -102,9 +102,9 @@ export function dashboardRouter(runtime: Runtime): express.Router {
     next();
   };
   router.use(requireSession);
-  // bull-board's own UI cannot carry our form token; its writes are admin-only and pass the
-  // same-origin check above (and the SameSite=Lax cookie never rides a cross-site POST).
-  router.use('/queues', queueBoards(runtime.ctx.queue, (res) => signedIn(res).viewer.requester));
+  // bull-board: writes are admin-only, pass the same-origin check above and carry the
+  // session's CSRF token (added to bull-board's own requests by board-csrf.js).
+  router.use('/queues', queueBoards(runtime.ctx.queue, (res) => ({ identity: signedIn(res).viewer.requester, csrf: signedIn(res).viewer.csrf })));
 
   const form = express.urlencoded({ extended: false, limit: FORM_LIMIT, parameterLimit: 200 });
   const csrf: RequestHandler = (req, res, next) => {

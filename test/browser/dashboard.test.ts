@@ -223,9 +223,35 @@ describe('dashboard in Chromium', () => {
     const lines = (await exported.text()).trim().split('\n').map((l) => JSON.parse(l) as { kind: string; subject: string });
     expect(lines.length).toBeGreaterThan(0);
     expect(lines.every((l) => l.kind === 'decision' && l.subject === 'april')).toBe(true);
+    // bull-board's page asks nothing of another origin (its Google Fonts link is taken out).
+    const requested: string[] = [];
+    alice.page.on('request', (r) => requested.push(r.url()));
     await alice.page.goto(`${h.base}/ui/queues`);
     await alice.page.getByText('jobs', { exact: false }).first().waitFor({ timeout: 30_000 });
     await screenshot(alice.page, 'queues');
+    expect(requested.length).toBeGreaterThan(3);
+    expect(requested.filter((url) => !url.startsWith(h.base))).toEqual([]);
+    // (The CSP would block such a request before Chromium reports it: the page itself says so.)
+    const boardPage = await (await alice.page.request.get(`${h.base}/ui/queues`)).text();
+    expect(boardPage).toContain('static/css/main.');
+    expect(boardPage).not.toMatch(/<link[^>]*\/\/[a-z]/i);
+    expect(boardPage).toContain('/ui/assets/board-csrf.js');
+    // Its writes carry the session's CSRF token (board-csrf.js adds it to bull-board's XHRs)…
+    const queue = h.runtime.ctx.queue;
+    // An XMLHttpRequest as bull-board's axios sends it (a string: the test has no DOM types).
+    const xhr = (method: string, path: string): Promise<number> =>
+      alice.page.evaluate(`new Promise((resolve) => { const q = new XMLHttpRequest(); q.open(${JSON.stringify(method)}, ${JSON.stringify(path)}); q.onload = () => resolve(q.status); q.send(); })`);
+    const names = await alice.page.evaluate(async () => ((await (await fetch('api/queues')).json()) as { queues: { name: string }[] }).queues.map((q) => q.name));
+    const name = names.find((n) => n.endsWith(queue.name)) ?? queue.name;
+    expect(await xhr('PUT', `api/queues/${encodeURIComponent(name)}/pause`)).toBeLessThan(300);
+    await eventually(async () => ((await queue.isPaused()) ? true : undefined), 10_000, 'the queue to pause');
+    expect(await xhr('PUT', `api/queues/${encodeURIComponent(name)}/resume`)).toBeLessThan(300);
+    await eventually(async () => ((await queue.isPaused()) ? undefined : true), 10_000, 'the queue to resume');
+    // …and a same-origin write without it is refused before bull-board sees it.
+    const forged = await alice.page.request.put(`${h.base}/ui/queues/api/queues/${encodeURIComponent(name)}/pause`, { headers: { origin: h.base } });
+    expect(forged.status()).toBe(403);
+    expect(await forged.text()).toContain('CSRF token');
+    expect(await queue.isPaused()).toBe(false);
     await alice.context.close();
 
     const phone = await signInAs(browser, h.base, 'april', undefined, { viewport: { width: 390, height: 844 }, colorScheme: 'dark' });
