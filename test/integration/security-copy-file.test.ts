@@ -10,6 +10,7 @@ import { chmod, lstat, mkdir, mkdtemp, readdir, rm, stat, symlink, writeFile } f
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { runCli } from '../support/castellan.js';
 import { useRedis } from '../support/redis.js';
 import { startHarness, type Harness } from './mcp-harness.js';
@@ -64,6 +65,21 @@ describe('downloads stay inside files_root after realpath', () => {
     const deeper = await run({ targets: 'node01', direction: 'download', source: remote, destination: 'escape/new/dir' });
     expect(deeper.state).toBe('failed');
     expect(deeper.result?.hosts[0]?.error).toMatch(/outside the files root/);
+    expect(await readdir(outside)).toEqual([]);
+  });
+
+  it('the same through MCP and the CLI: an AI client asks for a download into the symlink; approved, it is refused too', async () => {
+    const remote = path.join(scratch, `via-mcp-${randomBytes(3).toString('hex')}.txt`);
+    await writeFile(remote, 'hello\n');
+    const client = await h.mcp('oscar', undefined, 'claude-code');
+    const asked = (await client.callTool({ name: 'copy_file', arguments: { targets: 'node01', direction: 'download', source: remote, destination: 'escape/mcp' } })) as CallToolResult;
+    const jobId = /\[job (j[a-z0-9]+)\]/.exec((asked.content as Array<{ text: string }>).map((c) => c.text).join('\n'))?.[1] ?? '';
+    expect(jobId).not.toBe('');
+    const vote = await runCli(['--server', h.base, 'approve', jobId], { env: { CASTELLAN_TOKEN: await h.token('april'), CASTELLAN_CONFIG: '/nonexistent' } });
+    expect(vote.code, vote.stderr).toBe(0);
+    const done = await h.runtime.service.wait(jobId, h.runtime.localRequester('cli'), 60_000);
+    expect(done.state).toBe('failed');
+    expect(done.result?.hosts[0]?.error).toMatch(/outside the files root/);
     expect(await readdir(outside)).toEqual([]);
   });
 
