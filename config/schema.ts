@@ -49,6 +49,13 @@ export interface RedisSettings {
   readonly name: string | undefined;
   /** TLS: on for `rediss://` URLs or when a CA file is given. */
   readonly tls: { readonly caFile: string | undefined } | undefined;
+  /**
+   * Replicas that must hold a submission (or an approval) before it is confirmed (`WAIT`):
+   * with async replication a failover loses what no replica got. Default 1 with Sentinel, else 0.
+   */
+  readonly confirmReplicas: number;
+  /** How long `WAIT` may take before the write counts as not replicated. */
+  readonly confirmTimeoutMs: number;
 }
 
 export interface ServerSettings {
@@ -416,6 +423,12 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
       sentinels: z.array(sentinelAddress).default([]).describe('Sentinel addresses (host:port); Castellan asks them for the primary of `name` and follows failovers'),
       name: z.string().min(1).optional().describe('the Sentinel master name (sentinel monitor NAME …); needed with sentinels'),
       tls_ca_file: path.optional().describe('CA certificate (PEM) for TLS to Redis; turns TLS on like a rediss:// URL'),
+      confirm_replicas: z
+        .int()
+        .min(0)
+        .optional()
+        .describe('replicas that must hold a submission before its job id is given (Redis WAIT), so a failover cannot lose it; unset: 1 with sentinels, else 0'),
+      confirm_timeout: duration('2s').describe('how long to wait for those replicas before answering unavailable'),
     })
     .transform((v, ctx): RedisSettings => {
       if (v.sentinels.length > 0 && v.name === undefined) ctx.addIssue({ code: 'custom', path: ['name'], message: 'redis.sentinels needs redis.name, the master name the sentinels monitor' });
@@ -430,6 +443,8 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
         sentinels: v.sentinels,
         name: v.name,
         tls: tls ? { caFile: v.tls_ca_file } : undefined,
+        confirmReplicas: v.confirm_replicas ?? (v.sentinels.length > 0 ? 1 : 0),
+        confirmTimeoutMs: v.confirm_timeout,
       };
     })
     .prefault({});

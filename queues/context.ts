@@ -20,6 +20,7 @@ import type { Keys } from './keys.js';
 import type { ExecutionLedger } from './ledger.js';
 import type { JobStore } from './records.js';
 import type { PlanExecutor } from './runner.js';
+import type { ReplicationSettings } from './replication.js';
 
 export interface JobSettings {
   readonly waitBudgetMs: number;
@@ -52,6 +53,8 @@ export interface JobSettings {
   readonly reconcileEveryMs: number;
   /** How long a submission may stay unconfirmed before it is ended "never queued". */
   readonly submitGraceMs: number;
+  /** Replicas that must hold a submission / a job's start first (queues/replication.ts); absent: none. */
+  readonly replication?: ReplicationSettings | undefined;
   /** When destructive jobs may run on which hosts (queues/maintenance.ts). */
   readonly maintenance: MaintenanceSettings;
   /** Per-person and per-request bounds (config `limits:`); defaults when absent. */

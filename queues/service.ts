@@ -14,6 +14,7 @@ import { sleep } from './sleep.js';
 import { isRedisUnavailable, redisUnavailable } from './connections.js';
 import { claimValue, confirmSubmitted, createRecord, type InFlightLimit, hashPart, NEVER_QUEUED, parseClaim, reconcileOne, requestFingerprint, settled } from './submission.js';
 import { planCommands } from './plan-commands.js';
+import { replicated } from './replication.js';
 import { jobAuditFacts, type AuditPage, type AuditQuery } from './audit.js';
 import { windowDecision } from './maintenance.js';
 import { planShapeProblems } from '../tools/steps/walk.js';
@@ -199,6 +200,10 @@ export class JobService {
         removeOnComplete: { age: this.ctx.settings.retention.completedAgeS, count: this.ctx.settings.retention.completedCount },
         removeOnFail: { age: this.ctx.settings.retention.failedAgeS, count: this.ctx.settings.retention.failedCount },
       });
+      // Not confirmed before a replica holds it: a failover would lose a job whose id the
+      // caller already has (queues/replication.ts). Unconfirmed, it is still ours to end.
+      const stored = await replicated(this.ctx.redis, this.ctx.settings.replication);
+      if (!stored.ok) throw new CastellanError('unavailable', stored.problem);
       if (!(await confirmSubmitted(this.ctx, jobId))) throw new CastellanError('unavailable', 'the submission took too long and was given up');
     } catch (err) {
       // Not confirmed, so no worker will start it: end the record now if Redis lets us (else
@@ -209,6 +214,11 @@ export class JobService {
       if (isRedisUnavailable(err)) throw redisUnavailable(err, outcome);
       throw new CastellanError('unavailable', `unavailable: the job could not be queued (${errorMessage(err)}); ${outcome}. Retry in a few seconds.`);
     }
+    // The confirmation itself, replicated too; past this point a worker may have started the
+    // job, so a failure here is only logged: the record is on a replica already (above); if
+    // the confirmation is lost, the record ends "never queued … nothing was run".
+    const confirmed = await replicated(this.ctx.redis, this.ctx.settings.replication).catch((err: unknown) => ({ ok: false, problem: errorMessage(err) }));
+    if (!confirmed.ok) this.ctx.logger.warn({ jobId, problem: confirmed.problem }, 'submission confirmed, but its confirmation is not on a replica yet');
     metrics().jobsSubmitted.inc({ tool: tool.name, origin: requester.origin, risk: tool.risk });
     if (needsApproval) await this.startPreview(tool, input, doc, inventory);
     const job = await this.ctx.store.get(jobId);
@@ -472,6 +482,12 @@ export class JobService {
       // The vote script wrote `denied` together with the vote (atomic); the rest of the ending here.
       await endJob(this.ctx, job, 'denied', { reason: denyReason, recorded: true });
       await this.promote(jobId);
+    }
+    // Like a submission, a decision is confirmed only once a replica holds it: a failover
+    // right now could lose it, and the approver would believe the job approved.
+    const stored = await replicated(this.ctx.redis, this.ctx.settings.replication);
+    if (!stored.ok) {
+      throw new CastellanError('unavailable', `unavailable: your ${decision === 'approve' ? 'approval' : 'denial'} of job ${jobId} is not confirmed: ${stored.problem}. Look at the job in a few seconds; if it still awaits approval, decide again.`);
     }
     return this.get(jobId, approver);
   }

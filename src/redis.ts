@@ -75,6 +75,9 @@ export async function redisOptions(settings: RedisSettings, password: string | u
           failoverDetector: true,
           enableTLSForSentinelMode: settings.tls !== undefined,
           sentinelRetryStrategy: (times: number) => (kind === 'client' && !everReady && times > 2 ? null : Math.min(times * 100, 1000)),
+          // A sentinel that accepts the connection but does not answer (busy, mid-failover)
+          // must not hold a reconnect forever: ask the next one.
+          sentinelCommandTimeout: CONNECT_TIMEOUT_MS,
         }
       : { host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(url.port || '6379') };
   const behaviour: RedisOptions =
@@ -252,7 +255,13 @@ export async function redisTopology(redis: Redis, settings: RedisSettings): Prom
     if (named.size > 1) problems.push(`the sentinels disagree about the primary: ${[...named].join(', ')}`);
     const quorum = reachable.find((s) => s.quorum !== undefined)?.quorum;
     if (quorum !== undefined && reachable.length < quorum) problems.push(`only ${reachable.length} sentinel(s) reachable, fewer than the quorum of ${quorum}: no failover possible`);
-    if (Number(replicas ?? '0') === 0 && info) problems.push('the primary has no connected replica: a failover has nowhere to go');
+    if (Number(replicas ?? '0') === 0 && info && settings.confirmReplicas === 0) problems.push('the primary has no connected replica: a failover has nowhere to go');
+  }
+  if (info && role === 'master' && Number(replicas ?? '0') < settings.confirmReplicas) {
+    problems.push(
+      `the primary has ${replicas ?? '0'} connected replica(s) but redis.confirm_replicas is ${settings.confirmReplicas}: ` +
+        'submissions are refused (unavailable, nothing run) until a replica is back, or set redis.confirm_replicas: 0 and accept that a failover can lose confirmed jobs',
+    );
   }
   return {
     mode: settings.sentinels.length > 0 ? 'sentinel' : 'standalone',

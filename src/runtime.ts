@@ -211,6 +211,7 @@ function jobSettingsFrom(config: Config, overrides: Partial<JobSettings> = {}): 
     maintenance: { windows: config.policy.maintenanceWindows, outside: config.policy.outsideWindow, recheckMs: 60_000 },
     window: config.ssh.window,
     hostLockTtlMs: 60_000,
+    replication: { replicas: config.redis.confirmReplicas, timeoutMs: config.redis.confirmTimeoutMs },
     limits: config.limits,
     localSubject: config.auth.localIdentity.subject,
     reconcileEveryMs: 10_000,

@@ -1,9 +1,11 @@
 // Redis that fails over, with Debian's redis-sentinel: a primary, a replica and three
 // sentinels on loopback, Castellan configured with `redis.sentinels` + `redis.name`, a
-// separate `castellan worker` process and real sshd nodes. The primary is failed over during
-// running jobs (SIGKILL): afterwards every job is in a correct final state, none ran twice on
-// a host (counted on the nodes) and the audit has every record. (A failover during submissions
-// is not here yet: a forced SENTINEL FAILOVER lost a confirmed record; see the issue notes.)
+// separate `castellan worker` process and real sshd nodes.
+//  - (A failover forced DURING SUBMISSIONS is not here yet: with submissions confirmed only
+//    after Redis WAIT, queues/replication.ts, a confirmed job is no longer lost, but a job that
+//    a worker ran on the old primary can run again on the new one — see the issue notes.)
+//  - The primary SIGKILLed during running jobs: every job is in a correct final state, none
+//    ran twice on a host (counted on the nodes) and the audit has every record.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -141,9 +143,9 @@ afterAll(async () => {
 const lines = async (file: string): Promise<string[]> => (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean);
 
 /** Retries through the seconds of a failover, when the front connection answers `unavailable`. */
-async function retrying<T>(work: () => Promise<T>, what: string): Promise<T> {
+async function retrying<T>(work: () => Promise<T>, what: string, attempts = 120): Promise<T> {
   let last: unknown;
-  for (let i = 0; i < 120; i++) {
+  for (let i = 0; i < attempts; i++) {
     try {
       return await work();
     } catch (err) {
@@ -172,8 +174,24 @@ describe('Sentinel failover', () => {
     }
     for (const j of jobs) await eventually(async () => ((await lines(j.file)).length === 1 ? true : undefined), 30_000, `${j.id} to run`);
 
-    await primary.kill();
-    await eventually(async () => ((await agreedPrimary()) === replica.port ? true : undefined), 60_000, 'the sentinels to promote the replica');
+    // The primary now (the test before failed it over once), with its replica in sync, so a
+    // failover has somewhere to go.
+    const current = await agreedPrimary();
+    await eventually(async () => {
+      const other = current === primary.port ? replica.port : primary.port;
+      return /master_link_status:up/.test(String(await ask(other, 'INFO', 'replication').catch(() => ''))) ? true : undefined;
+    }, 60_000, 'the replica to be in sync');
+    await eventually(async () => {
+      for (const s of sentinels) {
+        const master = (await ask(s.port, 'SENTINEL', 'master', MASTER).catch(() => [])) as string[];
+        if (Number(master[master.indexOf('num-slaves') + 1] ?? '0') < 1) return undefined;
+      }
+      return true;
+    }, 60_000, 'the sentinels to know the replica');
+    const [victim, survivor] = current === primary.port ? [primary, replica] : [replica, primary];
+    expect(victim.port).toBe(current);
+    await victim.kill();
+    await eventually(async () => ((await agreedPrimary()) === survivor.port ? true : undefined), 60_000, 'the sentinels to promote the replica');
 
     for (const j of jobs) {
       const final = await retrying(async () => {
@@ -187,7 +205,7 @@ describe('Sentinel failover', () => {
       expect(audit.map((a) => a.kind).sort()).toEqual(['decision', 'execution', 'outcome', 'request']);
     }
     const topology = await retrying(() => redisTopology(runtime.redis, runtime.config.redis), 'topology');
-    expect(topology.connectedTo).toBe(`127.0.0.1:${replica.port}`);
+    expect(topology.connectedTo).toBe(`127.0.0.1:${survivor.port}`);
     expect(topology.role).toBe('master');
   }, 240_000);
 });
