@@ -79,9 +79,29 @@ function pauseFor(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
-/** `client.exec` as a promise (ssh2 throws at once when the connection is no longer writable). */
+type ExitListener = (code: number | null, signalName?: string) => void;
+const earlyExits = new WeakMap<ClientChannel, [number | null, string | undefined]>();
+
+/**
+ * `client.exec` as a promise (ssh2 throws at once when the connection is no longer writable).
+ * ssh2 emits a channel's 'exit' the moment it parses exit-status; for a command that ends at
+ * once (`true`) that is in the same read as the open confirmation, before the awaiting caller
+ * has attached its listeners a microtask later. The exit is kept here for `onChannelExit`
+ * (output is not at risk: the channel's streams hold data until they are read).
+ */
 export function execChannel(client: Client, command: string): Promise<ClientChannel> {
   return new Promise((resolve, reject) => {
-    client.exec(command, (error, stream) => (error ? reject(error) : resolve(stream)));
+    client.exec(command, (error, stream) => {
+      if (error) return reject(error);
+      stream.once('exit', (code: number | null, signalName?: string) => earlyExits.set(stream, [code, signalName]));
+      resolve(stream);
+    });
   });
+}
+
+/** The channel's exit, whether it came before this call (see `execChannel`) or comes later. */
+export function onChannelExit(stream: ClientChannel, listener: ExitListener): void {
+  const seen = earlyExits.get(stream);
+  if (seen) listener(seen[0], seen[1]);
+  else stream.once('exit', listener);
 }

@@ -11,7 +11,7 @@ import { CappedOutput } from './output.js';
 import { ConnectError, ConnectionPool, type PooledConnection } from './pool.js';
 import { SideChannel, findCommand, killCommand, wrapCommand } from './remote-run.js';
 import { SlotsClosedError } from './slots.js';
-import { ChannelOpenCancelled, execChannel, openRetryingRefusals } from './channel-open.js';
+import { ChannelOpenCancelled, execChannel, onChannelExit, openRetryingRefusals } from './channel-open.js';
 import { INIT_NAME_COMMAND, diagnoseFailure, diagnosisText } from './missing-prerequisite.js';
 import {
   DEFAULT_MAX_TRANSFER_BYTES,
@@ -457,7 +457,7 @@ export class SshExecutor implements SftpAccess {
         if (killOnceSeen && side.seen) startKill();
       });
       stream.stderr.on('data', (chunk: Buffer) => emit('stderr', stderr.push(chunk)));
-      stream.on('exit', (code: number | null, signalName?: string) => {
+      onChannelExit(stream, (code, signalName) => {
         exitCode = typeof code === 'number' ? code : null;
         exitSignal = signalName ?? null;
       });
@@ -583,7 +583,7 @@ export class SshExecutor implements SftpAccess {
         const timer = setTimeout(() => stream.close(), timeoutMs);
         stream.on('data', (chunk: Buffer) => stdout.push(chunk));
         stream.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
-        stream.on('exit', (exitCode: number | null) => {
+        onChannelExit(stream, (exitCode) => {
           code = typeof exitCode === 'number' ? exitCode : null;
         });
         stream.once('close', () => {

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { startFarm, type Farm, type FarmNode } from '../../src/lab/fake-farm.js';
+import { KnownHosts, SshExecutor } from '../../src/ssh/index.js';
 import { SideChannel, wrapCommand } from '../../src/ssh/remote-run.js';
 import { compileLab } from '../support/compile-lab.js';
 import { runSsh } from '../support/openssh.js';
@@ -85,6 +86,21 @@ describe('fake-node farm (20 nodes, in-process)', () => {
     expect(stdout).toBe('wrapped ok\n');
     expect(side.sessionId).toBeGreaterThan(0);
     expect(farm.execLog.filter((e) => e.runId === runId).map((e) => [e.node, e.argv])).toEqual([['node05', ['echo', 'wrapped ok']]]);
+  });
+
+  it("Castellan's executor reads every exit although a farm node sends the exec reply, output and exit status in one write", async () => {
+    // The exit status then arrives in the same read as the channel confirmation, before a caller
+    // awaiting the channel has attached its listeners (src/ssh/channel-open.ts execChannel).
+    const ssh = new SshExecutor({ knownHosts: await KnownHosts.load(farm.knownHostsFile), limits: { connectTimeoutMs: 10_000, commandTimeoutMs: 20_000, killGraceMs: 1_000 } });
+    try {
+      const targets = farm.nodes.slice(0, 5).map((n) => ({ name: n.name, address: n.address, port: n.port, user: farm.loginUser, privateKeyFile: farm.clientKeyFile }));
+      for (let run = 0; run < 3; run++) {
+        const results = await ssh.fanout(targets, { argv: ['true'], runId: `farm-quick-${run}` });
+        expect(results.map((r) => [r.host, r.status, r.exitCode])).toEqual(targets.map((t) => [t.name, 'ok', 0]));
+      }
+    } finally {
+      await ssh.close();
+    }
   });
 
   it('writes known_hosts, hosts.txt and an inventory for every node', async () => {
