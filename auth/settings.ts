@@ -1,9 +1,11 @@
 // The parts of castellan.yaml that decide who may do what: `roles`, `policy` and `oidc`.
 // Each schema reads the operator's snake_case YAML and yields the camelCase shape the auth
 // modules use, with every default filled in, so policy code never has to guess a default.
-// `policy` is parsed by the one schema in config/schema.ts; tests build configs with the `parse*` helpers.
+// `policy` and `roles` are parsed by the one schema of each in config/schema.ts; tests build configs with
+// the `parse*` helpers. `oidcSchema` is the token verifier's own settings (a resolved secret, seconds), built
+// from `auth.oidc` by `oidcConfigFromSettings`.
 import { z } from 'zod';
-import { DEFAULT_CLIENTS, OUTPUT_FOR_OTHERS, policySchema, type PolicySettings } from '../config/schema.js';
+import { DEFAULT_CLIENTS, OUTPUT_FOR_OTHERS, policySchema, rolesSchema, TOKEN_FORMATS, type PolicySettings } from '../config/schema.js';
 import { ORIGINS, type Origin, type Role } from './types.js';
 import { RISKS, type Risk } from '../config/vocabulary.js';
 
@@ -45,7 +47,7 @@ export interface AuthConfig {
   readonly clients: ClientOrigins;
 }
 
-export const TOKEN_FORMATS = ['auto', 'jwt', 'opaque'] as const;
+export { TOKEN_FORMATS, rolesSchema };
 export type TokenFormat = (typeof TOKEN_FORMATS)[number];
 
 export interface OidcConfig {
@@ -72,12 +74,6 @@ export interface OidcConfig {
   readonly clockSkewSeconds: number;
 }
 
-const groupList = z.array(z.string().min(1)).default([]);
-
-export const rolesSchema = z
-  .object({ admin: groupList, operator: groupList, approver: groupList, viewer: groupList })
-  .strict()
-  .default({ admin: [], operator: [], approver: [], viewer: [] });
 
 /** Defaults: read never waits; change waits when an AI client (MCP) asks; destructive always waits. */
 export const DEFAULT_REQUIRE_APPROVAL: Readonly<Record<Risk, readonly Origin[]>> = {

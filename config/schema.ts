@@ -300,6 +300,11 @@ const maintenanceWindow = z
  * `policy`: the one schema for who waits for approval. auth/settings.ts turns its result into
  * the policy engine's shape; nothing else parses policy.
  */
+const groupList = z.array(z.string().min(1)).default([]);
+const roleShape = Object.fromEntries(ROLES.map((r) => [r, groupList])) as Record<Role, typeof groupList>;
+/** `auth.roles`: IdP group names per Castellan role; the one schema (auth/settings.ts parses tests' role maps with it too). */
+export const rolesSchema = z.strictObject(roleShape).prefault({});
+
 export const policySchema = z
   .strictObject({
     read_only: z.boolean().default(false),
@@ -568,13 +573,11 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
     })
     .optional();
 
-  const groupList = z.array(z.string().min(1)).default([]);
-  const roleShape = Object.fromEntries(ROLES.map((r) => [r, groupList])) as Record<Role, typeof groupList>;
   const auth = z
     .strictObject({
       oidc,
       dashboard,
-      roles: z.strictObject(roleShape).prefault({}),
+      roles: rolesSchema,
       local_identity: z
         .strictObject({
           subject: z.string().min(1).default('local-admin'),

@@ -12,7 +12,7 @@ import { AUDIT_ID_PATTERN } from '../../queues/audit.js';
 import { toolArgsFor } from '../../tools/cli-args.js';
 import { inputJsonSchema } from '../../tools/registry.js';
 import { CastellanError, errorMessage } from '../../config/errors.js';
-import { toolListing } from '../http/api.js';
+import { toolListing } from '../present/tool-listing.js';
 import { jobView, planView, type JobView } from '../present/job-view.js';
 import type { Runtime } from '../runtime.js';
 import { authRoutes } from './auth-routes.js';

@@ -5,19 +5,17 @@
 // receiver mounted on the same app needs raw bodies).
 import express, { type ErrorRequestHandler, type Request, type RequestHandler } from 'express';
 import { z } from 'zod';
-import { visibleRisks } from '../../auth/policy.js';
-import type { Identity, Origin, Requester } from '../../auth/types.js';
+import type { Origin, Requester } from '../../auth/types.js';
 import type { ReplyAddress } from '../../queues/records.js';
 import { isFinal } from '../../queues/states.js';
-import { annotations, inputJsonSchema, outputJsonSchema } from '../../tools/registry.js';
-import type { AnyTool } from '../../tools/registry.js';
 import { CastellanError } from '../../config/errors.js';
 import type { Runtime } from '../runtime.js';
 import { eventView, jobView, outputPage, viewOfJob } from '../present/job-view.js';
 import { linesOfJob, MAX_PAGE_LINES } from '../present/output-lines.js';
 import { jobFilterShape, listOptions } from '../present/job-list.js';
 import { auditAnswer, auditCursor, auditFilterShape, auditQuery } from '../present/audit-list.js';
-import { verifiedRequester } from './resource-server.js';
+import { verifiedRequester } from '../../auth/request-identity.js';
+import { toolListing } from '../present/tool-listing.js';
 import { isRedisUnavailable, redisUnavailable, RETRY_AFTER_S } from '../../queues/connections.js';
 
 export const API_PREFIX = '/api/v1';
@@ -110,26 +108,6 @@ function replyTo(origin: Origin): ReplyAddress {
     default:
       return { kind: 'dashboard' };
   }
-}
-
-/** What a caller may see of the catalogue: the tools their roles may run, with schemas. */
-export function toolListing(tools: readonly AnyTool[], identity: Identity, runtime: Runtime, origin: Origin): Array<Record<string, unknown>> {
-  const risks = new Set(visibleRisks(identity, runtime.auth));
-  return tools
-    .filter((tool) => risks.has(tool.risk))
-    .map((tool) => {
-      const output = outputJsonSchema(tool);
-      return {
-        name: tool.name,
-        title: tool.title,
-        description: tool.description,
-        risk: tool.risk,
-        approval_required: runtime.auth.policy.requireApproval[tool.risk].includes(origin),
-        annotations: annotations(tool),
-        input_schema: inputJsonSchema(tool),
-        ...(output !== undefined ? { output_schema: output } : {}),
-      };
-    });
 }
 
 export function apiRouter(runtime: Runtime, options: ApiOptions): express.Router {

@@ -4,8 +4,7 @@
 // rebinding. Token checks themselves live in auth/tokens.ts; this file only translates.
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
-import type { Identity, Origin, Requester } from '../../auth/types.js';
-import { effectiveOrigin } from '../../auth/policy.js';
+import type { CastellanAuthExtra } from '../../auth/request-identity.js';
 import { InvalidTokenError, TokenVerifierUnavailableError, type TokenVerifier, type VerifiedToken } from '../../auth/tokens.js';
 
 // Importing the SDK's bearer middleware types adds `auth?: AuthInfo` to Express's Request,
@@ -82,31 +81,6 @@ export interface RequireBearerOptions {
   readonly requiredScopes?: readonly string[];
   /** Told about IdP outages (answered 503); never given the token. */
   readonly onUnavailable?: (error: Error) => void;
-}
-
-/** What Castellan puts in `AuthInfo.extra`. */
-export interface CastellanAuthExtra {
-  readonly identity: Identity;
-  /** The origin the verified token carries (auth.clients), never a request header. */
-  readonly origin: Origin;
-  readonly audience: readonly string[];
-}
-
-/** The verified identity behind a request that passed `requireBearer`, or undefined. */
-export function identityOf(req: Pick<Request, 'auth'>): Identity | undefined {
-  const extra = req.auth?.extra as Partial<CastellanAuthExtra> | undefined;
-  return extra?.identity;
-}
-
-/**
- * The verified caller with the origin their token carries, lowered to `endpoint` where the
- * endpoint itself is an AI protocol (/mcp). Undefined without a verified token.
- */
-export function verifiedRequester(req: Pick<Request, 'auth'>, endpoint?: Origin): Requester | undefined {
-  const extra = req.auth?.extra as Partial<CastellanAuthExtra> | undefined;
-  if (extra?.identity === undefined) return undefined;
-  // A token without a recorded origin cannot be attributed: the most restricted origin.
-  return { ...extra.identity, origin: effectiveOrigin(extra.origin ?? 'mcp', endpoint) };
 }
 
 /** RFC 6750 quoted-string values: our messages are constants, but never let a quote through. */

@@ -7,7 +7,7 @@
 import express, { type ErrorRequestHandler, type RequestHandler, type Response } from 'express';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { Runtime } from '../runtime.js';
-import { identityOf, verifiedRequester } from '../http/resource-server.js';
+import { identityOf, verifiedRequester } from '../../auth/request-identity.js';
 import { CastellanError } from '../../config/errors.js';
 import { InFlightCalls } from './calls.js';
 import type { ApprovalPlaces } from '../present/job-view.js';

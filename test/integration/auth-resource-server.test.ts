@@ -8,12 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLabOidc, LAB_ROLES, type LabOidc } from '../../src/lab/oidc.js';
 import {
   hostAndOriginGuard,
-  identityOf,
   protectedResourceMetadataRouter,
   protectedResourceMetadataUrl,
   requireBearer,
 } from '../../src/http/resource-server.js';
 import { createTokenVerifier } from '../../auth/tokens.js';
+import { identityOf } from '../../auth/request-identity.js';
 import { parseOidc, parseRoles } from '../../auth/settings.js';
 import {
   expiredAccessToken,
