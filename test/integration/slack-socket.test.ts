@@ -113,7 +113,8 @@ describe('Slack in Socket Mode', () => {
   it('edits a card again when an instance that lost the job lands an older edit after the new owner\'s', async () => {
     const oscar = { subject: 'oscar', displayName: 'Oscar Operator', groups: ['ops'], roles: rolesForGroups(['ops'], LAB_ROLES), origin: 'cli' as const };
     const april = { subject: 'april', displayName: 'April Approver', groups: ['leads'], roles: rolesForGroups(['leads'], LAB_ROLES), origin: 'cli' as const };
-    const { job } = await c.runtime.service.submit({ tool: 'exec', input: { targets: 'node01', argv: ['true'] }, requester: oscar, replyTo: { kind: 'cli' } });
+    // The job runs for a while, so the owner's next edit (held below) still shows it unfinished.
+    const { job } = await c.runtime.service.submit({ tool: 'exec', input: { targets: 'node01', argv: ['sleep', '5'] }, requester: oscar, replyTo: { kind: 'cli' } });
     const card = await until('the card with its buttons', () => slack.messages(APPROVALS).find((m) => m.threadTs === undefined && blocksText(m).includes(job.id) && blocksText(m).includes('castellan_approve')));
     const ownerKey = `castellan:slack:owner:${job.id}`;
     const owner = await until('the card\'s owner', async () => (await c.runtime.redis.get(ownerKey)) ?? undefined);
@@ -128,7 +129,8 @@ describe('Slack in Socket Mode', () => {
     const shownEnd = card.history.length;
     held.release();
     // The older edit lands last; its sender finds it lost the job and has the card edited again.
-    await until('the older edit landed and was undone', () => (card.history.length > shownEnd + 1 && /succeeded/.test(card.text) ? true : undefined), 60_000);
+    // (Wait for the older edit itself: the new owner may edit the card again meanwhile.)
+    await until('the older edit landed and was undone', () => (card.history.slice(shownEnd).some((h) => !/succeeded/.test(h.text)) && /succeeded/.test(card.text) ? true : undefined), 60_000);
     expect(card.history.slice(shownEnd).some((h) => !/succeeded/.test(h.text))).toBe(true);
     expect(blocksText(card)).toContain('Approved by April Approver');
   }, 120_000);
