@@ -20,6 +20,7 @@ import { windowDecision } from './maintenance.js';
 import { planShapeProblems } from '../tools/steps/walk.js';
 import type { QueueContext } from './context.js';
 import { endJob } from './endings.js';
+import { wakeIfDelayed } from './wake.js';
 import type { StampedEvent } from './events.js';
 import { bindPlan, boundPlanHash } from './plan-binding.js';
 import type { FollowOptions } from './follow.js';
@@ -548,24 +549,19 @@ export class JobService {
 
   /**
    * Wake the delayed BullMQ job so a worker takes it now (approved) or closes it (denied,
-   * cancelled). An approved job whose wake-up is lost would sit until its approval deadline,
-   * so this retries through a Redis blip and, if it still fails, says so in the job's progress
-   * and the log (the worker still starts it at the deadline at the latest).
+   * cancelled). This retries through a Redis blip and, if it still fails, says so in the job's
+   * progress and the log; the reconcile rounds (queues/wake.ts wakeDecided) wake it later.
    */
   private async promote(jobId: string): Promise<void> {
     let lastError = '';
     for (let attempt = 0; attempt < 5; attempt++) {
       if (attempt > 0) await sleep(250 * 2 ** attempt);
       try {
-        const bull = await this.ctx.queue.getJob(jobId);
-        if (!bull || !(await bull.isDelayed())) return;
-        await bull.promote();
+        // Woken, or no longer asleep (another server handling a second vote woke it): done.
+        await wakeIfDelayed(this.ctx, jobId);
         return;
       } catch (err) {
         lastError = errorMessage(err);
-        // Promoted meanwhile by someone else (another server handling a second vote): done.
-        const bull = await this.ctx.queue.getJob(jobId).catch(() => undefined);
-        if (bull && !(await bull.isDelayed().catch(() => true))) return;
       }
     }
     const record = await this.ctx.store.get(jobId).catch(() => undefined);
@@ -573,7 +569,7 @@ export class JobService {
     this.ctx.logger.error({ jobId, err: lastError }, 'could not wake the job after the decision');
     if (record?.state === 'queued') {
       await this.ctx.events
-        .publish(jobId, { type: 'state', state: 'queued', reason: `approved, but the queue could not be woken (${lastError}); it starts at ${deadline} at the latest` })
+        .publish(jobId, { type: 'state', state: 'queued', reason: `approved, but the queue could not be woken (${lastError}); the next reconcile round wakes it, ${deadline} at the latest` })
         .catch(() => undefined);
     }
   }
