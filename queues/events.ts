@@ -13,7 +13,8 @@ import type { JobState } from './states.js';
 export type JobEvent =
   | { readonly type: 'state'; readonly state: JobState; readonly reason?: string | undefined }
   | { readonly type: 'batch'; readonly index: number; readonly total: number; readonly hosts: readonly string[] }
-  | { readonly type: 'step'; readonly step: string; readonly description: string; readonly hosts: readonly string[] }
+  /** `rollbackFor`: an on-failure step putting that subject back (the job view shows "rolling back <subject>"). */
+  | { readonly type: 'step'; readonly step: string; readonly description: string; readonly hosts: readonly string[]; readonly rollbackFor?: string | undefined }
   | { readonly type: 'host_started'; readonly step: string; readonly host: string }
   | {
       readonly type: 'host_finished';

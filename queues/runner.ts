@@ -235,7 +235,13 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
     for (const h of eligible) results.set(h, notRun(h, 'not started: job stopped', ctx.abortStatus()));
     return { results };
   }
-  ctx.publisher.emit({ type: 'step', step: step.id, description: rollbackFor !== undefined ? `on failure of ${rollbackFor}: ${step.description}` : step.description, hosts: eligible });
+  ctx.publisher.emit({
+    type: 'step',
+    step: step.id,
+    description: rollbackFor !== undefined ? `on failure of ${rollbackFor}: ${step.description}` : step.description,
+    hosts: eligible,
+    ...(rollbackFor !== undefined ? { rollbackFor } : {}),
+  });
   const claimed = await ctx.ledger.claim(ctx.jobId, ctx.attempt, step.id, eligible, ctx.worker);
   const claimedSet = new Set(claimed);
   const refused = eligible.filter((h) => !claimedSet.has(h));

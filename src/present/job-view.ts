@@ -132,6 +132,12 @@ export const progressViewSchema = z.object({
   hosts_failed: z.number(),
   /** A host lock another job holds, while this one waits for it. */
   lock_wait: z.object({ host: z.string(), holder: z.string() }).optional(),
+  /**
+   * The step running is an on-failure step putting `subject` back (a rollback): after a gate
+   * failed, or after a cancel or the deadline (the job reads running until it ends). `text`:
+   * what that step does.
+   */
+  rolling_back: z.object({ subject: z.string(), step: z.string(), text: z.string() }).optional(),
 });
 export type ProgressView = z.infer<typeof progressViewSchema>;
 
@@ -304,7 +310,7 @@ export function jobView(job: JobRecord, options: ViewOptions = {}): JobView {
     state: job.state,
     finished: isFinal(job.state),
     summary: summaryLine(job, progress, ran),
-    next: nextStep(job, options.places ?? {}),
+    next: nextStep(job, options.places ?? {}, progress),
     requester: { subject: job.requester.subject, display_name: job.requester.displayName, origin: job.requester.origin },
     created_at: job.createdAt,
     updated_at: job.updatedAt,

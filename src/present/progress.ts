@@ -1,5 +1,7 @@
 // Progress of a running job, read from its events: which batch and step, how many hosts of
-// the step finished and how many of those failed, and a host lock it waits for.
+// the step finished and how many of those failed, a host lock it waits for, and whether the
+// step is an on-failure step putting a subject back (a rollback, also after a cancel or the
+// deadline: the job still reads running then, and this says what it is doing).
 import type { StampedEvent } from '../../queues/events.js';
 import type { ProgressView } from './job-view.js';
 
@@ -10,10 +12,16 @@ export function progressFrom(events: readonly StampedEvent[], hostsTotal: number
   let done = new Set<string>();
   let failed = new Set<string>();
   let lockWait: ProgressView['lock_wait'];
+  let rollingBack: ProgressView['rolling_back'];
   for (const { event } of events) {
     switch (event.type) {
       case 'batch':
         batch = { index: event.index + 1, total: event.total };
+        rollingBack = undefined;
+        break;
+      case 'state':
+        // A batch's end (or any state change) closes its rollbacks.
+        rollingBack = undefined;
         break;
       case 'step':
         // The shards of a job split by site each announce their part of the same step: one
@@ -23,6 +31,7 @@ export function progressFrom(events: readonly StampedEvent[], hostsTotal: number
           break;
         }
         step = { id: event.step, description: event.description };
+        rollingBack = event.rollbackFor !== undefined ? { subject: event.rollbackFor, step: event.step, text: rollbackText(event.rollbackFor, event.description) } : undefined;
         stepHosts = new Set(event.hosts);
         done = new Set();
         failed = new Set();
@@ -49,5 +58,17 @@ export function progressFrom(events: readonly StampedEvent[], hostsTotal: number
     hosts_done: done.size,
     hosts_failed: failed.size,
     ...(lockWait ? { lock_wait: lockWait } : {}),
+    ...(rollingBack ? { rolling_back: rollingBack } : {}),
   };
+}
+
+/** `boot pre-upgrade-… next: sudo kbe activate …` from `on failure of node10: roll back: boot …`. */
+function rollbackText(subject: string, description: string): string {
+  const own = description.startsWith(`on failure of ${subject}: `) ? description.slice(`on failure of ${subject}: `.length) : description;
+  return own.replace(/^roll back: /, '');
+}
+
+/** The phase line every front end shows while a rollback runs: `rolling back node10: boot pre-upgrade-… next`. */
+export function rollingBackText(p: NonNullable<ProgressView['rolling_back']>): string {
+  return `rolling back ${p.subject}: ${p.text}`;
 }

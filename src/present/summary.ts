@@ -5,6 +5,7 @@ import { foldNodeSet } from '../../config/nodeset.js';
 import type { JobRecord } from '../../queues/records.js';
 import type { JobState } from '../../queues/states.js';
 import type { ApprovalPlaces, NextView, ProgressView } from './job-view.js';
+import { rollingBackText } from './progress.js';
 
 /** How a state reads after the job's name: "uptime on node[01-05] (5 hosts) succeeded". */
 export const STATE_WORDS: Readonly<Record<JobState, string>> = {
@@ -64,11 +65,15 @@ export function summaryLine(job: JobRecord, progress: ProgressView | undefined, 
     case 'waiting_window':
       return `${what} waits for its maintenance window${job.maintenance?.opensAt ? ` (opens ${job.maintenance.opensAt.replace('T', ' ').slice(0, 16)} UTC)` : ''}; nothing has run yet`;
     case 'running': {
+      const rollback = progress?.rolling_back ? rollingBackText(progress.rolling_back) : undefined;
       if (job.cancel !== undefined) {
-        // Cancelling a running job signals its hosts; it ends once they stop.
+        // Cancelling a running job signals its hosts; it ends once they stop, after the
+        // rollbacks of subjects caught mid-change (which this says while they run).
+        if (rollback) return `${what}: cancellation requested; ${rollback}`;
         const left = job.plan.hosts.length - (progress?.hosts_done ?? 0);
         return `${what}: cancellation requested; stopping on ${plural(Math.max(left, 0), 'host')}`;
       }
+      if (rollback) return `${what} is running: ${rollback}`;
       if (!progress || progress.hosts_done === 0) return `${what} is running`;
       const failed = progress.hosts_failed > 0 ? `, ${progress.hosts_failed} failed` : '';
       return `${what} is running: ${progress.hosts_done} of ${plural(progress.hosts_total, 'host')} done${failed}`;
@@ -89,7 +94,7 @@ export function summaryLine(job: JobRecord, progress: ProgressView | undefined, 
   }
 }
 
-export function nextStep(job: JobRecord, places: ApprovalPlaces): NextView {
+export function nextStep(job: JobRecord, places: ApprovalPlaces, progress?: ProgressView): NextView {
   switch (job.state) {
     case 'awaiting_approval': {
       const missing = job.approvalsRequired - approvals(job);
@@ -110,6 +115,9 @@ export function nextStep(job: JobRecord, places: ApprovalPlaces): NextView {
     case 'waiting_window':
       return { waiting_for: 'window', text: job.maintenance?.detail ?? 'starts when its hosts\' maintenance window opens' };
     case 'running': {
+      if (job.cancel !== undefined && progress?.rolling_back) {
+        return { waiting_for: 'run', text: `ends as cancelled once the rollback of ${progress.rolling_back.subject} has run (each step within its own timeout); cancel again to stop the rollback too` };
+      }
       if (job.cancel !== undefined) return { waiting_for: 'run', text: 'ends as cancelled once the commands on its hosts have stopped' };
       const site = waitingForSite(job);
       return { waiting_for: site ? 'worker' : 'run', text: `${site ? `part of it is ${site}; ` : ''}runs until it ends or its time limit of ${durationWords(job.timeoutMs)}; cancel with castellan cancel ${job.id}` };

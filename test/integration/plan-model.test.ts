@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { planHash } from '../../queues/plan-hash.js';
 import { planView } from '../../src/present/job-view.js';
+import { progressFrom } from '../../src/present/progress.js';
 import { ping } from '../../tools/ping.js';
 import { execStep } from '../../tools/planning.js';
 import { validatedOrThrow } from '../../tools/registry.js';
@@ -217,6 +218,10 @@ describe('plan model on real nodes', () => {
     await started(jobId, 'change');
     halt.stop('cancel', 'cancelled by tester');
     await started(jobId, 'undo');
+    // While it runs, the shared view's progress says which subject is being rolled back, and how.
+    const during = progressFrom(await c.runtime.ctx.events.read(jobId), 2);
+    expect(during.rolling_back).toEqual({ subject: 'node02', step: 'undo', text: expect.stringContaining('/bin/sh -c') });
+    expect(during.step?.id).toBe('undo');
     halt.stop('cancel', 'cancelled again by tester');
     const { outcome, events } = await running;
     expect(outcome.steps.find((s) => s.id === 'undo')).toMatchObject({ onFailure: { subject: 'node02' }, results: [expect.objectContaining({ host: 'node02', status: 'cancelled' })] });

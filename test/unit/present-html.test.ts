@@ -7,10 +7,10 @@ import { describe, expect, it } from 'vitest';
 import type { StampedEvent } from '../../queues/events.js';
 import type { JobRecord } from '../../queues/records.js';
 import { jobView } from '../../src/present/job-view.js';
-import { approvalCard, factsList, jobRow, logLines, nodeGrid, planCard, resultSection, summaryBlock, timeline } from '../../src/present/render/html.js';
+import { approvalCard, factsList, jobRow, logLines, nodeGrid, planCard, progressNote, resultSection, summaryBlock, timeline } from '../../src/present/render/html.js';
 import { jobOutcome, outcomeText } from '../../src/present/render/mcp.js';
 import { slackJobMessage } from '../../src/present/render/slack.js';
-import { eventText, planText } from '../../src/present/render/text.js';
+import { eventText, jobText, planText } from '../../src/present/render/text.js';
 
 const SCRIPT = 'echo "<script>alert(1)</script>"\nrm -rf /tmp/x\u202e\n';
 
@@ -170,5 +170,49 @@ describe('HTML of a job view', () => {
     expect(html).toContain('p50 12 ms  max 31 ms');
     expect(html).toContain('connect &lt;refused&gt;');
     expect(html).toContain('<details class="raw">');
+  });
+});
+
+describe('a rollback running after a cancel, in the shared view', () => {
+  const at = (n: number): number => Date.parse('2026-11-29T05:02:00Z') + n * 1000;
+  const events: StampedEvent[] = [
+    { id: '1-0', at: at(1), event: { type: 'batch', index: 0, total: 2, hosts: ['node01', 'node02'] } },
+    { id: '2-0', at: at(2), event: { type: 'step', step: 'run', description: 'run the script', hosts: ['node01', 'node02'] } },
+    { id: '3-0', at: at(3), event: { type: 'host_finished', step: 'run', host: 'node02', status: 'cancelled', exitCode: null, durationMs: 900 } },
+    {
+      id: '4-0',
+      at: at(4),
+      event: { type: 'step', step: 'rb-activate-node02', description: 'on failure of node02: roll back: boot pre-upgrade-20261129-050000 next: sudo kbe activate pre-upgrade-20261129-050000', hosts: ['node02'], rollbackFor: 'node02' },
+    },
+  ];
+  const cancelled = record({ state: 'running', startedAt: '2026-11-29T05:02:00.000Z', cancel: { by: 'oscar', at: '2026-11-29T05:02:02.500Z' } });
+
+  it('says the job is rolling back node02 and what that step does, in the summary, the next step and the progress', () => {
+    const view = jobView(cancelled, { events });
+    expect(view.state).toBe('running');
+    expect(view.progress?.rolling_back).toEqual({ subject: 'node02', step: 'rb-activate-node02', text: 'boot pre-upgrade-20261129-050000 next: sudo kbe activate pre-upgrade-20261129-050000' });
+    expect(view.summary).toBe('exec on node[01-03] (3 hosts): cancellation requested; rolling back node02: boot pre-upgrade-20261129-050000 next: sudo kbe activate pre-upgrade-20261129-050000');
+    expect(view.next.text).toBe('ends as cancelled once the rollback of node02 has run (each step within its own timeout); cancel again to stop the rollback too');
+    // Without a cancel (a gate failed), the same phase, the job simply running.
+    expect(jobView(record({ state: 'running', startedAt: '2026-11-29T05:02:00.000Z' }), { events }).summary).toBe('exec on node[01-03] (3 hosts) is running: rolling back node02: boot pre-upgrade-20261129-050000 next: sudo kbe activate pre-upgrade-20261129-050000');
+  });
+
+  it('ends the phase when the batch ends or a forward step starts; before any rollback it is "stopping"', () => {
+    const over: StampedEvent = { id: '5-0', at: at(5), event: { type: 'state', state: 'running', reason: 'batch 1/2 done: 1 ok, 1 failed' } };
+    expect(jobView(cancelled, { events: [...events, over] }).progress?.rolling_back).toBeUndefined();
+    const forward: StampedEvent = { id: '5-0', at: at(5), event: { type: 'step', step: 'next', description: 'next step', hosts: ['node03'] } };
+    expect(jobView(cancelled, { events: [...events, forward] }).progress?.rolling_back).toBeUndefined();
+    const before = jobView(cancelled, { events: events.slice(0, 3) });
+    expect(before.summary).toBe('exec on node[01-03] (3 hosts): cancellation requested; stopping on 2 hosts');
+    expect(before.next.text).toBe('ends as cancelled once the commands on its hosts have stopped');
+  });
+
+  it('is shown by the terminal text and the HTML progress note', () => {
+    const view = jobView(cancelled, { events });
+    const text = jobText(view, { color: false });
+    expect(text).toContain('cancellation requested; rolling back node02: boot pre-upgrade-20261129-050000');
+    expect(text).toContain('phase: rolling back node02: boot pre-upgrade-20261129-050000 next: sudo kbe activate pre-upgrade-20261129-050000\nprogress: batch 1/2, step rb-activate-node02, 0/1 hosts done');
+    expect(text).toContain('next: ends as cancelled once the rollback of node02 has run');
+    expect(progressNote(view).value).toContain('<strong class="bad-count" data-rolling-back>rolling back node02: boot pre-upgrade-20261129-050000 next: sudo kbe activate pre-upgrade-20261129-050000</strong>');
   });
 });

@@ -5,6 +5,7 @@ import { displayArgv, visibleBlock, visibleInline } from '../../../config/visibl
 import type { StampedEvent } from '../../../queues/events.js';
 import type { JobView, PlanView } from '../job-view.js';
 import type { ResultView } from '../result-view.js';
+import { rollingBackText } from '../progress.js';
 import { durationWords, hostsPhrase, plural } from '../summary.js';
 
 export interface TextStyle {
@@ -243,7 +244,8 @@ function progressText(view: JobView, style: TextStyle): string {
   const step = p.step ? `step ${p.step.id}, ` : '';
   const failed = p.hosts_failed ? `, ${p.hosts_failed} failed` : '';
   const lock = p.lock_wait ? `; waiting for ${visibleInline(p.lock_wait.host)} (locked by job ${p.lock_wait.holder})` : '';
-  return `${paint(style, 'bold', 'progress:')} ${batch}${step}${p.hosts_done}/${p.hosts_total} hosts done${failed}${lock}`;
+  const line = `${paint(style, 'bold', 'progress:')} ${batch}${step}${p.hosts_done}/${p.hosts_total} hosts done${failed}${lock}`;
+  return p.rolling_back ? `${paint(style, 'bold', 'phase:')} ${paint(style, 'yellow', visibleInline(rollingBackText(p.rolling_back)))}\n${line}` : line;
 }
 
 /** One live progress line for stderr, or undefined for events not worth a line. */
