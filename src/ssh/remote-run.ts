@@ -1,19 +1,27 @@
 // How a command runs on a node so that it can really be stopped. Closing an SSH channel does
 // not kill the remote process, and OpenSSH 9.2 refuses `signal` requests for root logins, so
-// every command runs under a small POSIX sh wrapper (built only through quoteArgv):
+// every command runs under a small POSIX sh wrapper (built only through quoteArgv). Every
+// process it starts costs a node (a Raspberry Pi, say) a fork and often an exec, so it starts
+// as few as it can: for a command without stdin, the wrapper sh, one forked lifeline and GNU
+// `timeout`, which the wrapper becomes (exec) and which starts the command.
 //
-//  - `setsid -w` gives the run its own session: everything it starts shares the session id,
-//    even processes that make their own process group (GNU timeout does), so `pkill -s` reaches
-//    grandchildren. CASTELLAN_RUN=<runId> in the environment and `castellan-run:<runId>` in the
-//    wrapper's argv let any later connection find the run (reconciliation after a crash).
+//  - The run's session is the one sshd made for the channel (OpenSSH and Dropbear call
+//    setsid() for every session they spawn): everything the command starts shares that session
+//    id, even processes that make their own process group (GNU timeout does), so `pkill -s`
+//    reaches grandchildren. No `setsid` of our own: the login shell is a session leader, so
+//    setsid(1) would have to fork. Under `sudo -n` the session is sudo's, which runs nothing else.
+//  - CASTELLAN_RUN=<runId> is exported to the command (and everything it starts), and
+//    `castellan-run:<runId>` is the wrapper's (and its lifeline's) argv[0]: any later connection
+//    finds the run by either (reconciliation after a crash), then every member of its session.
 //  - The wrapper's first stdout line reports the session id; the executor strips it.
 //  - `timeout --kill-after` is the remote deadline: the command dies even if Castellan is
 //    SIGKILLed and the connection is never closed (half-open TCP).
 //  - A lifeline reads the channel's stdin after the user's stdin bytes (exactly `n` of them,
-//    via `head -c`): EOF while the wrapper is still alive means the client sent EOF (cancel) or
-//    the connection dropped, and the lifeline TERMs then KILLs the session. The executor
-//    therefore keeps the channel's stdin open while the command runs. The lifeline is a
-//    separate background job: dash's `wait` waits for a whole pipeline, not just the command.
+//    via `head -c`, which never reads past them): EOF while the run is still alive means the
+//    client sent EOF (cancel) or the connection dropped, and the lifeline TERMs then KILLs the
+//    session. The executor therefore keeps the channel's stdin open while the command runs. The
+//    lifeline reads with the `read` builtin (no `cat` process) and holds neither stdout nor
+//    stderr, so sshd closes the channel as soon as the command is done.
 import { QuotingError, quoteArgv } from './quote.js';
 import { RUN_ID_PATTERN } from './types.js';
 
@@ -35,34 +43,50 @@ export function assertRunId(runId: string): void {
 }
 
 // $0 = castellan-run:<runId>, $1 = remote deadline (s), $2 = kill grace (s), $3 = stdin bytes, $4.. = argv.
-const WRAPPER = `t=$1 g=$2 n=$3
+// Field 6 of /proc/$$/stat is the session id (field 2, the command name, is "sh": no spaces).
+// The lifeline checks that the run is alive through $$, the wrapper's pid, which `exec`
+// hands to timeout. With stdin bytes, a pipeline feeds them and the wrapper waits for it (dash's
+// `wait` waits for a whole pipeline, so the lifeline is a background job of its left side).
+const WRAPPER = `CASTELLAN_RUN=\${0#castellan-run:}
+export CASTELLAN_RUN
+t=$1 g=$2 n=$3
 shift 3
+read -r _ _ _ _ _ sid _ </proc/$$/stat || exit 125
 exec 3<&0 </dev/null
-printf '\\036castellan-run %s\\n' "$$"
-{
-  if [ "$n" -gt 0 ]; then head -c "$n" <&3; fi
-  exec >&-
+printf '\\036castellan-run %s\\n' "$sid"
+lifeline() {
+  while read -r _; do :; done
+  trap '' TERM
+  if kill -0 "$$"; then
+    pkill -TERM -s "$sid"
+    sleep "$g"
+    pkill -KILL -s "$sid"
+  fi
+}
+if [ "$n" -gt 0 ]; then
   {
-    cat >/dev/null
-    trap '' TERM
-    if kill -0 "$$"; then
-      pkill -TERM -s "$$"
-      sleep "$g"
-      pkill -KILL -s "$$"
-    fi
-  } <&3 &
-} 2>/dev/null | timeout -k "$g" "$t" "$@" 3<&- &
-wait "$!"`;
+    head -c "$n" <&3
+    exec >&-
+    lifeline <&3 &
+  } 2>/dev/null | timeout -k "$g" "$t" "$@" 3<&- &
+  wait "$!"
+else
+  lifeline <&3 >/dev/null 2>&1 3<&- &
+  exec timeout -k "$g" "$t" "$@" 3<&-
+fi`;
 
-// Prints the pids (one per line, zombies excluded) of the run: processes whose argv names it,
-// every member of their sessions, every process carrying CASTELLAN_RUN=<runId>, and every
+// Prints the pids (one per line, zombies excluded) of the run: processes whose argv names it
+// (the wrapper, its lifeline), every member of their sessions, every process carrying CASTELLAN_RUN=<runId>, and every
 // descendant of those (a grandchild that made its own session and cleared its environment is
 // still found while its parent lives). $1 = pgrep pattern (anchored, dots escaped so this
 // script never matches itself), $2 = env line.
 const RUN_PIDS = `run_pids() {
   w=$(pgrep -f "$1")
   {
-    for p in $w; do echo "$p"; pgrep -s "$p"; done
+    for p in $w; do
+      echo "$p"
+      for sid in $(ps -o sid= -p "$p" 2>/dev/null); do [ "$sid" -gt 1 ] && pgrep -s "$sid"; done
+    done
     grep -lzxF -e "$2" /proc/[0-9]*/environ 2>/dev/null | sed -n 's|^/proc/\\([0-9]*\\)/environ$|\\1|p'
   } | sort -un > "$run_seed"
   ps -e -o pid= -o ppid= 2>/dev/null | awk -v seedfile="$run_seed" '
@@ -131,8 +155,7 @@ export interface WrapOptions {
 export function wrapCommand(argv: readonly string[], options: WrapOptions): string {
   assertRunId(options.runId);
   const inner = [
-    'env', `${RUN_ENV}=${options.runId}`,
-    'setsid', '-w', 'sh', '-c', WRAPPER, `castellan-run:${options.runId}`,
+    'sh', '-c', WRAPPER, `castellan-run:${options.runId}`,
     seconds(options.deadlineMs), seconds(options.killGraceMs), String(options.stdinBytes),
     ...argv,
   ];

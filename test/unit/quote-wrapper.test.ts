@@ -1,4 +1,5 @@
 // The remote wrapper is built only through quoteArgv; these check what it hands to the shell.
+import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { QuotingError } from '../../src/ssh/quote.js';
 import { RunIdError, SideChannel, findCommand, killCommand, wrapCommand } from '../../src/ssh/remote-run.js';
@@ -8,15 +9,36 @@ import { CappedOutput } from '../../src/ssh/output.js';
 const base = { runId: 'job-1.step', asRoot: false, loginUser: 'ops', deadlineMs: 10_000, killGraceMs: 2_000, stdinBytes: 0 };
 
 describe('wrapCommand', () => {
-  it('tags the run in env and argv and ends with the quoted user argv', () => {
+  it('tags the run in argv (the script exports CASTELLAN_RUN from it) and ends with the quoted user argv', () => {
     const line = wrapCommand(['echo', "it's"], base);
-    expect(line.startsWith(`'env' 'CASTELLAN_RUN=job-1.step' 'setsid' '-w' 'sh' '-c' `)).toBe(true);
+    expect(line.startsWith(`'sh' '-c' 'CASTELLAN_RUN=\${0#castellan-run:}\nexport CASTELLAN_RUN\n`)).toBe(true);
     expect(line.endsWith(`'castellan-run:job-1.step' '10.000' '2.000' '0' 'echo' 'it'\\''s'`)).toBe(true);
   });
 
+  // sshd gives every session channel a session of its own; `setsid` stands in for it here.
+  async function runLocally(line: string, stdin: string): Promise<{ pid: number; code: number | null; stdout: string }> {
+    const child = spawn('setsid', ['sh', '-c', line], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let stdout = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stdin.write(stdin); // kept open while it runs: EOF is the lifeline's stop signal
+    const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
+    child.stdin.end();
+    return { pid: child.pid ?? 0, code, stdout };
+  }
+
+  it('runs: reports its session, exports CASTELLAN_RUN, feeds exactly n stdin bytes, passes the exit status', async () => {
+    const argv = ['sh', '-c', 'printf "%s|" "$CASTELLAN_RUN"; cat; exit 7'];
+    const withStdin = await runLocally(wrapCommand(argv, { ...base, stdinBytes: 3 }), 'abcdef');
+    expect(withStdin.stdout).toBe(`\u001ecastellan-run ${withStdin.pid}\njob-1.step|abc`);
+    expect(withStdin.code).toBe(7);
+    const without = await runLocally(wrapCommand(argv, base), 'ignored');
+    expect(without.stdout).toBe(`\u001ecastellan-run ${without.pid}\njob-1.step|`);
+    expect(without.code).toBe(7);
+  });
+
   it('uses sudo -n -- for asRoot unless the login is already root', () => {
-    expect(wrapCommand(['id'], { ...base, asRoot: true })).toMatch(/^'sudo' '-n' '--' 'env' /);
-    expect(wrapCommand(['id'], { ...base, asRoot: true, loginUser: 'root' })).toMatch(/^'env' /);
+    expect(wrapCommand(['id'], { ...base, asRoot: true })).toMatch(/^'sudo' '-n' '--' 'sh' '-c' /);
+    expect(wrapCommand(['id'], { ...base, asRoot: true, loginUser: 'root' })).toMatch(/^'sh' '-c' /);
   });
 
   it('refuses bad run ids, empty argv, NUL and over-long command lines', () => {
