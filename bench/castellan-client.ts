@@ -19,6 +19,7 @@ import { KnownHosts } from '../src/ssh/known-hosts.js';
 import { SshExecutor } from '../src/ssh/executor.js';
 import type { HostResult, SshTarget } from '../src/ssh/types.js';
 import type { FleetFiles } from './fleet.js';
+import { readNodeCpuMs } from './node-cpu.js';
 import { percentile } from './stats.js';
 
 export type CastellanShape = 'executor' | 'pipeline' | 'raw-ssh2';
@@ -41,6 +42,8 @@ export interface FanoutSample {
   readonly wallMs: number;
   /** user + sys of this process during the fan-out only. */
   readonly cpuMs: number;
+  /** CPU the fleet's nodes spent during the fan-out (node-cpu.ts; NaN when not measured). */
+  readonly nodeCpuMs: number;
   readonly hostsOk: number;
   readonly hosts: number;
   readonly hostP50Ms: number;
@@ -85,15 +88,20 @@ function cpuMsSince(start: NodeJS.CpuUsage): number {
   return (used.user + used.system) / 1000;
 }
 
-function sampleOf(wallMs: number, cpuMs: number, durations: readonly number[], ok: number, hosts: number): FanoutSample {
-  return { wallMs, cpuMs, hostsOk: ok, hosts, hostP50Ms: percentile(durations, 50), hostP95Ms: percentile(durations, 95) };
+function sampleOf(wallMs: number, cpuMs: number, nodeCpuMs: number, durations: readonly number[], ok: number, hosts: number): FanoutSample {
+  return { wallMs, cpuMs, nodeCpuMs, hostsOk: ok, hosts, hostP50Ms: percentile(durations, 50), hostP95Ms: percentile(durations, 95) };
 }
 
+let nodeCpuSource: FleetFiles['nodeCpu'];
+
 async function timed(run: () => Promise<{ durations: number[]; ok: number; hosts: number }>): Promise<FanoutSample> {
+  const node0 = readNodeCpuMs(nodeCpuSource);
   const cpu = process.cpuUsage();
   const t0 = performance.now();
   const { durations, ok, hosts } = await run();
-  return sampleOf(performance.now() - t0, cpuMsSince(cpu), durations, ok, hosts);
+  const wallMs = performance.now() - t0;
+  const cpuMs = cpuMsSince(cpu);
+  return sampleOf(wallMs, cpuMs, readNodeCpuMs(nodeCpuSource) - node0, durations, ok, hosts);
 }
 
 function fromResults(results: readonly HostResult[]): { durations: number[]; ok: number; hosts: number } {
@@ -240,6 +248,7 @@ async function measureRaw(spec: CastellanSpec, config: Config): Promise<Omit<Cas
 
 /** One cold and `warmRuns` warm fan-outs of `true` in this process. */
 export async function measureCastellan(spec: CastellanSpec): Promise<CastellanMeasurement> {
+  nodeCpuSource = spec.fleet.nodeCpu;
   const config = await loadConfig(await writeBenchConfig(spec));
   const measure = spec.shape === 'executor' ? measureExecutor : spec.shape === 'pipeline' ? measurePipeline : measureRaw;
   const result = await measure(spec, config);

@@ -9,6 +9,7 @@ import type { CastellanMeasurement, CastellanShape, CastellanSpec, FanoutSample 
 import { competitorCommand, DEFAULT_WINDOW, hostsOk, type CompetitorName } from './competitors.js';
 import type { FleetFiles } from './fleet.js';
 import { runMeasured, type ProcessRun } from './measure-process.js';
+import { readNodeCpuMs } from './node-cpu.js';
 import { spread, type Spread } from './stats.js';
 
 export const CASTELLAN_WINDOW = 64;
@@ -22,6 +23,8 @@ export type ClientConfig =
 export interface RunSample {
   readonly wallMs: number;
   readonly cpuMs: number;
+  /** CPU the fleet's nodes spent (node-cpu.ts); NaN when not measured. */
+  readonly nodeCpuMs: number;
   readonly peakRssMb: number;
   readonly hostsOk: number;
   readonly hostP50Ms: number;
@@ -40,6 +43,7 @@ export interface RowResult {
   readonly hosts: number;
   readonly wallMs: Spread;
   readonly cpuMs: Spread;
+  readonly nodeCpuMs: Spread;
   readonly peakRssMb: Spread;
   readonly hostP50Ms: Spread;
   readonly hostP95Ms: Spread;
@@ -92,7 +96,7 @@ function tail(text: string, chars = 400): string {
 
 function castellanRows(config: Extract<ClientConfig, { kind: 'castellan' }>, m: CastellanMeasurement | null, run: ProcessRun): Array<[string, RunSample]> {
   const fail = (why: string): RunSample => ({
-    wallMs: Number.NaN, cpuMs: Number.NaN, peakRssMb: run.peakRssMb, hostsOk: 0, hostP50Ms: Number.NaN, hostP95Ms: Number.NaN, processWallMs: run.wallMs, error: why,
+    wallMs: Number.NaN, cpuMs: Number.NaN, nodeCpuMs: Number.NaN, peakRssMb: run.peakRssMb, hostsOk: 0, hostP50Ms: Number.NaN, hostP95Ms: Number.NaN, processWallMs: run.wallMs, error: why,
   });
   if (!m) {
     const why = `exit ${run.code}${run.timedOut ? ' (timed out)' : ''}: ${tail(run.stderr)}`;
@@ -101,6 +105,7 @@ function castellanRows(config: Extract<ClientConfig, { kind: 'castellan' }>, m: 
   const row = (s: FanoutSample): RunSample => ({
     wallMs: s.wallMs,
     cpuMs: s.cpuMs,
+    nodeCpuMs: s.nodeCpuMs ?? Number.NaN,
     peakRssMb: Math.max(run.peakRssMb, m.maxRssMb),
     hostsOk: s.hostsOk,
     hostP50Ms: s.hostP50Ms,
@@ -113,6 +118,7 @@ function castellanRows(config: Extract<ClientConfig, { kind: 'castellan' }>, m: 
   const warm: FanoutSample = warmRuns.length === 1 && warmRuns[0] ? warmRuns[0] : {
     wallMs: spread(warmRuns.map((w) => w.wallMs)).median,
     cpuMs: spread(warmRuns.map((w) => w.cpuMs)).median,
+    nodeCpuMs: spread(warmRuns.map((w) => w.nodeCpuMs ?? Number.NaN)).median,
     hostsOk: Math.min(...warmRuns.map((w) => w.hostsOk)),
     hosts: warmRuns[0]?.hosts ?? 0,
     hostP50Ms: spread(warmRuns.map((w) => w.hostP50Ms)).median,
@@ -136,11 +142,13 @@ async function runOnce(plan: FanoutPlan, config: ClientConfig, runIndex: number)
     return castellanRows(config, measurement, run);
   }
   const line = competitorCommand(config.tool, config.window, plan.fleet);
+  const node0 = readNodeCpuMs(plan.fleet.nodeCpu);
   const run = await runMeasured(line.command, line.args, { env: line.env, timeoutMs: plan.competitorTimeoutMs });
+  const nodeCpuMs = readNodeCpuMs(plan.fleet.nodeCpu) - node0;
   const ok = hostsOk(config.tool, run, plan.fleet);
   const n = plan.fleet.nodes.length;
   const error = ok < n ? `run ${runIndex + 1}: ${n - ok} of ${n} hosts not ok (exit ${run.code}${run.timedOut ? ', timed out' : ''}): ${tail(run.stderr || run.stdout)}` : undefined;
-  return [[config.id, { wallMs: run.wallMs, cpuMs: run.cpuMs, peakRssMb: run.peakRssMb, hostsOk: ok, hostP50Ms: Number.NaN, hostP95Ms: Number.NaN, processWallMs: run.wallMs, error }]];
+  return [[config.id, { wallMs: run.wallMs, cpuMs: run.cpuMs, nodeCpuMs, peakRssMb: run.peakRssMb, hostsOk: ok, hostP50Ms: Number.NaN, hostP95Ms: Number.NaN, processWallMs: run.wallMs, error }]];
 }
 
 export function rowLabel(id: string): { label: string; client: string; window: number; defaultWindow: boolean } {
@@ -200,6 +208,7 @@ export async function runFanout(plan: FanoutPlan): Promise<FleetResult> {
       hosts,
       wallMs: spread(list.map((s) => s.wallMs)),
       cpuMs: spread(list.map((s) => s.cpuMs)),
+      nodeCpuMs: spread(list.map((s) => s.nodeCpuMs)),
       peakRssMb: spread(list.map((s) => s.peakRssMb)),
       hostP50Ms: spread(list.map((s) => s.hostP50Ms)),
       hostP95Ms: spread(list.map((s) => s.hostP95Ms)),

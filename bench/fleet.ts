@@ -10,6 +10,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { labUp } from '../src/lab/sshd-lab.js';
 import { stopProcessFamily } from '../src/lab/processes.js';
+import { meterNodeCpu, type NodeCpuSource } from './node-cpu.js';
 
 export type FleetKind = 'farm' | 'sshd';
 
@@ -33,6 +34,8 @@ export interface FleetFiles {
   readonly hostPortFile: string;
   /** One address per line (clush --hostfile, pdsh -w ^file). */
   readonly addressFile: string;
+  /** Where the fleet's own CPU can be read (node-cpu.ts); absent: not measured. */
+  readonly nodeCpu?: NodeCpuSource | undefined;
 }
 
 export interface Fleet extends FleetFiles {
@@ -101,6 +104,8 @@ export async function startFarmProcess(nodes: number, dir: string, script = FARM
   });
   lines.close();
   const lists = await writeHostLists(dir, ready.nodes);
+  // The farm's process is every fake node at once: its CPU is the "node side" of the fake fleet.
+  const meter = await meterNodeCpu([ready.pid], `farm-${nodes}`);
   return {
     kind: 'farm',
     dir: ready.dir,
@@ -111,11 +116,13 @@ export async function startFarmProcess(nodes: number, dir: string, script = FARM
     knownHostsFile: ready.knownHostsFile,
     inventoryFile: ready.inventoryFile,
     ...lists,
+    nodeCpu: meter.source,
     stop: async () => {
       child.kill('SIGTERM');
       const forced = setTimeout(() => child.kill('SIGKILL'), 10_000);
       await waitExit(child);
       clearTimeout(forced);
+      await meter.release();
     },
   };
 }
@@ -126,6 +133,7 @@ export async function startSshdFleet(nodes: number, dir: string): Promise<Fleet>
   try {
     const list = lab.nodes.map((n) => ({ name: n.name, address: n.address, port: n.port }));
     const lists = await writeHostLists(lab.dir, list);
+    const meter = await meterNodeCpu(lab.nodes.flatMap((n) => (n.pid === null ? [] : [n.pid])), `sshd-${nodes}`);
     return {
       kind: 'sshd',
       dir: lab.dir,
@@ -136,7 +144,11 @@ export async function startSshdFleet(nodes: number, dir: string): Promise<Fleet>
       knownHostsFile: lab.knownHostsFile,
       inventoryFile: lab.inventoryFile,
       ...lists,
-      stop: () => lab.down(),
+      nodeCpu: meter.source,
+      stop: async () => {
+        await lab.down();
+        await meter.release();
+      },
     };
   } catch (error) {
     await lab.down();
