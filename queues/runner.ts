@@ -403,7 +403,7 @@ function stepIO(ctx: RunContext, step: PlanStep, announced: Set<string>, quiet =
     runId,
     signal: ctx.signal,
     abortStatus: ctx.abortStatus,
-    exec: (hosts, r) => execWith(hosts, r, runId, !quiet),
+    exec: (hosts, r) => execWith(hosts, r, runId, !quiet && r.quiet !== true),
     upload: (hosts, localPath, remotePath, mode) => ctx.executor.upload(targets(hosts), localPath, remotePath, { ...common, mode }),
     download: (hosts, remotePath, localDir) => ctx.executor.download(targets(hosts), remotePath, localDir, common),
     relay: (fromHost, remotePath, hosts, destPath) => ctx.executor.relay(ctx.targetFor(fromHost), remotePath, targets(hosts), destPath, common),
@@ -417,17 +417,18 @@ function stepIO(ctx: RunContext, step: PlanStep, announced: Set<string>, quiet =
     async observe(check, only) {
       // A check's own steps run quietly (a gate reports each poll as one progress line), and
       // only kinds that run a program and read it (a command, ipmitool): a read check never
-      // transfers files or waits on other gates.
-      const byStep = new Map<string, Map<string, HostResult>>();
+      // transfers files or waits on other gates. Being reads, a check's steps run at once: a
+      // poll of etcd_health with a member down waits out etcdctl's dial timeout once, not per
+      // command (each of its three reads was ~3 s of waiting, one after the other).
       const checkIO = stepIO(ctx, step, new Set(), true);
-      for (const inner of check.plan.batches.flatMap((b) => b.steps)) {
-        if (!CHECK_KINDS.has(inner.action.kind)) throw new Error(`a gate check may only run commands or ipmitool; step ${inner.id} is ${inner.action.kind}`);
+      const inners = check.plan.batches.flatMap((b) => b.steps);
+      for (const inner of inners) if (!CHECK_KINDS.has(inner.action.kind)) throw new Error(`a gate check may only run commands or ipmitool; step ${inner.id} is ${inner.action.kind}`);
+      const got = await Promise.all(inners.map(async (inner) => {
         // Only the subjects still waited for: a step about one (ipmitool on a jump host) by its subject, else by its hosts.
         const hosts = !only ? inner.hosts : inner.subject !== undefined ? (only.includes(inner.subject) ? inner.hosts : []) : inner.hosts.filter((h) => only.includes(h));
-        const got = hosts.length > 0 ? (await stepKind(inner.action).run(inner.action, inner, hosts, checkIO)).results : [];
-        byStep.set(inner.id, new Map(got.map((r) => [r.host, scrubResult(ctx.redactor, r)])));
-      }
-      const results: StepResults = byStep;
+        return hosts.length > 0 ? (await stepKind(inner.action).run(inner.action, inner, hosts, checkIO)).results : [];
+      }));
+      const results: StepResults = new Map(inners.map((inner, i) => [inner.id, new Map((got[i] ?? []).map((r) => [r.host, scrubResult(ctx.redactor, r)]))]));
       const tool = ctx.tools?.get(check.tool);
       let data: unknown;
       if (tool?.summarize && ctx.planContext) data = ctx.redactor.scrubDeep(tool.summarize(check.input as never, results, ctx.planContext));

@@ -16,7 +16,7 @@ function plan(...steps: ReturnType<typeof step>[]): Plan {
 
 describe('plan shape', () => {
   it('knows every kind by its module', () => {
-    expect([...STEP_KINDS].sort()).toEqual(['download', 'exec', 'gate', 'ipmi', 'pin_host_key', 'playbook', 'relay', 'upload']);
+    expect([...STEP_KINDS].sort()).toEqual(['download', 'etcd_member', 'exec', 'gate', 'ipmi', 'pin_host_key', 'playbook', 'relay', 'upload']);
   });
 
   it('walks on-failure steps right after the step that arms them, and lists their commands for audit', () => {

@@ -1,5 +1,6 @@
 // The step kinds a plan may use. Adding a kind: one module next to this file, one line here.
 import { downloadKind, type DownloadAction } from './download.js';
+import { etcdMemberKind, type EtcdMemberAction } from './etcd-member.js';
 import { execKind, type ExecAction } from './exec.js';
 import { gateKind, type GateAction } from './gate.js';
 import { ipmiKind, type IpmiAction } from './ipmi.js';
@@ -10,7 +11,7 @@ import { relayKind, type RelayAction } from './relay.js';
 import { uploadKind, type UploadAction } from './upload.js';
 
 /** What one step does. Pure data: argv arrays and paths, never shell strings. */
-export type StepAction = ExecAction | UploadAction | DownloadAction | RelayAction | GateAction | PlaybookAction | PinHostKeyAction | IpmiAction;
+export type StepAction = ExecAction | UploadAction | DownloadAction | RelayAction | GateAction | PlaybookAction | PinHostKeyAction | IpmiAction | EtcdMemberAction;
 
 const KINDS: { readonly [K in StepAction['kind']]: StepKind<Extract<StepAction, { kind: K }>> } = {
   exec: execKind,
@@ -21,6 +22,7 @@ const KINDS: { readonly [K in StepAction['kind']]: StepKind<Extract<StepAction, 
   playbook: playbookKind,
   pin_host_key: pinHostKeyKind,
   ipmi: ipmiKind,
+  etcd_member: etcdMemberKind,
 };
 
 /** The kind module of an action (typed so a caller cannot mix an action with another kind). */
@@ -32,6 +34,6 @@ export function stepKind<A extends StepAction>(action: A): StepKind<A> {
 
 export const STEP_KINDS: readonly string[] = Object.keys(KINDS);
 
-export type { DownloadAction, ExecAction, GateAction, IpmiAction, PinHostKeyAction, PlaybookAction, RelayAction, UploadAction };
+export type { DownloadAction, EtcdMemberAction, ExecAction, GateAction, IpmiAction, PinHostKeyAction, PlaybookAction, RelayAction, UploadAction };
 export type { ConditionArgs, ConditionDefinition, ExecRequestSpec, IpmiRequest, GateObservation, Observation, StepIO, StepKind, StepRun, Verdict } from './kind.js';
 export { GENERIC_CONDITIONS, gateStep, type GateCheck, type GateSpec } from './gate.js';

@@ -12,6 +12,8 @@ export interface ExecRequestSpec {
   readonly stdin?: string | undefined;
   readonly commandTimeoutMs: number;
   readonly connectTimeoutMs?: number | undefined;
+  /** No per-host progress events: the kind runs several commands and reports one outcome itself. */
+  readonly quiet?: boolean | undefined;
 }
 
 /** What a read check saw: the tool's summarized data and the raw per-step, per-host results. */
