@@ -23,6 +23,7 @@ import { runPlan, type RunContext } from './runner.js';
 import { endJob, type FinalState } from './endings.js';
 import { windowDecision } from './maintenance.js';
 import { settled } from './submission.js';
+import { finalizeOrphan, inPlanOrder, onGivenUp } from './hand-back.js';
 import { isRedisUnavailable } from './connections.js';
 import { isFinal, type JobState } from './states.js';
 import { Heartbeat, registryTiming, WorkerRegistry } from './heartbeat.js';
@@ -154,15 +155,16 @@ export async function startWorker(ctx: QueueContext, connection: Redis, options:
       if (!isRedisUnavailable(err)) ctx.logger.warn({ err: errorMessage(err) }, 'worker error');
     });
   }
-  const onGaveUp = (job: Job<{ id: string }> | undefined, err: Error): void => {
-    // BullMQ gave up on a job (for example "stalled more than allowable limit") without our
-    // processor finishing it: make sure the record does not stay `running` forever. (A shard
-    // that gave up is the parent's business: it merges what it has.)
-    if (!job) return;
-    void finalizeOrphan(ctx, job.data.id, errorMessage(err));
-  };
-  worker.on('failed', onGaveUp);
-  merger.on('failed', onGaveUp);
+  // BullMQ gave up on a job (for example "stalled more than allowable limit") without our
+  // processor finishing it: a job that never started goes back to the queue, one that may have
+  // run ends (queues/hand-back.ts); no record stays `queued` or `running` forever. (A shard that
+  // gave up is the parent's business: it merges what it has.)
+  worker.on('failed', (job: Job<JobDoc> | undefined, err: Error) => {
+    if (job) void onGivenUp(ctx, job, errorMessage(err));
+  });
+  merger.on('failed', (job: Job<{ id: string }> | undefined, err: Error) => {
+    if (job) void finalizeOrphan(ctx, job.data.id, errorMessage(err)).catch(() => undefined);
+  });
   await Promise.all(all.map((w) => w.waitUntilReady()));
   const reconciler = reconcileLoop(ctx, here.registry, here.board, id, Math.max(250, Math.min(1000, ctx.settings.worker.stalledIntervalMs)));
 
@@ -183,15 +185,6 @@ export async function startWorker(ctx: QueueContext, connection: Redis, options:
       await ctx.cancel.close();
     },
   };
-}
-
-async function finalizeOrphan(ctx: QueueContext, jobId: string, why: string): Promise<void> {
-  const record = await ctx.store.get(jobId);
-  if (!record || isFinal(record.state)) return;
-  const unknown = inPlanOrder(record, (await ctx.ledger.unfinished(jobId)).map((e) => e.host));
-  const to: FinalState = record.state === 'running' ? 'interrupted' : 'failed';
-  const reason = `${why}${unknown.length ? `; outcome unknown on: ${unknown.join(', ')}` : ''}`;
-  await endJob(ctx, record, to, { reason, from: [record.state] });
 }
 
 async function processJob(ctx: QueueContext, here: Here, job: Job<JobDoc>, token?: string): Promise<{ state: JobState }> {
@@ -411,12 +404,6 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
 }
 
 /** Hosts in the order the plan lists them (the ledger's order is Redis hash order). */
-function inPlanOrder(record: JobDoc, hosts: readonly string[]): string[] {
-  const set = new Set(hosts);
-  const ordered = record.plan.hosts.filter((h) => set.has(h));
-  return [...ordered, ...[...set].filter((h) => !ordered.includes(h))];
-}
-
 function foldText(h: HostOutcome): string {
   const out = h.stdout.replace(/\s+$/, '');
   if (h.status === 'ok') return out;
