@@ -6,6 +6,7 @@
 //
 //   node dist/bench/run.js [--quick] [--sizes 100,1000] [--runs 5] [--sshd 50] [--full]
 //                          [--no-queue] [--queue-jobs 10000] [--queue-rate 50] [--queue-seconds 10]
+//                          [--no-farm-competitors]
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -32,6 +33,8 @@ export interface BenchOptions {
   readonly runs: number;
   readonly sshdNodes: number;
   readonly full: boolean;
+  /** Competitors on the fake farms too (off: Castellan and raw ssh2 rows only there, for the warm figures). */
+  readonly farmCompetitors: boolean;
   readonly queue: boolean;
   readonly queueJobs: number;
   readonly queueRate: number;
@@ -48,6 +51,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
       sshd: { type: 'string' },
       full: { type: 'boolean', default: false },
       'no-queue': { type: 'boolean', default: false },
+      'no-farm-competitors': { type: 'boolean', default: false },
       'queue-jobs': { type: 'string' },
       'queue-rate': { type: 'string' },
       'queue-seconds': { type: 'string' },
@@ -66,6 +70,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
     runs: int(values.runs, quick ? 3 : 5, 'runs', 1, 50),
     sshdNodes: int(values.sshd, quick ? 0 : 50, 'sshd', 0, 200),
     full: values.full ?? false,
+    farmCompetitors: !values['no-farm-competitors'],
     queue: !values['no-queue'],
     queueJobs: int(values['queue-jobs'], quick ? 2000 : 10_000, 'queue-jobs', 2, 100_000),
     queueRate: int(values['queue-rate'], 50, 'queue-rate', 1, 2000),
@@ -74,13 +79,14 @@ function parseOptions(argv: readonly string[]): BenchOptions {
 }
 
 /** Each tool at its own default window and at 64; Castellan's default is 64. */
-export function fanoutConfigs(kind: 'farm' | 'sshd', nodes: number, options: { full: boolean; withSingleHost: boolean }): ClientConfig[] {
+export function fanoutConfigs(kind: 'farm' | 'sshd', nodes: number, options: { full: boolean; withSingleHost: boolean; competitors?: boolean }): ClientConfig[] {
   const configs: ClientConfig[] = [
     castellanConfig('executor'),
     castellanConfig('pipeline'),
     castellanConfig('raw-ssh2'),
   ];
   if (options.withSingleHost) configs.push(castellanConfig('executor', CASTELLAN_WINDOW, 1, N1_WARM_RUNS), castellanConfig('pipeline', CASTELLAN_WINDOW, 1, N1_WARM_RUNS));
+  if (options.competitors === false) return configs;
   for (const tool of ['parallel-ssh', 'clush', 'pdsh'] as const) {
     for (const window of new Set([DEFAULT_WINDOW[tool], 64])) configs.push(competitorConfig(tool, window));
   }
@@ -143,7 +149,7 @@ async function main(): Promise<void> {
         fleets.push(await runFanout({
           fleet: current,
           label: `Fake farm, N = ${size}`,
-          configs: fanoutConfigs('farm', size, { full: options.full, withSingleHost: size === smallest }),
+          configs: fanoutConfigs('farm', size, { full: options.full, withSingleHost: size === smallest, competitors: options.farmCompetitors }),
           runs: options.runs,
           redisUrl: redis.url,
           workDir: work,
@@ -192,7 +198,8 @@ async function main(): Promise<void> {
       }
     }
     if (!options.sizes.includes(1000)) notes.push('N = 1000 was not run: its targets are "not measured".');
-    notes.push('Castellan runs its remote wrapper (setsid + timeout + lifeline, so a timeout or cancel really stops the command); the other tools run bare `true`. On real sshd that wrapper costs extra processes per host.');
+    if (!options.farmCompetitors) notes.push('--no-farm-competitors: the fake farms ran Castellan and the raw ssh2 loop only.');
+    notes.push('Castellan runs its remote wrapper (sh, a forked lifeline and timeout, so a timeout or cancel really stops the command); the other tools run bare `true`. On real sshd those processes cost the node CPU per command: see "Node CPU per host".');
     notes.push('The fake farm, the clients and the other engineers\' work share the same 2 cores: absolute times vary between runs; ratios within one run are the figures to compare.');
   } finally {
     process.removeListener('SIGINT', interrupted);
