@@ -10,12 +10,13 @@ import { ToolInputError, defineTool, type PlanContext } from './types.js';
 
 const extraValue = z.union([z.string().max(4096), z.number(), z.boolean()]);
 
-export function playbookFor(ctx: PlanContext, name: string): PlaybookSettings {
+/** The allowlisted playbook `name`; `field`: the input field that named it (what an error names). */
+export function playbookFor(ctx: PlanContext, name: string, field = 'playbook'): PlaybookSettings {
   const playbooks = ctx.playbooks ?? {};
   const found = playbooks[name];
   if (!found) {
     const known = Object.keys(playbooks);
-    throw new ToolInputError('playbook', `'${name}' is not an allowed playbook (${known.length ? `configured: ${known.join(', ')}` : 'none are configured under ansible.playbooks'})`);
+    throw new ToolInputError(field, `'${name}' is not an allowed playbook (${known.length ? `configured: ${known.join(', ')}` : 'none are configured under ansible.playbooks'})`);
   }
   return found;
 }

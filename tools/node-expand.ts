@@ -80,7 +80,7 @@ export const nodeExpand = defineTool({
     const name = input.k8s_name ?? node;
     if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) throw new ToolInputError('k8s_name', `'${name}' is not a Kubernetes node name; give k8s_name`);
     const { host: cp, kubectl } = kubectlOn({ control_plane: input.control_plane }, ctx);
-    const playbook = playbookFor(ctx, input.deploy_playbook);
+    const playbook = playbookFor(ctx, input.deploy_playbook, 'deploy_playbook');
     const vars: Record<string, string> = {};
     if (playbook.extraVars.node_role) vars.node_role = input.role;
     // The member name the deployment should give etcd, when the playbook takes it.

@@ -55,7 +55,9 @@ export const upgradeFields = {
   batch_size: batchSize.prefault(1).describe('Nodes upgraded at a time: a count like `2` or `25%`. Default 1.'),
   failure_budget: failureBudget.default(0).describe('Nodes allowed to fail (rolled back or not) before the remaining batches are skipped. Default 0.'),
   // Fixed when the request is validated, so the plan (and its hash) stays the same until it runs.
-  boot_environment: beName.default(() => preUpgradeName(new Date())).describe('Name of the boot environment created before upgrading each node. Default `pre-upgrade-<UTC time of the request>`.'),
+  // Not `.default(fn)`: the JSON schema (help, MCP tools/list) would freeze one evaluation of
+  // it as the default, a time long past, which a client might send back as is.
+  boot_environment: beName.optional().transform((name) => name ?? preUpgradeName(new Date())).describe('Name of the boot environment created before upgrading each node. Default `pre-upgrade-<UTC time of the request>`.'),
   control_plane: targets.default('k8s_control_plane').describe('Where kubectl runs (first host it resolves to). Default `k8s_control_plane`.'),
   kubectl_as_root: z.boolean().default(false).describe('Run kubectl through `sudo -n`.'),
   drain_timeout: duration({ minMs: 10_000, maxMs: 3_600_000 }).prefault('5m').describe('How long a drain may take per node. Default 5m.'),

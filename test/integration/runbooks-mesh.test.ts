@@ -56,7 +56,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const FAST = { gate_interval: '500ms', up_timeout: '60s', down_timeout: '30s' };
+const FAST = { gate_interval: '200ms', up_timeout: '60s', down_timeout: '30s' };
 
 async function upgrade(node: string, be: string, readyTimeout: string) {
   const { job } = await c.runtime.service.submit({ tool: 'rolling_upgrade', input: { targets: node, boot_environment: be, ready_timeout: readyTimeout, ...FAST }, requester: oscar, replyTo: { kind: 'cli' } });

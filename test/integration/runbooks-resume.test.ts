@@ -48,15 +48,17 @@ describe('resuming a rolling upgrade after a worker crash', () => {
   it('never reboots a finished node twice', async () => {
     const oscar = person('oscar', ['ops']);
     const april = person('april', ['leads']);
-    const worker = await startWorkerProcess(c.configFile);
-    const exited = new Promise((r) => worker.once('exit', r));
+    // The worker process starts (a few seconds on a loaded machine) while the job is submitted and approved.
+    const starting = startWorkerProcess(c.configFile);
     const { job } = await c.runtime.service.submit({
       tool: 'rolling_upgrade',
-      input: { targets: 'color=green', batch_size: 1, boot_environment: 'pre-upgrade-20261129-063000', ready_timeout: '60s', up_timeout: '60s', down_timeout: '30s', gate_interval: '500ms' },
+      input: { targets: 'color=green', batch_size: 1, boot_environment: 'pre-upgrade-20261129-063000', ready_timeout: '60s', up_timeout: '60s', down_timeout: '30s', gate_interval: '200ms' },
       requester: oscar,
       replyTo: { kind: 'cli' },
     });
     await c.runtime.service.approve(job.id, april);
+    const worker = await starting;
+    const exited = new Promise((r) => worker.once('exit', r));
 
     // Kill the worker once node02 is done and node03's reboot is recorded as sent: the
     // worker dies while it waits for node03 to come back.

@@ -2,7 +2,7 @@
 // ledger and gates, a real etcd (node01's etcd gate); only zfs/kbe/kubectl and the node's
 // upgrade/reboot are lab stand-ins. (The WireGuard gate is tested on a namespaced mesh in
 // runbooks-mesh.test.ts: these nodes share one network namespace.)
-// Gates poll every 500 ms here (gate_interval) and a lab reboot lasts until the "down" gate
+// Gates poll every 200 ms here (gate_interval, its minimum) and a lab reboot lasts until the "down" gate
 // has seen the node gone: the same gates, without waiting for what the lab need not wait for.
 import { afterAll, describe, expect, it } from 'vitest';
 import { rolesForGroups } from '../../auth/roles.js';
@@ -35,7 +35,7 @@ const c = useCastellan({
 afterAll(async () => {
   await rack?.stop();
 });
-const FAST = { gate_interval: '500ms', up_timeout: '60s', down_timeout: '30s' };
+const FAST = { gate_interval: '200ms', up_timeout: '60s', down_timeout: '30s' };
 
 function reports(data: unknown): Map<string, NodeReport> {
   return new Map((data as { nodes: NodeReport[] }).nodes.map((n) => [n.node, n]));
@@ -66,7 +66,7 @@ describe('blue/green upgrade with boot environments', () => {
     expect(card).toContain('drain-node10: kubectl drain --ignore-daemonsets --delete-emptydir-data --timeout=300s -- node10 (about node10) on node01');
     expect(card).toContain('failure budget: 0');
     expect(card).toContain('stop rule: once more than 0 node(s)/host(s) have failed (rolled-back ones count), the remaining batches are skipped');
-    expect(card).toMatch(/etcd-node01: gate etcd_health until healthy \(about node01\) on node01\n\s+# wait until etcd is healthy/);
+    expect(card).toMatch(/etcd-node01: gate etcd_health until healthy \(about node01\) on node01\n\s+until etcd is healthy \(every member answers, one leader\): etcd_health every 200 ms, up to 1 min\n/);
     expect(card).toMatch(/on failure: etcd-node01-rb: gate etcd_health until healthy/);
 
     await c.runtime.service.approve(job.id, april);

@@ -96,6 +96,8 @@ describe('read tool plans', () => {
     expect(() => plan('ping', { targets: 'nosuch' })).toThrow(ToolInputError);
     expect(() => plan('ping', { targets: 'nosuch' })).toThrow(/^targets: unknown host or group 'nosuch'/);
     expect(() => plan('k8s_nodes', { control_plane: 'ghost' })).toThrow(/^control_plane:/);
+    // The field the caller gave names the playbook: node_expand's is deploy_playbook.
+    expect(() => plan('node_expand', { node: 'node03', role: 'worker', host_key_fingerprint: `SHA256:${'A'.repeat(43)}`, deploy_playbook: 'site', control_plane: 'cp1' })).toThrow(/^deploy_playbook: 'site' is not an allowed playbook \(configured: motd\)/);
   });
 });
 

@@ -82,7 +82,9 @@ function stepText(step: Omit<StepView, 'on_failure'>, pad: string, prefix: strin
   const about = step.subject !== undefined ? ` (about ${visibleInline(step.subject)})` : '';
   const said = step.command_display !== '' ? step.command_display : visibleInline(step.description);
   const lines = [`${pad}${prefix}${visibleInline(step.id)}: ${said}${about} on ${visibleInline(hostsPhrase(step.hosts))}`];
-  if (step.command_display !== '' && !step.description.includes(displayArgv(step.command).replace(/^sudo -n -- /, ''))) lines.push(`${pad}  # ${visibleInline(step.description)}`);
+  // A gate's own description (`wait until <condition> (…)`) says what its `until` line below says.
+  const gateDefault = step.gate !== undefined && step.description.startsWith(`wait until ${step.gate.condition} (`);
+  if (step.command_display !== '' && !gateDefault && !step.description.includes(displayArgv(step.command).replace(/^sudo -n -- /, ''))) lines.push(`${pad}  # ${visibleInline(step.description)}`);
   if (step.gate) lines.push(`${pad}  until ${visibleInline(step.gate.condition)}: ${step.gate.check} every ${durationWords(step.gate.interval_ms)}, up to ${durationWords(step.gate.timeout_ms)}`);
   if (step.stdin !== undefined) {
     const size = step.stdin_bytes !== undefined ? ` ${plural(step.stdin_bytes, 'byte')}, ${plural(step.stdin.split('\n').length, 'line')}${step.stdin_sha256 ? `, sha256 ${step.stdin_sha256}` : ''}` : '';
