@@ -38,6 +38,12 @@ export interface Keys {
   workerHeartbeat(workerId: string): string;
   /** Sorted set (score: ms): jobs recorded whose submitter has not confirmed them yet (queues/submission.ts). */
   submitting(): string;
+  /**
+   * A key name that is never written, passed where a script's optional key is absent. Every
+   * key a command names must be under the prefix, even an unused one: the least-privilege ACL
+   * (docs/deployment.md, ~castellan:*) refuses any other name, '' included.
+   */
+  unused(): string;
   /** Pub/sub channel: MCP `notifications/cancelled` relayed between server processes. */
   mcpCancelChannel(): string;
 }
@@ -75,6 +81,7 @@ export function keys(prefix: string): Keys {
     feed: () => `${prefix}:feed`,
     workerHeartbeat: (workerId) => `${prefix}:worker:${workerId}`,
     submitting: () => `${prefix}:submitting`,
+    unused: () => `${prefix}:unused`,
     mcpCancelChannel: () => `${prefix}:mcp-cancel`,
   };
 }

@@ -42,20 +42,23 @@ export function parseClaim(value: string): { jobId: string; fingerprint: string 
   return { jobId, fingerprint };
 }
 
-// KEYS: 1 record, 2 job index, 3 markers, 4 idempotency key ('' for none), 5 where-index hash,
-// 6 state index of the initial state, 7 the requester's in-flight set ('' when not limited)
+// KEYS: 1 record, 2 job index, 3 markers, 4 idempotency key (keys.unused() for none), 5 where-index
+// hash, 6 state index of the initial state, 7 the requester's in-flight set (keys.unused() when
+// not limited)
 // ARGV: 1 fields (JSON), 2 createdAt (ms), 3 job id, 4 claim value, 5 claim TTL (s), 6 now (ms),
 // 7 the secondary index keys (JSON list; records.ts indexKeysOf), 8 in-flight limit,
-// 9 record key prefix, 10 states that count as in flight, 11 final states, 12 in-flight set TTL (s)
+// 9 record key prefix, 10 states that count as in flight, 11 final states, 12 in-flight set TTL (s),
+// 13 keys.unused(): the name that stands for "no such key" (see keys.ts)
 // The in-flight count and the claim of a slot are one step: two submissions at the same instant
 // cannot both take the last slot (limits.jobs_per_requester). An idempotent retry is answered
 // before the limit is looked at.
 const CREATE = `
-if KEYS[4] ~= '' then
+local NONE = ARGV[13]
+if KEYS[4] ~= NONE then
   local held = redis.call('GET', KEYS[4])
   if held then return {'taken', held} end
 end
-if KEYS[7] ~= '' then
+if KEYS[7] ~= NONE then
   local counted, final = {}, {}
   for st in string.gmatch(ARGV[10], '[^,]+') do counted[st] = true end
   for st in string.gmatch(ARGV[11], '[^,]+') do final[st] = true end
@@ -73,7 +76,7 @@ if KEYS[7] ~= '' then
   redis.call('SADD', KEYS[7], ARGV[3])
   redis.call('EXPIRE', KEYS[7], tonumber(ARGV[12]))
 end
-if KEYS[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4], 'EX', tonumber(ARGV[5])) end
+if KEYS[4] ~= NONE then redis.call('SET', KEYS[4], ARGV[4], 'EX', tonumber(ARGV[5])) end
 local fields = cjson.decode(ARGV[1])
 for k, v in pairs(fields) do redis.call('HSET', KEYS[1], k, v) end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
@@ -99,15 +102,15 @@ end
 return {'state', s}
 `;
 
-// KEYS: 1 record, 2 markers, 3 idempotency key ('' for none), 4 job index
+// KEYS: 1 record, 2 markers, 3 idempotency key (keys.unused() for none), 4 job index
 // ARGV: 1 job id, 2 states `failed` may come from here, 3 reason, 4 now (ISO), 5 claim value,
-// 6 state index key prefix (records.ts keeps one sorted set per state)
+// 6 state index key prefix (records.ts keeps one sorted set per state), 7 keys.unused()
 const RECONCILE = `
 if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then return {'confirmed', ''} end
 redis.call('ZREM', KEYS[2], ARGV[1])
 local s = redis.call('HGET', KEYS[1], 'state')
 if not s then return {'missing', ''} end
-if KEYS[3] ~= '' and redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) end
+if KEYS[3] ~= ARGV[7] and redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) end
 for st in string.gmatch(ARGV[2], '[^,]+') do
   if st == s then
     redis.call('HSET', KEYS[1], 'state', 'failed', 'reason', ARGV[3], 'finishedAt', ARGV[4], 'updatedAt', ARGV[4])
@@ -153,7 +156,7 @@ export async function createRecord(
     ctx.redis,
     'castellanSubmit',
     CREATE,
-    [ctx.keys.job(doc.id), ctx.keys.jobIndex(), ctx.keys.submitting(), idempotency?.key ?? '', ctx.keys.jobsWhere(), ctx.keys.jobsBy('state', fields.state ?? ''), inFlight?.key ?? ''],
+    [ctx.keys.job(doc.id), ctx.keys.jobIndex(), ctx.keys.submitting(), idempotency?.key ?? ctx.keys.unused(), ctx.keys.jobsWhere(), ctx.keys.jobsBy('state', fields.state ?? ''), inFlight?.key ?? ctx.keys.unused()],
     [
       JSON.stringify(fields),
       Date.parse(doc.createdAt),
@@ -167,6 +170,7 @@ export async function createRecord(
       IN_FLIGHT.join(','),
       [...FINAL_STATES].join(','),
       IN_FLIGHT_TTL_S,
+      ctx.keys.unused(),
     ],
   )) as [string, string, string?];
   if (reply[0] === 'created') return { created: true };
@@ -195,7 +199,7 @@ export async function isUnconfirmed(ctx: Pick<QueueContext, 'redis' | 'keys'>, j
  */
 export async function reconcileOne(ctx: Ctx, jobId: string, reason = NEVER_QUEUED): Promise<boolean> {
   const record = await ctx.store.get(jobId);
-  const idemKey = record?.idempotencyKey !== undefined ? ctx.keys.idempotency(hashPart(record.requester.subject), hashPart(record.idempotencyKey)) : '';
+  const idemKey = record?.idempotencyKey !== undefined ? ctx.keys.idempotency(hashPart(record.requester.subject), hashPart(record.idempotencyKey)) : ctx.keys.unused();
   const claim = record ? claimValue(record.id, requestFingerprint(record.tool, record.input)) : '';
   const from = INITIAL.filter((s) => ALLOWED_FROM.failed.includes(s));
   const reply = (await runScript(ctx.redis, 'castellanReconcile', RECONCILE, [ctx.keys.job(jobId), ctx.keys.submitting(), idemKey, ctx.keys.jobIndex()], [
@@ -205,6 +209,7 @@ export async function reconcileOne(ctx: Ctx, jobId: string, reason = NEVER_QUEUE
     new Date().toISOString(),
     claim,
     ctx.keys.jobsBy('state', ''),
+    ctx.keys.unused(),
   ])) as [string, string];
   if (reply[0] !== 'ended' || !record) return false;
   ctx.logger.warn({ jobId }, 'a submission that never completed was ended as failed (never queued, nothing was run)');

@@ -145,9 +145,60 @@ function watchState(redis: Redis, kind: RedisKind, where: string, logger: Logger
   });
 }
 
+/** Why a first connection failed, in words, and what to change. */
+export interface ConnectFailure {
+  readonly cause: string;
+  readonly fix: string;
+}
+
+/**
+ * Connect, and when that fails say why. ioredis rejects `connect()` with a bare "Connection is
+ * closed." whatever happened: the real cause (a refused login, a TLS certificate the CA does
+ * not vouch for, a refused TCP connection) only arrives as an 'error' event just before. That
+ * event is kept and turned into the message, because "is it running?" is the wrong advice for
+ * a wrong password or a wrong CA file.
+ */
+export async function connectExplained(redis: Redis, settings: RedisSettings): Promise<ConnectFailure | undefined> {
+  let lastError: Error | undefined;
+  const keep = (err: Error): void => {
+    lastError = err;
+  };
+  redis.on('error', keep);
+  try {
+    await redis.connect();
+    return undefined;
+  } catch (err) {
+    return explainConnectFailure(lastError ?? (err as Error), settings);
+  } finally {
+    redis.off('error', keep);
+  }
+}
+
+export function explainConnectFailure(err: Error, settings: RedisSettings): ConnectFailure {
+  const message = errorMessage(err);
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  const user = settings.username ?? 'default';
+  if (/WRONGPASS|NOAUTH|invalid password|invalid username-password/i.test(message)) {
+    return { cause: `Redis refused the login of user '${user}' (${message})`, fix: 'check redis.username and the password in redis.password_env / redis.password_file (and that the ACL user is on)' };
+  }
+  if (/NOPERM/.test(message)) {
+    return { cause: `Redis user '${user}' lacks a permission Castellan needs (${message})`, fix: 'give the ACL user the rights in docs/deployment.md (Redis: Sentinel, TLS, ACL)' };
+  }
+  if (/certificate|CERT_|self.signed|unable to verify|altnames|SSL|TLS|wrong version number/i.test(`${message} ${code}`)) {
+    return {
+      cause: `TLS with Redis failed: ${message}`,
+      fix: settings.tls ? 'redis.tls_ca_file must be the CA that signed the server certificate, and the certificate must name the host in redis.url' : 'the server may speak TLS: use a rediss:// URL (and redis.tls_ca_file)',
+    };
+  }
+  const hint = settings.sentinels.length > 0 ? 'are the sentinels running, and do they know this master name?' : "is it running? ('castellan up' starts a private one)";
+  // A TLS-only port answered in plain text closes the connection without a word: say so.
+  const plainToTls = !settings.tls && /Connection is closed|ECONNRESET/.test(message) ? '; if that port speaks TLS, use a rediss:// URL' : '';
+  return { cause: message, fix: `${hint}${plainToTls}` };
+}
+
 /**
  * Open one connection of `kind` and wait until it is ready. A Redis that is not reachable at
- * start is a clear `unavailable` error naming where Castellan looked (never the password).
+ * start is a clear `unavailable` error naming where Castellan looked and why (never the password).
  */
 export async function connectRedis(config: Pick<Config, 'redis' | 'secrets'>, kind: RedisKind, logger: Logger): Promise<Redis> {
   const settings = config.redis;
@@ -156,12 +207,10 @@ export async function connectRedis(config: Pick<Config, 'redis' | 'secrets'>, ki
   const redis = new Redis(options);
   const where = describeRedis(settings);
   watchState(redis, kind, where, logger, markReady);
-  try {
-    await redis.connect();
-  } catch (err) {
+  const failure = await connectExplained(redis, settings);
+  if (failure) {
     closeRedis(redis);
-    const hint = settings.sentinels.length > 0 ? 'Are the sentinels running, and do they know this master name?' : "Is it running? ('castellan up' starts a private one)";
-    throw new CastellanError('unavailable', `unavailable: cannot reach Redis at ${where} (${errorMessage(err)}); nothing was run. ${hint}`);
+    throw new CastellanError('unavailable', `unavailable: cannot reach Redis at ${where} (${failure.cause}); nothing was run. ${failure.fix.charAt(0).toUpperCase()}${failure.fix.slice(1)}.`);
   }
   return redis;
 }

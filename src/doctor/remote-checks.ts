@@ -8,7 +8,7 @@ import type { Inventory } from '../../config/types.js';
 import { foldNodeSet } from '../../config/nodeset.js';
 import { errorMessage } from '../../config/errors.js';
 import { keys } from '../../queues/keys.js';
-import { describeRedis, redisOptions, redisTopology } from '../redis.js';
+import { connectExplained, describeRedis, redisOptions, redisTopology } from '../redis.js';
 import { KnownHosts } from '../ssh/known-hosts.js';
 import { SshExecutor } from '../ssh/executor.js';
 import { targetFor } from '../runtime.js';
@@ -32,12 +32,8 @@ export async function checkRedis(config: Config): Promise<Finding[]> {
   }
   redis.on('error', () => undefined);
   try {
-    try {
-      await redis.connect();
-    } catch (err) {
-      const fix = config.redis.sentinels.length > 0 ? 'check that the sentinels run and know redis.name' : "start Redis, or fix redis.url ('castellan up' starts a private one)";
-      return [fail('redis', `cannot reach ${where}: ${errorMessage(err)}`, fix), skipped('workers', 'Redis is unreachable')];
-    }
+    const failure = await connectExplained(redis, config.redis);
+    if (failure) return [fail('redis', `cannot reach ${where}: ${failure.cause}`, failure.fix), skipped('workers', 'Redis is unreachable')];
     const t = await redisTopology(redis, config.redis);
     const save = await redis.config('GET', 'save').then((r) => (r as string[])[1], () => undefined);
     const replicas = t.replicas ?? 0;
