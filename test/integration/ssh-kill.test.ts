@@ -206,5 +206,27 @@ for (const login of ['root', 'castellan-lab'] as const) {
       expect(await survivorsAfterSettling(a)).toEqual([]);
       expect(await survivorsAfterSettling(b)).toEqual([]);
     });
+
+    it('a dropped connection also stops a run that was given stdin (the wrapper\'s pipeline branch)', async () => {
+      const [a, b] = [uniqueSleep(), uniqueSleep()];
+      const doomed = new SshExecutor({ knownHosts: await KnownHosts.load(lab.knownHostsFile), limits });
+      let started!: () => void;
+      const running = new Promise<void>((resolve) => {
+        started = resolve;
+      });
+      // The command reads its stdin to the end first: the wrapper must feed exactly these bytes
+      // and close it, while its lifeline keeps watching the channel.
+      const inFlight = doomed.exec(target, { argv: ['sh', '-c', `cat; sleep ${a} & sleep ${b}`], runId: `drop-stdin-${a}`, stdin: 'fed\n' }, {
+        onEvent: (e) => e.type === 'output' && e.chunk.includes('fed') && started(),
+      });
+      await running;
+      expect(await appeared(b)).toHaveLength(1);
+      await doomed.close();
+      const result = await inFlight;
+      expect(result.status).toBe('failed');
+      expect(result.stdout).toBe('fed\n');
+      expect(await survivorsAfterSettling(a)).toEqual([]);
+      expect(await survivorsAfterSettling(b)).toEqual([]);
+    });
   });
 }
