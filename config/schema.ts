@@ -50,12 +50,20 @@ export interface RedisSettings {
   /** TLS: on for `rediss://` URLs or when a CA file is given. */
   readonly tls: { readonly caFile: string | undefined } | undefined;
   /**
-   * Replicas that must hold a submission (or an approval) before it is confirmed (`WAIT`):
-   * with async replication a failover loses what no replica got. Default 1 with Sentinel, else 0.
+   * Replicas that must hold a submission, an approval, a worker's claim and a job's ending before
+   * they count (`WAIT`, queues/durable.ts): with async replication a failover loses what no
+   * replica got. Default 1 with Sentinel, else 0.
    */
   readonly confirmReplicas: number;
   /** How long `WAIT` may take before the write counts as not replicated. */
   readonly confirmTimeoutMs: number;
+  /**
+   * How long a worker keeps re-asserting its claim on a job (before touching a host) or its
+   * ending until a replica confirms it (queues/durable.ts): longer than a failover takes.
+   */
+  readonly confirmWithinMs: number;
+  /** Sentinels that require a password (`requirepass` in sentinel.conf): from secrets only. */
+  readonly sentinelPassword: SecretRef | undefined;
 }
 
 export interface ServerSettings {
@@ -432,8 +440,13 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
         .int()
         .min(0)
         .optional()
-        .describe('replicas that must hold a submission before its job id is given (Redis WAIT), so a failover cannot lose it; unset: 1 with sentinels, else 0'),
+        .describe("replicas that must hold a submission (before its job id is given), an approval, and a worker's claim on a job (before a step touches a host) and its ending (Redis WAIT), so a failover cannot lose them or run a job twice; unset: 1 with sentinels, else 0"),
       confirm_timeout: duration('2s').describe('how long to wait for those replicas before answering unavailable'),
+      confirm_within: duration('60s').describe(
+        "how long a worker keeps re-asserting its claim on a job (before it touches a host) or the job's ending until a replica confirms it; past it the step does not run (the job ends saying why), or the ending is logged as unconfirmed",
+      ),
+      sentinel_password_env: envName.optional().describe('environment variable holding the password of sentinels that require one (requirepass in sentinel.conf)'),
+      sentinel_password_file: path.optional().describe('file holding the password of sentinels that require one'),
     })
     .transform((v, ctx): RedisSettings => {
       if (v.sentinels.length > 0 && v.name === undefined) ctx.addIssue({ code: 'custom', path: ['name'], message: 'redis.sentinels needs redis.name, the master name the sentinels monitor' });
@@ -450,6 +463,8 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
         tls: tls ? { caFile: v.tls_ca_file } : undefined,
         confirmReplicas: v.confirm_replicas ?? (v.sentinels.length > 0 ? 1 : 0),
         confirmTimeoutMs: v.confirm_timeout,
+        confirmWithinMs: v.confirm_within,
+        sentinelPassword: secretRef(v.sentinel_password_env, v.sentinel_password_file, 'sentinel_password', ctx),
       };
     })
     .prefault({});

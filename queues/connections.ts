@@ -56,3 +56,22 @@ export function dedicatedConnection(redis: Redis): Redis {
   connection.on('error', () => undefined);
   return connection;
 }
+
+/**
+ * The connection queues/durable.ts confirms writes on. It must never run a command on another
+ * socket than the one it was sent on (WAIT proves something only about its own connection's
+ * writes): no offline queue, no resend after a reconnect, in-flight commands fail when the
+ * socket closes. Its command timeout outlasts the longest WAIT. Being its own connection, a
+ * WAIT that blocks for redis.confirm_timeout holds up no other command of the process.
+ */
+export function durableConnection(redis: Redis, waitMs: number): Redis {
+  const connection = redis.duplicate({
+    enableOfflineQueue: false,
+    autoResendUnfulfilledCommands: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: waitMs + 5000,
+    lazyConnect: false,
+  });
+  connection.on('error', () => undefined);
+  return connection;
+}

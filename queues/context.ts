@@ -20,7 +20,7 @@ import type { Keys } from './keys.js';
 import type { ExecutionLedger } from './ledger.js';
 import type { JobStore } from './records.js';
 import type { PlanExecutor } from './runner.js';
-import type { ReplicationSettings } from './replication.js';
+import type { Durability, DurabilitySettings } from './durable.js';
 
 export interface JobSettings {
   readonly waitBudgetMs: number;
@@ -53,8 +53,8 @@ export interface JobSettings {
   readonly reconcileEveryMs: number;
   /** How long a submission may stay unconfirmed before it is ended "never queued". */
   readonly submitGraceMs: number;
-  /** Replicas that must hold a submission / a job's start first (queues/replication.ts); absent: none. */
-  readonly replication?: ReplicationSettings | undefined;
+  /** Replicas that must hold a submission, a decision, a job's claim and ending (queues/durable.ts); absent: none. */
+  readonly replication?: DurabilitySettings | undefined;
   /** When destructive jobs may run on which hosts (queues/maintenance.ts). */
   readonly maintenance: MaintenanceSettings;
   /** Per-person and per-request bounds (config `limits:`); defaults when absent. */
@@ -91,6 +91,8 @@ export interface QueueContext {
   readonly feed: JobFeed;
   readonly audit: AuditLog;
   readonly ledger: ExecutionLedger;
+  /** Confirms writes on replicas over a connection of its own (queues/durable.ts). */
+  readonly durable: Durability;
   readonly locks: HostLocks;
   readonly cancel: CancelBroadcast;
   readonly tools: ToolCatalogue;

@@ -5,12 +5,20 @@
 // locks, publishes the final progress event, writes the audit outcome and applies retention.
 // The state write decides who ended the job; the rest only happens for the winner, so two
 // processes racing (an expiry and an approval, a cancel and the worker) never both announce.
+//
+// A worker's ending (`run` given) is also made durable before the worker lets BullMQ complete
+// the job: written, confirmed on redis.confirm_replicas replicas, re-read on the current
+// primary and written again (and announced again) there if a failover lost it, until it holds
+// (queues/durable.ts), bounded by redis.confirm_within. An ending lost with the old primary
+// would otherwise leave the job `running` on the new one, to be redelivered and reported
+// `interrupted` although it finished.
+import { randomBytes } from 'node:crypto';
 import { errorMessage } from '../config/errors.js';
 import { metrics } from './metrics.js';
 import { sleep } from './sleep.js';
 import type { QueueContext } from './context.js';
 import { jobAuditFacts } from './audit.js';
-import type { JobDoc, JobResult } from './records.js';
+import { JobStore, type JobDoc, type JobResult } from './records.js';
 import { accountFinished, DEFAULT_RETENTION_MAX_BYTES, pruneToBudget } from './retention.js';
 import { ALLOWED_FROM, isFinal, type JobState } from './states.js';
 
@@ -29,11 +37,16 @@ export interface Ending {
   readonly recorded?: boolean | undefined;
   /** Further record fields written in the same atomic step (who cancelled). */
   readonly fields?: Readonly<Record<string, string>> | undefined;
+  /**
+   * The worker delivery's run token (queues/claims.ts): the state is written only while the
+   * record carries it, and the ending is re-asserted until a replica confirms it.
+   */
+  readonly run?: string | undefined;
 }
 
 export type EndOutcome = { readonly ended: true; readonly state: FinalState } | { readonly ended: false; readonly current: JobState | null };
 
-type EndingContext = Pick<QueueContext, 'redis' | 'keys' | 'store' | 'events' | 'audit' | 'locks' | 'settings' | 'logger'>;
+type EndingContext = Pick<QueueContext, 'redis' | 'keys' | 'store' | 'events' | 'audit' | 'locks' | 'settings' | 'logger' | 'durable'>;
 
 export async function endJob(ctx: EndingContext, record: JobDoc, to: FinalState, ending: Ending): Promise<EndOutcome> {
   if (!ending.recorded) {
@@ -43,12 +56,54 @@ export async function endJob(ctx: EndingContext, record: JobDoc, to: FinalState,
       reason: ending.reason,
       finishedAt: new Date().toISOString(),
       result: ending.result === undefined ? undefined : JSON.stringify(ending.result),
+      // Which ending this is, so a re-read can tell ours from another process's.
+      ...(ending.run !== undefined ? { ending: randomBytes(6).toString('hex') } : {}),
     };
-    const t = await ctx.store.transition(record.id, to, fields, from);
+    const t = await ctx.store.transition(record.id, to, fields, from, ending.run ?? '');
     if (!t.ok) return { ended: false, current: t.current };
+    if (ending.run !== undefined && fields.ending !== undefined) {
+      await afterEnd(ctx, record, to, ending.reason);
+      // Announced at once (followers see the end now); the worker returns to BullMQ only once
+      // the ending is durable. Written again on a new primary, it is announced again there:
+      // what was announced after the lost write went to the lost primary too.
+      if (await keepEnding(ctx, record, to, fields as Record<string, string | undefined> & { ending: string }, from, ending.run)) await afterEnd(ctx, record, to, ending.reason);
+      return { ended: true, state: to };
+    }
   }
   await afterEnd(ctx, record, to, ending.reason);
   return { ended: true, state: to };
+}
+
+/**
+ * Re-assert a worker's ending until a replica holds it: a failover that lost it finds the job
+ * still `running` with this delivery's token on the new primary, and it is written again there.
+ * Another process's ending found there stands (logged). Not confirmed within
+ * redis.confirm_within: logged — the worker cannot hold the job forever, and the ending is
+ * still the truth on the primary it was written to. True when it was written again.
+ */
+async function keepEnding(ctx: EndingContext, record: JobDoc, to: FinalState, fields: Record<string, string | undefined> & { ending: string }, from: readonly JobState[], run: string): Promise<boolean> {
+  const key = ctx.keys.job(record.id);
+  let rewritten = false;
+  const assured = await ctx.durable.assert(
+    [
+      { key, field: 'state', is: [to] },
+      { key, field: 'ending', is: [fields.ending] },
+    ],
+    async (redis, differs) => {
+      if (differs.index !== 0 || !from.includes(differs.actual as JobState)) return false;
+      const t = await new JobStore(redis, ctx.keys).transition(record.id, to, fields, from, run);
+      if (t.ok) rewritten = true;
+      return t.ok;
+    },
+  );
+  if (assured.ok) {
+    if (rewritten) ctx.logger.warn({ jobId: record.id, state: to, rounds: assured.rounds }, 'job ending lost in a Redis failover; written again on the new primary and confirmed');
+  } else if (assured.kind === 'differs') {
+    ctx.logger.warn({ jobId: record.id, state: to, found: assured.actual }, 'job ending lost in a Redis failover; the current primary holds another outcome, which stands');
+  } else {
+    ctx.logger.error({ jobId: record.id, state: to, problem: assured.problem }, 'job ended, but no Redis replica confirmed its ending: a failover now could undo it');
+  }
+  return rewritten;
 }
 
 /**

@@ -64,7 +64,7 @@ export class JobStop {
 /** The status hosts stopped by the job's abort get: cancelled, timed_out at the deadline, skipped when another shard halted. */
 export function abortStatusOf(stop: StopReason | undefined): HostStatus {
   if (stop === 'timeout') return 'timed_out';
-  // Another shard stopped the job: this one's later hosts were simply not started.
-  if (stop === 'halt') return 'skipped';
+  // Another shard stopped the job, or a claim was not confirmed: later hosts were simply not started.
+  if (stop === 'halt' || stop === 'unconfirmed') return 'skipped';
   return 'cancelled';
 }

@@ -43,28 +43,71 @@ function findStep(plan: JobDoc['plan'], id: string): PlanStep | undefined {
   return undefined;
 }
 
+type RunCheck = { readonly state: 'ended' | 'stopped' | 'unknown'; readonly note: string };
+
+/** Look for one host's run of one step on its node; stop what is left of it. */
+async function checkRun(ctx: QueueContext, record: JobDoc, inventory: Awaited<ReturnType<QueueContext['inventory']['current']>>, entry: Pick<LedgerEntry, 'step' | 'host'>): Promise<RunCheck> {
+  const step = findStep(record.plan, entry.step);
+  if (!step || step.action.kind !== 'exec') return { state: 'unknown', note: `${entry.host}: could not be checked (a ${step?.action.kind ?? 'unknown'} step leaves no run to look for)` };
+  if (!ctx.executor.reconcileRun) return { state: 'unknown', note: `${entry.host}: could not be checked (this executor cannot look)` };
+  try {
+    const target = ctx.targetFor(inventory, entry.host);
+    const r = await ctx.executor.reconcileRun(target, hostRunId(`${record.id}.${entry.step}`, entry.host), { asRoot: step.action.asRoot ?? false });
+    if (r.state === 'ended') return { state: 'ended', note: `${entry.host}: its run had already ended` };
+    if (r.state === 'stopped') return { state: 'stopped', note: `${entry.host}: was still running, stopped (${r.processes ?? '?'} process(es), ${r.how ?? 'stopped'})` };
+    return { state: 'unknown', note: `${entry.host}: could not be checked (${r.error ?? 'no answer'})` };
+  } catch (err) {
+    return { state: 'unknown', note: `${entry.host}: could not be checked (${errorMessage(err)})` };
+  }
+}
+
 /** Check each unfinished ledger entry on its node; stop what is left of its run. */
 export async function checkHosts(ctx: QueueContext, record: JobDoc, entries: readonly LedgerEntry[]): Promise<HostCheck> {
   const inventory = await ctx.inventory.current();
   const order = new Map(record.plan.hosts.map((h, i) => [h, i]));
   const sorted = [...entries].sort((a, b) => (order.get(a.host) ?? 1e9) - (order.get(b.host) ?? 1e9));
-  const notes = await Promise.all(
-    sorted.map(async (entry): Promise<string> => {
-      const step = findStep(record.plan, entry.step);
-      if (!step || step.action.kind !== 'exec') return `${entry.host}: could not be checked (a ${step?.action.kind ?? 'unknown'} step leaves no run to look for)`;
-      if (!ctx.executor.reconcileRun) return `${entry.host}: could not be checked (this executor cannot look)`;
-      try {
-        const target = ctx.targetFor(inventory, entry.host);
-        const r = await ctx.executor.reconcileRun(target, hostRunId(`${record.id}.${entry.step}`, entry.host), { asRoot: step.action.asRoot ?? false });
-        if (r.state === 'ended') return `${entry.host}: its run had already ended`;
-        if (r.state === 'stopped') return `${entry.host}: was still running, stopped (${r.processes ?? '?'} process(es), ${r.how ?? 'stopped'})`;
-        return `${entry.host}: could not be checked (${r.error ?? 'no answer'})`;
-      } catch (err) {
-        return `${entry.host}: could not be checked (${errorMessage(err)})`;
-      }
-    }),
-  );
+  const notes = (await Promise.all(sorted.map((entry) => checkRun(ctx, record, inventory, entry)))).map((c) => c.note);
   return { unknown: [...new Set(sorted.map((e) => e.host))], notes };
+}
+
+/** Exec steps × hosts looked for on the nodes when the ledger cannot be trusted; more are not checked. */
+const UNLEDGERED_CHECKS = 32;
+
+function execSteps(plan: JobDoc['plan']): PlanStep[] {
+  const out: PlanStep[] = [];
+  const visit = (steps: readonly PlanStep[]): void => {
+    for (const step of steps) {
+      if (step.action.kind === 'exec') out.push(step);
+      visit(step.onFailure ?? []);
+    }
+  };
+  for (const batch of plan.batches) visit(batch.steps);
+  return out;
+}
+
+/**
+ * The ledger shows no host mid-step. With redis.confirm_replicas > 0 that is known: every claim
+ * was confirmed on a replica before its step ran (queues/claims.ts). Without, Redis may have
+ * lost its last writes (a restart from the AOF, a failover with nothing confirmed), the claim
+ * of a step that ran among them: look on the nodes for runs of the exec steps that have no
+ * finished ledger entry, and stop any still there. Returns the phrase for the job's reason.
+ */
+async function noHostMidStep(ctx: QueueContext, record: JobDoc): Promise<{ phrase: string; unknown: string[] }> {
+  if (ctx.durable.enabled) return { phrase: 'no host was mid-step (the ledger, confirmed on a Redis replica before every step, shows none)', unknown: [] };
+  const finished = new Set((await ctx.ledger.entries(record.id)).filter((e) => e.finishedAt !== undefined).map((e) => `${e.step}|${e.host}`));
+  const candidates = execSteps(record.plan).flatMap((step) => step.hosts.filter((h) => !finished.has(`${step.id}|${h}`)).map((host) => ({ step: step.id, host })));
+  const looked = candidates.slice(0, UNLEDGERED_CHECKS);
+  const inventory = await ctx.inventory.current();
+  const checks = await Promise.all(looked.map(async (c) => ({ ...c, check: await checkRun(ctx, record, inventory, c) })));
+  // A run found and stopped, or a node that could not be asked: that host's outcome is unknown.
+  const unknown = [...new Set(checks.filter((c) => c.check.state !== 'ended').map((c) => c.host))];
+  const found = checks.filter((c) => c.check.state !== 'ended').map((c) => `${c.step} on ${c.check.note}`);
+  const skipped = candidates.length - looked.length;
+  const phrase =
+    'the ledger shows no host mid-step, but it cannot be sure (no Redis replica confirms its entries: redis.confirm_replicas is 0, so a Redis restart or failover may have lost the last ones); ' +
+    (looked.length === 0 ? 'no step is left to look for on the nodes' : found.length === 0 ? `no run of its ${looked.length} unfinished step(s) × host(s) is on the nodes` : `looked on the nodes: ${found.join('; ')}`) +
+    (skipped > 0 ? ` (${skipped} more not checked)` : '');
+  return { phrase, unknown };
 }
 
 /**
@@ -86,12 +129,14 @@ export async function reconcileOrphan(ctx: QueueContext, record: JobRecord, why:
   const current = await ctx.store.get(record.id);
   if (!current || isFinal(current.state)) return current?.state ?? 'failed';
   const to: FinalState = current.cancel ? 'cancelled' : 'interrupted';
+  const none = checked.unknown.length === 0 ? await noHostMidStep(ctx, current) : undefined;
+  const unknownHosts = none ? none.unknown : checked.unknown;
   const reason =
     `${to === 'cancelled' ? `${current.cancel?.reason ?? 'cancelled'}; ` : ''}${why}; ` +
-    (checked.unknown.length ? `outcome unknown on: ${checked.unknown.join(', ')}` : 'no host was mid-step') +
+    (none ? `${none.phrase}${none.unknown.length ? `; outcome unknown on: ${none.unknown.join(', ')}` : ''}` : `outcome unknown on: ${checked.unknown.join(', ')}`) +
     (checked.notes.length ? `. Checked on the nodes: ${checked.notes.join('; ')}` : '') +
     '. Not re-run automatically: check the hosts, then submit again if needed.';
-  const result = { hosts: [], steps: [], folded: [], unknownHosts: checked.unknown };
+  const result = { hosts: [], steps: [], folded: [], unknownHosts };
   const t = await endJob(ctx, current, to, { reason, result, from: ['running'] });
   return t.ended ? to : (t.current ?? 'failed');
 }

@@ -168,6 +168,7 @@ end
 const TRANSITION = `${MOVE_STATE}
 local s = redis.call('HGET', KEYS[1], 'state')
 if not s then return {'missing', ''} end
+if ARGV[6] ~= '' and redis.call('HGET', KEYS[1], 'run') ~= ARGV[6] then return {'refused', s} end
 for allowed in string.gmatch(ARGV[1], '[^,]+') do
   if allowed == s then
     redis.call('HSET', KEYS[1], 'state', ARGV[2])
@@ -287,8 +288,12 @@ export class JobStore {
     return (s ?? undefined) as JobState | undefined;
   }
 
-  /** Move to `to` only from one of its allowed predecessors (or a narrower `from` list). */
-  async transition(id: string, to: JobState, fields: Fields = {}, from: readonly JobState[] = ALLOWED_FROM[to]): Promise<TransitionOutcome> {
+  /**
+   * Move to `to` only from one of its allowed predecessors (or a narrower `from` list), and with
+   * `run`, only while the record carries that delivery's run token (queues/claims.ts): a worker
+   * whose claim was lost in a failover never ends the job another delivery now runs.
+   */
+  async transition(id: string, to: JobState, fields: Fields = {}, from: readonly JobState[] = ALLOWED_FROM[to], run = ''): Promise<TransitionOutcome> {
     const now = new Date().toISOString();
     const reply = (await runScript(this.redis, 'castellanTransition', TRANSITION, [this.keys.job(id), this.keys.jobIndex()], [
       from.join(','),
@@ -296,6 +301,7 @@ export class JobStore {
       JSON.stringify(stringFields({ updatedAt: now, ...fields })),
       this.keys.jobsBy('state', ''),
       id,
+      run,
     ])) as [string, string];
     if (reply[0] === 'ok') return { ok: true, from: reply[1] as JobState };
     return { ok: false, current: reply[0] === 'missing' ? null : (reply[1] as JobState) };

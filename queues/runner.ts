@@ -98,6 +98,11 @@ export interface RunContext {
    * announces the batch's end (one line per batch, not one per shard).
    */
   readonly barrier?: ((index: number, counts: { ok: number; failed: number }) => Promise<{ ok: number; failed: number; last: boolean }>) | undefined;
+  /**
+   * Called after a step's ledger claim, before any host is touched: resolves undefined when
+   * the claim is durable (queues/claims.ts), else why not — then the step does not run.
+   */
+  readonly confirmClaim?: ((step: string, hosts: readonly string[]) => Promise<string | undefined>) | undefined;
   /** Injectable for tests of gates; defaults to Date.now / an abortable sleep. */
   readonly clock?: { now(): number; sleep(ms: number, signal: AbortSignal): Promise<void> } | undefined;
 }
@@ -242,9 +247,19 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
     hosts: eligible,
     ...(rollbackFor !== undefined ? { rollbackFor } : {}),
   });
-  const claimed = await ctx.ledger.claim(ctx.jobId, ctx.attempt, step.id, eligible, ctx.worker);
-  const claimedSet = new Set(claimed);
+  const claimedNow = await ctx.ledger.claim(ctx.jobId, ctx.attempt, step.id, eligible, ctx.worker);
+  const claimedSet = new Set(claimedNow);
   const refused = eligible.filter((h) => !claimedSet.has(h));
+  let claimed = claimedNow;
+  if (claimed.length > 0 && ctx.confirmClaim) {
+    // A claim a failover could still lose must not send anything to a host: a later delivery
+    // would find the step unclaimed and run it again.
+    const problem = await ctx.confirmClaim(step.id, claimed);
+    if (problem !== undefined) {
+      for (const h of claimed) results.set(h, notRun(h, `not started: ${problem}`, 'skipped'));
+      claimed = [];
+    }
+  }
   const resumed = ctx.plan.resumable === true && refused.length > 0 ? await resumeFromLedger(ctx, step, refused) : { results: new Map<string, HostResult>(), rerun: [], unknown: new Set<string>(), settled: [] };
   for (const h of refused) {
     const prior = resumed.results.get(h);

@@ -14,12 +14,12 @@ import { sleep } from './sleep.js';
 import { isRedisUnavailable, redisUnavailable } from './connections.js';
 import { claimValue, confirmSubmitted, createRecord, type InFlightLimit, hashPart, NEVER_QUEUED, parseClaim, reconcileOne, requestFingerprint, settled } from './submission.js';
 import { planCommands } from './plan-commands.js';
-import { replicated } from './replication.js';
 import { jobAuditFacts, type AuditPage, type AuditQuery } from './audit.js';
 import { windowDecision } from './maintenance.js';
 import { planShapeProblems } from '../tools/steps/walk.js';
 import type { QueueContext } from './context.js';
 import { endJob } from './endings.js';
+import type { Condition } from './durable.js';
 import { wakeIfDelayed } from './wake.js';
 import type { StampedEvent } from './events.js';
 import { bindPlan, boundPlanHash } from './plan-binding.js';
@@ -202,9 +202,10 @@ export class JobService {
         removeOnFail: { age: this.ctx.settings.retention.failedAgeS, count: this.ctx.settings.retention.failedCount },
       });
       // Not confirmed before a replica holds it: a failover would lose a job whose id the
-      // caller already has (queues/replication.ts). Unconfirmed, it is still ours to end.
-      const stored = await replicated(this.ctx.redis, this.ctx.settings.replication);
-      if (!stored.ok) throw new CastellanError('unavailable', stored.problem);
+      // caller already has (queues/durable.ts). Unconfirmed, it is still ours to end. Checked
+      // and WAITed on the durable connection, so a slow WAIT holds up no other request.
+      const stored = await this.ctx.durable.round(this.submitted(jobId, true));
+      if (stored.kind !== 'durable') throw new CastellanError('unavailable', stored.kind === 'unconfirmed' ? stored.problem : 'the current Redis primary does not hold the submission (a failover under way)');
       if (!(await confirmSubmitted(this.ctx, jobId))) throw new CastellanError('unavailable', 'the submission took too long and was given up');
     } catch (err) {
       // Not confirmed, so no worker will start it: end the record now if Redis lets us (else
@@ -218,13 +219,25 @@ export class JobService {
     // The confirmation itself, replicated too; past this point a worker may have started the
     // job, so a failure here is only logged: the record is on a replica already (above); if
     // the confirmation is lost, the record ends "never queued … nothing was run".
-    const confirmed = await replicated(this.ctx.redis, this.ctx.settings.replication).catch((err: unknown) => ({ ok: false, problem: errorMessage(err) }));
-    if (!confirmed.ok) this.ctx.logger.warn({ jobId, problem: confirmed.problem }, 'submission confirmed, but its confirmation is not on a replica yet');
+    const confirmed = await this.ctx.durable.round(this.submitted(jobId, false));
+    if (confirmed.kind !== 'durable') this.ctx.logger.warn({ jobId, problem: confirmed.kind === 'unconfirmed' ? confirmed.problem : 'not on the current primary' }, 'submission confirmed, but its confirmation is not on a replica yet');
     metrics().jobsSubmitted.inc({ tool: tool.name, origin: requester.origin, risk: tool.risk });
     if (needsApproval) await this.startPreview(tool, input, doc, inventory);
     const job = await this.ctx.store.get(jobId);
     if (!job) throw new CastellanError('internal', `job ${jobId} vanished right after it was recorded`);
     return { job, duplicate: false };
+  }
+
+  /**
+   * What a submission's confirmation checks on the current primary: the record and its BullMQ
+   * job, with the "being submitted" marker still on (before confirming) or off (after).
+   */
+  private submitted(jobId: string, marker: boolean): Condition[] {
+    return [
+      { exists: this.ctx.keys.job(jobId) },
+      { exists: `${this.ctx.keys.prefix}:bull:${this.ctx.queueName}:${jobId}` },
+      { zset: this.ctx.keys.submitting(), member: jobId, present: marker },
+    ];
   }
 
   private get limits(): LimitSettings {
@@ -486,9 +499,10 @@ export class JobService {
     }
     // Like a submission, a decision is confirmed only once a replica holds it: a failover
     // right now could lose it, and the approver would believe the job approved.
-    const stored = await replicated(this.ctx.redis, this.ctx.settings.replication);
-    if (!stored.ok) {
-      throw new CastellanError('unavailable', `unavailable: your ${decision === 'approve' ? 'approval' : 'denial'} of job ${jobId} is not confirmed: ${stored.problem}. Look at the job in a few seconds; if it still awaits approval, decide again.`);
+    const stored = await this.ctx.durable.round([{ votes: this.ctx.keys.job(jobId), subject: approver.subject }]);
+    if (stored.kind !== 'durable') {
+      const problem = stored.kind === 'unconfirmed' ? stored.problem : 'the current Redis primary does not hold it (a failover under way)';
+      throw new CastellanError('unavailable', `unavailable: your ${decision === 'approve' ? 'approval' : 'denial'} of job ${jobId} is not confirmed: ${problem}. Look at the job in a few seconds; if it still awaits approval, decide again.`);
     }
     return this.get(jobId, approver);
   }

@@ -48,7 +48,8 @@ export interface ShardDoc {
   readonly attempt: number;
 }
 
-export type ShardStop = 'cancel' | 'timeout' | 'shutdown' | 'lock_lost' | 'halt' | 'crash';
+/** `unconfirmed`: a step's claim could not be confirmed on a Redis replica (queues/claims.ts). */
+export type ShardStop = 'cancel' | 'timeout' | 'shutdown' | 'lock_lost' | 'halt' | 'crash' | 'unconfirmed';
 
 /** What a shard returns to the parent (its BullMQ return value). */
 export interface ShardOutcome {

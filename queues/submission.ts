@@ -125,7 +125,7 @@ end
 return {'state', s}
 `;
 
-type Ctx = Pick<QueueContext, 'redis' | 'keys' | 'store' | 'events' | 'audit' | 'locks' | 'settings' | 'logger' | 'queue'>;
+type Ctx = Pick<QueueContext, 'redis' | 'keys' | 'store' | 'events' | 'audit' | 'locks' | 'settings' | 'logger' | 'queue' | 'durable'>;
 
 export type CreateOutcome =
   | { readonly created: true }

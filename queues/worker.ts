@@ -21,6 +21,7 @@ import { bindPlan, boundPlanHash, describeChanges } from './plan-binding.js';
 import type { HostOutcome, JobDoc, JobRecord, JobResult } from './records.js';
 import { runPlan, type RunContext } from './runner.js';
 import { endJob, type FinalState } from './endings.js';
+import { confirmClaim, type Delivery } from './claims.js';
 import { windowDecision } from './maintenance.js';
 import { settled } from './submission.js';
 import { finalizeOrphan, inPlanOrder, onGivenUp } from './hand-back.js';
@@ -271,6 +272,10 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
   const deadline = setTimeout(() => stop('timeout', `job timed out after ${Math.round(record.timeoutMs / 1000)}s`), record.timeoutMs);
   let lockedHosts: readonly string[] = [];
   let renew: NodeJS.Timeout | undefined;
+  // This delivery's run token; steps whose claim was confirmed; whether another delivery took over.
+  const run = randomBytes(6).toString('hex');
+  let dispatched = 0;
+  let superseded = false;
   m.activeJobs.inc();
 
   try {
@@ -337,20 +342,32 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
     const attempt = record.risk === 'read' ? record.attempt + 1 : 0;
     const startedAt = new Date().toISOString();
     if (!isRetry) {
-      const t = await ctx.store.transition(record.id, 'running', { startedAt, worker: workerId, attempt }, ['queued']);
+      const t = await ctx.store.transition(record.id, 'running', { startedAt, worker: workerId, attempt, run }, ['queued']);
       if (!t.ok) return { state: t.current ?? 'failed' };
       if (record.queuedAt) m.queueWait.observe((Date.now() - Date.parse(record.queuedAt)) / 1000);
     } else {
-      await ctx.store.update(record.id, { worker: workerId, attempt });
+      await ctx.store.update(record.id, { worker: workerId, attempt, run });
     }
     publisher.emit({ type: 'state', state: 'running' });
+    // Before each step touches a host, its claim must be durable (queues/claims.ts).
+    const delivery: Delivery = { jobId: record.id, run, attempt, worker: workerId, startedAt, locked: () => lockedHosts };
+    const confirm = async (step: string, hosts: readonly string[]): Promise<string | undefined> => {
+      const verdict = await confirmClaim(ctx, delivery, step, hosts, halt.signal);
+      if (verdict === undefined) {
+        dispatched += 1;
+        return undefined;
+      }
+      if (verdict.superseded) superseded = true;
+      stop('unconfirmed', verdict.problem);
+      return verdict.problem;
+    };
 
     let result: JobResult;
     if (tool.answer) {
       const data = ctx.redactor.scrubDeep(tool.answer(record.input as never, planCtx));
       result = { hosts: [], steps: [], folded: [], data };
     } else {
-      const outcome = await runPlan(runContextFor(ctx, { jobId: record.id, attempt, worker: workerId, record, plan, inventory, planContext: planCtx, publisher, halt }));
+      const outcome = await runPlan({ ...runContextFor(ctx, { jobId: record.id, attempt, worker: workerId, record, plan, inventory, planContext: planCtx, publisher, halt }), confirmClaim: confirm });
       for (const h of outcome.hosts) m.hostResults.inc({ status: h.status });
       const { hosts } = outcome;
       let data: unknown;
@@ -374,12 +391,19 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
       );
     }
 
-    const state = finalState(result.hosts, halt.reason);
-    const reason = halt.reason ? halt.detail : summaryLine(plan.hosts, result.hosts);
     await publisher.drain();
-    const t = await endJob(ctx, record, state, { reason, result, from: ['running'] });
+    if (superseded) {
+      // Another delivery holds the job on the current primary: it is that one's to run and end.
+      ctx.logger.warn({ jobId: record.id, why: halt.detail }, 'job claim lost in a Redis failover; left to the delivery that holds it');
+      return { state: (await ctx.store.state(record.id)) ?? 'failed' };
+    }
+    // Unconfirmed before any host was touched: nothing ran, the job failed (it may be submitted
+    // again); after some steps ran, it was interrupted like any stopped run.
+    const state = halt.reason === 'unconfirmed' && dispatched === 0 ? 'failed' : finalState(result.hosts, halt.reason);
+    const reason = halt.reason === 'unconfirmed' ? `${dispatched === 0 ? 'not started' : 'stopped'}: ${halt.detail}; ${dispatched === 0 ? 'nothing was run' : 'no later step was run'}` : halt.reason ? halt.detail : summaryLine(plan.hosts, result.hosts);
+    const t = await endJob(ctx, record, state, { reason, result, from: ['running'], run });
     if (t.ended) m.jobDuration.observe({ tool: record.tool }, (Date.now() - Date.parse(startedAt)) / 1000);
-    return { state };
+    return { state: t.ended ? state : (t.current ?? 'failed') };
   } catch (err) {
     ctx.logger.error({ jobId: record.id, err: errorMessage(err) }, 'job failed unexpectedly');
     await publisher.drain();
@@ -387,7 +411,7 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
     if (current === 'running') {
       const unknown = inPlanOrder(record, (await ctx.ledger.unfinished(record.id)).map((e) => e.host));
       const reason = `internal error: ${errorMessage(err)}${unknown.length ? `; outcome unknown on: ${unknown.join(', ')}` : ''}`;
-      await endJob(ctx, record, 'interrupted', { reason, from: ['running'] });
+      await endJob(ctx, record, 'interrupted', { reason, from: ['running'], run });
       return { state: 'interrupted' };
     }
     if (current === 'queued') return fail(ctx, record, `internal error: ${errorMessage(err)}`);
@@ -397,7 +421,8 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
     if (renew) clearInterval(renew);
     if (lockedHosts.length) await ctx.locks.release(record.id, lockedHosts).catch(() => undefined);
     unwatch();
-    running.delete(record.id);
+    // A second delivery of this job to this worker (a failover) may have its own entry now.
+    if (running.get(record.id) === stop) running.delete(record.id);
     m.activeJobs.dec();
     await publisher.drain();
   }
@@ -441,7 +466,7 @@ function runContextFor(
 
 function finalState(hosts: readonly HostOutcome[], stop: StopReason | undefined): FinalState {
   if (stop === 'cancel') return 'cancelled';
-  if (stop === 'shutdown' || stop === 'lock_lost' || stop === 'crash' || stop === 'halt') return 'interrupted';
+  if (stop === 'shutdown' || stop === 'lock_lost' || stop === 'crash' || stop === 'halt' || stop === 'unconfirmed') return 'interrupted';
   if (stop === 'timeout') return 'failed';
   if (hosts.length === 0) return 'succeeded';
   const ok = hosts.filter((h) => h.status === 'ok').length;
@@ -703,7 +728,7 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
   }
 }
 
-const STOP_WEIGHT: Record<StopReason, number> = { cancel: 5, lock_lost: 4, crash: 4, shutdown: 3, timeout: 2, halt: 1 };
+const STOP_WEIGHT: Record<StopReason, number> = { cancel: 5, lock_lost: 4, crash: 4, unconfirmed: 4, shutdown: 3, timeout: 2, halt: 1 };
 
 /** The parent of a split job: every shard has ended (or given up); merge and end the job once. */
 async function mergeShards(ctx: QueueContext, job: Job<{ id: string; sites: string[] }>): Promise<{ state: JobState }> {

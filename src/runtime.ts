@@ -36,7 +36,8 @@ import { Redactor } from '../queues/redact.js';
 import { createPlanExecutor } from './ssh/plan-executor.js';
 import { closeRedis, connectRedis, type RedisKind } from './redis.js';
 import { startReconciler } from '../queues/submission.js';
-import { isRedisUnavailable } from '../queues/connections.js';
+import { durableConnection, isRedisUnavailable } from '../queues/connections.js';
+import { Durability } from '../queues/durable.js';
 import type { SshTarget } from './ssh/types.js';
 
 export type RuntimeMode = 'client' | 'server' | 'worker' | 'all';
@@ -112,6 +113,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
       feed: new JobFeed(connection, k),
       audit: new AuditLog(connection, k, redactor, { file: config.audit.file }),
       ledger: new ExecutionLedger(connection, k),
+      durable: new Durability(() => durableConnection(connection, settings.replication?.timeoutMs ?? 0), k, settings.replication),
       locks: new HostLocks(connection, k, settings.hostLockTtlMs),
       cancel: new CancelBroadcast(connection, k),
       tools,
@@ -134,6 +136,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
     await c.cancel.close();
     await c.hub.close();
     await c.queue.close().catch(() => undefined);
+    c.durable.close();
     closeRedis(c.redis);
   };
   const ctx = contextOn(redis);
@@ -211,7 +214,7 @@ function jobSettingsFrom(config: Config, overrides: Partial<JobSettings> = {}): 
     maintenance: { windows: config.policy.maintenanceWindows, outside: config.policy.outsideWindow, recheckMs: 60_000 },
     window: config.ssh.window,
     hostLockTtlMs: 60_000,
-    replication: { replicas: config.redis.confirmReplicas, timeoutMs: config.redis.confirmTimeoutMs },
+    replication: { replicas: config.redis.confirmReplicas, timeoutMs: config.redis.confirmTimeoutMs, withinMs: config.redis.confirmWithinMs },
     limits: config.limits,
     localSubject: config.auth.localIdentity.subject,
     reconcileEveryMs: 10_000,
