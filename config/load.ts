@@ -76,6 +76,7 @@ export async function parseConfig(text: string, path: string, options: LoadOptio
   const refs: Array<{ name: SecretName; path: string; ref: SecretRef | undefined }> = [
     { name: 'oidcClientSecret', path: 'auth.oidc.client_secret', ref: settings.auth.oidc?.clientSecret },
     { name: 'redisPassword', path: 'redis.password', ref: settings.redis.password },
+    { name: 'redisSentinelPassword', path: 'redis.sentinel_password', ref: settings.redis.sentinelPassword },
     { name: 'slackSigningSecret', path: 'slack.signing_secret', ref: settings.slack?.signingSecret },
     { name: 'slackBotToken', path: 'slack.bot_token', ref: settings.slack?.botToken },
     { name: 'slackAppToken', path: 'slack.app_token', ref: settings.slack?.appToken },

@@ -12,7 +12,7 @@ export function describeSecretRef(ref: SecretRef): string {
   return ref.kind === 'env' ? `environment variable ${ref.name}` : `file ${ref.path}`;
 }
 
-export const SECRET_NAMES = ['oidcClientSecret', 'redisPassword', 'slackSigningSecret', 'slackBotToken', 'slackAppToken', 'dashboardClientSecret', 'metricsToken'] as const;
+export const SECRET_NAMES = ['oidcClientSecret', 'redisPassword', 'redisSentinelPassword', 'slackSigningSecret', 'slackBotToken', 'slackAppToken', 'dashboardClientSecret', 'metricsToken'] as const;
 export type SecretName = (typeof SECRET_NAMES)[number];
 
 export class Secrets {
@@ -35,6 +35,9 @@ export class Secrets {
   }
   get redisPassword(): string | undefined {
     return this.#values.get('redisPassword');
+  }
+  get redisSentinelPassword(): string | undefined {
+    return this.#values.get('redisSentinelPassword');
   }
   get slackSigningSecret(): string | undefined {
     return this.#values.get('slackSigningSecret');

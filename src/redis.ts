@@ -34,7 +34,7 @@ export function describeRedis(settings: RedisSettings): string {
 }
 
 /** ioredis options for one kind of connection (exported for tests and `castellan doctor`). */
-export async function redisOptions(settings: RedisSettings, password: string | undefined, kind: RedisKind): Promise<RedisOptions> {
+export async function redisOptions(settings: RedisSettings, password: string | undefined, kind: RedisKind, sentinelPassword?: string): Promise<RedisOptions> {
   const url = new URL(settings.url);
   const db = Number(url.pathname.slice(1) || '0');
   let tls: RedisOptions['tls'];
@@ -69,6 +69,9 @@ export async function redisOptions(settings: RedisSettings, password: string | u
       ? {
           sentinels: settings.sentinels.map((s) => ({ host: s.host, port: s.port })),
           name: settings.name ?? '',
+          // Sentinels with `requirepass` (redis.sentinel_password_env/_file): a secret like the
+          // ACL password, never in the config file or a log line.
+          ...(sentinelPassword !== undefined ? { sentinelPassword } : {}),
           role: 'master',
           // Subscribe to the sentinels' +switch-master so a failover is noticed at once, not
           // only when the old primary's socket dies.
@@ -202,7 +205,7 @@ export function explainConnectFailure(err: Error, settings: RedisSettings): Conn
  */
 export async function connectRedis(config: Pick<Config, 'redis' | 'secrets'>, kind: RedisKind, logger: Logger): Promise<Redis> {
   const settings = config.redis;
-  const options = await redisOptions(settings, config.secrets.redisPassword, kind);
+  const options = await redisOptions(settings, config.secrets.redisPassword, kind, config.secrets.redisSentinelPassword);
   const markReady = (options as { markReady?: () => void }).markReady ?? (() => undefined);
   const redis = new Redis(options);
   const where = describeRedis(settings);
@@ -248,9 +251,9 @@ function infoField(info: string, field: string): string | undefined {
   return new RegExp(`^${field}:(.*)$`, 'm').exec(info)?.[1]?.trim();
 }
 
-async function askSentinel(host: string, port: number, name: string): Promise<SentinelView> {
+async function askSentinel(host: string, port: number, name: string, password: string | undefined): Promise<SentinelView> {
   const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
-  const probe = new Redis({ host, port, lazyConnect: true, connectTimeout: 1000, commandTimeout: 1000, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+  const probe = new Redis({ host, port, ...(password !== undefined ? { password } : {}), lazyConnect: true, connectTimeout: 1000, commandTimeout: 1000, retryStrategy: () => null, maxRetriesPerRequest: 0 });
   probe.on('error', () => undefined);
   try {
     await probe.connect();
@@ -272,7 +275,7 @@ async function askSentinel(host: string, port: number, name: string): Promise<Se
  * Ask Redis (and each sentinel) what the setup looks like. Never throws: an unreachable part is
  * reported in `problems`, so a health page and `castellan doctor` can show it.
  */
-export async function redisTopology(redis: Redis, settings: RedisSettings): Promise<RedisTopology> {
+export async function redisTopology(redis: Redis, settings: RedisSettings, sentinelPassword?: string): Promise<RedisTopology> {
   const problems: string[] = [];
   let info = '';
   try {
@@ -296,7 +299,7 @@ export async function redisTopology(redis: Redis, settings: RedisSettings): Prom
   let sentinel: RedisTopology['sentinel'];
   if (settings.sentinels.length > 0) {
     const name = settings.name ?? '';
-    const sentinels = await Promise.all(settings.sentinels.map((s) => askSentinel(s.host, s.port, name)));
+    const sentinels = await Promise.all(settings.sentinels.map((s) => askSentinel(s.host, s.port, name, sentinelPassword)));
     sentinel = { name, sentinels };
     const reachable = sentinels.filter((s) => s.reachable);
     if (reachable.length < sentinels.length) problems.push(`${sentinels.length - reachable.length} of ${sentinels.length} sentinels not reachable`);

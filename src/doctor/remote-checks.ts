@@ -26,7 +26,7 @@ export async function checkRedis(config: Config): Promise<Finding[]> {
   const where = describeRedis(config.redis);
   let redis: Redis;
   try {
-    redis = new Redis({ ...(await redisOptions(config.redis, config.secrets.redisPassword, 'client')), connectTimeout: REDIS_TIMEOUT_MS, commandTimeout: REDIS_TIMEOUT_MS });
+    redis = new Redis({ ...(await redisOptions(config.redis, config.secrets.redisPassword, 'client', config.secrets.redisSentinelPassword)), connectTimeout: REDIS_TIMEOUT_MS, commandTimeout: REDIS_TIMEOUT_MS });
   } catch (err) {
     return [fail('redis', errorMessage(err), 'fix the redis settings in castellan.yaml'), skipped('workers', 'Redis is unreachable')];
   }
@@ -34,7 +34,7 @@ export async function checkRedis(config: Config): Promise<Finding[]> {
   try {
     const failure = await connectExplained(redis, config.redis);
     if (failure) return [fail('redis', `cannot reach ${where}: ${failure.cause}`, failure.fix), skipped('workers', 'Redis is unreachable')];
-    const t = await redisTopology(redis, config.redis);
+    const t = await redisTopology(redis, config.redis, config.secrets.redisSentinelPassword);
     const save = await redis.config('GET', 'save').then((r) => (r as string[])[1], () => undefined);
     const replicas = t.replicas ?? 0;
     const shape =

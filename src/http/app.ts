@@ -151,7 +151,7 @@ async function health(runtime: Runtime): Promise<{ ok: boolean; body: Record<str
   try {
     const answered = await Promise.race([runtime.redis.ping().then((reply) => reply === 'PONG', () => false), timeout]);
     if (!answered) return { ok: false, body: { status: 'unavailable', redis: 'not answering' } };
-    const topology = await Promise.race([redisTopology(runtime.redis, runtime.config.redis), timeout]);
+    const topology = await Promise.race([redisTopology(runtime.redis, runtime.config.redis, runtime.config.secrets.redisSentinelPassword), timeout]);
     const shown = topology && {
       mode: topology.mode,
       connected_to: topology.connectedTo,
