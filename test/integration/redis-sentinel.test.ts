@@ -1,9 +1,13 @@
 // Redis that fails over, with Debian's redis-sentinel: a primary, a replica and three
 // sentinels on loopback, Castellan configured with `redis.sentinels` + `redis.name`, a
 // separate `castellan worker` process and real sshd nodes.
-//  - (A failover forced DURING SUBMISSIONS is not here yet: with submissions confirmed only
-//    after Redis WAIT, queues/replication.ts, a confirmed job is no longer lost, but a job that
-//    a worker ran on the old primary can run again on the new one — see the issue notes.)
+//  - A failover forced (SENTINEL FAILOVER) while submissions go on, each approved at once:
+//    every confirmed job exists afterwards and ends in a correct final state, none ran twice
+//    on its node (counted on the node), refused submissions say "unavailable" and never ran,
+//    the audit has every record. (Before queues/claims.ts a worker's `running` and ledger
+//    writes on the old primary could be lost and the job ran again on the new one.)
+//  - Sentinels with `requirepass`: Castellan reaches them with redis.sentinel_password_env, and
+//    without it says clearly that it cannot.
 //  - The primary SIGKILLed during running jobs: every job is in a correct final state, none
 //    ran twice on a host (counted on the nodes) and the audit has every record.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -23,8 +27,9 @@ import { startRedis, type PrivateRedis } from '../../src/lab/redis.js';
 import { labUp, type Lab } from '../../src/lab/sshd-lab.js';
 import { createLogger } from '../../src/log.js';
 import { Redactor } from '../../queues/redact.js';
-import { redisTopology } from '../../src/redis.js';
+import { connectRedis, closeRedis, redisTopology } from '../../src/redis.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';
+import { isFinal } from '../../queues/states.js';
 import { startCastellanProcess, type CastellanProcess } from '../support/castellan-process.js';
 import { eventually } from './mcp-harness.js';
 
@@ -115,7 +120,10 @@ beforeAll(async () => {
       inventory: lab.inventoryFile,
       known_hosts: lab.knownHostsFile,
       ssh: { user: lab.loginUser, private_key_file: lab.clientKeyFile, connect_timeout: '5s', command_timeout: '2m' },
-      redis: { sentinels: sentinels.map((s) => `127.0.0.1:${s.port}`), name: MASTER, prefix: 'castellan' },
+      // confirm_within below the 60 s default: a claim or ending waits out this lab's forced
+      // failover (~15 s without a confirming replica), and the kill test (no replica left at
+      // all) is not held a full minute.
+      redis: { sentinels: sentinels.map((s) => `127.0.0.1:${s.port}`), name: MASTER, prefix: 'castellan', confirm_within: '25s' },
       server: { listen: '127.0.0.1:0', public_url: 'http://127.0.0.1:8080' },
       auth: { roles: ROLE_MAP, local_identity: { subject: 'local-admin', display_name: 'Local admin', groups: ['admins'] } },
       policy: { approvals: { required: 1, allow_self_approval: false, expiry: '15m' } },
@@ -156,12 +164,113 @@ async function retrying<T>(work: () => Promise<T>, what: string, attempts = 120)
   throw new Error(`${what}: ${String(last)}`);
 }
 
+/** The primary now, once its replica is in sync and every sentinel knows that replica. */
+async function settledPrimary(): Promise<{ current: PrivateRedis; other: PrivateRedis }> {
+  const port = await eventually(agreedPrimary, 60_000, 'the sentinels to agree on the primary');
+  const [current, other] = port === primary.port ? [primary, replica] : [replica, primary];
+  await eventually(async () => (/master_link_status:up/.test(String(await ask(other.port, 'INFO', 'replication').catch(() => ''))) ? true : undefined), 60_000, 'the replica to be in sync');
+  await eventually(async () => {
+    for (const s of sentinels) {
+      const master = (await ask(s.port, 'SENTINEL', 'master', MASTER).catch(() => [])) as string[];
+      if (Number(master[master.indexOf('num-slaves') + 1] ?? '0') < 1) return undefined;
+    }
+    return true;
+  }, 60_000, 'the sentinels to know the replica');
+  return { current, other };
+}
+
+const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
 describe('Sentinel failover', () => {
   it('Castellan finds the primary through the sentinels and reports the topology', async () => {
     const topology = await redisTopology(runtime.redis, runtime.config.redis);
     expect(topology).toMatchObject({ mode: 'sentinel', role: 'master', connectedTo: `127.0.0.1:${primary.port}`, replicas: 1, problems: [] });
     expect(topology.sentinel?.sentinels.filter((s) => s.reachable)).toHaveLength(3);
   });
+
+  it('a failover forced during submissions: every confirmed job ends correctly, none ran twice, refusals said unavailable and never ran', async () => {
+    const tag = `castellan-submit-${randomBytes(4).toString('hex')}`;
+    const { current, other } = await settledPrimary();
+    const nodes = ['node01', 'node02', 'node03'];
+    const confirmed: Array<{ id: string; file: string; afterSwitch: boolean }> = [];
+    const refused: Array<{ file: string; error: string }> = [];
+    let switchedAt: number | undefined;
+    let failoverAsked = false;
+    const deadline = Date.now() + 75_000;
+    // Submissions one after the other; SENTINEL FAILOVER after the 4th confirmed one; on until
+    // 4 are confirmed after the sentinels name the new primary.
+    for (let i = 0; Date.now() < deadline; i++) {
+      if (switchedAt === undefined && failoverAsked && (await agreedPrimary().catch(() => undefined)) === other.port) switchedAt = Date.now();
+      if (confirmed.filter((c) => c.afterSwitch).length >= 4) break;
+      const file = `/tmp/${tag}-${i}.log`;
+      const afterSwitch = switchedAt !== undefined;
+      let id: string;
+      try {
+        const { job } = await runtime.service.submit({ tool: 'exec', input: { targets: nodes[i % 3]!, command: `echo ran >> ${file}; sleep 1 # ${tag}` }, requester: oscar, replyTo: { kind: 'cli' } });
+        id = job.id;
+      } catch (err) {
+        refused.push({ file, error: String(err) });
+        // A refusal comes back at once while Redis is away: pause, so this loop never starves
+        // the event loop (ioredis's reconnect timer must get its turn).
+        await pause(100);
+        continue;
+      }
+      confirmed.push({ id, file, afterSwitch });
+      // Approve at once; an approval refused as unconfirmed is given again until it holds.
+      for (let a = 0; ; a++) {
+        try {
+          await runtime.service.approve(id, april);
+          break;
+        } catch (err) {
+          const state = await runtime.service.get(id, oscar).then((r) => r.state).catch(() => undefined);
+          if (state !== undefined && state !== 'awaiting_approval') break;
+          if (a > 300) throw new Error(`approval of ${id} never confirmed`, { cause: err });
+          await pause(200);
+        }
+      }
+      if (!failoverAsked && confirmed.length >= 4) {
+        failoverAsked = true;
+        expect(await ask(sentinels[0]!.port, 'SENTINEL', 'FAILOVER', MASTER)).toBe('OK');
+      }
+    }
+    expect(switchedAt, 'the sentinels named the new primary').toBeDefined();
+    expect(confirmed.filter((c) => c.afterSwitch).length, `confirmed after the switch (refused: ${refused.length})`).toBeGreaterThanOrEqual(4);
+
+    const finals = [];
+    for (const c of confirmed) {
+      const final = await retrying(async () => {
+        const record = await runtime.service.get(c.id, oscar);
+        if (!isFinal(record.state)) throw new Error(`still ${record.state}`);
+        return record;
+      }, `${c.id} to end`, 480);
+      finals.push({ ...c, state: final.state, reason: final.reason ?? '' });
+    }
+    // Refused submissions never run: whatever might still start them has had time to.
+    await pause(3000);
+    const summary = [];
+    for (const f of finals) {
+      const runs = (await lines(f.file)).length;
+      summary.push(`${f.id} ${f.state} ran ${runs}: ${f.reason}`);
+      expect(runs, `${f.id} (${f.state}: ${f.reason}) ran at most once`).toBeLessThanOrEqual(1);
+      if (f.state === 'succeeded') expect(runs, `${f.id} succeeded`).toBe(1);
+      else {
+        expect(f.state, `${f.id}: ${f.reason}`).toBe('failed');
+        expect(f.reason).toMatch(/nothing was run/);
+        expect(runs).toBe(0);
+      }
+      const kinds = (await retrying(() => runtime.ctx.audit.read({ jobId: f.id }), 'audit')).map((a) => a.kind).sort();
+      if (f.state === 'succeeded') expect(kinds, `${f.id} audit`).toEqual(['decision', 'execution', 'outcome', 'request']);
+      else expect(kinds.filter((k) => k !== 'decision'), `${f.id} audit`).toEqual(['outcome', 'request']);
+    }
+    for (const r of refused) {
+      expect(r.error).toMatch(/unavailable/);
+      expect(await lines(r.file), `refused submission ${r.file} never ran`).toEqual([]);
+    }
+    const said = worker.stderr().split('\n').filter((l) => /claim|ending/.test(l)).map((l) => /"msg":"([^"]*)"/.exec(l)?.[1] ?? l);
+    console.log(`worker lines about claims and endings:\n${said.join('\n')}`);
+    console.log(`failover during submissions: ${confirmed.length} confirmed (${confirmed.filter((c) => c.afterSwitch).length} after the switch), ${refused.length} refused, switch ${switchedAt ? 'seen' : 'not seen'}\n${summary.join('\n')}`);
+    expect(current.port).not.toBe(await agreedPrimary());
+  }, 240_000);
 
   it('a primary killed during running jobs: they finish succeeded, once per host, with a complete audit', async () => {
     const tag = `castellan-sentinel-${randomBytes(4).toString('hex')}`;
@@ -199,13 +308,75 @@ describe('Sentinel failover', () => {
         if (record.state === 'running' || record.state === 'queued') throw new Error(`still ${record.state}`);
         return record;
       }, `${j.id} to end`);
+      if (final.state !== 'succeeded') console.log(`${j.id} did not succeed; the worker said:\n${worker.stderr().split('\n').filter((l) => /gone|reconcil|lost contact|back at|heartbeat|claim|ending|stall/i.test(l)).join('\n')}`);
       expect(final.state, `${j.id}: ${final.reason ?? ''}`).toBe('succeeded');
       expect(await lines(j.file)).toEqual(['ran']);
-      const audit = await runtime.ctx.audit.read({ jobId: j.id });
-      expect(audit.map((a) => a.kind).sort()).toEqual(['decision', 'execution', 'outcome', 'request']);
+      // The outcome record is written right after the state: wait for it, do not race it.
+      const kinds = await retrying(async () => {
+        const found = (await runtime.ctx.audit.read({ jobId: j.id })).map((a) => a.kind).sort();
+        if (found.length < 4) throw new Error(`audit so far: ${found.join(', ')}`);
+        return found;
+      }, `${j.id} audit`, 40);
+      expect(kinds).toEqual(['decision', 'execution', 'outcome', 'request']);
     }
     const topology = await retrying(() => redisTopology(runtime.redis, runtime.config.redis), 'topology');
     expect(topology.connectedTo).toBe(`127.0.0.1:${survivor.port}`);
     expect(topology.role).toBe('master');
   }, 240_000);
+});
+
+describe('Sentinels that require a password', () => {
+  it('are reached with redis.sentinel_password_env; without it the error says where Castellan looked', async () => {
+    const password = `sentinel-${randomBytes(8).toString('hex')}`;
+    const own = await startRedis({ dir: path.join(dir, 'auth-primary') });
+    const port = await findFreePort();
+    const conf = path.join(dir, 'sentinel-auth.conf');
+    await mkdir(path.join(dir, 'sentinel-auth'), { recursive: true });
+    await writeFile(
+      conf,
+      [
+        `port ${port}`,
+        'bind 127.0.0.1',
+        'daemonize no',
+        `dir ${path.join(dir, 'sentinel-auth')}`,
+        `logfile ${path.join(dir, 'sentinel-auth.log')}`,
+        `requirepass ${password}`,
+        'sentinel announce-ip 127.0.0.1',
+        `sentinel monitor guarded 127.0.0.1 ${own.port} 1`,
+        '',
+      ].join('\n'),
+    );
+    const child = spawnSentinel(conf);
+    try {
+      // The sentinel refuses commands without the password.
+      await eventually(async () => (/NOAUTH/.test(String(await ask(port, 'SENTINEL', 'masters').catch((err: unknown) => String(err)))) ? true : undefined), 30_000, 'the sentinel to require its password');
+      const file = path.join(dir, 'castellan-auth.yaml');
+      await writeFile(file, stringify({ inventory: lab.inventoryFile, known_hosts: lab.knownHostsFile, redis: { sentinels: [`127.0.0.1:${port}`], name: 'guarded', sentinel_password_env: 'TEST_SENTINEL_PASSWORD' } }));
+      const logger = createLogger({ level: 'silent', redactor: new Redactor([password]) });
+      const withPassword = await loadConfig(file, { env: { ...process.env, TEST_SENTINEL_PASSWORD: password } });
+      const redis = await connectRedis(withPassword, 'client', logger);
+      try {
+        expect(await redis.ping()).toBe('PONG');
+        const topology = await redisTopology(redis, withPassword.redis, withPassword.secrets.redisSentinelPassword);
+        expect(topology.connectedTo).toBe(`127.0.0.1:${own.port}`);
+        expect(topology.sentinel?.sentinels).toMatchObject([{ reachable: true, primary: `127.0.0.1:${own.port}` }]);
+      } finally {
+        closeRedis(redis);
+      }
+      const wrong = await loadConfig(file, { env: { ...process.env, TEST_SENTINEL_PASSWORD: 'not-it' } });
+      const refused = await connectRedis(wrong, 'client', logger).then(
+        (r) => {
+          closeRedis(r);
+          return 'connected';
+        },
+        (err: unknown) => String(err),
+      );
+      expect(refused).toMatch(/unavailable: cannot reach Redis at Sentinel master 'guarded' via 127\.0\.0\.1:\d+/);
+      expect(refused).not.toContain('not-it');
+      expect(refused).not.toContain(password);
+    } finally {
+      child.kill('SIGKILL');
+      await own.stop();
+    }
+  }, 90_000);
 });
