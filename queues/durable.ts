@@ -150,7 +150,9 @@ export class Durability {
     const settings = this.settings;
     if (!settings || settings.replicas <= 0) return { kind: 'durable' };
     const redis = this.connection();
-    if (redis.status !== 'ready') return { kind: 'unconfirmed', problem: `the durable Redis connection is ${redis.status}` };
+    // Opened on first use (or reconnecting): give it up to one WAIT's time to be ready, so the
+    // first submission after a start is not refused for it.
+    if (redis.status !== 'ready' && !(await readyWithin(redis, settings.timeoutMs))) return { kind: 'unconfirmed', problem: `the durable Redis connection is ${redis.status}` };
     const epoch = this.#epoch;
     try {
       const [verdict, index, actual] = (await runScript(redis, 'castellanDurable', CHECK, [`${this.keys.prefix}:durable`], [JSON.stringify(conditions), Date.now()])) as [string, string, string];
@@ -201,4 +203,18 @@ export class Durability {
   close(): void {
     this.#connection?.disconnect();
   }
+}
+
+function readyWithin(redis: Redis, ms: number): Promise<boolean> {
+  if (redis.status === 'end') return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const done = (ok: boolean): void => {
+      clearTimeout(timer);
+      redis.off('ready', onReady);
+      resolve(ok);
+    };
+    const onReady = (): void => done(true);
+    const timer = setTimeout(() => done(redis.status === 'ready'), ms);
+    redis.once('ready', onReady);
+  });
 }
