@@ -54,7 +54,12 @@ function spawnSentinel(conf: string): ChildProcess {
 }
 
 async function ask(port: number, ...args: string[]): Promise<unknown> {
-  const client = new Redis({ host: '127.0.0.1', port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 1000, commandTimeout: 2000 });
+  return askAs(port, undefined, ...args);
+}
+
+async function askAs(port: number, password: string | undefined, ...args: string[]): Promise<unknown> {
+  // No ready check: a sentinel with requirepass would refuse it and the connection never be ready.
+  const client = new Redis({ host: '127.0.0.1', port, ...(password !== undefined ? { password } : {}), enableReadyCheck: false, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 1000, commandTimeout: 2000 });
   client.on('error', () => undefined);
   try {
     await client.connect();
@@ -299,6 +304,7 @@ describe('Sentinel failover', () => {
     }, 60_000, 'the sentinels to know the replica');
     const [victim, survivor] = current === primary.port ? [primary, replica] : [replica, primary];
     expect(victim.port).toBe(current);
+    const killedAt = Date.now();
     await victim.kill();
     await eventually(async () => ((await agreedPrimary()) === survivor.port ? true : undefined), 60_000, 'the sentinels to promote the replica');
 
@@ -308,7 +314,7 @@ describe('Sentinel failover', () => {
         if (record.state === 'running' || record.state === 'queued') throw new Error(`still ${record.state}`);
         return record;
       }, `${j.id} to end`);
-      if (final.state !== 'succeeded') console.log(`${j.id} did not succeed; the worker said:\n${worker.stderr().split('\n').filter((l) => /gone|reconcil|lost contact|back at|heartbeat|claim|ending|stall/i.test(l)).join('\n')}`);
+      if (final.state !== 'succeeded') console.log(`${j.id} did not succeed; killed at ${new Date(killedAt).toISOString()}; the worker said:\n${worker.stderr().split('\n').slice(-60).join('\n')}`);
       expect(final.state, `${j.id}: ${final.reason ?? ''}`).toBe('succeeded');
       expect(await lines(j.file)).toEqual(['ran']);
       // The outcome record is written right after the state: wait for it, do not race it.
@@ -348,8 +354,9 @@ describe('Sentinels that require a password', () => {
     );
     const child = spawnSentinel(conf);
     try {
-      // The sentinel refuses commands without the password.
-      await eventually(async () => (/NOAUTH/.test(String(await ask(port, 'SENTINEL', 'masters').catch((err: unknown) => String(err)))) ? true : undefined), 30_000, 'the sentinel to require its password');
+      // The sentinel answers with the password, and refuses commands without it.
+      await eventually(async () => (Array.isArray(await askAs(port, password, 'SENTINEL', 'get-master-addr-by-name', 'guarded').catch(() => null)) ? true : undefined), 30_000, 'the sentinel to monitor the primary');
+      expect(String(await ask(port, 'SENTINEL', 'masters').catch((err: unknown) => String(err)))).toMatch(/NOAUTH/);
       const file = path.join(dir, 'castellan-auth.yaml');
       await writeFile(file, stringify({ inventory: lab.inventoryFile, known_hosts: lab.knownHostsFile, redis: { sentinels: [`127.0.0.1:${port}`], name: 'guarded', sentinel_password_env: 'TEST_SENTINEL_PASSWORD' } }));
       const logger = createLogger({ level: 'silent', redactor: new Redactor([password]) });

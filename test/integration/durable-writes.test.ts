@@ -1,0 +1,122 @@
+// queues/durable.ts against a real primary and replica (redis-server on loopback): a write
+// counts as durable only when the server the durable connection talks to holds it AND a
+// replica acknowledged it; a replica that stops acknowledging makes rounds fall short until it
+// is back; a write missing on the server is written again by the caller's repair.
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { durableConnection } from '../../queues/connections.js';
+import { Durability } from '../../queues/durable.js';
+import { keys } from '../../queues/keys.js';
+import { startRedis, type PrivateRedis } from '../../src/lab/redis.js';
+import { eventually } from './mcp-harness.js';
+
+let dir: string;
+let primary: PrivateRedis;
+let replica: PrivateRedis;
+let base: Redis;
+const k = keys('durabletest');
+const opened: Redis[] = [];
+
+function durability(withinMs: number): Durability {
+  return new Durability(
+    () => {
+      const c = durableConnection(base, 500);
+      opened.push(c);
+      return c;
+    },
+    k,
+    { replicas: 1, timeoutMs: 500, withinMs },
+  );
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'castellan-durable-'));
+  primary = await startRedis({ dir: path.join(dir, 'primary') });
+  replica = await startRedis({ dir: path.join(dir, 'replica') });
+  const r = new Redis(replica.port);
+  await r.replicaof('127.0.0.1', primary.port);
+  r.disconnect();
+  base = new Redis(primary.port, { maxRetriesPerRequest: null });
+  await eventually(async () => (/master_link_status:up/.test(await replicaInfo()) ? true : undefined), 30_000, 'the replica to sync');
+}, 60_000);
+
+afterAll(async () => {
+  for (const c of opened) c.disconnect();
+  base?.disconnect();
+  await replica?.stop();
+  await primary?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+async function replicaInfo(): Promise<string> {
+  const r = new Redis(replica.port, { lazyConnect: true, retryStrategy: () => null });
+  r.on('error', () => undefined);
+  try {
+    await r.connect();
+    return await r.info('replication');
+  } catch {
+    return '';
+  } finally {
+    r.disconnect();
+  }
+}
+
+describe('durable writes (WAIT on the connection that checked)', () => {
+  it('is durable when the primary holds the write and the replica acknowledged it; differs names what the primary holds', async () => {
+    const d = durability(5_000);
+    await base.hset(k.job('j1'), 'state', 'running', 'run', 'aaa');
+    expect(await d.round([{ key: k.job('j1'), field: 'state', is: ['running'] }, { key: k.job('j1'), field: 'run', is: ['aaa'] }])).toEqual({ kind: 'durable' });
+    // Another delivery's token: not ours, and nothing is written for it.
+    expect(await d.round([{ key: k.job('j1'), field: 'run', is: ['bbb'] }])).toEqual({ kind: 'differs', index: 0, actual: 'aaa' });
+    expect(await d.assert([{ key: k.job('j1'), field: 'run', is: ['bbb'] }], async () => false)).toEqual({ ok: false, kind: 'differs', index: 0, actual: 'aaa' });
+    expect(await d.round([{ exists: k.job('nope') }])).toEqual({ kind: 'differs', index: 0, actual: 'missing' });
+    expect(await d.round([{ zset: k.jobIndex(), member: 'j1', present: false }])).toEqual({ kind: 'durable' });
+    d.close();
+  });
+
+  it('a write missing on the primary is written again by the repair, then confirmed', async () => {
+    const d = durability(5_000);
+    let repairs = 0;
+    const assured = await d.assert([{ hash: k.ledger('j2'), has: '0|s1|node01' }], async (redis, differs) => {
+      expect(differs).toMatchObject({ index: 0, actual: 'missing' });
+      repairs += 1;
+      await redis.hsetnx(k.ledger('j2'), '0|s1|node01', '{}');
+      return true;
+    });
+    expect(assured).toEqual({ ok: true, rounds: 2 });
+    expect(repairs).toBe(1);
+    // It is on the replica now.
+    const r = new Redis(replica.port);
+    expect(await r.hexists(k.ledger('j2'), '0|s1|node01')).toBe(1);
+    r.disconnect();
+    d.close();
+  });
+
+  it('while no replica acknowledges, rounds fall short (unconfirmed, never "durable"); once it is back the same write is confirmed', async () => {
+    const d = durability(60_000);
+    await base.hset(k.job('j3'), 'state', 'succeeded', 'ending', 'e1');
+    const conditions = [{ key: k.job('j3'), field: 'ending', is: ['e1'] }];
+    expect(await d.round(conditions)).toEqual({ kind: 'durable' });
+    // The replica leaves (as in a failover that promotes it): the old primary has none left.
+    const r = new Redis(replica.port);
+    await r.replicaof('NO', 'ONE');
+    await eventually(async () => (/connected_slaves:0/.test(await base.info('replication')) ? true : undefined), 10_000, 'the primary to lose its replica');
+    const short = await d.round(conditions);
+    expect(short.kind).toBe('unconfirmed');
+    expect(short.kind === 'unconfirmed' && short.problem).toMatch(/no Redis replica confirmed it within 0\.5 s \(0 of 1 needed/);
+    // A bounded assert gives up saying why; a longer one rides out the replica's return.
+    const bounded = await durability(1_500).assert(conditions);
+    expect(bounded).toMatchObject({ ok: false, kind: 'unconfirmed' });
+    const riding = d.assert(conditions);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await r.replicaof('127.0.0.1', String(primary.port));
+    r.disconnect();
+    const assured = await riding;
+    expect(assured.ok).toBe(true);
+    expect(assured.ok && assured.rounds).toBeGreaterThan(1);
+    d.close();
+  }, 90_000);
+});
