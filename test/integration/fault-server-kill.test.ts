@@ -89,7 +89,7 @@ describe('server SIGKILL with clients following', () => {
     const tag = `castellan-serverkill-${randomBytes(4).toString('hex')}`;
     const file = `/tmp/${tag}.log`;
     const client = await h.mcp('alice', `${server!.url}/mcp`);
-    // A read job the caller waits for: it runs a few seconds (uptime would be instant).
+    // A job the caller waits for (approved meanwhile); it runs a few seconds.
     const call = client.callTool({ name: 'exec', arguments: { targets: 'node01', command: `echo "$CASTELLAN_RUN" >> ${file}; sleep 6 # ${tag}` } }).then(
       (r) => ({ ok: r }),
       (err: unknown) => ({ err }),

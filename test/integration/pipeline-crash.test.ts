@@ -1,14 +1,14 @@
 // A worker killed with SIGKILL in the middle of a destructive job: the job must end up
 // `interrupted`, naming the hosts whose outcome is unknown, and must never run again on any
 // host. The remote commands must not outlive the dead worker.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { pgrepFull } from '../support/processes.js';
 import { rolesForGroups } from '../../auth/roles.js';
 import type { Requester } from '../../auth/types.js';
-import { CLI, useCastellan } from '../support/castellan.js';
+import { useCastellan } from '../support/castellan.js';
+import { startWorkerProcess } from '../support/castellan-process.js';
 
 const ROLE_MAP = { admin: ['admins'], operator: ['ops'], approver: ['leads'], viewer: ['everyone'] };
 const person = (subject: string, groups: string[]): Requester => ({ subject, displayName: subject, groups, roles: rolesForGroups(groups, ROLE_MAP), origin: 'cli' });
@@ -19,22 +19,6 @@ const c = useCastellan({
   config: { jobs: { worker: { lock_duration: '2s', stalled_interval: '1s' } } },
 });
 
-function startWorkerProcess(configFile: string): Promise<ChildProcess> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, '--config', configFile, 'worker'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    const timer = setTimeout(() => reject(new Error(`worker did not start: ${err}`)), 20_000);
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-      if (err.includes('started')) {
-        clearTimeout(timer);
-        resolve(child);
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`worker exited ${code}: ${err}`)));
-  });
-}
-
 const pgrep = pgrepFull;
 
 describe('worker crash', () => {
@@ -44,7 +28,6 @@ describe('worker crash', () => {
     const tag = `castellan-crash-${randomBytes(4).toString('hex')}`;
     const ranFile = `/tmp/${tag}.log`;
     const worker = await startWorkerProcess(c.configFile);
-    const exited = new Promise((r) => worker.once('exit', r));
 
     const { job } = await c.runtime.service.submit({
       tool: 'exec',
@@ -57,8 +40,7 @@ describe('worker crash', () => {
     const ranLines = async (): Promise<number> => (await readFile(ranFile, 'utf8').catch(() => '')).trim().split('\n').filter(Boolean).length;
     for (let i = 0; i < 200 && (await ranLines()) < 4; i++) await new Promise((r) => setTimeout(r, 100));
     expect(await ranLines()).toBe(4);
-    worker.kill('SIGKILL');
-    await exited;
+    await worker.kill('SIGKILL');
 
     // A new worker finds the job stalled and reports it, instead of running it again.
     await c.runtime.startWorker();

@@ -1,12 +1,12 @@
 // A rolling upgrade whose worker is SIGKILLed mid-roll resumes under a new worker from the
 // execution ledger: the finished node is not rebooted again, the roll completes.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { rolesForGroups } from '../../auth/roles.js';
 import type { Requester } from '../../auth/types.js';
 import type { NodeReport } from '../../tools/upgrade-plan.js';
 import type { LabWorld } from '../fixtures/node-programs/lab-world.js';
-import { CLI, useCastellan } from '../support/castellan.js';
+import { useCastellan } from '../support/castellan.js';
+import { startWorkerProcess } from '../support/castellan-process.js';
 import { shapeRack, type Rack } from './runbook-lab.js';
 
 const ROLE_MAP = { admin: ['admins'], operator: ['ops'], approver: ['leads'], viewer: ['everyone'] };
@@ -28,22 +28,6 @@ afterAll(async () => {
   await rack?.stop();
 });
 
-function startWorkerProcess(configFile: string): Promise<ChildProcess> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, '--config', configFile, 'worker'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    const timer = setTimeout(() => reject(new Error(`worker did not start: ${err}`)), 120_000);
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-      if (err.includes('started')) {
-        clearTimeout(timer);
-        resolve(child);
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`worker exited ${code}: ${err}`)));
-  });
-}
-
 describe('resuming a rolling upgrade after a worker crash', () => {
   it('never reboots a finished node twice', async () => {
     const oscar = person('oscar', ['ops']);
@@ -58,7 +42,6 @@ describe('resuming a rolling upgrade after a worker crash', () => {
     });
     await c.runtime.service.approve(job.id, april);
     const worker = await starting;
-    const exited = new Promise((r) => worker.once('exit', r));
 
     // Kill the worker once node02 is done and node03's reboot is recorded as sent: the
     // worker dies while it waits for node03 to come back.
@@ -66,8 +49,7 @@ describe('resuming a rolling upgrade after a worker crash', () => {
     for (let i = 0; i < 900 && !(await rebootSent()); i++) await new Promise((r) => setTimeout(r, 100));
     expect(world.node('node02').rebootLog).toHaveLength(1);
     expect(world.node('node03').rebootLog).toHaveLength(1);
-    worker.kill('SIGKILL');
-    await exited;
+    await worker.kill('SIGKILL');
 
     await c.runtime.startWorker();
     const done = await c.runtime.service.wait(job.id, oscar, 240_000);

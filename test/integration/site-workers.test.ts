@@ -4,7 +4,6 @@
 // records who ran it), people see one job with one merged result, and a site without a worker
 // makes the job say what it waits for. Batches and the failure budget stay global across
 // shards (checked through the runner with the real barrier).
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -17,7 +16,8 @@ import { ThrottledPublisher } from '../../queues/events.js';
 import { runPlan } from '../../queues/runner.js';
 import { ShardBoard, shardPlan, splitBySite } from '../../queues/shards.js';
 import type { Plan } from '../../tools/types.js';
-import { CLI, useCastellan } from '../support/castellan.js';
+import { useCastellan } from '../support/castellan.js';
+import { startWorkerProcess, type WorkerProcess } from '../support/castellan-process.js';
 import { pgrepFull } from '../support/processes.js';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -35,36 +35,24 @@ writeFileSync(
 );
 
 const c = useCastellan({ nodes: 5, worker: false, extraInventory: varsFile, config: { jobs: { worker: { lock_duration: '2s', stalled_interval: '1s' } } } });
-const children: ChildProcess[] = [];
-const bySite = new Map<string, { child: ChildProcess; id: string }>();
+const children: WorkerProcess[] = [];
+const bySite = new Map<string, WorkerProcess>();
 afterAll(async () => {
-  for (const child of children) child.kill('SIGTERM');
   // A graceful stop (SIGTERM) of an idle worker ends it.
-  await Promise.all(children.map((child) => new Promise<void>((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', () => r())))));
+  await Promise.all(children.map((w) => w.stop(120_000)));
   await rm(varsDir, { recursive: true, force: true });
 });
 
-function startWorkerProcess(configFile: string, sites: string[]): Promise<{ child: ChildProcess; id: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, '--config', configFile, 'worker', ...sites.flatMap((s) => ['--site', s])], { stdio: ['ignore', 'ignore', 'pipe'] });
-    children.push(child);
-    let err = '';
-    const timer = setTimeout(() => reject(new Error(`worker did not start: ${err}`)), 120_000);
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-      const m = /castellan worker (\S+) started/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, id: m[1]! });
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`worker exited ${code}: ${err}`)));
+function startSiteWorker(configFile: string, sites: string[]): Promise<WorkerProcess> {
+  return startWorkerProcess(configFile, { sites }).then((w) => {
+    children.push(w);
+    return w;
   });
 }
 
 describe('site workers', () => {
   it('a job spanning two sites runs each host on a worker of its site and reads as one job', async () => {
-    const [a, b] = await Promise.all([startWorkerProcess(c.configFile, ['rack-a']), startWorkerProcess(c.configFile, ['rack-b'])]);
+    const [a, b] = await Promise.all([startSiteWorker(c.configFile, ['rack-a']), startSiteWorker(c.configFile, ['rack-b'])]);
     bySite.set('rack-a', a);
     bySite.set('rack-b', b);
     const { job } = await c.runtime.service.submit({ tool: 'exec', input: { targets: 'node[01-04]', command: 'echo "ran on $CASTELLAN_RUN"' }, requester: oscar, replyTo: { kind: 'cli' } });
@@ -112,7 +100,7 @@ describe('site workers', () => {
     const shown = await c.cli(['job', job.id]);
     expect(shown.stdout).toMatch(/next: part of it is waiting for a worker of site rack-c: none is running \(start one: castellan worker --site rack-c\)/);
 
-    await startWorkerProcess(c.configFile, ['rack-c']);
+    await startSiteWorker(c.configFile, ['rack-c']);
     const final = await c.runtime.service.wait(job.id, oscar, 90_000);
     expect(final.state).toBe('succeeded');
     expect(final.result?.hosts.map((h) => `${h.host}:${h.status}`)).toEqual(['node01:ok', 'node05:ok']);
@@ -135,7 +123,7 @@ describe('a site worker that dies mid-shard', () => {
     const lines = async (): Promise<number> => (await readFile(ranFile, 'utf8').catch(() => '')).trim().split('\n').filter(Boolean).length;
     for (let i = 0; i < 300 && (await lines()) < 4; i++) await new Promise((r) => setTimeout(r, 100));
     expect(await lines()).toBe(4);
-    b.child.kill('SIGKILL');
+    await b.kill('SIGKILL');
 
     const final = await c.runtime.service.wait(job.id, oscar, 90_000);
     expect(final.state).toBe('interrupted');

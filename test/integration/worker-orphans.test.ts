@@ -4,13 +4,13 @@
 // CASTELLAN_RUN), stops what is still running and says so per host; the job ends
 // `interrupted`, or `cancelled` when someone cancelled it meanwhile (without waiting for any
 // worker restart). Nothing runs twice and nothing is left running on the nodes.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { rolesForGroups } from '../../auth/roles.js';
 import type { Requester } from '../../auth/types.js';
-import { CLI, useCastellan } from '../support/castellan.js';
+import { useCastellan } from '../support/castellan.js';
+import { startWorkerProcess, type WorkerProcess } from '../support/castellan-process.js';
 import { pgrepFull } from '../support/processes.js';
 
 const ROLE_MAP = { admin: ['admins'], operator: ['ops'], approver: ['leads'], viewer: ['everyone'] };
@@ -19,29 +19,18 @@ const oscar = person('oscar', ['ops']);
 const april = person('april', ['leads']);
 
 const c = useCastellan({ nodes: 2, worker: false, config: { jobs: { worker: { lock_duration: '2s', stalled_interval: '1s' } } } });
-const children: ChildProcess[] = [];
+const workers: WorkerProcess[] = [];
 afterAll(() => {
-  for (const child of children) {
-    child.kill('SIGCONT');
-    child.kill('SIGKILL');
+  for (const w of workers) {
+    w.child.kill('SIGCONT');
+    w.child.kill('SIGKILL');
   }
 });
 
-function startWorkerProcess(configFile: string): Promise<ChildProcess> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, '--config', configFile, 'worker'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    children.push(child);
-    let err = '';
-    const timer = setTimeout(() => reject(new Error(`worker did not start: ${err}`)), 120_000);
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-      if (err.includes('started')) {
-        clearTimeout(timer);
-        resolve(child);
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`worker exited ${code}: ${err}`)));
-  });
+async function worker(): Promise<WorkerProcess> {
+  const w = await startWorkerProcess(c.configFile);
+  workers.push(w);
+  return w;
 }
 
 async function ranLines(file: string): Promise<number> {
@@ -58,21 +47,21 @@ async function gone(tag: string): Promise<string> {
 }
 
 /** Submit, approve and wait until the command runs on both nodes under a worker process; then freeze that worker. */
-async function jobOnFrozenWorker(): Promise<{ jobId: string; tag: string; ranFile: string; worker: ChildProcess }> {
-  const worker = await startWorkerProcess(c.configFile);
+async function jobOnFrozenWorker(): Promise<{ jobId: string; tag: string; ranFile: string; worker: WorkerProcess }> {
+  const frozen = await worker();
   const tag = `castellan-orphan-${randomBytes(4).toString('hex')}`;
   const ranFile = `/tmp/${tag}.log`;
   const { job } = await c.runtime.service.submit({ tool: 'exec', input: { targets: 'node[01-02]', command: `echo ran >> ${ranFile}; sleep 120 # ${tag}` }, requester: oscar, replyTo: { kind: 'cli' } });
   await c.runtime.service.approve(job.id, april);
   for (let i = 0; i < 300 && (await ranLines(ranFile)) < 2; i++) await new Promise((r) => setTimeout(r, 100));
   expect(await ranLines(ranFile)).toBe(2);
-  worker.kill('SIGSTOP');
-  return { jobId: job.id, tag, ranFile, worker };
+  await frozen.kill('SIGSTOP');
+  return { jobId: job.id, tag, ranFile, worker: frozen };
 }
 
 describe('a worker that is gone', () => {
   it('SIGSTOPped mid-job: its hosts are checked and stopped on the nodes, the job ends interrupted and says what was found', async () => {
-    const { jobId, tag, ranFile, worker } = await jobOnFrozenWorker();
+    const { jobId, tag, ranFile, worker: frozen } = await jobOnFrozenWorker();
     // A healthy worker elsewhere notices (the frozen one's heartbeat runs out) and reconciles.
     const rescuer = await c.runtime.startWorker();
     try {
@@ -87,13 +76,13 @@ describe('a worker that is gone', () => {
       const audit = await c.runtime.ctx.audit.read({ jobId });
       expect(audit.filter((r) => r.kind === 'outcome').map((r) => r.state)).toEqual(['interrupted']);
     } finally {
-      worker.kill('SIGKILL');
+      frozen.child.kill('SIGKILL');
       await rescuer.close();
     }
   }, 180_000);
 
   it('a cancel of a job whose worker is frozen stops the commands on the nodes and ends it cancelled', async () => {
-    const { jobId, tag, ranFile, worker } = await jobOnFrozenWorker();
+    const { jobId, tag, ranFile, worker: frozen } = await jobOnFrozenWorker();
     const rescuer = await c.runtime.startWorker();
     try {
       const after = await c.runtime.service.cancel(jobId, oscar, 'wrong hosts');
@@ -104,13 +93,13 @@ describe('a worker that is gone', () => {
       expect(await gone(tag)).toBe('');
       expect(await ranLines(ranFile)).toBe(2);
     } finally {
-      worker.kill('SIGKILL');
+      frozen.child.kill('SIGKILL');
       await rescuer.close();
     }
   }, 180_000);
 
   it('SIGKILLed after its commands ended: "its run had already ended"', async () => {
-    const worker = await startWorkerProcess(c.configFile);
+    const doomed = await worker();
     const tag = `castellan-orphan-${randomBytes(4).toString('hex')}`;
     const ranFile = `/tmp/${tag}.log`;
     // The command leaves the run (a detached short sleep would outlive it; here nothing does):
@@ -118,7 +107,7 @@ describe('a worker that is gone', () => {
     const { job } = await c.runtime.service.submit({ tool: 'exec', input: { targets: 'node01', command: `echo ran >> ${ranFile}; sleep 120 # ${tag}` }, requester: oscar, replyTo: { kind: 'cli' } });
     await c.runtime.service.approve(job.id, april);
     for (let i = 0; i < 300 && (await ranLines(ranFile)) < 1; i++) await new Promise((r) => setTimeout(r, 100));
-    worker.kill('SIGKILL');
+    await doomed.kill('SIGKILL');
     // The lifeline sees the connection drop and ends the run before anyone looks.
     expect(await gone(tag)).toBe('');
     const rescuer = await c.runtime.startWorker();
