@@ -64,7 +64,7 @@ export function dedicatedConnection(redis: Redis): Redis {
  * socket closes. Its command timeout outlasts the longest WAIT. Being its own connection, a
  * WAIT that blocks for redis.confirm_timeout holds up no other command of the process.
  */
-export function durableConnection(redis: Redis, waitMs: number): Redis {
+export function durableConnection(redis: Redis, waitMs: number, closedOnPurpose: () => boolean = () => false): Redis {
   const connection = redis.duplicate({
     enableOfflineQueue: false,
     autoResendUnfulfilledCommands: false,
@@ -73,5 +73,24 @@ export function durableConnection(redis: Redis, waitMs: number): Redis {
     lazyConnect: false,
   });
   connection.on('error', () => undefined);
+  keepReconnecting(connection, closedOnPurpose);
   return connection;
+}
+
+/**
+ * Start a connection again when it ends without being closed on purpose. ioredis 5 with
+ * Sentinel's failoverDetector: a `+switch-master` that arrives while the connection is already
+ * reconnecting (its primary just died) aborts that reconnect for good — the sentinel connector
+ * throws "Connection is closed." and the client goes to `end` instead of retrying. Seen in the
+ * Sentinel tests after a kill or a forced failover: the server's front connection "gave up",
+ * and a worker whose heartbeat connection ended was judged gone while it ran a job.
+ */
+export function keepReconnecting(redis: Redis, closedOnPurpose: () => boolean, delayMs = 500): void {
+  redis.on('end', () => {
+    if (closedOnPurpose()) return;
+    setTimeout(() => {
+      if (closedOnPurpose() || redis.status !== 'end') return;
+      redis.connect().catch(() => undefined);
+    }, delayMs).unref();
+  });
 }

@@ -121,9 +121,11 @@ export class Durability {
   #connection: Redis | undefined;
   #epoch = 0;
 
-  /** `open`: a new connection for the rounds (src/runtime.ts gives one that never replays). */
+  #closed = false;
+
+  /** `open`: a new connection for the rounds (src/runtime.ts gives one that never replays); told whether it was closed on purpose. */
   constructor(
-    private readonly open: () => Redis,
+    private readonly open: (closedOnPurpose: () => boolean) => Redis,
     private readonly keys: Keys,
     readonly settings: DurabilitySettings | undefined,
   ) {}
@@ -135,7 +137,7 @@ export class Durability {
 
   private connection(): Redis {
     if (!this.#connection) {
-      const c = this.open();
+      const c = this.open(() => this.#closed);
       // Every close ends an epoch: a round whose check and WAIT straddle one does not count.
       c.on('close', () => {
         this.#epoch += 1;
@@ -201,6 +203,7 @@ export class Durability {
   }
 
   close(): void {
+    this.#closed = true;
     this.#connection?.disconnect();
   }
 }

@@ -20,6 +20,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Keys } from './keys.js';
 import { sleep } from './sleep.js';
+import { keepReconnecting } from './connections.js';
 
 export interface WorkerBeat {
   readonly id: string;
@@ -73,8 +74,11 @@ export class Heartbeat {
 
   async start(): Promise<void> {
     // Its own connection, named, so that its disappearance is the worker's.
-    this.named = this.redis.duplicate({ connectionName: `${CONNECTION_PREFIX}${this.beat.id}`, lazyConnect: true });
+    const named = this.redis.duplicate({ connectionName: `${CONNECTION_PREFIX}${this.beat.id}`, lazyConnect: true });
+    this.named = named;
     this.named.on('error', () => undefined);
+    // Ended by a failover race (queues/connections.ts), it would make this live worker look gone.
+    keepReconnecting(named, () => this.named !== named);
     await this.named.connect();
     await this.write();
     this.timer = setInterval(() => void this.write().catch(() => undefined), Math.max(100, Math.floor(this.ttlMs / 5)));

@@ -419,7 +419,8 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
   } finally {
     clearTimeout(deadline);
     if (renew) clearInterval(renew);
-    if (lockedHosts.length) await ctx.locks.release(record.id, lockedHosts).catch(() => undefined);
+    // Superseded: the locks (owned by the job) are the delivery's that runs it now.
+    if (lockedHosts.length && !superseded) await ctx.locks.release(record.id, lockedHosts).catch(() => undefined);
     unwatch();
     // A second delivery of this job to this worker (a failover) may have its own entry now.
     if (running.get(record.id) === stop) running.delete(record.id);

@@ -15,6 +15,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config/load.js';
 import type { RedisSettings } from '../config/schema.js';
 import { CastellanError, errorMessage } from '../config/errors.js';
+import { keepReconnecting } from '../queues/connections.js';
 import type { Logger } from './log.js';
 
 export type RedisKind = 'front' | 'worker' | 'client';
@@ -144,8 +145,10 @@ function watchState(redis: Redis, kind: RedisKind, where: string, logger: Logger
   redis.on('reconnecting', lost);
   redis.on('end', () => {
     if (deliberate.has(redis)) return;
-    if (lostAt !== undefined || up) logger.error({ redis: kind }, `gave up reconnecting to Redis (${kind}) at ${where}`);
+    if (lostAt !== undefined || up) logger.warn({ redis: kind }, `the connection to Redis (${kind}) at ${where} ended while reconnecting; starting it again`);
   });
+  // ioredis can end a Sentinel connection mid-reconnect (queues/connections.ts keepReconnecting).
+  keepReconnecting(redis, () => deliberate.has(redis));
 }
 
 /** Why a first connection failed, in words, and what to change. */

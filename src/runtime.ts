@@ -113,7 +113,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
       feed: new JobFeed(connection, k),
       audit: new AuditLog(connection, k, redactor, { file: config.audit.file }),
       ledger: new ExecutionLedger(connection, k),
-      durable: new Durability(() => durableConnection(connection, settings.replication?.timeoutMs ?? 0), k, settings.replication),
+      durable: new Durability((closed) => durableConnection(connection, settings.replication?.timeoutMs ?? 0, closed), k, settings.replication),
       locks: new HostLocks(connection, k, settings.hostLockTtlMs),
       cancel: new CancelBroadcast(connection, k),
       tools,
