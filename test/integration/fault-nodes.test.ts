@@ -1,8 +1,12 @@
-// A node that drops its connections mid-command (its sshd session processes die: a crashed
-// daemon, a reset on the network path), against a separate `castellan worker` process. The
-// host's outcome is a failure that says the connection was lost — never retried, since the
-// command may have done its work — the other host finishes normally, the remote command does
-// not outlive its connection, and the next job on that node connects afresh and runs.
+// Nodes misbehaving mid-command, against a separate `castellan worker` process:
+//  - a node that drops its connections (its sshd session processes die: a crashed daemon, a
+//    reset on the network path): the host fails saying the connection was lost — never retried,
+//    since the command may have done its work — the other host finishes normally, the remote
+//    command does not outlive its connection, the next job on that node connects afresh;
+//  - a node that stops answering (its sshd SIGSTOPped, the TCP connection open): the host's
+//    timeout still holds through the whole pipeline (timed out at its deadline plus the kill
+//    grace, not when a keepalive gives up), the other host finishes, and once the node runs
+//    again nothing of the run is left.
 // (Spawns dist/: run `npx tsc -p tsconfig.build.json` first.)
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -28,6 +32,23 @@ beforeAll(async () => {
 afterAll(async () => {
   await worker?.stop();
 });
+
+/** Every sshd process of one lab node (listener and per-connection), not the commands they run. */
+function sshdFamily(listener: number): number[] {
+  return [...processFamily([listener])].filter((pid) => (readCommandLine(pid)?.[0] ?? '').startsWith('sshd'));
+}
+
+const frozen: number[] = [];
+const signalAll = (pids: readonly number[], signal: NodeJS.Signals): void => {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // gone already
+    }
+  }
+};
+afterAll(() => signalAll(frozen.splice(0), 'SIGCONT'));
 
 /** The per-connection sshd processes of one lab node (not its listener, not the commands). */
 function sessionDaemons(listener: number): number[] {
@@ -65,5 +86,35 @@ describe('a node that drops connections', () => {
     const next = await c.runtime.service.submit({ tool: 'uptime', input: { targets: 'node01' }, requester: oscar, replyTo: { kind: 'cli' } });
     const ok = await c.runtime.service.wait(next.job.id, oscar, 60_000);
     expect(ok.state, ok.reason).toBe('succeeded');
+  }, 240_000);
+});
+
+describe('a node that stops answering mid-command', () => {
+  it('is timed out at its deadline through the worker, the other host finishes, nothing is left once it runs again', async () => {
+    const tag = `castellan-frozen-${randomBytes(4).toString('hex')}`;
+    const file = `/tmp/${tag}.log`;
+    // node01's command would run on for a minute: the frozen node must not keep it past the timeout.
+    const command = `echo "$CASTELLAN_RUN" >> ${file}; case "$CASTELLAN_RUN" in *.node01) sleep 60 ;; *) sleep 3 ;; esac; echo done # ${tag}`;
+    const { job } = await c.runtime.service.submit({ tool: 'exec', input: { targets: 'node[01-02]', command, timeout: '20s' }, requester: oscar, replyTo: { kind: 'cli' } });
+    await c.runtime.service.approve(job.id, april);
+    await eventually(async () => ((await lines(file)).length === 2 ? true : undefined), 60_000, 'the command to run on both nodes');
+    const node01 = c.lab.nodes.find((n) => n.name === 'node01')!;
+    const pids = sshdFamily(node01.pid!);
+    frozen.push(...pids);
+    signalAll(pids, 'SIGSTOP');
+    try {
+      const final = await c.runtime.service.wait(job.id, oscar, 120_000);
+      expect(final.result?.hosts.map((h) => `${h.host}:${h.status}`)).toEqual(['node01:timed_out', 'node02:ok']);
+      expect(final.result?.hosts[0]?.error).toMatch(/command timeout after 20000 ms; remote stop NOT verified: node01 did not answer/);
+      expect(final.state).toBe('partially_failed');
+    } finally {
+      signalAll(frozen.splice(0), 'SIGCONT');
+    }
+    expect((await lines(file)).sort()).toEqual([`${job.id}.exec.node01`, `${job.id}.exec.node02`]);
+    await eventually(async () => (pgrepFull(tag) === '' ? true : undefined), 60_000, 'nothing of the run left once the node runs again');
+    const audit = await c.runtime.ctx.audit.read({ jobId: job.id });
+    expect(audit.filter((a) => a.kind === 'execution').map((a) => `${a.host}:${a.status}`).sort()).toEqual(['node01:timed_out', 'node02:ok']);
+    const next = await c.runtime.service.submit({ tool: 'uptime', input: { targets: 'node01' }, requester: oscar, replyTo: { kind: 'cli' } });
+    expect((await c.runtime.service.wait(next.job.id, oscar, 60_000)).state).toBe('succeeded');
   }, 240_000);
 });
