@@ -157,13 +157,15 @@ function parseSteps(line: string, depth: number): FakeCommand {
     if (SHELLS.has(argv[0] ?? '') && argv[1] === '-c' && argv[2] !== undefined) {
       const name = argv[3] ?? '';
       if (name.startsWith('castellan-run:')) {
-        const [deadline = '0', , bytes = '0'] = argv.slice(4, 7);
+        // `sh -c 'eval "$1"' castellan-run:<id> WRAPPER t g n argv…` (older: `sh -c WRAPPER castellan-run:<id> t g n argv…`).
+        const params = argv[2] === 'eval "$1"' ? argv.slice(5) : argv.slice(4);
+        const [deadline = '0', , bytes = '0'] = params.slice(0, 3);
         const wrapper = {
           runId: name.slice('castellan-run:'.length),
           deadlineMs: Math.round(Number(deadline) * 1000),
           stdinBytes: Number(bytes) || 0,
         };
-        return { steps: [{ connector: null, argv: argv.slice(7) }], wrapper, control: null, unsupported: null };
+        return { steps: [{ connector: null, argv: params.slice(3) }], wrapper, control: null, unsupported: null };
       }
       if (name === 'castellan-find') return { steps: [], wrapper: null, control: 'find', unsupported: null };
       if (name === 'castellan-kill') return { steps: [], wrapper: null, control: 'kill', unsupported: null };

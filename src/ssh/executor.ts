@@ -529,7 +529,7 @@ export class SshExecutor implements SftpAccess {
       return attempt.result('failed', { ...fields, error: 'connection lost while the command ran (the remote lifeline stops it)' });
     }
     let error = run.exitSignal ? `killed by signal ${run.exitSignal}` : `exit code ${run.exitCode}`;
-    if (!run.wrapperSeen) error += ' (the remote wrapper did not start: are sh, timeout and pkill installed, and /proc mounted?)';
+    if (!run.wrapperSeen) error += ' (the remote wrapper did not start: are sh, setsid, timeout and pkill installed, and /proc mounted?)';
     else if (run.exitCode === 124) error += ' (the remote deadline of the command was reached)';
     return attempt.result('failed', { ...fields, error });
   }

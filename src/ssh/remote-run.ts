@@ -5,11 +5,13 @@
 // as few as it can: for a command without stdin, the wrapper sh, one forked lifeline and GNU
 // `timeout`, which the wrapper becomes (exec) and which starts the command.
 //
-//  - The run's session is the one sshd made for the channel (OpenSSH and Dropbear call
-//    setsid() for every session they spawn): everything the command starts shares that session
-//    id, even processes that make their own process group (GNU timeout does), so `pkill -s`
-//    reaches grandchildren. No `setsid` of our own: the login shell is a session leader, so
-//    setsid(1) would have to fork. Under `sudo -n` the session is sudo's, which runs nothing else.
+//  - The run has a session of its own: everything it starts shares the session id, even
+//    processes that make their own process group (GNU timeout does), so `pkill -s` reaches
+//    grandchildren. OpenSSH makes one per channel and the login shell execs the wrapper, which
+//    so leads it already (`setsid` would have to fork: a session leader cannot call setsid()).
+//    Otherwise (Dropbear runs commands in the connection process's session, which `pkill -s`
+//    would take down with them; `sudo`; a login shell that did not exec) the wrapper re-runs
+//    itself under `setsid -w`. It is passed as $1 and run by `eval "$1"` so it can.
 //  - CASTELLAN_RUN=<runId> is exported to the command (and everything it starts), and
 //    `castellan-run:<runId>` is the wrapper's (and its lifeline's) argv[0]: any later connection
 //    finds the run by either (reconciliation after a crash), then every member of its session.
@@ -42,16 +44,20 @@ export function assertRunId(runId: string): void {
   if (!RUN_ID_PATTERN.test(runId)) throw new RunIdError(runId);
 }
 
-// $0 = castellan-run:<runId>, $1 = remote deadline (s), $2 = kill grace (s), $3 = stdin bytes, $4.. = argv.
-// Field 6 of /proc/$$/stat is the session id (field 2, the command name, is "sh": no spaces).
-// The lifeline checks that the run is alive through $$, the wrapper's pid, which `exec`
-// hands to timeout. With stdin bytes, a pipeline feeds them and the wrapper waits for it (dash's
+// $0 = castellan-run:<runId>, $1 = this script, $2 = remote deadline (s), $3 = kill grace (s),
+// $4 = stdin bytes, $5.. = argv. Field 6 of /proc/$$/stat is the session id (field 2, the
+// command name, is "sh": no spaces). Once it leads its session, $$ is the session id. The
+// lifeline checks that the run is alive through $$, the wrapper's pid, which `exec` hands to
+// timeout. With stdin bytes, a pipeline feeds them and the wrapper waits for it (dash's
 // `wait` waits for a whole pipeline, so the lifeline is a background job of its left side).
-const WRAPPER = `CASTELLAN_RUN=\${0#castellan-run:}
+const WRAPPER = `w=$1
+shift
+read -r _ _ _ _ _ sid _ </proc/$$/stat || exit 125
+[ "$sid" = "$$" ] || exec setsid -w sh -c 'eval "$1"' "$0" "$w" "$@"
+CASTELLAN_RUN=\${0#castellan-run:}
 export CASTELLAN_RUN
 t=$1 g=$2 n=$3
 shift 3
-read -r _ _ _ _ _ sid _ </proc/$$/stat || exit 125
 exec 3<&0 </dev/null
 printf '\\036castellan-run %s\\n' "$sid"
 lifeline() {
@@ -75,20 +81,24 @@ else
   exec timeout -k "$g" "$t" "$@" 3<&-
 fi`;
 
+/** The -c script: runs the wrapper, which arrives as $1 (so that it can re-run itself under setsid). */
+export const RUN_WRAPPER = 'eval "$1"';
+
 // Prints the pids (one per line, zombies excluded) of the run: processes whose argv names it
-// (the wrapper, its lifeline), every member of their sessions, every process carrying CASTELLAN_RUN=<runId>, and every
-// descendant of those (a grandchild that made its own session and cleared its environment is
+// (the wrapper, its lifeline), every process carrying CASTELLAN_RUN=<runId>, every member of a
+// session that one of those leads (never a session it merely runs in: under Dropbear that is the
+// connection's), and every descendant of those (a grandchild that made its own session and cleared its environment is
 // still found while its parent lives). $1 = pgrep pattern (anchored, dots escaped so this
 // script never matches itself), $2 = env line.
 const RUN_PIDS = `run_pids() {
-  w=$(pgrep -f "$1")
   {
-    for p in $w; do
-      echo "$p"
-      for sid in $(ps -o sid= -p "$p" 2>/dev/null); do [ "$sid" -gt 1 ] && pgrep -s "$sid"; done
-    done
+    pgrep -f "$1"
     grep -lzxF -e "$2" /proc/[0-9]*/environ 2>/dev/null | sed -n 's|^/proc/\\([0-9]*\\)/environ$|\\1|p'
   } | sort -un > "$run_seed"
+  # Every member of a session that a tagged process leads (the wrapper, which became timeout).
+  for p in $(cat "$run_seed"); do
+    for sid in $(ps -o sid= -p "$p" 2>/dev/null); do [ "$sid" = "$p" ] && pgrep -s "$sid"; done
+  done | sort -un >> "$run_seed"
   ps -e -o pid= -o ppid= 2>/dev/null | awk -v seedfile="$run_seed" '
     BEGIN { while ((getline p < seedfile) > 0) if (p != "") s[p] = 1 }
     { parent[$1] = $2 }
@@ -155,7 +165,7 @@ export interface WrapOptions {
 export function wrapCommand(argv: readonly string[], options: WrapOptions): string {
   assertRunId(options.runId);
   const inner = [
-    'sh', '-c', WRAPPER, `castellan-run:${options.runId}`,
+    'sh', '-c', RUN_WRAPPER, `castellan-run:${options.runId}`, WRAPPER,
     seconds(options.deadlineMs), seconds(options.killGraceMs), String(options.stdinBytes),
     ...argv,
   ];

@@ -1,5 +1,6 @@
 // The remote wrapper is built only through quoteArgv; these check what it hands to the shell.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { QuotingError } from '../../src/ssh/quote.js';
 import { RunIdError, SideChannel, findCommand, killCommand, wrapCommand } from '../../src/ssh/remote-run.js';
@@ -11,13 +12,18 @@ const base = { runId: 'job-1.step', asRoot: false, loginUser: 'ops', deadlineMs:
 describe('wrapCommand', () => {
   it('tags the run in argv (the script exports CASTELLAN_RUN from it) and ends with the quoted user argv', () => {
     const line = wrapCommand(['echo', "it's"], base);
-    expect(line.startsWith(`'sh' '-c' 'CASTELLAN_RUN=\${0#castellan-run:}\nexport CASTELLAN_RUN\n`)).toBe(true);
-    expect(line.endsWith(`'castellan-run:job-1.step' '10.000' '2.000' '0' 'echo' 'it'\\''s'`)).toBe(true);
+    expect(line.startsWith(`'sh' '-c' 'eval "$1"' 'castellan-run:job-1.step' 'w=$1\nshift\n`)).toBe(true);
+    expect(line.endsWith(`fi' '10.000' '2.000' '0' 'echo' 'it'\\''s'`)).toBe(true);
   });
 
-  // sshd gives every session channel a session of its own; `setsid` stands in for it here.
-  async function runLocally(line: string, stdin: string): Promise<{ pid: number; code: number | null; stdout: string }> {
-    const child = spawn('setsid', ['sh', '-c', line], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const readSessionId = (pid: number): number => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ')[3]);
+
+  // Run as OpenSSH would (`setsid`: the login shell leads a session of its own) or as Dropbear
+  // would (no new session: the command shares its parent's, which the run must not take over).
+  async function runLocally(line: string, stdin: string, ownSession = true): Promise<{ pid: number; code: number | null; stdout: string }> {
+    const child = ownSession
+      ? spawn('setsid', ['sh', '-c', line], { stdio: ['pipe', 'pipe', 'inherit'] })
+      : spawn('sh', ['-c', line], { stdio: ['pipe', 'pipe', 'inherit'] });
     let stdout = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     child.stdin.write(stdin); // kept open while it runs: EOF is the lifeline's stop signal
@@ -26,14 +32,21 @@ describe('wrapCommand', () => {
     return { pid: child.pid ?? 0, code, stdout };
   }
 
-  it('runs: reports its session, exports CASTELLAN_RUN, feeds exactly n stdin bytes, passes the exit status', async () => {
-    const argv = ['sh', '-c', 'printf "%s|" "$CASTELLAN_RUN"; cat; exit 7'];
-    const withStdin = await runLocally(wrapCommand(argv, { ...base, stdinBytes: 3 }), 'abcdef');
-    expect(withStdin.stdout).toBe(`\u001ecastellan-run ${withStdin.pid}\njob-1.step|abc`);
-    expect(withStdin.code).toBe(7);
-    const without = await runLocally(wrapCommand(argv, base), 'ignored');
-    expect(without.stdout).toBe(`\u001ecastellan-run ${without.pid}\njob-1.step|`);
-    expect(without.code).toBe(7);
+  it('runs: reports the session it runs in (its own), exports CASTELLAN_RUN, feeds exactly n stdin bytes, passes the exit status', async () => {
+    // The command prints its own session id (field 6 of /proc/self/stat) and its run tag.
+    const argv = ['sh', '-c', 'read -r _ _ _ _ _ s _ </proc/$$/stat; printf "%s|%s|" "$s" "$CASTELLAN_RUN"; cat; exit 7'];
+    for (const ownSession of [true, false]) {
+      for (const [stdinBytes, fed] of [[3, 'abc'], [0, '']] as const) {
+        const run = await runLocally(wrapCommand(argv, { ...base, stdinBytes }), 'abcdef', ownSession);
+        const match = /^\u001ecastellan-run (\d+)\n(\d+)\|job-1\.step\|(.*)$/s.exec(run.stdout);
+        expect(match, run.stdout).not.toBeNull();
+        expect(match?.[1]).toBe(match?.[2]);
+        // A session the run leads, never the one it was started in (here: this test's).
+        expect(Number(match?.[1])).not.toBe(readSessionId(process.pid));
+        expect(match?.[3]).toBe(fed);
+        expect(run.code).toBe(7);
+      }
+    }
   });
 
   it('uses sudo -n -- for asRoot unless the login is already root', () => {
