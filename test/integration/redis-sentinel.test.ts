@@ -247,7 +247,13 @@ describe('Sentinel failover', () => {
         const record = await runtime.service.get(c.id, oscar);
         if (!isFinal(record.state)) throw new Error(`still ${record.state}`);
         return record;
-      }, `${c.id} to end`, 480);
+      }, `${c.id} to end`, 480).catch(async (err: unknown) => {
+        // For whoever reads the failure: the record as it stands and what the worker said about it.
+        const record = await runtime.ctx.store.get(c.id).catch(() => undefined);
+        const about = worker.stderr().split('\n').filter((l) => l.includes(c.id));
+        console.log(`${c.id} did not end: ${JSON.stringify({ state: record?.state, worker: record?.worker, reason: record?.reason })}\nworker lines about it:\n${about.join('\n')}\nworker's last lines:\n${worker.stderr().split('\n').slice(-40).join('\n')}`);
+        throw err;
+      });
       finals.push({ ...c, state: final.state, reason: final.reason ?? '' });
     }
     // Refused submissions never run: whatever might still start them has had time to.
