@@ -16,6 +16,7 @@ import { CLI, runCli } from '../support/castellan.js';
 const dirs: string[] = [];
 const children: ChildProcess[] = [];
 afterAll(async () => {
+  // SIGKILL is enough: every process `up` starts carries a parent-death signal.
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   for (const d of dirs) {
     await runCli(['lab', 'down', '--dir', path.join(d, 'lab')]).catch(() => undefined);
@@ -77,7 +78,9 @@ const issuerOf = (out: string): string => /lab OIDC\s+(http:\/\/127\.0\.0\.1:\d+
 
 describe('castellan up lifecycle', () => {
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGKILL'] as const) {
-    it(`leaves nothing running after ${signal}`, async () => {
+    // Each test starts a whole `up` (Redis, a lab, OIDC, server, worker), up to 90 s on a loaded
+    // 2-core machine: the default 60 s would end the test before `up` could say it is up.
+    it(`leaves nothing running after ${signal}`, { timeout: 180_000 }, async () => {
       const dir = await mkdtemp(path.join(os.tmpdir(), `castellan-up-${signal.toLowerCase()}-`));
       dirs.push(dir);
       const running = await up(dir);
@@ -97,7 +100,7 @@ describe('castellan up lifecycle', () => {
     });
   }
 
-  it('stops what an earlier run left on the dir, refuses a second live up, and keeps the issuer port', async () => {
+  it('stops what an earlier run left on the dir, refuses a second live up, and keeps the issuer port', { timeout: 300_000 }, async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'castellan-up-again-'));
     dirs.push(dir);
     const first = await up(dir);
