@@ -295,7 +295,9 @@ describe('HTTP API details', () => {
 });
 
 describe('castellan CLI in remote mode (--server, token from the environment or a file)', () => {
-  it('runs a tool, lists jobs, and holds exec for another person to approve', async () => {
+  // Seven CLI processes, each a Node start (~0.5 s quiet, several seconds on a loaded 2-core CI
+  // machine, where 60 s ran out twice): the default timeout is too tight for them together.
+  it('runs a tool, lists jobs, and holds exec for another person to approve', { timeout: 180_000 }, async () => {
     const oscarToken = await h.token('oscar');
     const env = { CASTELLAN_TOKEN: oscarToken, CASTELLAN_CONFIG: '/nonexistent' };
     const ping = await runCli(['--server', h.base, 'ping', 'all'], { env });
