@@ -157,7 +157,7 @@ export class Durability {
     if (redis.status !== 'ready' && !(await readyWithin(redis, settings.timeoutMs))) return { kind: 'unconfirmed', problem: `the durable Redis connection is ${redis.status}` };
     const epoch = this.#epoch;
     try {
-      const [verdict, index, actual] = (await runScript(redis, 'castellanDurable', CHECK, [`${this.keys.prefix}:durable`], [JSON.stringify(conditions), Date.now()])) as [string, string, string];
+      const [verdict, index, actual] = (await runScript(redis, 'castellanDurable', CHECK, [this.keys.durableTouch()], [JSON.stringify(conditions), Date.now()])) as [string, string, string];
       if (verdict !== 'ok') return { kind: 'differs', index: Number(index) - 1, actual };
       // After the touch, on the same socket: counts replicas holding everything up to it.
       const acked = await redis.wait(settings.replicas, settings.timeoutMs);

@@ -13,6 +13,7 @@
 import type { Job } from 'bullmq';
 import { errorMessage } from '../config/errors.js';
 import type { QueueContext } from './context.js';
+import { bullRetention } from './retention.js';
 import { endJob, type FinalState } from './endings.js';
 import type { JobDoc, JobRecord } from './records.js';
 import { sleep } from './sleep.js';
@@ -59,8 +60,7 @@ async function handBack(ctx: QueueContext, job: Job<JobDoc>, record: JobRecord, 
   await ctx.queue.add(job.name, job.data, {
     jobId: id,
     attempts: 1,
-    removeOnComplete: { age: ctx.settings.retention.completedAgeS, count: ctx.settings.retention.completedCount },
-    removeOnFail: { age: ctx.settings.retention.failedAgeS, count: ctx.settings.retention.failedCount },
+    ...bullRetention(ctx.settings.retention),
   });
   ctx.logger.info({ jobId: record.id, why, handBack: n }, 'job never started: handed back to the queue');
   await ctx.events.publish(record.id, { type: 'state', state: 'queued', reason: `back in the queue: ${why} before it started on any host; nothing was run` });

@@ -44,6 +44,8 @@ export interface Keys {
    * (docs/deployment.md, ~castellan:*) refuses any other name, '' included.
    */
   unused(): string;
+  /** Written by each durability round just before its WAIT (queues/durable.ts). */
+  durableTouch(): string;
   /** Pub/sub channel: MCP `notifications/cancelled` relayed between server processes. */
   mcpCancelChannel(): string;
 }
@@ -82,6 +84,7 @@ export function keys(prefix: string): Keys {
     workerHeartbeat: (workerId) => `${prefix}:worker:${workerId}`,
     submitting: () => `${prefix}:submitting`,
     unused: () => `${prefix}:unused`,
+    durableTouch: () => `${prefix}:durable`,
     mcpCancelChannel: () => `${prefix}:mcp-cancel`,
   };
 }

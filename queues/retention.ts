@@ -8,6 +8,7 @@
 // Accounting, pruning and deletion are Lua scripts: two processes ending jobs at once never
 // count a job twice or leave an index entry behind.
 import type { Redis } from 'ioredis';
+import type { JobSettings } from './context.js';
 import type { Keys } from './keys.js';
 import { runScript } from './scripts.js';
 import { FINAL_STATES, JOB_STATES } from './states.js';
@@ -151,4 +152,9 @@ export async function pruneToBudget(redis: Redis, keys: Keys, maxBytes: number, 
 /** What finished jobs hold in Redis now, by the accounting above. */
 export async function retainedBytes(redis: Redis, keys: Keys): Promise<number> {
   return Number((await redis.get(keys.retainedTotal())) ?? 0);
+}
+
+/** How long BullMQ keeps its own finished jobs (jobs.retention), for every queue.add and worker. */
+export function bullRetention(r: JobSettings['retention']): { removeOnComplete: { age: number; count: number }; removeOnFail: { age: number; count: number } } {
+  return { removeOnComplete: { age: r.completedAgeS, count: r.completedCount }, removeOnFail: { age: r.failedAgeS, count: r.failedCount } };
 }

@@ -18,6 +18,7 @@ import { jobAuditFacts, type AuditPage, type AuditQuery } from './audit.js';
 import { windowDecision } from './maintenance.js';
 import { planShapeProblems } from '../tools/steps/walk.js';
 import type { QueueContext } from './context.js';
+import { bullRetention } from './retention.js';
 import { endJob } from './endings.js';
 import type { Condition } from './durable.js';
 import { wakeIfDelayed } from './wake.js';
@@ -198,8 +199,7 @@ export class JobService {
         // nobody decides, the worker wakes up at the deadline and marks it expired.
         delay: needsApproval ? this.ctx.settings.approvals.expiryMs : 0,
         attempts: 1,
-        removeOnComplete: { age: this.ctx.settings.retention.completedAgeS, count: this.ctx.settings.retention.completedCount },
-        removeOnFail: { age: this.ctx.settings.retention.failedAgeS, count: this.ctx.settings.retention.failedCount },
+        ...bullRetention(this.ctx.settings.retention),
       });
       // Not confirmed before a replica holds it: a failover would lose a job whose id the
       // caller already has (queues/durable.ts). Unconfirmed, it is still ours to end. Checked
@@ -235,7 +235,7 @@ export class JobService {
   private submitted(jobId: string, marker: boolean): Condition[] {
     return [
       { exists: this.ctx.keys.job(jobId) },
-      { exists: `${this.ctx.keys.prefix}:bull:${this.ctx.queueName}:${jobId}` },
+      { exists: this.ctx.queue.toKey(jobId) },
       { zset: this.ctx.keys.submitting(), member: jobId, present: marker },
     ];
   }
@@ -352,8 +352,7 @@ export class JobService {
       await this.ctx.queue.add(tool.name, doc, {
         jobId: id,
         attempts: 1,
-        removeOnComplete: { age: this.ctx.settings.retention.completedAgeS, count: this.ctx.settings.retention.completedCount },
-        removeOnFail: { age: this.ctx.settings.retention.failedAgeS, count: this.ctx.settings.retention.failedCount },
+        ...bullRetention(this.ctx.settings.retention),
       });
     } catch (err) {
       const reason = `the preview could not start: ${errorMessage(err)}`;

@@ -13,6 +13,7 @@ import { metrics } from './metrics.js';
 import { errorMessage } from '../config/errors.js';
 import type { HostStatus } from '../tools/host-result.js';
 import type { QueueContext } from './context.js';
+import { bullRetention } from './retention.js';
 import { ThrottledPublisher } from './events.js';
 import { foldOutputs } from './fold.js';
 import { boundResult } from './output-budget.js';
@@ -107,8 +108,7 @@ export async function startWorker(ctx: QueueContext, connection: Redis, options:
     // One redelivery after a stall: that delivery is how a crash gets noticed and reported
     // (`interrupted`), never re-executed (see processJob).
     maxStalledCount: 1,
-    removeOnComplete: { age: ctx.settings.retention.completedAgeS, count: ctx.settings.retention.completedCount },
-    removeOnFail: { age: ctx.settings.retention.failedAgeS, count: ctx.settings.retention.failedCount },
+    ...bullRetention(ctx.settings.retention),
   };
   // Every BullMQ delivery is listed (heartbeat + running list) while it runs here, so that a
   // reconciler elsewhere can tell whether its worker is still alive.
@@ -563,10 +563,7 @@ async function dispatch(ctx: QueueContext, here: Here, record: JobRecord, plan: 
   if (await mergeQueueJobExists(ctx, record.id)) return { state: record.state };
   const sites = [...split.keys()];
   const attempt = record.risk === 'read' ? record.attempt + 1 : 0;
-  const keep = {
-    removeOnComplete: { age: ctx.settings.retention.completedAgeS, count: ctx.settings.retention.completedCount },
-    removeOnFail: { age: ctx.settings.retention.failedAgeS, count: ctx.settings.retention.failedCount },
-  };
+  const keep = bullRetention(ctx.settings.retention);
   await here.flow().add({
     name: record.tool,
     queueName: mergeQueueName(ctx.queueName),
