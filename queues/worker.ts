@@ -400,7 +400,14 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
     // Unconfirmed before any host was touched: nothing ran, the job failed (it may be submitted
     // again); after some steps ran, it was interrupted like any stopped run.
     const state = halt.reason === 'unconfirmed' && dispatched === 0 ? 'failed' : finalState(result.hosts, halt.reason);
-    const reason = halt.reason === 'unconfirmed' ? `${dispatched === 0 ? 'not started' : 'stopped'}: ${halt.detail}; ${dispatched === 0 ? 'nothing was run' : 'no later step was run'}` : halt.reason ? halt.detail : summaryLine(plan.hosts, result.hosts);
+    // A stop before any step was sent (a lost job lock during a failover, say) says so: the
+    // person reading `interrupted` must know that nothing ran anywhere.
+    const reason =
+      halt.reason === 'unconfirmed'
+        ? `${dispatched === 0 ? 'not started' : 'stopped'}: ${halt.detail}; ${dispatched === 0 ? 'nothing was run' : 'no later step was run'}`
+        : halt.reason
+          ? `${halt.detail}${halt.reason === 'lock_lost' && dispatched === 0 ? '; nothing was run (no step had started)' : ''}`
+          : summaryLine(plan.hosts, result.hosts);
     const t = await endJob(ctx, record, state, { reason, result, from: ['running'], run });
     if (t.ended) m.jobDuration.observe({ tool: record.tool }, (Date.now() - Date.parse(startedAt)) / 1000);
     return { state: t.ended ? state : (t.current ?? 'failed') };
@@ -429,7 +436,6 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
   }
 }
 
-/** Hosts in the order the plan lists them (the ledger's order is Redis hash order). */
 function foldText(h: HostOutcome): string {
   const out = h.stdout.replace(/\s+$/, '');
   if (h.status === 'ok') return out;
