@@ -217,6 +217,41 @@ describe('Slack over HTTP: commands', () => {
     expect(await jobCount()).toBe(before + 1);
   });
 
+  it('creates one job and one approval card when Slack retries a command while the first delivery is still being handled, on two instances', async () => {
+    // Slack retries when the ack is late, so a retry can arrive while the first delivery is in
+    // flight, and behind a load balancer at another instance. Both share Redis only. Two layers
+    // hold: the inbox records a delivery once (atomic), and the submission's idempotency key is
+    // Slack's trigger id (with both removed this test sees four jobs).
+    const other = await startServer(c.runtime, { port: 0, slack: { sweepMs: 200, editIntervalMs: 400 } });
+    try {
+      const triggerId = `${Date.now()}.43.${randomBytes(8).toString('hex')}`;
+      const marker = `concurrent-retry-${randomBytes(4).toString('hex')}`;
+      const text = `exec node01 -- echo ${marker}`;
+      const before = await jobCount();
+      const payload = slashCommandPayload({ text, user: 'UOSCAR', channel: OPS, responseUrl: slack.responseUrl(), team: slack.teamId, triggerId });
+      const deliveries = await Promise.all([
+        signedRequest(events(), formBody(payload), SIGNING_SECRET),
+        signedRequest(`${other.url}/slack/events`, formBody(payload), SIGNING_SECRET, { retryNum: 1 }),
+        signedRequest(events(), formBody(payload), SIGNING_SECRET, { retryNum: 2 }),
+        signedRequest(`${other.url}/slack/events`, formBody(payload), SIGNING_SECRET, { retryNum: 3 }),
+      ]);
+      expect(deliveries.map((d) => d.status)).toEqual([200, 200, 200, 200]);
+      const card = await until('the approval card', () => slack.messages(APPROVALS).find((m) => m.threadTs === undefined && blocksText(m).includes(marker)));
+      await new Promise((r) => setTimeout(r, 2000));
+      expect(await jobCount()).toBe(before + 1);
+      const jobId = jobIdIn(card) ?? '';
+      expect((await c.runtime.service.get(jobId, c.runtime.localRequester('cli'))).state).toBe('awaiting_approval');
+      // One request message and one card, though two instances' notifiers watch the same jobs.
+      expect(slack.messages(OPS).filter((m) => m.threadTs === undefined && blocksText(m).includes(marker))).toHaveLength(1);
+      expect(slack.messages(APPROVALS).filter((m) => m.threadTs === undefined && blocksText(m).includes(marker))).toHaveLength(1);
+      const audit = (await readFile(`${c.dir}/audit.jsonl`, 'utf8')).split('\n').filter((l) => l.includes(marker));
+      expect(audit.filter((l) => (JSON.parse(l) as { kind?: string }).kind === 'request')).toHaveLength(1);
+      await c.runtime.service.cancel(jobId, c.runtime.localRequester('cli'));
+    } finally {
+      await other.close();
+    }
+  });
+
   it('answers bad input with an ephemeral error naming the field, and runs nothing', async () => {
     const before = await jobCount();
     const cases: [string, RegExp][] = [
