@@ -31,7 +31,18 @@ export interface SshSettings {
   readonly maxOutputBytes: number;
   readonly killGraceMs: number;
   readonly maxTransferBytes: number;
+  /** `ssh.node_helper`: run commands through one Perl helper per pooled connection (`auto`) or the per-command wrapper (`off`). */
+  readonly nodeHelper: NodeHelperMode;
 }
+
+/**
+ * `auto`: each pooled connection starts the node helper (src/ssh/node-helper.ts) and runs its
+ * commands through it, falling back to the wrapper where the node has no perl; `off`: every
+ * command is its own SSH exec under the wrapper (src/ssh/remote-run.ts).
+ */
+export const NODE_HELPER_MODES = ['auto', 'off'] as const;
+export type NodeHelperMode = (typeof NODE_HELPER_MODES)[number];
+export const DEFAULT_NODE_HELPER: NodeHelperMode = 'off';
 
 export interface RedisSettings {
   /** Without credentials; the password comes from `password_env` / `password_file`. */
@@ -390,6 +401,7 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
       max_output_bytes: size('1MiB'),
       kill_grace: duration('5s'),
       max_transfer_bytes: size('100MiB'),
+      node_helper: z.enum(NODE_HELPER_MODES).default(DEFAULT_NODE_HELPER),
     })
     .transform((v, ctx): SshSettings => {
       const agentSocket = v.agent === true ? env.SSH_AUTH_SOCK : v.agent === false ? undefined : resolve(baseDir, v.agent);
@@ -411,6 +423,7 @@ export function settingsSchema(baseDir: string, env: NodeJS.ProcessEnv = process
         maxOutputBytes: v.max_output_bytes,
         killGraceMs: v.kill_grace,
         maxTransferBytes: v.max_transfer_bytes,
+        nodeHelper: v.node_helper,
       };
     })
     .prefault({});

@@ -24,10 +24,13 @@ import { pathToFileURL } from 'node:url';
 import ssh2 from 'ssh2';
 import type { AuthContext, Connection, ServerChannel } from 'ssh2';
 import { answerStep, parseCommandLine, wrapperMarker, type NodeIdentity } from './fake-shell.js';
+import { serveHelper } from './fake-helper.js';
+import { helperCommand } from '../ssh/node-helper.js';
 import { generateKeyPair } from './keys.js';
 import { knownHostsLine, nodeName, readPublicKey, writeCastellanConfig, writeInventory, writeKnownHosts } from './lab-files.js';
 import { currentUser } from './login-user.js';
 import { allocateLoopbackAddresses, findPortFreeOnAll } from './net.js';
+import { quoteArgv } from '../ssh/quote.js';
 
 const { Server, utils } = ssh2;
 
@@ -101,6 +104,8 @@ export interface Farm {
 }
 
 const MAX_NODES = 5000;
+/** The executor's node helper start line (ssh.node_helper: auto); the farm speaks its protocol. */
+const HELPER_COMMAND = helperCommand();
 const WRAPPER_SESSION_BASE = 40_000;
 
 function openFileLimit(): number {
@@ -256,6 +261,19 @@ function serveConnection(client: Connection, remotePort: number, runtime: NodeRu
       session.on('subsystem', (_accept, reject) => reject?.());
       session.on('exec', (accept, _reject, info) => {
         const channel = accept();
+        if (info.command === HELPER_COMMAND) {
+          serveHelper(channel, {
+            who: { node: runtime.node.name, user },
+            fault: () => runtime.fault,
+            onStart: (runId, argv) => {
+              farm.counters.execs++;
+              if (farm.record) farm.execLog.push({ node: runtime.node.name, user, command: quoteArgv(argv), runId, argv: [...argv], at: Date.now() });
+            },
+            cut: () => runtime.sockets.get(remotePort)?.destroy(),
+            nextSession: () => WRAPPER_SESSION_BASE + (farm.nextSession++ % 20_000),
+          });
+          return;
+        }
         farm.counters.execs++;
         const parsed = farm.record ? parseCommandLine(info.command) : null;
         if (parsed) {

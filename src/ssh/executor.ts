@@ -4,12 +4,16 @@
 // (remote-run.ts) so that timeouts and cancellation really stop them on the node.
 import type { Logger } from 'pino';
 import type { ClientChannel } from 'ssh2';
+import { DEFAULT_NODE_HELPER, type NodeHelperMode } from '../../config/schema.js';
 import { slidingWindow } from './batches.js';
 import { fingerprint, KnownHosts } from './known-hosts.js';
 import type { SshObserver } from './metrics.js';
 import { CappedOutput } from './output.js';
+import { runOnHelper, type RunRecord } from './helper-run.js';
+import { HelperUnavailable, NodeHelper } from './helper-session.js';
 import { ConnectError, ConnectionPool, type PooledConnection } from './pool.js';
-import { SideChannel, findCommand, killCommand, wrapCommand } from './remote-run.js';
+import { SideChannel, assertRunId, findCommand, killCommand, wrapCommand } from './remote-run.js';
+import { quoteArgv } from './quote.js';
 import { SlotsClosedError } from './slots.js';
 import { ChannelOpenCancelled, execChannel, onChannelExit, openRetryingRefusals } from './channel-open.js';
 import { INIT_NAME_COMMAND, diagnoseFailure, diagnosisText } from './missing-prerequisite.js';
@@ -66,6 +70,8 @@ export interface ExecutorOptions {
   readonly maxTransferBytes?: number | undefined;
   readonly logger?: Logger | undefined;
   readonly observer?: SshObserver | undefined;
+  /** Config `ssh.node_helper` (node-helper.ts): one helper per pooled connection, or the wrapper per command. */
+  readonly nodeHelper?: NodeHelperMode | undefined;
 }
 
 export type RequestFor = ExecRequest | ((target: SshTarget) => ExecRequest);
@@ -158,8 +164,10 @@ export class SshExecutor implements SftpAccess {
   readonly maxTransferBytes: number;
   private readonly logger: Logger | undefined;
   private readonly observer: SshObserver | undefined;
+  readonly nodeHelper: NodeHelperMode;
 
   constructor(options: ExecutorOptions) {
+    this.nodeHelper = options.nodeHelper ?? DEFAULT_NODE_HELPER;
     this.knownHosts = options.knownHosts;
     this.limits = limitsOf(DEFAULT_LIMITS, options.limits);
     this.window = options.window ?? DEFAULT_WINDOW;
@@ -317,6 +325,11 @@ export class SshExecutor implements SftpAccess {
     const { signal, onEvent } = options;
     onEvent?.({ type: 'host_started', host: target.name });
     const stdin = request.stdin !== undefined ? Buffer.from(request.stdin, 'utf8') : Buffer.alloc(0);
+    // sudo needs a command line (and a terminal-less sudo of its own): such runs keep the wrapper.
+    if (this.nodeHelper === 'auto' && !(request.asRoot === true && target.user !== 'root')) {
+      const viaHelper = await this.runViaHelper(target, request, stdin, limits, options, attempt);
+      if (viaHelper) return this.finish(await this.explainFailure(target, request, limits, viaHelper), onEvent);
+    }
     let command: string;
     try {
       command = wrapCommand(request.argv, {
@@ -341,6 +354,86 @@ export class SshExecutor implements SftpAccess {
     this.logger?.debug({ host: target.name, runId: request.runId, program: request.argv[0] }, 'exec');
     const result = await this.runOnChannel(target, request, command, stdin, limits, options, attempt, lease);
     return this.finish(await this.explainFailure(target, request, limits, result), onEvent);
+  }
+
+  /**
+   * Run on the connection's node helper. Null when the node has none (no perl, the helper would
+   * not start or has died): the caller then uses the wrapper, which the log says once per
+   * connection.
+   */
+  private async runViaHelper(target: SshTarget, request: ExecRequest, stdin: Buffer, limits: ExecLimits, options: FanoutOptions, attempt: Attempt): Promise<HostResult | null> {
+    const { signal, onEvent } = options;
+    try {
+      assertRunId(request.runId);
+      // The same refusals as the wrapper's (empty argv, NUL bytes), though nothing is quoted.
+      quoteArgv(request.argv);
+    } catch (error) {
+      return attempt.result('failed', { error: `refused before running: ${message(error)}` });
+    }
+    if (signal?.aborted) return attempt.result('cancelled', { error: 'cancelled before start' });
+    let connection: PooledConnection;
+    let release: () => void;
+    try {
+      const before = performance.now();
+      const pooled = this.pool.has(target);
+      connection = await this.pool.connection(target, limits.connectTimeoutMs, signal);
+      attempt.connectMs = pooled ? 0 : Math.round(performance.now() - before);
+      const helper = await this.helperOf(connection, limits.connectTimeoutMs);
+      if (!helper) return null;
+      release = await connection.helperRuns.acquire(signal);
+      if (helper.broken) {
+        release();
+        return null;
+      }
+      this.logger?.debug({ host: target.name, runId: request.runId, program: request.argv[0] }, 'exec (node helper)');
+      this.observer?.execStarted?.(target.name);
+      const run = await runOnHelper({
+        host: target.name,
+        connection,
+        helper,
+        spec: { runId: request.runId, argv: request.argv, stdin, deadlineMs: limits.commandTimeoutMs + limits.killGraceMs + REMOTE_DEADLINE_MARGIN_MS, killGraceMs: limits.killGraceMs },
+        limits,
+        signal,
+        onOutput: (stream, chunk) => onEvent?.({ type: 'output', host: target.name, stream, chunk }),
+        killOverControl: () => this.killRemoteRun(target, request.runId, { killGraceMs: limits.killGraceMs, connectTimeoutMs: limits.connectTimeoutMs }),
+        logger: this.logger,
+        closeAfterKillMs: CLOSE_AFTER_KILL_MS,
+        unansweredStopMs: UNANSWERED_STOP_MS,
+      });
+      release();
+      return this.channelResult(attempt, attempt, run);
+    } catch (error) {
+      if (signal?.aborted) return attempt.result('cancelled', { error: 'cancelled before start' });
+      return this.connectFailure(attempt, error);
+    }
+  }
+
+  /** The connection's helper, started on first use (one per connection, shared by its callers). */
+  private helperOf(connection: PooledConnection, timeoutMs: number): Promise<NodeHelper | null> {
+    connection.helper ??= (async () => {
+      const host = connection.target.name;
+      let release: (() => void) | undefined;
+      try {
+        // The helper's channel is an sshd session like any other: it holds one of the slots.
+        release = await connection.slots.acquire();
+        const helper = await NodeHelper.start(connection.client, timeoutMs);
+        connection.pin(1);
+        const held = release;
+        helper.onBroken((reason) => {
+          connection.pin(-1);
+          held();
+          if (!connection.isClosed) this.logger?.warn({ host, reason }, 'node helper stopped: this connection uses the wrapper from now on');
+        });
+        this.logger?.debug({ host }, 'node helper started');
+        return helper;
+      } catch (error) {
+        release?.();
+        if (!(error instanceof HelperUnavailable)) throw error;
+        this.logger?.info({ host, reason: error.message }, 'node helper unavailable: this connection uses the wrapper');
+        return null;
+      }
+    })();
+    return connection.helper.then((helper) => (helper && !helper.broken ? helper : null));
   }
 
   private async runOnChannel(
@@ -497,17 +590,8 @@ export class SshExecutor implements SftpAccess {
 
   private channelResult(
     attempt: Attempt,
-    lease: Lease,
-    run: {
-      exitCode: number | null;
-      exitSignal: string | null;
-      outcome: { status: 'timed_out' | 'cancelled'; reason: string } | null;
-      report: RemoteKillReport | null;
-      wrapperSeen: boolean;
-      stdout: CappedOutput;
-      stderr: CappedOutput;
-      limits: ExecLimits;
-    },
+    lease: { readonly connectMs: number },
+    run: RunRecord,
   ): HostResult {
     const fields = {
       exitCode: run.exitCode,
@@ -517,20 +601,19 @@ export class SshExecutor implements SftpAccess {
       truncated: run.stdout.truncated || run.stderr.truncated,
       connectMs: lease.connectMs,
     };
-    if (run.outcome) {
-      const report = run.report;
-      const remote = !report ? '' : report.outcome === 'survivors' || report.outcome === 'unknown'
-        ? `; remote stop NOT verified: ${report.error ?? report.outcome}`
-        : `; remote run stopped (${report.outcome})`;
-      return attempt.result(run.outcome.status, { ...fields, error: `${run.outcome.reason}${remote}` });
-    }
+    const report = run.report;
+    const remote = !report ? '' : report.outcome === 'survivors' || report.outcome === 'unknown'
+      ? `; remote stop NOT verified: ${report.error ?? report.outcome}`
+      : `; remote run stopped (${report.outcome})`;
+    if (run.outcome) return attempt.result(run.outcome.status, { ...fields, error: `${run.outcome.reason}${run.lost ? ` (${run.lost})` : ''}${remote}` });
+    if (run.lost) return attempt.result('failed', { ...fields, error: `${run.lost}${remote}` });
     if (run.exitCode === 0) return attempt.result('ok', fields);
     if (run.exitCode === null && run.exitSignal === null) {
       return attempt.result('failed', { ...fields, error: 'connection lost while the command ran (the remote lifeline stops it)' });
     }
     let error = run.exitSignal ? `killed by signal ${run.exitSignal}` : `exit code ${run.exitCode}`;
     if (!run.wrapperSeen) error += ' (the remote wrapper did not start: are sh, setsid, timeout and pkill installed, and /proc mounted?)';
-    else if (run.exitCode === 124) error += ' (the remote deadline of the command was reached)';
+    else if (run.exitCode === 124 && run.remoteDeadline !== false) error += ' (the remote deadline of the command was reached)';
     return attempt.result('failed', { ...fields, error });
   }
 

@@ -45,6 +45,7 @@ export async function createPlanExecutor(config: Config, logger: Logger): Promis
     keepaliveIntervalMs: config.ssh.keepaliveIntervalMs,
     agentSocket: config.ssh.agentSocket,
     maxTransferBytes: config.ssh.maxTransferBytes,
+    nodeHelper: config.ssh.nodeHelper,
     logger,
     observer,
   });

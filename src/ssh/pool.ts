@@ -7,6 +7,7 @@ import { Socket } from 'node:net';
 import { readFile, stat } from 'node:fs/promises';
 import { Client, type ConnectConfig } from 'ssh2';
 import type { Logger } from 'pino';
+import type { NodeHelper } from './helper-session.js';
 import type { KnownHosts } from './known-hosts.js';
 import type { SshObserver } from './metrics.js';
 import { ChannelSlots } from './slots.js';
@@ -48,6 +49,15 @@ export function poolKey(target: SshTarget): string {
 export class PooledConnection {
   readonly slots: ChannelSlots;
   readonly control: ChannelSlots;
+  /** Commands in flight on the node helper (as many as channels: the node's processes are the cost). */
+  readonly helperRuns: ChannelSlots;
+  /**
+   * The node helper of this connection (helper-session.ts), once asked for: null when the node
+   * cannot have one (the wrapper is used instead). It holds one of `slots` for its channel.
+   */
+  helper: Promise<NodeHelper | null> | undefined;
+  /** Slots held for the connection's life (the helper's channel): not activity for the idle close. */
+  private pinned = 0;
   private idleTimer: NodeJS.Timeout | undefined;
   private closed = false;
   /** When the node last sent anything (Date.now()): tells a slow node from a frozen one. */
@@ -63,6 +73,7 @@ export class PooledConnection {
     const onChange = (): void => this.touch();
     this.slots = new ChannelSlots(maxChannels, onChange);
     this.control = new ChannelSlots(CONTROL_CHANNELS_PER_HOST, onChange);
+    this.helperRuns = new ChannelSlots(maxChannels, onChange);
     this.touch();
   }
 
@@ -78,6 +89,13 @@ export class PooledConnection {
     const error = new ConnectError('unreachable', `connection to ${this.target.name} lost: ${reason}`);
     this.slots.close(error);
     this.control.close(error);
+    this.helperRuns.close(error);
+  }
+
+  /** A slot taken (or given back) for the connection's life; see `pinned`. */
+  pin(delta: 1 | -1): void {
+    this.pinned += delta;
+    this.touch();
   }
 
   end(): void {
@@ -100,7 +118,8 @@ export class PooledConnection {
     clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
     if (this.closed) return;
-    const busy = this.slots.inUse + this.slots.queued + this.control.inUse + this.control.queued;
+    const busy = this.slots.inUse - this.pinned + this.slots.queued + this.control.inUse + this.control.queued
+      + this.helperRuns.inUse + this.helperRuns.queued;
     if (busy === 0 && this.idleCloseMs > 0) {
       this.idleTimer = setTimeout(() => this.end(), this.idleCloseMs);
       this.idleTimer.unref();
