@@ -36,6 +36,8 @@ export interface CastellanSpec {
   readonly redisUrl?: string | undefined;
   /** Where the generated castellan.yaml goes. */
   readonly workDir: string;
+  /** `ssh.node_helper` for the executor and pipeline (default: Castellan's default). */
+  readonly nodeHelper?: 'auto' | 'off' | undefined;
 }
 
 export interface FanoutSample {
@@ -61,12 +63,12 @@ export interface CastellanMeasurement {
 const RUN_TIMEOUT_MS = 10 * 60_000;
 
 /** castellan.yaml for the fleet, with Castellan's own defaults for everything not fleet-specific. */
-export async function writeBenchConfig(spec: Pick<CastellanSpec, 'fleet' | 'window' | 'redisUrl' | 'workDir'>): Promise<string> {
-  const file = path.join(spec.workDir, `castellan-${spec.fleet.kind}-${spec.fleet.nodes.length}.yaml`);
+export async function writeBenchConfig(spec: Pick<CastellanSpec, 'fleet' | 'window' | 'redisUrl' | 'workDir' | 'nodeHelper'>): Promise<string> {
+  const file = path.join(spec.workDir, `castellan-${spec.fleet.kind}-${spec.fleet.nodes.length}${spec.nodeHelper ? `-${spec.nodeHelper}` : ''}.yaml`);
   const doc = {
     inventory: spec.fleet.inventoryFile,
     known_hosts: spec.fleet.knownHostsFile,
-    ssh: { user: spec.fleet.user, private_key_file: spec.fleet.clientKeyFile, window: spec.window },
+    ssh: { user: spec.fleet.user, private_key_file: spec.fleet.clientKeyFile, window: spec.window, ...(spec.nodeHelper ? { node_helper: spec.nodeHelper } : {}) },
     redis: { url: spec.redisUrl ?? 'redis://127.0.0.1:6379', prefix: 'castellan' },
     auth: {
       roles: { admin: ['admins'], operator: ['ops'], approver: ['leads'], viewer: ['everyone'] },
@@ -112,6 +114,7 @@ async function measureExecutor(spec: CastellanSpec, config: Config): Promise<Omi
   const executor = await SshExecutor.fromKnownHostsFile(config.knownHosts, {
     limits: { connectTimeoutMs: config.ssh.connectTimeoutMs, commandTimeoutMs: config.ssh.commandTimeoutMs, maxOutputBytes: config.ssh.maxOutputBytes, killGraceMs: config.ssh.killGraceMs },
     window: spec.window,
+    nodeHelper: config.ssh.nodeHelper,
     maxChannelsPerHost: config.ssh.maxChannelsPerHost,
     idleCloseMs: config.ssh.idleCloseMs,
     keepaliveIntervalMs: config.ssh.keepaliveIntervalMs,

@@ -16,7 +16,7 @@ export const CASTELLAN_WINDOW = 64;
 export const CLIENT_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'castellan-client.js');
 
 export type ClientConfig =
-  | { readonly id: string; readonly kind: 'castellan'; readonly shape: CastellanShape; readonly window: number; readonly hosts?: number; readonly warmRuns?: number }
+  | { readonly id: string; readonly kind: 'castellan'; readonly shape: CastellanShape; readonly window: number; readonly hosts?: number; readonly warmRuns?: number; readonly nodeHelper?: 'auto' | 'off' }
   | { readonly id: string; readonly kind: 'competitor'; readonly tool: CompetitorName; readonly window: number };
 
 /** One figure set of one run of one row (a Castellan process yields a cold and a warm row). */
@@ -137,6 +137,7 @@ async function runOnce(plan: FanoutPlan, config: ClientConfig, runIndex: number)
       warmRuns: config.warmRuns,
       redisUrl: plan.redisUrl,
       workDir: plan.workDir,
+      nodeHelper: config.nodeHelper,
     };
     const { measurement, process: run } = await plan.runCastellan(spec);
     return castellanRows(config, measurement, run);
@@ -152,11 +153,11 @@ async function runOnce(plan: FanoutPlan, config: ClientConfig, runIndex: number)
 }
 
 export function rowLabel(id: string): { label: string; client: string; window: number; defaultWindow: boolean } {
-  // ids: castellan-<shape>-w<window>[-n<hosts>]:<cold|warm>, or <tool>-w<window>
-  const m = /^castellan-(executor|pipeline|raw-ssh2)-w(\d+)(?:-n(\d+))?:(cold|warm)$/.exec(id);
+  // ids: castellan-<shape>-w<window>[-n<hosts>][-wrapper]:<cold|warm>, or <tool>-w<window>
+  const m = /^castellan-(executor|pipeline|raw-ssh2)-w(\d+)(?:-n(\d+))?(-wrapper)?:(cold|warm)$/.exec(id);
   if (m) {
-    const [, shape, window, hosts, temp] = m;
-    const client = shape === 'raw-ssh2' ? 'raw ssh2 loop' : `Castellan ${shape}`;
+    const [, shape, window, hosts, wrapper, temp] = m;
+    const client = shape === 'raw-ssh2' ? 'raw ssh2 loop' : `Castellan ${shape}${wrapper ? ' (wrapper, node_helper off)' : ''}`;
     return { label: `${client} ${temp}${hosts ? ` (N = ${hosts})` : ''}`, client, window: Number(window), defaultWindow: Number(window) === CASTELLAN_WINDOW };
   }
   const t = /^(parallel-ssh|clush|pdsh|ansible)-w(\d+)$/.exec(id);
@@ -170,8 +171,9 @@ export function rowLabel(id: string): { label: string; client: string; window: n
   return { label: id, client: id, window: Number.NaN, defaultWindow: false };
 }
 
-export function castellanConfig(shape: CastellanShape, window = CASTELLAN_WINDOW, hosts?: number, warmRuns?: number): ClientConfig {
-  return { id: `castellan-${shape}-w${window}${hosts ? `-n${hosts}` : ''}`, kind: 'castellan', shape, window, hosts, warmRuns };
+export function castellanConfig(shape: CastellanShape, window = CASTELLAN_WINDOW, hosts?: number, warmRuns?: number, nodeHelper?: 'auto' | 'off'): ClientConfig {
+  const suffix = nodeHelper === 'off' ? '-wrapper' : '';
+  return { id: `castellan-${shape}-w${window}${hosts ? `-n${hosts}` : ''}${suffix}`, kind: 'castellan', shape, window, hosts, warmRuns, nodeHelper };
 }
 
 export function competitorConfig(tool: CompetitorName, window: number): ClientConfig {

@@ -84,6 +84,10 @@ export function fanoutConfigs(kind: 'farm' | 'sshd', nodes: number, options: { f
     castellanConfig('executor'),
     castellanConfig('pipeline'),
     castellanConfig('raw-ssh2'),
+    // The same with the node helper off (every command its own SSH exec under the wrapper), in
+    // the same rounds, so the two modes compare under the same load.
+    castellanConfig('executor', CASTELLAN_WINDOW, undefined, undefined, 'off'),
+    castellanConfig('pipeline', CASTELLAN_WINDOW, undefined, undefined, 'off'),
   ];
   if (options.withSingleHost) configs.push(castellanConfig('executor', CASTELLAN_WINDOW, 1, N1_WARM_RUNS), castellanConfig('pipeline', CASTELLAN_WINDOW, 1, N1_WARM_RUNS));
   if (options.competitors === false) return configs;
@@ -199,7 +203,7 @@ async function main(): Promise<void> {
     }
     if (!options.sizes.includes(1000)) notes.push('N = 1000 was not run: its targets are "not measured".');
     if (!options.farmCompetitors) notes.push('--no-farm-competitors: the fake farms ran Castellan and the raw ssh2 loop only.');
-    notes.push('Castellan runs its remote wrapper (sh, a forked lifeline and timeout, so a timeout or cancel really stops the command); the other tools run bare `true`. On real sshd those processes cost the node CPU per command: see "Node CPU per host".');
+    notes.push('Castellan runs each command through its node helper (one Perl process per pooled connection: a fork and exec per command, in its own session, with a remote deadline and a lifeline, so a timeout or cancel really stops it); the "(wrapper, node_helper off)" rows run every command as its own SSH exec under the remote wrapper (sh, a forked lifeline and timeout). The other tools run bare `true`. On real sshd the per-command processes cost the node CPU: see "Node CPU per host".');
     notes.push('The fake farm, the clients and the other engineers\' work share the same 2 cores: absolute times vary between runs; ratios within one run are the figures to compare.');
   } finally {
     process.removeListener('SIGINT', interrupted);

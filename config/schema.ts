@@ -42,7 +42,7 @@ export interface SshSettings {
  */
 export const NODE_HELPER_MODES = ['auto', 'off'] as const;
 export type NodeHelperMode = (typeof NODE_HELPER_MODES)[number];
-export const DEFAULT_NODE_HELPER: NodeHelperMode = 'off';
+export const DEFAULT_NODE_HELPER: NodeHelperMode = 'auto';
 
 export interface RedisSettings {
   /** Without credentials; the password comes from `password_env` / `password_file`. */

@@ -109,7 +109,8 @@ describe('fan-out over real sshd', () => {
   it('waits out sshd refusing a channel (no free session) and runs each command exactly once', async () => {
     // 12 channels against MaxSessions 10: sshd refuses opens ("no more sessions") until ours close,
     // the same refusal a loaded node gives while it still counts sessions we already closed.
-    const greedy = new SshExecutor({ knownHosts: await pinned(), maxChannelsPerHost: 12, limits: { connectTimeoutMs: 20_000, commandTimeoutMs: 20_000 } });
+    // A channel per command is the wrapper's way (node helper off; with it, sudo runs and transfers).
+    const greedy = new SshExecutor({ knownHosts: await pinned(), maxChannelsPerHost: 12, nodeHelper: 'off', limits: { connectTimeoutMs: 20_000, commandTimeoutMs: 20_000 } });
     const marks = path.join(dir, 'once.log');
     try {
       const results = await Promise.all(
