@@ -350,7 +350,8 @@ export class SshExecutor implements SftpAccess {
     } catch (error) {
       return this.finish(this.connectFailure(attempt, error), onEvent);
     }
-    attempt.connectMs = lease.connectMs;
+    // A connection made for a node helper that would not start counts for the fallback run.
+    attempt.connectMs = Math.max(attempt.connectMs, lease.connectMs);
     this.logger?.debug({ host: target.name, runId: request.runId, program: request.argv[0] }, 'exec');
     const result = await this.runOnChannel(target, request, command, stdin, limits, options, attempt, lease);
     return this.finish(await this.explainFailure(target, request, limits, result), onEvent);
@@ -538,7 +539,7 @@ export class SshExecutor implements SftpAccess {
         lease.release();
         emit('stdout', stdout.push(side.flush()));
         const report: RemoteKillReport = { host: target.name, runId: request.runId, outcome: 'unknown', error: `${why}; its connection was dropped (the remote deadline and lifeline stop the command once the node runs again)` };
-        resolve(this.channelResult(attempt, lease, { exitCode, exitSignal, outcome, report, wrapperSeen: side.seen, stdout, stderr, limits }));
+        resolve(this.channelResult(attempt, attempt, { exitCode, exitSignal, outcome, report, wrapperSeen: side.seen, stdout, stderr, limits }));
       };
       const timer = setTimeout(() => stop('timed_out', `command timeout after ${limits.commandTimeoutMs} ms`), limits.commandTimeoutMs);
       const onAbort = (): void => stop('cancelled', 'cancelled');
@@ -568,7 +569,7 @@ export class SshExecutor implements SftpAccess {
         void (async () => {
           const report = stopping ? await stopping : null;
           clearTimeout(forceClose);
-          resolve(this.channelResult(attempt, lease, { exitCode, exitSignal, outcome, report, wrapperSeen: side.seen, stdout, stderr, limits }));
+          resolve(this.channelResult(attempt, attempt, { exitCode, exitSignal, outcome, report, wrapperSeen: side.seen, stdout, stderr, limits }));
         })();
       });
       if (stdin.length > 0) writeStdin(stream, stdin);

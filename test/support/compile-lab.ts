@@ -23,13 +23,14 @@ export async function compileLab(entries: readonly string[]): Promise<CompiledLa
   const outDir = await mkdtemp(path.join(repo, '.lab', 'compiled-'));
   const tsc = path.join(repo, 'node_modules', 'typescript', 'bin', 'tsc');
   await run(process.execPath, [
-    tsc, '--ignoreConfig', '--outDir', outDir, '--rootDir', path.join(repo, 'src', 'lab'),
+    // Root src/, not src/lab: the fake farm speaks the node helper's protocol (src/ssh/helper-protocol.ts).
+    tsc, '--ignoreConfig', '--outDir', outDir, '--rootDir', path.join(repo, 'src'),
     '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022',
     '--types', 'node', '--skipLibCheck', '--strict',
     ...entries.map((name) => path.join(repo, 'src', 'lab', `${name}.ts`)),
   ], { cwd: repo, timeout: 120_000 });
   return {
-    file: (name) => path.join(outDir, `${name}.js`),
+    file: (name) => path.join(outDir, 'lab', `${name}.js`),
     remove: () => rm(outDir, { recursive: true, force: true }),
   };
 }
