@@ -208,7 +208,7 @@ describe('node helper (ssh.node_helper: auto)', () => {
       const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
       client = child;
       await new Promise<void>((resolve, reject) => {
-        child.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('all up') && resolve());
+        child.stdout.on('data', (chunk: Buffer) => chunk.toString().includes('all up') && resolve());
         child.once('exit', (code) => reject(new Error(`client exited ${code} before its commands were up`)));
       });
       return child;
