@@ -1,5 +1,5 @@
 // The all-jobs feed: one Redis stream with every job's state changes and votes, in the order
-// they happened. A notifier (Slack messages, dashboard live updates) follows it instead of
+// they happened (written in the same script as the job's own stream, queues/events.ts). A notifier (Slack messages, dashboard live updates) follows it instead of
 // every job's own stream. A stream, unlike pub/sub, keeps entries, so a follower can resume
 // from a stored position after a restart; a consumer group makes that exactly-once for
 // whatever the handler writes to Redis (see `consume`).
@@ -30,10 +30,6 @@ export function isFeedEvent(event: JobEvent): event is FeedEvent {
   return event.type === 'state' || event.type === 'vote';
 }
 
-/** Append to the feed inside the caller's pipeline, so the job stream and the feed move together. */
-export function appendToFeed(pipeline: ChainableCommander, keys: Keys, jobId: string, event: FeedEvent): void {
-  pipeline.xadd(keys.feed(), 'MAXLEN', '~', FEED_MAXLEN, '*', 'j', jobId, 'e', JSON.stringify(event));
-}
 
 function entryOf(id: string, fields: string[]): FeedEntry {
   const field = (name: string): string => fields[fields.indexOf(name) + 1] ?? '';

@@ -40,9 +40,9 @@ export class ExecutionLedger {
   ) {}
 
   /** Claim the step on each host; returns only the hosts this caller may run it on. */
-  async claim(jobId: string, attempt: number, step: string, hosts: readonly string[], worker: string): Promise<string[]> {
+  async claim(jobId: string, attempt: number, step: string, hosts: readonly string[], worker: string, startedAt = new Date().toISOString()): Promise<string[]> {
     if (hosts.length === 0) return [];
-    const entry = (host: string): LedgerEntry => ({ attempt, step, host, worker, startedAt: new Date().toISOString() });
+    const entry = (host: string): LedgerEntry => ({ attempt, step, host, worker, startedAt });
     // One script call: the started record is the same shape for all hosts except the host
     // name, which the field already carries; store the host-free part once.
     const template = JSON.stringify({ ...entry(''), host: undefined });
@@ -53,25 +53,28 @@ export class ExecutionLedger {
   }
 
   /**
-   * Record the outcome of every host of a step at once: two round trips (read the claims,
-   * write the outcomes) instead of two per host.
+   * Record the outcome of every host of a step at once: one write (and one read of the claims
+   * whose start the caller does not know, i.e. made by an earlier delivery) instead of two
+   * round trips per host.
    */
   async finishMany(
     jobId: string,
     attempt: number,
     step: string,
-    outcomes: ReadonlyArray<{ readonly host: string } & Pick<LedgerEntry, 'status' | 'exitCode' | 'durationMs' | 'output'>>,
+    outcomes: ReadonlyArray<{ readonly host: string } & Pick<LedgerEntry, 'status' | 'exitCode' | 'durationMs' | 'output'> & { readonly startedAt?: string | undefined }>,
     worker: string,
   ): Promise<void> {
     if (outcomes.length === 0) return;
     const key = this.keys.ledger(jobId);
     const fields = outcomes.map((o) => ledgerField(attempt, step, o.host));
-    const current = await this.redis.hmget(key, ...fields);
+    const unknown = outcomes.flatMap((o, i) => (o.startedAt === undefined ? [i] : []));
+    const read = unknown.length > 0 ? await this.redis.hmget(key, ...unknown.map((i) => fields[i] as string)) : [];
+    const current = new Map(unknown.map((index, k) => [index, read[k]]));
     const finishedAt = new Date().toISOString();
     const values: string[] = [];
     outcomes.forEach((outcome, i) => {
-      const raw = current[i];
-      const started = raw ? (JSON.parse(raw) as Partial<LedgerEntry>) : {};
+      const raw = current.get(i);
+      const started = outcome.startedAt !== undefined ? { startedAt: outcome.startedAt } : raw ? (JSON.parse(raw) as Partial<LedgerEntry>) : {};
       const entry: LedgerEntry = {
         attempt,
         step,

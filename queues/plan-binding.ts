@@ -30,6 +30,8 @@ export interface PlanBinding {
 /** The I/O a binding needs, provided by the executor (src/ssh): pinned keys and file digests. */
 export interface BindingSource {
   pinnedFingerprints(target: SshTarget): Promise<string[]>;
+  /** The same for many targets, known_hosts checked once (optional: else one lookup per target). */
+  pinnedFingerprintsOf?(targets: readonly SshTarget[]): Promise<string[][]>;
   fileDigest(path: string): Promise<string>;
 }
 
@@ -55,17 +57,28 @@ export async function bindPlan(
   targetFor: (inventory: Inventory, host: string) => SshTarget,
   source: BindingSource,
 ): Promise<PlanBinding> {
+  const names = hostsOf(plan);
+  const targets = names.map((host) => targetFor(inventory, host));
+  // One lookup per host, each checking known_hosts for changes, made binding 1000 hosts ~25 ms,
+  // twice a job: all at once where the source can, else the first (it reloads the pins when
+  // known_hosts changed) and then the others concurrently.
+  let pinned: string[][];
+  if (source.pinnedFingerprintsOf) pinned = await source.pinnedFingerprintsOf(targets);
+  else {
+    const first = targets[0] === undefined ? [] : [await source.pinnedFingerprints(targets[0])];
+    pinned = [...first, ...(await Promise.all(targets.slice(1).map((t) => source.pinnedFingerprints(t))))];
+  }
   const hosts: Record<string, HostBinding> = {};
-  for (const host of hostsOf(plan)) {
-    const target = targetFor(inventory, host);
+  names.forEach((host, i) => {
+    const target = targets[i]!;
     hosts[host] = {
       address: target.address,
       port: target.port,
       user: target.user,
       keyFile: target.privateKeyFile ?? null,
-      hostKeys: (await source.pinnedFingerprints(target)).sort(),
+      hostKeys: [...(pinned[i] ?? [])].sort(),
     };
-  }
+  });
   const files: Record<string, string> = {};
   for (const path of uploadsOf(plan)) files[path] = await source.fileDigest(path);
   return { hosts, files };

@@ -33,7 +33,7 @@ import type { Risk, ToolDefinition } from '../tools/types.js';
 import { CastellanError } from '../config/errors.js';
 import { createLogger, type Logger } from './log.js';
 import { Redactor } from '../queues/redact.js';
-import { createPlanExecutor } from './ssh/plan-executor.js';
+import { createPlanExecutor, type ClosablePlanExecutor } from './ssh/plan-executor.js';
 import { closeRedis, connectRedis, type RedisKind } from './redis.js';
 import { startReconciler } from '../queues/submission.js';
 import { durableConnection, isRedisUnavailable } from '../queues/connections.js';
@@ -66,6 +66,22 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
+/**
+ * The plan executor with pinned fingerprints for many hosts at once (queues/plan-binding.ts):
+ * its per-host lookup checks known_hosts for changes on every call (a stat each, 1000 per
+ * binding of a 1000-host plan, twice a job); here the first lookup checks (and reloads the
+ * pins when the file changed) and the rest read the same pins from the SSH layer directly.
+ */
+function withPinnedBatch(executor: ClosablePlanExecutor): ClosablePlanExecutor {
+  return Object.assign(executor, {
+    async pinnedFingerprintsOf(targets: readonly SshTarget[]): Promise<string[][]> {
+      const [first, ...rest] = targets;
+      if (first === undefined) return [];
+      return [await executor.pinnedFingerprints(first), ...rest.map((t) => executor.ssh.pinnedFingerprints(t))];
+    },
+  });
+}
+
 export async function createRuntime(config: Config, options: RuntimeOptions): Promise<Runtime> {
   const redactor = new Redactor(config.secrets.values());
   const logger = options.logger ?? createLogger({ level: config.log.level, redactor });
@@ -83,7 +99,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
   }
   const k = keys(config.redis.prefix);
   const queueName = 'jobs';
-  const executor = await createPlanExecutor(config, logger);
+  const executor = withPinnedBatch(await createPlanExecutor(config, logger));
   const settings = jobSettingsFrom(config, options.jobSettings);
   const inventory = watchedInventory(config.inventory, config.ssh.port);
   // The private keys Castellan logs in with are secrets too: a node that prints one (a copied

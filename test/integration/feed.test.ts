@@ -1,11 +1,13 @@
 // The all-jobs feed and the per-process event hub, against a real redis-server: a notifier
 // killed with SIGKILL mid-stream resumes without a gap or a repeat; followers of one job share
-// one subscription and get events from a position, then live.
+// one subscription and get events from a position, then live; a job's progress publisher
+// leaves out the starts of hosts that finished within its interval, in order and scrubbed.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { JobEvents, type StampedEvent } from '../../queues/events.js';
+import { JobEvents, ThrottledPublisher, type StampedEvent } from '../../queues/events.js';
+import { ExecutionLedger } from '../../queues/ledger.js';
 import { JobFeed } from '../../queues/feed.js';
 import { JobEventHub } from '../../queues/follow.js';
 import { keys } from '../../queues/keys.js';
@@ -141,5 +143,49 @@ describe('event hub', () => {
     } finally {
       await hub.close();
     }
+  });
+});
+
+describe('job progress publisher', () => {
+  it("writes a host that finished within its interval as the finish only, keeps a running host's start before its output and finish, and scrubs held-back tails whole", async () => {
+    const k = keys('progress');
+    const secret = 'hunter2-very-secret-value';
+    const events = new JobEvents(redis, k, new Redactor([secret]));
+    const publisher = new ThrottledPublisher(events, 'jp', 300);
+    publisher.emit({ type: 'state', state: 'running' });
+    publisher.emit({ type: 'step', step: 's', description: 'true', hosts: ['fast', 'slow'] });
+    publisher.emit({ type: 'host_started', step: 's', host: 'fast' });
+    publisher.emit({ type: 'host_started', step: 's', host: 'slow' });
+    // A secret split across two chunks of the running host: never shown in part.
+    publisher.emit({ type: 'output', step: 's', host: 'slow', stream: 'stdout', text: `line one ${secret.slice(0, 8)}` });
+    publisher.emit({ type: 'host_finished', step: 's', host: 'fast', status: 'ok', exitCode: 0, durationMs: 2 });
+    // The slow host's start goes out with the interval's flush, while it still runs.
+    await until(async () => (await events.read('jp')).some((e) => e.event.type === 'host_started'));
+    publisher.emit({ type: 'output', step: 's', host: 'slow', stream: 'stdout', text: `${secret.slice(8)} done\n` });
+    publisher.emit({ type: 'host_finished', step: 's', host: 'slow', status: 'ok', exitCode: 0, durationMs: 900 });
+    await publisher.drain();
+    const written = (await events.read('jp')).map((e) => e.event);
+    const label = written.map((e) => `${e.type}${'host' in e ? `:${e.host}` : ''}`);
+    expect(label.filter((l) => l !== 'output:slow')).toEqual(['state', 'step', 'host_finished:fast', 'host_started:slow', 'host_finished:slow']);
+    expect(label.indexOf('output:slow')).toBeGreaterThan(label.indexOf('host_started:slow'));
+    expect(label.lastIndexOf('output:slow')).toBeLessThan(label.indexOf('host_finished:slow'));
+    const text = written.flatMap((e) => (e.type === 'output' ? [e.text] : [])).join('');
+    expect(text).toBe('line one [REDACTED] done\n');
+    expect(JSON.stringify(written)).not.toContain(secret.slice(0, 8));
+  });
+
+  it('records a ledger outcome with the start time the caller knows, and reads it back for claims it did not make', async () => {
+    const k = keys('ledgerstart');
+    const ledger = new ExecutionLedger(redis, k);
+    await ledger.claim('jl', 0, 's', ['a'], 'w-old', '2026-01-01T00:00:00.000Z');
+    await ledger.claim('jl', 0, 's', ['b'], 'w-new', '2026-01-02T00:00:00.000Z');
+    await ledger.finishMany('jl', 0, 's', [
+      { host: 'a', status: 'ok', exitCode: 0, durationMs: 1 },
+      { host: 'b', status: 'failed', exitCode: 1, durationMs: 2, startedAt: '2026-01-02T00:00:00.000Z' },
+    ], 'w-new');
+    const entries = new Map((await ledger.entries('jl')).map((e) => [e.host, e]));
+    expect(entries.get('a')).toMatchObject({ startedAt: '2026-01-01T00:00:00.000Z', status: 'ok', worker: 'w-new' });
+    expect(entries.get('b')).toMatchObject({ startedAt: '2026-01-02T00:00:00.000Z', status: 'failed', exitCode: 1 });
+    expect(entries.get('a')?.finishedAt).toBeDefined();
   });
 });

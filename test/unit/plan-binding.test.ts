@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { boundPlanHash, describeChanges, type PlanBinding } from '../../queues/plan-binding.js';
+import type { Inventory } from '../../config/types.js';
+import type { SshTarget } from '../../queues/execution.js';
+import { bindPlan, boundPlanHash, describeChanges, type BindingSource, type PlanBinding } from '../../queues/plan-binding.js';
 import type { Plan } from '../../tools/types.js';
 
 const plan = (hosts: string[], stdin = 'echo hi'): Plan => ({
@@ -43,5 +45,26 @@ describe('plan binding', () => {
       'the steps (commands, stdin or options) differ',
     ]);
     expect(describeChanges({ plan: plan(['n1']), binding: undefined }, { plan: plan(['n1']), binding: binding() })).toEqual(['the approved job carries no host binding']);
+  });
+});
+
+describe('binding many hosts', () => {
+  const hosts = Array.from({ length: 50 }, (_, i) => `n${String(i).padStart(2, '0')}`);
+  const inventory = { hosts: {}, groups: {} } as unknown as Inventory;
+  const targetFor = (_inv: Inventory, host: string): SshTarget => ({ name: host, address: `10.0.0.${host.slice(1)}`, port: 22, user: 'ops', privateKeyFile: '/keys/id' });
+  const keysOf = (t: SshTarget): string[] => [`SHA256:z${t.name}`, `SHA256:a${t.name}`];
+
+  it('binds the same with a batch lookup as with one lookup per host, and asks the batch once', async () => {
+    let single = 0;
+    let batches = 0;
+    const perHost: BindingSource = { pinnedFingerprints: async (t) => (single++, keysOf(t)), fileDigest: async () => 'd' };
+    const batched: BindingSource = { ...perHost, pinnedFingerprintsOf: async (ts) => (batches++, ts.map(keysOf)) };
+    const one = await bindPlan(plan(hosts), inventory, targetFor, perHost);
+    single = 0;
+    const many = await bindPlan(plan(hosts), inventory, targetFor, batched);
+    expect(many).toEqual(one);
+    expect(Object.keys(many.hosts)).toEqual(hosts);
+    expect(many.hosts.n07).toEqual({ address: '10.0.0.07', port: 22, user: 'ops', keyFile: '/keys/id', hostKeys: ['SHA256:an07', 'SHA256:zn07'] });
+    expect([batches, single]).toEqual([1, 0]);
   });
 });
