@@ -15,7 +15,7 @@ import { errorMessage } from '../config/errors.js';
 import type { QueueContext } from './context.js';
 import { bullRetention } from './retention.js';
 import { endJob, type FinalState } from './endings.js';
-import type { JobDoc, JobRecord } from './records.js';
+import type { JobDoc, JobRecord, QueuedJob } from './records.js';
 import { sleep } from './sleep.js';
 import { isFinal } from './states.js';
 
@@ -25,7 +25,7 @@ const HAND_BACKS_FIELD = 'handBacks';
 const RETRY_MS = 1000;
 const RETRY_FOR_MS = 5 * 60_000;
 
-export async function onGivenUp(ctx: QueueContext, job: Job<JobDoc>, why: string): Promise<void> {
+export async function onGivenUp(ctx: QueueContext, job: Job<QueuedJob>, why: string): Promise<void> {
   const until = Date.now() + RETRY_FOR_MS;
   let counted: number | undefined;
   for (;;) {
@@ -53,7 +53,7 @@ export async function onGivenUp(ctx: QueueContext, job: Job<JobDoc>, why: string
   }
 }
 
-async function handBack(ctx: QueueContext, job: Job<JobDoc>, record: JobRecord, why: string, n: number): Promise<void> {
+async function handBack(ctx: QueueContext, job: Job<QueuedJob>, record: JobRecord, why: string, n: number): Promise<void> {
   const id = job.id ?? record.id;
   // The failed BullMQ job keeps the id; a new one can only be added once it is gone.
   await ctx.queue.remove(id);

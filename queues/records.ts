@@ -78,6 +78,16 @@ export interface JobResult {
   readonly unknownHosts?: readonly string[];
 }
 
+/**
+ * What a job's BullMQ entry carries: the record's id, nothing else. The record (state, plan,
+ * binding, votes) is the one truth the worker reads; a copy of the plan in the queue entry was
+ * ~0.2 MB of JSON more to write, keep (completed entries are retained) and parse per 1000-host
+ * job. Entries queued by older versions carry the whole JobDoc, which includes the id.
+ */
+export interface QueuedJob {
+  readonly id: string;
+}
+
 /** The immutable part, fixed at submit time. */
 export interface JobDoc {
   readonly id: string;

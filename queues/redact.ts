@@ -96,6 +96,8 @@ export class Redactor {
   scrub(text: string): string {
     let out = text;
     for (const value of this.values) {
+      // Longer than the text: it cannot be in it (host names, statuses: most strings scrubbed).
+      if (value.length > out.length) continue;
       if (out.includes(value)) out = out.split(value).join(REDACTED);
     }
     return out;

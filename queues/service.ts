@@ -29,7 +29,7 @@ import { accessOf, eventsFor, recordFor } from './visibility.js';
 import { activeJobsKey, capReadPlan, DEFAULT_LIMITS, takeTokens, type LimitSettings } from './limits.js';
 import { isPersonOrigin } from '../auth/types.js';
 import { checkEventId } from './events.js';
-import { JOB_ID_PATTERN, newJobId, recordFields, type JobDoc, type JobQuery, type JobRecord, type ReplyAddress, type Vote } from './records.js';
+import { JOB_ID_PATTERN, newJobId, recordFields, type JobDoc, type JobQuery, type JobRecord, type QueuedJob, type ReplyAddress, type Vote } from './records.js';
 import { isFinal, type JobState } from './states.js';
 
 export interface SubmitRequest {
@@ -193,7 +193,7 @@ export class JobService {
       });
       // Before the BullMQ job exists, so a fast worker's `running` always comes after it.
       await this.ctx.events.publish(jobId, { type: 'state', state: initial, reason: needsApproval ? `waiting for ${decision.approvalsRequired} approval(s)` : undefined });
-      await this.ctx.queue.add(tool.name, doc, {
+      await this.ctx.queue.add(tool.name, { id: doc.id } satisfies QueuedJob, {
         jobId,
         // Awaiting approval: the job sleeps until the deadline; approval promotes it, and if
         // nobody decides, the worker wakes up at the deadline and marks it expired.
@@ -349,7 +349,7 @@ export class JobService {
       await this.ctx.store.setPreview(main.id, { jobId: id, state: 'queued' });
       await this.ctx.audit.append({ kind: 'request', jobId: id, subject: main.requester.subject, displayName: main.requester.displayName, origin: main.requester.origin, tool: tool.name, hosts: plan.hosts, commands: planCommands(plan), planHash: doc.planHash, input: doc.input, state: 'queued', reason: `preview of ${main.id}`, ...jobAuditFacts(main) });
       await this.ctx.events.publish(id, { type: 'state', state: 'queued', reason: `preview of job ${main.id}` });
-      await this.ctx.queue.add(tool.name, doc, {
+      await this.ctx.queue.add(tool.name, { id: doc.id } satisfies QueuedJob, {
         jobId: id,
         attempts: 1,
         ...bullRetention(this.ctx.settings.retention),

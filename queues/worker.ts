@@ -19,7 +19,7 @@ import { foldOutputs } from './fold.js';
 import { boundResult } from './output-budget.js';
 import { DEFAULT_LIMITS } from './limits.js';
 import { bindPlan, boundPlanHash, describeChanges } from './plan-binding.js';
-import type { HostOutcome, JobDoc, JobRecord, JobResult } from './records.js';
+import type { HostOutcome, JobDoc, JobRecord, JobResult, QueuedJob } from './records.js';
 import { runPlan, type RunContext } from './runner.js';
 import { endJob, type FinalState } from './endings.js';
 import { confirmClaim, type Delivery } from './claims.js';
@@ -125,7 +125,7 @@ export async function startWorker(ctx: QueueContext, connection: Redis, options:
     signal?.addEventListener('abort', () => here.running.get(job.id ?? '')?.('cancel', 'cancelled by worker'), { once: true });
   };
 
-  const worker = new Worker<JobDoc>(
+  const worker = new Worker<QueuedJob>(
     ctx.queueName,
     async (job, token, signal) => {
       stopOnAbort(job, signal);
@@ -160,7 +160,7 @@ export async function startWorker(ctx: QueueContext, connection: Redis, options:
   // processor finishing it: a job that never started goes back to the queue, one that may have
   // run ends (queues/hand-back.ts); no record stays `queued` or `running` forever. (A shard that
   // gave up is the parent's business: it merges what it has.)
-  worker.on('failed', (job: Job<JobDoc> | undefined, err: Error) => {
+  worker.on('failed', (job: Job<QueuedJob> | undefined, err: Error) => {
     if (job) void onGivenUp(ctx, job, errorMessage(err));
   });
   merger.on('failed', (job: Job<{ id: string }> | undefined, err: Error) => {
@@ -188,7 +188,7 @@ export async function startWorker(ctx: QueueContext, connection: Redis, options:
   };
 }
 
-async function processJob(ctx: QueueContext, here: Here, job: Job<JobDoc>, token?: string): Promise<{ state: JobState }> {
+async function processJob(ctx: QueueContext, here: Here, job: Job<QueuedJob>, token?: string): Promise<{ state: JobState }> {
   const jobId = job.data.id;
   let record = await ctx.store.get(jobId);
   if (!record) return { state: 'failed' };
@@ -524,7 +524,7 @@ async function finishStopped(ctx: QueueContext, record: JobRecord, stop: StopRea
  * or the clock may change). Returns undefined when the job may run now (a parked job is put
  * back to `queued` first).
  */
-async function holdForWindow(ctx: QueueContext, record: JobRecord, job: Job<JobDoc>, token: string | undefined): Promise<{ state: JobState } | undefined> {
+async function holdForWindow(ctx: QueueContext, record: JobRecord, job: Job<QueuedJob>, token: string | undefined): Promise<{ state: JobState } | undefined> {
   const settings = ctx.settings.maintenance;
   if (record.risk !== 'destructive' || settings.windows.length === 0) return leaveWindowWait(ctx, record);
   const inventory = await ctx.inventory.current();
