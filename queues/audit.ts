@@ -48,6 +48,12 @@ export interface AuditRecord {
   readonly approvalsRequired?: number | undefined;
 }
 
+/** What `appendMany` wrote: stream ids and the entries as stored, in order. */
+export interface WrittenAudit {
+  readonly ids: readonly string[];
+  readonly entries: readonly (AuditRecord & { at: string })[];
+}
+
 export interface StoredAudit extends AuditRecord {
   /** Stream entry id (`<ms>-<seq>`): also the cursor that continues a listing after this entry. */
   readonly id: string;
@@ -163,24 +169,40 @@ export class AuditLog {
     await this.appendMany([record]);
   }
 
-  /** Entries written in one round trip (and one file append), each with its index entries. */
-  async appendMany(records: readonly AuditRecord[]): Promise<void> {
-    if (records.length === 0) return;
+  /**
+   * Entries written in one round trip (and one file append), each with its index entries.
+   * Returns what was written and where: the stream ids, and the entries as stored (for
+   * `rewrite`, when a failover lost them).
+   */
+  async appendMany(records: readonly AuditRecord[]): Promise<WrittenAudit> {
+    if (records.length === 0) return { ids: [], entries: [] };
     const at = new Date().toISOString();
     const clean = records.map((record) => this.redactor.scrubDeep({ at, ...record }) as AuditRecord & { at: string });
-    const lines = clean.map((record) => JSON.stringify(record));
-    const args: (string | number)[] = [this.maxEntries, records.length];
-    clean.forEach((record, i) => {
-      const index = auditIndexKeys(this.keys, record);
-      args.push(lines[i] ?? '{}', index.length, ...index);
-    });
-    await runScript(this.redis, 'castellanAuditAppend', APPEND, [this.keys.audit()], args);
+    const ids = await this.writeOn(this.redis, clean);
     if (this.file) {
       this.fileReady ??= ensureFile(this.file);
       await this.fileReady;
-      await appendFile(this.file, lines.map((json) => json + '\n').join(''), { mode: 0o600 });
+      await appendFile(this.file, clean.map((record) => JSON.stringify(record) + '\n').join(''), { mode: 0o600 });
     }
     this.maybeSweep();
+    return { ids, entries: clean };
+  }
+
+  /**
+   * Write entries again on `redis` (the server a durable check just found without them: a
+   * failover lost them with the old primary). The audit file already has them: Redis only.
+   */
+  async rewrite(redis: Redis, entries: readonly (AuditRecord & { at: string })[]): Promise<string[]> {
+    return this.writeOn(redis, entries);
+  }
+
+  private async writeOn(redis: Redis, clean: readonly (AuditRecord & { at: string })[]): Promise<string[]> {
+    const args: (string | number)[] = [this.maxEntries, clean.length];
+    for (const record of clean) {
+      const index = auditIndexKeys(this.keys, record);
+      args.push(JSON.stringify(record), index.length, ...index);
+    }
+    return (await runScript(redis, 'castellanAuditAppend', APPEND, [this.keys.audit()], args)) as string[];
   }
 
   /**

@@ -16,10 +16,11 @@
 // redis.confirm_within, the step does not run either: the job ends saying so (its ending is
 // itself re-asserted, queues/endings.ts).
 import type { Redis } from 'ioredis';
+import type { AuditLog, WrittenAudit } from './audit.js';
 import type { QueueContext } from './context.js';
 import type { Condition } from './durable.js';
 import { HostLocks } from './host-locks.js';
-import { ExecutionLedger, ledgerField } from './ledger.js';
+import { ExecutionLedger, ledgerField, type LedgerWrite } from './ledger.js';
 import { JobStore } from './records.js';
 
 export interface Delivery {
@@ -33,8 +34,13 @@ export interface Delivery {
   readonly locked: () => readonly string[];
 }
 
-/** Why a claim is not durable (undefined: it is, the step may run). */
-export type ClaimVerdict = undefined | { readonly superseded: boolean; readonly problem: string };
+/**
+ * Why a claim is not durable (undefined: it is, the step may run). `superseded`: another
+ * delivery holds the job (or it ended): this one must neither run nor end it. `lockTaken`:
+ * another job took one of its host locks on the current primary (ours was lost with the old
+ * one): the job is still this delivery's to run or end — never left `running` for nobody.
+ */
+export type ClaimVerdict = undefined | { readonly superseded: boolean; readonly lockTaken?: boolean; readonly problem: string };
 
 type Ctx = Pick<QueueContext, 'keys' | 'durable' | 'settings' | 'logger'>;
 
@@ -80,8 +86,60 @@ export async function confirmClaim(ctx: Ctx, d: Delivery, step: string, hosts: r
     return undefined;
   }
   if (assured.kind === 'unconfirmed') return { superseded: false, problem: `Redis could not confirm this worker's claim on a replica within ${seconds(ctx.durable.settings?.withinMs ?? 0)} (${assured.problem})` };
-  const what = assured.index === 0 ? `the job is ${assured.actual || 'gone'} on the current Redis primary` : assured.index === 1 ? 'another delivery of the job holds it on the current Redis primary' : assured.index < 2 + locked.length ? 'another job holds one of its host locks on the current Redis primary' : 'its ledger claim could not be written again';
-  return { superseded: true, problem: `this worker's claim was lost in a Redis failover: ${what}` };
+  if (assured.index >= 2 && assured.index < 2 + locked.length) {
+    const host = locked[assured.index - 2] ?? '?';
+    return { superseded: false, lockTaken: true, problem: `this worker's claim was lost in a Redis failover: another job (${assured.actual || '?'}) holds the lock on ${host} on the current Redis primary` };
+  }
+  const what = assured.index === 0 ? `the job is ${assured.actual || 'gone'} on the current Redis primary` : assured.index === 1 ? 'another delivery of the job holds it on the current Redis primary' : 'its ledger claim could not be written again';
+  // The ledger entry not written again (index past the locks) is not another delivery's either.
+  return { superseded: assured.index <= 1, problem: `this worker's claim was lost in a Redis failover: ${what}` };
+}
+
+/**
+ * A step's checkpoint: its ledger finish and its execution audit records, written on the worker
+ * connection after the step, confirmed on a replica; written again on the current primary when a
+ * failover lost them. Without it, a finish lost with the old primary leaves the host "mid-step"
+ * (a later reconcile reports its outcome unknown although it is known) and the audit trail
+ * misses the record of a command that ran. The step has run: nothing waits on the answer but
+ * the next step, and an unconfirmed checkpoint is logged, never a reason to stop.
+ */
+export async function confirmStep(ctx: Ctx & { readonly audit: Pick<AuditLog, 'rewrite'> }, jobId: string, step: string, finished: LedgerWrite, audit: WrittenAudit, signal?: AbortSignal): Promise<string | undefined> {
+  if (!ctx.durable.enabled) return undefined;
+  const fields = Object.keys(finished.values);
+  // Audit entries written again get new stream ids: their conditions are replaced in place,
+  // and the next round checks the new ones.
+  const conditions: Condition[] = [
+    ...fields.map((f) => ({ hash: finished.key, has: f, containing: '"finishedAt"' })),
+    ...audit.ids.map((id) => ({ zset: ctx.keys.auditBy('job', jobId), member: id, present: true })),
+  ];
+  if (conditions.length === 0) return undefined;
+  const rewritten = { ledger: 0, audit: 0 };
+  const assured = await ctx.durable.assert(
+    conditions,
+    async (redis: Redis, differs) => {
+      if (differs.index < fields.length) {
+        await redis.hset(finished.key, ...fields.flatMap((f) => [f, finished.values[f] as string]));
+        rewritten.ledger += 1;
+        return true;
+      }
+      const i = differs.index - fields.length;
+      const entry = audit.entries[i];
+      if (entry === undefined) return false;
+      const [id] = await ctx.audit.rewrite(redis, [entry]);
+      if (id === undefined) return false;
+      conditions[differs.index] = { zset: ctx.keys.auditBy('job', jobId), member: id, present: true };
+      rewritten.audit += 1;
+      return true;
+    },
+    signal,
+  );
+  if (assured.ok) {
+    if (rewritten.ledger + rewritten.audit > 0) ctx.logger.warn({ jobId, step, rounds: assured.rounds, ...rewritten }, "step's ledger finish or audit record lost in a Redis failover; written again on the new primary and confirmed");
+    return undefined;
+  }
+  const problem = assured.kind === 'unconfirmed' ? assured.problem : `the current primary holds ${assured.actual || 'nothing'}`;
+  ctx.logger.error({ jobId, step, problem }, "step finished, but no Redis replica confirmed its ledger finish and audit records: a failover now could lose them");
+  return problem;
 }
 
 function seconds(ms: number): string {

@@ -84,13 +84,55 @@ export function durableConnection(redis: Redis, waitMs: number, closedOnPurpose:
  * throws "Connection is closed." and the client goes to `end` instead of retrying. Seen in the
  * Sentinel tests after a kill or a forced failover: the server's front connection "gave up",
  * and a worker whose heartbeat connection ended was judged gone while it ran a job.
+ *
+ * Connections made from this one with `duplicate()` get the same care: BullMQ makes its own
+ * from the connection it is given (each Worker's command connection and its blocking one,
+ * FlowProducers, QueueEvents), and so do dedicatedConnection and durableConnection. BullMQ
+ * brings its blocking connection back by itself, but not a Worker's command connection: ended,
+ * that worker never again takes a job, renews a lock, completes a job or looks for stalled ones.
+ * A duplicate counts as closed on purpose once its own `disconnect()` or `quit()` was called
+ * (how BullMQ and Castellan close them).
  */
 export function keepReconnecting(redis: Redis, closedOnPurpose: () => boolean, delayMs = 500): void {
+  const reasons = purposes.get(redis);
+  if (reasons) {
+    // Already kept (a duplicate of a kept connection): one more way to be closed on purpose.
+    reasons.push(closedOnPurpose);
+    return;
+  }
+  const mine = [closedOnPurpose];
+  purposes.set(redis, mine);
+  const deliberate = (): boolean => mine.some((closed) => closed());
   redis.on('end', () => {
-    if (closedOnPurpose()) return;
+    if (deliberate()) return;
     setTimeout(() => {
-      if (closedOnPurpose() || redis.status !== 'end') return;
+      if (deliberate() || redis.status !== 'end') return;
       redis.connect().catch(() => undefined);
     }, delayMs).unref();
   });
+  const duplicate = redis.duplicate.bind(redis);
+  redis.duplicate = (override) => {
+    const copy = duplicate(override);
+    let closed = false;
+    const disconnect = copy.disconnect.bind(copy);
+    copy.disconnect = (reconnect?: boolean): void => {
+      if (!reconnect) closed = true;
+      disconnect(reconnect);
+    };
+    const quit = copy.quit.bind(copy);
+    copy.quit = (...args: Parameters<typeof copy.quit>) => {
+      closed = true;
+      return quit(...args);
+    };
+    // Opened again after a deliberate close (BullMQ resets a stuck blocking connection that
+    // way): from then on an end is again one to recover from.
+    copy.on('ready', () => {
+      closed = false;
+    });
+    keepReconnecting(copy, () => closed, delayMs);
+    return copy;
+  };
 }
+
+/** The closed-on-purpose checks of each kept connection. */
+const purposes = new WeakMap<Redis, Array<() => boolean>>();

@@ -17,7 +17,8 @@ import { errorMessage } from '../config/errors.js';
 import { metrics } from './metrics.js';
 import { sleep } from './sleep.js';
 import type { QueueContext } from './context.js';
-import { jobAuditFacts } from './audit.js';
+import { jobAuditFacts, type WrittenAudit } from './audit.js';
+import type { Condition } from './durable.js';
 import { JobStore, type JobDoc, type JobResult } from './records.js';
 import { accountFinished, DEFAULT_RETENTION_MAX_BYTES, pruneToBudget } from './retention.js';
 import { ALLOWED_FROM, isFinal, type JobState } from './states.js';
@@ -62,11 +63,11 @@ export async function endJob(ctx: EndingContext, record: JobDoc, to: FinalState,
     const t = await ctx.store.transition(record.id, to, fields, from, ending.run ?? '');
     if (!t.ok) return { ended: false, current: t.current };
     if (ending.run !== undefined && fields.ending !== undefined) {
-      await afterEnd(ctx, record, to, ending.reason);
+      const outcome = await afterEnd(ctx, record, to, ending.reason);
       // Announced at once (followers see the end now); the worker returns to BullMQ only once
       // the ending is durable. Written again on a new primary, it is announced again there:
       // what was announced after the lost write went to the lost primary too.
-      if (await keepEnding(ctx, record, to, fields as Record<string, string | undefined> & { ending: string }, from, ending.run)) await afterEnd(ctx, record, to, ending.reason);
+      if (await keepEnding(ctx, record, to, fields as Record<string, string | undefined> & { ending: string }, from, ending.run, outcome)) await afterEnd(ctx, record, to, ending.reason);
       return { ended: true, state: to };
     }
   }
@@ -81,18 +82,34 @@ export async function endJob(ctx: EndingContext, record: JobDoc, to: FinalState,
  * redis.confirm_within: logged — the worker cannot hold the job forever, and the ending is
  * still the truth on the primary it was written to. True when it was written again.
  */
-async function keepEnding(ctx: EndingContext, record: JobDoc, to: FinalState, fields: Record<string, string | undefined> & { ending: string }, from: readonly JobState[], run: string): Promise<boolean> {
+async function keepEnding(ctx: EndingContext, record: JobDoc, to: FinalState, fields: Record<string, string | undefined> & { ending: string }, from: readonly JobState[], run: string, outcome: WrittenAudit | undefined): Promise<boolean> {
   const key = ctx.keys.job(record.id);
   let rewritten = false;
+  const conditions: Condition[] = [
+    { key, field: 'state', is: [to] },
+    { key, field: 'ending', is: [fields.ending] },
+  ];
+  // The outcome audit record, written after the state: a failover can lose it alone (the state
+  // had reached the replica, the record had not). Written again, it has a new id: checked next.
+  const audited = outcome?.entries[0];
+  const auditAt = conditions.length;
+  if (outcome?.ids[0] !== undefined) conditions.push({ zset: ctx.keys.auditBy('job', record.id), member: outcome.ids[0], present: true });
   const assured = await ctx.durable.assert(
-    [
-      { key, field: 'state', is: [to] },
-      { key, field: 'ending', is: [fields.ending] },
-    ],
+    conditions,
     async (redis, differs) => {
+      if (differs.index === auditAt && audited !== undefined) {
+        const [id] = await ctx.audit.rewrite(redis, [audited]);
+        if (id === undefined) return false;
+        conditions[auditAt] = { zset: ctx.keys.auditBy('job', record.id), member: id, present: true };
+        return true;
+      }
       if (differs.index !== 0 || !from.includes(differs.actual as JobState)) return false;
       const t = await new JobStore(redis, ctx.keys).transition(record.id, to, fields, from, run);
-      if (t.ok) rewritten = true;
+      if (t.ok) {
+        rewritten = true;
+        // The whole ending is announced again afterwards, its audit record with it.
+        if (conditions.length > auditAt) conditions[auditAt] = { key, field: 'state', is: [to] };
+      }
       return t.ok;
     },
   );
@@ -111,7 +128,8 @@ async function keepEnding(ctx: EndingContext, record: JobDoc, to: FinalState, fi
  * undo it or throw: each part is retried a few times (a Redis failover takes seconds) and a
  * part that still fails is logged with the job id, never dropped silently.
  */
-async function afterEnd(ctx: EndingContext, record: JobDoc, state: FinalState, reason: string): Promise<void> {
+async function afterEnd(ctx: EndingContext, record: JobDoc, state: FinalState, reason: string): Promise<WrittenAudit | undefined> {
+  let outcome: WrittenAudit | undefined;
   const step = async (what: string, work: () => Promise<unknown>): Promise<void> => {
     for (let attempt = 1; ; attempt++) {
       try {
@@ -129,8 +147,8 @@ async function afterEnd(ctx: EndingContext, record: JobDoc, state: FinalState, r
   // Locks first: a job waiting for these hosts may start as soon as possible.
   if (record.risk !== 'read' && record.plan.hosts.length > 0) await step('releasing its host locks', () => ctx.locks.release(record.id, record.plan.hosts));
   await step('publishing its final event', () => ctx.events.publish(record.id, { type: 'state', state, reason }));
-  await step('writing its audit outcome', () =>
-    ctx.audit.append({
+  await step('writing its audit outcome', async () => {
+    outcome = await ctx.audit.appendMany([{
       kind: 'outcome',
       jobId: record.id,
       subject: record.requester.subject,
@@ -141,8 +159,8 @@ async function afterEnd(ctx: EndingContext, record: JobDoc, state: FinalState, r
       state,
       reason,
       ...jobAuditFacts(record),
-    }),
-  );
+    }]);
+  });
   if (record.previewOf !== undefined) {
     const of = record.previewOf;
     await step('attaching it to the job it previews', async () => {
@@ -163,6 +181,7 @@ async function afterEnd(ctx: EndingContext, record: JobDoc, state: FinalState, r
     await ctx.store.trim(Math.max(retention.completedCount + retention.failedCount, 1), (s) => isFinal(s as JobState));
     await keepWithinBytes(ctx, record.id, retention.maxBytes ?? DEFAULT_RETENTION_MAX_BYTES);
   });
+  return outcome;
 }
 
 /**

@@ -55,7 +55,8 @@ export class ExecutionLedger {
   /**
    * Record the outcome of every host of a step at once: one write (and one read of the claims
    * whose start the caller does not know, i.e. made by an earlier delivery) instead of two
-   * round trips per host.
+   * round trips per host. Returns what it wrote, so that a step checkpoint (queues/claims.ts)
+   * can confirm it on a replica and write it again if lost.
    */
   async finishMany(
     jobId: string,
@@ -63,8 +64,8 @@ export class ExecutionLedger {
     step: string,
     outcomes: ReadonlyArray<{ readonly host: string } & Pick<LedgerEntry, 'status' | 'exitCode' | 'durationMs' | 'output'> & { readonly startedAt?: string | undefined }>,
     worker: string,
-  ): Promise<void> {
-    if (outcomes.length === 0) return;
+  ): Promise<LedgerWrite> {
+    if (outcomes.length === 0) return { key: this.keys.ledger(jobId), values: {} };
     const key = this.keys.ledger(jobId);
     const fields = outcomes.map((o) => ledgerField(attempt, step, o.host));
     const unknown = outcomes.flatMap((o, i) => (o.startedAt === undefined ? [i] : []));
@@ -90,6 +91,7 @@ export class ExecutionLedger {
       values.push(fields[i] as string, JSON.stringify(entry));
     });
     await this.redis.hset(key, ...values);
+    return { key, values: Object.fromEntries(fields.map((f, i) => [f, values[2 * i + 1] as string])) };
   }
 
   async entries(jobId: string): Promise<LedgerEntry[]> {
@@ -105,4 +107,10 @@ export class ExecutionLedger {
   async unfinished(jobId: string): Promise<LedgerEntry[]> {
     return (await this.entries(jobId)).filter((e) => e.finishedAt === undefined);
   }
+}
+
+/** Ledger fields (and their JSON) as one write put them, under the job's ledger key. */
+export interface LedgerWrite {
+  readonly key: string;
+  readonly values: Readonly<Record<string, string>>;
 }

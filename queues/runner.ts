@@ -19,10 +19,10 @@ import type { BindingSource } from './plan-binding.js';
 import { actionArgv } from './plan-commands.js';
 import { hostRunId, type ExecEvent, type ExecRequest, type FanoutOptions, type SshTarget } from './execution.js';
 import type { HostResult, HostStatus } from '../tools/host-result.js';
-import type { AuditLog } from './audit.js';
+import type { AuditLog, WrittenAudit } from './audit.js';
 import type { ToolCatalogue } from './context.js';
 import type { ThrottledPublisher } from './events.js';
-import type { ExecutionLedger } from './ledger.js';
+import type { ExecutionLedger, LedgerWrite } from './ledger.js';
 import type { HostOutcome, StepReport } from './records.js';
 
 /** What the runner needs from the SSH layer (src/ssh provides it; see src/ssh/plan-executor.ts). */
@@ -103,6 +103,11 @@ export interface RunContext {
    * the claim is durable (queues/claims.ts), else why not — then the step does not run.
    */
   readonly confirmClaim?: ((step: string, hosts: readonly string[]) => Promise<string | undefined>) | undefined;
+  /**
+   * Called after a step's ledger finishes and execution audit records are written: makes them
+   * durable (queues/claims.ts confirmStep). Absent when nothing is confirmed (no replica).
+   */
+  readonly checkpoint?: ((step: string, finished: LedgerWrite, audit: WrittenAudit) => Promise<void>) | undefined;
   /** Injectable for tests of gates; defaults to Date.now / an abortable sleep. */
   readonly clock?: { now(): number; sleep(ms: number, signal: AbortSignal): Promise<void> } | undefined;
 }
@@ -272,8 +277,9 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
     if (prior) results.set(h, prior);
     else if (!resumed.rerun.includes(h)) results.set(h, notRun(h, 'refused: the ledger shows this step already started on this host', 'skipped'));
   }
+  const finishes: LedgerWrite[] = [];
   if (resumed.settled.length > 0) {
-    await ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, resumed.settled.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs, output: r.stdout })), ctx.worker);
+    finishes.push(await ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, resumed.settled.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs, output: r.stdout })), ctx.worker));
   }
   let resumedHere = resumedSubjects.get(ctx);
   if (!resumedHere) resumedSubjects.set(ctx, (resumedHere = new Set()));
@@ -288,7 +294,7 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
         results.set(r.host, r);
         emitFinished(ctx, step.id, r);
       }
-      await ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, settled.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs, output: r.stdout })), ctx.worker);
+      finishes.push(await ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, settled.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs, output: r.stdout })), ctx.worker));
       fresh = fresh.filter((h) => !passed.includes(h));
     }
   }
@@ -336,6 +342,11 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
   const [ledgerDone, auditDone] = await Promise.allSettled([finished, audited]);
   if (ledgerDone.status === 'rejected') throw ledgerDone.reason;
   if (auditDone.status === 'rejected') throw auditDone.reason;
+  finishes.push(ledgerDone.value);
+  if (ctx.checkpoint && (ran.length > 0 || finishes.some((f) => Object.keys(f.values).length > 0))) {
+    const values = Object.assign({}, ...finishes.map((f) => f.values)) as Record<string, string>;
+    await ctx.checkpoint(step.id, { key: finishes[0]?.key ?? '', values }, auditDone.value);
+  }
   return { results, observations, unknown: resumed.unknown };
 }
 

@@ -22,7 +22,7 @@ import { bindPlan, boundPlanHash, describeChanges } from './plan-binding.js';
 import type { HostOutcome, JobDoc, JobRecord, JobResult, QueuedJob } from './records.js';
 import { runPlan, type RunContext } from './runner.js';
 import { endJob, type FinalState } from './endings.js';
-import { confirmClaim, type Delivery } from './claims.js';
+import { confirmClaim, confirmStep, type Delivery } from './claims.js';
 import { windowDecision } from './maintenance.js';
 import { isUnconfirmed, settled } from './submission.js';
 import { finalizeOrphan, inPlanOrder, onGivenUp } from './hand-back.js';
@@ -204,6 +204,15 @@ async function processJob(ctx: QueueContext, here: Here, job: Job<QueuedJob>, to
     return held ?? execute(ctx, here, current.state === 'waiting_window' ? ((await ctx.store.get(jobId)) ?? current) : current, false);
   };
 
+  // A second delivery to the worker whose first delivery still runs here, the record found
+  // `queued` because that one's claim was lost with the old primary: the first one writes its
+  // claim again (or gives the job its ending) itself. Running a second copy beside it would
+  // overwrite its stop hook and, when it lost the race for the claim, release the host locks
+  // the first still holds.
+  if ((record.state === 'queued' || record.state === 'waiting_window') && here.running.has(record.id)) {
+    ctx.logger.info({ jobId: record.id }, 'job redelivered to the worker that still runs it (its claim was lost in a Redis failover): leaving it to that run');
+    return { state: record.state };
+  }
   switch (record.state) {
     case 'awaiting_approval': {
       // The delayed BullMQ job fired at the approval deadline: nobody decided in time.
@@ -356,7 +365,15 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
     // Before each step touches a host, its claim must be durable (queues/claims.ts).
     const delivery: Delivery = { jobId: record.id, run, attempt, worker: workerId, startedAt, locked: () => lockedHosts };
     const confirm = async (step: string, hosts: readonly string[]): Promise<string | undefined> => {
-      const verdict = await confirmClaim(ctx, delivery, step, hosts, halt.signal);
+      let verdict = await confirmClaim(ctx, delivery, step, hosts, halt.signal);
+      // Our host lock was lost with the old primary and another job holds it now. Before any
+      // step was sent this is the wait every job does for its hosts: wait, then confirm again.
+      // After one, another job ran on our hosts between our steps: stop (below), never go on.
+      while (verdict?.lockTaken && dispatched === 0 && !halt.reason) {
+        ctx.logger.warn({ jobId: record.id, step, why: verdict.problem }, 'host lock lost in a Redis failover before any step ran; waiting for it again');
+        if (!(await ctx.locks.acquire(record.id, lockedHosts, halt.signal, (host, holder) => publisher.emit({ type: 'lock_wait', host, holder })))) break;
+        verdict = await confirmClaim(ctx, delivery, step, hosts, halt.signal);
+      }
       if (verdict === undefined) {
         dispatched += 1;
         return undefined;
@@ -401,16 +418,18 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
       ctx.logger.warn({ jobId: record.id, why: halt.detail }, 'job claim lost in a Redis failover; left to the delivery that holds it');
       return { state: (await ctx.store.state(record.id)) ?? 'failed' };
     }
-    // Unconfirmed before any host was touched: nothing ran, the job failed (it may be submitted
-    // again); after some steps ran, it was interrupted like any stopped run.
-    const state = halt.reason === 'unconfirmed' && dispatched === 0 ? 'failed' : finalState(result.hosts, halt.reason);
-    // A stop before any step was sent (a lost job lock during a failover, say) says so: the
-    // person reading `interrupted` must know that nothing ran anywhere.
-    const reason =
-      halt.reason === 'unconfirmed'
-        ? `${dispatched === 0 ? 'not started' : 'stopped'}: ${halt.detail}; ${dispatched === 0 ? 'nothing was run' : 'no later step was run'}`
+    // Stopped before any step was sent to a host (its claim not confirmed, or the job lock lost
+    // in a failover): nothing ran, the job failed — it may be submitted again, and the person
+    // reading it must know that nothing ran anywhere. After some steps ran: interrupted, like
+    // any stopped run.
+    const notStarted = (halt.reason === 'unconfirmed' || halt.reason === 'lock_lost') && dispatched === 0;
+    const state = notStarted ? 'failed' : finalState(result.hosts, halt.reason);
+    const reason = notStarted
+      ? `not started: ${halt.detail}; nothing was run`
+      : halt.reason === 'unconfirmed'
+        ? `stopped: ${halt.detail}; no later step was run`
         : halt.reason
-          ? `${halt.detail}${halt.reason === 'lock_lost' && dispatched === 0 ? '; nothing was run (no step had started)' : ''}`
+          ? halt.detail
           : summaryLine(plan.hosts, result.hosts);
     const t = await endJob(ctx, record, state, { reason, result, from: ['running'], run });
     if (t.ended) m.jobDuration.observe({ tool: record.tool }, (Date.now() - Date.parse(startedAt)) / 1000);
@@ -472,6 +491,12 @@ function runContextFor(
     rollbackSignal: () => o.halt.rollbackSignal(),
     tools: ctx.tools,
     planContext: o.planContext,
+    // Each step's finish and audit records confirmed on a replica (none sent without replicas).
+    checkpoint: ctx.durable.enabled
+      ? async (step, finished, audit) => {
+          await confirmStep(ctx, o.jobId, step, finished, audit);
+        }
+      : undefined,
   };
 }
 
@@ -510,10 +535,13 @@ async function finishCancelled(ctx: QueueContext, record: JobRecord, reason?: st
   return { state: 'cancelled' };
 }
 
+/** Stopped while waiting for its host locks: this delivery sent nothing to any host. */
 async function finishStopped(ctx: QueueContext, record: JobRecord, stop: StopReason | undefined, detail: string, isRetry: boolean): Promise<{ state: JobState }> {
   if (stop === 'cancel') return finishCancelled(ctx, record, detail);
   const to: FinalState = isRetry ? 'interrupted' : 'failed';
-  await endJob(ctx, record, to, { reason: detail });
+  // A first delivery that never got its hosts ran nothing anywhere: say so, as a claim that
+  // was never confirmed does. (A retry's earlier delivery may have: its reason stays as is.)
+  await endJob(ctx, record, to, { reason: isRetry ? detail : `not started: ${detail}; nothing was run` });
   return { state: to };
 }
 

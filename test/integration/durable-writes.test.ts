@@ -7,9 +7,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { AuditLog } from '../../queues/audit.js';
+import { confirmClaim, confirmStep } from '../../queues/claims.js';
 import { durableConnection } from '../../queues/connections.js';
 import { Durability } from '../../queues/durable.js';
 import { keys } from '../../queues/keys.js';
+import { ExecutionLedger, ledgerField } from '../../queues/ledger.js';
+import { Redactor } from '../../queues/redact.js';
 import { startRedis, type PrivateRedis } from '../../src/lab/redis.js';
 import { eventually } from './mcp-harness.js';
 
@@ -119,4 +124,50 @@ describe('durable writes (WAIT on the connection that checked)', () => {
     expect(assured.ok && assured.rounds).toBeGreaterThan(1);
     d.close();
   }, 90_000);
+
+  it("a claim whose host lock another job took on the primary is not 'superseded': the job stays this delivery's to run or end", async () => {
+    const d = durability(2_000);
+    const ctx = { keys: k, durable: d, settings: { hostLockTtlMs: 60_000 } as never, logger: pino({ level: 'silent' }) };
+    await base.hset(k.job('j4'), 'state', 'running', 'run', 'r4');
+    await new ExecutionLedger(base, k).claim('j4', 0, 's1', ['node01'], 'w1');
+    // Our lock was lost with the old primary; another job took the host since.
+    await base.set(k.hostLock('node01'), 'jother', 'PX', 60_000);
+    const delivery = { jobId: 'j4', run: 'r4', attempt: 0, worker: 'w1', startedAt: new Date().toISOString(), locked: () => ['node01'] };
+    const verdict = await confirmClaim(ctx, delivery, 's1', ['node01']);
+    expect(verdict).toMatchObject({ superseded: false, lockTaken: true });
+    expect(verdict?.problem).toMatch(/another job \(jother\) holds the lock on node01/);
+    // Once the host is free again, the same claim is confirmed (the lock written again: ours).
+    await base.del(k.hostLock('node01'));
+    expect(await confirmClaim(ctx, delivery, 's1', ['node01'])).toBeUndefined();
+    expect(await base.get(k.hostLock('node01'))).toBe('j4');
+    // Another delivery's token: that one is superseded, as before.
+    await base.hset(k.job('j4'), 'run', 'r5');
+    expect(await confirmClaim(ctx, delivery, 's1', ['node01'])).toMatchObject({ superseded: true });
+    d.close();
+  });
+
+  it("a step's ledger finish and execution audit record lost on the primary are written again and confirmed on the replica", async () => {
+    const d = durability(5_000);
+    const logger = pino({ level: 'silent' });
+    const audit = new AuditLog(base, k, new Redactor([]));
+    const ctx = { keys: k, durable: d, settings: {} as never, logger, audit };
+    const ledger = new ExecutionLedger(base, k);
+    await ledger.claim('j5', 0, 's1', ['node01', 'node02'], 'w1');
+    const finished = await ledger.finishMany('j5', 0, 's1', [{ host: 'node01', status: 'ok', exitCode: 0, durationMs: 5 }, { host: 'node02', status: 'ok', exitCode: 0, durationMs: 6 }], 'w1');
+    const written = await audit.appendMany([{ kind: 'execution', jobId: 'j5', subject: 'oscar', origin: 'worker', host: 'node01', step: 's1', status: 'ok' }, { kind: 'execution', jobId: 'j5', subject: 'oscar', origin: 'worker', host: 'node02', step: 's1', status: 'ok' }]);
+    // Nothing lost: one round, nothing written again.
+    expect(await confirmStep(ctx, 'j5', 's1', finished, written)).toBeUndefined();
+    const lost = written.ids[1] ?? '';
+    // As a failover leaves it: the finish of node02 back to its claim, its audit record gone.
+    await base.hset(k.ledger('j5'), ledgerField(0, 's1', 'node02'), JSON.stringify({ attempt: 0, step: 's1', host: 'node02', worker: 'w1', startedAt: 'x' }));
+    await base.xdel(k.audit(), lost);
+    for (const key of await base.keys(`${k.prefix}:audit:*`)) await base.zrem(key, lost);
+    expect(await confirmStep(ctx, 'j5', 's1', finished, written)).toBeUndefined();
+    const r = new Redis(replica.port);
+    await eventually(async () => ((await r.hget(k.ledger('j5'), ledgerField(0, 's1', 'node02')))?.includes('"finishedAt"') ? true : undefined), 5_000, 'the finish on the replica');
+    const onReplica = await new AuditLog(r, k, new Redactor([])).read({ jobId: 'j5' });
+    expect(onReplica.map((e) => `${e.kind} ${e.host ?? ''}`).sort()).toEqual(['execution node01', 'execution node02']);
+    r.disconnect();
+    d.close();
+  });
 });

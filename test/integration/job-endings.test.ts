@@ -12,6 +12,8 @@ const c = useCastellan({
   nodes: 2,
   // Short host-lock TTL so a renewal happens within the test (every ~1 s).
   jobSettings: { hostLockTtlMs: 3_000 },
+  // BullMQ renews job locks every 2 s: a lost one is noticed within the test.
+  config: { jobs: { worker: { lock_duration: '4s' } } },
 });
 
 function person(subject: string, groups: string[]): Requester {
@@ -80,5 +82,33 @@ describe('job endings', () => {
     expect(pgrepFull(tag)).toBe('');
     expect((await endingsOf(job.id)).outcomes).toEqual(['interrupted']);
     await c.runtime.ctx.redis.del(lockKey);
+  });
+
+  it('a job that loses its BullMQ job lock before it got its hosts ends failed, saying nothing was run', async () => {
+    const s = c.runtime.service;
+    const ctx = c.runtime.ctx;
+    const tag = `castellan-jlock-${randomBytes(4).toString('hex')}`;
+    const hostKey = ctx.keys.hostLock('node01');
+    // Someone else holds the host: the job waits for it, after its delivery took the job lock.
+    await ctx.redis.set(hostKey, 'jblocker0000', 'PX', 60_000);
+    try {
+      const { job } = await s.submit({ tool: 'exec', input: { targets: 'node01', command: `echo ran # ${tag}` }, requester: oscar, replyTo: { kind: 'cli' } });
+      await s.approve(job.id, april);
+      let taken = false;
+      const final = await s.wait(job.id, oscar, 60_000, (e) => {
+        if (e.event.type === 'lock_wait' && !taken) {
+          taken = true;
+          // The job lock gone (as when a failover loses it): BullMQ's next renewal fails.
+          void ctx.redis.del(`${ctx.queue.toKey(job.id)}:lock`);
+        }
+      });
+      expect(taken).toBe(true);
+      expect(final.state).toBe('failed');
+      expect(final.reason).toBe('not started: this worker lost the job lock; nothing was run');
+      expect(await ctx.ledger.entries(job.id)).toEqual([]);
+      expect((await endingsOf(job.id)).outcomes).toEqual(['failed']);
+    } finally {
+      await ctx.redis.del(hostKey);
+    }
   });
 });
