@@ -22,6 +22,7 @@ import type { Condition } from './durable.js';
 import { HostLocks } from './host-locks.js';
 import { ExecutionLedger, ledgerField, type LedgerWrite } from './ledger.js';
 import { JobStore } from './records.js';
+import { shardBoardKey, shardRunField } from './shards.js';
 
 export interface Delivery {
   readonly jobId: string;
@@ -32,6 +33,11 @@ export interface Delivery {
   readonly startedAt: string;
   /** Hosts whose per-host lock this job holds (none for read jobs). */
   readonly locked: () => readonly string[];
+  /**
+   * A shard of a job split by site (queues/shards.ts): its token is in the job's shard board
+   * (`run:<site>`), not the record's `run` — the record is shared by the job's shards.
+   */
+  readonly shard?: { readonly site: string } | undefined;
 }
 
 /**
@@ -49,9 +55,10 @@ export async function confirmClaim(ctx: Ctx, d: Delivery, step: string, hosts: r
   if (!ctx.durable.enabled) return undefined;
   const record = ctx.keys.job(d.jobId);
   const locked = d.locked();
+  const board = shardBoardKey(ctx.keys, d.jobId);
   const conditions: Condition[] = [
     { key: record, field: 'state', is: ['running'] },
-    { key: record, field: 'run', is: [d.run] },
+    d.shard ? { key: board, field: shardRunField(d.shard.site), is: [d.run] } : { key: record, field: 'run', is: [d.run] },
     ...locked.map((h) => ({ key: ctx.keys.hostLock(h), is: d.jobId })),
     ...hosts.map((h) => ({ hash: ctx.keys.ledger(d.jobId), has: ledgerField(d.attempt, step, h) })),
   ];
@@ -60,11 +67,15 @@ export async function confirmClaim(ctx: Ctx, d: Delivery, step: string, hosts: r
       // `queued` here: our `running` was lost with the old primary, and nobody has taken the
       // job since. Take it again (atomically: only from `queued`). Anything else is not ours.
       if (differs.actual !== 'queued') return false;
-      const t = await new JobStore(redis, ctx.keys).transition(d.jobId, 'running', { startedAt: d.startedAt, worker: d.worker, attempt: d.attempt, run: d.run }, ['queued']);
+      const t = await new JobStore(redis, ctx.keys).transition(d.jobId, 'running', { startedAt: d.startedAt, worker: d.worker, attempt: d.attempt, ...(d.shard ? {} : { run: d.run }) }, ['queued']);
       return t.ok;
     }
-    // Another delivery's token: it runs the job now.
-    if (differs.index === 1) return false;
+    if (differs.index === 1) {
+      // A shard's token lost with the old primary: take the shard again, unless another
+      // delivery of it has since. Another delivery's token: it runs the job (shard) now.
+      if (!d.shard || differs.actual !== '') return false;
+      return (await redis.hsetnx(board, shardRunField(d.shard.site), d.run)) === 1;
+    }
     if (differs.index < 2 + locked.length) return (await new HostLocks(redis, ctx.keys, ctx.settings.hostLockTtlMs).tryAcquire(d.jobId, locked)).acquired;
     // The ledger entry was lost (we never ran the step: we run only after confirming it).
     await new ExecutionLedger(redis, ctx.keys).claim(d.jobId, d.attempt, step, hosts, d.worker);
@@ -90,7 +101,7 @@ export async function confirmClaim(ctx: Ctx, d: Delivery, step: string, hosts: r
     const host = locked[assured.index - 2] ?? '?';
     return { superseded: false, lockTaken: true, problem: `this worker's claim was lost in a Redis failover: another job (${assured.actual || '?'}) holds the lock on ${host} on the current Redis primary` };
   }
-  const what = assured.index === 0 ? `the job is ${assured.actual || 'gone'} on the current Redis primary` : assured.index === 1 ? 'another delivery of the job holds it on the current Redis primary' : 'its ledger claim could not be written again';
+  const what = assured.index === 0 ? `the job is ${assured.actual || 'gone'} on the current Redis primary` : assured.index === 1 ? `another delivery of the ${d.shard ? 'shard' : 'job'} holds it on the current Redis primary` : 'its ledger claim could not be written again';
   // The ledger entry not written again (index past the locks) is not another delivery's either.
   return { superseded: assured.index <= 1, problem: `this worker's claim was lost in a Redis failover: ${what}` };
 }

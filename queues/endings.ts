@@ -43,6 +43,11 @@ export interface Ending {
    * record carries it, and the ending is re-asserted until a replica confirms it.
    */
   readonly run?: string | undefined;
+  /**
+   * Re-assert the ending until a replica confirms it, as a worker's (`run`) is, without a run
+   * token guard: the merge of a split job's shards, which no other delivery can supersede.
+   */
+  readonly durable?: boolean | undefined;
 }
 
 export type EndOutcome = { readonly ended: true; readonly state: FinalState } | { readonly ended: false; readonly current: JobState | null };
@@ -50,6 +55,7 @@ export type EndOutcome = { readonly ended: true; readonly state: FinalState } | 
 type EndingContext = Pick<QueueContext, 'redis' | 'keys' | 'store' | 'events' | 'audit' | 'locks' | 'settings' | 'logger' | 'durable'>;
 
 export async function endJob(ctx: EndingContext, record: JobDoc, to: FinalState, ending: Ending): Promise<EndOutcome> {
+  const kept = ending.run !== undefined || ending.durable === true;
   if (!ending.recorded) {
     const from = (ending.from ?? ALLOWED_FROM[to]).filter((s) => ALLOWED_FROM[to].includes(s));
     const fields = {
@@ -58,16 +64,16 @@ export async function endJob(ctx: EndingContext, record: JobDoc, to: FinalState,
       finishedAt: new Date().toISOString(),
       result: ending.result === undefined ? undefined : JSON.stringify(ending.result),
       // Which ending this is, so a re-read can tell ours from another process's.
-      ...(ending.run !== undefined ? { ending: randomBytes(6).toString('hex') } : {}),
+      ...(kept ? { ending: randomBytes(6).toString('hex') } : {}),
     };
     const t = await ctx.store.transition(record.id, to, fields, from, ending.run ?? '');
     if (!t.ok) return { ended: false, current: t.current };
-    if (ending.run !== undefined && fields.ending !== undefined) {
+    if (kept && fields.ending !== undefined) {
       const outcome = await afterEnd(ctx, record, to, ending.reason);
       // Announced at once (followers see the end now); the worker returns to BullMQ only once
       // the ending is durable. Written again on a new primary, it is announced again there:
       // what was announced after the lost write went to the lost primary too.
-      if (await keepEnding(ctx, record, to, fields as Record<string, string | undefined> & { ending: string }, from, ending.run, outcome)) await afterEnd(ctx, record, to, ending.reason);
+      if (await keepEnding(ctx, record, to, fields as Record<string, string | undefined> & { ending: string }, from, ending.run ?? '', outcome)) await afterEnd(ctx, record, to, ending.reason);
       return { ended: true, state: to };
     }
   }

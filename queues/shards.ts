@@ -139,6 +139,21 @@ return n
 
 const SHARD_STATE_TTL_S = 7 * 24 * 3600;
 
+/** The per-job coordination hash of a split job (ShardBoard). */
+export function shardBoardKey(keys: Keys, jobId: string): string {
+  return `${keys.prefix}:shards:${jobId}`;
+}
+
+/** The board field holding the run token of the delivery that runs `site`'s shard. */
+export function shardRunField(site: string): string {
+  return `run:${site}`;
+}
+
+/** The board field holding `site`'s shard outcome. */
+export function shardResultField(site: string): string {
+  return `result:${site}`;
+}
+
 /** The per-job coordination hash: who runs which shard, barrier counts, a halt. */
 export class ShardBoard {
   constructor(
@@ -147,7 +162,23 @@ export class ShardBoard {
   ) {}
 
   private key(jobId: string): string {
-    return `${this.keys.prefix}:shards:${jobId}`;
+    return shardBoardKey(this.keys, jobId);
+  }
+
+  /**
+   * This delivery of `site`'s shard takes it: its run token in `run:<site>`, written only while
+   * no other delivery's is there. A later delivery finds the earlier token and knows the shard
+   * is claimed (queues/claims.ts confirms the token before every step, like a job's `run`).
+   */
+  async claimRun(jobId: string, site: string, run: string): Promise<{ ours: boolean; holder?: string | undefined }> {
+    const key = this.key(jobId);
+    const [, [, holder]] = (await this.redis.multi().hsetnx(key, shardRunField(site), run).hget(key, shardRunField(site)).expire(key, SHARD_STATE_TTL_S).exec()) as [[null, number], [null, string | null], unknown];
+    return holder === run ? { ours: true } : { ours: false, holder: holder ?? undefined };
+  }
+
+  /** A redelivery that goes on after the shard's worker is gone takes the shard over. */
+  async takeRun(jobId: string, site: string, run: string): Promise<void> {
+    await this.redis.hset(this.key(jobId), shardRunField(site), run);
   }
 
   /** Record that `worker` runs `site`'s shard; false when an earlier delivery already started it. */
@@ -223,11 +254,11 @@ export class ShardBoard {
 
   /** A shard's outcome, also kept here: a redelivery that stood by for a live owner returns it. */
   async saveResult(jobId: string, site: string, outcome: ShardOutcome): Promise<void> {
-    await this.redis.hset(this.key(jobId), `result:${site}`, JSON.stringify(outcome));
+    await this.redis.hset(this.key(jobId), shardResultField(site), JSON.stringify(outcome));
   }
 
   async result(jobId: string, site: string): Promise<ShardOutcome | undefined> {
-    const raw = await this.redis.hget(this.key(jobId), `result:${site}`);
+    const raw = await this.redis.hget(this.key(jobId), shardResultField(site));
     return raw ? (JSON.parse(raw) as ShardOutcome) : undefined;
   }
 

@@ -34,16 +34,20 @@ import {
   mergeOutcomes,
   mergeQueueName,
   NO_SITE,
+  shardBoardKey,
   shardJobId,
   shardLabel,
   shardPlan,
   shardQueueName,
+  shardResultField,
+  shardRunField,
   ShardBoard,
   ShardHalt,
   splitBySite,
   type ShardDoc,
   type ShardOutcome,
 } from './shards.js';
+import { sleep } from './sleep.js';
 import { abortStatusOf, JobStop, type StopReason } from './job-stop.js';
 import type { Inventory } from '../config/types.js';
 import type { Plan, PlanContext } from '../tools/types.js';
@@ -289,6 +293,8 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
   const run = randomBytes(6).toString('hex');
   let dispatched = 0;
   let superseded = false;
+  // Steps' checkpoints under way (queues/claims.ts confirmStep): awaited before BullMQ hears back.
+  const checkpoints: Promise<unknown>[] = [];
   m.activeJobs.inc();
 
   try {
@@ -356,7 +362,11 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
     const startedAt = new Date().toISOString();
     if (!isRetry) {
       const t = await ctx.store.transition(record.id, 'running', { startedAt, worker: workerId, attempt, run }, ['queued']);
-      if (!t.ok) return { state: t.current ?? 'failed' };
+      if (!t.ok) {
+        // Another delivery took the job meanwhile: the host locks (the job's) are its own now.
+        if (t.current === 'running') superseded = true;
+        return { state: t.current ?? 'failed' };
+      }
       if (record.queuedAt) m.queueWait.observe((Date.now() - Date.parse(record.queuedAt)) / 1000);
     } else {
       await ctx.store.update(record.id, { worker: workerId, attempt, run });
@@ -388,7 +398,7 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
       const data = ctx.redactor.scrubDeep(tool.answer(record.input as never, planCtx));
       result = { hosts: [], steps: [], folded: [], data };
     } else {
-      const outcome = await runPlan({ ...runContextFor(ctx, { jobId: record.id, attempt, worker: workerId, record, plan, inventory, planContext: planCtx, publisher, halt }), confirmClaim: confirm });
+      const outcome = await runPlan({ ...runContextFor(ctx, { jobId: record.id, attempt, worker: workerId, record, plan, inventory, planContext: planCtx, publisher, halt, checkpoints }), confirmClaim: confirm });
       for (const h of outcome.hosts) m.hostResults.inc({ status: h.status });
       const { hosts } = outcome;
       let data: unknown;
@@ -456,6 +466,7 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
     if (running.get(record.id) === stop) running.delete(record.id);
     m.activeJobs.dec();
     await publisher.drain();
+    await Promise.all(checkpoints);
   }
 }
 
@@ -469,7 +480,7 @@ function foldText(h: HostOutcome): string {
 /** The runner's context for one job, or one site's shard of it, on this worker. */
 function runContextFor(
   ctx: QueueContext,
-  o: { jobId: string; attempt: number; worker: string; record: JobRecord; plan: Plan; inventory: Inventory; planContext: PlanContext; publisher: ThrottledPublisher; halt: JobStop },
+  o: { jobId: string; attempt: number; worker: string; record: JobRecord; plan: Plan; inventory: Inventory; planContext: PlanContext; publisher: ThrottledPublisher; halt: JobStop; checkpoints?: Promise<unknown>[] },
 ): RunContext {
   return {
     jobId: o.jobId,
@@ -491,12 +502,17 @@ function runContextFor(
     rollbackSignal: () => o.halt.rollbackSignal(),
     tools: ctx.tools,
     planContext: o.planContext,
-    // Each step's finish and audit records confirmed on a replica (none sent without replicas).
-    checkpoint: ctx.durable.enabled
-      ? async (step, finished, audit) => {
-          await confirmStep(ctx, o.jobId, step, finished, audit);
-        }
-      : undefined,
+    // Each step's finish and audit records confirmed on a replica (none sent without replicas),
+    // in the background: the next step and the job's ending do not wait for it (with no replica
+    // left that would add redis.confirm_within to every step); the delivery awaits them all
+    // before it hands the job back to BullMQ, as it does its ending.
+    checkpoint:
+      ctx.durable.enabled && o.checkpoints
+        ? (step, finished, audit) => {
+            o.checkpoints?.push(confirmStep(ctx, o.jobId, step, finished, audit).catch(() => undefined));
+            return Promise.resolve();
+          }
+        : undefined,
   };
 }
 
@@ -660,7 +676,18 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
   if (!record || isFinal(record.state)) return notStarted(doc, here.id, `not started: the job already ended (${record?.state ?? 'gone'})`, 'skipped');
   const started = await here.board.start(doc.id, doc.site, here.id);
   let attempt = doc.attempt;
+  // This delivery's run token (the board's `run:<site>`), confirmed before each step.
+  const run = randomBytes(6).toString('hex');
   if (!started.first) {
+    // Redelivered to this worker while its first delivery still runs here (the BullMQ lock was
+    // lost in a failover): never a second copy beside it; its outcome is this one's.
+    if (here.running.has(bullId)) {
+      ctx.logger.info({ jobId: doc.id, site: doc.site }, 'shard redelivered to the worker that still runs it: waiting for that run');
+      while (here.running.has(bullId)) await sleep(500);
+    }
+    // The shard had finished (its BullMQ completion was lost): its outcome stands.
+    const finished = await here.board.result(doc.id, doc.site);
+    if (finished) return finished;
     // A redelivery: the worker that started this shard stopped (a crash, or a stall).
     if (started.previous && started.previous !== here.id) {
       // Its worker may still be running it (a stall after a long Redis outage, not a crash):
@@ -708,6 +735,10 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
   const plan = doc.plan;
   let lockedHosts: readonly string[] = [];
   let renew: NodeJS.Timeout | undefined;
+  // Steps whose claim was confirmed; whether another delivery of the shard took over.
+  let dispatched = 0;
+  let superseded = false;
+  const checkpoints: Promise<unknown>[] = [];
   try {
     if (record.risk !== 'read' && plan.hosts.length > 0) {
       const got = await ctx.locks.acquire(doc.id, plan.hosts, halt.signal, (host, holder) => publisher.emit({ type: 'lock_wait', host, holder }));
@@ -723,7 +754,8 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
       }, ctx.locks.renewEveryMs);
     }
     const startedAt = new Date().toISOString();
-    const t = await ctx.store.transition(doc.id, 'running', { startedAt, worker: here.id, attempt: record.risk === 'read' ? attempt : 0 }, ['queued']);
+    const ledgerAttempt = record.risk === 'read' ? attempt : 0;
+    const t = await ctx.store.transition(doc.id, 'running', { startedAt, worker: here.id, attempt: ledgerAttempt }, ['queued']);
     await refreshSiteWait(ctx, here, doc).catch(() => undefined);
     if (t.ok) {
       publisher.emit({ type: 'state', state: 'running', reason: `${label} started on worker ${here.id}` });
@@ -732,9 +764,35 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
     } else {
       return notStarted(doc, here.id, `not started: the job is ${t.current ?? 'gone'}`, 'skipped');
     }
+    // The shard is this delivery's: a first delivery takes it only if no other has; a
+    // redelivery that goes on (a read retry, a resumed run) found its worker gone and takes over.
+    const taken = started.first ? await here.board.claimRun(doc.id, doc.site, run) : (await here.board.takeRun(doc.id, doc.site, run), { ours: true });
+    if (!taken.ours) {
+      ctx.logger.warn({ jobId: doc.id, site: doc.site, holder: taken.holder }, 'shard already taken by another delivery; left to it');
+      superseded = true;
+      return notStarted(doc, here.id, 'not started: another delivery runs this shard', 'skipped');
+    }
+    // Before each step touches a host, the shard's claim must be durable (queues/claims.ts).
+    const delivery: Delivery = { jobId: doc.id, run, attempt: ledgerAttempt, worker: here.id, startedAt, locked: () => lockedHosts, shard: { site: doc.site } };
+    const confirm = async (step: string, hosts: readonly string[]): Promise<string | undefined> => {
+      let verdict = await confirmClaim(ctx, delivery, step, hosts, halt.signal);
+      while (verdict?.lockTaken && dispatched === 0 && !halt.reason) {
+        ctx.logger.warn({ jobId: doc.id, site: doc.site, step, why: verdict.problem }, 'host lock lost in a Redis failover before any step of the shard ran; waiting for it again');
+        if (!(await ctx.locks.acquire(doc.id, lockedHosts, halt.signal, (host, holder) => publisher.emit({ type: 'lock_wait', host, holder })))) break;
+        verdict = await confirmClaim(ctx, delivery, step, hosts, halt.signal);
+      }
+      if (verdict === undefined) {
+        dispatched += 1;
+        return undefined;
+      }
+      if (verdict.superseded) superseded = true;
+      stop('unconfirmed', verdict.problem);
+      return verdict.problem;
+    };
     const inventory = await ctx.inventory.current();
     const outcome = await runPlan({
-      ...runContextFor(ctx, { jobId: doc.id, attempt, worker: here.id, record, plan, inventory, planContext: ctx.planContext(inventory), publisher, halt }),
+      ...runContextFor(ctx, { jobId: doc.id, attempt, worker: here.id, record, plan, inventory, planContext: ctx.planContext(inventory), publisher, halt, checkpoints }),
+      confirmClaim: confirm,
       barrier: async (index, counts) => {
         try {
           return await here.board.arrive(doc.id, doc.site, doc.sites, index, counts, halt.signal);
@@ -746,7 +804,13 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
       },
     });
     const result: ShardOutcome = { site: doc.site, worker: here.id, hosts: outcome.hosts, steps: outcome.steps, ...(halt.reason ? { stop: { reason: halt.reason, detail: halt.detail } } : {}) };
+    if (superseded) {
+      // Another delivery holds the shard on the current primary: its outcome is the shard's.
+      ctx.logger.warn({ jobId: doc.id, site: doc.site, why: halt.detail }, 'shard claim lost in a Redis failover; left to the delivery that holds it');
+      return result;
+    }
     await here.board.saveResult(doc.id, doc.site, result).catch(() => undefined);
+    await keepShardResult(ctx, doc, run, result);
     return result;
   } catch (err) {
     // Unexpected: what this shard did is in the ledger; the parent reports its hosts unknown.
@@ -757,11 +821,38 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
   } finally {
     clearTimeout(deadline);
     if (renew) clearInterval(renew);
-    if (lockedHosts.length) await ctx.locks.release(doc.id, lockedHosts).catch(() => undefined);
+    // Superseded: the locks (owned by the job) are the delivery's that runs the shard now.
+    if (lockedHosts.length && !superseded) await ctx.locks.release(doc.id, lockedHosts).catch(() => undefined);
     unwatch();
-    here.running.delete(bullId);
+    if (here.running.get(bullId) === stop) here.running.delete(bullId);
     await publisher.drain();
+    await Promise.all(checkpoints);
   }
+}
+
+/**
+ * A shard's outcome on the board, made durable like a job's ending: confirmed on a replica, and
+ * written again on a new primary that lost it while this delivery still holds the shard there.
+ * (The merge reads BullMQ's child values; a shard redelivered after its completion was lost
+ * returns the board's copy instead of reporting its hosts unknown.) Bounded by confirm_within;
+ * not confirmed: logged.
+ */
+async function keepShardResult(ctx: QueueContext, doc: ShardDoc, run: string, result: ShardOutcome): Promise<void> {
+  if (!ctx.durable.enabled) return;
+  const board = shardBoardKey(ctx.keys, doc.id);
+  const assured = await ctx.durable.assert(
+    [
+      { key: board, field: shardRunField(doc.site), is: [run] },
+      { hash: board, has: shardResultField(doc.site) },
+    ],
+    async (redis, differs) => {
+      // Our token lost too: take the shard again only if no other delivery has.
+      if (differs.index === 0 && (differs.actual !== '' || (await redis.hsetnx(board, shardRunField(doc.site), run)) !== 1)) return false;
+      await redis.hset(board, shardResultField(doc.site), JSON.stringify(result));
+      return true;
+    },
+  );
+  if (!assured.ok) ctx.logger.error({ jobId: doc.id, site: doc.site, problem: assured.kind === 'unconfirmed' ? assured.problem : `the current primary holds ${assured.actual || 'nothing'}` }, 'shard finished, but no Redis replica confirmed its outcome: a failover now could lose it');
 }
 
 const STOP_WEIGHT: Record<StopReason, number> = { cancel: 5, lock_lost: 4, crash: 4, unconfirmed: 4, shutdown: 3, timeout: 2, halt: 1 };
@@ -834,7 +925,7 @@ async function mergeShards(ctx: QueueContext, job: Job<{ id: string; sites: stri
   if (unknownHosts.length) reason += `; outcome unknown on: ${unknownHosts.join(', ')}`;
   if (notes.length) reason += `. Checked on the nodes: ${notes.join('; ')}`;
   if (record.state === 'queued' && state !== 'cancelled') state = 'failed';
-  await endJob(ctx, record, state, { reason, result, from: ['running', 'queued'] });
+  await endJob(ctx, record, state, { reason, result, from: ['running', 'queued'], durable: true });
   await board.forget(id).catch(() => undefined);
   return { state };
 }

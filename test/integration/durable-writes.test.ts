@@ -15,6 +15,7 @@ import { Durability } from '../../queues/durable.js';
 import { keys } from '../../queues/keys.js';
 import { ExecutionLedger, ledgerField } from '../../queues/ledger.js';
 import { Redactor } from '../../queues/redact.js';
+import { shardBoardKey, shardRunField } from '../../queues/shards.js';
 import { startRedis, type PrivateRedis } from '../../src/lab/redis.js';
 import { eventually } from './mcp-harness.js';
 
@@ -168,6 +169,27 @@ describe('durable writes (WAIT on the connection that checked)', () => {
     const onReplica = await new AuditLog(r, k, new Redactor([])).read({ jobId: 'j5' });
     expect(onReplica.map((e) => `${e.kind} ${e.host ?? ''}`).sort()).toEqual(['execution node01', 'execution node02']);
     r.disconnect();
+    d.close();
+  });
+
+  it("a shard's claim: its run token on the job's shard board, written again when lost, another delivery's token supersedes it", async () => {
+    const d = durability(3_000);
+    const ctx = { keys: k, durable: d, settings: { hostLockTtlMs: 60_000 } as never, logger: pino({ level: 'silent' }) };
+    const board = shardBoardKey(k, 'j6');
+    await base.hset(k.job('j6'), 'state', 'running');
+    await new ExecutionLedger(base, k).claim('j6', 0, 's1', ['node03'], 'w1');
+    const delivery = { jobId: 'j6', run: 'shardrun1', attempt: 0, worker: 'w1', startedAt: new Date().toISOString(), locked: () => [], shard: { site: 'rack-b' } };
+    // The token was lost with the old primary: taken again (nobody else has), then confirmed.
+    expect(await confirmClaim(ctx, delivery, 's1', ['node03'])).toBeUndefined();
+    const r = new Redis(replica.port);
+    await eventually(async () => ((await r.hget(board, shardRunField('rack-b'))) === 'shardrun1' ? true : undefined), 5_000, 'the token on the replica');
+    r.disconnect();
+    // The record's own `run` is not a shard's: the job is shared by its shards.
+    expect(await base.hget(k.job('j6'), 'run')).toBeNull();
+    // Another delivery of the shard holds it: superseded, nothing written.
+    await base.hset(board, shardRunField('rack-b'), 'shardrun2');
+    expect(await confirmClaim(ctx, delivery, 's1', ['node03'])).toMatchObject({ superseded: true, problem: expect.stringMatching(/another delivery of the shard/) as unknown });
+    expect(await base.hget(board, shardRunField('rack-b'))).toBe('shardrun2');
     d.close();
   });
 });

@@ -14,7 +14,7 @@ import { rolesForGroups } from '../../auth/roles.js';
 import type { Requester } from '../../auth/types.js';
 import { ThrottledPublisher } from '../../queues/events.js';
 import { runPlan } from '../../queues/runner.js';
-import { ShardBoard, shardPlan, splitBySite } from '../../queues/shards.js';
+import { ShardBoard, shardBoardKey, shardPlan, shardRunField, splitBySite } from '../../queues/shards.js';
 import type { Plan } from '../../tools/types.js';
 import { useCastellan } from '../support/castellan.js';
 import { startWorkerProcess, type WorkerProcess } from '../support/castellan-process.js';
@@ -71,6 +71,12 @@ describe('site workers', () => {
     expect(ledger).toHaveLength(4);
     const byHost = Object.fromEntries(ledger.map((e) => [e.host, e.worker]));
     expect(byHost).toEqual({ node01: a.id, node02: a.id, node03: b.id, node04: b.id });
+    // Each shard's delivery took its shard with a run token of its own (the token its claims
+    // are confirmed with before a step, queues/claims.ts).
+    const board = await c.runtime.ctx.redis.hgetall(shardBoardKey(c.runtime.ctx.keys, job.id));
+    const tokens = ['rack-a', 'rack-b'].map((site) => board[shardRunField(site)] ?? '');
+    expect(tokens.every((t) => /^[0-9a-f]{12}$/.test(t))).toBe(true);
+    expect(tokens[0]).not.toBe(tokens[1]);
 
     const events = (await c.runtime.ctx.events.read(job.id)).map((e) => e.event);
     expect(events.some((e) => e.type === 'state' && e.state === 'queued' && /split by site into 2 shards: site rack-a \(2 hosts\), site rack-b \(2 hosts\)/.test(e.reason ?? ''))).toBe(true);
