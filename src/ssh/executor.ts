@@ -354,13 +354,19 @@ export class SshExecutor implements SftpAccess {
     attempt.connectMs = Math.max(attempt.connectMs, lease.connectMs);
     this.logger?.debug({ host: target.name, runId: request.runId, program: request.argv[0] }, 'exec');
     const result = await this.runOnChannel(target, request, command, stdin, limits, options, attempt, lease);
+    // The connection's first command ran under the wrapper; the helper starts now, off the
+    // path of any command, for the ones that follow (see runViaHelper).
+    if (this.nodeHelper === 'auto' && !lease.connection.isClosed) void this.helperOf(lease.connection, limits.connectTimeoutMs).catch(() => undefined);
     return this.finish(await this.explainFailure(target, request, limits, result), onEvent);
   }
 
   /**
    * Run on the connection's node helper. Null when the node has none (no perl, the helper would
    * not start or has died): the caller then uses the wrapper, which the log says once per
-   * connection.
+   * connection. Null too while the connection has not run its first command: a connection used
+   * once (a one-off command, a cold fan-out) would pay the helper's start (a round trip and
+   * ~10 ms of perl start-up on the node) for nothing, so that command takes the wrapper and the
+   * helper is started once it is done; later commands wait for a helper still starting.
    */
   private async runViaHelper(target: SshTarget, request: ExecRequest, stdin: Buffer, limits: ExecLimits, options: FanoutOptions, attempt: Attempt): Promise<HostResult | null> {
     const { signal, onEvent } = options;
@@ -375,10 +381,9 @@ export class SshExecutor implements SftpAccess {
     let connection: PooledConnection;
     let release: () => void;
     try {
-      const before = performance.now();
-      const pooled = this.pool.has(target);
+      if (!this.pool.has(target)) return null;
       connection = await this.pool.connection(target, limits.connectTimeoutMs, signal);
-      attempt.connectMs = pooled ? 0 : Math.round(performance.now() - before);
+      if (connection.helper === undefined) return null;
       const helper = await this.helperOf(connection, limits.connectTimeoutMs);
       if (!helper) return null;
       release = await connection.helperRuns.acquire(signal);

@@ -51,7 +51,9 @@ export interface HelperRunOptions {
   readonly unansweredStopMs: number;
 }
 
-const SIGNAL_NAMES = new Map<number, string>(Object.entries(constants.signals).map(([name, number]) => [number, name.replace(/^SIG/, '')]));
+/** Signal numbers as OpenSSH names them (TERM, not SIGTERM); the first name wins (ABRT, not IOT). */
+const SIGNAL_NAMES = new Map<number, string>();
+for (const [name, number] of Object.entries(constants.signals)) if (!SIGNAL_NAMES.has(number)) SIGNAL_NAMES.set(number, name.replace(/^SIG/, ''));
 
 export function parseStopWord(text: string): StopReport {
   const word = text.trim().split(/\s+/)[0];

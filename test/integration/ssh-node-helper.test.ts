@@ -65,6 +65,8 @@ describe('node helper (ssh.node_helper: auto)', () => {
     await writeFile(path.join(bin, 'perl'), '#!/bin/sh\necho "sh: 1: perl: not found" >&2\nexit 127\n');
     await chmod(path.join(bin, 'perl'), 0o755);
     ssh = new SshExecutor({ knownHosts: await KnownHosts.load(lab.knownHostsFile), limits, nodeHelper: 'auto' });
+    // A connection's first command runs under the wrapper and starts the helper for the next ones.
+    expect((await ssh.exec(target, { argv: ['true'], runId: `warm-${process.pid}` })).status).toBe('ok');
   });
 
   afterAll(async () => {
@@ -176,6 +178,8 @@ describe('node helper (ssh.node_helper: auto)', () => {
   });
 
   it('a node without perl falls back to the wrapper and still runs (and stops) commands', async () => {
+    expect((await ssh.exec(noPerl, { argv: ['true'], runId: `noperl-warm-${process.pid}` })).status).toBe('ok');
+    // This one waits for the helper's start, which fails: it runs under the wrapper.
     const result = await ssh.exec(noPerl, { argv: ['sh', '-c', 'echo ok; ps -o args= -p "$PPID"'], runId: `noperl-${process.pid}` });
     expect(result.status).toBe('ok');
     expect(result.stdout).toMatch(/^ok\n/);
@@ -185,6 +189,34 @@ describe('node helper (ssh.node_helper: auto)', () => {
     expect(timed.status).toBe('timed_out');
     expect(timed.error).toMatch(/remote run stopped/);
     expect(survivors(a)).toEqual([]);
+  });
+
+  it('a helper that dies mid-run: the run is stopped and verified over a control channel, the connection goes on with the wrapper', async () => {
+    const a = uniqueSleep();
+    const own = new SshExecutor({ knownHosts: await KnownHosts.load(lab.knownHostsFile), limits, nodeHelper: 'auto' });
+    try {
+      await own.exec(target, { argv: ['true'], runId: `orphan-warm-${a}` });
+      let started!: () => void;
+      const running = new Promise<void>((resolve) => { started = resolve; });
+      const inFlight = own.exec(target, { argv: ['sh', '-c', `echo up; sleep ${a}`], runId: `orphan-${a}` }, { onEvent: (e) => e.type === 'output' && started() });
+      await running;
+      const [sleeper] = await appeared(a);
+      // The sleep's parent is the helper (sh execs its last command): SIGKILL it, as the OOM killer would.
+      const helperPid = Number(spawnSync('ps', ['-o', 'ppid=', '-p', sleeper!], { encoding: 'utf8' }).stdout.trim());
+      expect(spawnSync('ps', ['-o', 'args=', '-p', String(helperPid)], { encoding: 'utf8' }).stdout.trim()).toBe('castellan-helper');
+      process.kill(helperPid, 'SIGKILL');
+      const result = await inFlight;
+      expect(result.status).toBe('failed');
+      expect(result.error).toMatch(/^the node helper stopped \(its channel closed.*\); remote run stopped \((terminated|killed)\)$/);
+      expect(survivors(a)).toEqual([]);
+      const after = await own.exec(target, { argv: ['sh', '-c', 'echo again; ps -o args= -p "$PPID"'], runId: `after-${a}` });
+      expect(after.status).toBe('ok');
+      expect(after.stdout).toMatch(/^again\n/);
+      expect(after.stdout).not.toContain('castellan-helper');
+      expect(own.openConnections).toBe(1);
+    } finally {
+      await own.close();
+    }
   });
 
   describe('a client process that dies or freezes', () => {
@@ -201,6 +233,7 @@ describe('node helper (ssh.node_helper: auto)', () => {
         const ssh = new SshExecutor({ knownHosts: await KnownHosts.load(${JSON.stringify(lab.knownHostsFile)}), nodeHelper: 'auto',
           limits: { connectTimeoutMs: 5000, commandTimeoutMs: ${commandTimeoutMs}, killGraceMs: 1000 } });
         const commands = ${JSON.stringify(commands)};
+        await ssh.exec(target, { argv: ['true'], runId: 'client-warm.' + process.pid });
         let up = 0;
         await Promise.all(commands.map((c, i) => ssh.exec(target, { argv: ['sh', '-c', c], runId: 'client.' + process.pid + '.' + i },
           { onEvent: (e) => { if (e.type === 'output' && e.chunk.includes('up') && ++up === commands.length) console.log('all up'); } })));
