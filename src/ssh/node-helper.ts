@@ -55,6 +55,9 @@ sub start_run {
   unless (defined $pid) { frame('F', $id, "fork: $!"); return }
   if ($pid == 0) {
     $SIG{PIPE} = 'DEFAULT'; $SIG{CHLD} = 'DEFAULT';
+    # Commands start with no signal blocked, whatever the helper's mask was at the fork (perl
+    # blocks them all around fork): one that cannot receive TERM cannot be stopped politely.
+    POSIX::sigprocmask(POSIX::SIG_SETMASK(), POSIX::SigSet->new());
     POSIX::setsid();
     open(my $null, '<', '/dev/null');
     POSIX::dup2(fileno($ir // $null), 0);
@@ -108,7 +111,9 @@ sub stop_run {
   $r->{stopping} = 1;
   my @m = members($r);
   if (!@m) { stopped($r, 'gone'); return }
-  kill 'TERM', @m;
+  # Frozen while the TERMs go out: a shell must not see its child die of TERM and run its next
+  # command before its own TERM is there.
+  kill 'STOP', @m; kill 'TERM', @m; kill 'CONT', @m;
   $r->{killat} = $t + $r->{grace};
   $r->{poll} = $t + 0.1;
 }

@@ -99,12 +99,13 @@ describe('node helper (ssh.node_helper: auto)', () => {
     const [signalled, fed, env, missing] = await Promise.all([
       ssh.exec(target, { argv: ['sh', '-c', 'kill -USR1 $$'], runId: `sig-${process.pid}` }),
       ssh.exec(target, { argv: ['cat'], stdin: 'in\u0000\u0001put\n', runId: `stdin-${process.pid}` }),
-      ssh.exec(target, { argv: ['sh', '-c', 'echo "$CASTELLAN_RUN"'], runId: `env.${process.pid}` }),
+      ssh.exec(target, { argv: ['sh', '-c', 'echo "$CASTELLAN_RUN"; grep -E "^Sig(Blk|Ign):" /proc/$$/status'], runId: `env.${process.pid}` }),
       ssh.exec(target, { argv: ['castellan-no-such-program'], runId: `missing-${process.pid}` }),
     ]);
     expect(signalled).toMatchObject({ status: 'failed', exitCode: null, signal: 'USR1' });
     expect(fed).toMatchObject({ status: 'ok', stdout: 'in\u0000\u0001put\n' });
-    expect(env).toMatchObject({ status: 'ok', stdout: `env.${process.pid}\n` });
+    // Nothing blocked or ignored: a command started by the helper can be stopped with TERM.
+    expect(env).toMatchObject({ status: 'ok', stdout: `env.${process.pid}\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n` });
     expect(missing).toMatchObject({ status: 'failed', exitCode: 127 });
     expect(missing.error).toMatch(/castellan-no-such-program is not installed here/);
   });
@@ -196,12 +197,9 @@ describe('node helper (ssh.node_helper: auto)', () => {
     const own = new SshExecutor({ knownHosts: await KnownHosts.load(lab.knownHostsFile), limits, nodeHelper: 'auto' });
     try {
       await own.exec(target, { argv: ['true'], runId: `orphan-warm-${a}` });
-      let started!: () => void;
-      const running = new Promise<void>((resolve) => { started = resolve; });
-      const inFlight = own.exec(target, { argv: ['sh', '-c', `echo up; sleep ${a}`], runId: `orphan-${a}` }, { onEvent: (e) => e.type === 'output' && started() });
-      await running;
+      const inFlight = own.exec(target, { argv: ['sleep', a], runId: `orphan-${a}` });
       const [sleeper] = await appeared(a);
-      // The sleep's parent is the helper (sh execs its last command): SIGKILL it, as the OOM killer would.
+      // The sleep's parent is the helper (its argv is exec'd directly): SIGKILL it, as the OOM killer would.
       const helperPid = Number(spawnSync('ps', ['-o', 'ppid=', '-p', sleeper!], { encoding: 'utf8' }).stdout.trim());
       expect(spawnSync('ps', ['-o', 'args=', '-p', String(helperPid)], { encoding: 'utf8' }).stdout.trim()).toBe('castellan-helper');
       process.kill(helperPid, 'SIGKILL');
