@@ -99,7 +99,8 @@ describe('node helper (ssh.node_helper: auto)', () => {
     const [signalled, fed, env, missing] = await Promise.all([
       ssh.exec(target, { argv: ['sh', '-c', 'kill -USR1 $$'], runId: `sig-${process.pid}` }),
       ssh.exec(target, { argv: ['cat'], stdin: 'in\u0000\u0001put\n', runId: `stdin-${process.pid}` }),
-      ssh.exec(target, { argv: ['sh', '-c', 'echo "$CASTELLAN_RUN"; grep -E "^Sig(Blk|Ign):" /proc/$$/status'], runId: `env.${process.pid}` }),
+      // The process the helper exec'd reads its own status (a shell's would show its own fork windows).
+      ssh.exec(target, { argv: ['sh', '-c', 'echo "$CASTELLAN_RUN"; exec grep -E "^Sig(Blk|Ign):" /proc/self/status'], runId: `env.${process.pid}` }),
       ssh.exec(target, { argv: ['castellan-no-such-program'], runId: `missing-${process.pid}` }),
     ]);
     expect(signalled).toMatchObject({ status: 'failed', exitCode: null, signal: 'USR1' });
