@@ -5,6 +5,7 @@
 // time, one per subject, tool, host, …), so reading "what did alice do on node07 last week"
 // is exact and fast at any length of the trail; who may read which entries is decided by
 // auth/policy.ts auditScope.
+import { randomBytes } from 'node:crypto';
 import { appendFile, open } from 'node:fs/promises';
 import type { Redis } from 'ioredis';
 import type { AuditScope } from '../auth/policy.js';
@@ -48,10 +49,16 @@ export interface AuditRecord {
   readonly approvalsRequired?: number | undefined;
 }
 
+/** One entry as stored, with its write marker key (the same marker when written again). */
+export interface WrittenEntry {
+  readonly record: AuditRecord & { at: string };
+  readonly marker: string;
+}
+
 /** What `appendMany` wrote: stream ids and the entries as stored, in order. */
 export interface WrittenAudit {
   readonly ids: readonly string[];
-  readonly entries: readonly (AuditRecord & { at: string })[];
+  readonly entries: readonly WrittenEntry[];
 }
 
 export interface StoredAudit extends AuditRecord {
@@ -127,31 +134,45 @@ export function auditIndexKeys(keys: Keys, r: AuditRecord): string[] {
   return [...out];
 }
 
-// KEYS[1] the stream. ARGV: 1 max length, 2 number of entries, then per entry: its JSON, the
-// number of index keys, the keys. The entry and its index entries are written together, so no
-// listing ever misses an entry the stream holds. Scores are formatted by hand: Lua would print
-// 14 significant digits.
+// KEYS[1] the stream. ARGV: 1 max length, 2 number of entries, 3 how long a write marker is
+// kept (s), then per entry: its JSON, its write marker key ('' for none), the number of index
+// keys, the keys.
+// The entry and its index entries are written together, so no listing ever misses an entry the
+// stream holds. The marker makes the append idempotent: the worker connection resends a command
+// whose reply was lost when the connection dropped (a Sentinel failover), and the old primary may
+// have run it and replicated it already; the resend then returns the id written the first time.
+// Scores are formatted by hand: Lua would print 14 significant digits.
 const APPEND = `
-local pos = 3
+local pos = 4
 local ids = {}
 for r = 1, tonumber(ARGV[2]) do
-  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'r', ARGV[pos])
-  local dash = string.find(id, '-', 1, true)
-  local seq = tonumber(string.sub(id, dash + 1))
-  if seq > 1023 then seq = 1023 end
-  local score = string.format('%.0f', tonumber(string.sub(id, 1, dash - 1)) * 1024 + seq)
-  local n = tonumber(ARGV[pos + 1])
-  for k = pos + 2, pos + 1 + n do redis.call('ZADD', ARGV[k], score, id) end
-  pos = pos + 2 + n
+  local n = tonumber(ARGV[pos + 2])
+  local marker = ARGV[pos + 1]
+  local id = marker ~= '' and redis.call('GET', marker)
+  if not id then
+    id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'r', ARGV[pos])
+    if marker ~= '' then redis.call('SET', marker, id, 'EX', ARGV[3]) end
+    local dash = string.find(id, '-', 1, true)
+    local seq = tonumber(string.sub(id, dash + 1))
+    if seq > 1023 then seq = 1023 end
+    local score = string.format('%.0f', tonumber(string.sub(id, 1, dash - 1)) * 1024 + seq)
+    for k = pos + 3, pos + 2 + n do redis.call('ZADD', ARGV[k], score, id) end
+  end
+  pos = pos + 3 + n
   table.insert(ids, id)
 end
 return ids
 `;
 
+/** How long an entry's write marker is kept: longer than any resend after a reconnect. */
+const WRITE_MARKER_S = 600;
+
 export class AuditLog {
   private fileReady: Promise<void> | undefined;
   private readonly file: string | undefined;
   private readonly maxEntries: number;
+  /** Write markers (idempotent appends): on with replicas, where failovers resend commands. */
+  private readonly markWrites: boolean;
   private indexing: Promise<void> | undefined;
   private lastSweepCheck = 0;
 
@@ -159,9 +180,10 @@ export class AuditLog {
     private readonly redis: Redis,
     private readonly keys: Keys,
     private readonly redactor: Redactor,
-    options: { readonly file?: string | undefined; readonly maxEntries?: number | undefined } = {},
+    options: { readonly file?: string | undefined; readonly maxEntries?: number | undefined; readonly markWrites?: boolean | undefined } = {},
   ) {
     this.file = options.file;
+    this.markWrites = options.markWrites ?? false;
     this.maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
   }
 
@@ -178,29 +200,31 @@ export class AuditLog {
     if (records.length === 0) return { ids: [], entries: [] };
     const at = new Date().toISOString();
     const clean = records.map((record) => this.redactor.scrubDeep({ at, ...record }) as AuditRecord & { at: string });
-    const ids = await this.writeOn(this.redis, clean);
+    const uid = randomBytes(8).toString('hex');
+    const marked = clean.map((record, i) => ({ record, marker: this.markWrites ? this.keys.auditWrite(`${uid}.${i}`) : '' }));
+    const ids = await this.writeOn(this.redis, marked);
     if (this.file) {
       this.fileReady ??= ensureFile(this.file);
       await this.fileReady;
       await appendFile(this.file, clean.map((record) => JSON.stringify(record) + '\n').join(''), { mode: 0o600 });
     }
     this.maybeSweep();
-    return { ids, entries: clean };
+    return { ids, entries: marked };
   }
 
   /**
    * Write entries again on `redis` (the server a durable check just found without them: a
    * failover lost them with the old primary). The audit file already has them: Redis only.
    */
-  async rewrite(redis: Redis, entries: readonly (AuditRecord & { at: string })[]): Promise<string[]> {
+  async rewrite(redis: Redis, entries: readonly WrittenEntry[]): Promise<string[]> {
     return this.writeOn(redis, entries);
   }
 
-  private async writeOn(redis: Redis, clean: readonly (AuditRecord & { at: string })[]): Promise<string[]> {
-    const args: (string | number)[] = [this.maxEntries, clean.length];
-    for (const record of clean) {
+  private async writeOn(redis: Redis, entries: readonly WrittenEntry[]): Promise<string[]> {
+    const args: (string | number)[] = [this.maxEntries, entries.length, WRITE_MARKER_S];
+    for (const { record, marker } of entries) {
       const index = auditIndexKeys(this.keys, record);
-      args.push(JSON.stringify(record), index.length, ...index);
+      args.push(JSON.stringify(record), marker, index.length, ...index);
     }
     return (await runScript(redis, 'castellanAuditAppend', APPEND, [this.keys.audit()], args)) as string[];
   }

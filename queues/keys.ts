@@ -30,6 +30,8 @@ export interface Keys {
   hostLock(host: string): string;
   idempotency(subject: string, key: string): string;
   audit(): string;
+  /** One audit entry's write marker (its stream id, kept briefly): a resent append adds nothing. */
+  auditWrite(uid: string): string;
   cancelChannel(): string;
   /** Pub/sub channel: the id of a job whose event stream just grew (wakes followers). */
   eventsChannel(): string;
@@ -78,6 +80,7 @@ export function keys(prefix: string): Keys {
     hostLock: (host) => `${prefix}:hostlock:${host}`,
     idempotency: (subject, key) => `${prefix}:idem:${subject}:${key}`,
     audit: () => `${prefix}:audit`,
+    auditWrite: (uid) => `${prefix}:audit-write:${uid}`,
     cancelChannel: () => `${prefix}:cancel`,
     eventsChannel: () => `${prefix}:events-notify`,
     feed: () => `${prefix}:feed`,

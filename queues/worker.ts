@@ -152,8 +152,22 @@ export async function startWorker(ctx: QueueContext, connection: Redis, options:
   const all = [worker, ...shardWorkers, merger];
   for (const w of all) {
     w.on('lockRenewalFailed', (jobIds: string[]) => {
-      // Another worker may take these jobs: stop ours rather than run beside it.
-      for (const jobId of jobIds) here.running.get(jobId)?.('lock_lost', 'this worker lost the job lock');
+      for (const jobId of jobIds) {
+        const stop = here.running.get(jobId);
+        if (!stop) continue;
+        // With claims confirmed on a replica before every step (redis.confirm_replicas > 0), a
+        // lost BullMQ lock cannot make a step run twice: a second delivery finds the job
+        // `running` (the confirmed claim) and leaves it to this live worker, or — only if no
+        // claim of ours was ever confirmed, so nothing ran yet — takes it with its own token,
+        // and our next claim check finds that token and stops us before any step. So the run
+        // goes on (a failover often costs the lock) and ends with its token guard. Without
+        // replicas nothing is confirmed: stop rather than risk running beside another delivery.
+        if (ctx.durable.enabled) {
+          ctx.logger.warn({ jobId }, 'this worker lost the BullMQ job lock; the run goes on: its claim is confirmed before every step, so no other delivery can run one');
+          continue;
+        }
+        stop('lock_lost', 'this worker lost the job lock');
+      }
     });
     w.on('error', (err) => {
       // Outages are logged once per state change by the connection (src/redis.ts), not per retry.

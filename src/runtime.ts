@@ -127,7 +127,9 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
       events,
       hub: new JobEventHub(connection, k, events),
       feed: new JobFeed(connection, k),
-      audit: new AuditLog(connection, k, redactor, { file: config.audit.file }),
+      // With replicas (a failover can happen) an append resent after a dropped reply must not
+      // add the entry twice; standalone keeps the cheaper append (queues/audit.ts).
+      audit: new AuditLog(connection, k, redactor, { file: config.audit.file, markWrites: (settings.replication?.replicas ?? 0) > 0 }),
       ledger: new ExecutionLedger(connection, k),
       durable: new Durability((closed) => durableConnection(connection, settings.replication?.timeoutMs ?? 0, closed), k, settings.replication),
       locks: new HostLocks(connection, k, settings.hostLockTtlMs),

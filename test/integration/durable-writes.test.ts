@@ -150,7 +150,7 @@ describe('durable writes (WAIT on the connection that checked)', () => {
   it("a step's ledger finish and execution audit record lost on the primary are written again and confirmed on the replica", async () => {
     const d = durability(5_000);
     const logger = pino({ level: 'silent' });
-    const audit = new AuditLog(base, k, new Redactor([]));
+    const audit = new AuditLog(base, k, new Redactor([]), { markWrites: true });
     const ctx = { keys: k, durable: d, settings: {} as never, logger, audit };
     const ledger = new ExecutionLedger(base, k);
     await ledger.claim('j5', 0, 's1', ['node01', 'node02'], 'w1');
@@ -163,11 +163,19 @@ describe('durable writes (WAIT on the connection that checked)', () => {
     await base.hset(k.ledger('j5'), ledgerField(0, 's1', 'node02'), JSON.stringify({ attempt: 0, step: 's1', host: 'node02', worker: 'w1', startedAt: 'x' }));
     await base.xdel(k.audit(), lost);
     for (const key of await base.keys(`${k.prefix}:audit:*`)) await base.zrem(key, lost);
+    await base.del(written.entries[1]?.marker ?? '');
     expect(await confirmStep(ctx, 'j5', 's1', finished, written)).toBeUndefined();
     const r = new Redis(replica.port);
     await eventually(async () => ((await r.hget(k.ledger('j5'), ledgerField(0, 's1', 'node02')))?.includes('"finishedAt"') ? true : undefined), 5_000, 'the finish on the replica');
     const onReplica = await new AuditLog(r, k, new Redactor([])).read({ jobId: 'j5' });
     expect(onReplica.map((e) => `${e.kind} ${e.host ?? ''}`).sort()).toEqual(['execution node01', 'execution node02']);
+    // The same append again (as the worker connection resends a script whose reply a dropped
+    // connection lost, after the old primary had run it): the ids written the first time,
+    // nothing added.
+    const before = await base.xlen(k.audit());
+    const again = await audit.rewrite(base, written.entries);
+    expect(again[0]).toBe(written.ids[0]);
+    expect(await base.xlen(k.audit())).toBe(before);
     r.disconnect();
     d.close();
   });

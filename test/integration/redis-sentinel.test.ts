@@ -135,6 +135,10 @@ beforeAll(async () => {
       jobs: { files_root: path.join(dir, 'files') },
       audit: { file: path.join(dir, 'audit.jsonl') },
       log: { level: 'info' },
+      // The failover test submits faster than one worker drains at low load: the default 16
+      // jobs in flight per person refused submissions ("you already have 16 jobs…"), and the
+      // per-minute rate would next; neither is what it is about.
+      limits: { jobs_per_requester: 200, rate: { per_minute: 6000, burst: 500 } },
     }),
   );
   const config = await loadConfig(configFile);
@@ -260,10 +264,10 @@ describe('Sentinel failover', () => {
     await pause(3000);
     const counted = [];
     for (const f of finals) counted.push({ ...f, runs: (await lines(f.file)).length });
-    const said = worker.stderr().split('\n').filter((l) => /claim|ending/.test(l)).map((l) => /"msg":"([^"]*)"/.exec(l)?.[1] ?? l);
+    const said = worker.stderr().split('\n').filter((l) => /claim|ending|ledger finish|job lock|redelivered/.test(l)).map((l) => /"msg":"([^"]*)"/.exec(l)?.[1] ?? l);
     console.log(
       `failover during submissions: ${confirmed.length} confirmed (${confirmed.filter((c) => c.afterSwitch).length} after the switch), ${refused.length} refused\n` +
-        `${counted.map((f) => `${f.id} ${f.state} ran ${f.runs}: ${f.reason}`).join('\n')}\nworker lines about claims and endings:\n${said.join('\n')}`,
+        `${counted.map((f) => `${f.id} ${f.state} ran ${f.runs}: ${f.reason}`).join('\n')}\nworker lines about claims, endings, checkpoints, lost locks and redeliveries:\n${said.join('\n')}`,
     );
     for (const f of counted) {
       const { runs } = f;
@@ -289,6 +293,27 @@ describe('Sentinel failover', () => {
     }
     expect(current.port).not.toBe(await agreedPrimary());
   }, 240_000);
+
+  it('a run that loses its BullMQ job lock goes on when its claims are confirmed: it ends succeeded, having run once', async () => {
+    const tag = `castellan-lock-${randomBytes(4).toString('hex')}`;
+    const current = await agreedPrimary();
+    // A replica in sync (the test before failed the primary over): claims can be confirmed.
+    await eventually(async () => {
+      const other = current === primary.port ? replica.port : primary.port;
+      return /master_link_status:up/.test(String(await ask(other, 'INFO', 'replication').catch(() => ''))) ? true : undefined;
+    }, 60_000, 'the replica to be in sync');
+    const file = `/tmp/${tag}.log`;
+    // Longer than BullMQ's lock renewal period (lock_duration 30 s: renewed every 7.5-15 s).
+    const { job } = await runtime.service.submit({ tool: 'exec', input: { targets: 'node02', command: `echo ran >> ${file}; sleep 20 # ${tag}` }, requester: oscar, replyTo: { kind: 'cli' } });
+    await retrying(() => runtime.service.approve(job.id, april), 'the approval');
+    await eventually(async () => ((await lines(file)).length === 1 ? true : undefined), 30_000, 'the job to run');
+    // The job lock gone, as a failover can lose it: BullMQ's next renewal fails.
+    await runtime.ctx.redis.del(`${runtime.ctx.queue.toKey(job.id)}:lock`);
+    const final = await runtime.service.wait(job.id, oscar, 90_000);
+    expect(final.state, final.reason ?? '').toBe('succeeded');
+    expect(await lines(file)).toEqual(['ran']);
+    expect(worker.stderr().split('\n').filter((l) => l.includes(job.id) && l.includes('lost the BullMQ job lock; the run goes on'))).not.toEqual([]);
+  }, 120_000);
 
   it('a primary killed during running jobs: they finish succeeded, once per host, with a complete audit', async () => {
     const tag = `castellan-sentinel-${randomBytes(4).toString('hex')}`;
