@@ -254,7 +254,9 @@ async function main(): Promise<void> {
             '',
           ]
         : []),
-      SLEEP > 0
+      !fan.length
+        ? '"× 1 worker" above 1 means faster. On a 2-core machine the submitter, Redis, the farm and the workers share the CPUs: more processes add throughput only as far as there is idle CPU. The enqueue → start figures are the queue wait of a backlog submitted at once, not a latency under steady load.'
+        : SLEEP > 0
         ? '"× 1 worker" above 1 means faster. Each shard fans out with its own window, so the second row (four shards in one process) already does a quarter of the rounds per site; the third runs each shard in a process of its own, as site workers next to their nodes would. On one machine the processes share the same CPUs: what the rows show is the parallelism of shards beyond one job\'s window, not more CPU.'
         : '"× 1 worker" above 1 means faster. The second row against the first is the pipeline overhead of sharding (a flow, a barrier per batch, the merge); the third adds the parallelism of one process per site, which only pays where there are cores (or machines) to run them: here the farm, Redis and the workers share the same CPUs.',
       '',
