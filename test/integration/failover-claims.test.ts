@@ -17,7 +17,12 @@ import { readFile } from 'node:fs/promises';
 
 const c = useCastellan({
   nodes: 1,
-  config: { redis: { confirm_replicas: 1, confirm_timeout: '500ms', confirm_within: '60s' } },
+  config: {
+    redis: { confirm_replicas: 1, confirm_timeout: '500ms', confirm_within: '60s' },
+    // BullMQ renews job locks every 2 s and looks for stalled jobs every 2 s: a lost job lock
+    // becomes a redelivery within the test.
+    jobs: { worker: { lock_duration: '4s', stalled_interval: '2s' } },
+  },
 });
 
 let replica: PrivateRedis;
@@ -76,5 +81,30 @@ describe('a claim whose host lock another job took meanwhile', () => {
     expect(final.state, final.reason ?? '').toBe('succeeded');
     expect(await readFile(file, 'utf8')).toBe('ran\n');
     expect(c.logs.join('').includes('host lock lost in a Redis failover before any step ran; waiting for it again')).toBe(true);
+  }, 120_000);
+
+  it('a redelivery to the worker still running the job, found queued, is left to that run: it runs once', async () => {
+    const ctx = c.runtime.ctx;
+    const tag = `castellan-again-${randomBytes(4).toString('hex')}`;
+    const file = `/tmp/${tag}.log`;
+    const lock = ctx.keys.hostLock('node01');
+    await ctx.redis.set(lock, 'jblocker0001', 'PX', 60_000);
+    const { job } = await c.runtime.service.submit({ tool: 'exec', input: { targets: 'node01', command: `echo ran >> ${file} # ${tag}` }, requester: oscar, replyTo: { kind: 'cli' } });
+    await c.runtime.service.approve(job.id, april);
+    let waited = false;
+    const waiting = c.runtime.service.wait(job.id, oscar, 90_000, (e) => {
+      if (e.event.type === 'lock_wait') waited = true;
+    });
+    await eventually(async () => (waited ? true : undefined), 20_000, 'the job to wait for its host');
+    // Its BullMQ lock lost (as in a failover): BullMQ hands the job out again, to this worker,
+    // while the first delivery still waits for the host with the record `queued`.
+    await ctx.redis.del(`${ctx.queue.toKey(job.id)}:lock`);
+    const said = (text: string): boolean => c.logs.some((l) => l.includes(job.id) && l.includes(text));
+    await eventually(async () => (said('job redelivered to the worker that still runs it (its claim was lost in a Redis failover): leaving it to that run') ? true : undefined), 30_000, 'the redelivery to be left to the first run');
+    expect(said('lost the BullMQ job lock; the run goes on')).toBe(true);
+    await ctx.redis.del(lock);
+    const final = await waiting;
+    expect(final.state, final.reason ?? '').toBe('succeeded');
+    expect(await readFile(file, 'utf8')).toBe('ran\n');
   }, 120_000);
 });
