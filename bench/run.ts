@@ -27,6 +27,11 @@ const CLIENT_TIMEOUT_MS = 10 * 60_000;
 const COMPETITOR_TIMEOUT_MS = 5 * 60_000;
 /** Warm repetitions inside one process for the N = 1 overhead figure. */
 const N1_WARM_RUNS = 20;
+/**
+ * Warm repetitions inside one process on real sshd: a warm round of 50 hosts takes ~0.1 s, so
+ * one sample per process is mostly the machine's noise; the process's figure is their median.
+ */
+const SSHD_WARM_RUNS = 10;
 
 export interface BenchOptions {
   readonly sizes: readonly number[];
@@ -80,14 +85,15 @@ function parseOptions(argv: readonly string[]): BenchOptions {
 
 /** Each tool at its own default window and at 64; Castellan's default is 64. */
 export function fanoutConfigs(kind: 'farm' | 'sshd', nodes: number, options: { full: boolean; withSingleHost: boolean; competitors?: boolean }): ClientConfig[] {
+  const warm = kind === 'sshd' ? SSHD_WARM_RUNS : undefined;
   const configs: ClientConfig[] = [
-    castellanConfig('executor'),
-    castellanConfig('pipeline'),
-    castellanConfig('raw-ssh2'),
+    castellanConfig('executor', CASTELLAN_WINDOW, undefined, warm),
+    castellanConfig('pipeline', CASTELLAN_WINDOW, undefined, warm),
+    castellanConfig('raw-ssh2', CASTELLAN_WINDOW, undefined, warm),
     // The same with the node helper off (every command its own SSH exec under the wrapper), in
     // the same rounds, so the two modes compare under the same load.
-    castellanConfig('executor', CASTELLAN_WINDOW, undefined, undefined, 'off'),
-    castellanConfig('pipeline', CASTELLAN_WINDOW, undefined, undefined, 'off'),
+    castellanConfig('executor', CASTELLAN_WINDOW, undefined, warm, 'off'),
+    castellanConfig('pipeline', CASTELLAN_WINDOW, undefined, warm, 'off'),
   ];
   if (options.withSingleHost) configs.push(castellanConfig('executor', CASTELLAN_WINDOW, 1, N1_WARM_RUNS), castellanConfig('pipeline', CASTELLAN_WINDOW, 1, N1_WARM_RUNS));
   if (options.competitors === false) return configs;
