@@ -145,6 +145,8 @@ export function auditIndexKeys(keys: Keys, r: AuditRecord): string[] {
 const APPEND = `
 local pos = 4
 local ids = {}
+local byIndex = {}
+local order = {}
 for r = 1, tonumber(ARGV[2]) do
   local n = tonumber(ARGV[pos + 2])
   local marker = ARGV[pos + 1]
@@ -156,10 +158,27 @@ for r = 1, tonumber(ARGV[2]) do
     local seq = tonumber(string.sub(id, dash + 1))
     if seq > 1023 then seq = 1023 end
     local score = string.format('%.0f', tonumber(string.sub(id, 1, dash - 1)) * 1024 + seq)
-    for k = pos + 3, pos + 2 + n do redis.call('ZADD', ARGV[k], score, id) end
+    for k = pos + 3, pos + 2 + n do
+      local members = byIndex[ARGV[k]]
+      if not members then
+        members = {}
+        byIndex[ARGV[k]] = members
+        table.insert(order, ARGV[k])
+      end
+      table.insert(members, score)
+      table.insert(members, id)
+    end
   end
   pos = pos + 3 + n
   table.insert(ids, id)
+end
+-- One ZADD per index for all of the batch's entries (most of a step's records share all their
+-- indexes but the host's), in slices that stay within Lua's unpack limit.
+for _, key in ipairs(order) do
+  local members = byIndex[key]
+  for i = 1, #members, 1000 do
+    redis.call('ZADD', key, unpack(members, i, math.min(i + 999, #members)))
+  end
 end
 return ids
 `;
