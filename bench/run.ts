@@ -32,6 +32,8 @@ const N1_WARM_RUNS = 20;
  * one sample per process is mostly the machine's noise; the process's figure is their median.
  */
 const SSHD_WARM_RUNS = 10;
+/** The same on the fake farms: a warm round of 1000 fake nodes takes 0.2-0.6 s and swings as much under load. */
+const FARM_WARM_RUNS = 5;
 
 export interface BenchOptions {
   readonly sizes: readonly number[];
@@ -85,7 +87,7 @@ function parseOptions(argv: readonly string[]): BenchOptions {
 
 /** Each tool at its own default window and at 64; Castellan's default is 64. */
 export function fanoutConfigs(kind: 'farm' | 'sshd', nodes: number, options: { full: boolean; withSingleHost: boolean; competitors?: boolean }): ClientConfig[] {
-  const warm = kind === 'sshd' ? SSHD_WARM_RUNS : undefined;
+  const warm = kind === 'sshd' ? SSHD_WARM_RUNS : FARM_WARM_RUNS;
   const configs: ClientConfig[] = [
     castellanConfig('executor', CASTELLAN_WINDOW, undefined, warm),
     castellanConfig('pipeline', CASTELLAN_WINDOW, undefined, warm),
