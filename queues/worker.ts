@@ -52,6 +52,9 @@ import { abortStatusOf, JobStop, type StopReason } from './job-stop.js';
 import type { Inventory } from '../config/types.js';
 import type { Plan, PlanContext } from '../tools/types.js';
 
+/** How soon BullMQ tries again after a failed Redis command (its default is 15 s). */
+const RUN_RETRY_DELAY_MS = 1000;
+
 export interface WorkerHandle {
   readonly id: string;
   /** Takes new jobs (the entry queue); the site and merge queues have their own workers. */
@@ -112,6 +115,11 @@ export async function startWorker(ctx: QueueContext, connection: Redis, options:
     // One redelivery after a stall: that delivery is how a crash gets noticed and reported
     // (`interrupted`), never re-executed (see processJob).
     maxStalledCount: 1,
+    // BullMQ waits this long before fetching (or completing) again after a Redis command failed.
+    // Its default, 15 s, came on top of a Sentinel failover's own ~10 s: a worker took no job for
+    // up to 15 s after the new primary was there. Retries are cheap (commands wait in ioredis
+    // until it reconnects) and their errors are not logged per retry (see the 'error' handler).
+    runRetryDelay: RUN_RETRY_DELAY_MS,
     ...bullRetention(ctx.settings.retention),
   };
   // Every BullMQ delivery is listed (heartbeat + running list) while it runs here, so that a
