@@ -184,7 +184,6 @@ sub read_frames {
 
 for (;;) {
   finish_runs();
-  last if ($eof || $broken) && !grep { !$_->{reported} } values %runs;
   my ($wait, $t);
   if (%runs) {
     $t = now();
@@ -197,6 +196,10 @@ for (;;) {
     finish_runs();
     $wait = 0 if defined $wait && $wait < 0;
   }
+  # Checked after the timers, which may just have reported the last stop: with stdin gone and
+  # no pipe left, a select without a timeout would wait for ever.
+  last if ($eof || $broken) && !grep { !$_->{reported} } values %runs;
+  $wait = 0.5 if ($eof || $broken) && !defined $wait;
   my $rs = IO::Select->new($wake_r);
   my $ws = IO::Select->new();
   $rs->add(\*STDIN) unless $eof;

@@ -42,6 +42,17 @@ async function until<T>(probe: () => T, done: (value: T) => boolean, withinMs: n
     await sleep(100);
   }
 }
+/** The node helper that runs the process `pid` (an ancestor named castellan-helper). */
+function helperOf(pid: string): number | undefined {
+  let at = Number(pid);
+  for (let hops = 0; hops < 8 && at > 1; hops++) {
+    const [ppid, ...args] = spawnSync('ps', ['-o', 'ppid=,args=', '-p', String(at)], { encoding: 'utf8' }).stdout.trim().split(/\s+/);
+    if (args.join(' ') === 'castellan-helper') return at;
+    at = Number(ppid);
+  }
+  return undefined;
+}
+const alive = (pid: number): boolean => spawnSync('ps', ['-p', String(pid)]).status === 0;
 const gone = (seconds: string, withinMs = 8_000): Promise<string[]> => until(() => survivors(seconds), (left) => left.length === 0, withinMs);
 const appeared = (seconds: string, withinMs = 5_000): Promise<string[]> => until(() => survivors(seconds), (found) => found.length > 0, withinMs);
 
@@ -250,8 +261,13 @@ describe('node helper (ssh.node_helper: auto)', () => {
       const sleeps = [uniqueSleep(), uniqueSleep(), uniqueSleep()];
       const child = await startClient(sleeps.map((s) => `echo up; sleep ${s}`), 60_000);
       for (const s of sleeps) expect(await appeared(s)).toHaveLength(1);
+      const helpers = new Set(sleeps.map((s) => helperOf(survivors(s)[0]!)));
+      expect(helpers.size).toBe(1);
       child.kill('SIGKILL');
       for (const s of sleeps) expect(await gone(s)).toEqual([]);
+      // The helper itself exits once its runs are stopped (it once waited for ever here).
+      const [helper] = [...helpers];
+      expect(await until(() => alive(helper!), (up) => !up, 10_000)).toBe(false);
     });
 
     it('the remote deadline stops the run while the client is frozen (connection open, nobody asks)', async () => {
