@@ -300,30 +300,14 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
   }
   for (const h of fresh) resumedHere.delete(subjectOf(h));
   const toRun = [...fresh, ...resumed.rerun];
-  const announced = new Set<string>();
-  const io = stepIO(ctx, step, announced);
-  let observations: readonly GateObservation[] | undefined;
-  let ran: HostResult[] = [];
-  if (toRun.length > 0) {
-    const run = await stepKind(step.action).run(step.action, step, toRun, io);
-    observations = run.observations;
-    // Scrubbed once, here: everything downstream (result, summary, audit) sees clean text.
-    ran = run.results.map((r) => scrubResult(ctx.redactor, r));
-    // The executor reads any abort as a cancel; at the job's deadline hosts in flight timed out.
-    if (ctx.signal.aborted && ctx.abortStatus() === 'timed_out') ran = ran.map((r) => (r.status === 'cancelled' ? { ...r, status: 'timed_out' } : r));
-  }
-  for (const r of ran) {
-    results.set(r.host, r);
-    // Kinds that do not go through the executor's events (gates) are announced here.
-    if (!announced.has(r.host)) emitFinished(ctx, step.id, r);
-  }
   // Every host's finish and its own audit record, batched: at N = 1000 one round trip per
   // host (three, with the ledger read) added ~0.3 s after every fan-out. The two writes are
   // independent: sent together, the worker waits for Redis once, not twice.
   const claimedHere = new Set(fresh);
-  const finished = ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, ran.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs, ...(claimedHere.has(r.host) ? { startedAt: claimedAt } : {}), ...(ctx.plan.resumable === true ? { output: r.stdout.slice(0, LEDGER_OUTPUT_CHARS) } : {}) })), ctx.worker);
   const argv = actionArgv(step.action);
-  const audited = ctx.audit.appendMany(ran.map((r) => ({
+  const record = (batch: readonly HostResult[]): Promise<[PromiseSettledResult<LedgerWrite>, PromiseSettledResult<WrittenAudit>]> => {
+    const finished = ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, batch.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs, ...(claimedHere.has(r.host) ? { startedAt: claimedAt } : {}), ...(ctx.plan.resumable === true ? { output: r.stdout.slice(0, LEDGER_OUTPUT_CHARS) } : {}) })), ctx.worker);
+    const audited = ctx.audit.appendMany(batch.map((r) => ({
     kind: 'execution' as const,
     jobId: ctx.jobId,
     subject: ctx.subject,
@@ -337,18 +321,66 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
     durationMs: r.durationMs,
     reason: r.error,
     ...((ctx.approvalsRequired ?? 0) > 0 ? { approvalsRequired: ctx.approvalsRequired } : {}),
-  })));
-  // Both settled before either's failure is reported: an audit write is never left in flight.
-  const [ledgerDone, auditDone] = await Promise.allSettled([finished, audited]);
-  if (ledgerDone.status === 'rejected') throw ledgerDone.reason;
-  if (auditDone.status === 'rejected') throw auditDone.reason;
-  finishes.push(ledgerDone.value);
+    })));
+    // Settled together (allSettled handles a rejection at once): an audit write is never left
+    // in flight, and a failed batch is reported once all are settled.
+    return Promise.allSettled([finished, audited]);
+  };
+  // An exec step's hosts that finish while others still run are recorded at once, in batches,
+  // so Redis writes them during the fan-out instead of after it. Only a finish that cannot
+  // change any more: an exec step returns the executor's results as they were announced, and
+  // after an abort (a cancel becomes timed_out at the deadline) everything is left to the end.
+  const early = new Map<string, HostResult>();
+  const earlyWrites: Array<Promise<[PromiseSettledResult<LedgerWrite>, PromiseSettledResult<WrittenAudit>]>> = [];
+  let pending: Array<{ raw: HostResult; clean: HostResult }> = [];
+  const onFinished = step.action.kind !== 'exec' ? undefined : (raw: HostResult): void => {
+    if (ctx.signal.aborted || raw.status === 'cancelled' || early.has(raw.host)) return;
+    pending.push({ raw, clean: scrubResult(ctx.redactor, raw) });
+    if (pending.length >= EARLY_BATCH) {
+      for (const p of pending) early.set(p.raw.host, p.raw);
+      earlyWrites.push(record(pending.map((p) => p.clean)));
+      pending = [];
+    }
+  };
+  const announced = new Set<string>();
+  const io = stepIO(ctx, step, announced, false, onFinished);
+  let observations: readonly GateObservation[] | undefined;
+  let ran: HostResult[] = [];
+  let late: HostResult[] = [];
+  if (toRun.length > 0) {
+    // A failed run still waits for the writes already sent: none is left in flight.
+    const run = await stepKind(step.action).run(step.action, step, toRun, io).finally(() => Promise.all(earlyWrites));
+    observations = run.observations;
+    // Scrubbed once, here: everything downstream (result, summary, audit) sees clean text.
+    ran = run.results.map((r) => scrubResult(ctx.redactor, r));
+    // The executor reads any abort as a cancel; at the job's deadline hosts in flight timed out.
+    if (ctx.signal.aborted && ctx.abortStatus() === 'timed_out') ran = ran.map((r) => (r.status === 'cancelled' ? { ...r, status: 'timed_out' } : r));
+    // Left for this last write: hosts not yet sent, and any result that is not the very one
+    // announced (not expected from an exec step): recorded again as returned, a second
+    // record, never only a wrong one.
+    late = ran.filter((_, i) => early.get(run.results[i]!.host) !== run.results[i]);
+  }
+  for (const r of ran) {
+    results.set(r.host, r);
+    // Kinds that do not go through the executor's events (gates) are announced here.
+    if (!announced.has(r.host)) emitFinished(ctx, step.id, r);
+  }
+  const settled = await Promise.all([...earlyWrites, record(late)]);
+  for (const [ledgerDone, auditDone] of settled) {
+    if (ledgerDone.status === 'rejected') throw ledgerDone.reason;
+    if (auditDone.status === 'rejected') throw auditDone.reason;
+  }
+  for (const [ledgerDone] of settled) if (ledgerDone.status === 'fulfilled') finishes.push(ledgerDone.value);
   if (ctx.checkpoint && (ran.length > 0 || finishes.some((f) => Object.keys(f.values).length > 0))) {
     const values = Object.assign({}, ...finishes.map((f) => f.values)) as Record<string, string>;
-    await ctx.checkpoint(step.id, { key: finishes[0]?.key ?? '', values }, auditDone.value);
+    const written = settled.flatMap(([, a]) => (a.status === 'fulfilled' ? [a.value] : []));
+    await ctx.checkpoint(step.id, { key: finishes[0]?.key ?? '', values }, { ids: written.flatMap((w) => w.ids), entries: written.flatMap((w) => w.entries) });
   }
   return { results, observations, unknown: resumed.unknown };
 }
+
+/** Hosts recorded (ledger finish and audit) per write while a fan-out still runs. */
+const EARLY_BATCH = 128;
 
 /** Output a resumable plan keeps per step and host in the ledger (what its report reads back). */
 const LEDGER_OUTPUT_CHARS = 1024;
@@ -407,7 +439,7 @@ const CHECK_KINDS: ReadonlySet<string> = new Set(['exec', 'ipmi']);
  * The runner's side of StepIO: the executor, with progress and the job's signal wired in.
  * `quiet`: a gate check's own runs (tagged `<job>.<step>.c`), no per-host progress.
  */
-function stepIO(ctx: RunContext, step: PlanStep, announced: Set<string>, quiet = false): StepIO {
+function stepIO(ctx: RunContext, step: PlanStep, announced: Set<string>, quiet = false, onFinished?: (result: HostResult) => void): StepIO {
   const runId = quiet ? `${ctx.jobId}.${step.id}.c` : `${ctx.jobId}.${step.id}`;
   const onEvent = (event: ExecEvent): void => {
     if (quiet) return;
@@ -421,6 +453,7 @@ function stepIO(ctx: RunContext, step: PlanStep, announced: Set<string>, quiet =
       case 'host_finished':
         announced.add(event.host);
         emitFinished(ctx, step.id, event.result);
+        onFinished?.(event.result);
         break;
       default:
         break;
