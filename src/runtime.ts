@@ -177,7 +177,7 @@ export async function createRuntime(config: Config, options: RuntimeOptions): Pr
     logger,
     redactor,
     redis,
-    places: { publicUrl: config.server.publicUrl, slackChannel: config.slack?.approvalsChannel },
+    places: { publicUrl: config.server.publicUrl, slackChannel: config.slack?.approvalsChannel, selfApproval: ctx.settings.approvals.allowSelfApproval },
     localRequester(origin) {
       const id = config.auth.localIdentity;
       return { subject: id.subject, displayName: id.displayName, groups: [...id.groups], roles: rolesForGroups(id.groups, config.auth.roles), origin };

@@ -219,7 +219,7 @@ export function createHttpApp(runtime: Runtime, options: HttpAppOptions): HttpAp
     };
   }
 
-  const places = { publicUrl, slackChannel: config.slack?.approvalsChannel };
+  const places = { ...runtime.places, publicUrl };
   app.use(mcpRouter(runtime, { authenticate: mcpAuth, places, calls }));
   app.use(API_PREFIX, apiRouter(runtime, { authenticate: apiAuth }));
   app.use('/ui', dashboardRouter(runtime));

@@ -36,7 +36,7 @@ export async function runStdio(runtime: Runtime, options: StdioOptions = {}): Pr
     identity,
     tools: mcpTools(runtime.ctx.tools.list(), runtime.config.mcp.toolsets),
     calls: new InFlightCalls(),
-    places: { publicUrl: runtime.config.server.publicUrl, slackChannel: runtime.config.slack?.approvalsChannel },
+    places: runtime.places,
   });
   const input = options.input ?? process.stdin;
   const transport = new StdioServerTransport(input, options.output);

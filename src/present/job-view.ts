@@ -109,6 +109,8 @@ export interface ApprovalPlaces {
   readonly publicUrl?: string | undefined;
   /** Slack channel where approval requests are posted, when Slack is set up. */
   readonly slackChannel?: string | undefined;
+  /** policy.approvals.allow_self_approval: the requester may approve their own job. */
+  readonly selfApproval?: boolean | undefined;
 }
 
 export const nextViewSchema = z.object({

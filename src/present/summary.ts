@@ -107,7 +107,7 @@ export function nextStep(job: JobRecord, places: ApprovalPlaces, progress?: Prog
       ];
       return {
         waiting_for: 'approval',
-        text: `needs ${plural(missing, 'more approval')} from someone with the approver role other than ${job.requester.displayName}`,
+        text: `needs ${plural(missing, 'more approval')} from someone with the approver role ${places.selfApproval === true ? `(${job.requester.displayName} too: self-approval is allowed here)` : `other than ${job.requester.displayName}`}`,
         approve_via: via,
       };
     }

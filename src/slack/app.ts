@@ -102,7 +102,7 @@ export function createSlackFrontEnd(runtime: Runtime, options: SlackFrontEndOpti
     scopes: [...new Set(['openid', ...(oidc?.scopes ?? []), 'offline_access'])],
     logger,
   });
-  const places = { publicUrl, slackChannel: settings.approvalsChannel };
+  const places = { ...runtime.places, publicUrl, slackChannel: settings.approvalsChannel };
   const notifier =
     options.notifier === false
       ? undefined

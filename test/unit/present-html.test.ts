@@ -55,6 +55,19 @@ describe('HTML of a job view', () => {
     expect(factsList(view).value).toContain('Oscar &lt;b&gt;Op&lt;/b&gt;');
   });
 
+  it('says the requester may approve too where self-approval is allowed (castellan up\'s lab)', () => {
+    const view = jobView(record(), { places: { ...places, selfApproval: true } });
+    expect(view.next.text).toBe('needs 1 more approval from someone with the approver role (Oscar <b>Op</b> too: self-approval is allowed here)');
+    expect(jobView(record(), { places: { ...places, selfApproval: false } }).next.text).toMatch(/other than Oscar/);
+  });
+
+  it('does not repeat a host\'s status when its error starts with it', () => {
+    const finished = (status: 'cancelled' | 'timed_out' | 'failed', error: string | undefined, exitCode: number | null): StampedEvent => ({ id: '1-0', at: 0, event: { type: 'host_finished', step: 'run', host: 'node01', status, exitCode, durationMs: 4700, ...(error !== undefined ? { error } : {}) } });
+    expect(eventText(finished('cancelled', 'cancelled; remote run stopped (terminated)', null), { color: false })).toBe('node01: cancelled: remote run stopped (terminated) (4.7 s)');
+    expect(eventText(finished('timed_out', 'command timeout after 1500 ms; remote run stopped (killed)', null), { color: false })).toBe('node01: timed out: command timeout after 1500 ms; remote run stopped (killed) (4.7 s)');
+    expect(eventText(finished('failed', undefined, 2), { color: false })).toBe('node01: failed exit 2 (4.7 s)');
+  });
+
   it('shows each step with the exact command, the whole script escaped, and the sha256 the view computed', () => {
     const view = jobView(record(), { places });
     const plan = planCard(view.plan).value;

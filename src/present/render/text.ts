@@ -262,8 +262,11 @@ export function eventText(event: StampedEvent, style: TextStyle): string | undef
       return paint(style, 'dim', `» ${e.step}: ${visibleInline(e.description)} on ${visibleInline(hostsPhrase(e.hosts))}`);
     case 'host_finished': {
       const ok = e.status === 'ok';
-      const detail = ok ? '' : `${e.exitCode !== null ? ` exit ${e.exitCode}` : ''}${e.error ? ` ${visibleInline(e.error)}` : ''}`;
-      return `${paint(style, ok ? 'green' : 'red', `${visibleInline(e.host)}: ${e.status.replaceAll('_', ' ')}`)}${detail} (${durationWords(e.durationMs)})`;
+      const status = e.status.replaceAll('_', ' ');
+      // Errors often start with the status itself ("cancelled; remote run stopped"): not twice.
+      const error = e.error?.startsWith(status) ? e.error.slice(status.length).replace(/^[;:,]?\s*/, '') : e.error;
+      const detail = ok ? '' : `${e.exitCode !== null ? ` exit ${e.exitCode}` : ''}${error ? `: ${visibleInline(error)}` : ''}`;
+      return `${paint(style, ok ? 'green' : 'red', `${visibleInline(e.host)}: ${status}`)}${detail} (${durationWords(e.durationMs)})`;
     }
     case 'lock_wait':
       return paint(style, 'yellow', `» waiting for ${visibleInline(e.host)}: locked by job ${e.holder}`);
