@@ -188,7 +188,7 @@ describe('castellan CLI through the pipeline', () => {
     if (init === 'systemd') expect(status.stderr).not.toMatch(/systemd is not running here/);
     else {
       expect(status.code).toBe(1);
-      expect(status.stderr).toContain(`node01: failed exit 1 systemd is not running here (PID 1 is ${init})`);
+      expect(status.stderr).toContain(`node01: failed exit 1: systemd is not running here (PID 1 is ${init})`);
     }
   });
 
