@@ -11,6 +11,7 @@ import { keys } from '../../queues/keys.js';
 import { connectExplained, describeRedis, redisOptions, redisTopology } from '../redis.js';
 import { KnownHosts } from '../ssh/known-hosts.js';
 import { SshExecutor } from '../ssh/executor.js';
+import type { SshTarget } from '../../queues/execution.js';
 import { targetFor } from '../runtime.js';
 import type { HostResult } from '../../tools/host-result.js';
 import { fail, ok, skipped, warn, type Finding } from './finding.js';
@@ -133,7 +134,10 @@ export async function checkSsh(config: Config, inventory: Inventory, pinned: rea
     const results = await executor.fanout(targets, { argv: ['true'], runId: `doctor-${process.pid}` });
     const seconds = ((Date.now() - started) / 1000).toFixed(1);
     const good = results.filter((r) => r.status === 'ok').map((r) => r.host);
-    if (good.length === results.length) return ok('ssh', `${foldNodeSet(good)} (${good.length}) logged in and ran a command in ${seconds} s`);
+    if (good.length === results.length) {
+      const summary = `${foldNodeSet(good)} (${good.length}) logged in and ran a command in ${seconds} s`;
+      return config.ssh.nodeHelper === 'off' ? ok('ssh', `${summary}; node helper off`) : await withNodeHelper(executor, targets, summary);
+    }
     // Grouped by status: error texts name their host, so one example per group says enough.
     const byStatus = new Map<HostResult['status'], HostResult[]>();
     for (const r of results) if (r.status !== 'ok') byStatus.set(r.status, [...(byStatus.get(r.status) ?? []), r]);
@@ -149,6 +153,24 @@ export async function checkSsh(config: Config, inventory: Inventory, pinned: rea
   } finally {
     await executor.close();
   }
+}
+
+/**
+ * Whether each node can run the node helper (perl with the modules it uses, all in perl-base).
+ * A node without it still works, under the per-command wrapper: slower, so a warning.
+ */
+async function withNodeHelper(executor: SshExecutor, targets: readonly SshTarget[], summary: string): Promise<Finding> {
+  const probe = await executor.fanout(targets, { argv: ['perl', '-MPOSIX', '-MIO::Select', '-MFcntl', '-e', '1'], runId: `doctor-perl-${process.pid}` });
+  const without = probe.filter((r) => r.status !== 'ok').map((r) => r.host);
+  if (without.length === 0) return ok('ssh', `${summary}; node helper (perl) available on all`);
+  const example = probe.find((r) => r.status !== 'ok');
+  const why = firstLine(example?.error ?? example?.stderr ?? '') || `exit ${example?.exitCode ?? '?'}`;
+  return warn(
+    'ssh',
+    `${summary}; ${foldNodeSet(without)} (${without.length}) cannot run the node helper: their commands use the wrapper, an sshd session each (slower)`,
+    `install perl-base on ${foldNodeSet(without)} (Essential on Debian, Ubuntu and Raspberry Pi OS), or set ssh.node_helper: off`,
+    [`${foldNodeSet(without)}: ${why}`],
+  );
 }
 
 function firstLine(text: string): string {

@@ -2,16 +2,17 @@
 // sshd lab nodes, the lab OIDC provider (introspection client), and the Slack stand-in. First
 // everything healthy, then each class of problem a first deployment hits, each reported with
 // the command that fixes it, and no secret in the output.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { startLabOidc, type LabOidc } from '../../src/lab/oidc.js';
+import { nodeBinDir } from '../../src/lab/sshd-lab.js';
 import { runCli, useCastellan } from '../support/castellan.js';
 import { startSlackStandIn, type SlackStandIn } from '../support/slack-standin.js';
 
-const c = useCastellan({ nodes: 3 });
+const c = useCastellan({ nodes: 3, lab: { nodeBinDirs: true } });
 let oidc: LabOidc;
 let slack: SlackStandIn;
 let healthyConfig = '';
@@ -68,7 +69,7 @@ describe('castellan doctor', () => {
     expect(code).toBe(0);
     expect([...findings.values()].filter((f) => f.status !== 'ok')).toEqual([]);
     expect([...findings.keys()]).toEqual(['config', 'inventory', 'host keys', 'ssh keys', 'ssh', 'redis', 'workers', 'oidc', 'slack', 'files']);
-    expect(findings.get('ssh')!.summary).toMatch(/^node\[01-03\] \(3\) logged in and ran a command/);
+    expect(findings.get('ssh')!.summary).toMatch(/^node\[01-03\] \(3\) logged in and ran a command in [\d.]+ s; node helper \(perl\) available on all$/);
     expect(findings.get('redis')!.summary).toMatch(/Redis \d+\.\d+\.\d+, standalone primary, .*noeviction, appendonly/);
     expect(findings.get('workers')!.summary).toMatch(/^[1-9]\d* worker connections? listening/);
     expect(findings.get('oidc')!.summary).toContain(`client ${oidc.castellanClient.clientId} accepted for introspection`);
@@ -78,6 +79,25 @@ describe('castellan doctor', () => {
     // Calls reached the stand-in with the right token kinds.
     expect(slack.callsOf('auth.test').at(-1)?.token).toBe(slack.botToken);
     expect(slack.callsOf('apps.connections.open').at(-1)?.token).toBe(slack.appToken);
+  });
+
+  it('warns about a node that cannot run the node helper, with what to do, and still passes', async () => {
+    // node03 without perl: what a shell says for a program that is not installed.
+    const third = c.lab.nodes[2]!;
+    const bin = nodeBinDir(c.lab.dir, third.name);
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(path.join(bin, 'perl'), '#!/bin/sh\necho "sh: 1: perl: not found" >&2\nexit 127\n', { mode: 0o755 });
+    try {
+      const { code, findings } = await doctor(healthyConfig);
+      expect(code).toBe(0);
+      const ssh = findings.get('ssh')!;
+      expect(ssh.status).toBe('warn');
+      expect(ssh.summary).toMatch(new RegExp(`; ${third.name} \\(1\\) cannot run the node helper: their commands use the wrapper, an sshd session each \\(slower\\)$`));
+      expect(ssh.details).toEqual([`${third.name}: perl is not installed here (command not found)`]);
+      expect(ssh.fix).toBe(`install perl-base on ${third.name} (Essential on Debian, Ubuntu and Raspberry Pi OS), or set ssh.node_helper: off`);
+    } finally {
+      rmSync(path.join(bin, 'perl'));
+    }
   });
 
   it('names an unpinned host, a stopped node and an evicting Redis, each with its fix', async () => {
