@@ -107,6 +107,28 @@ export async function confirmClaim(ctx: Ctx, d: Delivery, step: string, hosts: r
 }
 
 /**
+ * confirmClaim, and where a failover handed one of our host locks to another job before any
+ * step of this delivery was sent (`noStepYet`), the wait every job does for its hosts: take the
+ * locks again (telling `onLockWait` whom it waits for), then confirm again. After a step was
+ * sent, another job ran on our hosts between our steps: the verdict stands (the caller stops).
+ */
+export async function confirmOrWaitForHosts(
+  ctx: Ctx & { readonly locks: Pick<HostLocks, 'acquire'> },
+  d: Delivery,
+  step: string,
+  hosts: readonly string[],
+  o: { readonly signal: AbortSignal; readonly noStepYet: () => boolean; readonly onLockWait: (host: string, holder: string) => void; readonly log: Readonly<Record<string, unknown>> },
+): Promise<ClaimVerdict> {
+  let verdict = await confirmClaim(ctx, d, step, hosts, o.signal);
+  while (verdict?.lockTaken && o.noStepYet() && !o.signal.aborted) {
+    ctx.logger.warn({ ...o.log, step, why: verdict.problem }, 'host lock lost in a Redis failover before any step ran; waiting for it again');
+    if (!(await ctx.locks.acquire(d.jobId, d.locked(), o.signal, o.onLockWait))) break;
+    verdict = await confirmClaim(ctx, d, step, hosts, o.signal);
+  }
+  return verdict;
+}
+
+/**
  * A step's checkpoint: its ledger finish and its execution audit records, written on the worker
  * connection after the step, confirmed on a replica; written again on the current primary when a
  * failover lost them. Without it, a finish lost with the old primary leaves the host "mid-step"

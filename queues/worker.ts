@@ -22,7 +22,7 @@ import { bindPlan, boundPlanHash, describeChanges } from './plan-binding.js';
 import type { HostOutcome, JobDoc, JobRecord, JobResult, QueuedJob } from './records.js';
 import { runPlan, type RunContext } from './runner.js';
 import { endJob, type FinalState } from './endings.js';
-import { confirmClaim, confirmStep, type Delivery } from './claims.js';
+import { confirmOrWaitForHosts, confirmStep, type Delivery } from './claims.js';
 import { windowDecision } from './maintenance.js';
 import { isUnconfirmed, settled } from './submission.js';
 import { finalizeOrphan, inPlanOrder, onGivenUp } from './hand-back.js';
@@ -397,15 +397,7 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
     // Before each step touches a host, its claim must be durable (queues/claims.ts).
     const delivery: Delivery = { jobId: record.id, run, attempt, worker: workerId, startedAt, locked: () => lockedHosts };
     const confirm = async (step: string, hosts: readonly string[]): Promise<string | undefined> => {
-      let verdict = await confirmClaim(ctx, delivery, step, hosts, halt.signal);
-      // Our host lock was lost with the old primary and another job holds it now. Before any
-      // step was sent this is the wait every job does for its hosts: wait, then confirm again.
-      // After one, another job ran on our hosts between our steps: stop (below), never go on.
-      while (verdict?.lockTaken && dispatched === 0 && !halt.reason) {
-        ctx.logger.warn({ jobId: record.id, step, why: verdict.problem }, 'host lock lost in a Redis failover before any step ran; waiting for it again');
-        if (!(await ctx.locks.acquire(record.id, lockedHosts, halt.signal, (host, holder) => publisher.emit({ type: 'lock_wait', host, holder })))) break;
-        verdict = await confirmClaim(ctx, delivery, step, hosts, halt.signal);
-      }
+      const verdict = await confirmOrWaitForHosts(ctx, delivery, step, hosts, { signal: halt.signal, noStepYet: () => dispatched === 0, onLockWait: (host, holder) => publisher.emit({ type: 'lock_wait', host, holder }), log: { jobId: record.id } });
       if (verdict === undefined) {
         dispatched += 1;
         return undefined;
@@ -797,12 +789,7 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
     // Before each step touches a host, the shard's claim must be durable (queues/claims.ts).
     const delivery: Delivery = { jobId: doc.id, run, attempt: ledgerAttempt, worker: here.id, startedAt, locked: () => lockedHosts, shard: { site: doc.site } };
     const confirm = async (step: string, hosts: readonly string[]): Promise<string | undefined> => {
-      let verdict = await confirmClaim(ctx, delivery, step, hosts, halt.signal);
-      while (verdict?.lockTaken && dispatched === 0 && !halt.reason) {
-        ctx.logger.warn({ jobId: doc.id, site: doc.site, step, why: verdict.problem }, 'host lock lost in a Redis failover before any step of the shard ran; waiting for it again');
-        if (!(await ctx.locks.acquire(doc.id, lockedHosts, halt.signal, (host, holder) => publisher.emit({ type: 'lock_wait', host, holder })))) break;
-        verdict = await confirmClaim(ctx, delivery, step, hosts, halt.signal);
-      }
+      const verdict = await confirmOrWaitForHosts(ctx, delivery, step, hosts, { signal: halt.signal, noStepYet: () => dispatched === 0, onLockWait: (host, holder) => publisher.emit({ type: 'lock_wait', host, holder }), log: { jobId: doc.id, site: doc.site } });
       if (verdict === undefined) {
         dispatched += 1;
         return undefined;
