@@ -21,6 +21,7 @@ import type { QueueContext } from './context.js';
 import type { Condition } from './durable.js';
 import { HostLocks } from './host-locks.js';
 import { ExecutionLedger, ledgerField, type LedgerWrite } from './ledger.js';
+import type { JobStop } from './job-stop.js';
 import { JobStore } from './records.js';
 import { shardBoardKey, shardRunField } from './shards.js';
 
@@ -107,25 +108,44 @@ export async function confirmClaim(ctx: Ctx, d: Delivery, step: string, hosts: r
 }
 
 /**
- * confirmClaim, and where a failover handed one of our host locks to another job before any
- * step of this delivery was sent (`noStepYet`), the wait every job does for its hosts: take the
- * locks again (telling `onLockWait` whom it waits for), then confirm again. After a step was
- * sent, another job ran on our hosts between our steps: the verdict stands (the caller stops).
+ * One delivery's hold on a job (or a shard): its claim confirmed before each step touches a
+ * host, and what its ending needs to know.
  */
-export async function confirmOrWaitForHosts(
-  ctx: Ctx & { readonly locks: Pick<HostLocks, 'acquire'> },
-  d: Delivery,
-  step: string,
-  hosts: readonly string[],
-  o: { readonly signal: AbortSignal; readonly noStepYet: () => boolean; readonly onLockWait: (host: string, holder: string) => void; readonly log: Readonly<Record<string, unknown>> },
-): Promise<ClaimVerdict> {
-  let verdict = await confirmClaim(ctx, d, step, hosts, o.signal);
-  while (verdict?.lockTaken && o.noStepYet() && !o.signal.aborted) {
-    ctx.logger.warn({ ...o.log, step, why: verdict.problem }, 'host lock lost in a Redis failover before any step ran; waiting for it again');
-    if (!(await ctx.locks.acquire(d.jobId, d.locked(), o.signal, o.onLockWait))) break;
-    verdict = await confirmClaim(ctx, d, step, hosts, o.signal);
+export class DeliveryClaim {
+  /** Steps whose claim was confirmed, i.e. sent to hosts. */
+  dispatched = 0;
+  /** Another delivery holds the job (or shard): this one must neither end it nor release its locks. */
+  superseded = false;
+
+  constructor(
+    private readonly ctx: Ctx & { readonly locks: Pick<HostLocks, 'acquire'> },
+    private readonly halt: Pick<JobStop, 'signal' | 'stop'>,
+    private readonly o: { readonly onLockWait: (host: string, holder: string) => void; readonly log: Readonly<Record<string, unknown>> },
+  ) {}
+
+  /**
+   * Confirm the claim of `step` on `hosts` before they are touched: undefined, go; otherwise
+   * the problem, and the delivery is stopped (`unconfirmed`). Where a failover handed one of
+   * our host locks to another job before any step was sent, this is the wait every job does
+   * for its hosts: take the locks again, then confirm again. After a step was sent, another
+   * job ran on our hosts between our steps: the verdict stands.
+   */
+  async confirm(d: Delivery, step: string, hosts: readonly string[]): Promise<string | undefined> {
+    const { ctx, halt } = this;
+    let verdict = await confirmClaim(ctx, d, step, hosts, halt.signal);
+    while (verdict?.lockTaken && this.dispatched === 0 && !halt.signal.aborted) {
+      ctx.logger.warn({ ...this.o.log, step, why: verdict.problem }, 'host lock lost in a Redis failover before any step ran; waiting for it again');
+      if (!(await ctx.locks.acquire(d.jobId, d.locked(), halt.signal, this.o.onLockWait))) break;
+      verdict = await confirmClaim(ctx, d, step, hosts, halt.signal);
+    }
+    if (verdict === undefined) {
+      this.dispatched += 1;
+      return undefined;
+    }
+    if (verdict.superseded) this.superseded = true;
+    halt.stop('unconfirmed', verdict.problem);
+    return verdict.problem;
   }
-  return verdict;
 }
 
 /**

@@ -22,7 +22,7 @@ import { bindPlan, boundPlanHash, describeChanges } from './plan-binding.js';
 import type { HostOutcome, JobDoc, JobRecord, JobResult, QueuedJob } from './records.js';
 import { runPlan, type RunContext } from './runner.js';
 import { endJob, type FinalState } from './endings.js';
-import { confirmOrWaitForHosts, confirmStep, type Delivery } from './claims.js';
+import { confirmStep, DeliveryClaim, type Delivery } from './claims.js';
 import { windowDecision } from './maintenance.js';
 import { isUnconfirmed, settled } from './submission.js';
 import { finalizeOrphan, inPlanOrder, onGivenUp } from './hand-back.js';
@@ -311,10 +311,9 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
   const deadline = setTimeout(() => stop('timeout', `job timed out after ${Math.round(record.timeoutMs / 1000)}s`), record.timeoutMs);
   let lockedHosts: readonly string[] = [];
   let renew: NodeJS.Timeout | undefined;
-  // This delivery's run token; steps whose claim was confirmed; whether another delivery took over.
+  // This delivery's run token, and its claim (steps confirmed; whether another delivery took over).
   const run = randomBytes(6).toString('hex');
-  let dispatched = 0;
-  let superseded = false;
+  const claim = new DeliveryClaim(ctx, halt, { onLockWait: (host, holder) => publisher.emit({ type: 'lock_wait', host, holder }), log: { jobId: record.id } });
   // Steps' checkpoints under way (queues/claims.ts confirmStep): awaited before BullMQ hears back.
   const checkpoints: Promise<unknown>[] = [];
   m.activeJobs.inc();
@@ -386,7 +385,7 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
       const t = await ctx.store.transition(record.id, 'running', { startedAt, worker: workerId, attempt, run }, ['queued']);
       if (!t.ok) {
         // Another delivery took the job meanwhile: the host locks (the job's) are its own now.
-        if (t.current === 'running') superseded = true;
+        if (t.current === 'running') claim.superseded = true;
         return { state: t.current ?? 'failed' };
       }
       if (record.queuedAt) m.queueWait.observe((Date.now() - Date.parse(record.queuedAt)) / 1000);
@@ -396,16 +395,7 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
     publisher.emit({ type: 'state', state: 'running' });
     // Before each step touches a host, its claim must be durable (queues/claims.ts).
     const delivery: Delivery = { jobId: record.id, run, attempt, worker: workerId, startedAt, locked: () => lockedHosts };
-    const confirm = async (step: string, hosts: readonly string[]): Promise<string | undefined> => {
-      const verdict = await confirmOrWaitForHosts(ctx, delivery, step, hosts, { signal: halt.signal, noStepYet: () => dispatched === 0, onLockWait: (host, holder) => publisher.emit({ type: 'lock_wait', host, holder }), log: { jobId: record.id } });
-      if (verdict === undefined) {
-        dispatched += 1;
-        return undefined;
-      }
-      if (verdict.superseded) superseded = true;
-      stop('unconfirmed', verdict.problem);
-      return verdict.problem;
-    };
+    const confirm = (step: string, hosts: readonly string[]): Promise<string | undefined> => claim.confirm(delivery, step, hosts);
 
     let result: JobResult;
     if (tool.answer) {
@@ -437,7 +427,7 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
     }
 
     await publisher.drain();
-    if (superseded) {
+    if (claim.superseded) {
       // Another delivery holds the job on the current primary: it is that one's to run and end.
       ctx.logger.warn({ jobId: record.id, why: halt.detail }, 'job claim lost in a Redis failover; left to the delivery that holds it');
       return { state: (await ctx.store.state(record.id)) ?? 'failed' };
@@ -446,7 +436,7 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
     // in a failover): nothing ran, the job failed — it may be submitted again, and the person
     // reading it must know that nothing ran anywhere. After some steps ran: interrupted, like
     // any stopped run.
-    const notStarted = (halt.reason === 'unconfirmed' || halt.reason === 'lock_lost') && dispatched === 0;
+    const notStarted = (halt.reason === 'unconfirmed' || halt.reason === 'lock_lost') && claim.dispatched === 0;
     const state = notStarted ? 'failed' : finalState(result.hosts, halt.reason);
     const reason = notStarted
       ? `not started: ${halt.detail}; nothing was run`
@@ -474,7 +464,7 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
     clearTimeout(deadline);
     if (renew) clearInterval(renew);
     // Superseded: the locks (owned by the job) are the delivery's that runs it now.
-    if (lockedHosts.length && !superseded) await ctx.locks.release(record.id, lockedHosts).catch(() => undefined);
+    if (lockedHosts.length && !claim.superseded) await ctx.locks.release(record.id, lockedHosts).catch(() => undefined);
     unwatch();
     // A second delivery of this job to this worker (a failover) may have its own entry now.
     if (running.get(record.id) === stop) running.delete(record.id);
@@ -749,9 +739,8 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
   const plan = doc.plan;
   let lockedHosts: readonly string[] = [];
   let renew: NodeJS.Timeout | undefined;
-  // Steps whose claim was confirmed; whether another delivery of the shard took over.
-  let dispatched = 0;
-  let superseded = false;
+  // The shard delivery's claim (steps confirmed; whether another delivery of the shard took over).
+  const claim = new DeliveryClaim(ctx, halt, { onLockWait: (host, holder) => publisher.emit({ type: 'lock_wait', host, holder }), log: { jobId: doc.id, site: doc.site } });
   const checkpoints: Promise<unknown>[] = [];
   try {
     if (record.risk !== 'read' && plan.hosts.length > 0) {
@@ -783,21 +772,12 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
     const taken = started.first ? await here.board.claimRun(doc.id, doc.site, run) : (await here.board.takeRun(doc.id, doc.site, run), { ours: true });
     if (!taken.ours) {
       ctx.logger.warn({ jobId: doc.id, site: doc.site, holder: taken.holder }, 'shard already taken by another delivery; left to it');
-      superseded = true;
+      claim.superseded = true;
       return notStarted(doc, here.id, 'not started: another delivery runs this shard', 'skipped');
     }
     // Before each step touches a host, the shard's claim must be durable (queues/claims.ts).
     const delivery: Delivery = { jobId: doc.id, run, attempt: ledgerAttempt, worker: here.id, startedAt, locked: () => lockedHosts, shard: { site: doc.site } };
-    const confirm = async (step: string, hosts: readonly string[]): Promise<string | undefined> => {
-      const verdict = await confirmOrWaitForHosts(ctx, delivery, step, hosts, { signal: halt.signal, noStepYet: () => dispatched === 0, onLockWait: (host, holder) => publisher.emit({ type: 'lock_wait', host, holder }), log: { jobId: doc.id, site: doc.site } });
-      if (verdict === undefined) {
-        dispatched += 1;
-        return undefined;
-      }
-      if (verdict.superseded) superseded = true;
-      stop('unconfirmed', verdict.problem);
-      return verdict.problem;
-    };
+    const confirm = (step: string, hosts: readonly string[]): Promise<string | undefined> => claim.confirm(delivery, step, hosts);
     const inventory = await ctx.inventory.current();
     const outcome = await runPlan({
       ...runContextFor(ctx, { jobId: doc.id, attempt, worker: here.id, record, plan, inventory, planContext: ctx.planContext(inventory), publisher, halt, checkpoints }),
@@ -813,7 +793,7 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
       },
     });
     const result: ShardOutcome = { site: doc.site, worker: here.id, hosts: outcome.hosts, steps: outcome.steps, ...(halt.reason ? { stop: { reason: halt.reason, detail: halt.detail } } : {}) };
-    if (superseded) {
+    if (claim.superseded) {
       // Another delivery holds the shard on the current primary: its outcome is the shard's.
       ctx.logger.warn({ jobId: doc.id, site: doc.site, why: halt.detail }, 'shard claim lost in a Redis failover; left to the delivery that holds it');
       return result;
@@ -831,7 +811,7 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
     clearTimeout(deadline);
     if (renew) clearInterval(renew);
     // Superseded: the locks (owned by the job) are the delivery's that runs the shard now.
-    if (lockedHosts.length && !superseded) await ctx.locks.release(doc.id, lockedHosts).catch(() => undefined);
+    if (lockedHosts.length && !claim.superseded) await ctx.locks.release(doc.id, lockedHosts).catch(() => undefined);
     unwatch();
     if (here.running.get(bullId) === stop) here.running.delete(bullId);
     await publisher.drain();
