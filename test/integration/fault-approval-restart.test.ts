@@ -6,19 +6,16 @@
 // ends `expired` — not before its deadline, and without running anything; a late vote on it is
 // refused as expired. (Spawns dist/: run `npx tsc -p tsconfig.build.json` first.)
 import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse, stringify } from 'yaml';
 import { rolesForGroups } from '../../auth/roles.js';
 import type { Requester } from '../../auth/types.js';
 import { LAB_ROLES } from '../../src/lab/oidc.js';
-import { findFreePort } from '../../src/lab/net.js';
 import { createRuntime, type Runtime } from '../../src/runtime.js';
 import { runCli } from '../support/castellan.js';
 import { startServeProcess, startWorkerProcess, type ServeProcess, type WorkerProcess } from '../support/castellan-process.js';
 import { useRedis } from '../support/redis.js';
-import { eventually, startHarness, type Harness } from './mcp-harness.js';
+import { eventually, processConfigs, startHarness, type Harness } from './mcp-harness.js';
 
 const oscar: Requester = { subject: 'oscar', displayName: 'Oscar Operator', groups: ['ops'], roles: rolesForGroups(['ops'], LAB_ROLES), origin: 'cli' };
 
@@ -34,12 +31,7 @@ let hasty: Runtime | undefined;
 
 beforeAll(async () => {
   h = await startHarness({ redisUrl: redis.url, nodes: 2, tokenFormat: 'jwt' });
-  const doc = parse(h.yaml) as { server: Record<string, unknown> };
-  doc.server.listen = `127.0.0.1:${await findFreePort()}`;
-  serveConfig = path.join(h.dir, 'serve.yaml');
-  await writeFile(serveConfig, stringify(doc));
-  workerConfig = path.join(h.dir, 'worker.yaml');
-  await writeFile(workerConfig, h.yaml);
+  ({ serveConfig, workerConfig } = await processConfigs(h));
   [server, worker] = await Promise.all([startServeProcess(serveConfig, { env: h.env }), startWorkerProcess(workerConfig, { env: h.env })]);
   hasty = await createRuntime(h.config, { mode: 'client', jobSettings: { approvals: { required: 1, allowSelfApproval: false, expiryMs: 20_000 } } });
 }, 300_000);

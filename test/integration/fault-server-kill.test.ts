@@ -8,18 +8,15 @@
 // Checked on the nodes: each host ran once, nothing is left; the audit is complete.
 // (Spawns dist/: run `npx tsc -p tsconfig.build.json` first.)
 import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse, stringify } from 'yaml';
 import { rolesForGroups } from '../../auth/roles.js';
 import { LAB_ROLES } from '../../src/lab/oidc.js';
-import { findFreePort } from '../../src/lab/net.js';
 import { runCli } from '../support/castellan.js';
 import { startServeProcess, startWorkerProcess, type ServeProcess, type WorkerProcess } from '../support/castellan-process.js';
 import { pgrepFull } from '../support/processes.js';
 import { useRedis } from '../support/redis.js';
-import { eventually, startHarness, type Harness } from './mcp-harness.js';
+import { eventually, processConfigs, startHarness, type Harness } from './mcp-harness.js';
 
 const redis = useRedis();
 let h: Harness;
@@ -30,12 +27,9 @@ const april = { subject: 'april', displayName: 'April Approver', groups: ['leads
 
 beforeAll(async () => {
   h = await startHarness({ redisUrl: redis.url, nodes: 2, tokenFormat: 'jwt' });
-  const doc = parse(h.yaml) as { server: Record<string, unknown> };
-  doc.server.listen = `127.0.0.1:${await findFreePort()}`;
-  serveConfig = path.join(h.dir, 'serve.yaml');
-  await writeFile(serveConfig, stringify(doc));
-  const workerConfig = path.join(h.dir, 'worker.yaml');
-  await writeFile(workerConfig, h.yaml);
+  const configs = await processConfigs(h);
+  serveConfig = configs.serveConfig;
+  const workerConfig = configs.workerConfig;
   [server, worker] = await Promise.all([startServeProcess(serveConfig, { env: h.env }), startWorkerProcess(workerConfig, { env: h.env })]);
 }, 300_000);
 

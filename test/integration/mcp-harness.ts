@@ -4,10 +4,10 @@
 // its HTTP server, and a separate worker runtime (so tests can stop the worker to hold jobs
 // in the queue, as a busy or restarting worker would).
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { parseConfig, type Config } from '../../config/load.js';
@@ -155,6 +155,19 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
     await close();
     throw error;
   }
+}
+
+/**
+ * The harness's config written for separate `castellan serve` and `castellan worker` processes:
+ * the serve one listens on a free port of its own (the harness's in-process server keeps its).
+ */
+export async function processConfigs(h: Pick<Harness, 'yaml' | 'dir'>): Promise<{ serveConfig: string; workerConfig: string }> {
+  const doc = parse(h.yaml) as { server: Record<string, unknown> };
+  doc.server.listen = `127.0.0.1:${await findFreePort()}`;
+  const serveConfig = path.join(h.dir, 'serve.yaml');
+  const workerConfig = path.join(h.dir, 'worker.yaml');
+  await Promise.all([writeFile(serveConfig, stringify(doc)), writeFile(workerConfig, h.yaml)]);
+  return { serveConfig, workerConfig };
 }
 
 /** Poll until `check` returns a value (not undefined), or fail after `timeoutMs`. */
