@@ -629,7 +629,8 @@ export class SshExecutor implements SftpAccess {
    */
   private async explainFailure(target: SshTarget, request: ExecRequest, limits: ExecLimits, result: HostResult): Promise<HostResult> {
     if (result.status !== 'failed' || result.exitCode === null || result.exitCode === 0) return result;
-    const diagnosis = diagnoseFailure(request.argv, result.exitCode, result.stderr);
+    const sudoLogin = request.asRoot === true && target.user !== 'root' ? target.user : undefined;
+    const diagnosis = diagnoseFailure(request.argv, result.exitCode, result.stderr, { sudoLogin });
     if (diagnosis === undefined) return result;
     let initName: string | undefined;
     if (diagnosis.needsInitName) {

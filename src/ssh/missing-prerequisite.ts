@@ -13,16 +13,36 @@ export interface Diagnosis {
 
 const SYSTEMD_MISSING = /System has not been booted with systemd|Failed to connect to bus: (No such file or directory|Host is down)|Running in chroot, ignoring/;
 
+/** How the command was run, when that changes the advice. */
+export interface RunContext {
+  /**
+   * Castellan itself ran it under `sudo -n` (`as_root` with a non-root login): sudo was asked
+   * for `sh -c <wrapper>`, not for the command, so a sudo rule for the command alone does not help.
+   */
+  readonly sudoLogin?: string | undefined;
+}
+
 /** Diagnose a failed run from its argv, exit code and stderr; undefined when nothing is recognised. */
-export function diagnoseFailure(argv: readonly string[], exitCode: number | null, stderr: string): Diagnosis | undefined {
+export function diagnoseFailure(argv: readonly string[], exitCode: number | null, stderr: string, context: RunContext = {}): Diagnosis | undefined {
   const program = argv[0] ?? '';
   if (SYSTEMD_MISSING.test(stderr)) {
     return { text: 'systemd is not running here (PID 1 is {pid1})', needsInitName: true };
   }
-  if (/sudo: (a password is required|a terminal is required)/.test(stderr)) {
+  const sudoWantsPassword = /sudo: (a password is required|a terminal is required)/.test(stderr);
+  const sudoRefused = /is not in the sudoers file|is not allowed to execute/.test(stderr);
+  if ((sudoWantsPassword || sudoRefused) && context.sudoLogin !== undefined) {
+    // The wrapper runs as root so that its deadline, the finder and the killer can reach the
+    // root processes the run starts; a per-command rule cannot give that, so say what can.
+    const why = sudoWantsPassword ? 'sudo wants a password here' : `${context.sudoLogin} may not run commands as root through sudo here`;
+    return {
+      text: `${why}: as_root runs the command's wrapper as \`sudo -n sh -c …\` (so it can stop what it starts), which needs \`${context.sudoLogin} ALL=(ALL) NOPASSWD: ALL\` in sudoers; a rule for ${program || 'the command'} alone is not enough`,
+      needsInitName: false,
+    };
+  }
+  if (sudoWantsPassword) {
     return { text: `sudo needs a password here: allow ${program || 'the command'} with NOPASSWD for the login user (Castellan runs sudo -n)`, needsInitName: false };
   }
-  if (/is not in the sudoers file|is not allowed to execute/.test(stderr)) {
+  if (sudoRefused) {
     return { text: `the login user may not run ${program || 'this'} through sudo here`, needsInitName: false };
   }
   // exit 127 is POSIX "command not found"; sudo says it in words.

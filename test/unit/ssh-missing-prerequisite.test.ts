@@ -29,6 +29,14 @@ describe('missing prerequisites', () => {
     expect(explain(['journalctl', '-u', 'ssh'], 1, 'sudo: a password is required\n')).toMatch(/^sudo needs a password here: allow journalctl with NOPASSWD/);
   });
 
+  it('says what as_root needs when Castellan ran the wrapper under sudo: a rule for the command alone is not enough', () => {
+    const password = diagnoseFailure(['journalctl', '-u', 'ssh'], 1, 'sudo: a password is required\n', { sudoLogin: 'pi' });
+    expect(password?.text).toBe('sudo wants a password here: as_root runs the command\'s wrapper as `sudo -n sh -c …` (so it can stop what it starts), ' +
+      'which needs `pi ALL=(ALL) NOPASSWD: ALL` in sudoers; a rule for journalctl alone is not enough');
+    const refused = diagnoseFailure(['reboot'], 1, "Sorry, user pi is not allowed to execute '/usr/bin/sh -c …' as root on node01.\n", { sudoLogin: 'pi' });
+    expect(refused?.text).toMatch(/^pi may not run commands as root through sudo here: .*`pi ALL=\(ALL\) NOPASSWD: ALL`.*a rule for reboot alone is not enough$/);
+  });
+
   it('leaves ordinary failures alone', () => {
     expect(explain(['false'], 1, '')).toBeUndefined();
     expect(explain(['grep', 'x', '/etc/hosts'], 2, 'grep: /etc/hosts: No such file or directory\n')).toBeUndefined();
