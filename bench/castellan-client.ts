@@ -106,6 +106,29 @@ async function timed(run: () => Promise<{ durations: number[]; ok: number; hosts
   return sampleOf(wallMs, cpuMs, readNodeCpuMs(nodeCpuSource) - node0, durations, ok, hosts);
 }
 
+/**
+ * The warm fan-outs; with CASTELLAN_BENCH_WARM_PROFILE=<dir> (bench/warm.ts --cpu-prof) a CPU
+ * profile of them only goes there: node's own --cpu-prof would mostly show start-up and the cold run.
+ */
+async function warmRuns(spec: CastellanSpec, once: () => Promise<{ durations: number[]; ok: number; hosts: number }>): Promise<FanoutSample[]> {
+  const dir = process.env.CASTELLAN_BENCH_WARM_PROFILE;
+  const session = dir ? new (await import('node:inspector/promises')).Session() : undefined;
+  if (session) {
+    session.connect();
+    await session.post('Profiler.enable');
+    await session.post('Profiler.setSamplingInterval', { interval: 250 }); // µs: a fan-out is ~150 ms
+    await session.post('Profiler.start');
+  }
+  const warm: FanoutSample[] = [];
+  for (let i = 0; i < (spec.warmRuns ?? 1); i++) warm.push(await timed(once));
+  if (session && dir) {
+    const { profile } = await session.post('Profiler.stop');
+    await writeFile(path.join(dir, `warm-${spec.shape}-${process.pid}.cpuprofile`), JSON.stringify(profile));
+    session.disconnect();
+  }
+  return warm;
+}
+
 function fromResults(results: readonly HostResult[]): { durations: number[]; ok: number; hosts: number } {
   return { durations: results.map((r) => r.durationMs), ok: results.filter((r) => r.status === 'ok').length, hosts: results.length };
 }
@@ -124,8 +147,7 @@ async function measureExecutor(spec: CastellanSpec, config: Config): Promise<Omi
     let run = 0;
     const once = async () => fromResults(await executor.fanout(targets, { argv: ['true'], runId: `bench.${process.pid}.${run++}` }, { window: spec.window }));
     const cold = await timed(once);
-    const warm: FanoutSample[] = [];
-    for (let i = 0; i < (spec.warmRuns ?? 1); i++) warm.push(await timed(once));
+    const warm = await warmRuns(spec, once);
     return { shape: 'executor', cold, warm };
   } finally {
     await executor.close();
@@ -156,8 +178,7 @@ async function measurePipeline(spec: CastellanSpec, config: Config): Promise<Omi
     const { job: warmup } = await runtime.service.submit({ tool: 'list_nodes', input: { targets: names[0] ?? 'all' }, requester, replyTo: { kind: 'cli' } });
     await runtime.service.wait(warmup.id, requester, RUN_TIMEOUT_MS);
     const cold = await timed(once);
-    const warm: FanoutSample[] = [];
-    for (let i = 0; i < (spec.warmRuns ?? 1); i++) warm.push(await timed(once));
+    const warm = await warmRuns(spec, once);
     return { shape: 'pipeline', cold, warm };
   } finally {
     await runtime.close();
@@ -241,8 +262,7 @@ async function measureRaw(spec: CastellanSpec, config: Config): Promise<Omit<Cas
       return { durations: results.map((r) => r.ms), ok: results.filter((r) => r.ok).length, hosts: targets.length };
     };
     const cold = await timed(once);
-    const warm: FanoutSample[] = [];
-    for (let i = 0; i < (spec.warmRuns ?? 1); i++) warm.push(await timed(once));
+    const warm = await warmRuns(spec, once);
     return { shape: 'raw-ssh2', cold, warm };
   } finally {
     for (const client of clients.values()) client.end();

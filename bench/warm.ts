@@ -9,7 +9,7 @@
 //
 //   node dist/bench/warm.js [--nodes 1000 | --sshd 50] [--rounds 5] [--warm 10] [--keep 7]
 //                           [--shapes raw-ssh2,executor,pipeline] [--before DIR] [--before-shapes pipeline]
-//                           [--node-helper auto|off] [--cpu-prof DIR]
+//                           [--node-helper auto|off] [--cpu-prof DIR (the pipeline's warm fan-outs only)]
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -201,7 +201,6 @@ async function main(): Promise<void> {
     for (const build of new Set(clients.map((c) => c.build))) redises.set(build, await startRedis({ dir: path.join(work, `redis-${build}`) }));
     log(`warm: starting ${kind === 'farm' ? `a farm of ${nodes} fake nodes` : `${nodes} sshd`} (load ${loadStart})`);
     fleet = kind === 'farm' ? await startFarmProcess(nodes, path.join(work, 'farm')) : await startSshdFleet(nodes, path.join(work, 'sshd'));
-    if (options.cpuProfDir) await mkdir(options.cpuProfDir, { recursive: true });
     for (let round = 0; round < options.rounds; round++) {
       for (let k = 0; k < clients.length; k++) {
         const client = clients[(k + round) % clients.length] as WarmClient;
@@ -215,8 +214,11 @@ async function main(): Promise<void> {
           nodeHelper: options.nodeHelper,
         };
         await mkdir(spec.workDir, { recursive: true });
-        const prof = options.cpuProfDir && client.shape === 'pipeline' ? ['--cpu-prof', '--cpu-prof-dir', path.join(options.cpuProfDir, client.build)] : [];
-        const run = await runMeasured(process.execPath, [...prof, client.script, JSON.stringify(spec)], { timeoutMs: CLIENT_TIMEOUT_MS });
+        // A profile of the pipeline's warm fan-outs only (castellan-client.ts; an older build ignores it).
+        const profDir = options.cpuProfDir && client.shape === 'pipeline' ? path.join(options.cpuProfDir, client.build) : undefined;
+        if (profDir) await mkdir(profDir, { recursive: true });
+        const env = profDir ? { ...process.env, CASTELLAN_BENCH_WARM_PROFILE: profDir } : process.env;
+        const run = await runMeasured(process.execPath, [client.script, JSON.stringify(spec)], { timeoutMs: CLIENT_TIMEOUT_MS, env });
         let measurement: CastellanMeasurement | null = null;
         try {
           measurement = run.code === 0 ? (JSON.parse(run.stdout.trim().split('\n').pop() ?? '') as CastellanMeasurement) : null;
