@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { ClientChannel } from 'ssh2';
 import { DEFAULT_NODE_HELPER, type NodeHelperMode } from '../../config/schema.js';
 import { slidingWindow } from './batches.js';
-import { fingerprint, KnownHosts } from './known-hosts.js';
+import { KnownHosts } from './known-hosts.js';
 import type { SshObserver } from './metrics.js';
 import { CappedOutput } from './output.js';
 import { runOnHelper, type RunRecord } from './helper-run.js';
@@ -200,7 +200,7 @@ export class SshExecutor implements SftpAccess {
 
   /** Fingerprints of the keys pinned for `target` now (what an approval binds to). */
   pinnedFingerprints(target: SshTarget): string[] {
-    return this.knownHosts.pinnedKeys({ name: target.name, address: target.address, port: target.port }).map((entry) => fingerprint(entry.key));
+    return [...this.knownHosts.pinnedFingerprints({ name: target.name, address: target.address, port: target.port })];
   }
 
   get openConnections(): number {

@@ -113,6 +113,7 @@ export class KnownHosts {
    */
   private readonly byName = new Map<string, number[]>();
   private readonly patterned: number[] = [];
+  private readonly fingerprints = new Map<string, readonly string[]>();
 
   private constructor(
     readonly entries: readonly KnownHostEntry[],
@@ -193,6 +194,21 @@ export class KnownHosts {
   /** Pinned (not revoked) keys for the host, in file order. */
   pinnedKeys(host: HostIdentity): KnownHostEntry[] {
     return this.entriesFor(host).filter((entry) => entry.marker === null);
+  }
+
+  /**
+   * The fingerprints of `pinnedKeys`, in file order. Kept per host: a plan's binding asks for
+   * every host of the job twice a job (submit and the worker's re-check), and this object never
+   * changes (an edited known_hosts is loaded as a new KnownHosts).
+   */
+  pinnedFingerprints(host: HostIdentity): readonly string[] {
+    const key = `${host.port}\0${host.address}\0${host.name}`;
+    let found = this.fingerprints.get(key);
+    if (found === undefined) {
+      found = this.pinnedKeys(host).map((entry) => fingerprint(entry.key));
+      this.fingerprints.set(key, found);
+    }
+    return found;
   }
 
   /**

@@ -112,6 +112,19 @@ describe('KnownHosts', () => {
     expect(verdict.message).toContain(k.ed!.opensshFingerprint);
   });
 
+  it('gives the pinned keys\' fingerprints per host (kept per host: the same answer each time)', () => {
+    const kh = file();
+    const k = keys as Required<typeof keys>;
+    const web = host('web2', '192.0.2.2');
+    expect(kh.pinnedFingerprints(web)).toEqual(kh.pinnedKeys(web).map((e) => fingerprint(e.key)));
+    expect(kh.pinnedFingerprints(web)).toEqual([k.p256!.opensshFingerprint]);
+    expect(kh.pinnedFingerprints(web)).toEqual([k.p256!.opensshFingerprint]);
+    // The same name at another port or address is another host.
+    expect(kh.pinnedFingerprints(host('web2', '192.0.2.2', 2222))).toEqual([]);
+    expect(kh.pinnedFingerprints(host('x.lab.test', '192.0.2.3'))).toEqual([k.ed2!.opensshFingerprint]);
+    expect(kh.pinnedFingerprints(host('stranger', '192.0.2.50'))).toEqual([]);
+  });
+
   it('refuses an unknown host, telling how to trust it', () => {
     const verdict = file().verify(host('stranger', '192.0.2.50'), (keys.ed as TestKey).blob);
     expect(verdict).toMatchObject({ ok: false, reason: 'unknown' });
