@@ -23,7 +23,7 @@ import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import ssh2 from 'ssh2';
 import type { AuthContext, Connection, ServerChannel } from 'ssh2';
-import { answerStep, parseCommandLine, wrapperMarker, type NodeIdentity } from './fake-shell.js';
+import { answerStep, parseCommandLine, withHold, wrapperMarker, type FakeCommand, type NodeIdentity } from './fake-shell.js';
 import { serveHelper } from './fake-helper.js';
 import { helperCommand } from '../ssh/node-helper.js';
 import { generateKeyPair } from './keys.js';
@@ -39,6 +39,11 @@ export interface NodeFault {
   handshakeDelayMs?: number;
   /** Accept exec channels but never answer or exit (command timeout path). */
   neverAnswerExec?: boolean;
+  /**
+   * Every exec first waits this long (a slow command): ended like a sleep, by the lifeline, a
+   * cancel or the remote deadline. Faults are per node: some nodes slow, the others quick.
+   */
+  holdMs?: number;
   /** Every exec exits with this code after its normal output (e.g. 255). */
   exitCode?: number;
   /** Write part of the output, then drop the TCP connection. */
@@ -84,6 +89,8 @@ export interface FarmOptions {
 export interface FarmStats {
   connections: number;
   execs: number;
+  /** Commands under way now (wrapper or helper runs; a neverAnswerExec run is not counted). */
+  running: number;
 }
 
 export interface Farm {
@@ -185,7 +192,6 @@ async function runExec(channel: ServerChannel, command: string, who: NodeIdentit
   const fault = runtime.fault;
   if (fault.neverAnswerExec) return; // the channel stays open until the client gives up
   const parsed = parseCommandLine(command);
-  const wrapper = parsed.wrapper;
   const out = (text: string): void => {
     if (text) channel.write(text);
   };
@@ -204,6 +210,23 @@ async function runExec(channel: ServerChannel, command: string, who: NodeIdentit
     return finish(2);
   }
 
+  farm.counters.running++;
+  try {
+    await runWrapped(channel, parsed, who, fault, farm, socket);
+  } finally {
+    farm.counters.running--;
+  }
+}
+
+async function runWrapped(channel: ServerChannel, parsed: FakeCommand, who: NodeIdentity, fault: NodeFault, farm: FarmContext, socket: net.Socket | undefined): Promise<void> {
+  const wrapper = parsed.wrapper;
+  const out = (text: string): void => {
+    if (text) channel.write(text);
+  };
+  const finish = (code: number): void => {
+    channel.exit(fault.exitCode ?? code);
+    channel.end();
+  };
   // In the wrapper, stdin EOF is the lifeline: the command is cancelled, as on a real node.
   const cancel = new AbortController();
   let stdin = '';
@@ -214,6 +237,8 @@ async function runExec(channel: ServerChannel, command: string, who: NodeIdentit
     if (input.ended) cancel.abort();
     else {
       channel.once('end', () => cancel.abort());
+      // A connection cut is the lifeline's EOF too (sshd closes the session's stdin).
+      channel.once('close', () => cancel.abort());
       // Drain (and ignore) the lifeline, or the stream stays paused and never reports its end.
       channel.on('data', () => undefined);
     }
@@ -221,7 +246,7 @@ async function runExec(channel: ServerChannel, command: string, who: NodeIdentit
   const deadline = wrapper && wrapper.deadlineMs > 0 ? Date.now() + wrapper.deadlineMs : Infinity;
 
   let status = 0;
-  for (const step of parsed.steps) {
+  for (const step of withHold(parsed.steps, fault.holdMs)) {
     if (step.connector === '&&' && status !== 0) continue;
     if (step.connector === '||' && status === 0) continue;
     const answer = answerStep(step.argv, who);
@@ -265,6 +290,7 @@ function serveConnection(client: Connection, remotePort: number, runtime: NodeRu
           serveHelper(channel, {
             who: { node: runtime.node.name, user },
             fault: () => runtime.fault,
+            onEnd: () => farm.counters.running--,
             onStart: (runId, argv) => {
               farm.counters.execs++;
               if (farm.record) farm.execLog.push({ node: runtime.node.name, user, command: quoteArgv(argv), runId, argv: [...argv], at: Date.now() });
@@ -348,7 +374,7 @@ export async function startFarm(options: FarmOptions): Promise<Farm> {
     otherHostKey: await ensureKey(path.join(dir, 'ssh_host_ed25519_key.other'), 'castellan-farm-other-host'),
     record: options.recordExecs ?? true,
     execLog: [],
-    counters: { connections: 0, execs: 0 },
+    counters: { connections: 0, execs: 0, running: 0 },
     nextSession: 0,
   };
   const loginUser = options.loginUser ?? currentUser();

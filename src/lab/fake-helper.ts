@@ -6,12 +6,13 @@
 import type { ServerChannel } from 'ssh2';
 import { FrameReader, decodeStart, encodeExit, encodeFrame, helloLine } from '../ssh/helper-protocol.js';
 import { quoteArgv } from '../ssh/quote.js';
-import { answerStep, parseCommandLine, type NodeIdentity } from './fake-shell.js';
+import { answerStep, parseCommandLine, withHold, type NodeIdentity } from './fake-shell.js';
 
 export interface FakeHelperFault {
   readonly neverAnswerExec?: boolean | undefined;
   readonly exitCode?: number | undefined;
   readonly closeMidOutput?: boolean | undefined;
+  readonly holdMs?: number | undefined;
 }
 
 export interface FakeHelperHost {
@@ -19,6 +20,8 @@ export interface FakeHelperHost {
   fault(): FakeHelperFault;
   /** A command started (for the farm's exec count and log). */
   onStart(runId: string, argv: readonly string[]): void;
+  /** A command that onStart announced ended (not told for a neverAnswerExec run). */
+  onEnd?(): void;
   /** Drop the TCP connection (closeMidOutput). */
   cut(): void;
   nextSession(): number;
@@ -49,6 +52,13 @@ export function serveHelper(channel: ServerChannel, host: FakeHelperHost): void 
     const cancel = new AbortController();
     runs.set(id, cancel);
     if (fault.neverAnswerExec) return; // started, silent, never ends (a hung command)
+    try {
+      await respond(id, spec, fault, cancel.signal);
+    } finally {
+      host.onEnd?.();
+    }
+  };
+  const respond = async (id: number, spec: ReturnType<typeof decodeStart>, fault: FakeHelperFault, cancelled: AbortSignal): Promise<void> => {
     send(encodeFrame('R', id, Buffer.from([0, 0, 0, host.nextSession() & 0xff])));
     const deadline = spec.deadlineMs > 0 ? Date.now() + spec.deadlineMs : Infinity;
     const parsed = parseCommandLine(quoteArgv(spec.argv));
@@ -57,14 +67,14 @@ export function serveHelper(channel: ServerChannel, host: FakeHelperHost): void 
       return end(id, { code: 2, signal: null, deadline: false });
     }
     let status = 0;
-    for (const step of parsed.steps) {
+    for (const step of withHold(parsed.steps, fault.holdMs)) {
       if (step.connector === '&&' && status !== 0) continue;
       if (step.connector === '||' && status === 0) continue;
       const answer = answerStep(step.argv, host.who);
       if (answer.sleepMs > 0) {
         const until = Math.min(Date.now() + answer.sleepMs, deadline);
-        await pause(until - Date.now(), cancel.signal);
-        if (cancel.signal.aborted) return end(id, { code: null, signal: SIGTERM, deadline: false });
+        await pause(until - Date.now(), cancelled);
+        if (cancelled.aborted) return end(id, { code: null, signal: SIGTERM, deadline: false });
         if (until === deadline) return end(id, { code: 124, signal: null, deadline: true });
       }
       const stdout = answer.readsStdin ? spec.stdin.toString() : answer.stdout;

@@ -240,6 +240,12 @@ export function answerStep(argv: readonly string[], who: NodeIdentity): StepAnsw
   }
 }
 
+/** A node's `holdMs` fault: a sleep before the command's own steps (which then run whatever it ended with). */
+export function withHold(steps: readonly FakeStep[], holdMs: number | undefined): readonly FakeStep[] {
+  if (!holdMs || holdMs <= 0) return steps;
+  return [{ connector: null, argv: ['sleep', `${holdMs / 1000}`] }, ...steps];
+}
+
 /** Wrapper side-channel line, as remote-run.ts's wrapper prints it before the command's output. */
 export function wrapperMarker(sessionId: number): string {
   return `\u001ecastellan-run ${sessionId}\n`;
