@@ -7,14 +7,25 @@
 // MaxSessions is reached ("open failed"; sshd logs "no more sessions"). The channel budget in
 // slots.ts cannot see when the node has really let go, so a refusal is waited out here.
 //
-// Retrying is safe only because a refused open ran nothing: ssh2 sends the exec or subsystem
-// request after the open is confirmed, and an open failure reaches us before that. Any other
-// error (exec request refused, connection lost) is not retried.
+// Dropbear (2022.83, measured) refuses the exec request itself — CHANNEL_FAILURE, which ssh2
+// reports as "Unable to exec" — for a fifth to a third of the channels opened while others on
+// the same connection open and close (none when one runs at a time), and closes the channel.
+//
+// Retrying is safe only because a refusal ran nothing: ssh2 sends the exec or subsystem request
+// after the open is confirmed, and an open failure reaches us before that; a server answers an
+// exec request with CHANNEL_FAILURE only when it did not start the command (OpenSSH and Dropbear
+// both fail the request before or at the fork, never after the command exists). Any other error
+// (connection lost, a channel that closes later) is not retried.
 import type { Client, ClientChannel } from 'ssh2';
 
 /** ssh2 gives a CHANNEL_OPEN_FAILURE (or a CLOSE in place of the confirmation) a `reason`. */
 export function isOpenRefusal(error: unknown): boolean {
   return error instanceof Error && Object.hasOwn(error, 'reason');
+}
+
+/** ssh2's error for an exec request the server answered with CHANNEL_FAILURE (nothing started). */
+export function isExecRefusal(error: unknown): boolean {
+  return error instanceof Error && error.message === 'Unable to exec' && !Object.hasOwn(error, 'reason');
 }
 
 export class ChannelOpenCancelled extends Error {
@@ -50,11 +61,14 @@ export async function openRetryingRefusals<T>(open: () => Promise<T>, options: O
     try {
       return await open();
     } catch (error) {
-      if (!isOpenRefusal(error)) throw error;
+      const execRefused = isExecRefusal(error);
+      if (!isOpenRefusal(error) && !execRefused) throw error;
       const waited = performance.now() - started;
       if (waited + pause > options.budgetMs || options.alive?.() === false) {
         if (attempt === 1) throw error;
-        const detail = `refused ${attempt} times over ${Math.round(waited)} ms; is the node's MaxSessions below max_channels_per_host + 2?`;
+        const detail = execRefused
+          ? `the node refused to start the command ${attempt} times over ${Math.round(waited)} ms`
+          : `refused ${attempt} times over ${Math.round(waited)} ms; is the node's MaxSessions below max_channels_per_host + 2?`;
         throw new Error(`${(error as Error).message} (${detail})`, { cause: error });
       }
       options.onRefused?.(error as Error, attempt);

@@ -11,9 +11,11 @@ import type { SshObserver } from './metrics.js';
 import { CappedOutput } from './output.js';
 import { runOnHelper, type RunRecord } from './helper-run.js';
 import { HelperUnavailable, NodeHelper } from './helper-session.js';
+import { helperCommand } from './node-helper.js';
 import { ConnectError, ConnectionPool, type PooledConnection } from './pool.js';
 import { SideChannel, assertRunId, findCommand, killCommand, wrapCommand } from './remote-run.js';
 import { quoteArgv } from './quote.js';
+import { commandTooLong } from './server-limits.js';
 import { SlotsClosedError } from './slots.js';
 import { ChannelOpenCancelled, execChannel, onChannelExit, openRetryingRefusals } from './channel-open.js';
 import { INIT_NAME_COMMAND, diagnoseFailure, diagnosisText } from './missing-prerequisite.js';
@@ -352,6 +354,11 @@ export class SshExecutor implements SftpAccess {
     }
     // A connection made for a node helper that would not start counts for the fallback run.
     attempt.connectMs = Math.max(attempt.connectMs, lease.connectMs);
+    const tooLong = commandTooLong(command, lease.connection.serverSoftware);
+    if (tooLong !== undefined) {
+      lease.release();
+      return this.finish(attempt.result('failed', { error: `refused before running: ${tooLong}` }), onEvent);
+    }
     this.logger?.debug({ host: target.name, runId: request.runId, program: request.argv[0] }, 'exec');
     const result = await this.runOnChannel(target, request, command, stdin, limits, options, attempt, lease);
     // The connection's first command ran under the wrapper; the helper starts now, off the
@@ -420,6 +427,10 @@ export class SshExecutor implements SftpAccess {
       const host = connection.target.name;
       let release: (() => void) | undefined;
       try {
+        // The helper's start command is the program itself (~8.4 KB): a server that takes less
+        // would drop the connection rather than refuse it.
+        const tooLong = commandTooLong(helperCommand(), connection.serverSoftware);
+        if (tooLong !== undefined) throw new HelperUnavailable(tooLong);
         // The helper's channel is an sshd session like any other: it holds one of the slots.
         release = await connection.slots.acquire();
         const helper = await NodeHelper.start(connection.client, timeoutMs);

@@ -62,6 +62,8 @@ export class PooledConnection {
   private closed = false;
   /** When the node last sent anything (Date.now()): tells a slow node from a frozen one. */
   lastHeardAt = Date.now();
+  /** The server's software from its SSH identification (`OpenSSH_9.2p1`, `dropbear_2022.83`). */
+  serverSoftware = '';
 
   constructor(
     readonly client: Client,
@@ -284,6 +286,7 @@ export class ConnectionPool {
           this.maxChannels,
           this.options.idleCloseMs ?? DEFAULT_IDLE_CLOSE_MS,
         );
+        connection.serverSoftware = serverSoftwareOf(client);
         socket.on('data', () => {
           connection.lastHeardAt = Date.now();
         });
@@ -371,4 +374,13 @@ export class ConnectionPool {
     result.describe = `tried ${methods.join(', ')}`;
     return result;
   }
+}
+
+/**
+ * ssh2 keeps the identification's software field on the client (`_remoteVer`, set from the
+ * server's `SSH-2.0-…` line before the key exchange) without a public accessor; '' when absent.
+ */
+function serverSoftwareOf(client: Client): string {
+  const software = (client as unknown as { _remoteVer?: unknown })._remoteVer;
+  return typeof software === 'string' ? software : '';
 }

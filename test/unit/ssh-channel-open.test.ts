@@ -1,6 +1,6 @@
 // Opening a channel while sshd refuses it: only refusals (nothing ran) are retried, within a budget.
 import { describe, expect, it } from 'vitest';
-import { ChannelOpenCancelled, isOpenRefusal, openRetryingRefusals } from '../../src/ssh/channel-open.js';
+import { ChannelOpenCancelled, isExecRefusal, isOpenRefusal, openRetryingRefusals } from '../../src/ssh/channel-open.js';
 
 /** What ssh2 hands the exec callback for a CHANNEL_OPEN_FAILURE. */
 function refusal(): Error {
@@ -13,6 +13,9 @@ describe('openRetryingRefusals', () => {
     expect(isOpenRefusal(Object.assign(new Error('(SSH) Channel open failure: server closed channel unexpectedly'), { reason: '' }))).toBe(true);
     expect(isOpenRefusal(new Error('Unable to exec'))).toBe(false);
     expect(isOpenRefusal('open failed')).toBe(false);
+    expect(isExecRefusal(new Error('Unable to exec'))).toBe(true);
+    expect(isExecRefusal(refusal())).toBe(false);
+    expect(isExecRefusal(new Error('No response from server'))).toBe(false);
   });
 
   it('retries refusals until the open succeeds', async () => {
@@ -26,13 +29,28 @@ describe('openRetryingRefusals', () => {
     expect(calls).toBe(4);
   });
 
-  it('never retries an error after the open (the command may have started)', async () => {
+  it('retries an exec request the server refused (it started nothing), and says so when it gives up', async () => {
+    let calls = 0;
+    const opened = await openRetryingRefusals(async () => {
+      calls += 1;
+      if (calls < 3) throw new Error('Unable to exec');
+      return 'channel';
+    }, { budgetMs: 10_000 });
+    expect(opened).toBe('channel');
+    expect(calls).toBe(3);
+    const failing = openRetryingRefusals(async () => {
+      throw new Error('Unable to exec');
+    }, { budgetMs: 100 });
+    await expect(failing).rejects.toThrow(/^Unable to exec \(the node refused to start the command \d+ times over \d+ ms\)$/);
+  });
+
+  it('never retries any other error (the command may have started)', async () => {
     let calls = 0;
     const failing = openRetryingRefusals(async () => {
       calls += 1;
-      throw new Error('Unable to exec');
+      throw new Error('No response from server');
     }, { budgetMs: 10_000 });
-    await expect(failing).rejects.toThrow('Unable to exec');
+    await expect(failing).rejects.toThrow('No response from server');
     expect(calls).toBe(1);
   });
 
