@@ -534,9 +534,14 @@ export class JobService {
    */
   async *follow(jobId: string, viewer: Identity, options: FollowOptions = {}): AsyncGenerator<StampedEvent> {
     const after = checkEventId(options.after ?? '0');
-    const access = accessOf(viewer, await this.load(jobId, viewer), this.auth);
+    yield* this.followLoaded(await this.load(jobId, viewer), viewer, { ...options, after });
+  }
+
+  /** `follow` for a record already loaded (wait has just read it: at 1000 hosts its plan and binding are ~0.2 MB of JSON to decode). */
+  private async *followLoaded(job: JobRecord, viewer: Identity, options: FollowOptions & { after: string }): AsyncGenerator<StampedEvent> {
+    const access = accessOf(viewer, job, this.auth);
     // Yield the cut events (a step's description withheld when details are hidden), not the originals.
-    for await (const e of this.ctx.hub.follow(jobId, { ...options, after })) yield* eventsFor([e], access);
+    for await (const e of this.ctx.hub.follow(job.id, options)) yield* eventsFor([e], access);
   }
 
   /**
@@ -544,20 +549,20 @@ export class JobService {
    * Returns the record as it is at that moment (final or not).
    */
   async wait(jobId: string, viewer: Identity, timeoutMs: number, onEvent?: (e: StampedEvent) => void, signal?: AbortSignal, after = '0'): Promise<JobRecord> {
-    let job = await this.get(jobId, viewer);
-    if (isFinal(job.state) && !onEvent) return job;
+    const loaded = await this.load(jobId, viewer);
+    if (isFinal(loaded.state) && !onEvent) return recordFor(loaded, accessOf(viewer, loaded, this.auth));
+    const from = checkEventId(after);
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), timeoutMs);
     const onOuterAbort = (): void => controller.abort();
     signal?.addEventListener('abort', onOuterAbort, { once: true });
     try {
-      for await (const e of this.follow(jobId, viewer, { signal: controller.signal, after })) onEvent?.(e);
+      for await (const e of this.followLoaded(loaded, viewer, { signal: controller.signal, after: from })) onEvent?.(e);
     } finally {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onOuterAbort);
     }
-    job = await this.get(jobId, viewer);
-    return job;
+    return this.get(jobId, viewer);
   }
 
   /**
