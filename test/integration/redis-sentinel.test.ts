@@ -201,10 +201,11 @@ describe('Sentinel failover', () => {
     const tag = `castellan-submit-${randomBytes(4).toString('hex')}`;
     const { current, other } = await settledPrimary();
     const nodes = ['node01', 'node02', 'node03'];
-    const confirmed: Array<{ id: string; file: string; afterSwitch: boolean }> = [];
-    const refused: Array<{ file: string; error: string }> = [];
+    const confirmed: Array<{ id: string; file: string; afterSwitch: boolean; approvedAt: number }> = [];
+    const refused: Array<{ file: string; error: string; at: number }> = [];
     let switchedAt: number | undefined;
     let failoverAsked = false;
+    let askedAt = 0;
     const deadline = Date.now() + 75_000;
     // Submissions one after the other; SENTINEL FAILOVER after the 4th confirmed one; on until
     // 4 are confirmed after the sentinels name the new primary.
@@ -218,17 +219,19 @@ describe('Sentinel failover', () => {
         const { job } = await runtime.service.submit({ tool: 'exec', input: { targets: nodes[i % 3]!, command: `echo ran >> ${file}; sleep 1 # ${tag}` }, requester: oscar, replyTo: { kind: 'cli' } });
         id = job.id;
       } catch (err) {
-        refused.push({ file, error: String(err) });
+        refused.push({ file, error: String(err), at: Date.now() });
         // A refusal comes back at once while Redis is away: pause, so this loop never starves
         // the event loop (ioredis's reconnect timer must get its turn).
         await pause(100);
         continue;
       }
-      confirmed.push({ id, file, afterSwitch });
+      const entry = { id, file, afterSwitch, approvedAt: 0 };
+      confirmed.push(entry);
       // Approve at once; an approval refused as unconfirmed is given again until it holds.
       for (let a = 0; ; a++) {
         try {
           await runtime.service.approve(id, april);
+          entry.approvedAt = Date.now();
           break;
         } catch (err) {
           const state = await runtime.service.get(id, oscar).then((r) => r.state).catch(() => undefined);
@@ -239,6 +242,7 @@ describe('Sentinel failover', () => {
       }
       if (!failoverAsked && confirmed.length >= 4) {
         failoverAsked = true;
+        askedAt = Date.now();
         expect(await ask(sentinels[0]!.port, 'SENTINEL', 'FAILOVER', MASTER)).toBe('OK');
       }
     }
@@ -258,8 +262,21 @@ describe('Sentinel failover', () => {
         console.log(`${c.id} did not end: ${JSON.stringify({ state: record?.state, worker: record?.worker, reason: record?.reason })}\nworker lines about it:\n${about.join('\n')}\nworker's last lines:\n${worker.stderr().split('\n').slice(-40).join('\n')}`);
         throw err;
       });
-      finals.push({ ...c, state: final.state, reason: final.reason ?? '' });
+      finals.push({ ...c, state: final.state, reason: final.reason ?? '', startedAt: final.startedAt === undefined ? undefined : Date.parse(final.startedAt) });
     }
+    // How long the failover kept work away (printed for bench/failover.ts; timing goals live in
+    // bench/, not in assertions): until submissions were taken again, and until a job approved
+    // after the switch started on a worker (BullMQ's fetch retry, runRetryDelay, is in this).
+    const afterSwitch = finals.filter((f) => f.afterSwitch && f.startedAt !== undefined && f.approvedAt > 0);
+    const firstAfter = afterSwitch.sort((a, b) => a.approvedAt - b.approvedAt)[0];
+    const lastRefusedAt = refused.length > 0 ? Math.max(...refused.map((r) => r.at)) : undefined;
+    console.log(`failover timing: ${JSON.stringify({
+      switchMs: (switchedAt ?? askedAt) - askedAt,
+      refused: refused.length,
+      refusedForMs: lastRefusedAt === undefined ? 0 : lastRefusedAt - Math.min(...refused.map((r) => r.at)),
+      firstStartAfterFailoverMs: firstAfter?.startedAt === undefined ? null : firstAfter.startedAt - askedAt,
+      approvedToStartAfterSwitchMs: firstAfter?.startedAt === undefined ? null : firstAfter.startedAt - firstAfter.approvedAt,
+    })}`);
     // Refused submissions never run: whatever might still start them has had time to.
     await pause(3000);
     const counted = [];
