@@ -119,18 +119,30 @@ export function jobAuditFacts(job: { readonly requester: { readonly subject: str
   return { requester: job.requester.subject, ...(job.approvalsRequired > 0 ? { approvalsRequired: job.approvalsRequired } : {}) };
 }
 
+/**
+ * The indexes an entry belongs to, as (field, value) pairs; `all` is the index of every entry.
+ * A pair may come twice (a host named as `host` and in `hosts`).
+ */
+function forEachAuditIndex(r: AuditRecord, visit: (field: AuditIndexField | 'all', value: string) => void): void {
+  visit('all', '');
+  visit('subject', r.subject);
+  visit('origin', r.origin);
+  visit('kind', r.kind);
+  if (r.tool !== undefined) visit('tool', r.tool);
+  if (r.jobId !== undefined) visit('job', r.jobId);
+  if (r.host !== undefined) visit('host', r.host);
+  for (const host of r.hosts ?? []) visit('host', host);
+  if (r.decision !== undefined) visit('decision', r.decision);
+  const outcome = r.kind === 'outcome' ? r.state : r.kind === 'execution' ? r.status : undefined;
+  if (outcome !== undefined) visit('outcome', outcome);
+  if (r.requester !== undefined && r.requester !== r.subject) visit('requester', r.requester);
+  if ((r.approvalsRequired ?? 0) > 0) visit('gated', 'yes');
+}
+
 /** The index keys an entry belongs to. */
 export function auditIndexKeys(keys: Keys, r: AuditRecord): string[] {
-  const out = new Set<string>([keys.auditIndex(), keys.auditBy('subject', r.subject), keys.auditBy('origin', r.origin), keys.auditBy('kind', r.kind)]);
-  if (r.tool !== undefined) out.add(keys.auditBy('tool', r.tool));
-  if (r.jobId !== undefined) out.add(keys.auditBy('job', r.jobId));
-  if (r.host !== undefined) out.add(keys.auditBy('host', r.host));
-  for (const host of r.hosts ?? []) out.add(keys.auditBy('host', host));
-  if (r.decision !== undefined) out.add(keys.auditBy('decision', r.decision));
-  const outcome = r.kind === 'outcome' ? r.state : r.kind === 'execution' ? r.status : undefined;
-  if (outcome !== undefined) out.add(keys.auditBy('outcome', outcome));
-  if (r.requester !== undefined && r.requester !== r.subject) out.add(keys.auditBy('requester', r.requester));
-  if ((r.approvalsRequired ?? 0) > 0) out.add(keys.auditBy('gated', 'yes'));
+  const out = new Set<string>();
+  forEachAuditIndex(r, (field, value) => out.add(field === 'all' ? keys.auditIndex() : keys.auditBy(field, value)));
   return [...out];
 }
 
@@ -244,19 +256,30 @@ export class AuditLog {
   }
 
   private async writeOn(redis: Redis, entries: readonly WrittenEntry[]): Promise<string[]> {
-    // Each distinct index key once; an entry names its keys by position (see APPEND).
-    const positions = new Map<string, number>();
+    // Each distinct index key once; an entry names its keys by position (see APPEND). Looked up
+    // by field and value (the same few strings for a whole step), not by the built key.
+    const positions = new Map<string, Map<string, number>>();
+    const indexKeys: string[] = [];
+    /** Per position, the last entry that named it: a pair seen twice in one entry is sent once. */
+    const lastEntry: number[] = [];
     const perEntry: string[] = [];
-    for (const { record, marker } of entries) {
+    entries.forEach(({ record, marker }, entry) => {
       let refs = '';
-      for (const key of auditIndexKeys(this.keys, record)) {
-        let at = positions.get(key);
-        if (at === undefined) positions.set(key, (at = positions.size + 1));
+      forEachAuditIndex(record, (field, value) => {
+        let byValue = positions.get(field);
+        if (byValue === undefined) positions.set(field, (byValue = new Map<string, number>()));
+        let at = byValue.get(value);
+        if (at === undefined) {
+          indexKeys.push(field === 'all' ? this.keys.auditIndex() : this.keys.auditBy(field, value));
+          byValue.set(value, (at = indexKeys.length));
+        }
+        if (lastEntry[at] === entry) return;
+        lastEntry[at] = entry;
         refs = refs === '' ? String(at) : `${refs} ${at}`;
-      }
+      });
       perEntry.push(JSON.stringify(record), marker, refs);
-    }
-    const args: (string | number)[] = [this.maxEntries, entries.length, WRITE_MARKER_S, positions.size, ...positions.keys(), ...perEntry];
+    });
+    const args: (string | number)[] = [this.maxEntries, entries.length, WRITE_MARKER_S, indexKeys.length, ...indexKeys, ...perEntry];
     return (await runScript(redis, 'castellanAuditAppend', APPEND, [this.keys.audit()], args)) as string[];
   }
 
