@@ -97,7 +97,7 @@ export interface RunContext {
    * all of them (the failure budget is the job's, not the shard's). `last`: this shard
    * announces the batch's end (one line per batch, not one per shard).
    */
-  readonly barrier?: ((index: number, counts: { ok: number; failed: number }) => Promise<{ ok: number; failed: number; last: boolean }>) | undefined;
+  readonly barrier?: ((index: number, counts: BatchCounts) => Promise<BatchCounts & { last: boolean }>) | undefined;
   /**
    * Called after a step's ledger claim, before any host is touched: resolves undefined when
    * the claim is durable (queues/claims.ts), else why not — then the step does not run.
@@ -190,16 +190,20 @@ export async function runPlan(ctx: RunContext): Promise<RunOutcome> {
         }
       }
     }
-    let failedHere = failed.size;
-    let okHere = unique(batch.steps.flatMap(subjectsOf)).length - failedHere;
+    // Subjects the job's stop caught (cancelled, timed out at the deadline, skipped by a halt)
+    // are counted apart from those that failed: "3 failed" after a cancel read as a fault.
+    const stopStatus = ctx.signal.aborted ? ctx.abortStatus() : undefined;
+    let stoppedHere = stopStatus === undefined ? 0 : [...failed].filter((s) => finalBySubject.get(s)?.status === stopStatus).length;
+    let failedHere = failed.size - stoppedHere;
+    let okHere = unique(batch.steps.flatMap(subjectsOf)).length - failed.size;
     let announce = true;
     if (ctx.barrier) {
-      const all = await ctx.barrier(index, { ok: okHere, failed: failedHere });
-      ({ ok: okHere, failed: failedHere, last: announce } = all);
+      const all = await ctx.barrier(index, { ok: okHere, failed: failedHere, stopped: stoppedHere });
+      ({ ok: okHere, failed: failedHere, stopped: stoppedHere, last: announce } = all);
     }
-    failures += failedHere;
+    failures += failedHere + stoppedHere;
     budgetSpent = failures > plan.failureBudget;
-    if (announce) ctx.publisher.emit({ type: 'state', state: 'running', reason: `batch ${index + 1}/${plan.batches.length} done: ${okHere} ok, ${failedHere} failed` });
+    if (announce) ctx.publisher.emit({ type: 'state', state: 'running', reason: batchLine(index, plan.batches.length, { ok: okHere, failed: failedHere, stopped: stoppedHere }, stopStatus) });
   }
 
   // Hosts first in plan order, then subjects that are not plan hosts (nodes named by kubectl
@@ -209,6 +213,25 @@ export async function runPlan(ctx: RunContext): Promise<RunOutcome> {
   const others = [...finalBySubject.keys()].filter((s) => !planHosts.has(s));
   const hosts = [...hostOrder, ...others].map((s) => finalBySubject.get(s)!);
   return { hosts, steps };
+}
+
+/**
+ * The line a batch's end announces: `batch 2/5 done: 10 ok, 1 failed`, or once the job's stop
+ * caught some of its subjects `batch 2/5 stopped: 4 ok, 7 cancelled` (the word is this worker's
+ * abort status; a count from other shards only, stopped before this one, reads "stopped").
+ */
+export function batchLine(index: number, total: number, counts: BatchCounts, stopStatus: HostStatus | undefined): string {
+  const head = `batch ${index + 1}/${total}`;
+  if (counts.stopped === 0) return `${head} done: ${counts.ok} ok, ${counts.failed} failed`;
+  const word = stopStatus !== undefined ? stopStatus.replaceAll('_', ' ') : 'stopped';
+  return `${head} stopped: ${counts.ok} ok, ${counts.stopped} ${word}${counts.failed > 0 ? `, ${counts.failed} failed` : ''}`;
+}
+
+/** A batch's subjects by how they ended: ok, failed, or caught by the job's stop. */
+export interface BatchCounts {
+  readonly ok: number;
+  readonly failed: number;
+  readonly stopped: number;
 }
 
 /**

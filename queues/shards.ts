@@ -14,6 +14,7 @@ import { siteOf } from '../config/sites.js';
 import type { Inventory } from '../config/types.js';
 import type { Plan, PlanStep } from '../tools/types.js';
 import type { HostOutcome, StepReport } from './records.js';
+import type { BatchCounts } from './runner.js';
 import type { Keys } from './keys.js';
 import { sleep } from './sleep.js';
 
@@ -128,7 +129,7 @@ export class ShardHalt extends Error {
   }
 }
 
-// ARGV: 1 field of this shard's counts, 2 counts "ok,failed", 3 arrival counter field, 4 TTL (s).
+// ARGV: 1 field of this shard's counts, 2 counts "ok,failed,stopped", 3 arrival counter field, 4 TTL (s).
 // Returns the arrival number (the shard that makes it equal the number of shards was last).
 const ARRIVE = `
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -221,21 +222,24 @@ export class ShardBoard {
    * return the batch's counts over all of them. `last` is true for exactly one shard (the one
    * that arrived last), so one line per batch is announced, not one per shard.
    */
-  async arrive(jobId: string, site: string, sites: readonly string[], index: number, counts: { ok: number; failed: number }, signal: AbortSignal): Promise<{ ok: number; failed: number; last: boolean }> {
+  async arrive(jobId: string, site: string, sites: readonly string[], index: number, counts: BatchCounts, signal: AbortSignal): Promise<BatchCounts & { last: boolean }> {
     const key = this.key(jobId);
-    const arrival = Number(await this.redis.eval(ARRIVE, 1, key, `b${index}:${site}`, `${counts.ok},${counts.failed}`, `n${index}`, SHARD_STATE_TTL_S));
+    const arrival = Number(await this.redis.eval(ARRIVE, 1, key, `b${index}:${site}`, `${counts.ok},${counts.failed},${counts.stopped}`, `n${index}`, SHARD_STATE_TTL_S));
     for (let wait = 50; ; wait = Math.min(wait * 2, 500)) {
       const raw = await this.redis.hgetall(key);
       if (raw.halt !== undefined) throw new ShardHalt(raw.halt);
       if (Number(raw[`n${index}`] ?? 0) >= sites.length) {
         let ok = 0;
         let failed = 0;
+        let stopped = 0;
         for (const s of sites) {
-          const [o = '0', f = '0'] = (raw[`b${index}:${s}`] ?? '0,0').split(',');
+          // A shard of an older worker writes "ok,failed": none stopped.
+          const [o = '0', f = '0', st = '0'] = (raw[`b${index}:${s}`] ?? '0,0').split(',');
           ok += Number(o);
           failed += Number(f);
+          stopped += Number(st);
         }
-        return { ok, failed, last: arrival === sites.length };
+        return { ok, failed, stopped, last: arrival === sites.length };
       }
       if (signal.aborted) throw new ShardHalt(signal.reason instanceof Error ? signal.reason.message : 'stopped');
       await sleep(wait, signal);

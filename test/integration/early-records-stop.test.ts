@@ -114,7 +114,7 @@ async function stoppedMidFanout(
   runtime: Runtime,
   input: Record<string, unknown>,
   stop: (jobId: string) => Promise<void>,
-  expected: { state: string; slowStatus: string },
+  expected: { state: string; slowStatus: string; batchLine: string },
 ): Promise<void> {
   const requester = runtime.localRequester('cli');
   const client = new Redis(redis.url);
@@ -122,9 +122,11 @@ async function stoppedMidFanout(
   try {
     const { job } = await runtime.service.submit({ tool: 'ping', input: { targets: 'all', ...input }, requester, replyTo: { kind: 'cli' } });
     const quickDone = new Set<string>();
+    const batchLines: string[] = [];
     let over = false;
     const ended = runtime.service.wait(job.id, requester, 240_000, ({ event }) => {
       if (event.type === 'host_finished' && event.status === 'ok') quickDone.add(event.host);
+      if (event.type === 'state' && event.reason?.startsWith('batch ')) batchLines.push(event.reason);
     }).finally(() => (over = true));
     await eventually(async () => {
       // The precondition, not a timing claim: the stop must come after both.
@@ -135,6 +137,8 @@ async function stoppedMidFanout(
     await stop(job.id);
     const final = await ended;
     expect(final.state, final.reason).toBe(expected.state);
+    // What people saw while it ran: a stop is not a failure.
+    expect(batchLines).toEqual([expected.batchLine]);
 
     // The job's result: the quick nodes ok, the others stopped.
     const byHost = new Map((final.result?.hosts ?? []).map((h) => [h.host, h.status]));
@@ -179,17 +183,17 @@ describe('an exec step stopped after early writes', () => {
     await withRuntime({}, (runtime) =>
       stoppedMidFanout(runtime, {}, async (jobId) => {
         await runtime.service.cancel(jobId, runtime.localRequester('cli'), 'test');
-      }, { state: 'cancelled', slowStatus: 'cancelled' }));
+      }, { state: 'cancelled', slowStatus: 'cancelled', batchLine: 'batch 1/1 stopped: 300 ok, 100 cancelled' }));
   }, 300_000);
 
   it("at the job's deadline: quick hosts ok, the others timed out, each recorded once", async () => {
     // The stop is the deadline: nothing to do but wait for it (long enough for the quick nodes).
     await withRuntime({ defaultTimeoutMs: 45_000 }, (runtime) =>
-      stoppedMidFanout(runtime, {}, async () => undefined, { state: 'failed', slowStatus: 'timed_out' }));
+      stoppedMidFanout(runtime, {}, async () => undefined, { state: 'failed', slowStatus: 'timed_out', batchLine: 'batch 1/1 stopped: 300 ok, 100 timed out' }));
   }, 300_000);
 
   it("at the step's timeout: quick hosts ok, the others timed out, each recorded once", async () => {
     await withRuntime({}, (runtime) =>
-      stoppedMidFanout(runtime, { timeout: '5s' }, async () => undefined, { state: 'partially_failed', slowStatus: 'timed_out' }));
+      stoppedMidFanout(runtime, { timeout: '5s' }, async () => undefined, { state: 'partially_failed', slowStatus: 'timed_out', batchLine: 'batch 1/1 done: 300 ok, 100 failed' }));
   }, 300_000);
 });

@@ -14,7 +14,7 @@ import { rolesForGroups } from '../../auth/roles.js';
 import type { Requester } from '../../auth/types.js';
 import { ThrottledPublisher } from '../../queues/events.js';
 import { runPlan } from '../../queues/runner.js';
-import { ShardBoard, shardBoardKey, shardPlan, shardRunField, splitBySite } from '../../queues/shards.js';
+import { ShardBoard, ShardHalt, shardBoardKey, shardPlan, shardRunField, splitBySite } from '../../queues/shards.js';
 import type { Plan } from '../../tools/types.js';
 import { useCastellan } from '../support/castellan.js';
 import { startWorkerProcess, type WorkerProcess } from '../support/castellan-process.js';
@@ -160,27 +160,29 @@ describe('global batches across shards', () => {
     });
     // Batch 1: rack-a's node01 is slow (and fails when told to); rack-b's node03 is fast.
     // Batch 2: one host of each site. SSH_CONNECTION names the node's own address.
-    const planWith = (budget: number, node01Exit: number): Plan => ({
+    const planWith = (budget: number, node01Exit: number, node01Sleep = 1.5): Plan => ({
       tool: 'exec',
       hosts: ['node01', 'node03', 'node02', 'node04'],
       batches: [
-        { steps: [exec('one', ['node01', 'node03'], `case "$SSH_CONNECTION" in *" ${node01} "*) sleep 1.5; exit ${node01Exit} ;; esac`)] },
+        { steps: [exec('one', ['node01', 'node03'], `case "$SSH_CONNECTION" in *" ${node01} "*) sleep ${node01Sleep}; exit ${node01Exit} ;; esac`)] },
         { steps: [exec('two', ['node02', 'node04'], 'true')] },
       ],
       failureBudget: budget,
     });
-    const runShards = async (plan: Plan): Promise<{ jobId: string; statuses: Record<string, string> }> => {
+    // `stop`: the job's stop, shared by its shards (a cancel reaches every shard's worker).
+    const runShards = async (plan: Plan, stop?: (jobId: string) => AbortSignal): Promise<{ jobId: string; statuses: Record<string, string> }> => {
       const split = splitBySite(plan, inventory);
       expect([...split]).toEqual([
         ['rack-a', ['node01', 'node02']],
         ['rack-b', ['node03', 'node04']],
       ]);
-      const jobId = `jshard${Date.now().toString(36)}${plan.failureBudget}`;
+      const jobId = `jshard${Date.now().toString(36)}${plan.failureBudget}${stop ? 's' : ''}`;
+      const stopped = stop?.(jobId);
       const board = new ShardBoard(ctx.redis, ctx.keys);
       const sites = [...split.keys()];
       const run = (site: string) => {
         const publisher = new ThrottledPublisher(ctx.events, jobId);
-        const signal = new AbortController().signal;
+        const signal = stopped ?? new AbortController().signal;
         return runPlan({
           jobId,
           attempt: 0,
@@ -196,7 +198,11 @@ describe('global batches across shards', () => {
           signal,
           redactor: ctx.redactor,
           abortStatus: () => 'cancelled',
-          barrier: (index, counts) => board.arrive(jobId, site, sites, index, counts, signal),
+          // As the worker does: a shard stopped while it waits for the others does not announce.
+          barrier: (index, counts) => board.arrive(jobId, site, sites, index, counts, signal).catch((err: unknown) => {
+            if (err instanceof ShardHalt) return { ...counts, last: false };
+            throw err;
+          }),
         }).finally(() => publisher.drain());
       };
       const parts = await Promise.all(sites.map(run));
@@ -217,5 +223,20 @@ describe('global batches across shards', () => {
     const ledger = await ctx.ledger.entries(ordered.jobId);
     const slowEnd = Date.parse(ledger.find((e) => e.step === 'one' && e.host === 'node01')!.finishedAt!);
     for (const e of ledger.filter((x) => x.step === 'two')) expect(Date.parse(e.startedAt)).toBeGreaterThanOrEqual(slowEnd);
+
+    // Cancelled while node01 runs (node03 done): one line, both shards' counts, the stopped
+    // host counted as cancelled, not failed.
+    const cancel = new AbortController();
+    const cancelled = runShards(planWith(0, 0, 600), (jobId) => {
+      void (async () => {
+        for (let i = 0; i < 600 && !(await ctx.ledger.entries(jobId)).some((e) => e.host === 'node03' && e.finishedAt !== undefined); i++) await new Promise((r) => setTimeout(r, 100));
+        cancel.abort(new Error('cancelled by test'));
+      })();
+      return cancel.signal;
+    });
+    const stoppedRun = await cancelled;
+    expect(stoppedRun.statuses).toEqual({ node01: 'cancelled', node03: 'ok', node02: 'cancelled', node04: 'cancelled' });
+    const stoppedLines = (await ctx.events.read(stoppedRun.jobId)).flatMap((e) => (e.event.type === 'state' && e.event.reason?.startsWith('batch ') ? [e.event.reason] : []));
+    expect(stoppedLines).toEqual(['batch 1/2 stopped: 1 ok, 1 cancelled']);
   }, 120_000);
 });

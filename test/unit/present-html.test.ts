@@ -211,7 +211,7 @@ describe('a rollback running after a cancel, in the shared view', () => {
   });
 
   it('ends the phase when the batch ends or a forward step starts; before any rollback it is "stopping"', () => {
-    const over: StampedEvent = { id: '5-0', at: at(5), event: { type: 'state', state: 'running', reason: 'batch 1/2 done: 1 ok, 1 failed' } };
+    const over: StampedEvent = { id: '5-0', at: at(5), event: { type: 'state', state: 'running', reason: 'batch 1/2 stopped: 1 ok, 1 cancelled' } };
     expect(jobView(cancelled, { events: [...events, over] }).progress?.rolling_back).toBeUndefined();
     const forward: StampedEvent = { id: '5-0', at: at(5), event: { type: 'step', step: 'next', description: 'next step', hosts: ['node03'] } };
     expect(jobView(cancelled, { events: [...events, forward] }).progress?.rolling_back).toBeUndefined();
