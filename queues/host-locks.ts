@@ -2,6 +2,23 @@
 // overlap on a node. All-or-nothing acquisition (a Lua script) avoids two jobs each holding
 // half of each other's hosts; locks carry a TTL so a crashed worker cannot hold a node
 // forever, and the owner renews them while it runs.
+//
+// The owner is the job id, not one delivery of it (issue 15, reviewed 2026-11-29). What that
+// leaves open, and why it stays so for now:
+// - Nothing runs twice on a host because of it: that is the ledger's claim (queues/ledger.ts),
+//   taken per step and host before any dispatch, whichever delivery holds the locks.
+// - A redelivery to the worker still running the job, or while its worker is alive, is left
+//   to that run (worker.ts redelivered); in a Sentinel failover the run token decides, and a
+//   superseded delivery neither runs another step nor releases (claims.ts, worker.ts finally).
+// - Left open: a delivery taken over while its worker is *alive* but judged gone (paused or cut
+//   off from Redis longer than the heartbeat TTL) with a resumable plan. The new delivery takes
+//   the locks at once (same owner), and whichever of the two ends first releases them while the
+//   other may still have a command in flight; another job waiting for those hosts can then run
+//   beside it until the survivor's next renewal (renewEveryMs) finds the lock taken and stops
+//   it. Owning the locks by `<job>:<run token>` closes that (the new delivery waits for the old
+//   one's locks to be released or to expire; each releases only its own), but touches every lock
+//   owner check (worker, claims, endings, the holder shown in lock_wait): not done without a
+//   test that reproduces the overlap (a SIGSTOPped worker process mid-roll), which is not written.
 import type { Redis } from 'ioredis';
 import { sleep } from './sleep.js';
 import type { Keys } from './keys.js';
