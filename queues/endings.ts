@@ -19,6 +19,7 @@ import { sleep } from './sleep.js';
 import type { QueueContext } from './context.js';
 import { jobAuditFacts, type WrittenAudit } from './audit.js';
 import type { Condition } from './durable.js';
+import type { JobEvent } from './events.js';
 import { JobStore, type JobDoc, type JobResult } from './records.js';
 import { accountFinished, DEFAULT_RETENTION_MAX_BYTES, pruneToBudget } from './retention.js';
 import { ALLOWED_FROM, isFinal, type JobState } from './states.js';
@@ -66,10 +67,21 @@ export async function endJob(ctx: EndingContext, record: JobDoc, to: FinalState,
       // Which ending this is, so a re-read can tell ours from another process's.
       ...(kept ? { ending: randomBytes(6).toString('hex') } : {}),
     };
-    const t = await ctx.store.transition(record.id, to, fields, from, ending.run ?? '');
-    if (!t.ok) return { ended: false, current: t.current };
+    const written = ctx.store.transition(record.id, to, fields, from, ending.run ?? '');
+    // A worker's ending of a job that holds no host locks (whose release comes first) is
+    // announced right behind its write, on the same connection, without waiting for the
+    // write's answer: guarded by this ending's token, the event is written only if the state
+    // was; the waiting front end hears of the end one round trip sooner.
+    const announced = kept && fields.ending !== undefined && !holdsLocks(record)
+      ? ctx.events.publishIf(record.id, [finalEvent(to, ending.reason)], { key: ctx.keys.job(record.id), field: 'ending', value: fields.ending }).catch(() => false)
+      : Promise.resolve(false);
+    const t = await written;
+    if (!t.ok) {
+      await announced;
+      return { ended: false, current: t.current };
+    }
     if (kept && fields.ending !== undefined) {
-      const outcome = await afterEnd(ctx, record, to, ending.reason);
+      const outcome = await afterEnd(ctx, record, to, ending.reason, await announced);
       // Announced at once (followers see the end now); the worker returns to BullMQ only once
       // the ending is durable. Written again on a new primary, it is announced again there:
       // what was announced after the lost write went to the lost primary too.
@@ -134,7 +146,7 @@ async function keepEnding(ctx: EndingContext, record: JobDoc, to: FinalState, fi
  * undo it or throw: each part is retried a few times (a Redis failover takes seconds) and a
  * part that still fails is logged with the job id, never dropped silently.
  */
-async function afterEnd(ctx: EndingContext, record: JobDoc, state: FinalState, reason: string): Promise<WrittenAudit | undefined> {
+async function afterEnd(ctx: EndingContext, record: JobDoc, state: FinalState, reason: string, announced = false): Promise<WrittenAudit | undefined> {
   let outcome: WrittenAudit | undefined;
   const step = async (what: string, work: () => Promise<unknown>): Promise<void> => {
     for (let attempt = 1; ; attempt++) {
@@ -151,8 +163,8 @@ async function afterEnd(ctx: EndingContext, record: JobDoc, state: FinalState, r
     }
   };
   // Locks first: a job waiting for these hosts may start as soon as possible.
-  if (record.risk !== 'read' && record.plan.hosts.length > 0) await step('releasing its host locks', () => ctx.locks.release(record.id, record.plan.hosts));
-  await step('publishing its final event', () => ctx.events.publish(record.id, { type: 'state', state, reason }));
+  if (holdsLocks(record)) await step('releasing its host locks', () => ctx.locks.release(record.id, record.plan.hosts));
+  if (!announced) await step('publishing its final event', () => ctx.events.publish(record.id, finalEvent(state, reason)));
   await step('writing its audit outcome', async () => {
     outcome = await ctx.audit.appendMany([{
       kind: 'outcome',
@@ -188,6 +200,15 @@ async function afterEnd(ctx: EndingContext, record: JobDoc, state: FinalState, r
     await keepWithinBytes(ctx, record.id, retention.maxBytes ?? DEFAULT_RETENTION_MAX_BYTES);
   });
   return outcome;
+}
+
+/** Jobs that change hosts lock them; a read locks none. */
+function holdsLocks(record: JobDoc): boolean {
+  return record.risk !== 'read' && record.plan.hosts.length > 0;
+}
+
+function finalEvent(state: FinalState, reason: string): JobEvent {
+  return { type: 'state', state, reason };
 }
 
 /**

@@ -41,17 +41,20 @@ export interface StampedEvent {
 
 const STREAM_MAXLEN = 5000;
 
-// KEYS[1] the job's stream, KEYS[2] the all-jobs feed. ARGV: 1 the stream's max length, 2 the
-// feed's, 3 the wake-up channel, 4 the job id, then per event: 'f' (also to the feed) or 'j',
-// and its JSON. The stream and the feed move together (one script), as they did in a MULTI;
-// the feed entry's fields are those of appendToFeed (queues/feed.ts).
+// KEYS[1] the job's stream, KEYS[2] the all-jobs feed, KEYS[3] a hash guarding the write
+// (keys.unused() for none). ARGV: 1 the stream's max length, 2 the feed's, 3 the wake-up
+// channel, 4 the job id, 5 and 6 the guard's field and the value it must hold, 7 keys.unused(),
+// then per event: 'f' (also to the feed) or 'j', and its JSON. The stream and the feed move together (one
+// script), as they did in a MULTI; the feed entry's fields are those of appendToFeed
+// (queues/feed.ts). Returns 0, writing nothing, when the guard's field holds another value.
 const APPEND_EVENTS = `
-for i = 5, #ARGV, 2 do
+if KEYS[3] ~= ARGV[7] and redis.call('HGET', KEYS[3], ARGV[5]) ~= ARGV[6] then return 0 end
+for i = 8, #ARGV, 2 do
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i + 1])
   if ARGV[i] == 'f' then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'j', ARGV[4], 'e', ARGV[i + 1]) end
 end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
-return 0
+return 1
 `;
 
 const EVENT_ID = /^(0|(\d{1,20})-(\d{1,20}))$/;
@@ -88,14 +91,29 @@ export class JobEvents {
    * event: at 1000 hosts a MULTI of 2000 XADDs cost the worker ~70 ms of CPU per fan-out.
    */
   async publishMany(jobId: string, events: readonly JobEvent[]): Promise<void> {
-    if (events.length === 0) return;
-    const args: string[] = [String(STREAM_MAXLEN), String(FEED_MAXLEN), this.keys.eventsChannel(), jobId];
+    await this.append(jobId, events);
+  }
+
+  /**
+   * Publish only while `guard.key`'s field `guard.field` holds `guard.value`, checked in the
+   * same script: an announcement sent right behind the write it announces, on the same
+   * connection (so Redis runs it after that write), without waiting for that write's answer,
+   * and written only if that write took effect. True when written.
+   */
+  async publishIf(jobId: string, events: readonly JobEvent[], guard: { readonly key: string; readonly field: string; readonly value: string }): Promise<boolean> {
+    return this.append(jobId, events, guard);
+  }
+
+  private async append(jobId: string, events: readonly JobEvent[], guard?: { readonly key: string; readonly field: string; readonly value: string }): Promise<boolean> {
+    if (events.length === 0) return true;
+    const unused = this.keys.unused();
+    const args: string[] = [String(STREAM_MAXLEN), String(FEED_MAXLEN), this.keys.eventsChannel(), jobId, guard?.field ?? '', guard?.value ?? '', unused];
     for (const event of events) {
       // Scrubbed like every other writer: an error text or a host name can carry a secret too.
       const clean = this.redactor.scrubDeep(event);
       args.push(isFeedEvent(clean) ? 'f' : 'j', JSON.stringify(clean));
     }
-    await runScript(this.redis, 'castellanEventsAppend', APPEND_EVENTS, [this.keys.events(jobId), this.keys.feed()], args);
+    return (await runScript(this.redis, 'castellanEventsAppend', APPEND_EVENTS, [this.keys.events(jobId), this.keys.feed(), guard?.key ?? unused], args)) === 1;
   }
 
   async read(jobId: string, afterId = '0', count = 1000): Promise<StampedEvent[]> {
@@ -212,11 +230,36 @@ export class ThrottledPublisher {
     if (onlyHost === undefined && this.pending.size > 0) this.timer = setTimeout(() => this.flush(false), this.intervalMs);
   }
 
-  /** Wait until everything emitted so far is written. */
+  /**
+   * Write what lingers now, without waiting: a step's fan-out has ended, so no more per-host
+   * progress of it is coming to share the write. Sent beside the step's last ledger and audit
+   * write instead of after it, the job's ending does not wait for one more round trip.
+   */
+  send(): void {
+    this.sendNow();
+  }
+
+  /**
+   * Wait until everything emitted so far is written. What is still queued is sent at once,
+   * beside a write still in flight rather than after its answer: the publisher's writes share
+   * one connection, which keeps them in order. A writer that calls this and, before awaiting
+   * it, sends on the same connection (the job's ending) is written after every event.
+   */
   async drain(): Promise<void> {
     this.flush(true);
-    this.schedule();
+    this.sendNow();
     await this.chain;
+  }
+
+  /** Send everything queued now (see drain); the chain then settles after this write too. */
+  private sendNow(): void {
+    if (this.linger) clearTimeout(this.linger);
+    this.linger = undefined;
+    if (this.queued.length === 0) return;
+    const batch = this.queued;
+    this.queued = [];
+    const write = this.events.publishMany(this.jobId, batch).catch(() => undefined);
+    this.chain = Promise.all([this.chain, write]).then(() => undefined);
   }
 
   /**

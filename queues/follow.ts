@@ -61,6 +61,16 @@ export class JobEventHub {
     }
   }
 
+  /**
+   * The job's next wake-up (an event written for it by any process), the poll interval, or the
+   * abort, whichever comes first: for a waiter that reads the record, not the events. Registered
+   * when this resolves, so a write after the caller's next read still wakes it.
+   */
+  async nextChange(jobId: string, signal?: AbortSignal): Promise<{ promise: Promise<void>; cancel: () => void }> {
+    await this.subscribe();
+    return this.wakeUp(jobId, signal);
+  }
+
   async close(): Promise<void> {
     const sub = this.subscriber;
     this.subscriber = undefined;

@@ -14,7 +14,7 @@ import { forgetJobs } from './retention.js';
 import { runScript } from './scripts.js';
 import { queryIndexes } from './index-query.js';
 import type { PlanBinding } from './plan-binding.js';
-import { ALLOWED_FROM, type JobState } from './states.js';
+import { ALLOWED_FROM, FINAL_STATES, type JobState } from './states.js';
 
 /** Where progress and results go back to, per origin. Opaque to the queue layer. */
 export type ReplyAddress =
@@ -237,6 +237,18 @@ end
 return {'recorded', tostring(approvals)}
 `;
 
+// KEYS[1] the record. ARGV[1] the final states. The whole record once it is final, else its
+// state alone (nil when there is no record): a waiter woken by each of a job's events reads a
+// few bytes until the end, and the record in the same round trip as the end.
+const IF_FINAL = `
+local s = redis.call('HGET', KEYS[1], 'state')
+if not s then return false end
+for st in string.gmatch(ARGV[1], '[^,]+') do
+  if st == s then return redis.call('HGETALL', KEYS[1]) end
+end
+return s
+`;
+
 export type TransitionOutcome = { readonly ok: true; readonly from: JobState } | { readonly ok: false; readonly current: JobState | null };
 export type VoteOutcome =
   | { readonly kind: 'approved' | 'recorded' | 'denied'; readonly count: number }
@@ -293,6 +305,17 @@ export class JobStore {
     const raw = await this.redis.hgetall(this.keys.job(id));
     if (!raw.doc || !raw.state) return undefined;
     return decode(raw);
+  }
+
+  /** The record once the job is final, else its state (undefined: no record). */
+  async ifFinal(id: string): Promise<{ readonly record: JobRecord } | { readonly state: JobState } | undefined> {
+    const reply = (await runScript(this.redis, 'castellanRecordIfFinal', IF_FINAL, [this.keys.job(id)], [[...FINAL_STATES].join(',')])) as string[] | string | null;
+    if (reply === null) return undefined;
+    if (typeof reply === 'string') return { state: reply as JobState };
+    const raw: Record<string, string> = {};
+    for (let i = 0; i + 1 < reply.length; i += 2) raw[reply[i]!] = reply[i + 1]!;
+    if (!raw.doc || !raw.state) return undefined;
+    return { record: decode(raw) };
   }
 
   async state(id: string): Promise<JobState | undefined> {

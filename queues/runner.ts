@@ -388,6 +388,8 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
     // Kinds that do not go through the executor's events (gates) are announced here.
     if (!announced.has(r.host)) emitFinished(ctx, step.id, r);
   }
+  // The step's progress goes out with its last record write, not a linger later.
+  ctx.publisher.send();
   const settled = await Promise.all([...earlyWrites, record(late)]);
   for (const [ledgerDone, auditDone] of settled) {
     if (ledgerDone.status === 'rejected') throw ledgerDone.reason;

@@ -176,7 +176,9 @@ export class JobService {
     }
     const jobId = doc.id;
     try {
-      await this.ctx.audit.append({
+      // The request's audit record and the `queued` event are independent: written together,
+      // both before the BullMQ job exists (one wait for Redis, not two).
+      const audited = this.ctx.audit.append({
         kind: 'request',
         jobId,
         subject: requester.subject,
@@ -192,7 +194,10 @@ export class JobService {
         ...jobAuditFacts(doc),
       });
       // Before the BullMQ job exists, so a fast worker's `running` always comes after it.
-      await this.ctx.events.publish(jobId, { type: 'state', state: initial, reason: needsApproval ? `waiting for ${decision.approvalsRequired} approval(s)` : undefined });
+      const announced = this.ctx.events.publish(jobId, { type: 'state', state: initial, reason: needsApproval ? `waiting for ${decision.approvalsRequired} approval(s)` : undefined });
+      const [audit, announce] = await Promise.allSettled([audited, announced]);
+      if (audit.status === 'rejected') throw audit.reason;
+      if (announce.status === 'rejected') throw announce.reason;
       await this.ctx.queue.add(tool.name, { id: doc.id } satisfies QueuedJob, {
         jobId,
         // Awaiting approval: the job sleeps until the deadline; approval promotes it, and if
@@ -557,12 +562,36 @@ export class JobService {
     const onOuterAbort = (): void => controller.abort();
     signal?.addEventListener('abort', onOuterAbort, { once: true });
     try {
-      for await (const e of this.followLoaded(loaded, viewer, { signal: controller.signal, after: from })) onEvent?.(e);
+      if (!onEvent) {
+        const ended = await this.untilFinal(jobId, controller.signal);
+        if (ended) return recordFor(ended, accessOf(viewer, ended, this.auth));
+      } else {
+        for await (const e of this.followLoaded(loaded, viewer, { signal: controller.signal, after: from })) onEvent(e);
+      }
     } finally {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onOuterAbort);
     }
     return this.get(jobId, viewer);
+  }
+
+  /**
+   * The record once the job is final (undefined: aborted first, or the record is gone). A
+   * waiter without an event handler reads no events: woken by each of the job's events (or
+   * the hub's poll), it reads the state, and the final record in the same round trip.
+   */
+  private async untilFinal(jobId: string, signal: AbortSignal): Promise<JobRecord | undefined> {
+    while (!signal.aborted) {
+      // Registered before reading, so an ending written between the read and the wait still wakes us.
+      const woken = await this.ctx.hub.nextChange(jobId, signal);
+      const found = await this.ctx.store.ifFinal(jobId);
+      if (found === undefined || 'record' in found) {
+        woken.cancel();
+        return found?.record;
+      }
+      await woken.promise;
+    }
+    return undefined;
   }
 
   /**

@@ -216,11 +216,14 @@ export async function startWorker(ctx: QueueContext, connection: Redis, options:
 
 async function processJob(ctx: QueueContext, here: Here, job: Job<QueuedJob>, token?: string): Promise<{ state: JobState }> {
   const jobId = job.data.id;
-  let record = await ctx.store.get(jobId);
+  // The record and its submission marker in one wait for Redis (the marker is read after the
+  // record, as it was when asked only for a queued record).
+  const [found, unconfirmed] = await Promise.all([ctx.store.get(jobId), isUnconfirmed(ctx, jobId)]);
+  let record = found;
   if (!record) return { state: 'failed' };
   // Never start a job its submitter has not confirmed: it may yet be ended "never queued".
   // Read again only after waiting for that (a 1000-host record is ~0.2 MB of JSON to decode).
-  if (record.state === 'queued' && (await isUnconfirmed(ctx, jobId))) {
+  if (record.state === 'queued' && unconfirmed) {
     if (!(await settled(ctx, jobId, ctx.settings.submitGraceMs))) return { state: (await ctx.store.state(jobId)) ?? 'failed' };
     record = (await ctx.store.get(jobId)) ?? record;
   }
@@ -426,8 +429,11 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
       );
     }
 
-    await publisher.drain();
+    // Sent now, awaited after the ending: the ending goes out behind the last events on the
+    // same connection, so followers still read them before the final state.
+    const drained = publisher.drain();
     if (claim.superseded) {
+      await drained;
       // Another delivery holds the job on the current primary: it is that one's to run and end.
       ctx.logger.warn({ jobId: record.id, why: halt.detail }, 'job claim lost in a Redis failover; left to the delivery that holds it');
       return { state: (await ctx.store.state(record.id)) ?? 'failed' };
@@ -446,6 +452,7 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
           ? halt.detail
           : summaryLine(plan.hosts, result.hosts);
     const t = await endJob(ctx, record, state, { reason, result, from: ['running'], run });
+    await drained;
     if (t.ended) m.jobDuration.observe({ tool: record.tool }, (Date.now() - Date.parse(startedAt)) / 1000);
     return { state: t.ended ? state : (t.current ?? 'failed') };
   } catch (err) {
