@@ -123,14 +123,21 @@ export async function startWorker(ctx: QueueContext, connection: Redis, options:
     ...bullRetention(ctx.settings.retention),
   };
   // Every BullMQ delivery is listed (heartbeat + running list) while it runs here, so that a
-  // reconciler elsewhere can tell whether its worker is still alive.
-  const tracked = <T>(job: Job, site: string | undefined, work: () => Promise<T>): Promise<T> => {
+  // reconciler elsewhere can tell whether its worker is still alive. The work starts beside the
+  // listing's write and gets it as `listed`: it may read meanwhile, but awaits it before it
+  // writes anything (and fails, having done nothing, when the listing failed).
+  const tracked = <T>(job: Job, site: string | undefined, work: (listed: Promise<unknown>) => Promise<T>): Promise<T> => {
     const bullId = job.id ?? '';
     const doc = job.data as { id: string };
-    return heartbeat.running(bullId, { job: doc.id, ...(site !== undefined ? { site } : {}) }).then((fresh) =>
+    const listed = heartbeat.running(bullId, { job: doc.id, ...(site !== undefined ? { site } : {}) });
+    const run = work(listed);
+    // Its failure is this function's answer once the listing settles; until then it must not
+    // count as unhandled.
+    run.catch(() => undefined);
+    return listed.then((fresh) =>
       // A redelivery to this very worker while its first delivery still runs here (a lock
       // lost in a failover): the first delivery keeps the entry and takes it off when it ends.
-      fresh ? work().finally(() => heartbeat.done(bullId).catch(() => undefined)) : work(),
+      fresh ? run.finally(() => heartbeat.done(bullId).catch(() => undefined)) : run,
     );
   };
   const stopOnAbort = (job: Job, signal: AbortSignal | undefined): void => {
@@ -141,7 +148,7 @@ export async function startWorker(ctx: QueueContext, connection: Redis, options:
     ctx.queueName,
     async (job, token, signal) => {
       stopOnAbort(job, signal);
-      return tracked(job, undefined, () => processJob(ctx, here, job, token));
+      return tracked(job, undefined, (listed) => processJob(ctx, here, job, listed, token));
     },
     common,
   );
@@ -151,7 +158,7 @@ export async function startWorker(ctx: QueueContext, connection: Redis, options:
         shardQueueName(ctx.queueName, site),
         async (job, _token, signal) => {
           stopOnAbort(job, signal);
-          return tracked(job, site, () => runShard(ctx, here, job));
+          return tracked(job, site, (listed) => listed.then(() => runShard(ctx, here, job)));
         },
         common,
       ),
@@ -214,11 +221,12 @@ export async function startWorker(ctx: QueueContext, connection: Redis, options:
   };
 }
 
-async function processJob(ctx: QueueContext, here: Here, job: Job<QueuedJob>, token?: string): Promise<{ state: JobState }> {
+/** `listed`: this delivery's entry in the running list, awaited before anything is written. */
+async function processJob(ctx: QueueContext, here: Here, job: Job<QueuedJob>, listed: Promise<unknown>, token?: string): Promise<{ state: JobState }> {
   const jobId = job.data.id;
   // The record and its submission marker in one wait for Redis (the marker is read after the
-  // record, as it was when asked only for a queued record).
-  const [found, unconfirmed] = await Promise.all([ctx.store.get(jobId), isUnconfirmed(ctx, jobId)]);
+  // record, as it was when asked only for a queued record), beside the listing's write.
+  const [found, unconfirmed] = await Promise.all([ctx.store.get(jobId), isUnconfirmed(ctx, jobId), listed]);
   let record = found;
   if (!record) return { state: 'failed' };
   // Never start a job its submitter has not confirmed: it may yet be ended "never queued".
