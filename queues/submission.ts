@@ -87,7 +87,8 @@ redis.call('ZADD', KEYS[3], ARGV[6], ARGV[3])
 return {'created', ''}
 `;
 
-// KEYS: 1 record, 2 markers. ARGV: 1 job id, 2 states the record may be in.
+// KEYS: 1 record, 2 markers. ARGV: 1 job id, 2 states the record may be in, 3 the events'
+// wake-up channel: a worker that found the marker waits on it (`settled`), not on a timer.
 const CONFIRM = `
 if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then
   return {'gone', redis.call('HGET', KEYS[1], 'state') or ''}
@@ -96,6 +97,7 @@ local s = redis.call('HGET', KEYS[1], 'state') or ''
 for st in string.gmatch(ARGV[2], '[^,]+') do
   if st == s then
     redis.call('ZREM', KEYS[2], ARGV[1])
+    redis.call('PUBLISH', ARGV[3], ARGV[1])
     return {'ok', s}
   end
 end
@@ -183,7 +185,7 @@ export async function createRecord(
  * there first (the record is `failed`, "never queued"): the caller must get an error instead.
  */
 export async function confirmSubmitted(ctx: Ctx, jobId: string): Promise<boolean> {
-  const reply = (await runScript(ctx.redis, 'castellanConfirm', CONFIRM, [ctx.keys.job(jobId), ctx.keys.submitting()], [jobId, [...INITIAL, 'cancelled', 'denied'].join(',')])) as [string, string];
+  const reply = (await runScript(ctx.redis, 'castellanConfirm', CONFIRM, [ctx.keys.job(jobId), ctx.keys.submitting()], [jobId, [...INITIAL, 'cancelled', 'denied'].join(','), ctx.keys.eventsChannel()])) as [string, string];
   // A record cancelled or denied in the meantime was still submitted: the caller sees that state.
   return reply[0] === 'ok';
 }
@@ -235,18 +237,29 @@ export async function reconcileSubmissions(ctx: Ctx, graceMs = SUBMIT_GRACE_MS):
  * Before a worker starts a job: wait until its submitter confirmed it (normally a few ms after
  * the BullMQ job appears). A marker that outstays the grace is reconciled here. True: go on.
  */
-export async function settled(ctx: Ctx, jobId: string, graceMs = SUBMIT_GRACE_MS): Promise<boolean> {
+export async function settled(ctx: Ctx & Pick<QueueContext, 'hub'>, jobId: string, graceMs = SUBMIT_GRACE_MS): Promise<boolean> {
   const deadline = Date.now() + graceMs;
   let wait = 20;
-  while (await isUnconfirmed(ctx, jobId)) {
+  for (;;) {
+    // Woken by the confirmation's own message (registered before the read, so a confirmation
+    // between the two still wakes us); the timer only covers a lost message. A worker that
+    // took the job a moment before its submitter confirmed it waits a round trip, not 20 ms.
+    const woken = await ctx.hub.nextChange(jobId);
+    if (!(await isUnconfirmed(ctx, jobId))) {
+      woken.cancel();
+      return true;
+    }
     if (Date.now() >= deadline) {
+      woken.cancel();
       await reconcileOne(ctx, jobId);
       return false;
     }
-    await sleep(wait);
+    const timer = new AbortController();
+    await Promise.race([woken.promise, sleep(wait, timer.signal)]);
+    timer.abort();
+    woken.cancel();
     wait = Math.min(wait * 2, 500);
   }
-  return true;
 }
 
 /**

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rolesForGroups } from '../../auth/roles.js';
 import type { Requester } from '../../auth/types.js';
 import { CastellanError } from '../../config/errors.js';
-import { createRecord, claimValue, hashPart, reconcileSubmissions, requestFingerprint } from '../../queues/submission.js';
+import { createRecord, claimValue, confirmSubmitted, hashPart, reconcileSubmissions, requestFingerprint } from '../../queues/submission.js';
 import { newJobId, recordFields, type JobDoc } from '../../queues/records.js';
 import { wakeDecided } from '../../queues/wake.js';
 import { useCastellan } from '../support/castellan.js';
@@ -174,6 +174,39 @@ describe('submissions that never completed', () => {
     expect(retry.job.id).not.toBe(doc.id);
     await c.runtime.service.cancel(retry.job.id, oscar, 'test over');
   });
+
+  it('a job the worker finds before its submitter confirmed it waits, then runs once when the confirmation comes', async () => {
+    const { tag, file } = tagged();
+    const input = { targets: 'node02', command: `echo ran >> ${file} # ${tag}` };
+    const preview = await c.runtime.service.preview({ tool: 'exec', input, requester: oscar });
+    const doc: JobDoc = {
+      id: newJobId(),
+      tool: 'exec',
+      risk: 'change',
+      input: preview.input,
+      plan: preview.plan,
+      planHash: 'unbound',
+      requester: oscar,
+      replyTo: { kind: 'cli' },
+      createdAt: new Date().toISOString(),
+      approvalsRequired: 0,
+      timeoutMs: 60_000,
+    };
+    // A submitter between its BullMQ add and its confirmation: the worker process takes the job.
+    expect(await createRecord(c.runtime.ctx, doc, recordFields(doc, 'queued', { queuedAt: doc.createdAt }), undefined)).toEqual({ created: true });
+    await c.runtime.ctx.queue.add('exec', { id: doc.id }, { jobId: doc.id, attempts: 1 });
+    await new Promise((r) => setTimeout(r, 700));
+    expect((await c.runtime.ctx.store.get(doc.id))?.state).toBe('queued');
+    expect(await lines(file)).toEqual([]);
+
+    // The confirmation wakes the waiting worker (its message; the timer only covers a lost one).
+    expect(await confirmSubmitted(c.runtime.ctx, doc.id)).toBe(true);
+    const done = await c.runtime.service.wait(doc.id, oscar, 30_000);
+    expect(done.state).toBe('succeeded');
+    expect(await lines(file)).toEqual(['ran']);
+    expect((await c.runtime.ctx.ledger.entries(doc.id)).map((e) => e.host)).toEqual(['node02']);
+    await rm(file, { force: true });
+  }, 60_000);
 });
 
 describe('an approval whose wake-up was lost', () => {
