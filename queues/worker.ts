@@ -492,7 +492,9 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
 function foldText(h: HostOutcome): string {
   const out = h.stdout.replace(/\s+$/, '');
   if (h.status === 'ok') return out;
-  const detail = [h.error, h.stderr.replace(/\s+$/, ''), out].filter((s) => s).join('\n');
+  // The executor's error for a plain non-zero exit is "exit code N": the prefix says it already.
+  const error = h.error === `exit code ${h.exitCode}` ? undefined : h.error;
+  const detail = [error, h.stderr.replace(/\s+$/, ''), out].filter((s) => s).join('\n');
   return h.exitCode !== null ? `exit ${h.exitCode}${detail ? `: ${detail}` : ''}` : detail;
 }
 

@@ -262,7 +262,8 @@ export function hostViews(job: JobRecord): HostView[] {
     exit_code: h.exitCode,
     duration_ms: h.durationMs,
     truncated: h.truncated,
-    ...(h.error !== undefined ? { error: h.error } : {}),
+    // "exit code N" says no more than exit_code: every renderer would print "exit 2: exit code 2".
+    ...(h.error !== undefined && h.error !== `exit code ${h.exitCode}` ? { error: h.error } : {}),
   }));
 }
 

@@ -280,7 +280,7 @@ export function resultSection(view: JobView): Html {
     ? html`<pre class="output"><code>${block(typeof result.data === 'string' ? result.data : JSON.stringify(result.data, null, 2))}</code></pre>`
     : '';
   const output = table === undefined || table.output
-    ? html`${foldedOutput(view)}${errors.length > 0 ? html`<ul class="host-errors">${errors.map((h) => html`<li>${hostBadge(h.status)} <strong>${inline(h.host)}</strong>${h.exit_code !== null ? html` exit ${h.exit_code}` : ''}: ${inline(h.error ?? '')}</li>`)}</ul>` : ''}`
+    ? html`${foldedOutput(view)}${errors.length > 0 ? html`<ul class="host-errors">${errors.map((h) => html`<li>${hostBadge(h.status)} <strong>${inline(h.host)}</strong>${h.exit_code !== null ? html` exit ${h.exit_code}` : ''}${h.error !== undefined ? html`: ${inline(h.error)}` : ''}</li>`)}</ul>` : ''}`
     : result.folded.length > 0
       ? html`<details class="raw"><summary>Raw output, folded (${plural(result.folded.length, 'group')})</summary>${foldedOutput(view)}</details>`
       : '';

@@ -264,7 +264,9 @@ export function eventText(event: StampedEvent, style: TextStyle): string | undef
       const ok = e.status === 'ok';
       const status = e.status.replaceAll('_', ' ');
       // Errors often start with the status itself ("cancelled; remote run stopped"): not twice.
-      const error = e.error?.startsWith(status) ? e.error.slice(status.length).replace(/^[;:,]?\s*/, '') : e.error;
+      // Nor "exit 2: exit code 2".
+      const said = e.error === `exit code ${e.exitCode}` ? undefined : e.error;
+      const error = said?.startsWith(status) ? said.slice(status.length).replace(/^[;:,]?\s*/, '') : said;
       const detail = ok ? '' : `${e.exitCode !== null ? ` exit ${e.exitCode}` : ''}${error ? `: ${visibleInline(error)}` : ''}`;
       return `${paint(style, ok ? 'green' : 'red', `${visibleInline(e.host)}: ${status}`)}${detail} (${durationWords(e.durationMs)})`;
     }
