@@ -66,6 +66,9 @@ describe('HTML of a job view', () => {
     expect(eventText(finished('cancelled', 'cancelled; remote run stopped (terminated)', null), { color: false })).toBe('node01: cancelled: remote run stopped (terminated) (4.7 s)');
     expect(eventText(finished('timed_out', 'command timeout after 1500 ms; remote run stopped (killed)', null), { color: false })).toBe('node01: timed out: command timeout after 1500 ms; remote run stopped (killed) (4.7 s)');
     expect(eventText(finished('failed', undefined, 2), { color: false })).toBe('node01: failed exit 2 (4.7 s)');
+    // Nor the exit code twice.
+    expect(eventText(finished('failed', 'exit code 2', 2), { color: false })).toBe('node01: failed exit 2 (4.7 s)');
+    expect(eventText(finished('failed', 'sudo needs a password here', 1), { color: false })).toBe('node01: failed exit 1: sudo needs a password here (4.7 s)');
   });
 
   it('shows each step with the exact command, the whole script escaped, and the sha256 the view computed', () => {
