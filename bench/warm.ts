@@ -55,6 +55,8 @@ export interface WarmRow {
   readonly cpuMs: Spread;
   /** Median of each round's process (its kept warm fan-outs), in round order. */
   readonly roundMedians: readonly number[];
+  /** The same for client CPU. */
+  readonly roundCpuMedians: readonly number[];
   readonly hostsOkMin: number;
   readonly errors: readonly string[];
 }
@@ -138,6 +140,7 @@ export function summarize(label: string, perRound: ReadonlyArray<readonly Fanout
     wallMs: spread(all.map((s) => s.wallMs)),
     cpuMs: spread(all.map((s) => s.cpuMs)),
     roundMedians: perRound.map((samples) => spread(samples.map((s) => s.wallMs)).median),
+    roundCpuMedians: perRound.map((samples) => spread(samples.map((s) => s.cpuMs)).median),
     hostsOkMin: all.length ? Math.min(...all.map((s) => s.hostsOk)) : 0,
     errors,
   };
@@ -163,9 +166,14 @@ export function renderWarm(title: string, rows: readonly WarmRow[], options: Pic
   for (const before of rows.filter((r) => r.label.endsWith(' (before)'))) {
     const after = rows.find((r) => r.label === before.label.replace(/ \(before\)$/, ''));
     if (!after) continue;
-    const pairs = after.roundMedians.map((a, i) => [a, before.roundMedians[i] ?? Number.NaN] as const).filter(([a, b]) => Number.isFinite(a) && Number.isFinite(b));
-    const faster = pairs.filter(([a, b]) => a < b).length;
-    lines.push('', `A/B ${after.label}: this build ${ms(after.wallMs.median)} ms vs before ${ms(before.wallMs.median)} ms (${(ratio(after.wallMs.median, before.wallMs.median) * 100 - 100).toFixed(1)} %), faster in ${faster} of ${pairs.length} rounds; CPU ${ms(after.cpuMs.median)} vs ${ms(before.cpuMs.median)} ms.`);
+    const lower = (mine: readonly number[], theirs: readonly number[]): string => {
+      const pairs = mine.map((a, i) => [a, theirs[i] ?? Number.NaN] as const).filter(([a, b]) => Number.isFinite(a) && Number.isFinite(b));
+      return `${pairs.filter(([a, b]) => a < b).length} of ${pairs.length} rounds`;
+    };
+    const change = (a: number, b: number): string => `${(ratio(a, b) * 100 - 100).toFixed(1)} %`;
+    lines.push('', `A/B ${after.label}: this build ${ms(after.wallMs.median)} ms vs before ${ms(before.wallMs.median)} ms wall (${change(after.wallMs.median, before.wallMs.median)}, faster in ${lower(after.roundMedians, before.roundMedians)}); ` +
+      `client CPU ${ms(after.cpuMs.median)} vs ${ms(before.cpuMs.median)} ms (${change(after.cpuMs.median, before.cpuMs.median)}, lower in ${lower(after.roundCpuMedians, before.roundCpuMedians)}). ` +
+      'Under load the wall figures swing with the machine; CPU is the steadier comparison.');
   }
   const errors = rows.flatMap((r) => r.errors.map((e) => `${r.label}: ${e}`));
   if (errors.length) lines.push('', 'Errors:', ...errors.map((e) => `- ${e.slice(0, 300)}`));

@@ -39,5 +39,6 @@ describe('bench/warm', () => {
     expect(text).toMatch(/\| Castellan pipeline \| 150 ms \(100–200\) \| 75 ms \| 2\.50 \| 100, 200 \| 10\/10 \|/);
     expect(text).toMatch(/\| Castellan pipeline \(before\) \| 150 ms .* \| 9\/10 \|/);
     expect(text).toMatch(/faster in 1 of 2 rounds/);
+    expect(text).toMatch(/lower in 1 of 2 rounds/);
   });
 });
