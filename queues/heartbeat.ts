@@ -19,6 +19,7 @@
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Keys } from './keys.js';
+import { runScript } from './scripts.js';
 import { sleep } from './sleep.js';
 import { keepReconnecting } from './connections.js';
 
@@ -51,6 +52,14 @@ export function runningKey(keys: Keys): string {
 export function primaryKey(keys: Keys): string {
   return `${keys.prefix}:primary`;
 }
+
+// KEYS[1] the running list. ARGV: 1 the BullMQ job id, 2 this worker's id. Deletes the entry
+// only while it names this worker.
+const RUNNING_DONE = `
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if raw and cjson.decode(raw)['worker'] == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+`;
 
 export interface RunningEntry {
   readonly worker: string;
@@ -101,9 +110,9 @@ export class Heartbeat {
 
   async done(bullId: string): Promise<void> {
     this.jobs.delete(bullId);
-    // Only our own entry: a reconciler or another delivery may have taken it over.
-    const raw = await this.redis.hget(runningKey(this.keys), bullId);
-    if (raw && (JSON.parse(raw) as RunningEntry).worker === this.beat.id) await this.redis.hdel(runningKey(this.keys), bullId);
+    // Only our own entry: a reconciler or another delivery may have taken it over. Looked at
+    // and deleted in one script (one round trip at the end of every job, and no gap between).
+    await runScript(this.redis, 'castellanRunningDone', RUNNING_DONE, [runningKey(this.keys)], [bullId, this.beat.id]);
   }
 
   private async write(): Promise<void> {

@@ -404,9 +404,9 @@ export class JobStore {
    * entry. A job still in flight is never deleted, however old. Cheap when there is nothing to do.
    */
   async trim(maxEntries: number, isFinalState: (state: string) => boolean): Promise<number> {
-    const expired = await this.redis.zrangebyscore(this.keys.jobsExpiry(), '-inf', Date.now(), 'LIMIT', 0, SWEEP_BATCH);
     const index = this.keys.jobIndex();
-    const count = await this.redis.zcard(index);
+    // Both reads at once: this runs at the end of every job.
+    const [expired, count] = await Promise.all([this.redis.zrangebyscore(this.keys.jobsExpiry(), '-inf', Date.now(), 'LIMIT', 0, SWEEP_BATCH), this.redis.zcard(index)]);
     const over = count > maxEntries ? await this.redis.zrange(index, 0, Math.min(count - maxEntries, SWEEP_BATCH) - 1) : [];
     const candidates = [...new Set([...expired, ...over])];
     if (candidates.length === 0) return 0;
