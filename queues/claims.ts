@@ -19,7 +19,7 @@ import type { Redis } from 'ioredis';
 import type { AuditLog, WrittenAudit } from './audit.js';
 import type { QueueContext } from './context.js';
 import type { Condition } from './durable.js';
-import { HostLocks } from './host-locks.js';
+import { HostLocks, lockOwner } from './host-locks.js';
 import { ExecutionLedger, ledgerField, type LedgerWrite } from './ledger.js';
 import type { JobStop } from './job-stop.js';
 import { JobStore } from './records.js';
@@ -60,7 +60,7 @@ export async function confirmClaim(ctx: Ctx, d: Delivery, step: string, hosts: r
   const conditions: Condition[] = [
     { key: record, field: 'state', is: ['running'] },
     d.shard ? { key: board, field: shardRunField(d.shard.site), is: [d.run] } : { key: record, field: 'run', is: [d.run] },
-    ...locked.map((h) => ({ key: ctx.keys.hostLock(h), is: d.jobId })),
+    ...locked.map((h) => ({ key: ctx.keys.hostLock(h), is: lockOwner(d.jobId, d.run) })),
     ...hosts.map((h) => ({ hash: ctx.keys.ledger(d.jobId), has: ledgerField(d.attempt, step, h) })),
   ];
   const repair = async (redis: Redis, differs: { index: number; actual: string }): Promise<boolean> => {
@@ -77,7 +77,7 @@ export async function confirmClaim(ctx: Ctx, d: Delivery, step: string, hosts: r
       if (!d.shard || differs.actual !== '') return false;
       return (await redis.hsetnx(board, shardRunField(d.shard.site), d.run)) === 1;
     }
-    if (differs.index < 2 + locked.length) return (await new HostLocks(redis, ctx.keys, ctx.settings.hostLockTtlMs).tryAcquire(d.jobId, locked)).acquired;
+    if (differs.index < 2 + locked.length) return (await new HostLocks(redis, ctx.keys, ctx.settings.hostLockTtlMs).tryAcquire(lockOwner(d.jobId, d.run), locked)).acquired;
     // The ledger entry was lost (we never ran the step: we run only after confirming it).
     await new ExecutionLedger(redis, ctx.keys).claim(d.jobId, d.attempt, step, hosts, d.worker);
     return true;
@@ -135,7 +135,7 @@ export class DeliveryClaim {
     let verdict = await confirmClaim(ctx, d, step, hosts, halt.signal);
     while (verdict?.lockTaken && this.dispatched === 0 && !halt.signal.aborted) {
       ctx.logger.warn({ ...this.o.log, step, why: verdict.problem }, 'host lock lost in a Redis failover before any step ran; waiting for it again');
-      if (!(await ctx.locks.acquire(d.jobId, d.locked(), halt.signal, this.o.onLockWait))) break;
+      if (!(await ctx.locks.acquire(lockOwner(d.jobId, d.run), d.locked(), halt.signal, this.o.onLockWait))) break;
       verdict = await confirmClaim(ctx, d, step, hosts, halt.signal);
     }
     if (verdict === undefined) {

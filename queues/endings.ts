@@ -20,6 +20,7 @@ import type { QueueContext } from './context.js';
 import { jobAuditFacts, type WrittenAudit } from './audit.js';
 import type { Condition } from './durable.js';
 import type { JobEvent } from './events.js';
+import { lockOwner } from './host-locks.js';
 import { JobStore, type JobDoc, type JobResult } from './records.js';
 import { accountFinished, DEFAULT_RETENTION_MAX_BYTES, pruneToBudget } from './retention.js';
 import { ALLOWED_FROM, isFinal, type JobState } from './states.js';
@@ -81,15 +82,15 @@ export async function endJob(ctx: EndingContext, record: JobDoc, to: FinalState,
       return { ended: false, current: t.current };
     }
     if (kept && fields.ending !== undefined) {
-      const outcome = await afterEnd(ctx, record, to, ending.reason, await announced);
+      const outcome = await afterEnd(ctx, record, to, ending.reason, ending.run, await announced);
       // Announced at once (followers see the end now); the worker returns to BullMQ only once
       // the ending is durable. Written again on a new primary, it is announced again there:
       // what was announced after the lost write went to the lost primary too.
-      if (await keepEnding(ctx, record, to, fields as Record<string, string | undefined> & { ending: string }, from, ending.run ?? '', outcome)) await afterEnd(ctx, record, to, ending.reason);
+      if (await keepEnding(ctx, record, to, fields as Record<string, string | undefined> & { ending: string }, from, ending.run ?? '', outcome)) await afterEnd(ctx, record, to, ending.reason, ending.run);
       return { ended: true, state: to };
     }
   }
-  await afterEnd(ctx, record, to, ending.reason);
+  await afterEnd(ctx, record, to, ending.reason, ending.run);
   return { ended: true, state: to };
 }
 
@@ -146,7 +147,7 @@ async function keepEnding(ctx: EndingContext, record: JobDoc, to: FinalState, fi
  * undo it or throw: each part is retried a few times (a Redis failover takes seconds) and a
  * part that still fails is logged with the job id, never dropped silently.
  */
-async function afterEnd(ctx: EndingContext, record: JobDoc, state: FinalState, reason: string, announced = false): Promise<WrittenAudit | undefined> {
+async function afterEnd(ctx: EndingContext, record: JobDoc, state: FinalState, reason: string, run: string | undefined, announced = false): Promise<WrittenAudit | undefined> {
   let outcome: WrittenAudit | undefined;
   const step = async (what: string, work: () => Promise<unknown>): Promise<void> => {
     for (let attempt = 1; ; attempt++) {
@@ -163,7 +164,11 @@ async function afterEnd(ctx: EndingContext, record: JobDoc, state: FinalState, r
     }
   };
   // Locks first: a job waiting for these hosts may start as soon as possible.
-  if (holdsLocks(record)) await step('releasing its host locks', () => ctx.locks.release(record.id, record.plan.hosts));
+  // Ended by the delivery that runs it: that delivery's locks. Otherwise (a reconcile, a cancel
+  // before it ran) whichever of its deliveries holds them: the job is over.
+  if (holdsLocks(record)) {
+    await step('releasing its host locks', () => (run ? ctx.locks.release(lockOwner(record.id, run), record.plan.hosts) : ctx.locks.release(record.id, record.plan.hosts, true)));
+  }
   if (!announced) await step('publishing its final event', () => ctx.events.publish(record.id, finalEvent(state, reason)));
   await step('writing its audit outcome', async () => {
     outcome = await ctx.audit.appendMany([{

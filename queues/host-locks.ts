@@ -3,22 +3,14 @@
 // half of each other's hosts; locks carry a TTL so a crashed worker cannot hold a node
 // forever, and the owner renews them while it runs.
 //
-// The owner is the job id, not one delivery of it (issue 15, reviewed 2026-11-29). What that
-// leaves open, and why it stays so for now:
-// - Nothing runs twice on a host because of it: that is the ledger's claim (queues/ledger.ts),
-//   taken per step and host before any dispatch, whichever delivery holds the locks.
-// - A redelivery to the worker still running the job, or while its worker is alive, is left
-//   to that run (worker.ts redelivered); in a Sentinel failover the run token decides, and a
-//   superseded delivery neither runs another step nor releases (claims.ts, worker.ts finally).
-// - Left open: a delivery taken over while its worker is *alive* but judged gone (paused or cut
-//   off from Redis longer than the heartbeat TTL) with a resumable plan. The new delivery takes
-//   the locks at once (same owner), and whichever of the two ends first releases them while the
-//   other may still have a command in flight; another job waiting for those hosts can then run
-//   beside it until the survivor's next renewal (renewEveryMs) finds the lock taken and stops
-//   it. Owning the locks by `<job>:<run token>` closes that (the new delivery waits for the old
-//   one's locks to be released or to expire; each releases only its own), but touches every lock
-//   owner check (worker, claims, endings, the holder shown in lock_wait): not done without a
-//   test that reproduces the overlap (a SIGSTOPped worker process mid-roll), which is not written.
+// A lock is owned by one delivery of a job (`<job>:<run token>`, lockOwner), not by the job:
+// a delivery taken over while its worker was alive but judged gone (paused, cut off from Redis
+// longer than the heartbeat TTL) ran again beside the one that resumed it, and whichever ended
+// first released the locks of both: another job waiting for those hosts ran on them while the
+// roll still had steps there (test/integration/fault-worker-paused.test.ts). The ledger stops a
+// step running twice; only the locks keep other jobs off. A redelivery takes over the locks of
+// the delivery it replaces (`inherit`: it was judged gone, and can no longer release them), so
+// that one's release or renewal finds them taken; each delivery releases only its own.
 import type { Redis } from 'ioredis';
 import { sleep } from './sleep.js';
 import type { Keys } from './keys.js';
@@ -27,25 +19,40 @@ import { runScript } from './scripts.js';
 // Takes every lock or none. The same script renews: a lock this owner holds is extended, and a
 // lock that expired while Redis was unreachable and that nobody took meanwhile is taken again
 // (the run never stopped owning the host); a lock someone else holds now is lost.
+// ARGV[3]: an owner whose locks this one takes over ('' for none).
 const ACQUIRE = `
 for i = 1, #KEYS do
   local owner = redis.call('GET', KEYS[i])
-  if owner and owner ~= ARGV[1] then return {0, KEYS[i], owner} end
+  if owner and owner ~= ARGV[1] and owner ~= ARGV[3] then return {0, KEYS[i], owner} end
 end
 for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2]) end
 return {1, '', ''}
 `;
 
+// ARGV[2] = '1': every delivery of job ARGV[1] (owners ARGV[1] and ARGV[1]:*).
 const RELEASE = `
 local n = 0
+local prefix = ARGV[1] .. ':'
 for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[1] then
+  local owner = redis.call('GET', KEYS[i])
+  if owner == ARGV[1] or (ARGV[2] == '1' and owner and string.sub(owner, 1, #prefix) == prefix) then
     redis.call('DEL', KEYS[i])
     n = n + 1
   end
 end
 return n
 `;
+
+/** The owner of the locks one delivery of a job holds (its run token: queues/claims.ts). */
+export function lockOwner(jobId: string, run: string): string {
+  return `${jobId}:${run}`;
+}
+
+/** The job a lock owner belongs to: what people waiting for the lock are told. */
+export function ownerJob(owner: string): string {
+  const colon = owner.indexOf(':');
+  return colon < 0 ? owner : owner.slice(0, colon);
+}
 
 export type LockAttempt = { readonly acquired: true } | { readonly acquired: false; readonly host: string; readonly holder: string };
 /** Renewal: every lock still ours, or the first host whose lock someone else now holds. */
@@ -63,24 +70,25 @@ export class HostLocks {
     return [...new Set(hosts)].sort().map((h) => this.keys.hostLock(h));
   }
 
-  async tryAcquire(owner: string, hosts: readonly string[]): Promise<LockAttempt> {
+  /** `inherit`: an owner (a delivery replaced by this one) whose locks are taken over. */
+  async tryAcquire(owner: string, hosts: readonly string[], inherit = ''): Promise<LockAttempt> {
     const k = this.lockKeys(hosts);
     if (k.length === 0) return { acquired: true };
-    const [ok, key, holder] = (await runScript(this.redis, 'castellanLockAcquire', ACQUIRE, k, [owner, String(this.ttlMs)])) as [number, string, string];
+    const [ok, key, holder] = (await runScript(this.redis, 'castellanLockAcquire', ACQUIRE, k, [owner, String(this.ttlMs), inherit])) as [number, string, string];
     if (ok === 1) return { acquired: true };
-    return { acquired: false, host: this.hostOf(key), holder };
+    return { acquired: false, host: this.hostOf(key), holder: ownerJob(holder) };
   }
 
   /**
    * Wait until every host is free, polling; `onWait` is told once per change of holder.
    * Gives up when `signal` aborts.
    */
-  async acquire(owner: string, hosts: readonly string[], signal: AbortSignal, onWait?: (host: string, holder: string) => void): Promise<boolean> {
+  async acquire(owner: string, hosts: readonly string[], signal: AbortSignal, onWait?: (host: string, holder: string) => void, inherit = ''): Promise<boolean> {
     let lastHolder = '';
     let delay = 50;
     for (;;) {
       if (signal.aborted) return false;
-      const attempt = await this.tryAcquire(owner, hosts);
+      const attempt = await this.tryAcquire(owner, hosts, inherit);
       if (attempt.acquired) return true;
       if (attempt.holder !== lastHolder) {
         lastHolder = attempt.holder;
@@ -95,15 +103,16 @@ export class HostLocks {
   async renew(owner: string, hosts: readonly string[]): Promise<LockRenewal> {
     const k = this.lockKeys(hosts);
     if (k.length === 0) return { held: true };
-    const [ok, key, holder] = (await runScript(this.redis, 'castellanLockAcquire', ACQUIRE, k, [owner, String(this.ttlMs)])) as [number, string, string];
+    const [ok, key, holder] = (await runScript(this.redis, 'castellanLockAcquire', ACQUIRE, k, [owner, String(this.ttlMs), ''])) as [number, string, string];
     if (ok === 1) return { held: true };
-    return { held: false, host: this.hostOf(key), holder };
+    return { held: false, host: this.hostOf(key), holder: ownerJob(holder) };
   }
 
-  async release(owner: string, hosts: readonly string[]): Promise<number> {
+  /** Release `owner`'s locks; `allOfJob`: `owner` is a job id, and every delivery's go (the job ended). */
+  async release(owner: string, hosts: readonly string[], allOfJob = false): Promise<number> {
     const k = this.lockKeys(hosts);
     if (k.length === 0) return 0;
-    return (await runScript(this.redis, 'castellanLockRelease', RELEASE, k, [owner])) as number;
+    return (await runScript(this.redis, 'castellanLockRelease', RELEASE, k, [owner, allOfJob ? '1' : '0'])) as number;
   }
 
   private hostOf(key: string): string {

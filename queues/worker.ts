@@ -23,6 +23,7 @@ import type { HostOutcome, JobDoc, JobRecord, JobResult, QueuedJob } from './rec
 import { runPlan, type RunContext } from './runner.js';
 import { endJob, type FinalState } from './endings.js';
 import { confirmStep, DeliveryClaim, type Delivery } from './claims.js';
+import { lockOwner } from './host-locks.js';
 import { windowDecision } from './maintenance.js';
 import { isUnconfirmed, settled } from './submission.js';
 import { finalizeOrphan, inPlanOrder, onGivenUp } from './hand-back.js';
@@ -324,6 +325,7 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
   let renew: NodeJS.Timeout | undefined;
   // This delivery's run token, and its claim (steps confirmed; whether another delivery took over).
   const run = randomBytes(6).toString('hex');
+  const owner = lockOwner(record.id, run);
   const claim = new DeliveryClaim(ctx, halt, { onLockWait: (host, holder) => publisher.emit({ type: 'lock_wait', host, holder }), log: { jobId: record.id } });
   // Steps' checkpoints under way (queues/claims.ts confirmStep): awaited before BullMQ hears back.
   const checkpoints: Promise<unknown>[] = [];
@@ -371,10 +373,13 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
     if (split.size > 1 || (only !== undefined && !here.served.includes(only))) return await dispatch(ctx, here, record, plan, split, inventory);
 
     if (record.risk !== 'read' && plan.hosts.length > 0) {
-      const owner = record.id;
+      // Owned by this delivery (queues/host-locks.ts). A redelivery takes over the locks of the
+      // delivery it replaces, judged gone: that one can no longer release them, and must not
+      // release ours if it runs again.
+      const previous = isRetry ? await ctx.redis.hget(ctx.keys.job(record.id), 'run') : null;
       const got = await ctx.locks.acquire(owner, plan.hosts, halt.signal, (host, holder) => {
         publisher.emit({ type: 'lock_wait', host, holder });
-      });
+      }, previous ? lockOwner(record.id, previous) : '');
       if (!got) return await finishStopped(ctx, record, halt.reason, halt.detail, isRetry);
       lockedHosts = plan.hosts;
       renew = setInterval(() => {
@@ -478,8 +483,9 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
   } finally {
     clearTimeout(deadline);
     if (renew) clearInterval(renew);
-    // Superseded: the locks (owned by the job) are the delivery's that runs it now.
-    if (lockedHosts.length && !claim.superseded) await ctx.locks.release(record.id, lockedHosts).catch(() => undefined);
+    // Our own locks only (a delivery that took over has its own). Superseded: another delivery
+    // holds the job; what is left of ours expires.
+    if (lockedHosts.length && !claim.superseded) await ctx.locks.release(owner, lockedHosts).catch(() => undefined);
     unwatch();
     // A second delivery of this job to this worker (a failover) may have its own entry now.
     if (running.get(record.id) === stop) running.delete(record.id);
@@ -699,6 +705,9 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
   let attempt = doc.attempt;
   // This delivery's run token (the board's `run:<site>`), confirmed before each step.
   const run = randomBytes(6).toString('hex');
+  const owner = lockOwner(doc.id, run);
+  // The shard delivery this one replaces (its token is still on the board): its locks are taken over.
+  const previousRun = started.first ? null : await ctx.redis.hget(shardBoardKey(ctx.keys, doc.id), shardRunField(doc.site));
   if (!started.first) {
     // Redelivered to this worker while its first delivery still runs here (the BullMQ lock was
     // lost in a failover): never a second copy beside it; its outcome is this one's.
@@ -761,11 +770,11 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
   const checkpoints: Promise<unknown>[] = [];
   try {
     if (record.risk !== 'read' && plan.hosts.length > 0) {
-      const got = await ctx.locks.acquire(doc.id, plan.hosts, halt.signal, (host, holder) => publisher.emit({ type: 'lock_wait', host, holder }));
+      const got = await ctx.locks.acquire(owner, plan.hosts, halt.signal, (host, holder) => publisher.emit({ type: 'lock_wait', host, holder }), previousRun ? lockOwner(doc.id, previousRun) : '');
       if (!got) return notStarted(doc, here.id, `not started: ${halt.detail || 'stopped'}`, abortStatusOf(halt.reason), { reason: halt.reason ?? 'cancel', detail: halt.detail });
       lockedHosts = plan.hosts;
       renew = setInterval(() => {
-        ctx.locks.renew(doc.id, lockedHosts).then(
+        ctx.locks.renew(owner, lockedHosts).then(
           (renewal) => {
             if (!renewal.held) stop('lock_lost', `lost the lock on ${renewal.host} (now held by ${renewal.holder}); stopped so two jobs never run on one host`);
           },
@@ -828,7 +837,7 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
     clearTimeout(deadline);
     if (renew) clearInterval(renew);
     // Superseded: the locks (owned by the job) are the delivery's that runs the shard now.
-    if (lockedHosts.length && !claim.superseded) await ctx.locks.release(doc.id, lockedHosts).catch(() => undefined);
+    if (lockedHosts.length && !claim.superseded) await ctx.locks.release(owner, lockedHosts).catch(() => undefined);
     unwatch();
     if (here.running.get(bullId) === stop) here.running.delete(bullId);
     await publisher.drain();

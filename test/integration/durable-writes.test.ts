@@ -140,7 +140,7 @@ describe('durable writes (WAIT on the connection that checked)', () => {
     // Once the host is free again, the same claim is confirmed (the lock written again: ours).
     await base.del(k.hostLock('node01'));
     expect(await confirmClaim(ctx, delivery, 's1', ['node01'])).toBeUndefined();
-    expect(await base.get(k.hostLock('node01'))).toBe('j4');
+    expect(await base.get(k.hostLock('node01'))).toBe('j4:r4'); // this delivery's (queues/host-locks.ts lockOwner)
     // Another delivery's token: that one is superseded, as before.
     await base.hset(k.job('j4'), 'run', 'r5');
     expect(await confirmClaim(ctx, delivery, 's1', ['node01'])).toMatchObject({ superseded: true });
