@@ -9,7 +9,7 @@ import type { Redactor } from './redact.js';
 import { FEED_MAXLEN, isFeedEvent } from './feed.js';
 import type { Keys } from './keys.js';
 import { runScript } from './scripts.js';
-import type { JobState } from './states.js';
+import { isFinal, type JobState } from './states.js';
 
 export type JobEvent =
   | { readonly type: 'state'; readonly state: JobState; readonly reason?: string | undefined }
@@ -44,16 +44,19 @@ const STREAM_MAXLEN = 5000;
 // KEYS[1] the job's stream, KEYS[2] the all-jobs feed, KEYS[3] a hash guarding the write
 // (keys.unused() for none). ARGV: 1 the stream's max length, 2 the feed's, 3 the wake-up
 // channel, 4 the job id, 5 and 6 the guard's field and the value it must hold, 7 keys.unused(),
-// then per event: 'f' (also to the feed) or 'j', and its JSON. The stream and the feed move together (one
+// 8 the endings' channel when the batch holds a final state ('' otherwise: waiters for the end
+// are woken by it alone, not by every batch of progress), then per event: 'f' (also to the
+// feed) or 'j', and its JSON. The stream and the feed move together (one
 // script), as they did in a MULTI; the feed entry's fields are those of appendToFeed
 // (queues/feed.ts). Returns 0, writing nothing, when the guard's field holds another value.
 const APPEND_EVENTS = `
 if KEYS[3] ~= ARGV[7] and redis.call('HGET', KEYS[3], ARGV[5]) ~= ARGV[6] then return 0 end
-for i = 8, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i + 1])
   if ARGV[i] == 'f' then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'j', ARGV[4], 'e', ARGV[i + 1]) end
 end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
+if ARGV[8] ~= '' then redis.call('PUBLISH', ARGV[8], ARGV[4]) end
 return 1
 `;
 
@@ -107,7 +110,8 @@ export class JobEvents {
   private async append(jobId: string, events: readonly JobEvent[], guard?: { readonly key: string; readonly field: string; readonly value: string }): Promise<boolean> {
     if (events.length === 0) return true;
     const unused = this.keys.unused();
-    const args: string[] = [String(STREAM_MAXLEN), String(FEED_MAXLEN), this.keys.eventsChannel(), jobId, guard?.field ?? '', guard?.value ?? '', unused];
+    const ends = events.some((e) => e.type === 'state' && isFinal(e.state)) ? this.keys.endsChannel() : '';
+    const args: string[] = [String(STREAM_MAXLEN), String(FEED_MAXLEN), this.keys.eventsChannel(), jobId, guard?.field ?? '', guard?.value ?? '', unused, ends];
     for (const event of events) {
       // Scrubbed like every other writer: an error text or a host name can carry a secret too.
       const clean = this.redactor.scrubDeep(event);

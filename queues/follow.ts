@@ -22,6 +22,8 @@ export class JobEventHub {
   private subscriber: Redis | undefined;
   private subscribing: Promise<void> | undefined;
   private readonly waiters = new Map<string, Set<() => void>>();
+  /** Waiters for a job's end only (the endings' channel): not woken by its progress. */
+  private readonly endWaiters = new Map<string, Set<() => void>>();
 
   constructor(
     private readonly redis: Redis,
@@ -71,11 +73,21 @@ export class JobEventHub {
     return this.wakeUp(jobId, signal);
   }
 
+  /**
+   * Like nextChange, but woken only when a final state event of the job is written (its
+   * writer's message on the endings' channel), the poll interval, or the abort: a waiter for
+   * the end does not read Redis again for every batch of the job's progress.
+   */
+  async nextEnd(jobId: string, signal?: AbortSignal): Promise<{ promise: Promise<void>; cancel: () => void }> {
+    await this.subscribe();
+    return this.wakeUp(jobId, signal, this.endWaiters);
+  }
+
   async close(): Promise<void> {
     const sub = this.subscriber;
     this.subscriber = undefined;
     this.subscribing = undefined;
-    for (const set of this.waiters.values()) for (const wake of set) wake();
+    for (const set of [...this.waiters.values(), ...this.endWaiters.values()]) for (const wake of set) wake();
     if (sub) {
       await sub.unsubscribe().catch(() => undefined);
       sub.disconnect();
@@ -86,28 +98,28 @@ export class JobEventHub {
     this.subscribing ??= (async () => {
       const sub = dedicatedConnection(this.redis);
       this.subscriber = sub;
-      sub.on('message', (_channel: string, jobId: string) => {
-        for (const wake of this.waiters.get(jobId) ?? []) wake();
+      const ends = this.keys.endsChannel();
+      sub.on('message', (channel: string, jobId: string) => {
+        for (const wake of (channel === ends ? this.endWaiters : this.waiters).get(jobId) ?? []) wake();
       });
       // The subscriber's errors surface through the followers' reads; keep it from crashing the process.
       sub.on('error', () => undefined);
-      await sub.subscribe(this.keys.eventsChannel());
+      await sub.subscribe(this.keys.eventsChannel(), ends);
     })();
     return this.subscribing;
   }
 
   /** A promise that settles on the job's next wake-up, the poll interval, or abort. */
-  private wakeUp(jobId: string, signal: AbortSignal | undefined): { promise: Promise<void>; cancel: () => void } {
+  private wakeUp(jobId: string, signal: AbortSignal | undefined, waiters = this.waiters): { promise: Promise<void>; cancel: () => void } {
     let wake!: () => void;
     const promise = new Promise<void>((resolve) => {
       wake = resolve;
     });
     const timer = setTimeout(done, this.pollMs);
-    let set = this.waiters.get(jobId);
-    if (!set) this.waiters.set(jobId, (set = new Set()));
+    let set = waiters.get(jobId);
+    if (!set) waiters.set(jobId, (set = new Set()));
     set.add(done);
     signal?.addEventListener('abort', done, { once: true });
-    const waiters = this.waiters;
     function done(): void {
       clearTimeout(timer);
       set?.delete(done);

@@ -35,6 +35,8 @@ export interface Keys {
   cancelChannel(): string;
   /** Pub/sub channel: the id of a job whose event stream just grew (wakes followers). */
   eventsChannel(): string;
+  /** Pub/sub channel: the id of a job whose final state event was just written (wakes its waiters). */
+  endsChannel(): string;
   /** Stream of every job's state changes and votes (notifiers follow it). */
   feed(): string;
   workerHeartbeat(workerId: string): string;
@@ -83,6 +85,7 @@ export function keys(prefix: string): Keys {
     auditWrite: (uid) => `${prefix}:audit-write:${uid}`,
     cancelChannel: () => `${prefix}:cancel`,
     eventsChannel: () => `${prefix}:events-notify`,
+    endsChannel: () => `${prefix}:events-ended`,
     feed: () => `${prefix}:feed`,
     workerHeartbeat: (workerId) => `${prefix}:worker:${workerId}`,
     submitting: () => `${prefix}:submitting`,

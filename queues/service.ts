@@ -577,13 +577,14 @@ export class JobService {
 
   /**
    * The record once the job is final (undefined: aborted first, or the record is gone). A
-   * waiter without an event handler reads no events: woken by each of the job's events (or
-   * the hub's poll), it reads the state, and the final record in the same round trip.
+   * waiter without an event handler reads no events: woken when the job's final event is
+   * written (or by the hub's poll, for a lost message), it reads the state, and the final
+   * record in the same round trip.
    */
   private async untilFinal(jobId: string, signal: AbortSignal): Promise<JobRecord | undefined> {
     while (!signal.aborted) {
       // Registered before reading, so an ending written between the read and the wait still wakes us.
-      const woken = await this.ctx.hub.nextChange(jobId, signal);
+      const woken = await this.ctx.hub.nextEnd(jobId, signal);
       const found = await this.ctx.store.ifFinal(jobId);
       if (found === undefined || 'record' in found) {
         woken.cancel();
