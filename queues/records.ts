@@ -534,6 +534,14 @@ function parseJson<T>(text: string | undefined): T | undefined {
   return JSON.parse(text) as T;
 }
 
+/**
+ * The record a hash of these fields holds: what a submitter wrote, without reading it back
+ * (one round trip, and at 1000 hosts ~0.2 MB from Redis, less a job).
+ */
+export function recordFromFields(fields: Record<string, string>): JobRecord {
+  return decode(fields);
+}
+
 function decode(raw: Record<string, string>): JobRecord {
   const doc = JSON.parse(raw.doc ?? '{}') as JobDoc;
   return {

@@ -12,7 +12,7 @@ import { findTool, UnknownToolError, validateInput } from '../tools/registry.js'
 import { noRoleReason } from '../auth/roles.js';
 import { sleep } from './sleep.js';
 import { isRedisUnavailable, redisUnavailable } from './connections.js';
-import { claimValue, confirmSubmitted, createRecord, type InFlightLimit, hashPart, NEVER_QUEUED, parseClaim, reconcileOne, requestFingerprint, settled } from './submission.js';
+import { claimValue, confirmSubmission, createRecord, type InFlightLimit, hashPart, NEVER_QUEUED, parseClaim, reconcileOne, requestFingerprint, settled } from './submission.js';
 import { planCommands } from './plan-commands.js';
 import { jobAuditFacts, type AuditPage, type AuditQuery } from './audit.js';
 import { windowDecision } from './maintenance.js';
@@ -29,7 +29,7 @@ import { accessOf, eventsFor, recordFor } from './visibility.js';
 import { activeJobsKey, capReadPlan, DEFAULT_LIMITS, takeTokens, type LimitSettings } from './limits.js';
 import { isPersonOrigin } from '../auth/types.js';
 import { checkEventId } from './events.js';
-import { JOB_ID_PATTERN, newJobId, recordFields, type JobDoc, type JobQuery, type JobRecord, type QueuedJob, type ReplyAddress, type Vote } from './records.js';
+import { JOB_ID_PATTERN, newJobId, recordFields, recordFromFields, type JobDoc, type JobQuery, type JobRecord, type QueuedJob, type ReplyAddress, type Vote } from './records.js';
 import { isFinal, type JobState } from './states.js';
 
 export interface SubmitRequest {
@@ -162,8 +162,9 @@ export class JobService {
     // From here on the caller gets either this job's id or "unavailable, nothing was run" (see
     // submission.ts). An idempotent retry is answered with its job even at the in-flight limit.
     const inFlight = this.inFlightLimit(requester);
+    let fields: Record<string, string>;
     for (let attempt = 0; ; attempt++) {
-      const fields = recordFields(doc, initial, needsApproval ? {} : { queuedAt: doc.createdAt });
+      fields = recordFields(doc, initial, needsApproval ? {} : { queuedAt: doc.createdAt });
       const claim = idemKey === undefined ? undefined : { key: idemKey, value: claimValue(doc.id, fingerprint), ttlS: IDEMPOTENCY_TTL_S };
       const created = await createRecord(this.ctx, doc, fields, claim, inFlight);
       if (created.created) break;
@@ -175,6 +176,7 @@ export class JobService {
       if (attempt >= 1) throw new CastellanError('conflict', 'the idempotency key is being used by another request right now; retry in a moment');
     }
     const jobId = doc.id;
+    let confirmedAs: JobState | undefined;
     try {
       // The request's audit record and the `queued` event are independent: written together,
       // both before the BullMQ job exists (one wait for Redis, not two).
@@ -211,7 +213,8 @@ export class JobService {
       // and WAITed on the durable connection, so a slow WAIT holds up no other request.
       const stored = await this.ctx.durable.round(this.submitted(jobId, true));
       if (stored.kind !== 'durable') throw new CastellanError('unavailable', stored.kind === 'unconfirmed' ? stored.problem : 'the current Redis primary does not hold the submission (a failover under way)');
-      if (!(await confirmSubmitted(this.ctx, jobId))) throw new CastellanError('unavailable', 'the submission took too long and was given up');
+      confirmedAs = await confirmSubmission(this.ctx, jobId);
+      if (confirmedAs === undefined) throw new CastellanError('unavailable', 'the submission took too long and was given up');
     } catch (err) {
       // Not confirmed, so no worker will start it: end the record now if Redis lets us (else
       // the reconcile of any long-lived process will), and tell the caller nothing ran.
@@ -228,7 +231,9 @@ export class JobService {
     if (confirmed.kind !== 'durable') this.ctx.logger.warn({ jobId, problem: confirmed.kind === 'unconfirmed' ? confirmed.problem : 'not on the current primary' }, 'submission confirmed, but its confirmation is not on a replica yet');
     metrics().jobsSubmitted.inc({ tool: tool.name, origin: requester.origin, risk: tool.risk });
     if (needsApproval) await this.startPreview(tool, input, doc, inventory);
-    const job = await this.ctx.store.get(jobId);
+    // Confirmed as written (the usual case, with no preview attached since): the record is
+    // what was written, not read back. Cancelled or denied meanwhile: the caller sees that.
+    const job = confirmedAs === initial && !needsApproval ? recordFromFields(fields) : await this.ctx.store.get(jobId);
     if (!job) throw new CastellanError('internal', `job ${jobId} vanished right after it was recorded`);
     return { job, duplicate: false };
   }

@@ -185,9 +185,14 @@ export async function createRecord(
  * there first (the record is `failed`, "never queued"): the caller must get an error instead.
  */
 export async function confirmSubmitted(ctx: Ctx, jobId: string): Promise<boolean> {
+  return (await confirmSubmission(ctx, jobId)) !== undefined;
+}
+
+/** confirmSubmitted, answering the state the record was confirmed in (undefined: not confirmed). */
+export async function confirmSubmission(ctx: Ctx, jobId: string): Promise<JobState | undefined> {
   const reply = (await runScript(ctx.redis, 'castellanConfirm', CONFIRM, [ctx.keys.job(jobId), ctx.keys.submitting()], [jobId, [...INITIAL, 'cancelled', 'denied'].join(','), ctx.keys.eventsChannel()])) as [string, string];
   // A record cancelled or denied in the meantime was still submitted: the caller sees that state.
-  return reply[0] === 'ok';
+  return reply[0] === 'ok' ? (reply[1] as JobState) : undefined;
 }
 
 /** Whether the job's submission is still unconfirmed. */
