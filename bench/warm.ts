@@ -10,6 +10,7 @@
 //   node dist/bench/warm.js [--nodes 1000 | --sshd 50] [--rounds 5] [--warm 10] [--keep 7]
 //                           [--shapes raw-ssh2,executor,pipeline] [--before DIR] [--before-shapes pipeline]
 //                           [--node-helper auto|off] [--cpu-prof DIR (the pipeline's warm fan-outs only)]
+//                           [--node-flags '--max-semi-space-size=64' (this build's clients only)]
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -37,6 +38,8 @@ export interface WarmOptions {
   readonly beforeScript?: string | undefined;
   readonly beforeShapes: readonly CastellanShape[];
   readonly nodeHelper?: 'auto' | 'off' | undefined;
+  /** Node flags for this build's client processes only (e.g. a GC setting, A/B against the same build as --before). */
+  readonly nodeFlags: readonly string[];
   /** Write a `--cpu-prof` of every pipeline process here. */
   readonly cpuProfDir?: string | undefined;
 }
@@ -75,6 +78,7 @@ export function parseWarmOptions(argv: readonly string[]): WarmOptions {
       'before-shapes': { type: 'string' },
       'node-helper': { type: 'string' },
       'cpu-prof': { type: 'string' },
+      'node-flags': { type: 'string' },
     },
   });
   const int = (text: string | undefined, fallback: number, name: string, min: number, max: number): number => {
@@ -107,6 +111,7 @@ export function parseWarmOptions(argv: readonly string[]): WarmOptions {
     beforeScript: values.before === undefined ? undefined : clientScriptOf(values.before),
     beforeShapes: shapes(values['before-shapes'], ['pipeline'], 'before-shapes'),
     nodeHelper: helper,
+    nodeFlags: values['node-flags'] === undefined ? [] : values['node-flags'].split(/\s+/).filter((f) => f !== ''),
     cpuProfDir: values['cpu-prof'] === undefined ? undefined : path.resolve(values['cpu-prof']),
   };
 }
@@ -149,7 +154,7 @@ export function summarize(label: string, perRound: ReadonlyArray<readonly Fanout
 const ms = (v: number): string => (Number.isFinite(v) ? `${Math.round(v)}` : '–');
 const load = (): string => os.loadavg().map((v) => v.toFixed(1)).join(' / ');
 
-export function renderWarm(title: string, rows: readonly WarmRow[], options: Pick<WarmOptions, 'rounds' | 'warm' | 'keep'>, loadStart: string, loadEnd: string, hosts: number): string {
+export function renderWarm(title: string, rows: readonly WarmRow[], options: Pick<WarmOptions, 'rounds' | 'warm' | 'keep'> & Partial<Pick<WarmOptions, 'nodeFlags'>>, loadStart: string, loadEnd: string, hosts: number): string {
   const raw = rows.find((r) => r.label === 'raw ssh2 loop');
   const lines = [
     `## ${title}`,
@@ -157,6 +162,7 @@ export function renderWarm(title: string, rows: readonly WarmRow[], options: Pic
     `${options.rounds} rounds; in each, one process per row (order rotated), each 1 cold + ${options.warm} warm fan-outs; ` +
       `figures over the last ${options.keep} warm fan-outs of every process (${options.rounds * options.keep} per row).`,
     `Load average (1 / 5 / 15 min): start ${loadStart}, end ${loadEnd}.`,
+    ...(options.nodeFlags?.length ? [`This build's client processes ran with node ${options.nodeFlags.join(' ')} (the before build's without).`] : []),
     '',
     '| Row | Wall median (min–max) | Client CPU median | × raw ssh2 | Per-round medians (ms) | Hosts ok (lowest) |',
     '|---|---|---|---|---|---|',
@@ -226,7 +232,8 @@ async function main(): Promise<void> {
         const profDir = options.cpuProfDir && client.shape === 'pipeline' ? path.join(options.cpuProfDir, client.build) : undefined;
         if (profDir) await mkdir(profDir, { recursive: true });
         const env = profDir ? { ...process.env, CASTELLAN_BENCH_WARM_PROFILE: profDir } : process.env;
-        const run = await runMeasured(process.execPath, [client.script, JSON.stringify(spec)], { timeoutMs: CLIENT_TIMEOUT_MS, env });
+        const flags = client.build === 'this' ? options.nodeFlags : [];
+        const run = await runMeasured(process.execPath, [...flags, client.script, JSON.stringify(spec)], { timeoutMs: CLIENT_TIMEOUT_MS, env });
         let measurement: CastellanMeasurement | null = null;
         try {
           measurement = run.code === 0 ? (JSON.parse(run.stdout.trim().split('\n').pop() ?? '') as CastellanMeasurement) : null;

@@ -13,6 +13,7 @@ describe('bench/warm', () => {
     expect([o.rounds, o.warm, o.keep]).toEqual([5, 10, 7]);
     expect(o.shapes).toEqual(['raw-ssh2', 'executor', 'pipeline']);
     expect(parseWarmOptions(['--sshd', '50']).fleet).toEqual({ kind: 'sshd', nodes: 50 });
+    expect(parseWarmOptions(['--node-flags=--max-semi-space-size=64  --no-opt']).nodeFlags).toEqual(['--max-semi-space-size=64', '--no-opt']);
   });
 
   it('refuses what it cannot measure', () => {
