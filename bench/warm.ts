@@ -60,6 +60,8 @@ export interface WarmRow {
   readonly roundMedians: readonly number[];
   /** The same for client CPU. */
   readonly roundCpuMedians: readonly number[];
+  /** Peak RSS of each process (MB; process.resourceUsage().maxRSS at its end). */
+  readonly rssMb: Spread;
   readonly hostsOkMin: number;
   readonly errors: readonly string[];
 }
@@ -138,10 +140,11 @@ export function keptWarm(measurement: CastellanMeasurement, keep: number): Fanou
   return measurement.warm.slice(Math.max(0, measurement.warm.length - keep));
 }
 
-export function summarize(label: string, perRound: ReadonlyArray<readonly FanoutSample[]>, errors: readonly string[]): WarmRow {
+export function summarize(label: string, perRound: ReadonlyArray<readonly FanoutSample[]>, errors: readonly string[], rssMb: readonly number[] = []): WarmRow {
   const all = perRound.flat();
   return {
     label,
+    rssMb: spread(rssMb),
     wallMs: spread(all.map((s) => s.wallMs)),
     cpuMs: spread(all.map((s) => s.cpuMs)),
     roundMedians: perRound.map((samples) => spread(samples.map((s) => s.wallMs)).median),
@@ -164,9 +167,9 @@ export function renderWarm(title: string, rows: readonly WarmRow[], options: Pic
     `Load average (1 / 5 / 15 min): start ${loadStart}, end ${loadEnd}.`,
     ...(options.nodeFlags?.length ? [`This build's client processes ran with node ${options.nodeFlags.join(' ')} (the before build's without).`] : []),
     '',
-    '| Row | Wall median (min–max) | Client CPU median | × raw ssh2 | Per-round medians (ms) | Hosts ok (lowest) |',
-    '|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.label} | ${ms(r.wallMs.median)} ms (${ms(r.wallMs.min)}–${ms(r.wallMs.max)}) | ${ms(r.cpuMs.median)} ms | ${raw ? ratio(r.wallMs.median, raw.wallMs.median).toFixed(2) : '–'} | ${r.roundMedians.map(ms).join(', ')} | ${r.hostsOkMin}/${hosts} |`),
+    '| Row | Wall median (min–max) | Client CPU median | × raw ssh2 | Per-round medians (ms) | Peak RSS (median) | Hosts ok (lowest) |',
+    '|---|---|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.label} | ${ms(r.wallMs.median)} ms (${ms(r.wallMs.min)}–${ms(r.wallMs.max)}) | ${ms(r.cpuMs.median)} ms | ${raw ? ratio(r.wallMs.median, raw.wallMs.median).toFixed(2) : '–'} | ${r.roundMedians.map(ms).join(', ')} | ${ms(r.rssMb.median)} MB | ${r.hostsOkMin}/${hosts} |`),
   ];
   // A/B: how often the build under test beat the before build in the same round.
   for (const before of rows.filter((r) => r.label.endsWith(' (before)'))) {
@@ -209,6 +212,7 @@ async function main(): Promise<void> {
   process.once('SIGTERM', interrupted);
   const kept = new Map<string, FanoutSample[][]>(clients.map((c) => [c.label, []]));
   const errors = new Map<string, string[]>(clients.map((c) => [c.label, []]));
+  const rss = new Map<string, number[]>(clients.map((c) => [c.label, []]));
   const { kind, nodes } = options.fleet;
   const title = `Warm fan-out, ${kind === 'farm' ? `fake farm N = ${nodes}` : `real sshd N = ${nodes}`}, ${startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
   try {
@@ -247,10 +251,11 @@ async function main(): Promise<void> {
           continue;
         }
         const samples = keptWarm(measurement, options.keep);
+        rss.get(client.label)?.push(measurement.maxRssMb);
         kept.get(client.label)?.push(samples);
         const short = samples.filter((s) => s.hostsOk < s.hosts);
         if (short.length) errors.get(client.label)?.push(`round ${round + 1}: ${short.length} fan-outs with hosts not ok`);
-        log(`  round ${round + 1}/${options.rounds} ${client.label}: warm median ${ms(spread(samples.map((s) => s.wallMs)).median)} ms, cold ${ms(measurement.cold.wallMs)} ms (load ${load()})`);
+        log(`  round ${round + 1}/${options.rounds} ${client.label}: warm median ${ms(spread(samples.map((s) => s.wallMs)).median)} ms, cold ${ms(measurement.cold.wallMs)} ms, peak RSS ${ms(measurement.maxRssMb)} MB (load ${load()})`);
       }
     }
   } finally {
@@ -258,7 +263,7 @@ async function main(): Promise<void> {
     process.removeListener('SIGTERM', interrupted);
     await cleanup();
   }
-  const rows = clients.map((c) => summarize(c.label, kept.get(c.label) ?? [], errors.get(c.label) ?? []));
+  const rows = clients.map((c) => summarize(c.label, kept.get(c.label) ?? [], errors.get(c.label) ?? [], rss.get(c.label) ?? []));
   const markdown = renderWarm(title, rows, options, loadStart, load(), nodes);
   await mkdir(RESULTS_DIR, { recursive: true });
   const file = path.join(RESULTS_DIR, `warm-${kind}${nodes}-${startedAt.toISOString().replace(/[:.]/g, '').slice(0, 15)}.json`);

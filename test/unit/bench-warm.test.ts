@@ -37,7 +37,7 @@ describe('bench/warm', () => {
       summarize('Castellan pipeline (before)', [[sample(150)], [sample(150, 9)]], []),
     ];
     const text = renderWarm('t', rows, { rounds: 2, warm: 4, keep: 1 }, '1.0', '2.0', 10);
-    expect(text).toMatch(/\| Castellan pipeline \| 150 ms \(100–200\) \| 75 ms \| 2\.50 \| 100, 200 \| 10\/10 \|/);
+    expect(text).toMatch(/\| Castellan pipeline \| 150 ms \(100–200\) \| 75 ms \| 2\.50 \| 100, 200 \| – MB \| 10\/10 \|/);
     expect(text).toMatch(/\| Castellan pipeline \(before\) \| 150 ms .* \| 9\/10 \|/);
     expect(text).toMatch(/faster in 1 of 2 rounds/);
     expect(text).toMatch(/lower in 1 of 2 rounds/);
