@@ -2,7 +2,10 @@
 // expired, interrupted…) comes through `endJob`, whichever process makes it: the worker, the
 // service (a cancel before the run, a deny vote), a reconciler after a crash. It records the
 // state atomically (only from a state the transition table allows), releases the job's host
-// locks, publishes the final progress event, writes the audit outcome and applies retention.
+// locks, writes the audit outcome, publishes the final progress event and applies retention.
+// The final event comes last of the three (queues/service.ts wait returns on it): a caller told
+// a job ended finds its hosts free and its audit complete. A job that holds no host locks is
+// announced right behind its state instead, its waiters not held for the audit write.
 // The state write decides who ended the job; the rest only happens for the winner, so two
 // processes racing (an expiry and an approval, a cancel and the worker) never both announce.
 //
@@ -169,7 +172,9 @@ async function afterEnd(ctx: EndingContext, record: JobDoc, state: FinalState, r
   if (holdsLocks(record)) {
     await step('releasing its host locks', () => (run ? ctx.locks.release(lockOwner(record.id, run), record.plan.hosts) : ctx.locks.release(record.id, record.plan.hosts, true)));
   }
-  if (!announced) await step('publishing its final event', () => ctx.events.publish(record.id, finalEvent(state, reason)));
+  // The audit outcome before the final event: a front end told "ended" by that event (a CLI
+  // wait, an MCP call) finds the job's audit complete. A lock-free job's ending may have been
+  // announced already, right behind its state (endJob): its waiters do not wait for this.
   await step('writing its audit outcome', async () => {
     outcome = await ctx.audit.appendMany([{
       kind: 'outcome',
@@ -184,6 +189,7 @@ async function afterEnd(ctx: EndingContext, record: JobDoc, state: FinalState, r
       ...jobAuditFacts(record),
     }]);
   });
+  if (!announced) await step('publishing its final event', () => ctx.events.publish(record.id, finalEvent(state, reason)));
   if (record.previewOf !== undefined) {
     const of = record.previewOf;
     await step('attaching it to the job it previews', async () => {

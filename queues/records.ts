@@ -237,14 +237,30 @@ end
 return {'recorded', tostring(approvals)}
 `;
 
-// KEYS[1] the record. ARGV[1] the final states. The whole record once it is final, else its
-// state alone (nil when there is no record): a waiter woken by each of a job's events reads a
-// few bytes until the end, and the record in the same round trip as the end.
+// KEYS[1] the record, KEYS[2] the job's event stream. ARGV[1] the final states. Once the job
+// is final: '1' or '0' (whether its final event is among the stream's last entries yet), then
+// the whole record; else its state alone (nil when there is no record). A waiter woken by the
+// job's end reads the record in the same round trip as the end. The final event is written
+// after the state (and after the host locks are released: endings.ts), so "announced" means the
+// ending is out: a caller told the job ended finds its hosts free and its log complete.
 const IF_FINAL = `
 local s = redis.call('HGET', KEYS[1], 'state')
 if not s then return false end
 for st in string.gmatch(ARGV[1], '[^,]+') do
-  if st == s then return redis.call('HGETALL', KEYS[1]) end
+  if st == s then
+    local announced = '0'
+    local needle = '"type":"state","state":"' .. s .. '"'
+    for _, entry in ipairs(redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 16)) do
+      local f = entry[2]
+      for i = 1, #f - 1, 2 do
+        if f[i] == 'e' and string.find(f[i + 1], needle, 1, true) then announced = '1' end
+      end
+      if announced == '1' then break end
+    end
+    local all = redis.call('HGETALL', KEYS[1])
+    table.insert(all, 1, announced)
+    return all
+  end
 end
 return s
 `;
@@ -307,15 +323,18 @@ export class JobStore {
     return decode(raw);
   }
 
-  /** The record once the job is final, else its state (undefined: no record). */
-  async ifFinal(id: string): Promise<{ readonly record: JobRecord } | { readonly state: JobState } | undefined> {
-    const reply = (await runScript(this.redis, 'castellanRecordIfFinal', IF_FINAL, [this.keys.job(id)], [[...FINAL_STATES].join(',')])) as string[] | string | null;
+  /**
+   * The record once the job is final, with whether its final event is written yet (see
+   * IF_FINAL), else its state (undefined: no record).
+   */
+  async ifFinal(id: string): Promise<{ readonly record: JobRecord; readonly announced: boolean } | { readonly state: JobState } | undefined> {
+    const reply = (await runScript(this.redis, 'castellanRecordIfFinal', IF_FINAL, [this.keys.job(id), this.keys.events(id)], [[...FINAL_STATES].join(',')])) as string[] | string | null;
     if (reply === null) return undefined;
     if (typeof reply === 'string') return { state: reply as JobState };
     const raw: Record<string, string> = {};
-    for (let i = 0; i + 1 < reply.length; i += 2) raw[reply[i]!] = reply[i + 1]!;
+    for (let i = 1; i + 1 < reply.length; i += 2) raw[reply[i]!] = reply[i + 1]!;
     if (!raw.doc || !raw.state) return undefined;
-    return { record: decode(raw) };
+    return { record: decode(raw), announced: reply[0] === '1' };
   }
 
   async state(id: string): Promise<JobState | undefined> {

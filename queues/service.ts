@@ -560,7 +560,8 @@ export class JobService {
    */
   async wait(jobId: string, viewer: Identity, timeoutMs: number, onEvent?: (e: StampedEvent) => void, signal?: AbortSignal, after = '0'): Promise<JobRecord> {
     const loaded = await this.load(jobId, viewer);
-    if (isFinal(loaded.state) && !onEvent) return recordFor(loaded, accessOf(viewer, loaded, this.auth));
+    // Ended a while ago: its ending is out. Ended just now: wait for its final event (below).
+    if (isFinal(loaded.state) && !onEvent && endingSettled(loaded)) return recordFor(loaded, accessOf(viewer, loaded, this.auth));
     const from = checkEventId(after);
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), timeoutMs);
@@ -581,17 +582,20 @@ export class JobService {
   }
 
   /**
-   * The record once the job is final (undefined: aborted first, or the record is gone). A
-   * waiter without an event handler reads no events: woken when the job's final event is
+   * The record once the job's ending is out (undefined: aborted first, or the record is gone).
+   * A waiter without an event handler reads no events: woken when the job's final event is
    * written (or by the hub's poll, for a lost message), it reads the state, and the final
-   * record in the same round trip.
+   * record in the same round trip. A state already final whose final event is not written yet
+   * (the worker is releasing the job's host locks) is waited out, so that a caller told "ended"
+   * finds the hosts free and the job's log complete; an event that never comes (its writer
+   * died) is waited for ENDING_SETTLE_MS at most.
    */
   private async untilFinal(jobId: string, signal: AbortSignal): Promise<JobRecord | undefined> {
     while (!signal.aborted) {
       // Registered before reading, so an ending written between the read and the wait still wakes us.
       const woken = await this.ctx.hub.nextEnd(jobId, signal);
       const found = await this.ctx.store.ifFinal(jobId);
-      if (found === undefined || 'record' in found) {
+      if (found === undefined || ('record' in found && (found.announced || endingSettled(found.record)))) {
         woken.cancel();
         return found?.record;
       }
@@ -663,3 +667,12 @@ function requireAnyRole(identity: Identity): void {
 }
 
 
+
+/** How long after a job's final state its final event may still be on its way (see untilFinal). */
+const ENDING_SETTLE_MS = 2_000;
+
+/** The job ended long enough ago that its final event, if any, is written. */
+function endingSettled(record: Pick<JobRecord, 'finishedAt' | 'updatedAt'>): boolean {
+  const at = Date.parse(record.finishedAt ?? record.updatedAt);
+  return !Number.isFinite(at) || Date.now() - at >= ENDING_SETTLE_MS;
+}
