@@ -7,7 +7,6 @@ import { rolesForGroups } from '../../auth/roles.js';
 import type { Requester } from '../../auth/types.js';
 import { pgrepFull } from '../support/processes.js';
 import { useCastellan } from '../support/castellan.js';
-import { eventually } from './mcp-harness.js';
 
 const c = useCastellan({
   nodes: 2,
@@ -22,18 +21,6 @@ function person(subject: string, groups: string[]): Requester {
 }
 const oscar = person('oscar', ['ops']);
 const april = person('april', ['leads']);
-
-/**
- * The ending as it stands once its final event and audit outcome are written. `wait` returns
- * as soon as the record is final (it reads the record, not the stream), and the worker writes
- * those right after the state (locks first), so they are awaited here, not assumed.
- */
-async function settledEndingsOf(jobId: string): Promise<{ finalEvents: string[]; outcomes: string[]; lockKeys: string[] }> {
-  return eventually(async () => {
-    const endings = await endingsOf(jobId);
-    return endings.finalEvents.length > 0 && endings.outcomes.length > 0 ? endings : undefined;
-  }, 10_000, `the final event and audit outcome of ${jobId}`);
-}
 
 async function endingsOf(jobId: string): Promise<{ finalEvents: string[]; outcomes: string[]; lockKeys: string[] }> {
   const ctx = c.runtime.ctx;
@@ -66,7 +53,8 @@ describe('job endings', () => {
       const final = await s.wait(id, oscar, 30_000);
       expect(final.state).toBe(state);
       expect(final.finishedAt).toBeTruthy();
-      const endings = await settledEndingsOf(id);
+      // Read the moment wait returns: a caller told a job ended finds its ending complete.
+      const endings = await endingsOf(id);
       expect(endings.finalEvents).toEqual([state]);
       expect(endings.outcomes).toEqual([state]);
     }
@@ -93,7 +81,7 @@ describe('job endings', () => {
     // The intruder's lock is theirs: the ending released only what this job owned.
     expect(await c.runtime.ctx.redis.get(lockKey)).toBe('jintruder0000');
     expect(pgrepFull(tag)).toBe('');
-    expect((await settledEndingsOf(job.id)).outcomes).toEqual(['interrupted']);
+    expect((await endingsOf(job.id)).outcomes).toEqual(['interrupted']);
     await c.runtime.ctx.redis.del(lockKey);
   });
 
@@ -119,7 +107,7 @@ describe('job endings', () => {
       expect(final.state).toBe('failed');
       expect(final.reason).toBe('not started: this worker lost the job lock; nothing was run');
       expect(await ctx.ledger.entries(job.id)).toEqual([]);
-      expect((await settledEndingsOf(job.id)).outcomes).toEqual(['failed']);
+      expect((await endingsOf(job.id)).outcomes).toEqual(['failed']);
     } finally {
       await ctx.redis.del(hostKey);
     }
