@@ -1,11 +1,11 @@
 // Builds one process's Castellan from its config: Redis connection, job store, audit,
 // executor, tool catalogue, policy. The CLI (local mode), `serve`, `worker` and `up` all
 // start here, so every entry point runs the same pipeline.
-import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/load.js';
+import { fileStamp } from '../config/file-stamp.js';
 import { loadInventory } from '../config/inventory.js';
 import { resolveTargets } from '../config/targets.js';
 import type { Inventory } from '../config/types.js';
@@ -263,23 +263,11 @@ export function targetFor(config: Config, inventory: Inventory, name: string): S
  * approved plan must see the file as it is now. A version that does not load is reported to
  * every caller (one read per version, not one per call) until the file changes again.
  */
-/** A file's version for watchedInventory: its mtime and size, or 'missing' when it cannot be read. */
-function fileStamp(file: string): string {
-  try {
-    const s = statSync(file, { throwIfNoEntry: false });
-    return s ? `${s.mtimeMs}:${s.size}` : 'missing';
-  } catch {
-    return 'missing';
-  }
-}
-
 function watchedInventory(files: readonly string[], defaultPort: number): InventoryProvider {
   let latest: { stamp: string; inventory: Promise<Inventory> } | undefined;
   return {
     async current() {
-      // A synchronous stat: a few microseconds on a local file, where the asynchronous one is a
-      // round trip through libuv's thread pool (and, on busy cores, a wait to be scheduled)
-      // twice on every job's path (submission, then the worker's re-plan).
+      // Twice on every job's path (submission, then the worker's re-plan): see fileStamp.
       const stamp = files.map(fileStamp).join('|');
       if (latest?.stamp !== stamp) {
         const inventory = loadInventory(files, { defaultPort, offThread: true });

@@ -4,7 +4,8 @@
 // trust`), and local paths of transfers must really resolve inside the files root (a
 // symlink cannot lead a copy outside it).
 import { createHash } from 'node:crypto';
-import { createReadStream, statSync } from 'node:fs';
+import { createReadStream } from 'node:fs';
+import { fileStamp } from '../../config/file-stamp.js';
 import { mkdir, realpath, stat } from 'node:fs/promises';
 import { dirname, relative, isAbsolute } from 'node:path';
 import type { Config } from '../../config/load.js';
@@ -191,19 +192,6 @@ async function loadPinned(file: string): Promise<KnownHosts> {
   return KnownHosts.load(file);
 }
 
-/**
- * known_hosts' version: a synchronous stat, a few microseconds on a local file, where the
- * asynchronous one is a round trip through libuv's thread pool on every command and binding
- * (three times a job: the binding at submission, the worker's re-check, the fan-out).
- */
-function fileStamp(file: string): string {
-  try {
-    const s = statSync(file, { throwIfNoEntry: false });
-    return s ? `${s.mtimeMs}:${s.size}` : 'missing';
-  } catch {
-    return 'missing';
-  }
-}
 
 /** `path` itself if it exists, else its nearest existing ancestor (nothing is created). */
 async function deepestExisting(path: string): Promise<string> {
