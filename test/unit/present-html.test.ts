@@ -140,6 +140,28 @@ describe('HTML of a job view', () => {
     expect(row).toContain('9.0 s');
   });
 
+  it('says a host\'s error once: in its folded group, not again per host', () => {
+    const error = 'cancelled; remote run stopped (terminated)';
+    const host = (name: string) => ({ host: name, status: 'cancelled', step: 'run', exitCode: null, stdout: '', stderr: '', durationMs: 4100, truncated: false, error });
+    const view = jobView(record({
+      state: 'cancelled',
+      startedAt: '2026-11-29T05:02:00.000Z',
+      finishedAt: '2026-11-29T05:02:05.000Z',
+      result: {
+        hosts: [host('node01'), host('node02'), { ...host('node03'), error: 'connect refused' }],
+        folded: [
+          { nodeset: 'node[01-02]', count: 2, status: 'cancelled', text: error },
+          { nodeset: 'node03', count: 1, status: 'unreachable', text: '' },
+        ],
+      } as unknown as JobRecord['result'],
+    }));
+    const text = jobText(view, { color: false });
+    expect(text).toContain(`node[01-02] (2) [cancelled]: ${error}`);
+    expect(text).not.toContain(`node01: ${error}`);
+    // An error no group shows is still said.
+    expect(text).toContain('node03: connect refused');
+  });
+
   it('words the timeline as the terminal does', () => {
     const events: StampedEvent[] = [
       { id: '1-0', at: Date.parse('2026-11-29T05:02:00Z'), event: { type: 'state', state: 'running' } },

@@ -209,7 +209,13 @@ export function resultText(view: JobView, style: TextStyle, options: ResultTextO
       else if (!text.includes('\n')) lines.push(`${header} ${text}`);
       else lines.push(header, indent(text, '    '));
     }
-    for (const h of result.hosts) if (h.error !== undefined && h.status !== 'ok') lines.push(paint(style, 'dim', `${visibleInline(h.host)}: ${visibleInline(h.error)}`));
+    // A host's error is in its group's text already (the folded text starts with it): said
+    // again per host only where no group shows it.
+    const shown = result.folded.map((group) => group.text);
+    for (const h of result.hosts) {
+      const error = h.error;
+      if (error !== undefined && h.status !== 'ok' && !shown.some((text) => text.includes(error))) lines.push(paint(style, 'dim', `${visibleInline(h.host)}: ${visibleInline(error)}`));
+    }
   }
   const truncated = result.hosts.filter((h) => h.truncated).map((h) => h.host);
   if (truncated.length) lines.push(`(output cut at the size limit on ${visibleInline(hostsPhrase(truncated))})`);
