@@ -267,6 +267,18 @@ export function hostViews(job: JobRecord): HostView[] {
   }));
 }
 
+/**
+ * Hosts whose error the folded output does not show. A host's folded text starts with its
+ * error (the worker folds error, stderr and stdout together), so most errors are said there
+ * already and a renderer lists only these apart, not every failed host's error a second time.
+ */
+export function errorsNotFolded(result: { readonly hosts: readonly HostView[]; readonly folded: readonly FoldView[] }): HostView[] {
+  return result.hosts.filter((h) => {
+    const error = h.error;
+    return error !== undefined && h.status !== 'ok' && !result.folded.some((group) => group.text.includes(error));
+  });
+}
+
 /** Folded groups, each text cut at `maxChars` (0 = uncut). */
 export function foldViews(job: JobRecord, maxChars = 0): FoldView[] {
   return (job.result?.folded ?? []).map((g) => {

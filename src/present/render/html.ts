@@ -8,7 +8,7 @@
 import { displayArgv } from '../../../config/visible.js';
 import type { StampedEvent } from '../../../queues/events.js';
 import type { JobState } from '../../../queues/states.js';
-import type { JobView, PlanView } from '../job-view.js';
+import { errorsNotFolded, type JobView, type PlanView } from '../job-view.js';
 import type { ResultView } from '../result-view.js';
 import { rollingBackText } from '../progress.js';
 import { durationWords, hostsPhrase, plural } from '../summary.js';
@@ -274,7 +274,7 @@ export function resultSection(view: JobView): Html {
   const result = view.result;
   if (result === undefined) return foldedOutput(view);
   const table = result.view;
-  const errors = result.hosts.filter((h) => h.error !== undefined && h.status !== 'ok');
+  const errors = errorsNotFolded(result);
   const cut = result.hosts.filter((h) => h.truncated).map((h) => h.host);
   const answer = table === undefined && result.hosts.length === 0 && result.data !== undefined
     ? html`<pre class="output"><code>${block(typeof result.data === 'string' ? result.data : JSON.stringify(result.data, null, 2))}</code></pre>`

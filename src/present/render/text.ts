@@ -3,7 +3,7 @@
 // through config/visible.ts so escape sequences cannot repaint what an approver reads.
 import { displayArgv, visibleBlock, visibleInline } from '../../../config/visible.js';
 import type { StampedEvent } from '../../../queues/events.js';
-import type { JobView, PlanView } from '../job-view.js';
+import { errorsNotFolded, type JobView, type PlanView } from '../job-view.js';
 import type { ResultView } from '../result-view.js';
 import { rollingBackText } from '../progress.js';
 import { durationWords, hostsPhrase, plural } from '../summary.js';
@@ -209,13 +209,7 @@ export function resultText(view: JobView, style: TextStyle, options: ResultTextO
       else if (!text.includes('\n')) lines.push(`${header} ${text}`);
       else lines.push(header, indent(text, '    '));
     }
-    // A host's error is in its group's text already (the folded text starts with it): said
-    // again per host only where no group shows it.
-    const shown = result.folded.map((group) => group.text);
-    for (const h of result.hosts) {
-      const error = h.error;
-      if (error !== undefined && h.status !== 'ok' && !shown.some((text) => text.includes(error))) lines.push(paint(style, 'dim', `${visibleInline(h.host)}: ${visibleInline(error)}`));
-    }
+    for (const h of errorsNotFolded(result)) lines.push(paint(style, 'dim', `${visibleInline(h.host)}: ${visibleInline(h.error ?? '')}`));
   }
   const truncated = result.hosts.filter((h) => h.truncated).map((h) => h.host);
   if (truncated.length) lines.push(`(output cut at the size limit on ${visibleInline(hostsPhrase(truncated))})`);
