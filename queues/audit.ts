@@ -231,12 +231,19 @@ export class AuditLog {
    * Returns what was written and where: the stream ids, and the entries as stored (for
    * `rewrite`, when a failover lost them).
    */
-  async appendMany(records: readonly AuditRecord[]): Promise<WrittenAudit> {
+  async appendMany(records: readonly AuditRecord[], options: { readonly markers?: readonly string[] } = {}): Promise<WrittenAudit> {
     if (records.length === 0) return { ids: [], entries: [] };
     const at = new Date().toISOString();
     const clean = records.map((record) => this.redactor.scrubDeep({ at, ...record }) as AuditRecord & { at: string });
     const uid = randomBytes(8).toString('hex');
-    const marked = clean.map((record, i) => ({ record, marker: this.markWrites ? this.keys.auditWrite(`${uid}.${i}`) : '' }));
+    // A caller's own marker (two processes that may both write the same fact: decisions.ts)
+    // is kept with or without replicas; otherwise a random one, only where failovers resend.
+    const markerOf = (i: number): string => {
+      const own = options.markers?.[i];
+      if (own !== undefined) return this.keys.auditWrite(own);
+      return this.markWrites ? this.keys.auditWrite(`${uid}.${i}`) : '';
+    };
+    const marked = clean.map((record, i) => ({ record, marker: markerOf(i) }));
     const ids = await this.writeOn(this.redis, marked);
     if (this.file) {
       this.fileReady ??= ensureFile(this.file);

@@ -19,6 +19,7 @@ import { windowDecision } from './maintenance.js';
 import { planShapeProblems } from '../tools/steps/walk.js';
 import type { QueueContext } from './context.js';
 import { bullRetention } from './retention.js';
+import { decisionMarker, decisionRecord } from './decisions.js';
 import { endJob } from './endings.js';
 import type { Condition } from './durable.js';
 import { wakeIfDelayed } from './wake.js';
@@ -496,7 +497,8 @@ export class JobService {
         break;
     }
     metrics().approvals.inc({ decision });
-    await this.ctx.audit.append({ kind: 'decision', jobId, subject: approver.subject, displayName: approver.displayName, origin: approver.origin, tool: job.tool, decision, reason, planHash: job.planHash, hosts: job.plan.hosts, via, ...jobAuditFacts(job) });
+    // Its marker is the vote's: a worker that writes a missing one (decisions.ts) writes no second.
+    await this.ctx.audit.appendMany([decisionRecord(job, vote, { via })], { markers: [decisionMarker(jobId, approver.subject)] });
     await this.ctx.events.publish(jobId, { type: 'vote', subject: approver.subject, decision, count: outcome.count, required: job.approvalsRequired });
     if (outcome.kind === 'approved') {
       await this.ctx.events.publish(jobId, { type: 'state', state: 'queued', reason: `approved by ${approver.displayName}` });

@@ -23,6 +23,7 @@ import type { HostOutcome, JobDoc, JobRecord, JobResult, QueuedJob } from './rec
 import { runPlan, type RunContext } from './runner.js';
 import { endJob, type FinalState } from './endings.js';
 import { confirmStep, DeliveryClaim, type Delivery } from './claims.js';
+import { auditMissingDecisions } from './decisions.js';
 import { lockOwner } from './host-locks.js';
 import { windowDecision } from './maintenance.js';
 import { isUnconfirmed, settled } from './submission.js';
@@ -342,6 +343,8 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
         allowSelfApproval: ctx.settings.approvals.allowSelfApproval,
       });
       if (!check.ok) return await refuse(ctx, record, `denied: not approved as required: ${check.reason}`, isRetry);
+      // Every vote that let it run has its decision record before anything runs.
+      await auditMissingDecisions(ctx, record);
     }
 
     // Re-plan with the current inventory. An approved plan must be exactly what runs.
