@@ -71,7 +71,9 @@ export function auditQuery(filter: Partial<AuditFilterInput>, page: { limit?: nu
 
 /** What an entry says happened, in words (untrusted text with its control characters shown). */
 export function auditWhat(r: StoredAudit): string {
-  const reason = r.reason !== undefined ? `: ${visibleInline(r.reason)}` : '';
+  // "exit code 3" after "(exit 3)" says nothing more.
+  const said = r.reason !== undefined && !(typeof r.exitCode === 'number' && r.reason === `exit code ${r.exitCode}`);
+  const reason = said ? `: ${visibleInline(r.reason ?? '')}` : '';
   switch (r.kind) {
     case 'request': {
       const commands = (r.commands ?? []).slice(0, 3).map((c) => displayArgv(c));
