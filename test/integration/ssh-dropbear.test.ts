@@ -193,7 +193,8 @@ describe('Dropbear nodes', () => {
     const found = await other.findRemoteRun(target(), runId);
     expect(found.state).toBe('running');
     expect(found.processes.map((p) => p.command)).toContain(`sleep ${a}`);
-    expect((await other.killRemoteRun(target(), runId)).outcome).toBe('terminated');
+    // TERM, or KILL once the grace passed on a loaded machine: stopped either way (checked next).
+    expect(['terminated', 'killed']).toContain((await other.killRemoteRun(target(), runId)).outcome);
     expect(await settled(a)).toEqual([]);
     expect((await inFlight).status).toBe('failed');
   });

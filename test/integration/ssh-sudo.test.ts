@@ -115,7 +115,8 @@ for (const nodeHelper of ['auto', 'off'] as const) {
         const found = await other.findRemoteRun(target, runId, { asRoot: true });
         expect(found.state).toBe('running');
         expect(found.processes.map((p) => p.command)).toContain(`sleep ${a}`);
-        expect((await other.killRemoteRun(target, runId, { asRoot: true })).outcome).toBe('terminated');
+        // TERM, or KILL once the grace passed on a loaded machine: stopped either way (checked next).
+        expect(['terminated', 'killed']).toContain((await other.killRemoteRun(target, runId, { asRoot: true })).outcome);
         expect(await settled(a)).toEqual([]);
       } finally {
         await other.close();
