@@ -11,6 +11,7 @@ export function progressFrom(events: readonly StampedEvent[], hostsTotal: number
   let stepHosts = new Set<string>();
   let done = new Set<string>();
   let failed = new Set<string>();
+  let stopped = new Set<string>();
   let lockWait: ProgressView['lock_wait'];
   let rollingBack: ProgressView['rolling_back'];
   for (const { event } of events) {
@@ -35,11 +36,14 @@ export function progressFrom(events: readonly StampedEvent[], hostsTotal: number
         stepHosts = new Set(event.hosts);
         done = new Set();
         failed = new Set();
+        stopped = new Set();
         lockWait = undefined;
         break;
       case 'host_finished':
         done.add(event.host);
-        if (event.status !== 'ok') failed.add(event.host);
+        // A host a cancel (or a halt) caught did not fail: it was stopped.
+        if (STOPPED.has(event.status)) stopped.add(event.host);
+        else if (event.status !== 'ok') failed.add(event.host);
         break;
       case 'lock_wait':
         lockWait = { host: event.host, holder: event.holder };
@@ -57,9 +61,18 @@ export function progressFrom(events: readonly StampedEvent[], hostsTotal: number
     hosts_total: step ? stepHosts.size : hostsTotal,
     hosts_done: done.size,
     hosts_failed: failed.size,
+    ...(stopped.size > 0 ? { hosts_stopped: stopped.size } : {}),
     ...(lockWait ? { lock_wait: lockWait } : {}),
     ...(rollingBack ? { rolling_back: rollingBack } : {}),
   };
+}
+
+const STOPPED: ReadonlySet<string> = new Set(['cancelled', 'skipped']);
+
+/** ", 2 failed, 3 stopped" after a progress count (empty when every host so far is ok): one wording for every front end. */
+export function notOkWords(p: Pick<ProgressView, 'hosts_failed' | 'hosts_stopped'>): string {
+  const parts = [...(p.hosts_failed > 0 ? [`${p.hosts_failed} failed`] : []), ...((p.hosts_stopped ?? 0) > 0 ? [`${p.hosts_stopped} stopped`] : [])];
+  return parts.length > 0 ? `, ${parts.join(', ')}` : '';
 }
 
 /** `boot pre-upgrade-… next: sudo kbe activate …` from `on failure of node10: roll back: boot …`. */

@@ -5,7 +5,7 @@ import { foldNodeSet } from '../../config/nodeset.js';
 import type { JobRecord } from '../../queues/records.js';
 import type { JobState } from '../../queues/states.js';
 import type { ApprovalPlaces, NextView, ProgressView } from './job-view.js';
-import { rollingBackText } from './progress.js';
+import { notOkWords, rollingBackText } from './progress.js';
 
 /** How a state reads after the job's name: "uptime on node[01-05] (5 hosts) succeeded". */
 export const STATE_WORDS: Readonly<Record<JobState, string>> = {
@@ -76,7 +76,7 @@ export function summaryLine(job: JobRecord, progress: ProgressView | undefined, 
       }
       if (rollback) return `${what} is running: ${rollback}`;
       if (!progress || progress.hosts_done === 0) return `${what} is running`;
-      const failed = progress.hosts_failed > 0 ? `, ${progress.hosts_failed} failed` : '';
+      const failed = notOkWords(progress);
       return `${what} is running: ${progress.hosts_done} of ${plural(progress.hosts_total, 'host')} done${failed}`;
     }
     case 'succeeded':

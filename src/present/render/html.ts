@@ -10,7 +10,7 @@ import type { StampedEvent } from '../../../queues/events.js';
 import type { JobState } from '../../../queues/states.js';
 import { errorsNotFolded, type JobView, type PlanView } from '../job-view.js';
 import type { ResultView } from '../result-view.js';
-import { rollingBackText } from '../progress.js';
+import { notOkWords, rollingBackText } from '../progress.js';
 import { durationWords, hostsPhrase, plural } from '../summary.js';
 import { block, clock, duration, html, inline, time, type Html } from './markup.js';
 import { eventText } from './text.js';
@@ -178,11 +178,12 @@ export function maintenanceNote(view: JobView): Html {
   return html`<p class="notice">Maintenance window: ${inline(view.maintenance.detail)}${view.maintenance.opens_at !== undefined ? html` (opens ${time(view.maintenance.opens_at)})` : ''}.</p>`;
 }
 
-/** Batch k/n, step, hosts done and failed, a lock it waits for. */
+/** Batch k/n, step, hosts done, failed and stopped, a lock it waits for. */
 export function progressNote(view: JobView): Html {
   const p = view.progress;
   if (p === undefined) return html``;
-  return html`<p class="progress" data-progress>${p.batch !== undefined ? html`Batch ${p.batch.index} of ${p.batch.total} · ` : ''}${p.step !== undefined ? html`step <code>${inline(p.step.id)}</code> · ` : ''}<strong>${p.hosts_done} of ${plural(p.hosts_total, 'host')}</strong> done${p.hosts_failed > 0 ? html`, <span class="bad-count">${p.hosts_failed} failed</span>` : ''}${p.lock_wait !== undefined ? html` · waiting for ${inline(p.lock_wait.host)} (locked by ${jobLink(p.lock_wait.holder)})` : ''}${p.rolling_back !== undefined ? html` · <strong class="bad-count" data-rolling-back>${inline(rollingBackText(p.rolling_back))}</strong>` : ''}</p>`;
+  const notOk = notOkWords(p).replace(/^, /, '');
+  return html`<p class="progress" data-progress>${p.batch !== undefined ? html`Batch ${p.batch.index} of ${p.batch.total} · ` : ''}${p.step !== undefined ? html`step <code>${inline(p.step.id)}</code> · ` : ''}<strong>${p.hosts_done} of ${plural(p.hosts_total, 'host')}</strong> done${notOk !== '' ? html`, <span class="bad-count">${notOk}</span>` : ''}${p.lock_wait !== undefined ? html` · waiting for ${inline(p.lock_wait.host)} (locked by ${jobLink(p.lock_wait.holder)})` : ''}${p.rolling_back !== undefined ? html` · <strong class="bad-count" data-rolling-back>${inline(rollingBackText(p.rolling_back))}</strong>` : ''}</p>`;
 }
 
 /** Per-host status so far: the result once there is one, else what the events said. */

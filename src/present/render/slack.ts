@@ -20,7 +20,7 @@ import type { types } from '@slack/bolt';
 import { visibleBlock, visibleInline } from '../../../config/visible.js';
 import type { JobState } from '../../../queues/states.js';
 import type { JobView } from '../job-view.js';
-import { rollingBackText } from '../progress.js';
+import { notOkWords, rollingBackText } from '../progress.js';
 import { hostsPhrase, plural } from '../summary.js';
 import type { ResultView } from '../result-view.js';
 import { planText, resultText, viewTableLines } from './text.js';
@@ -255,7 +255,7 @@ function statusLine(view: JobView): string {
       if (!p) return label;
       const batch = p.batch ? ` · batch ${p.batch.index}/${p.batch.total}` : '';
       const step = p.step ? ` · step ${code(p.step.id)}` : '';
-      const failed = p.hosts_failed > 0 ? `, ${p.hosts_failed} failed` : '';
+      const failed = notOkWords(p);
       const lock = p.lock_wait ? ` · waiting for ${code(p.lock_wait.host)} (locked by job ${code(p.lock_wait.holder)})` : '';
       const rollback = p.rolling_back ? `\n*${plain(rollingBackText(p.rolling_back))}*` : '';
       return `${label}${batch}${step} · ${p.hosts_done}/${plural(p.hosts_total, 'host')} done${failed}${lock}${rollback}`;

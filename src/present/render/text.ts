@@ -5,7 +5,7 @@ import { displayArgv, visibleBlock, visibleInline } from '../../../config/visibl
 import type { StampedEvent } from '../../../queues/events.js';
 import { errorsNotFolded, type JobView, type PlanView } from '../job-view.js';
 import type { ResultView } from '../result-view.js';
-import { rollingBackText } from '../progress.js';
+import { notOkWords, rollingBackText } from '../progress.js';
 import { durationWords, hostsPhrase, plural } from '../summary.js';
 
 export interface TextStyle {
@@ -244,7 +244,7 @@ function progressText(view: JobView, style: TextStyle): string {
   if (!p) return '';
   const batch = p.batch ? `batch ${p.batch.index}/${p.batch.total}, ` : '';
   const step = p.step ? `step ${p.step.id}, ` : '';
-  const failed = p.hosts_failed ? `, ${p.hosts_failed} failed` : '';
+  const failed = notOkWords(p);
   const lock = p.lock_wait ? `; waiting for ${visibleInline(p.lock_wait.host)} (locked by job ${p.lock_wait.holder})` : '';
   const line = `${paint(style, 'bold', 'progress:')} ${batch}${step}${p.hosts_done}/${p.hosts_total} hosts done${failed}${lock}`;
   return p.rolling_back ? `${paint(style, 'bold', 'phase:')} ${paint(style, 'yellow', visibleInline(rollingBackText(p.rolling_back)))}\n${line}` : line;
