@@ -14,6 +14,7 @@ import { knownHostsLine, writeKnownHosts } from '../../src/lab/lab-files.js';
 import { ensureLoginUser } from '../../src/lab/login-user.js';
 import { allocateLoopbackAddresses, findPortFreeOnAll, waitForSshBanner } from '../../src/lab/net.js';
 import { KnownHosts, SshExecutor, type SshTarget } from '../../src/ssh/index.js';
+import { survivorsAfterSettling, uniqueSleep } from '../support/processes.js';
 
 const LOGIN = 'castellan-dropbear';
 
@@ -35,25 +36,6 @@ async function authorize(publicKey: string): Promise<void> {
   await chown(path.join(home, '.ssh'), uid, gid);
   await writeFile(path.join(home, '.ssh', 'authorized_keys'), `${publicKey}\n`, { mode: 0o600 });
   await chown(path.join(home, '.ssh', 'authorized_keys'), uid, gid);
-}
-
-let seq = 0;
-function uniqueSleep(): string {
-  seq += 1;
-  return String(6_000_000 + (process.pid % 10_000) * 100 + seq);
-}
-
-function survivors(seconds: string): string[] {
-  return spawnSync('pgrep', ['-f', `^sleep ${seconds}$`], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
-}
-
-async function settled(seconds: string, withinMs = 8_000): Promise<string[]> {
-  const deadline = Date.now() + withinMs;
-  for (;;) {
-    const left = survivors(seconds);
-    if (left.length === 0 || Date.now() > deadline) return left;
-    await sleep(100);
-  }
 }
 
 describe('Dropbear nodes', () => {
@@ -145,8 +127,8 @@ describe('Dropbear nodes', () => {
       expect(timedOut.status).toBe('timed_out');
       expect(timedOut.stdout).toBe('');
       expect(timedOut.error).toMatch(/remote run stopped \((terminated|killed)\)/);
-      expect(await settled(a)).toEqual([]);
-      expect(await settled(b)).toEqual([]);
+      expect(await survivorsAfterSettling(a)).toEqual([]);
+      expect(await survivorsAfterSettling(b)).toEqual([]);
 
       const c = uniqueSleep();
       const controller = new AbortController();
@@ -156,7 +138,7 @@ describe('Dropbear nodes', () => {
       });
       expect(cancelled.status).toBe('cancelled');
       expect(cancelled.error).toMatch(/remote run stopped/);
-      expect(await settled(c)).toEqual([]);
+      expect(await survivorsAfterSettling(c)).toEqual([]);
     });
   }
 
@@ -195,7 +177,7 @@ describe('Dropbear nodes', () => {
     expect(found.processes.map((p) => p.command)).toContain(`sleep ${a}`);
     // TERM, or KILL once the grace passed on a loaded machine: stopped either way (checked next).
     expect(['terminated', 'killed']).toContain((await other.killRemoteRun(target(), runId)).outcome);
-    expect(await settled(a)).toEqual([]);
+    expect(await survivorsAfterSettling(a)).toEqual([]);
     expect((await inFlight).status).toBe('failed');
   });
 

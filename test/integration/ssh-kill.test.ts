@@ -1,7 +1,6 @@
 // Timeouts and cancellation must stop the remote command itself, grandchildren included, for a
 // root login (where sshd refuses channel signals) and for a non-root login. Every check looks
 // for a unique marker in the node's process table (the lab nodes live on this machine).
-import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,28 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labUp, type Lab } from '../../src/lab/sshd-lab.js';
 import { KnownHosts, SshExecutor, type SshTarget } from '../../src/ssh/index.js';
-
-let seq = 0;
-/** A `sleep N` nobody else runs: N is unique per test, so `pgrep -fx 'sleep N'` finds only ours. */
-function uniqueSleep(): string {
-  seq += 1;
-  return String(4_000_000 + (process.pid % 10_000) * 100 + seq);
-}
-
-function survivors(seconds: string): string[] {
-  const found = spawnSync('pgrep', ['-f', `^sleep ${seconds}$`], { encoding: 'utf8' });
-  return found.stdout.split('\n').filter(Boolean);
-}
-
-/** Processes die asynchronously after KILL; poll (bounded) rather than assert at one instant. */
-async function survivorsAfterSettling(seconds: string, withinMs = 8_000): Promise<string[]> {
-  const deadline = Date.now() + withinMs;
-  for (;;) {
-    const left = survivors(seconds);
-    if (left.length === 0 || Date.now() > deadline) return left;
-    await sleep(100);
-  }
-}
+import { survivors, survivorsAfterSettling, uniqueSleep } from '../support/processes.js';
 
 /** `echo` reaches us before the next command has started: wait (bounded) for it to show up. */
 async function appeared(seconds: string, withinMs = 5_000): Promise<string[]> {

@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labUp, nodeBinDir, type Lab } from '../../src/lab/sshd-lab.js';
 import { KnownHosts, SshExecutor, type SshTarget } from '../../src/ssh/index.js';
+import { survivors, uniqueSleep } from '../support/processes.js';
 
 const HOSTILE_ARGV: readonly string[] = [
   ';', 'a; touch /tmp/castellan-pwned', '&&', '|', '`id`', '$(id)', '${IFS}', 'line1\nline2', 'cr\rlf', '\ttab',
@@ -23,16 +24,6 @@ const HOSTILE_ARGV: readonly string[] = [
 ];
 const ECHO_ARGV = ['/usr/bin/python3', '-c', 'import sys,json; sys.stdout.write(json.dumps(sys.argv[1:]))'];
 const REPO = path.resolve(import.meta.dirname, '../..');
-
-let seq = 0;
-function uniqueSleep(): string {
-  seq += 1;
-  return String(5_000_000 + (process.pid % 10_000) * 100 + seq);
-}
-
-function survivors(seconds: string): string[] {
-  return spawnSync('pgrep', ['-f', `^sleep ${seconds}$`], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
-}
 
 async function until<T>(probe: () => T, done: (value: T) => boolean, withinMs: number): Promise<T> {
   const deadline = Date.now() + withinMs;

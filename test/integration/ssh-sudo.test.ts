@@ -4,13 +4,13 @@
 // run starts; these tests prove that on real sshd with a real sudo, and that a sudo that refuses
 // gets a line that says what to change, not "exit code 1".
 import { spawnSync } from 'node:child_process';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { labUp, type Lab } from '../../src/lab/sshd-lab.js';
 import { KnownHosts, SshExecutor, type SshTarget } from '../../src/ssh/index.js';
+import { sleeperUsers, survivorsAfterSettling, uniqueSleep } from '../support/processes.js';
 
 const LOGIN = 'castellan-lab';
 const SUDOERS = `/etc/sudoers.d/castellan-test-${process.pid}`;
@@ -22,28 +22,7 @@ async function sudoRule(rule: string): Promise<void> {
   await chmod(candidate, 0o440);
   const check = spawnSync('visudo', ['-cf', candidate], { encoding: 'utf8' });
   expect(check.status, check.stderr + check.stdout).toBe(0);
-  spawnSync('mv', ['-f', candidate, SUDOERS]);
-}
-
-let seq = 0;
-function uniqueSleep(): string {
-  seq += 1;
-  return String(5_000_000 + (process.pid % 10_000) * 100 + seq);
-}
-
-/** [user, pid] of every `sleep N` on this machine (the lab's nodes live here). */
-function sleepers(seconds: string): Array<{ user: string; pid: string }> {
-  const found = spawnSync('ps', ['-eo', 'user:32=,pid=,args='], { encoding: 'utf8' });
-  return found.stdout.split('\n').map((l) => l.trim().split(/\s+/)).filter((f) => f.slice(2).join(' ') === `sleep ${seconds}`).map((f) => ({ user: f[0]!, pid: f[1]! }));
-}
-
-async function settled(seconds: string, withinMs = 8_000): Promise<Array<{ user: string; pid: string }>> {
-  const deadline = Date.now() + withinMs;
-  for (;;) {
-    const left = sleepers(seconds);
-    if (left.length === 0 || Date.now() > deadline) return left;
-    await sleep(100);
-  }
+  await rename(candidate, SUDOERS);
 }
 
 for (const nodeHelper of ['auto', 'off'] as const) {
@@ -84,7 +63,7 @@ for (const nodeHelper of ['auto', 'off'] as const) {
       expect(result.status).toBe('timed_out');
       expect(result.error).toMatch(/remote run stopped \((terminated|killed)\)/);
       expect(result.stdout).toBe('');
-      expect(await settled(a)).toEqual([]);
+      expect(await survivorsAfterSettling(a)).toEqual([]);
     });
 
     it('cancel stops the root process, and one that ignores TERM is killed after the grace', async () => {
@@ -97,8 +76,8 @@ for (const nodeHelper of ['auto', 'off'] as const) {
       );
       expect(result.status).toBe('cancelled');
       expect(result.error).toMatch(/remote run stopped/);
-      expect(await settled(a)).toEqual([]);
-      expect(await settled(b)).toEqual([]);
+      expect(await survivorsAfterSettling(a)).toEqual([]);
+      expect(await survivorsAfterSettling(b)).toEqual([]);
     });
 
     it('reconciliation finds and stops a root run from another executor', async () => {
@@ -108,7 +87,7 @@ for (const nodeHelper of ['auto', 'off'] as const) {
       const running = new Promise<void>((resolve) => (started = resolve));
       const inFlight = ssh.exec(target, { argv: ['sh', '-c', `echo up; exec sleep ${a}`], runId, asRoot: true }, { onEvent: (e) => e.type === 'output' && started() });
       await running;
-      expect(sleepers(a).map((s) => s.user)).toEqual(['root']);
+      expect(sleeperUsers(a)).toEqual(['root']);
       const other = new SshExecutor({ knownHosts: await KnownHosts.load(lab.knownHostsFile), limits, nodeHelper });
       try {
         // Without as_root the login user cannot see a root run's environment: it must not claim "absent".
@@ -117,7 +96,7 @@ for (const nodeHelper of ['auto', 'off'] as const) {
         expect(found.processes.map((p) => p.command)).toContain(`sleep ${a}`);
         // TERM, or KILL once the grace passed on a loaded machine: stopped either way (checked next).
         expect(['terminated', 'killed']).toContain((await other.killRemoteRun(target, runId, { asRoot: true })).outcome);
-        expect(await settled(a)).toEqual([]);
+        expect(await survivorsAfterSettling(a)).toEqual([]);
       } finally {
         await other.close();
       }
