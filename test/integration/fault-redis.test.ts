@@ -37,6 +37,28 @@ const tagged = (): { tag: string; file: string } => {
 };
 const lines = async (file: string): Promise<string[]> => (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean);
 
+/**
+ * The record a submitter makes for an `exec` before it confirms it (what it leaves behind when
+ * it dies, or when a worker finds the job first): planned as submit plans it, never confirmed.
+ */
+async function unconfirmedExec(input: { targets: string; command: string }, extra: Partial<JobDoc> = {}): Promise<JobDoc> {
+  const preview = await c.runtime.service.preview({ tool: 'exec', input, requester: oscar });
+  return {
+    id: newJobId(),
+    tool: 'exec',
+    risk: 'change',
+    input: preview.input,
+    plan: preview.plan,
+    planHash: 'unbound',
+    requester: oscar,
+    replyTo: { kind: 'cli' },
+    createdAt: new Date().toISOString(),
+    approvalsRequired: 0,
+    timeoutMs: 60_000,
+    ...extra,
+  };
+}
+
 /** Wait until the test runtime's front connection answers again after a restart. */
 async function redisAnswers(): Promise<void> {
   await eventually(async () => ((await c.runtime.redis.ping().catch(() => '')) === 'PONG' ? true : undefined), 30_000, 'Redis to answer again');
@@ -132,24 +154,10 @@ describe('submissions that never completed', () => {
     const input = { targets: 'node01', command: `echo ran >> ${file} # ${tag}` };
     // What a submitter leaves when Redis dies between recording the job and confirming it:
     // the record with its marker and idempotency claim, even the queue job, never confirmed.
-    const preview = await c.runtime.service.preview({ tool: 'exec', input, requester: oscar });
     const key = `retry-${tag}`;
-    const doc: JobDoc = {
-      id: newJobId(),
-      tool: 'exec',
-      risk: 'change',
-      input: preview.input,
-      plan: preview.plan,
-      planHash: 'unbound',
-      requester: oscar,
-      replyTo: { kind: 'cli' },
-      idempotencyKey: key,
-      createdAt: new Date().toISOString(),
-      approvalsRequired: 0,
-      timeoutMs: 60_000,
-    };
+    const doc = await unconfirmedExec(input, { idempotencyKey: key });
     const fields = recordFields(doc, 'queued', { queuedAt: doc.createdAt });
-    const claim = { key: c.runtime.ctx.keys.idempotency(hashPart(oscar.subject), hashPart(key)), value: claimValue(doc.id, requestFingerprint('exec', preview.input)), ttlS: 3600 };
+    const claim = { key: c.runtime.ctx.keys.idempotency(hashPart(oscar.subject), hashPart(key)), value: claimValue(doc.id, requestFingerprint('exec', doc.input)), ttlS: 3600 };
     expect(await createRecord(c.runtime.ctx, doc, fields, claim)).toEqual({ created: true });
     await c.runtime.ctx.queue.add('exec', doc, { jobId: doc.id, attempts: 1 });
 
@@ -178,20 +186,7 @@ describe('submissions that never completed', () => {
   it('a job the worker finds before its submitter confirmed it waits, then runs once when the confirmation comes', async () => {
     const { tag, file } = tagged();
     const input = { targets: 'node02', command: `echo ran >> ${file} # ${tag}` };
-    const preview = await c.runtime.service.preview({ tool: 'exec', input, requester: oscar });
-    const doc: JobDoc = {
-      id: newJobId(),
-      tool: 'exec',
-      risk: 'change',
-      input: preview.input,
-      plan: preview.plan,
-      planHash: 'unbound',
-      requester: oscar,
-      replyTo: { kind: 'cli' },
-      createdAt: new Date().toISOString(),
-      approvalsRequired: 0,
-      timeoutMs: 60_000,
-    };
+    const doc = await unconfirmedExec(input);
     // A submitter between its BullMQ add and its confirmation: the worker process takes the job.
     expect(await createRecord(c.runtime.ctx, doc, recordFields(doc, 'queued', { queuedAt: doc.createdAt }), undefined)).toEqual({ created: true });
     await c.runtime.ctx.queue.add('exec', { id: doc.id }, { jobId: doc.id, attempts: 1 });
