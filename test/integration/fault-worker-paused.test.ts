@@ -9,9 +9,9 @@ import { rolesForGroups } from '../../auth/roles.js';
 import type { Requester } from '../../auth/types.js';
 import type { LedgerEntry } from '../../queues/ledger.js';
 import { useCastellan } from '../support/castellan.js';
-import { startWorkerProcess, type WorkerProcess } from '../support/castellan-process.js';
+import type { WorkerProcess } from '../support/castellan-process.js';
 import { eventually } from './mcp-harness.js';
-import { shapeRack, type Rack } from './runbook-lab.js';
+import { shapeRack, startGreenRoll, type Rack } from './runbook-lab.js';
 
 const ROLE_MAP = { admin: ['admins'], operator: ['ops'], approver: ['leads'], viewer: ['everyone'] };
 const person = (subject: string, groups: string[]): Requester => ({ subject, displayName: subject, groups, roles: rolesForGroups(groups, ROLE_MAP), origin: 'cli' });
@@ -41,15 +41,9 @@ const interval = (e: LedgerEntry, end: number): [number, number] => [Date.parse(
 
 describe('a worker paused mid-roll, judged gone, then running again', () => {
   it('no other job runs on the roll\'s nodes while the roll has a step there', async () => {
-    const starting = startWorkerProcess(c.configFile);
-    const { job } = await c.runtime.service.submit({
-      tool: 'rolling_upgrade',
-      input: { targets: 'color=green', batch_size: 1, boot_environment: 'pre-upgrade-20261129-070000', ready_timeout: '60s', up_timeout: '60s', down_timeout: '30s', gate_interval: '200ms' },
-      requester: oscar,
-      replyTo: { kind: 'cli' },
-    });
-    await c.runtime.service.approve(job.id, april);
-    paused = await starting;
+    const started = await startGreenRoll(c, { requester: oscar, approver: april }, 'pre-upgrade-20261129-070000');
+    const job = { id: started.jobId };
+    paused = started.worker;
 
     // Paused once node02's reboot is sent: the rest of the roll (node02's gates, node03, node04) is left.
     const rebootSent = async (): Promise<true | undefined> => ((await c.runtime.ctx.ledger.entries(job.id)).some((e) => e.step === 'reboot-b1' && e.finishedAt !== undefined) ? true : undefined);

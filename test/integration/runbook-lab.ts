@@ -7,7 +7,10 @@
 // in etcd_endpoints, for its etcd gate.
 import { readFile, writeFile } from 'node:fs/promises';
 import { parse, stringify } from 'yaml';
+import type { Requester } from '../../auth/types.js';
 import type { Lab } from '../../src/lab/sshd-lab.js';
+import type { Runtime } from '../../src/runtime.js';
+import { startWorkerProcess, type WorkerProcess } from '../support/castellan-process.js';
 import { startLabWorld, type LabWorld } from '../fixtures/node-programs/lab-world.js';
 import { startEtcd, type EtcdCluster } from '../support/etcd.js';
 
@@ -56,4 +59,25 @@ export async function shapeRack(lab: Lab, shape: RackShape): Promise<Rack> {
       await Promise.all([world.stop(), etcd?.down()]);
     },
   };
+}
+
+/**
+ * A rolling upgrade of the green nodes, one at a time, approved, with a separate worker process
+ * to run it (started while the job is submitted and approved: a few seconds on a loaded machine).
+ * The crash and pause tests then stop that process mid-roll.
+ */
+export async function startGreenRoll(
+  c: { readonly configFile: string; readonly runtime: Runtime },
+  people: { readonly requester: Requester; readonly approver: Requester },
+  bootEnvironment: string,
+): Promise<{ readonly jobId: string; readonly worker: WorkerProcess }> {
+  const starting = startWorkerProcess(c.configFile);
+  const { job } = await c.runtime.service.submit({
+    tool: 'rolling_upgrade',
+    input: { targets: 'color=green', batch_size: 1, boot_environment: bootEnvironment, ready_timeout: '60s', up_timeout: '60s', down_timeout: '30s', gate_interval: '200ms' },
+    requester: people.requester,
+    replyTo: { kind: 'cli' },
+  });
+  await c.runtime.service.approve(job.id, people.approver);
+  return { jobId: job.id, worker: await starting };
 }

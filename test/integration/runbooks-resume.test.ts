@@ -6,8 +6,7 @@ import type { Requester } from '../../auth/types.js';
 import type { NodeReport } from '../../tools/upgrade-plan.js';
 import type { LabWorld } from '../fixtures/node-programs/lab-world.js';
 import { useCastellan } from '../support/castellan.js';
-import { startWorkerProcess } from '../support/castellan-process.js';
-import { shapeRack, type Rack } from './runbook-lab.js';
+import { shapeRack, startGreenRoll, type Rack } from './runbook-lab.js';
 
 const ROLE_MAP = { admin: ['admins'], operator: ['ops'], approver: ['leads'], viewer: ['everyone'] };
 const person = (subject: string, groups: string[]): Requester => ({ subject, displayName: subject, groups, roles: rolesForGroups(groups, ROLE_MAP), origin: 'cli' });
@@ -32,16 +31,8 @@ describe('resuming a rolling upgrade after a worker crash', () => {
   it('never reboots a finished node twice', async () => {
     const oscar = person('oscar', ['ops']);
     const april = person('april', ['leads']);
-    // The worker process starts (a few seconds on a loaded machine) while the job is submitted and approved.
-    const starting = startWorkerProcess(c.configFile);
-    const { job } = await c.runtime.service.submit({
-      tool: 'rolling_upgrade',
-      input: { targets: 'color=green', batch_size: 1, boot_environment: 'pre-upgrade-20261129-063000', ready_timeout: '60s', up_timeout: '60s', down_timeout: '30s', gate_interval: '200ms' },
-      requester: oscar,
-      replyTo: { kind: 'cli' },
-    });
-    await c.runtime.service.approve(job.id, april);
-    const worker = await starting;
+    const { jobId, worker } = await startGreenRoll(c, { requester: oscar, approver: april }, 'pre-upgrade-20261129-063000');
+    const job = { id: jobId };
 
     // Kill the worker once node02 is done and node03's reboot is recorded as sent: the
     // worker dies while it waits for node03 to come back.
