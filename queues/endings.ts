@@ -218,6 +218,10 @@ function holdsLocks(record: JobDoc): boolean {
   return record.risk !== 'read' && record.plan.hosts.length > 0;
 }
 
+/**
+ * Every job's final event, built here only: IF_FINAL (records.ts) finds it in the stream by its
+ * JSON's leading `"type":"state","state":"<final state>"`, so keep that key order.
+ */
 function finalEvent(state: FinalState, reason: string): JobEvent {
   return { type: 'state', state, reason };
 }
