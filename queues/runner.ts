@@ -356,9 +356,13 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
   const early = new Map<string, HostResult>();
   const earlyWrites: Array<Promise<[PromiseSettledResult<LedgerWrite>, PromiseSettledResult<WrittenAudit>]>> = [];
   let pending: Array<{ raw: HostResult; clean: HostResult }> = [];
+  // Each result scrubbed once: a host recorded early keeps its clean copy for the step's result.
+  const cleaned = new Map<HostResult, HostResult>();
   const onFinished = step.action.kind !== 'exec' ? undefined : (raw: HostResult): void => {
     if (ctx.signal.aborted || raw.status === 'cancelled' || early.has(raw.host)) return;
-    pending.push({ raw, clean: scrubResult(ctx.redactor, raw) });
+    const clean = scrubResult(ctx.redactor, raw);
+    cleaned.set(raw, clean);
+    pending.push({ raw, clean });
     if (pending.length >= EARLY_BATCH) {
       for (const p of pending) early.set(p.raw.host, p.raw);
       earlyWrites.push(record(pending.map((p) => p.clean)));
@@ -375,7 +379,7 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
     const run = await stepKind(step.action).run(step.action, step, toRun, io).finally(() => Promise.all(earlyWrites));
     observations = run.observations;
     // Scrubbed once, here: everything downstream (result, summary, audit) sees clean text.
-    ran = run.results.map((r) => scrubResult(ctx.redactor, r));
+    ran = run.results.map((r) => cleaned.get(r) ?? scrubResult(ctx.redactor, r));
     // The executor reads any abort as a cancel; at the job's deadline hosts in flight timed out.
     if (ctx.signal.aborted && ctx.abortStatus() === 'timed_out') ran = ran.map((r) => (r.status === 'cancelled' ? { ...r, status: 'timed_out' } : r));
     // Left for this last write: hosts not yet sent, and any result that is not the very one
