@@ -45,16 +45,43 @@ function kill(p: ChildProcess | undefined): Promise<void> {
   });
 }
 
-export async function startEtcd(size = 3): Promise<EtcdCluster> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'castellan-etcd-'));
+/** The last few KB a member wrote to stderr, kept to say why it did not come up. */
+function keepTail(p: ChildProcess): () => string {
+  let tail = '';
+  p.stderr?.setEncoding('utf8');
+  p.stderr?.on('data', (chunk: string) => {
+    tail = (tail + chunk).slice(-4096);
+  });
+  return () => tail.trim();
+}
+
+/**
+ * Distinct ports for every member's client and peer listeners. They are free when picked, not
+ * reserved: on a loaded machine another lab, or an outgoing connection's ephemeral port, can
+ * take one before etcd binds it, and that member exits. startEtcd starts again on new ports.
+ */
+async function pickMembers(size: number): Promise<EtcdMemberProcess[]> {
+  const taken = new Set<number>();
+  const next = async (): Promise<number> => {
+    let port = await findFreePort();
+    while (taken.has(port)) port = await findFreePort();
+    taken.add(port);
+    return port;
+  };
   const members: EtcdMemberProcess[] = [];
   for (let i = 1; i <= size; i++) {
-    const client = await findFreePort();
-    let peer = await findFreePort();
-    while (peer === client) peer = await findFreePort();
+    const client = await next();
+    const peer = await next();
     members.push({ name: `etcd${i}`, clientUrl: `http://127.0.0.1:${client}`, peerUrl: `http://127.0.0.1:${peer}`, process: undefined });
   }
+  return members;
+}
+
+async function startOnce(size: number): Promise<EtcdCluster> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'castellan-etcd-'));
+  const members = await pickMembers(size);
   const initial = members.map((m) => `${m.name}=${m.peerUrl}`).join(',');
+  const tails = new Map<string, () => string>();
   for (const m of members) {
     m.process = spawn('etcd', [
       `--name=${m.name}`,
@@ -67,7 +94,8 @@ export async function startEtcd(size = 3): Promise<EtcdCluster> {
       '--initial-cluster-state=new',
       `--initial-cluster-token=castellan-${path.basename(dir)}`,
       '--log-level=error',
-    ], { stdio: 'ignore' });
+    ], { stdio: ['ignore', 'ignore', 'pipe'] });
+    tails.set(m.name, keepTail(m.process));
   }
   const cluster: EtcdCluster = {
     members,
@@ -80,11 +108,34 @@ export async function startEtcd(size = 3): Promise<EtcdCluster> {
       await rm(dir, { recursive: true, force: true });
     },
   };
+  // A member that exits (a port taken under it) fails the start at once, with its own words.
+  const exited = new Promise<never>((_, reject) => {
+    for (const m of members) {
+      m.process?.once('exit', (code, signal) => {
+        reject(new Error(`etcd member ${m.name} exited (${signal ?? `code ${code}`}) while starting: ${tails.get(m.name)?.() || 'no stderr'}`));
+      });
+    }
+  });
+  exited.catch(() => undefined);
   try {
-    await Promise.all(members.map((m) => waitHealthy(m.clientUrl, 30_000)));
+    await Promise.race([Promise.all(members.map((m) => waitHealthy(m.clientUrl, 45_000))), exited]);
   } catch (err) {
+    const said = members.map((m) => `${m.name}: ${tails.get(m.name)?.() || '-'}`).join('\n');
     await cluster.down();
-    throw err;
+    throw new Error(`${(err as Error).message}\nstderr of the members:\n${said}`, { cause: err });
   }
   return cluster;
+}
+
+export async function startEtcd(size = 3): Promise<EtcdCluster> {
+  const attempts = 2;
+  let last: unknown;
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    try {
+      return await startOnce(size);
+    } catch (err) {
+      last = err;
+    }
+  }
+  throw new Error(`etcd did not start in ${attempts} attempts; the last: ${(last as Error).message}`, { cause: last });
 }
