@@ -20,10 +20,11 @@ import type { AuditLog, WrittenAudit } from './audit.js';
 import type { QueueContext } from './context.js';
 import type { Condition } from './durable.js';
 import { HostLocks, lockOwner } from './host-locks.js';
-import { ExecutionLedger, ledgerField, type LedgerWrite } from './ledger.js';
+import { ExecutionLedger, ledgerField, writeLedger, type LedgerWrite } from './ledger.js';
+import { deliveryGuard, type RunGuard } from './run-guard.js';
 import type { JobStop } from './job-stop.js';
 import { JobStore } from './records.js';
-import { shardBoardKey, shardRunField } from './shards.js';
+import { shardBoardKey, shardGuard, shardRunField } from './shards.js';
 
 export interface Delivery {
   readonly jobId: string;
@@ -50,6 +51,11 @@ export interface Delivery {
 export type ClaimVerdict = undefined | { readonly superseded: boolean; readonly lockTaken?: boolean; readonly problem: string };
 
 type Ctx = Pick<QueueContext, 'keys' | 'durable' | 'settings' | 'logger'>;
+
+/** The guard of every write `d` makes about its run (queues/run-guard.ts). */
+export function guardOf(keys: QueueContext['keys'], d: Pick<Delivery, 'jobId' | 'run' | 'shard'>): RunGuard {
+  return d.shard ? shardGuard(keys, d.jobId, d.shard.site, d.run) : deliveryGuard(keys, d.jobId, d.run);
+}
 
 /** Confirm the claim of `step` on `hosts`; repair it on the current primary when it was lost. */
 export async function confirmClaim(ctx: Ctx, d: Delivery, step: string, hosts: readonly string[], signal?: AbortSignal): Promise<ClaimVerdict> {
@@ -79,7 +85,7 @@ export async function confirmClaim(ctx: Ctx, d: Delivery, step: string, hosts: r
     }
     if (differs.index < 2 + locked.length) return (await new HostLocks(redis, ctx.keys, ctx.settings.hostLockTtlMs).tryAcquire(lockOwner(d.jobId, d.run), locked)).acquired;
     // The ledger entry was lost (we never ran the step: we run only after confirming it).
-    await new ExecutionLedger(redis, ctx.keys).claim(d.jobId, d.attempt, step, hosts, d.worker);
+    await new ExecutionLedger(redis, ctx.keys).claim(d.jobId, d.attempt, step, hosts, d.worker, undefined, guardOf(ctx.keys, d));
     return true;
   };
   let repaired = 0;
@@ -171,7 +177,8 @@ export async function confirmStep(ctx: Ctx & { readonly audit: Pick<AuditLog, 'r
     conditions,
     async (redis: Redis, differs) => {
       if (differs.index < fields.length) {
-        await redis.hset(finished.key, ...fields.flatMap((f) => [f, finished.values[f] as string]));
+        // Under the writing delivery's guard: a zombie's lost finish is not written again.
+        await writeLedger(redis, ctx.keys, finished, `the ledger finish of step ${step}`);
         rewritten.ledger += 1;
         return true;
       }

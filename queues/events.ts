@@ -8,6 +8,7 @@ import type { HostStatus } from '../tools/host-result.js';
 import type { Redactor } from './redact.js';
 import { FEED_MAXLEN, isFeedEvent } from './feed.js';
 import type { Keys } from './keys.js';
+import { guardRefuses, type RunGuard } from './run-guard.js';
 import { runScript } from './scripts.js';
 import { isFinal, type JobState } from './states.js';
 
@@ -50,7 +51,7 @@ const STREAM_MAXLEN = 5000;
 // script), as they did in a MULTI; the feed entry's fields are those of appendToFeed
 // (queues/feed.ts). Returns 0, writing nothing, when the guard's field holds another value.
 const APPEND_EVENTS = `
-if KEYS[3] ~= ARGV[7] and redis.call('HGET', KEYS[3], ARGV[5]) ~= ARGV[6] then return 0 end
+if ${guardRefuses('KEYS[3]', 'ARGV[5]', 'ARGV[6]')} then return 0 end
 for i = 9, #ARGV, 2 do
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i + 1])
   if ARGV[i] == 'f' then redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'j', ARGV[4], 'e', ARGV[i + 1]) end
@@ -103,11 +104,11 @@ export class JobEvents {
    * connection (so Redis runs it after that write), without waiting for that write's answer,
    * and written only if that write took effect. True when written.
    */
-  async publishIf(jobId: string, events: readonly JobEvent[], guard: { readonly key: string; readonly field: string; readonly value: string }): Promise<boolean> {
+  async publishIf(jobId: string, events: readonly JobEvent[], guard: RunGuard): Promise<boolean> {
     return this.append(jobId, events, guard);
   }
 
-  private async append(jobId: string, events: readonly JobEvent[], guard?: { readonly key: string; readonly field: string; readonly value: string }): Promise<boolean> {
+  private async append(jobId: string, events: readonly JobEvent[], guard?: RunGuard): Promise<boolean> {
     if (events.length === 0) return true;
     const unused = this.keys.unused();
     const ends = events.some((e) => e.type === 'state' && isFinal(e.state)) ? this.keys.endsChannel() : '';
@@ -157,6 +158,8 @@ export class ThrottledPublisher {
   /** Output characters accepted so far; past `maxOutputChars` the preview stops (once, with a marker). */
   private outputSent = 0;
   private outputStopped = false;
+  /** Once set (guardWith), events are written only while this delivery holds the job. */
+  private guard: RunGuard | undefined;
 
   constructor(
     private readonly events: JobEvents,
@@ -166,6 +169,19 @@ export class ThrottledPublisher {
     /** Live output kept in the job's event stream (limits.output_per_job). */
     private readonly maxOutputChars = Number.POSITIVE_INFINITY,
   ) {}
+
+  /**
+   * From now on, write only while `guard` holds (queues/run-guard.ts): a delivery replaced by
+   * another (a zombie) adds no progress to the job the other one runs. Set once the delivery's
+   * run token is written; what was emitted before goes out under it too.
+   */
+  guardWith(guard: RunGuard): void {
+    this.guard = guard;
+  }
+
+  private write(batch: JobEvent[]): Promise<unknown> {
+    return this.guard ? this.events.publishIf(this.jobId, batch, this.guard) : this.events.publishMany(this.jobId, batch);
+  }
 
   emit(event: JobEvent): void {
     if (event.type === 'output') {
@@ -262,7 +278,7 @@ export class ThrottledPublisher {
     if (this.queued.length === 0) return;
     const batch = this.queued;
     this.queued = [];
-    const write = this.events.publishMany(this.jobId, batch).catch(() => undefined);
+    const write = this.write(batch).catch(() => undefined);
     this.chain = Promise.all([this.chain, write]).then(() => undefined);
   }
 
@@ -293,8 +309,9 @@ export class ThrottledPublisher {
         this.scheduled = false;
         const batch = this.queued;
         this.queued = [];
-        return this.events.publishMany(this.jobId, batch);
+        return this.write(batch);
       })
+      .then(() => undefined)
       .catch(() => undefined);
   }
 }

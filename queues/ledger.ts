@@ -5,6 +5,7 @@
 // may be re-run under a new attempt number.
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
+import { DeliverySuperseded, guardArgs, guardedHset, guardRefuses, type RunGuard } from './run-guard.js';
 import { runScript } from './scripts.js';
 
 export interface LedgerEntry {
@@ -21,10 +22,14 @@ export interface LedgerEntry {
   readonly output?: string | undefined;
 }
 
-const CLAIM = `
+// KEYS[1] the ledger, KEYS[2] the delivery's guard hash (queues/run-guard.ts); ARGV 1 and 2 the
+// guard's field ('' for none) and token, 3 the claim's JSON, then the fields to claim. Returns
+// those claimed, or false (nil) claiming nothing when the guard refuses: a delivery replaced by
+// another never claims a step (nor finishes one: writeLedger).
+const CLAIM = `if ${guardRefuses('KEYS[2]', 'ARGV[1]', 'ARGV[2]')} then return false end
 local claimed = {}
-for i = 2, #ARGV do
-  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[1]) == 1 then table.insert(claimed, ARGV[i]) end
+for i = 4, #ARGV do
+  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[3]) == 1 then table.insert(claimed, ARGV[i]) end
 end
 return claimed
 `;
@@ -39,15 +44,21 @@ export class ExecutionLedger {
     private readonly keys: Keys,
   ) {}
 
-  /** Claim the step on each host; returns only the hosts this caller may run it on. */
-  async claim(jobId: string, attempt: number, step: string, hosts: readonly string[], worker: string, startedAt = new Date().toISOString()): Promise<string[]> {
+  /**
+   * Claim the step on each host; returns only the hosts this caller may run it on. `guard`:
+   * the claiming delivery's (queues/run-guard.ts); throws DeliverySuperseded, claiming nothing,
+   * once another delivery holds the job.
+   */
+  async claim(jobId: string, attempt: number, step: string, hosts: readonly string[], worker: string, startedAt = new Date().toISOString(), guard?: RunGuard): Promise<string[]> {
     if (hosts.length === 0) return [];
     const entry = (host: string): LedgerEntry => ({ attempt, step, host, worker, startedAt });
     // One script call: the started record is the same shape for all hosts except the host
     // name, which the field already carries; store the host-free part once.
     const template = JSON.stringify({ ...entry(''), host: undefined });
     const fields = hosts.map((h) => ledgerField(attempt, step, h));
-    const claimed = (await runScript(this.redis, 'castellanLedgerClaim', CLAIM, [this.keys.ledger(jobId)], [template, ...fields])) as string[];
+    const [guardKey, ...guardRest] = guardArgs(guard, this.keys.unused());
+    const claimed = (await runScript(this.redis, 'castellanLedgerClaim', CLAIM, [this.keys.ledger(jobId), guardKey], [...guardRest, template, ...fields])) as string[] | null;
+    if (claimed === null) throw new DeliverySuperseded(jobId, `the ledger claim of step ${step}`);
     const set = new Set(claimed);
     return hosts.filter((h) => set.has(ledgerField(attempt, step, h)));
   }
@@ -56,7 +67,7 @@ export class ExecutionLedger {
    * Record the outcome of every host of a step at once: one write (and one read of the claims
    * whose start the caller does not know, i.e. made by an earlier delivery) instead of two
    * round trips per host. Returns what it wrote, so that a step checkpoint (queues/claims.ts)
-   * can confirm it on a replica and write it again if lost.
+   * can confirm it on a replica and write it again if lost. `guard`: as for claim.
    */
   async finishMany(
     jobId: string,
@@ -64,6 +75,7 @@ export class ExecutionLedger {
     step: string,
     outcomes: ReadonlyArray<{ readonly host: string } & Pick<LedgerEntry, 'status' | 'exitCode' | 'durationMs' | 'output'> & { readonly startedAt?: string | undefined }>,
     worker: string,
+    guard?: RunGuard,
   ): Promise<LedgerWrite> {
     if (outcomes.length === 0) return { key: this.keys.ledger(jobId), values: {} };
     const key = this.keys.ledger(jobId);
@@ -90,8 +102,9 @@ export class ExecutionLedger {
       };
       values.push(fields[i] as string, JSON.stringify(entry));
     });
-    await this.redis.hset(key, ...values);
-    return { key, values: Object.fromEntries(fields.map((f, i) => [f, values[2 * i + 1] as string])) };
+    const written: LedgerWrite = { key, values: Object.fromEntries(fields.map((f, i) => [f, values[2 * i + 1] as string])), guard };
+    await writeLedger(this.redis, this.keys, written, `the ledger finish of step ${step}`);
+    return written;
   }
 
   async entries(jobId: string): Promise<LedgerEntry[]> {
@@ -113,4 +126,11 @@ export class ExecutionLedger {
 export interface LedgerWrite {
   readonly key: string;
   readonly values: Readonly<Record<string, string>>;
+  /** The writing delivery's guard: a write made again (a checkpoint's repair) passes it too. */
+  readonly guard?: RunGuard | undefined;
+}
+
+/** Write `w`'s fields (on `redis`: a checkpoint repairs on the current primary), under its guard. */
+export async function writeLedger(redis: Redis, keys: Keys, w: LedgerWrite, what = 'a ledger write'): Promise<void> {
+  if (!(await guardedHset(redis, keys, w.key, w.guard, Object.entries(w.values).flat()))) throw new DeliverySuperseded(w.key.slice(keys.ledger('').length), what);
 }

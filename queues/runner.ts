@@ -23,6 +23,7 @@ import type { AuditLog, WrittenAudit } from './audit.js';
 import type { ToolCatalogue } from './context.js';
 import type { ThrottledPublisher } from './events.js';
 import type { ExecutionLedger, LedgerWrite } from './ledger.js';
+import type { RunGuard } from './run-guard.js';
 import type { HostOutcome, StepReport } from './records.js';
 
 /** What the runner needs from the SSH layer (src/ssh provides it; see src/ssh/plan-executor.ts). */
@@ -74,6 +75,11 @@ export interface RunContext {
   readonly targetFor: (host: string) => SshTarget;
   readonly executor: PlanExecutor;
   readonly ledger: ExecutionLedger;
+  /**
+   * This delivery's run token as the ledger checks it (queues/run-guard.ts): its claims and
+   * finishes are refused (DeliverySuperseded) once another delivery holds the job.
+   */
+  readonly guard?: RunGuard | undefined;
   readonly audit: AuditLog;
   readonly publisher: ThrottledPublisher;
   readonly signal: AbortSignal;
@@ -281,7 +287,7 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
   });
   // The claim's start time is kept: recording the outcomes then need not read the claims back.
   const claimedAt = new Date().toISOString();
-  const claimedNow = await ctx.ledger.claim(ctx.jobId, ctx.attempt, step.id, eligible, ctx.worker, claimedAt);
+  const claimedNow = await ctx.ledger.claim(ctx.jobId, ctx.attempt, step.id, eligible, ctx.worker, claimedAt, ctx.guard);
   const claimedSet = new Set(claimedNow);
   const refused = eligible.filter((h) => !claimedSet.has(h));
   let claimed = claimedNow;
@@ -302,7 +308,7 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
   }
   const finishes: LedgerWrite[] = [];
   if (resumed.settled.length > 0) {
-    finishes.push(await ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, resumed.settled.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs, output: r.stdout })), ctx.worker));
+    finishes.push(await ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, resumed.settled.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs, output: r.stdout })), ctx.worker, ctx.guard));
   }
   let resumedHere = resumedSubjects.get(ctx);
   if (!resumedHere) resumedSubjects.set(ctx, (resumedHere = new Set()));
@@ -317,7 +323,7 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
         results.set(r.host, r);
         emitFinished(ctx, step.id, r);
       }
-      finishes.push(await ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, settled.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs, output: r.stdout })), ctx.worker));
+      finishes.push(await ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, settled.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs, output: r.stdout })), ctx.worker, ctx.guard));
       fresh = fresh.filter((h) => !passed.includes(h));
     }
   }
@@ -329,7 +335,7 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
   const claimedHere = new Set(fresh);
   const argv = actionArgv(step.action);
   const record = (batch: readonly HostResult[]): Promise<[PromiseSettledResult<LedgerWrite>, PromiseSettledResult<WrittenAudit>]> => {
-    const finished = ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, batch.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs, ...(claimedHere.has(r.host) ? { startedAt: claimedAt } : {}), ...(ctx.plan.resumable === true ? { output: r.stdout.slice(0, LEDGER_OUTPUT_CHARS) } : {}) })), ctx.worker);
+    const finished = ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, batch.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs, ...(claimedHere.has(r.host) ? { startedAt: claimedAt } : {}), ...(ctx.plan.resumable === true ? { output: r.stdout.slice(0, LEDGER_OUTPUT_CHARS) } : {}) })), ctx.worker, ctx.guard);
     const audited = ctx.audit.appendMany(batch.map((r) => ({
     kind: 'execution' as const,
     jobId: ctx.jobId,

@@ -16,6 +16,7 @@ import type { Plan, PlanStep } from '../tools/types.js';
 import type { HostOutcome, StepReport } from './records.js';
 import type { BatchCounts } from './runner.js';
 import type { Keys } from './keys.js';
+import { guardedHset, type RunGuard } from './run-guard.js';
 import { sleep } from './sleep.js';
 
 /** The shard of hosts without a site. */
@@ -150,6 +151,11 @@ export function shardRunField(site: string): string {
   return `run:${site}`;
 }
 
+/** The guard of delivery `run` of `site`'s shard (queues/run-guard.ts): its board's `run:<site>`. */
+export function shardGuard(keys: Keys, jobId: string, site: string, run: string): RunGuard {
+  return { key: shardBoardKey(keys, jobId), field: shardRunField(site), value: run };
+}
+
 /** The board field holding `site`'s shard outcome. */
 export function shardResultField(site: string): string {
   return `result:${site}`;
@@ -256,9 +262,12 @@ export class ShardBoard {
     await this.redis.hset(this.key(jobId), `notes:${site}`, JSON.stringify(checked));
   }
 
-  /** A shard's outcome, also kept here: a redelivery that stood by for a live owner returns it. */
-  async saveResult(jobId: string, site: string, outcome: ShardOutcome): Promise<void> {
-    await this.redis.hset(this.key(jobId), shardResultField(site), JSON.stringify(outcome));
+  /**
+   * A shard's outcome, also kept here: a redelivery that stood by for a live owner returns it.
+   * Written only by the delivery that holds the shard (run token `run`): false otherwise.
+   */
+  async saveResult(jobId: string, site: string, outcome: ShardOutcome, run: string): Promise<boolean> {
+    return guardedHset(this.redis, this.keys, this.key(jobId), shardGuard(this.keys, jobId, site, run), [shardResultField(site), JSON.stringify(outcome)]);
   }
 
   async result(jobId: string, site: string): Promise<ShardOutcome | undefined> {

@@ -22,7 +22,8 @@ import { bindPlan, boundPlanHash, describeChanges } from './plan-binding.js';
 import type { HostOutcome, JobDoc, JobRecord, JobResult, QueuedJob } from './records.js';
 import { runPlan, type RunContext } from './runner.js';
 import { endJob, type FinalState } from './endings.js';
-import { confirmStep, DeliveryClaim, type Delivery } from './claims.js';
+import { confirmStep, DeliveryClaim, guardOf, type Delivery } from './claims.js';
+import { DeliverySuperseded, type RunGuard } from './run-guard.js';
 import { auditMissingDecisions } from './decisions.js';
 import { lockOwner } from './host-locks.js';
 import { windowDecision } from './maintenance.js';
@@ -411,9 +412,12 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
     } else {
       await ctx.store.update(record.id, { worker: workerId, attempt, run });
     }
-    publisher.emit({ type: 'state', state: 'running' });
     // Before each step touches a host, its claim must be durable (queues/claims.ts).
     const delivery: Delivery = { jobId: record.id, run, attempt, worker: workerId, startedAt, locked: () => lockedHosts };
+    // From here on its progress is written only while this delivery holds the job.
+    const guard = guardOf(ctx.keys, delivery);
+    publisher.guardWith(guard);
+    publisher.emit({ type: 'state', state: 'running' });
     const confirm = (step: string, hosts: readonly string[]): Promise<string | undefined> => claim.confirm(delivery, step, hosts);
 
     let result: JobResult;
@@ -421,7 +425,7 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
       const data = ctx.redactor.scrubDeep(tool.answer(record.input as never, planCtx));
       result = { hosts: [], steps: [], folded: [], data };
     } else {
-      const outcome = await runPlan({ ...runContextFor(ctx, { jobId: record.id, attempt, worker: workerId, record, plan, inventory, planContext: planCtx, publisher, halt, checkpoints }), confirmClaim: confirm });
+      const outcome = await runPlan({ ...runContextFor(ctx, { jobId: record.id, attempt, worker: workerId, record, plan, inventory, planContext: planCtx, publisher, halt, checkpoints, guard }), confirmClaim: confirm });
       for (const h of outcome.hosts) m.hostResults.inc({ status: h.status });
       const { hosts } = outcome;
       let data: unknown;
@@ -472,6 +476,16 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
     if (t.ended) m.jobDuration.observe({ tool: record.tool }, (Date.now() - Date.parse(startedAt)) / 1000);
     return { state: t.ended ? state : (t.current ?? 'failed') };
   } catch (err) {
+    if (err instanceof DeliverySuperseded) {
+      // A zombie: this delivery was replaced (judged gone while paused, or its stalled BullMQ
+      // job re-delivered) and a write of its run was refused. Stop here: the other delivery
+      // runs and ends the job, and holds its locks.
+      claim.superseded = true;
+      stop('unconfirmed', err.message);
+      await publisher.drain();
+      ctx.logger.warn({ jobId: record.id, why: err.message }, 'this delivery was replaced by another; stopped, leaving the job to it');
+      return { state: (await ctx.store.state(record.id)) ?? 'failed' };
+    }
     ctx.logger.error({ jobId: record.id, err: errorMessage(err) }, 'job failed unexpectedly');
     await publisher.drain();
     const current = await ctx.store.state(record.id);
@@ -510,7 +524,7 @@ function foldText(h: HostOutcome): string {
 /** The runner's context for one job, or one site's shard of it, on this worker. */
 function runContextFor(
   ctx: QueueContext,
-  o: { jobId: string; attempt: number; worker: string; record: JobRecord; plan: Plan; inventory: Inventory; planContext: PlanContext; publisher: ThrottledPublisher; halt: JobStop; checkpoints?: Promise<unknown>[] },
+  o: { jobId: string; attempt: number; worker: string; record: JobRecord; plan: Plan; inventory: Inventory; planContext: PlanContext; publisher: ThrottledPublisher; halt: JobStop; checkpoints?: Promise<unknown>[]; guard: RunGuard },
 ): RunContext {
   return {
     jobId: o.jobId,
@@ -523,6 +537,7 @@ function runContextFor(
     targetFor: (host) => ctx.targetFor(o.inventory, host),
     executor: ctx.executor,
     ledger: ctx.ledger,
+    guard: o.guard,
     audit: ctx.audit,
     publisher: o.publisher,
     signal: o.halt.signal,
@@ -806,10 +821,13 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
     }
     // Before each step touches a host, the shard's claim must be durable (queues/claims.ts).
     const delivery: Delivery = { jobId: doc.id, run, attempt: ledgerAttempt, worker: here.id, startedAt, locked: () => lockedHosts, shard: { site: doc.site } };
+    // From here on the shard's progress is written only while this delivery holds it.
+    const guard = guardOf(ctx.keys, delivery);
+    publisher.guardWith(guard);
     const confirm = (step: string, hosts: readonly string[]): Promise<string | undefined> => claim.confirm(delivery, step, hosts);
     const inventory = await ctx.inventory.current();
     const outcome = await runPlan({
-      ...runContextFor(ctx, { jobId: doc.id, attempt, worker: here.id, record, plan, inventory, planContext: ctx.planContext(inventory), publisher, halt, checkpoints }),
+      ...runContextFor(ctx, { jobId: doc.id, attempt, worker: here.id, record, plan, inventory, planContext: ctx.planContext(inventory), publisher, halt, checkpoints, guard }),
       confirmClaim: confirm,
       barrier: async (index, counts) => {
         try {
@@ -827,10 +845,17 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
       ctx.logger.warn({ jobId: doc.id, site: doc.site, why: halt.detail }, 'shard claim lost in a Redis failover; left to the delivery that holds it');
       return result;
     }
-    await here.board.saveResult(doc.id, doc.site, result).catch(() => undefined);
+    await here.board.saveResult(doc.id, doc.site, result, run).catch(() => undefined);
     await keepShardResult(ctx, doc, run, result);
     return result;
   } catch (err) {
+    if (err instanceof DeliverySuperseded) {
+      // Replaced by another delivery of the shard (a write of its run was refused): that one's
+      // outcome is the shard's; this one neither halts the others nor reports anything.
+      claim.superseded = true;
+      ctx.logger.warn({ jobId: doc.id, site: doc.site, why: err.message }, 'this shard delivery was replaced by another; stopped, leaving the shard to it');
+      return notStarted(doc, here.id, 'not started: another delivery runs this shard', 'skipped');
+    }
     // Unexpected: what this shard did is in the ledger; the parent reports its hosts unknown.
     ctx.logger.error({ jobId: doc.id, site: doc.site, err: errorMessage(err) }, 'shard failed unexpectedly');
     await here.board.halt(doc.id, `${label}: internal error: ${errorMessage(err)}`).catch(() => undefined);
