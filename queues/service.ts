@@ -179,8 +179,11 @@ export class JobService {
     const jobId = doc.id;
     let confirmedAs: JobState | undefined;
     try {
-      // The request's audit record and the `queued` event are independent: written together,
-      // both before the BullMQ job exists (one wait for Redis, not two).
+      // The request's audit record, the `queued` event and the BullMQ job are independent:
+      // sent together, in that order on one connection (one wait for Redis, not two). The job
+      // is added without waiting for the other two's answers: no worker starts it before it is
+      // confirmed (below, submission.ts `settled`), and it is confirmed only once all three are
+      // written; a failed one ends the record "never queued" and removes the job (catch below).
       const audited = this.ctx.audit.append({
         kind: 'request',
         jobId,
@@ -196,12 +199,9 @@ export class JobService {
         via: request.replyTo.kind === 'slack' ? request.replyTo : undefined,
         ...jobAuditFacts(doc),
       });
-      // Before the BullMQ job exists, so a fast worker's `running` always comes after it.
+      // Before the job is confirmed, so a fast worker's `running` always comes after it.
       const announced = this.ctx.events.publish(jobId, { type: 'state', state: initial, reason: needsApproval ? `waiting for ${decision.approvalsRequired} approval(s)` : undefined });
-      const [audit, announce] = await Promise.allSettled([audited, announced]);
-      if (audit.status === 'rejected') throw audit.reason;
-      if (announce.status === 'rejected') throw announce.reason;
-      await this.ctx.queue.add(tool.name, { id: doc.id } satisfies QueuedJob, {
+      const added = this.ctx.queue.add(tool.name, { id: doc.id } satisfies QueuedJob, {
         jobId,
         // Awaiting approval: the job sleeps until the deadline; approval promotes it, and if
         // nobody decides, the worker wakes up at the deadline and marks it expired.
@@ -209,6 +209,11 @@ export class JobService {
         attempts: 1,
         ...bullRetention(this.ctx.settings.retention),
       });
+      // All three settled before a failure is reported: none is left in flight.
+      const [audit, announce, queued] = await Promise.allSettled([audited, announced, added]);
+      if (audit.status === 'rejected') throw audit.reason;
+      if (announce.status === 'rejected') throw announce.reason;
+      if (queued.status === 'rejected') throw queued.reason;
       // Not confirmed before a replica holds it: a failover would lose a job whose id the
       // caller already has (queues/durable.ts). Unconfirmed, it is still ours to end. Checked
       // and WAITed on the durable connection, so a slow WAIT holds up no other request.
