@@ -566,22 +566,30 @@ export class JobService {
    * Returns the record as it is at that moment (final or not).
    */
   async wait(jobId: string, viewer: Identity, timeoutMs: number, onEvent?: (e: StampedEvent) => void, signal?: AbortSignal, after = '0'): Promise<JobRecord> {
-    const loaded = await this.load(jobId, viewer);
-    // Ended a while ago: its ending is out. Ended just now: wait for its final event (below).
-    if (isFinal(loaded.state) && !onEvent && endingSettled(loaded)) return recordFor(loaded, accessOf(viewer, loaded, this.auth));
-    const from = checkEventId(after);
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), timeoutMs);
     const onOuterAbort = (): void => controller.abort();
     signal?.addEventListener('abort', onOuterAbort, { once: true });
+    // A waiter without an event handler registers for the job's ending before it reads the
+    // record: an ending written after that read still wakes it, so the read is also the first
+    // look for the ending (one read of the job fewer than registering after it).
+    const woken = onEvent ? undefined : await this.ctx.hub.nextEnd(jobId, controller.signal);
     try {
-      if (!onEvent) {
+      const loaded = await this.load(jobId, viewer);
+      // Ended a while ago: its ending is out. Ended just now: wait for its final event (below).
+      if (isFinal(loaded.state) && !onEvent && endingSettled(loaded)) return recordFor(loaded, accessOf(viewer, loaded, this.auth));
+      const from = checkEventId(after);
+      if (woken) {
+        // Not final when read: its ending comes later and wakes us (registered before the read).
+        // Final, its event perhaps written before we registered: untilFinal looks at once.
+        if (!isFinal(loaded.state)) await woken.promise;
         const ended = await this.untilFinal(jobId, controller.signal);
         if (ended) return recordFor(ended, accessOf(viewer, ended, this.auth));
-      } else {
+      } else if (onEvent) {
         for await (const e of this.followLoaded(loaded, viewer, { signal: controller.signal, after: from })) onEvent(e);
       }
     } finally {
+      woken?.cancel();
       clearTimeout(timer);
       signal?.removeEventListener('abort', onOuterAbort);
     }
