@@ -204,11 +204,18 @@ async function afterEnd(ctx: EndingContext, record: JobDoc, state: FinalState, r
   metrics().jobsFinished.inc({ tool: record.tool, state });
   const retention = ctx.settings.retention;
   await step('applying retention', async () => {
-    await ctx.store.expireFinished(record.id, state === 'succeeded' ? retention.completedAgeS : retention.failedAgeS);
-    // Bound history by count as well as age, like BullMQ's own retention: Redis memory stays
-    // flat however many jobs run.
-    await ctx.store.trim(Math.max(retention.completedCount + retention.failedCount, 1), (s) => isFinal(s as JobState));
-    await keepWithinBytes(ctx, record.id, retention.maxBytes ?? DEFAULT_RETENTION_MAX_BYTES);
+    // The job's expiry, the sweep by count and age (its reads) and the count of the job's bytes
+    // are independent: sent together, one wait for Redis at the end of every job, not three.
+    // What they find to delete (rare) follows; the byte budget's prune comes last, after the
+    // sweep's deletions (it reads the total it prunes against itself).
+    const [, , counted] = await Promise.all([
+      ctx.store.expireFinished(record.id, state === 'succeeded' ? retention.completedAgeS : retention.failedAgeS),
+      // Bound history by count as well as age, like BullMQ's own retention: Redis memory stays
+      // flat however many jobs run.
+      ctx.store.trim(Math.max(retention.completedCount + retention.failedCount, 1), (s) => isFinal(s as JobState)),
+      accountFinished(ctx.redis, ctx.keys, record.id),
+    ]);
+    await keepWithinBytes(ctx, record.id, counted.total, retention.maxBytes ?? DEFAULT_RETENTION_MAX_BYTES);
   });
   return outcome;
 }
@@ -227,12 +234,12 @@ function finalEvent(state: FinalState, reason: string): JobEvent {
 }
 
 /**
- * Count this job's bytes, then prune the oldest finished jobs beyond jobs.retention.max_bytes
- * (queues/retention.ts): each pruned job gets an audit entry, so its history says where it went.
+ * With this job's bytes counted (`total`: all finished jobs' bytes then), prune the oldest
+ * finished jobs beyond jobs.retention.max_bytes (queues/retention.ts): each pruned job gets an
+ * audit entry, so its history says where it went.
  */
-async function keepWithinBytes(ctx: EndingContext, jobId: string, maxBytes: number): Promise<void> {
+async function keepWithinBytes(ctx: EndingContext, jobId: string, total: number, maxBytes: number): Promise<void> {
   const m = metrics();
-  const { total } = await accountFinished(ctx.redis, ctx.keys, jobId);
   m.retainedBytes.set(total);
   if (total <= maxBytes) return;
   const { pruned, total: left } = await pruneToBudget(ctx.redis, ctx.keys, maxBytes, jobId);
