@@ -8,7 +8,7 @@
 // Each process measures one cold fan-out (no open connection) and then `warmRuns` warm ones
 // over the connections the first one left open. Usage (prints one JSON line):
 //   node dist/bench/castellan-client.js '<CastellanSpec as JSON>'
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -119,12 +119,27 @@ async function warmRuns(spec: CastellanSpec, once: () => Promise<{ durations: nu
     await session.post('Profiler.setSamplingInterval', { interval: 250 }); // µs: a fan-out is ~150 ms
     await session.post('Profiler.start');
   }
+  // CASTELLAN_BENCH_WARM_HEAP=<dir>: a sampling heap profile of the same fan-outs, every sampled
+  // allocation counted (collected ones too): where the garbage the GC pays for comes from.
+  const heapDir = process.env.CASTELLAN_BENCH_WARM_HEAP;
+  const heap = heapDir ? new (await import('node:inspector/promises')).Session() : undefined;
+  if (heap) {
+    heap.connect();
+    await heap.post('HeapProfiler.enable');
+    await heap.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  }
   const warm: FanoutSample[] = [];
   for (let i = 0; i < (spec.warmRuns ?? 1); i++) warm.push(await timed(once));
   if (session && dir) {
     const { profile } = await session.post('Profiler.stop');
     await writeFile(path.join(dir, `warm-${spec.shape}-${process.pid}.cpuprofile`), JSON.stringify(profile));
     session.disconnect();
+  }
+  if (heap && heapDir) {
+    const { profile } = await heap.post('HeapProfiler.stopSampling');
+    await mkdir(heapDir, { recursive: true });
+    await writeFile(path.join(heapDir, `warm-${spec.shape}-${process.pid}.heapprofile`), JSON.stringify(profile));
+    heap.disconnect();
   }
   return warm;
 }
