@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalJson } from '../../config/canonical-json.js';
+import { canonicalJson, sortedKeys } from '../../config/canonical-json.js';
 
 /** The implementation every stored hash was made with, kept verbatim as the reference. */
 function reference(value: unknown): string {
@@ -63,6 +63,23 @@ describe('canonicalJson', () => {
     const text = canonicalJson(value);
     expect(text).toBe('{"binding":{"files":{},"hosts":{"node001":{"address":"127.1.0.1","hostKeys":["SHA256:x"],"keyFile":null,"port":22,"user":"castellan"}}},"plan":{"budget":0,"hosts":["node002","node001"],"ratio":0,"steps":[{"argv":["true"],"id":"ping","note":"é \\"q\\" \\\\ \\n"}],"tool":"ping"}}');
     expect(createHash('sha256').update(text).digest('hex')).toBe(createHash('sha256').update(reference(value)).digest('hex'));
+  });
+
+  it('sortedKeys gives the default sort of the own keys, small objects (insertion) and big ones alike', () => {
+    const key = fc.oneof(fc.string({ unit: 'binary', maxLength: 6 }), fc.constantFrom('a', 'B', 'b', 'é', '😀', '\uffff', '\ud800', '10', '9', '0', '-1'));
+    fc.assert(
+      fc.property(fc.uniqueArray(key, { maxLength: 40 }), (keys) => {
+        const value: Record<string, number> = {};
+        keys.forEach((k, i) => (value[k] = i));
+        expect(sortedKeys(value)).toEqual(Object.keys(value).sort());
+      }),
+      { numRuns: 3000 },
+    );
+    // Both sides of the insertion-sort limit, with integer-like keys (which own-key order puts first).
+    for (const n of [0, 1, 2, 15, 16, 17, 100]) {
+      const value = Object.fromEntries(Array.from({ length: n }, (_, i) => [i % 3 === 0 ? String(n - i) : `k${(i * 7919) % 101}`, i]));
+      expect(sortedKeys(value)).toEqual(Object.keys(value).sort());
+    }
   });
 
   it('orders keys by UTF-16 code units, as the reference did', () => {
