@@ -70,6 +70,36 @@ export async function checkHosts(ctx: QueueContext, record: JobDoc, entries: rea
   return { unknown: [...new Set(sorted.map((e) => e.host))], notes };
 }
 
+/**
+ * Before a new delivery takes over the host locks an earlier delivery of the same job left
+ * (its worker gone: queues/worker.ts), whatever that delivery may still have running on
+ * `hosts` is found and stopped: its unfinished ledger entries (and, when no Redis replica
+ * confirms the ledger, the exec steps with no finished entry) are looked for on the nodes.
+ * `unchecked`: hosts an exec run could not be looked for on (unreachable): taking their locks
+ * is not safe yet. `notes`: what was found, for the log and the job's events.
+ */
+export async function reconcileDelivery(ctx: QueueContext, record: JobDoc, worker: string, hosts: readonly string[]): Promise<{ unchecked: string[]; notes: string[] }> {
+  const mine = new Set(hosts);
+  const entries = await ctx.ledger.entries(record.id);
+  const claimed = entries.filter((e) => e.finishedAt === undefined && e.worker === worker && mine.has(e.host));
+  const finished = new Set(entries.filter((e) => e.finishedAt !== undefined).map((e) => `${e.step}|${e.host}`));
+  const unledgered = ctx.durable.enabled
+    ? []
+    : execSteps(record.plan)
+        .flatMap((step) => step.hosts.filter((h) => mine.has(h) && !finished.has(`${step.id}|${h}`)).map((host) => ({ step: step.id, host })))
+        .filter((c) => !claimed.some((e) => e.step === c.step && e.host === c.host))
+        .slice(0, UNLEDGERED_CHECKS);
+  const looked = [...claimed.map((e) => ({ step: e.step, host: e.host, claimed: true })), ...unledgered.map((c) => ({ ...c, claimed: false }))];
+  if (looked.length === 0) return { unchecked: [], notes: [] };
+  const inventory = await ctx.inventory.current();
+  const checks = await Promise.all(looked.map(async (c) => ({ ...c, exec: findStep(record.plan, c.step)?.action.kind === 'exec', check: await checkRun(ctx, record, inventory, c) })));
+  // Only an exec step leaves a run on the node; a gate or a transfer ended with its worker.
+  const unchecked = [...new Set(checks.filter((c) => c.exec && c.check.state === 'unknown').map((c) => c.host))];
+  // Every claimed entry is said; of the unledgered looks, only a run found (or not looked for).
+  const notes = checks.filter((c) => c.exec && (c.claimed || c.check.state !== 'ended')).map((c) => `${c.step} on ${c.check.note}`);
+  return { unchecked, notes };
+}
+
 /** Exec steps × hosts looked for on the nodes when the ledger cannot be trusted; more are not checked. */
 const UNLEDGERED_CHECKS = 32;
 

@@ -25,14 +25,14 @@ import { endJob, type FinalState } from './endings.js';
 import { confirmStep, DeliveryClaim, guardOf, type Delivery } from './claims.js';
 import { DeliverySuperseded, type RunGuard } from './run-guard.js';
 import { auditMissingDecisions } from './decisions.js';
-import { lockOwner } from './host-locks.js';
+import { lockOwner, ownerWorker, runToken } from './host-locks.js';
 import { windowDecision } from './maintenance.js';
 import { isUnconfirmed, settled } from './submission.js';
 import { finalizeOrphan, inPlanOrder, onGivenUp } from './hand-back.js';
 import { isRedisUnavailable } from './connections.js';
 import { isFinal, type JobState } from './states.js';
 import { Heartbeat, registryTiming, WorkerRegistry } from './heartbeat.js';
-import { reconcileLoop, reconcileOrphan, reconcileShardHosts } from './orphans.js';
+import { reconcileDelivery, reconcileLoop, reconcileOrphan, reconcileShardHosts } from './orphans.js';
 import {
   mergeOutcomes,
   mergeQueueName,
@@ -303,6 +303,33 @@ async function redelivered(ctx: QueueContext, here: Here, record: JobRecord): Pr
   return { state };
 }
 
+/**
+ * A host lock held by another delivery of this same job, one the record does not name as the
+ * delivery this one replaces: it took the locks before its run token reached the record (locks
+ * come first) and its worker died, or a failover lost its `running` but not its locks. Nobody
+ * renews them, but they lived on for their TTL (60 s) while this delivery waited for its own
+ * job. Taken over once that delivery's worker is gone (its run token names it: runToken) and
+ * what it may have left running on the hosts is found and stopped (reconcileDelivery); never
+ * while its worker may be alive, nor while a host it may have a run on cannot be looked at.
+ */
+async function takeOverSibling(ctx: QueueContext, here: Here, record: JobDoc, sibling: string, hosts: readonly string[], publisher: ThrottledPublisher): Promise<boolean> {
+  const worker = ownerWorker(sibling);
+  // An older version's token: nothing says whose it is; its TTL is waited out.
+  if (worker === undefined) return false;
+  // This worker runs one delivery of a job at a time (processJob): an earlier one here is over.
+  if (worker !== here.id) {
+    if (!(await here.registry.isGone(worker))) return false;
+    const left = await reconcileDelivery(ctx, record, worker, hosts);
+    if (left.unchecked.length > 0) {
+      ctx.logger.warn({ jobId: record.id, sibling, unchecked: left.unchecked }, "an earlier delivery of this job left host locks, but what it may still run could not be checked on every host; waiting for its locks to expire");
+      return false;
+    }
+    if (left.notes.length > 0) publisher.emit({ type: 'gate', step: 'locks', subject: 'host locks', text: `an earlier delivery's runs checked: ${left.notes.join('; ')}` });
+  }
+  ctx.logger.info({ jobId: record.id, sibling, worker }, 'taking over the host locks an earlier delivery of this job left (its worker is gone)');
+  return true;
+}
+
 async function mergeQueueJobExists(ctx: QueueContext, jobId: string): Promise<boolean> {
   const { Queue } = await import('bullmq');
   const merge = new Queue(mergeQueueName(ctx.queueName), { connection: ctx.redis, prefix: `${ctx.keys.prefix}:bull` });
@@ -326,7 +353,7 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
   let lockedHosts: readonly string[] = [];
   let renew: NodeJS.Timeout | undefined;
   // This delivery's run token, and its claim (steps confirmed; whether another delivery took over).
-  const run = randomBytes(6).toString('hex');
+  const run = runToken(workerId);
   const owner = lockOwner(record.id, run);
   const claim = new DeliveryClaim(ctx, halt, { onLockWait: (host, holder) => publisher.emit({ type: 'lock_wait', host, holder }), log: { jobId: record.id } });
   // Steps' checkpoints under way (queues/claims.ts confirmStep): awaited before BullMQ hears back.
@@ -381,9 +408,16 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
       // delivery it replaces, judged gone: that one can no longer release them, and must not
       // release ours if it runs again.
       const previous = isRetry ? await ctx.redis.hget(ctx.keys.job(record.id), 'run') : null;
-      const got = await ctx.locks.acquire(owner, plan.hosts, halt.signal, (host, holder) => {
-        publisher.emit({ type: 'lock_wait', host, holder });
-      }, previous ? lockOwner(record.id, previous) : '');
+      const got = await ctx.locks.acquire(
+        owner,
+        plan.hosts,
+        halt.signal,
+        (host, holder) => {
+          publisher.emit({ type: 'lock_wait', host, holder });
+        },
+        previous ? lockOwner(record.id, previous) : '',
+        (sibling) => takeOverSibling(ctx, here, record, sibling, plan.hosts, publisher),
+      );
       if (!got) return await finishStopped(ctx, record, halt.reason, halt.detail, isRetry);
       lockedHosts = plan.hosts;
       renew = setInterval(() => {
@@ -722,7 +756,7 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
   const started = await here.board.start(doc.id, doc.site, here.id);
   let attempt = doc.attempt;
   // This delivery's run token (the board's `run:<site>`), confirmed before each step.
-  const run = randomBytes(6).toString('hex');
+  const run = runToken(here.id);
   const owner = lockOwner(doc.id, run);
   // The shard delivery this one replaces (its token is still on the board): its locks are taken over.
   const previousRun = started.first ? null : await ctx.redis.hget(shardBoardKey(ctx.keys, doc.id), shardRunField(doc.site));
@@ -788,7 +822,14 @@ async function runShard(ctx: QueueContext, here: Here, job: Job<ShardDoc>): Prom
   const checkpoints: Promise<unknown>[] = [];
   try {
     if (record.risk !== 'read' && plan.hosts.length > 0) {
-      const got = await ctx.locks.acquire(owner, plan.hosts, halt.signal, (host, holder) => publisher.emit({ type: 'lock_wait', host, holder }), previousRun ? lockOwner(doc.id, previousRun) : '');
+      const got = await ctx.locks.acquire(
+        owner,
+        plan.hosts,
+        halt.signal,
+        (host, holder) => publisher.emit({ type: 'lock_wait', host, holder }),
+        previousRun ? lockOwner(doc.id, previousRun) : '',
+        (sibling) => takeOverSibling(ctx, here, record, sibling, plan.hosts, publisher),
+      );
       if (!got) return notStarted(doc, here.id, `not started: ${halt.detail || 'stopped'}`, abortStatusOf(halt.reason), { reason: halt.reason ?? 'cancel', detail: halt.detail });
       lockedHosts = plan.hosts;
       renew = setInterval(() => {

@@ -72,10 +72,10 @@ describe('site workers', () => {
     const byHost = Object.fromEntries(ledger.map((e) => [e.host, e.worker]));
     expect(byHost).toEqual({ node01: a.id, node02: a.id, node03: b.id, node04: b.id });
     // Each shard's delivery took its shard with a run token of its own (the token its claims
-    // are confirmed with before a step, queues/claims.ts).
+    // are confirmed with before a step, queues/claims.ts), naming the worker that runs it.
     const board = await c.runtime.ctx.redis.hgetall(shardBoardKey(c.runtime.ctx.keys, job.id));
     const tokens = ['rack-a', 'rack-b'].map((site) => board[shardRunField(site)] ?? '');
-    expect(tokens.every((t) => /^[0-9a-f]{12}$/.test(t))).toBe(true);
+    expect(tokens).toEqual([expect.stringMatching(new RegExp(`^[0-9a-f]{12}@${a.id}$`)), expect.stringMatching(new RegExp(`^[0-9a-f]{12}@${b.id}$`))]);
     expect(tokens[0]).not.toBe(tokens[1]);
 
     const events = (await c.runtime.ctx.events.read(job.id)).map((e) => e.event);
