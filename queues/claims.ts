@@ -23,7 +23,8 @@ import { HostLocks, lockOwner } from './host-locks.js';
 import { ExecutionLedger, ledgerField, writeLedger, type LedgerWrite } from './ledger.js';
 import { deliveryGuard, type RunGuard } from './run-guard.js';
 import type { JobStop } from './job-stop.js';
-import { JobStore } from './records.js';
+import { JobStore, type TransitionOutcome } from './records.js';
+import type { FirstClaim, PreClaim } from './runner.js';
 import { shardBoardKey, shardGuard, shardRunField } from './shards.js';
 
 export interface Delivery {
@@ -55,6 +56,28 @@ type Ctx = Pick<QueueContext, 'keys' | 'durable' | 'settings' | 'logger'>;
 /** The guard of every write `d` makes about its run (queues/run-guard.ts). */
 export function guardOf(keys: QueueContext['keys'], d: Pick<Delivery, 'jobId' | 'run' | 'shard'>): RunGuard {
   return d.shard ? shardGuard(keys, d.jobId, d.shard.site, d.run) : deliveryGuard(keys, d.jobId, d.run);
+}
+
+/**
+ * A delivery takes its job: the `running` transition (from `queued`, with the delivery's run
+ * token) and the ledger claim of the plan's first step (`first`), sent together. The claim goes
+ * right behind the transition on the same connection, without waiting for its answer, and is
+ * guarded by the run token the transition writes (queues/run-guard.ts): it claims nothing
+ * unless the transition took effect, so a delivery whose transition is refused (another
+ * delivery holds the job, or it ended) has claimed nothing, as before. One wait for Redis
+ * before the first host is touched instead of two. The claim is handed to runPlan
+ * (`preclaimed`), which finishes it as not run if the job stops before that step.
+ */
+export async function startRun(ctx: Pick<QueueContext, 'keys' | 'store' | 'ledger'>, d: Delivery, fields: Readonly<Record<string, string | number | undefined>>, first: FirstClaim | undefined): Promise<{ transition: TransitionOutcome; preclaimed?: PreClaim | undefined }> {
+  const transition = ctx.store.transition(d.jobId, 'running', { ...fields, run: d.run }, ['queued']);
+  const claim = first ? ctx.ledger.claim(d.jobId, d.attempt, first.step, first.hosts, d.worker, first.claimedAt, guardOf(ctx.keys, d)) : undefined;
+  // Both settled before anything is decided: neither is left in flight.
+  const [started, claimed] = await Promise.allSettled([transition, claim]);
+  if (started.status === 'rejected') throw started.reason;
+  // Refused: the guard refused the claim too (DeliverySuperseded), nothing was claimed.
+  if (!started.value.ok) return { transition: started.value };
+  if (claimed.status === 'rejected') throw claimed.reason;
+  return { transition: started.value, preclaimed: first && claimed.value ? { ...first, claimed: claimed.value } : undefined };
 }
 
 /** Confirm the claim of `step` on `hosts`; repair it on the current primary when it was lost. */

@@ -110,6 +110,13 @@ export interface RunContext {
    */
   readonly confirmClaim?: ((step: string, hosts: readonly string[]) => Promise<string | undefined>) | undefined;
   /**
+   * The first step's ledger claim, already made by the delivery together with the job's
+   * `running` transition (queues/claims.ts startRun): that step takes it instead of claiming
+   * again. Hosts it claimed that no step then ran (the job stopped first) are finished in the
+   * ledger as not run.
+   */
+  readonly preclaimed?: PreClaim | undefined;
+  /**
    * Called after a step's ledger finishes and execution audit records are written: makes them
    * durable (queues/claims.ts confirmStep). Absent when nothing is confirmed (no replica).
    */
@@ -117,6 +124,29 @@ export interface RunContext {
   /** Injectable for tests of gates; defaults to Date.now / an abortable sleep. */
   readonly clock?: { now(): number; sleep(ms: number, signal: AbortSignal): Promise<void> } | undefined;
 }
+
+/** The step runPlan claims first and on which hosts (firstClaimOf), as a delivery claimed it. */
+export interface FirstClaim {
+  readonly step: string;
+  readonly hosts: readonly string[];
+  /** The claim's start time, kept in the ledger entries. */
+  readonly claimedAt: string;
+}
+
+export interface PreClaim extends FirstClaim {
+  /** The hosts the claim got (those already claimed by an earlier delivery are not run). */
+  readonly claimed: readonly string[];
+}
+
+/** The claim runPlan makes first: the first batch's first step, on all its hosts (none: undefined). */
+export function firstClaimOf(plan: Plan, claimedAt = new Date().toISOString()): FirstClaim | undefined {
+  const step = plan.batches[0]?.steps[0];
+  if (step === undefined || step.hosts.length === 0) return undefined;
+  return { step: step.id, hosts: [...step.hosts], claimedAt };
+}
+
+/** Pre-made claims a step has taken (each is taken once; rollback contexts share them). */
+const takenClaims = new WeakSet<PreClaim>();
 
 export interface RunOutcome {
   readonly hosts: HostOutcome[];
@@ -218,6 +248,14 @@ export async function runPlan(ctx: RunContext): Promise<RunOutcome> {
   const planHosts = new Set(plan.hosts);
   const others = [...finalBySubject.keys()].filter((s) => !planHosts.has(s));
   const hosts = [...hostOrder, ...others].map((s) => finalBySubject.get(s)!);
+  // A claim made with the `running` transition that no step took (the job stopped before its
+  // first step): nothing was sent to its hosts; the ledger says so rather than show them mid-step.
+  const pre = ctx.preclaimed;
+  if (pre !== undefined && !takenClaims.has(pre)) {
+    takenClaims.add(pre);
+    const status = ctx.signal.aborted ? ctx.abortStatus() : 'skipped';
+    await ctx.ledger.finishMany(ctx.jobId, ctx.attempt, pre.step, pre.claimed.map((host) => ({ host, status, exitCode: null, durationMs: 0, startedAt: pre.claimedAt })), ctx.worker, ctx.guard);
+  }
   return { hosts, steps };
 }
 
@@ -285,9 +323,13 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
     hosts: eligible,
     ...(rollbackFor !== undefined ? { rollbackFor } : {}),
   });
+  // The first step's claim may have been made with the job's `running` transition: taken once.
+  const pre = ctx.preclaimed;
+  const taken = pre !== undefined && rollbackFor === undefined && !takenClaims.has(pre) && pre.step === step.id && sameHosts(pre.hosts, eligible) ? pre : undefined;
+  if (taken) takenClaims.add(taken);
   // The claim's start time is kept: recording the outcomes then need not read the claims back.
-  const claimedAt = new Date().toISOString();
-  const claimedNow = await ctx.ledger.claim(ctx.jobId, ctx.attempt, step.id, eligible, ctx.worker, claimedAt, ctx.guard);
+  const claimedAt = taken?.claimedAt ?? new Date().toISOString();
+  const claimedNow = taken ? [...taken.claimed] : await ctx.ledger.claim(ctx.jobId, ctx.attempt, step.id, eligible, ctx.worker, claimedAt, ctx.guard);
   const claimedSet = new Set(claimedNow);
   const refused = eligible.filter((h) => !claimedSet.has(h));
   let claimed = claimedNow;
@@ -412,6 +454,10 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
     await ctx.checkpoint(step.id, { key: finishes[0]?.key ?? '', values }, { ids: written.flatMap((w) => w.ids), entries: written.flatMap((w) => w.entries) });
   }
   return { results, observations, unknown: resumed.unknown };
+}
+
+function sameHosts(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((h, i) => h === b[i]);
 }
 
 /** Hosts recorded (ledger finish and audit) per write while a fan-out still runs. */

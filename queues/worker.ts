@@ -20,9 +20,9 @@ import { boundResult } from './output-budget.js';
 import { DEFAULT_LIMITS } from './limits.js';
 import { bindPlan, boundPlanHash, describeChanges } from './plan-binding.js';
 import type { HostOutcome, JobDoc, JobRecord, JobResult, QueuedJob } from './records.js';
-import { runPlan, type RunContext } from './runner.js';
+import { firstClaimOf, runPlan, type PreClaim, type RunContext } from './runner.js';
 import { endJob, type FinalState } from './endings.js';
-import { confirmStep, DeliveryClaim, guardOf, type Delivery } from './claims.js';
+import { confirmStep, DeliveryClaim, guardOf, startRun, type Delivery } from './claims.js';
 import { DeliverySuperseded, type RunGuard } from './run-guard.js';
 import { auditMissingDecisions } from './decisions.js';
 import { lockOwner, ownerWorker, runToken } from './host-locks.js';
@@ -435,19 +435,23 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
 
     const attempt = record.risk === 'read' ? record.attempt + 1 : 0;
     const startedAt = new Date().toISOString();
+    // Before each step touches a host, its claim must be durable (queues/claims.ts).
+    const delivery: Delivery = { jobId: record.id, run, attempt, worker: workerId, startedAt, locked: () => lockedHosts };
+    let preclaimed: PreClaim | undefined;
     if (!isRetry) {
-      const t = await ctx.store.transition(record.id, 'running', { startedAt, worker: workerId, attempt, run }, ['queued']);
+      // `running` and the first step's claim in one wait for Redis (queues/claims.ts startRun).
+      const started = await startRun(ctx, delivery, { startedAt, worker: workerId, attempt }, tool.answer ? undefined : firstClaimOf(plan));
+      const t = started.transition;
       if (!t.ok) {
         // Another delivery took the job meanwhile: the host locks (the job's) are its own now.
         if (t.current === 'running') claim.superseded = true;
         return { state: t.current ?? 'failed' };
       }
+      preclaimed = started.preclaimed;
       if (record.queuedAt) m.queueWait.observe((Date.now() - Date.parse(record.queuedAt)) / 1000);
     } else {
       await ctx.store.update(record.id, { worker: workerId, attempt, run });
     }
-    // Before each step touches a host, its claim must be durable (queues/claims.ts).
-    const delivery: Delivery = { jobId: record.id, run, attempt, worker: workerId, startedAt, locked: () => lockedHosts };
     // From here on its progress is written only while this delivery holds the job.
     const guard = guardOf(ctx.keys, delivery);
     publisher.guardWith(guard);
@@ -459,7 +463,7 @@ async function execute(ctx: QueueContext, here: Here, record: JobRecord, isRetry
       const data = ctx.redactor.scrubDeep(tool.answer(record.input as never, planCtx));
       result = { hosts: [], steps: [], folded: [], data };
     } else {
-      const outcome = await runPlan({ ...runContextFor(ctx, { jobId: record.id, attempt, worker: workerId, record, plan, inventory, planContext: planCtx, publisher, halt, checkpoints, guard }), confirmClaim: confirm });
+      const outcome = await runPlan({ ...runContextFor(ctx, { jobId: record.id, attempt, worker: workerId, record, plan, inventory, planContext: planCtx, publisher, halt, checkpoints, guard }), confirmClaim: confirm, preclaimed });
       for (const h of outcome.hosts) m.hostResults.inc({ status: h.status });
       const { hosts } = outcome;
       let data: unknown;

@@ -18,6 +18,7 @@ import type { Plan } from '../../tools/types.js';
 import { useCastellan } from '../support/castellan.js';
 import { JobStop } from '../../queues/job-stop.js';
 import { planJobId, runPlanOn } from '../support/run-plan.js';
+import { firstClaimOf } from '../../queues/runner.js';
 
 const c = useCastellan({ nodes: 3, worker: false });
 // The lab's login user writes these, so they live in /tmp rather than the test's private dir.
@@ -74,6 +75,35 @@ function midChangePlan(rollbacks: string, undoFirst: string[] = []): Plan {
 }
 
 describe('plan model on real nodes', () => {
+  it("a first step claimed with the job's running transition runs on that claim; stopped before it, its hosts are finished as not run", async () => {
+    const { ledger } = c.runtime.ctx;
+    const file = scratch('preclaimed');
+    const plan: Plan = { tool: 'test_preclaimed', hosts: ['node01', 'node02'], failureBudget: 0, batches: [{ steps: [mark('first', ['node01', 'node02'], file)] }] };
+    const first = firstClaimOf(plan, '2026-01-02T03:04:05.000Z');
+    expect(first).toEqual({ step: 'first', hosts: ['node01', 'node02'], claimedAt: '2026-01-02T03:04:05.000Z' });
+    // Claimed beforehand (node02 only, as if node01 had been claimed by an earlier delivery):
+    // the step runs where the claim was got and claims nothing again.
+    const jobId = planJobId();
+    expect(await ledger.claim(jobId, 0, 'first', ['node02'], 'test', first!.claimedAt)).toEqual(['node02']);
+    const { outcome } = await runPlanOn(c, plan, jobId, new JobStop(), { ...first!, claimed: ['node02'] });
+    expect(await marked(file)).toEqual(['node02']);
+    expect(outcome.steps[0]?.results.map((r) => [r.host, r.status])).toEqual([['node01', 'skipped'], ['node02', 'ok']]);
+    const entries = await ledger.entries(jobId);
+    expect(entries).toEqual([expect.objectContaining({ host: 'node02', step: 'first', startedAt: first!.claimedAt, status: 'ok', finishedAt: expect.any(String) })]);
+
+    // Stopped between the claim and the step: nothing is sent, and the ledger shows the claimed
+    // hosts finished (cancelled), not mid-step.
+    const stoppedId = planJobId();
+    expect(await ledger.claim(stoppedId, 0, 'first', ['node01', 'node02'], 'test', first!.claimedAt)).toEqual(['node01', 'node02']);
+    const halt = new JobStop();
+    halt.stop('cancel', 'cancelled by tester');
+    const stopped = await runPlanOn(c, plan, stoppedId, halt, { ...first!, claimed: ['node01', 'node02'] });
+    expect(stopped.outcome.steps[0]?.results.map((r) => r.status)).toEqual(['cancelled', 'cancelled']);
+    expect(await marked(file)).toEqual(['node02']);
+    expect(await ledger.unfinished(stoppedId)).toEqual([]);
+    expect((await ledger.entries(stoppedId)).map((e) => [e.host, e.status]).sort()).toEqual([['node01', 'cancelled'], ['node02', 'cancelled']]);
+  });
+
   it('a drain that fails skips only its own subject\'s reboot', async () => {
     const file = scratch('reboots');
     // kubectl-like steps run on node01 about node02 and node03; the reboot runs on them.

@@ -8,6 +8,7 @@ import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { JobEvents, ThrottledPublisher } from '../../queues/events.js';
 import { keys } from '../../queues/keys.js';
+import { startRun } from '../../queues/claims.js';
 import { ExecutionLedger, ledgerField, writeLedger } from '../../queues/ledger.js';
 import { Redactor } from '../../queues/redact.js';
 import { JobStore } from '../../queues/records.js';
@@ -73,6 +74,31 @@ describe('a delivery replaced by another', () => {
 
     // Without a guard (tools and tests that run a plan outside a delivery) nothing changes.
     expect(await ledger.claim(jobId, 0, 'free', ['node03'], 'test')).toEqual(['node03']);
+  });
+
+  it("takes the job and claims its first step in one wait for Redis, and claims nothing when its running transition is refused", async () => {
+    const redis = client();
+    const ctx = { keys: k, store: new JobStore(redis, k), ledger: new ExecutionLedger(redis, k) };
+    const jobId = 'jzombie3';
+    await ctx.store.update(jobId, { state: 'queued' });
+    const first = { step: 'ping', hosts: ['node01', 'node02'], claimedAt: '2026-01-02T03:04:05.000Z' };
+    const delivery = (run: string, worker: string) => ({ jobId, run, attempt: 1, worker, startedAt: first.claimedAt, locked: () => [] });
+    const a = await startRun(ctx, delivery('aaaa', 'worker-a'), { worker: 'worker-a' }, first);
+    expect(a.transition).toEqual({ ok: true, from: 'queued' });
+    expect(a.preclaimed).toEqual({ ...first, claimed: ['node01', 'node02'] });
+    expect(await redis.hmget(k.job(jobId), 'state', 'run')).toEqual(['running', 'aaaa']);
+    expect(JSON.parse((await redis.hget(k.ledger(jobId), ledgerField(1, 'ping', 'node01'))) ?? '{}')).toMatchObject({ worker: 'worker-a', startedAt: first.claimedAt });
+
+    // A second delivery of the job (a stalled-job re-delivery): its transition is refused, and
+    // the claim sent right behind it, guarded by the token it would have written, claims nothing.
+    const b = await startRun(ctx, delivery('bbbb', 'worker-b'), { worker: 'worker-b' }, { ...first, step: 'other' });
+    expect(b).toEqual({ transition: { ok: false, current: 'running' } });
+    expect(await redis.hexists(k.ledger(jobId), ledgerField(1, 'other', 'node01'))).toBe(0);
+    expect(await redis.hmget(k.job(jobId), 'state', 'run')).toEqual(['running', 'aaaa']);
+    // An ended job is not taken either.
+    await ctx.store.update(jobId, { state: 'cancelled' });
+    expect(await startRun(ctx, delivery('cccc', 'worker-c'), { worker: 'worker-c' }, { ...first, step: 'third' })).toEqual({ transition: { ok: false, current: 'cancelled' } });
+    expect(await redis.hlen(k.ledger(jobId))).toBe(2);
   });
 
   it("a shard's result and ledger writes are guarded by its board's run token", async () => {

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { ThrottledPublisher, type JobEvent } from '../../queues/events.js';
 import { abortStatusOf, JobStop } from '../../queues/job-stop.js';
-import { runPlan, type RunOutcome } from '../../queues/runner.js';
+import { runPlan, type PreClaim, type RunOutcome } from '../../queues/runner.js';
 import type { Plan, PlanContext } from '../../tools/types.js';
 import type { CastellanHandle } from './castellan.js';
 
@@ -13,8 +13,12 @@ export function planJobId(): string {
   return `jplan${randomBytes(5).toString('hex')}`;
 }
 
-/** `halt`: the job's stop, as the worker has it (cancel or deadline it to see what a stopped job does). */
-export async function runPlanOn(c: CastellanHandle, plan: Plan, jobId = planJobId(), halt = new JobStop()): Promise<{ outcome: RunOutcome; events: JobEvent[]; jobId: string }> {
+/**
+ * `halt`: the job's stop, as the worker has it (cancel or deadline it to see what a stopped job
+ * does). `preclaimed`: the first step's claim, made beforehand as a delivery makes it with its
+ * `running` transition (queues/claims.ts startRun).
+ */
+export async function runPlanOn(c: CastellanHandle, plan: Plan, jobId = planJobId(), halt = new JobStop(), preclaimed?: PreClaim): Promise<{ outcome: RunOutcome; events: JobEvent[]; jobId: string }> {
   const { ctx } = c.runtime;
   const publisher = new ThrottledPublisher(ctx.events, jobId);
   const inventory = await ctx.inventory.current();
@@ -36,6 +40,7 @@ export async function runPlanOn(c: CastellanHandle, plan: Plan, jobId = planJobI
     rollbackSignal: () => halt.rollbackSignal(),
     tools: ctx.tools,
     planContext: ctx.planContext(inventory),
+    preclaimed,
   });
   await publisher.drain();
   return { outcome, events: (await ctx.events.read(jobId)).map((e) => e.event), jobId };
