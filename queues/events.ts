@@ -27,6 +27,8 @@ export type JobEvent =
       readonly exitCode: number | null;
       readonly durationMs: number;
       readonly error?: string | undefined;
+      /** The job's stop caught this host (a cancel, the deadline): not a failure of the host itself. */
+      readonly stopped?: true | undefined;
     }
   | { readonly type: 'output'; readonly step: string; readonly host: string; readonly stream: 'stdout' | 'stderr'; readonly text: string }
   | { readonly type: 'lock_wait'; readonly host: string; readonly holder: string }

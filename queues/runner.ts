@@ -510,7 +510,12 @@ async function resumeFromLedger(ctx: RunContext, step: PlanStep, hosts: readonly
 }
 
 function emitFinished(ctx: RunContext, step: string, r: HostResult): void {
-  ctx.publisher.emit({ type: 'host_finished', step, host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs, error: r.error });
+  // Caught by the job's stop: the executor reads every abort as a cancel, and at the job's
+  // deadline that is timed_out, as in the step's result; gates and other kinds already say the
+  // stop's own status. Marked, so progress counts it apart from hosts that failed.
+  const stop = ctx.signal.aborted ? ctx.abortStatus() : undefined;
+  const caught = stop !== undefined && (r.status === stop || r.status === 'cancelled');
+  ctx.publisher.emit({ type: 'host_finished', step, host: r.host, status: caught ? stop : r.status, exitCode: r.exitCode, durationMs: r.durationMs, error: r.error, ...(caught ? { stopped: true } : {}) });
 }
 
 /** Kinds a gate's check may run: they only run a program and read what it says. */

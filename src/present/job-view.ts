@@ -129,10 +129,14 @@ export const progressViewSchema = z.object({
   /** The step being run: id and description. */
   step: z.object({ id: z.string(), description: z.string() }).optional(),
   hosts_total: z.number(),
-  /** Hosts that finished the current step, how many of them failed, and how many a stop caught (cancelled, skipped). */
+  /**
+   * Hosts that finished the current step, how many of them failed, how many a stop caught
+   * (cancelled, skipped) and how many the job's deadline stopped (timed out).
+   */
   hosts_done: z.number(),
   hosts_failed: z.number(),
   hosts_stopped: z.number().optional(),
+  hosts_timed_out: z.number().optional(),
   /** A host lock another job holds, while this one waits for it. */
   lock_wait: z.object({ host: z.string(), holder: z.string() }).optional(),
   /**

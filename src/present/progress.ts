@@ -12,6 +12,7 @@ export function progressFrom(events: readonly StampedEvent[], hostsTotal: number
   let done = new Set<string>();
   let failed = new Set<string>();
   let stopped = new Set<string>();
+  let timedOut = new Set<string>();
   let lockWait: ProgressView['lock_wait'];
   let rollingBack: ProgressView['rolling_back'];
   for (const { event } of events) {
@@ -37,12 +38,15 @@ export function progressFrom(events: readonly StampedEvent[], hostsTotal: number
         done = new Set();
         failed = new Set();
         stopped = new Set();
+        timedOut = new Set();
         lockWait = undefined;
         break;
       case 'host_finished':
         done.add(event.host);
-        // A host a cancel (or a halt) caught did not fail: it was stopped.
-        if (STOPPED.has(event.status)) stopped.add(event.host);
+        // A host a cancel (or a halt) caught did not fail: it was stopped; one the job's
+        // deadline stopped timed out. A host's own command timeout is a failure.
+        if (event.stopped === true && event.status === 'timed_out') timedOut.add(event.host);
+        else if (STOPPED.has(event.status)) stopped.add(event.host);
         else if (event.status !== 'ok') failed.add(event.host);
         break;
       case 'lock_wait':
@@ -62,6 +66,7 @@ export function progressFrom(events: readonly StampedEvent[], hostsTotal: number
     hosts_done: done.size,
     hosts_failed: failed.size,
     ...(stopped.size > 0 ? { hosts_stopped: stopped.size } : {}),
+    ...(timedOut.size > 0 ? { hosts_timed_out: timedOut.size } : {}),
     ...(lockWait ? { lock_wait: lockWait } : {}),
     ...(rollingBack ? { rolling_back: rollingBack } : {}),
   };
@@ -69,9 +74,13 @@ export function progressFrom(events: readonly StampedEvent[], hostsTotal: number
 
 const STOPPED: ReadonlySet<string> = new Set(['cancelled', 'skipped']);
 
-/** ", 2 failed, 3 stopped" after a progress count (empty when every host so far is ok): one wording for every front end. */
-export function notOkWords(p: Pick<ProgressView, 'hosts_failed' | 'hosts_stopped'>): string {
-  const parts = [...(p.hosts_failed > 0 ? [`${p.hosts_failed} failed`] : []), ...((p.hosts_stopped ?? 0) > 0 ? [`${p.hosts_stopped} stopped`] : [])];
+/**
+ * ", 2 failed, 3 stopped, 1 timed out" after a progress count (empty when every host so far is
+ * ok): one wording for every front end (the terminal, Slack, the dashboard, the summary).
+ */
+export function notOkWords(p: Pick<ProgressView, 'hosts_failed' | 'hosts_stopped' | 'hosts_timed_out'>): string {
+  const count = (n: number | undefined, word: string): string[] => ((n ?? 0) > 0 ? [`${n} ${word}`] : []);
+  const parts = [...count(p.hosts_failed, 'failed'), ...count(p.hosts_stopped, 'stopped'), ...count(p.hosts_timed_out, 'timed out')];
   return parts.length > 0 ? `, ${parts.join(', ')}` : '';
 }
 

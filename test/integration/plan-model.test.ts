@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { planHash } from '../../queues/plan-hash.js';
 import { planView } from '../../src/present/job-view.js';
-import { progressFrom } from '../../src/present/progress.js';
+import { notOkWords, progressFrom } from '../../src/present/progress.js';
 import { ping } from '../../tools/ping.js';
 import { execStep } from '../../tools/planning.js';
 import { validatedOrThrow } from '../../tools/registry.js';
@@ -237,6 +237,11 @@ describe('plan model on real nodes', () => {
     expect(outcome.steps.find((s) => s.id === 'change')?.results[0]).toMatchObject({ host: 'node02', status: 'timed_out' });
     expect(outcome.steps.find((s) => s.id === 'undo')?.results).toEqual([expect.objectContaining({ host: 'node02', status: 'ok' })]);
     expect(await marked(rollbacks)).toEqual(['node02']);
+    // The progress of the step the deadline caught says so: timed out, neither failed nor cancelled.
+    const events = await c.runtime.ctx.events.read(jobId);
+    const change = progressFrom(events.slice(0, events.findIndex((e) => e.event.type === 'step' && e.event.step === 'undo')), 2);
+    expect(change).toMatchObject({ step: { id: 'change' }, hosts_done: 1, hosts_failed: 0, hosts_timed_out: 1 });
+    expect(notOkWords(change)).toBe(', 1 timed out');
   }, 120_000);
 
   it('a second cancel stops the on-failure steps themselves; a stop that is no cancel (shutdown) runs none', async () => {

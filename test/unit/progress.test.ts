@@ -1,5 +1,5 @@
-// A running job's progress counts hosts a stop caught (cancelled, skipped) apart from failures,
-// in the same words on every front end.
+// A running job's progress counts hosts a stop caught (cancelled, skipped) and hosts the job's
+// deadline stopped (timed out) apart from failures, in the same words on every front end.
 import { describe, expect, it } from 'vitest';
 import type { StampedEvent } from '../../queues/events.js';
 import { notOkWords, progressFrom } from '../../src/present/progress.js';
@@ -22,6 +22,23 @@ describe('progress', () => {
     const p = progressFrom(events, 5);
     expect(p).toMatchObject({ hosts_total: 5, hosts_done: 5, hosts_failed: 2, hosts_stopped: 2 });
     expect(notOkWords(p)).toBe(', 2 failed, 2 stopped');
+  });
+
+  it('counts hosts the job deadline stopped as timed out, apart from failures and cancels', () => {
+    const stoppedBy = (i: number, host: string, status: 'timed_out' | 'cancelled'): StampedEvent => at(i, { type: 'host_finished', step: 'run', host, status, exitCode: null, durationMs: 10, stopped: true });
+    const events = [
+      at(1, { type: 'step', step: 'run', description: 'run', hosts: ['a', 'b', 'c', 'd'] }),
+      finished(2, 'a', 'failed'),
+      // Its own command timeout: a failure.
+      finished(3, 'b', 'timed_out'),
+      stoppedBy(4, 'c', 'timed_out'),
+      stoppedBy(5, 'd', 'timed_out'),
+    ];
+    const p = progressFrom(events, 4);
+    expect(p).toMatchObject({ hosts_done: 4, hosts_failed: 2, hosts_timed_out: 2 });
+    expect(p.hosts_stopped).toBeUndefined();
+    expect(notOkWords(p)).toBe(', 2 failed, 2 timed out');
+    expect(notOkWords({ hosts_failed: 0, hosts_stopped: 1, hosts_timed_out: 3 })).toBe(', 1 stopped, 3 timed out');
   });
 
   it('says nothing more while every host so far is ok, and no stopped field without stops', () => {
