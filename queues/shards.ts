@@ -73,10 +73,13 @@ export interface ShardOutcome {
  */
 export function splitBySite(plan: Plan, inventory: Inventory): Map<string, string[]> {
   const sites = new Map<string, Set<string>>();
+  /** Every host some site has (a host may be in several: a subject's site and its own). */
+  const placed = new Set<string>();
   const add = (site: string, host: string): void => {
     let set = sites.get(site);
     if (!set) sites.set(site, (set = new Set()));
     set.add(host);
+    placed.add(host);
   };
   const siteOfName = (name: string): string => {
     const host = inventory.hosts.get(name);
@@ -89,8 +92,11 @@ export function splitBySite(plan: Plan, inventory: Inventory): Map<string, strin
   };
   for (const batch of plan.batches) for (const step of batch.steps) visit(step);
   // Plan hosts no step names (none today) still get a place.
-  for (const h of plan.hosts) if (![...sites.values()].some((s) => s.has(h))) add(siteOfName(h), h);
-  const order = (set: Set<string>): string[] => [...plan.hosts.filter((h) => set.has(h)), ...[...set].filter((h) => !plan.hosts.includes(h))];
+  for (const h of plan.hosts) if (!placed.has(h)) add(siteOfName(h), h);
+  // Sets, not a search of the plan's hosts per host: at 1000 hosts that was ~500,000 string
+  // comparisons (and an array of the sites per host) on every job.
+  const planHosts = new Set(plan.hosts);
+  const order = (set: Set<string>): string[] => [...plan.hosts.filter((h) => set.has(h)), ...[...set].filter((h) => !planHosts.has(h))];
   return new Map([...sites].sort(([a], [b]) => a.localeCompare(b)).map(([site, set]) => [site, order(set)]));
 }
 
