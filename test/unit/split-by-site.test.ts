@@ -43,7 +43,7 @@ function inventoryOf(siteByName: Record<string, string | undefined>): Inventory 
   const hosts = new Map<string, Host>();
   for (const name of NAMES.filter((n) => n !== 'ghost')) {
     const site = siteByName[name];
-    hosts.set(name, { name, address: name, port: 22, user: undefined, privateKeyFile: undefined, groups: [], labels: {}, vars: site === undefined ? {} : { castellan_site: site } } as unknown as Host);
+    hosts.set(name, { name, address: name, port: 22, user: undefined, privateKeyFile: undefined, groups: [], labels: {}, vars: site === undefined ? {} : { castellan_site: site } });
   }
   return { hosts } as unknown as Inventory;
 }
