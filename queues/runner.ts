@@ -375,7 +375,14 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
   // host (three, with the ledger read) added ~0.3 s after every fan-out. The two writes are
   // independent: sent together, the worker waits for Redis once, not twice.
   const claimedHere = new Set(fresh);
-  const argv = actionArgv(step.action);
+  // What ran on each host: as root, `sudo -n --` only where the login user is not root.
+  const argvByUser = new Map<string, string[]>();
+  const argvOn = (host: string): string[] => {
+    const user = ctx.targetFor(host).user;
+    let argv = argvByUser.get(user);
+    if (!argv) argvByUser.set(user, (argv = actionArgv(step.action, user)));
+    return argv;
+  };
   const record = (batch: readonly HostResult[]): Promise<[PromiseSettledResult<LedgerWrite>, PromiseSettledResult<WrittenAudit>]> => {
     const finished = ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, batch.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs, ...(claimedHere.has(r.host) ? { startedAt: claimedAt } : {}), ...(ctx.plan.resumable === true ? { output: r.stdout.slice(0, LEDGER_OUTPUT_CHARS) } : {}) })), ctx.worker, ctx.guard);
     const audited = ctx.audit.appendMany(batch.map((r) => ({
@@ -386,7 +393,7 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
     tool: ctx.tool,
     host: r.host,
     step: step.id,
-    argv,
+    argv: argvOn(r.host),
     status: r.status,
     exitCode: r.exitCode,
     durationMs: r.durationMs,
@@ -560,6 +567,7 @@ function stepIO(ctx: RunContext, step: PlanStep, announced: Set<string>, quiet =
     runId,
     signal: ctx.signal,
     abortStatus: ctx.abortStatus,
+    loginUser: (host) => ctx.targetFor(host).user,
     exec: (hosts, r) => execWith(hosts, r, runId, !quiet && r.quiet !== true),
     upload: (hosts, localPath, remotePath, mode) => ctx.executor.upload(targets(hosts), localPath, remotePath, { ...common, mode }),
     download: (hosts, remotePath, localDir) => ctx.executor.download(targets(hosts), remotePath, localDir, common),

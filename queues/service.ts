@@ -13,7 +13,7 @@ import { noRoleReason } from '../auth/roles.js';
 import { sleep } from './sleep.js';
 import { isRedisUnavailable, redisUnavailable } from './connections.js';
 import { claimValue, confirmSubmission, createRecord, type InFlightLimit, hashPart, NEVER_QUEUED, parseClaim, reconcileOne, requestFingerprint, settled } from './submission.js';
-import { planCommands } from './plan-commands.js';
+import { bindingUsers, planCommands, type LoginUserOf } from './plan-commands.js';
 import { jobAuditFacts, type AuditPage, type AuditQuery } from './audit.js';
 import { windowDecision } from './maintenance.js';
 import { planShapeProblems } from '../tools/steps/walk.js';
@@ -192,7 +192,7 @@ export class JobService {
         origin: requester.origin,
         tool: tool.name,
         hosts: plan.hosts,
-        commands: planCommands(plan),
+        commands: planCommands(plan, bindingUsers(binding)),
         planHash: doc.planHash,
         input: doc.input,
         state: initial,
@@ -363,7 +363,7 @@ export class JobService {
       await this.ctx.store.create(doc, 'queued', { queuedAt: doc.createdAt });
       created = doc;
       await this.ctx.store.setPreview(main.id, { jobId: id, state: 'queued' });
-      await this.ctx.audit.append({ kind: 'request', jobId: id, subject: main.requester.subject, displayName: main.requester.displayName, origin: main.requester.origin, tool: tool.name, hosts: plan.hosts, commands: planCommands(plan), planHash: doc.planHash, input: doc.input, state: 'queued', reason: `preview of ${main.id}`, ...jobAuditFacts(main) });
+      await this.ctx.audit.append({ kind: 'request', jobId: id, subject: main.requester.subject, displayName: main.requester.displayName, origin: main.requester.origin, tool: tool.name, hosts: plan.hosts, commands: planCommands(plan, bindingUsers(doc.binding)), planHash: doc.planHash, input: doc.input, state: 'queued', reason: `preview of ${main.id}`, ...jobAuditFacts(main) });
       await this.ctx.events.publish(id, { type: 'state', state: 'queued', reason: `preview of job ${main.id}` });
       await this.ctx.queue.add(tool.name, { id: doc.id } satisfies QueuedJob, {
         jobId: id,
@@ -383,14 +383,23 @@ export class JobService {
    * What `submit` would do, without recording anything: the validated input, the plan and how
    * many approvals it would wait for. The dashboard's plan preview; refusals are the same errors.
    */
-  async preview(request: Pick<SubmitRequest, 'tool' | 'input' | 'requester'>): Promise<{ tool: ToolDefinition; input: unknown; plan: Plan; approvalsRequired: number }> {
+  async preview(request: Pick<SubmitRequest, 'tool' | 'input' | 'requester'>): Promise<{ tool: ToolDefinition; input: unknown; plan: Plan; approvalsRequired: number; loginUser: LoginUserOf }> {
     const { requester } = request;
     const tool = this.tool(request.tool);
     const decision = authorizeRequest({ risk: tool.risk, tool: tool.name, requester, config: this.auth });
     if (!decision.ok) throw new CastellanError(decision.code === 'read_only' ? 'read_only' : 'forbidden', decision.reason);
     const input = validate(tool, request.input);
-    const plan = buildPlan(tool, input, this.ctx.planContext(await this.ctx.inventory.current()));
-    return { tool, input, plan, approvalsRequired: decision.approvalsRequired };
+    const inventory = await this.ctx.inventory.current();
+    const plan = buildPlan(tool, input, this.ctx.planContext(inventory));
+    // Each host's login user, as the submitted job's binding will have it (what `as root` runs as).
+    const loginUser: LoginUserOf = (host) => {
+      try {
+        return this.ctx.targetFor(inventory, host).user;
+      } catch {
+        return undefined;
+      }
+    };
+    return { tool, input, plan, approvalsRequired: decision.approvalsRequired, loginUser };
   }
 
   /** The job as `viewer` may see it (queues/visibility.ts: details and output per auth/policy.ts jobAccess). */

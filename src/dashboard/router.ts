@@ -315,7 +315,7 @@ export function dashboardRouter(runtime: Runtime): express.Router {
     try {
       if (action === 'preview') {
         const preview = await runtime.service.preview({ tool: tool.name, input, requester });
-        const shown = { plan: planView(preview.plan), approvalsRequired: preview.approvalsRequired };
+        const shown = { plan: planView(preview.plan, preview.loginUser), approvalsRequired: preview.approvalsRequired };
         if (fragment) send(res, previewFragment(shown));
         else send(res, runFormPage({ viewer: viewerOf(res), tool: summary, schema, values: input, errors: {}, preview: shown, idempotencyKey, pendingApprovals: await pendingFor(requester) }));
         return;

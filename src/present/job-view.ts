@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { displayArgv } from '../../config/visible.js';
 import { z } from 'zod';
-import { actionArgv } from '../../queues/plan-commands.js';
+import { bindingUsers, stepArgv, type LoginUserOf } from '../../queues/plan-commands.js';
 import { stepKind } from '../../tools/steps/index.js';
 import { walkPlan } from '../../tools/steps/walk.js';
 import type { JobRecord } from '../../queues/records.js';
@@ -31,8 +31,13 @@ const stepViewBase = z.object({
   hosts: z.array(z.string()),
   /** The node the step is about, when it runs on another host (kubectl on a control plane). */
   subject: z.string().optional(),
-  /** The argv as it will run (`sudo -n --` prefixed when as root), the transfer it does, or the gate. */
+  /**
+   * The argv as it will run (as root: `sudo -n --` prefixed where the login user is not root),
+   * the transfer it does, or the gate.
+   */
   command: z.array(z.string()),
+  /** As root on hosts of different login users: those logging in as root run `command` there, without sudo. */
+  root_login: z.object({ hosts: z.array(z.string()), command: z.array(z.string()), command_display: z.string() }).optional(),
   /** Script fed on stdin, shown in full: an approver must see what will run. */
   stdin: z.string().optional(),
   /** Size in bytes and sha256 (hex) of `stdin`, so an approval can be checked against the audit. */
@@ -216,16 +221,18 @@ export const jobViewSchema = z.object({
 });
 export type JobView = z.infer<typeof jobViewSchema>;
 
-function stepView(step: PlanStep): z.infer<typeof stepViewBase> {
+function stepView(step: PlanStep, userOf?: LoginUserOf): z.infer<typeof stepViewBase> {
   const kind = stepKind(step.action);
+  const { command, direct } = stepArgv(step, userOf);
   return {
     id: step.id,
     kind: step.action.kind,
     description: step.description,
     hosts: [...step.hosts],
     ...(step.subject !== undefined ? { subject: step.subject } : {}),
-    command: actionArgv(step.action),
-    command_display: displayArgv(actionArgv(step.action)),
+    command,
+    command_display: displayArgv(command),
+    ...(direct ? { root_login: { hosts: direct.rootLogin, command: direct.command, command_display: displayArgv(direct.command) } } : {}),
     ...(kind.details?.(step.action) ?? {}),
     ...(step.action.kind === 'exec' && step.action.stdin !== undefined
       ? { stdin_bytes: Buffer.byteLength(step.action.stdin), stdin_sha256: createHash('sha256').update(step.action.stdin).digest('hex') }
@@ -239,11 +246,12 @@ function stopRule(budget: number): string {
   return `once more than ${budget} node(s)/host(s) have failed (rolled-back ones count), the remaining batches are skipped`;
 }
 
-export function planView(plan: Plan): PlanView {
+/** `userOf`: each host's login user (a job's binding, or the inventory for a preview). */
+export function planView(plan: Plan, userOf?: LoginUserOf): PlanView {
   const rollbacksOf = (step: PlanStep): (z.infer<typeof stepViewBase> & { armed_by: string })[] =>
     walkPlan({ ...plan, batches: [{ steps: [step] }] })
       .filter((w) => w.onFailureOf !== undefined)
-      .map((w) => ({ ...stepView(w.step), armed_by: w.onFailureOf ?? '' }));
+      .map((w) => ({ ...stepView(w.step, userOf), armed_by: w.onFailureOf ?? '' }));
   return {
     hosts: [...plan.hosts],
     failure_budget: plan.failureBudget,
@@ -253,7 +261,7 @@ export function planView(plan: Plan): PlanView {
       index,
       steps: batch.steps.map((step) => {
         const rollbacks = rollbacksOf(step);
-        return { ...stepView(step), ...(rollbacks.length ? { on_failure: rollbacks } : {}) };
+        return { ...stepView(step, userOf), ...(rollbacks.length ? { on_failure: rollbacks } : {}) };
       }),
     })),
   };
@@ -341,7 +349,7 @@ export function jobView(job: JobRecord, options: ViewOptions = {}): JobView {
     timeout_ms: job.timeoutMs,
     durations: { ...(waited !== undefined ? { waited_ms: waited } : {}), ...(ran !== undefined ? { ran_ms: ran } : {}) },
     input: job.input,
-    plan: planView(job.plan),
+    plan: planView(job.plan, bindingUsers(job.binding)),
     plan_hash: job.planHash,
     ...(job.approvalsRequired > 0
       ? {

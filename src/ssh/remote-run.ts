@@ -24,6 +24,7 @@
 //    session. The executor therefore keeps the channel's stdin open while the command runs. The
 //    lifeline reads with the `read` builtin (no `cat` process) and holds neither stdout nor
 //    stderr, so sshd closes the channel as soon as the command is done.
+import { asRootArgv } from '../../tools/steps/kind.js';
 import { QuotingError, quoteArgv } from './quote.js';
 import { RUN_ID_PATTERN } from './types.js';
 
@@ -154,10 +155,6 @@ function seconds(ms: number): string {
   return (Math.max(ms, 1) / 1000).toFixed(3);
 }
 
-/** sudo only when it changes something: a root login is already root (and minimal nodes lack sudo). */
-function privileged(argv: readonly string[], asRoot: boolean, loginUser: string): string[] {
-  return asRoot && loginUser !== 'root' ? ['sudo', '-n', '--', ...argv] : [...argv];
-}
 
 export interface WrapOptions {
   readonly runId: string;
@@ -179,7 +176,7 @@ export function wrapCommand(argv: readonly string[], options: WrapOptions): stri
   ];
   // quoteArgv also refuses an empty argv here (the wrapper would otherwise run `timeout` alone).
   quoteArgv(argv);
-  const line = quoteArgv(privileged(inner, options.asRoot, options.loginUser));
+  const line = quoteArgv(asRootArgv(inner, options.asRoot, options.loginUser));
   if (Buffer.byteLength(line) > MAX_COMMAND_LINE_BYTES) {
     throw new QuotingError(`the command line is ${Buffer.byteLength(line)} bytes once quoted; the remote shell takes at most ` +
       `${MAX_COMMAND_LINE_BYTES} (Linux MAX_ARG_STRLEN): pass large data on stdin or upload a file`);
@@ -195,12 +192,12 @@ function runArgs(runId: string): string[] {
 }
 
 export function findCommand(runId: string, asRoot: boolean, loginUser: string): string {
-  return quoteArgv(privileged(['sh', '-c', FIND, 'castellan-find', ...runArgs(runId)], asRoot, loginUser));
+  return quoteArgv(asRootArgv(['sh', '-c', FIND, 'castellan-find', ...runArgs(runId)], asRoot, loginUser));
 }
 
 export function killCommand(runId: string, graceMs: number, asRoot: boolean, loginUser: string): string {
   const polls = String(Math.max(1, Math.ceil(graceMs / 100)));
-  return quoteArgv(privileged(['sh', '-c', KILL, 'castellan-kill', ...runArgs(runId), polls], asRoot, loginUser));
+  return quoteArgv(asRootArgv(['sh', '-c', KILL, 'castellan-kill', ...runArgs(runId), polls], asRoot, loginUser));
 }
 
 const MARKER = Buffer.from(SIDE_CHANNEL_PREFIX, 'latin1');

@@ -15,7 +15,7 @@
 import { parseMemberList, type EtcdListedMember } from '../etcd-health.js';
 import type { HostResult } from '../host-result.js';
 import { showArgv } from '../planning.js';
-import { defineStepKind, notRunResult, type StepIO } from './kind.js';
+import { asRootArgv, defineStepKind, notRunResult, type StepIO } from './kind.js';
 
 export type EtcdMemberOp = 'add_learner' | 'promote' | 'remove_learner';
 
@@ -71,7 +71,7 @@ type Attempt = { readonly done: true; readonly ok: boolean; readonly line: strin
 
 export const etcdMemberKind = defineStepKind<EtcdMemberAction>({
   kind: 'etcd_member',
-  command: (a) => (a.asRoot ? ['sudo', '-n', '--', ...etcdMemberArgv(a)] : etcdMemberArgv(a)),
+  command: (a, loginUser) => asRootArgv(etcdMemberArgv(a), a.asRoot, loginUser),
   async run(a, step, hosts, io) {
     const results: HostResult[] = [];
     for (const host of hosts) results.push(await changeOn(host, step.subject ?? host, a, io));
@@ -163,7 +163,7 @@ function refusal(r: HostResult): Attempt {
 
 async function etcdctl(host: string, a: EtcdMemberAction, args: readonly string[], io: StepIO, log: string[]): Promise<HostResult> {
   const argv = [...a.etcdctl, ...args];
-  log.push(`$ ${showArgv(a.asRoot ? ['sudo', '-n', '--', ...argv] : argv)}`);
+  log.push(`$ ${showArgv(asRootArgv(argv, a.asRoot, io.loginUser?.(host)))}`);
   // Quiet: the step reports one outcome per host, not one per etcdctl call.
   const [r] = await io.exec([host], { argv, asRoot: a.asRoot, commandTimeoutMs: a.commandTimeoutMs, quiet: true });
   const result = r ?? notRunResult(host, 'no result', 'failed');

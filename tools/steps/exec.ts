@@ -1,5 +1,5 @@
 // Run one argv on each host (optionally as root, optionally with stdin). The executor quotes.
-import { defineStepKind } from './kind.js';
+import { asRootArgv, defineStepKind } from './kind.js';
 
 export interface ExecAction {
   readonly kind: 'exec';
@@ -12,7 +12,7 @@ export interface ExecAction {
 
 export const execKind = defineStepKind<ExecAction>({
   kind: 'exec',
-  command: (a) => (a.asRoot ? ['sudo', '-n', '--', ...a.argv] : [...a.argv]),
+  command: (a, loginUser) => asRootArgv(a.argv, a.asRoot, loginUser),
   details: (a) => (a.stdin !== undefined ? { stdin: a.stdin } : {}),
   async run(a, step, hosts, io) {
     return { results: await io.exec(hosts, { argv: a.argv, asRoot: a.asRoot, stdin: a.stdin, commandTimeoutMs: step.timeoutMs, connectTimeoutMs: a.connectTimeoutMs }) };

@@ -69,6 +69,8 @@ export interface StepIO {
   readonly signal: AbortSignal;
   /** Status for hosts stopped by the job's abort (cancelled, or timed_out at the job deadline). */
   abortStatus(): HostStatus;
+  /** The user a host is logged in as (what `as root` runs as there: asRootArgv). */
+  loginUser?(host: string): string;
   exec(hosts: readonly string[], request: ExecRequestSpec): Promise<HostResult[]>;
   upload(hosts: readonly string[], localPath: string, remotePath: string, mode: number | undefined): Promise<HostResult[]>;
   download(hosts: readonly string[], remotePath: string, localDir: string): Promise<HostResult[]>;
@@ -98,10 +100,23 @@ export interface StepRun {
   readonly observations?: readonly GateObservation[] | undefined;
 }
 
+/**
+ * What runs for `argv` on a host: as root (`asRoot`) through `sudo -n --`, unless the login
+ * user is root already — a root login runs it directly (and minimal nodes lack sudo). The one
+ * rule for the remote command line (src/ssh/remote-run.ts) and for what people are shown.
+ * `loginUser` unknown (a plan not bound to hosts yet): the sudo form, what most logins run.
+ */
+export function asRootArgv(argv: readonly string[], asRoot: boolean, loginUser?: string): string[] {
+  return asRoot && loginUser !== 'root' ? ['sudo', '-n', '--', ...argv] : [...argv];
+}
+
 export interface StepKind<A extends { readonly kind: string }> {
   readonly kind: A['kind'];
-  /** The argv as it will run (or a transfer written like a command): approvals and audit show this. */
-  command(action: A): string[];
+  /**
+   * The argv as it will run (or a transfer written like a command) for a host whose login user
+   * is `loginUser` (asRootArgv): approvals and audit show this.
+   */
+  command(action: A, loginUser?: string): string[];
   /** Extra, kind-specific facts a reader must see before approving (stdin, a gate's check). */
   details?(action: A): Record<string, unknown>;
   run(action: A, step: PlanStep, hosts: readonly string[], io: StepIO): Promise<StepRun>;

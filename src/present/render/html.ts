@@ -107,7 +107,10 @@ type StepView = PlanView['batches'][number]['steps'][number];
  */
 function stepItem(step: Omit<StepView, 'on_failure'>, rollbacks: readonly (Omit<StepView, 'on_failure'> & { armed_by: string })[]): Html {
   // command_display is already made visible (bash quoting, $'…' escapes): only escape it for HTML.
-  const shown = step.command_display !== '' ? html`<pre class="command"><code>${step.command_display}</code></pre>` : '';
+  const direct = step.root_login
+    ? html`<p class="small">On ${inline(hostsPhrase(step.root_login.hosts))} (logged in as root, no sudo):</p><pre class="command"><code>${step.root_login.command_display}</code></pre>`
+    : '';
+  const shown = step.command_display !== '' ? html`<pre class="command"><code>${step.command_display}</code></pre>${direct}` : '';
   const gate = step.gate
     ? html`<p class="small">Until <strong>${inline(step.gate.condition)}</strong>: runs <code>${inline(step.gate.check)}</code> on ${inline(hostsPhrase(step.gate.check_hosts))} every ${durationWords(step.gate.interval_ms)}, for up to ${durationWords(step.gate.timeout_ms)}.</p>`
     : '';

@@ -46,6 +46,8 @@ const stepSchema = z.object({
   batch: z.number(),
   /** The command as it runs, shell-quoted, invisible characters as escapes. */
   command: z.string(),
+  /** As root on hosts logging in as root: what runs there instead of `command` (no sudo). */
+  root_login: z.object({ hosts: z.array(z.string()), command: z.string() }).optional(),
   stdin: z.string().optional(),
   stdin_bytes: z.number().optional(),
   stdin_sha256: z.string().optional(),
@@ -180,6 +182,7 @@ function planOf(view: JobView): McpPlan {
       hosts: step.hosts,
       batch,
       command: step.command_display,
+      ...(step.root_login ? { root_login: { hosts: step.root_login.hosts, command: step.root_login.command_display } } : {}),
       ...(step.stdin !== undefined ? { stdin: step.stdin } : {}),
       ...(step.stdin_bytes !== undefined ? { stdin_bytes: step.stdin_bytes } : {}),
       ...(step.stdin_sha256 !== undefined ? { stdin_sha256: step.stdin_sha256 } : {}),
@@ -282,6 +285,7 @@ export function outcomeText({ content: outcome, view }: OutcomeAnswer): string {
       const stdin = step.stdin_bytes !== undefined ? ` (stdin: ${step.stdin_bytes} bytes, sha256 ${step.stdin_sha256 ?? '?'})` : '';
       const rollback = step.on_failure_of !== undefined ? ` (if ${step.on_failure_of} fails)` : '';
       lines.push(`${step.id}${rollback} on ${visibleInline(hostsPhrase(step.hosts))}: ${step.command || visibleInline(step.description)}${stdin}`);
+      if (step.root_login) lines.push(`  on ${visibleInline(hostsPhrase(step.root_login.hosts))} (logged in as root, no sudo): ${step.root_login.command}`);
     }
     if (outcome.plan.stop_rule !== undefined) lines.push(`stop rule: ${outcome.plan.stop_rule}`);
     const preview = outcome.preview;

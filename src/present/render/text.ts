@@ -85,6 +85,7 @@ function stepText(step: Omit<StepView, 'on_failure'>, pad: string, prefix: strin
   // A gate's own description (`wait until <condition> (…)`) says what its `until` line below says.
   const gateDefault = step.gate !== undefined && step.description.startsWith(`wait until ${step.gate.condition} (`);
   if (step.command_display !== '' && !gateDefault && !step.description.includes(displayArgv(step.command).replace(/^sudo -n -- /, ''))) lines.push(`${pad}  # ${visibleInline(step.description)}`);
+  if (step.root_login) lines.push(`${pad}  on ${visibleInline(hostsPhrase(step.root_login.hosts))} (logged in as root, no sudo): ${step.root_login.command_display}`);
   if (step.gate) lines.push(`${pad}  until ${visibleInline(step.gate.condition)}: ${step.gate.check} every ${durationWords(step.gate.interval_ms)}, up to ${durationWords(step.gate.timeout_ms)}`);
   if (step.stdin !== undefined) {
     const size = step.stdin_bytes !== undefined ? ` ${plural(step.stdin_bytes, 'byte')}, ${plural(step.stdin.split('\n').length, 'line')}${step.stdin_sha256 ? `, sha256 ${step.stdin_sha256}` : ''}` : '';
