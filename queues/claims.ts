@@ -21,7 +21,7 @@ import type { QueueContext } from './context.js';
 import type { Condition } from './durable.js';
 import { HostLocks, lockOwner } from './host-locks.js';
 import { ExecutionLedger, ledgerField, writeLedger, type LedgerWrite } from './ledger.js';
-import { deliveryGuard, type RunGuard } from './run-guard.js';
+import { deliveryGuard, DeliverySuperseded, type RunGuard } from './run-guard.js';
 import type { JobStop } from './job-stop.js';
 import { JobStore, type TransitionOutcome } from './records.js';
 import type { FirstClaim, PreClaim } from './runner.js';
@@ -108,7 +108,13 @@ export async function confirmClaim(ctx: Ctx, d: Delivery, step: string, hosts: r
     }
     if (differs.index < 2 + locked.length) return (await new HostLocks(redis, ctx.keys, ctx.settings.hostLockTtlMs).tryAcquire(lockOwner(d.jobId, d.run), locked)).acquired;
     // The ledger entry was lost (we never ran the step: we run only after confirming it).
-    await new ExecutionLedger(redis, ctx.keys).claim(d.jobId, d.attempt, step, hosts, d.worker, undefined, guardOf(ctx.keys, d));
+    // Refused (another delivery's token there now): not ours to write; give up, do not retry.
+    try {
+      await new ExecutionLedger(redis, ctx.keys).claim(d.jobId, d.attempt, step, hosts, d.worker, undefined, guardOf(ctx.keys, d));
+    } catch (err) {
+      if (err instanceof DeliverySuperseded) return false;
+      throw err;
+    }
     return true;
   };
   let repaired = 0;
@@ -200,8 +206,14 @@ export async function confirmStep(ctx: Ctx & { readonly audit: Pick<AuditLog, 'r
     conditions,
     async (redis: Redis, differs) => {
       if (differs.index < fields.length) {
-        // Under the writing delivery's guard: a zombie's lost finish is not written again.
-        await writeLedger(redis, ctx.keys, finished, `the ledger finish of step ${step}`);
+        // Under the writing delivery's guard: a zombie's lost finish is not written again (a
+        // refusal gives up at once; anything else is a dropped connection, tried again).
+        try {
+          await writeLedger(redis, ctx.keys, finished, `the ledger finish of step ${step}`);
+        } catch (err) {
+          if (err instanceof DeliverySuperseded) return false;
+          throw err;
+        }
         rewritten.ledger += 1;
         return true;
       }

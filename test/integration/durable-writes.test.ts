@@ -15,6 +15,7 @@ import { Durability } from '../../queues/durable.js';
 import { keys } from '../../queues/keys.js';
 import { ExecutionLedger, ledgerField } from '../../queues/ledger.js';
 import { Redactor } from '../../queues/redact.js';
+import { deliveryGuard } from '../../queues/run-guard.js';
 import { shardBoardKey, shardRunField } from '../../queues/shards.js';
 import { startRedis, type PrivateRedis } from '../../src/lab/redis.js';
 import { eventually } from './mcp-harness.js';
@@ -177,6 +178,25 @@ describe('durable writes (WAIT on the connection that checked)', () => {
     expect(again[0]).toBe(written.ids[0]);
     expect(await base.xlen(k.audit())).toBe(before);
     r.disconnect();
+    d.close();
+  });
+
+  it("a replaced delivery's lost finish is not written again, and its checkpoint gives up at once", async () => {
+    // A refusal retried like a dropped connection would hold the delivery (it awaits its
+    // checkpoints) for all of confirm_within, then say it was unconfirmed.
+    const d = durability(5_000);
+    const ctx = { keys: k, durable: d, settings: {} as never, logger: pino({ level: 'silent' }), audit: new AuditLog(base, k, new Redactor([])) };
+    const ledger = new ExecutionLedger(base, k);
+    await base.hset(k.job('j7'), 'state', 'running', 'run', 'old1');
+    const guard = deliveryGuard(k, 'j7', 'old1');
+    await ledger.claim('j7', 0, 's1', ['node01'], 'w1', undefined, guard);
+    const finished = await ledger.finishMany('j7', 0, 's1', [{ host: 'node01', status: 'ok', exitCode: 0, durationMs: 5 }], 'w1', guard);
+    // Lost in a failover; meanwhile another delivery took the job.
+    const claimOnly = JSON.stringify({ attempt: 0, step: 's1', host: 'node01', worker: 'w1', startedAt: 'x' });
+    await base.hset(k.ledger('j7'), ledgerField(0, 's1', 'node01'), claimOnly);
+    await base.hset(k.job('j7'), 'run', 'new2');
+    expect(await confirmStep(ctx, 'j7', 's1', finished, { ids: [], entries: [] })).toMatch(/^the current primary holds/);
+    expect(await base.hget(k.ledger('j7'), ledgerField(0, 's1', 'node01'))).toBe(claimOnly);
     d.close();
   });
 
