@@ -436,7 +436,7 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
     // Scrubbed once, here: everything downstream (result, summary, audit) sees clean text.
     ran = run.results.map((r) => cleaned.get(r) ?? scrubResult(ctx.redactor, r));
     // The executor reads any abort as a cancel; at the job's deadline hosts in flight timed out.
-    if (ctx.signal.aborted && ctx.abortStatus() === 'timed_out') ran = ran.map((r) => (r.status === 'cancelled' ? { ...r, status: 'timed_out' } : r));
+    if (ctx.signal.aborted && ctx.abortStatus() === 'timed_out') ran = ran.map(caughtByDeadline);
     // Left for this last write: hosts not yet sent, and any result that is not the very one
     // announced (not expected from an exec step): recorded again as returned, a second
     // record, never only a wrong one.
@@ -516,13 +516,24 @@ async function resumeFromLedger(ctx: RunContext, step: PlanStep, hosts: readonly
   return { results, rerun, unknown, settled };
 }
 
+/**
+ * A host the executor reports cancelled (it reads every abort as a cancel) that the job's
+ * deadline stopped: timed out, and its error says what stopped it, not "cancelled" (nobody did).
+ */
+export function caughtByDeadline(r: HostResult): HostResult {
+  if (r.status !== 'cancelled') return r;
+  const error = r.error === 'cancelled before start' ? "not started: the job's deadline was reached" : r.error?.replace(/^cancelled\b/, "the job's deadline was reached");
+  return { ...r, status: 'timed_out', ...(error !== undefined ? { error } : {}) };
+}
+
 function emitFinished(ctx: RunContext, step: string, r: HostResult): void {
   // Caught by the job's stop: the executor reads every abort as a cancel, and at the job's
   // deadline that is timed_out, as in the step's result; gates and other kinds already say the
   // stop's own status. Marked, so progress counts it apart from hosts that failed.
   const stop = ctx.signal.aborted ? ctx.abortStatus() : undefined;
   const caught = stop !== undefined && (r.status === stop || r.status === 'cancelled');
-  ctx.publisher.emit({ type: 'host_finished', step, host: r.host, status: caught ? stop : r.status, exitCode: r.exitCode, durationMs: r.durationMs, error: r.error, ...(caught ? { stopped: true } : {}) });
+  const said = caught && stop === 'timed_out' ? caughtByDeadline(r) : r;
+  ctx.publisher.emit({ type: 'host_finished', step, host: r.host, status: caught ? stop : r.status, exitCode: r.exitCode, durationMs: r.durationMs, error: said.error, ...(caught ? { stopped: true } : {}) });
 }
 
 /** Kinds a gate's check may run: they only run a program and read what it says. */

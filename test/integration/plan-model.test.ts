@@ -234,7 +234,7 @@ describe('plan model on real nodes', () => {
     // The deadline passing again (a second timer) does not cut the rollback short.
     halt.stop('timeout', 'job timed out after 5s');
     const { outcome } = await running;
-    expect(outcome.steps.find((s) => s.id === 'change')?.results[0]).toMatchObject({ host: 'node02', status: 'timed_out' });
+    expect(outcome.steps.find((s) => s.id === 'change')?.results[0]).toMatchObject({ host: 'node02', status: 'timed_out', error: expect.stringMatching(/^the job's deadline was reached; remote run stopped/) });
     expect(outcome.steps.find((s) => s.id === 'undo')?.results).toEqual([expect.objectContaining({ host: 'node02', status: 'ok' })]);
     expect(await marked(rollbacks)).toEqual(['node02']);
     // The progress of the step the deadline caught says so: timed out, neither failed nor cancelled.
@@ -242,6 +242,9 @@ describe('plan model on real nodes', () => {
     const change = progressFrom(events.slice(0, events.findIndex((e) => e.event.type === 'step' && e.event.step === 'undo')), 2);
     expect(change).toMatchObject({ step: { id: 'change' }, hosts_done: 1, hosts_failed: 0, hosts_timed_out: 1 });
     expect(notOkWords(change)).toBe(', 1 timed out');
+    const caught = events.find((e) => e.event.type === 'host_finished' && e.event.step === 'change')?.event;
+    expect(caught).toMatchObject({ status: 'timed_out', stopped: true, error: expect.stringMatching(/^the job's deadline was reached; /) });
+    expect(JSON.stringify(caught)).not.toContain('cancelled');
   }, 120_000);
 
   it('a second cancel stops the on-failure steps themselves; a stop that is no cancel (shutdown) runs none', async () => {
