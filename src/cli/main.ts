@@ -349,6 +349,12 @@ async function runInput(tool: string, input: unknown): Promise<number> {
 /** Errors that mean "what you typed is wrong" (exit 64, EX_USAGE). */
 const USAGE_ERRORS = new Set(['UnknownToolError', 'ToolInputError', 'InvalidInputError', 'TargetError', 'NodeSetError', 'QuotingError']);
 
+/** `--help` or `-h` among a tool's words, before any `--` (after it, words are the command's own). */
+function asksForHelp(words: readonly string[]): boolean {
+  const end = words.indexOf('--');
+  return (end < 0 ? words : words.slice(0, end)).some((w) => w === '--help' || w === '-h');
+}
+
 function finish(code: number): void {
   process.exitCode = code;
 }
@@ -385,7 +391,11 @@ try {
     program.parseOptions([...argv.slice(0, firstCommand), ...late]);
     const tool = isRun ? rest.shift() : verb;
     if (!tool) throw new CastellanError('invalid_input', "run: which tool? (see 'castellan help')");
-    finish(await runWords(tool.replaceAll('-', '_'), rest));
+    // `castellan exec --help` is what operators type: the tool's help, as `castellan help exec`.
+    if (asksForHelp(rest)) {
+      process.stdout.write(helpText(getTool(tool.replaceAll('-', '_'))) + '\n');
+      finish(0);
+    } else finish(await runWords(tool.replaceAll('-', '_'), rest));
   } else {
     await program.parseAsync(process.argv);
   }

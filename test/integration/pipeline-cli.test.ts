@@ -43,6 +43,18 @@ describe('castellan CLI through the pipeline', () => {
     const r = await c.cli(['help', 'journal']);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/--lines/);
+    // As operators type it: `castellan <tool> --help` (or -h, anywhere before `--`) is the same help, and runs nothing.
+    for (const words of [['journal', '--help'], ['exec', 'node01', '-h'], ['run', 'journal', '--help']]) {
+      const asked = await c.cli(words);
+      expect(asked.code, words.join(' ')).toBe(0);
+      expect(asked.stdout, words.join(' ')).toBe(words[0] === 'exec' ? (await c.cli(['help', 'exec'])).stdout : r.stdout);
+    }
+    // After `--`, `--help` belongs to the command: the words are parsed as a command's (here
+    // refused for the bad --timeout before it, so nothing is submitted), not taken as help.
+    const argv = await c.cli(['exec', 'node01', '--timeout', 'soon', '--', 'ls', '--help']);
+    expect(argv.code).toBe(64);
+    expect(argv.stdout).toBe('');
+    expect(argv.stderr).toMatch(/timeout/);
   });
 
   it('exec waits for approval, runs after it, and the job shows who approved', async () => {
