@@ -11,7 +11,7 @@ import type { LedgerEntry } from '../../queues/ledger.js';
 import { useCastellan } from '../support/castellan.js';
 import type { WorkerProcess } from '../support/castellan-process.js';
 import { eventually } from './mcp-harness.js';
-import { shapeRack, startGreenRoll, type Rack } from './runbook-lab.js';
+import { GREEN_ROLL_LAB, shapeRack, startGreenRoll, type Rack } from './runbook-lab.js';
 
 const ROLE_MAP = { admin: ['admins'], operator: ['ops'], approver: ['leads'], viewer: ['everyone'] };
 const person = (subject: string, groups: string[]): Requester => ({ subject, displayName: subject, groups, roles: rolesForGroups(groups, ROLE_MAP), origin: 'cli' });
@@ -21,10 +21,7 @@ const april = person('april', ['leads']);
 let rack: Rack;
 let paused: WorkerProcess | undefined;
 const c = useCastellan({
-  nodes: 4,
-  worker: false,
-  lab: { nodeBinDirs: true },
-  config: { ssh: { connect_timeout: '3s' }, jobs: { worker: { lock_duration: '2s', stalled_interval: '1s' } } },
+  ...GREEN_ROLL_LAB,
   prepare: async (lab) => {
     rack = await shapeRack(lab, { green: ['node02', 'node03', 'node04'] });
   },

@@ -10,9 +10,22 @@ import { parse, stringify } from 'yaml';
 import type { Requester } from '../../auth/types.js';
 import type { Lab } from '../../src/lab/sshd-lab.js';
 import type { Runtime } from '../../src/runtime.js';
+import type { CastellanOptions } from '../support/castellan.js';
 import { startWorkerProcess, type WorkerProcess } from '../support/castellan-process.js';
 import { startLabWorld, type LabWorld } from '../fixtures/node-programs/lab-world.js';
 import { startEtcd, type EtcdCluster } from '../support/etcd.js';
+
+/**
+ * The lab a green-half roll runs on with its worker in a process of its own (startGreenRoll):
+ * four nodes with their own bin dirs, no in-process worker, and a short BullMQ lock so a worker
+ * that dies or stops is found stalled within seconds.
+ */
+export const GREEN_ROLL_LAB = {
+  nodes: 4,
+  worker: false,
+  lab: { nodeBinDirs: true },
+  config: { ssh: { connect_timeout: '3s' }, jobs: { worker: { lock_duration: '2s', stalled_interval: '1s' } } },
+} satisfies Omit<CastellanOptions, 'prepare'>;
 
 export interface RackShape {
   /** Nodes labelled color=green; the rest are blue. */

@@ -6,7 +6,7 @@ import type { Requester } from '../../auth/types.js';
 import type { NodeReport } from '../../tools/upgrade-plan.js';
 import type { LabWorld } from '../fixtures/node-programs/lab-world.js';
 import { useCastellan } from '../support/castellan.js';
-import { shapeRack, startGreenRoll, type Rack } from './runbook-lab.js';
+import { GREEN_ROLL_LAB, shapeRack, startGreenRoll, type Rack } from './runbook-lab.js';
 
 const ROLE_MAP = { admin: ['admins'], operator: ['ops'], approver: ['leads'], viewer: ['everyone'] };
 const person = (subject: string, groups: string[]): Requester => ({ subject, displayName: subject, groups, roles: rolesForGroups(groups, ROLE_MAP), origin: 'cli' });
@@ -14,10 +14,7 @@ const person = (subject: string, groups: string[]): Requester => ({ subject, dis
 let rack: Rack;
 let world: LabWorld;
 const c = useCastellan({
-  nodes: 4,
-  worker: false,
-  lab: { nodeBinDirs: true },
-  config: { ssh: { connect_timeout: '3s' }, jobs: { worker: { lock_duration: '2s', stalled_interval: '1s' } } },
+  ...GREEN_ROLL_LAB,
   prepare: async (lab) => {
     rack = await shapeRack(lab, { green: ['node02', 'node03', 'node04'] });
     world = rack.world;
