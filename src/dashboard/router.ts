@@ -195,9 +195,15 @@ export function dashboardRouter(runtime: Runtime): express.Router {
 
   const showJob = async (req: Request, res: Response, extra: { notice?: string; error?: string; status?: number } = {}): Promise<void> => {
     const requester = me(res);
-    const record = await runtime.service.get(String(req.params['id']), requester);
+    const id = String(req.params['id']);
+    // Events first, then the record: the page follows the events live from the last one read
+    // here, so a state change landing between the two reads comes after it and is streamed (the
+    // heading re-rendered). Record first, it could be among the events read while the record
+    // still had the old state: a job that started in between kept a "queued" heading while its
+    // log streamed.
     // Record and events come cut to what this person may see (queues/visibility.ts).
-    const events = await runtime.service.events(record.id, requester, '0', 5000);
+    const events = await runtime.service.events(id, requester, '0', 5000);
+    const record = await runtime.service.get(id, requester);
     const job = jobView(record, { events, places: runtime.places });
     const tool = runtime.ctx.tools.get(job.tool);
     send(res, jobPage({
