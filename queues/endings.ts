@@ -175,6 +175,11 @@ async function afterEnd(ctx: EndingContext, record: JobDoc, state: FinalState, r
   // The audit outcome before the final event: a front end told "ended" by that event (a CLI
   // wait, an MCP call) finds the job's audit complete. A lock-free job's ending may have been
   // announced already, right behind its state (endJob): its waiters do not wait for this.
+  // Marked per job and final state: written at most once however often it is tried. A try
+  // whose answer a dropped connection lost is retried here, and a worker's ending written again
+  // on a new primary (keepEnding) comes through here again while its first outcome record may
+  // have survived the failover; either way the record already there is kept, not doubled.
+  // Another process's different ending of the job (that stands) still gets its own record.
   await step('writing its audit outcome', async () => {
     outcome = await ctx.audit.appendMany([{
       kind: 'outcome',
@@ -187,7 +192,7 @@ async function afterEnd(ctx: EndingContext, record: JobDoc, state: FinalState, r
       state,
       reason,
       ...jobAuditFacts(record),
-    }]);
+    }], { markers: [outcomeMarker(record.id, state)] });
   });
   if (!announced) await step('publishing its final event', () => ctx.events.publish(record.id, finalEvent(state, reason)));
   if (record.previewOf !== undefined) {
@@ -218,6 +223,11 @@ async function afterEnd(ctx: EndingContext, record: JobDoc, state: FinalState, r
     await keepWithinBytes(ctx, record.id, counted.total, retention.maxBytes ?? DEFAULT_RETENTION_MAX_BYTES);
   });
   return outcome;
+}
+
+/** The write marker of a job's audit outcome (queues/audit.ts APPEND): one per final state. */
+export function outcomeMarker(jobId: string, state: FinalState): string {
+  return `outcome.${jobId}.${state}`;
 }
 
 /** Jobs that change hosts lock them; a read locks none. */

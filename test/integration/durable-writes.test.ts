@@ -12,8 +12,12 @@ import { AuditLog } from '../../queues/audit.js';
 import { confirmClaim, confirmStep } from '../../queues/claims.js';
 import { durableConnection } from '../../queues/connections.js';
 import { Durability } from '../../queues/durable.js';
+import { endJob } from '../../queues/endings.js';
+import { JobEvents } from '../../queues/events.js';
+import { HostLocks } from '../../queues/host-locks.js';
 import { keys } from '../../queues/keys.js';
 import { ExecutionLedger, ledgerField } from '../../queues/ledger.js';
+import { JobStore, newJobId, type JobDoc } from '../../queues/records.js';
 import { Redactor } from '../../queues/redact.js';
 import { deliveryGuard } from '../../queues/run-guard.js';
 import { shardBoardKey, shardRunField } from '../../queues/shards.js';
@@ -220,4 +224,47 @@ describe('durable writes (WAIT on the connection that checked)', () => {
     expect(await base.hget(board, shardRunField('rack-b'))).toBe('shardrun2');
     d.close();
   });
+
+  it("a worker's ending lost on the primary while its audit outcome survived is written again there with one outcome record, not two", async () => {
+    // As a failover can leave it: the job's state write went to the old primary and was lost,
+    // the outcome record (written after it) went to the new one. The ending is written again
+    // and announced again; its outcome record is found, not doubled.
+    const d = durability(30_000);
+    const redactor = new Redactor([]);
+    const store = new JobStore(base, k);
+    const audit = new AuditLog(base, k, redactor, { markWrites: true });
+    const retention = { completedAgeS: 3600, completedCount: 100, failedAgeS: 3600, failedCount: 100 };
+    const ctx = { redis: base, keys: k, store, events: new JobEvents(base, k, redactor), audit, locks: new HostLocks(base, k), settings: { retention } as never, logger: pino({ level: 'silent' }), durable: d };
+    const doc: JobDoc = {
+      id: newJobId(),
+      tool: 'exec',
+      risk: 'read',
+      input: {},
+      plan: { tool: 'exec', hosts: ['node01'], batches: [], failureBudget: 0 },
+      planHash: 'h',
+      requester: { subject: 'oscar', displayName: 'Oscar Operator', groups: [], roles: ['operator'], origin: 'cli' },
+      replyTo: { kind: 'cli' },
+      createdAt: new Date().toISOString(),
+      approvalsRequired: 0,
+      timeoutMs: 60_000,
+    };
+    await store.create(doc, 'running', { run: 'run1' });
+    // No replica acknowledges for now: the ending's rounds fall short and it is re-checked.
+    const r = new Redis(replica.port);
+    await r.replicaof('NO', 'ONE');
+    await eventually(async () => (/connected_slaves:0/.test(await base.info('replication')) ? true : undefined), 10_000, 'the primary to lose its replica');
+    const ending = endJob(ctx, doc, 'succeeded', { reason: 'ran on 1 host', run: 'run1' });
+    const outcomes = async (): Promise<number> => (await audit.read({ jobId: doc.id })).filter((e) => e.kind === 'outcome').length;
+    await eventually(async () => ((await outcomes()) === 1 ? true : undefined), 10_000, 'the outcome record');
+    await base.hset(k.job(doc.id), 'state', 'running');
+    await base.hdel(k.job(doc.id), 'ending');
+    await r.replicaof('127.0.0.1', String(primary.port));
+    r.disconnect();
+    expect(await ending).toEqual({ ended: true, state: 'succeeded' });
+    expect(await base.hget(k.job(doc.id), 'state')).toBe('succeeded');
+    expect(await outcomes()).toBe(1);
+    const finals = (await ctx.events.read(doc.id)).filter((e) => e.event.type === 'state' && e.event.state === 'succeeded');
+    expect(finals.length, 'announced again with the ending written again').toBe(2);
+    d.close();
+  }, 60_000);
 });
