@@ -182,9 +182,12 @@ async function measurePipeline(spec: CastellanSpec, config: Config): Promise<Omi
     const names = targetsOf(spec, config).map((t) => t.name);
     // Every node (`all`) or the first one by name: the same hosts the executor shape runs on.
     const targets = names.length === spec.fleet.nodes.length ? 'all' : names.join(',');
+    const phases = process.env.CASTELLAN_BENCH_PHASES === '1' ? (await import('./phases.js')).jobPhases(runtime) : undefined;
     const once = async () => {
+      const started = Date.now();
       const { job } = await runtime.service.submit({ tool: 'ping', input: { targets }, requester, replyTo: { kind: 'cli' } });
       const done = await runtime.service.wait(job.id, requester, RUN_TIMEOUT_MS);
+      await phases?.add(job.id, started, Date.now());
       const hosts = done.result?.hosts ?? [];
       return { durations: hosts.map((h) => h.durationMs), ok: hosts.filter((h) => h.status === 'ok').length, hosts: names.length };
     };
@@ -193,7 +196,9 @@ async function measurePipeline(spec: CastellanSpec, config: Config): Promise<Omi
     const { job: warmup } = await runtime.service.submit({ tool: 'list_nodes', input: { targets: names[0] ?? 'all' }, requester, replyTo: { kind: 'cli' } });
     await runtime.service.wait(warmup.id, requester, RUN_TIMEOUT_MS);
     const cold = await timed(once);
+    await phases?.reset();
     const warm = await warmRuns(spec, once);
+    await phases?.print();
     return { shape: 'pipeline', cold, warm };
   } finally {
     await runtime.close();

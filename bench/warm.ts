@@ -250,6 +250,8 @@ async function main(): Promise<void> {
           log(`  round ${round + 1}/${options.rounds} ${client.label}: failed`);
           continue;
         }
+        // CASTELLAN_BENCH_PHASES=1: the pipeline client's phase line (bench/phases.ts).
+        for (const line of run.stderr.split('\n')) if (line.startsWith('phases ')) log(`  round ${round + 1} ${client.label}: ${line}`);
         const samples = keptWarm(measurement, options.keep);
         rss.get(client.label)?.push(measurement.maxRssMb);
         kept.get(client.label)?.push(samples);
