@@ -19,7 +19,7 @@ import type { BindingSource } from './plan-binding.js';
 import { actionArgv } from './plan-commands.js';
 import { hostRunId, type ExecEvent, type ExecRequest, type FanoutOptions, type SshTarget } from './execution.js';
 import type { HostResult, HostStatus } from '../tools/host-result.js';
-import type { AuditLog, WrittenAudit } from './audit.js';
+import type { AuditHostRun, AuditLog, WrittenAudit } from './audit.js';
 import type { ToolCatalogue } from './context.js';
 import type { ThrottledPublisher } from './events.js';
 import type { ExecutionLedger, LedgerWrite } from './ledger.js';
@@ -385,20 +385,25 @@ async function runStep(ctx: RunContext, step: PlanStep, eligible: readonly strin
   };
   const record = (batch: readonly HostResult[]): Promise<[PromiseSettledResult<LedgerWrite>, PromiseSettledResult<WrittenAudit>]> => {
     const finished = ctx.ledger.finishMany(ctx.jobId, ctx.attempt, step.id, batch.map((r) => ({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs, ...(claimedHere.has(r.host) ? { startedAt: claimedAt } : {}), ...(ctx.plan.resumable === true ? { output: r.stdout.slice(0, LEDGER_OUTPUT_CHARS) } : {}) })), ctx.worker, ctx.guard);
-    const audited = ctx.audit.appendMany(batch.map((r) => ({
-    kind: 'execution' as const,
-    jobId: ctx.jobId,
-    subject: ctx.subject,
-    origin: 'worker' as const,
-    tool: ctx.tool,
-    host: r.host,
-    step: step.id,
-    argv: argvOn(r.host),
-    status: r.status,
-    exitCode: r.exitCode,
-    durationMs: r.durationMs,
-    reason: r.error,
-    ...((ctx.approvalsRequired ?? 0) > 0 ? { approvalsRequired: ctx.approvalsRequired } : {}),
+    // One execution entry per write and command: the hosts of the batch that ran the same argv
+    // (one argv per login user), each with its own outcome (queues/audit.ts `results`).
+    const byArgv = new Map<string[], AuditHostRun[]>();
+    for (const r of batch) {
+      const argv = argvOn(r.host);
+      let runs = byArgv.get(argv);
+      if (!runs) byArgv.set(argv, (runs = []));
+      runs.push({ host: r.host, status: r.status, exitCode: r.exitCode, durationMs: r.durationMs, ...(r.error !== undefined ? { reason: r.error } : {}) });
+    }
+    const audited = ctx.audit.appendMany([...byArgv].map(([argv, results]) => ({
+      kind: 'execution' as const,
+      jobId: ctx.jobId,
+      subject: ctx.subject,
+      origin: 'worker' as const,
+      tool: ctx.tool,
+      step: step.id,
+      argv,
+      results,
+      ...((ctx.approvalsRequired ?? 0) > 0 ? { approvalsRequired: ctx.approvalsRequired } : {}),
     })));
     // Settled together (allSettled handles a rejection at once): an audit write is never left
     // in flight, and a failed batch is reported once all are settled.

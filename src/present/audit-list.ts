@@ -4,9 +4,10 @@
 // JobService.audit, which lists only what the caller may read (auth/policy.ts auditScope).
 import { z } from 'zod';
 import type { AuditScope } from '../../auth/policy.js';
+import { foldNodeSet } from '../../config/nodeset.js';
 import { ORIGINS } from '../../config/vocabulary.js';
 import { displayArgv, visibleInline } from '../../config/visible.js';
-import { AUDIT_ID_PATTERN, AUDIT_KINDS, type AuditKind, type AuditPage, type AuditQuery, type StoredAudit } from '../../queues/audit.js';
+import { AUDIT_ID_PATTERN, AUDIT_KINDS, type AuditHostRun, type AuditKind, type AuditPage, type AuditQuery, type StoredAudit } from '../../queues/audit.js';
 import { HOST_STATUSES } from '../../tools/host-result.js';
 import { JOB_STATES } from '../../queues/states.js';
 
@@ -83,7 +84,8 @@ export function auditWhat(r: StoredAudit): string {
     case 'decision':
       return `${r.decision === 'approve' ? 'approved' : 'denied'}${reason}`;
     case 'execution':
-      return `ran ${displayArgv(r.argv ?? [])} on ${visibleInline(r.host ?? '?')}: ${r.status ?? '?'}${typeof r.exitCode === 'number' ? ` (exit ${r.exitCode})` : ''}${reason}`;
+      if (r.results !== undefined && r.results.length !== 1) return `ran ${displayArgv(r.argv ?? [])} on ${ranOnMany(r.results)}`;
+      return `ran ${displayArgv(r.argv ?? [])} on ${hostRun(r.results?.[0] ?? { host: r.host ?? '?', status: r.status ?? '?', exitCode: r.exitCode, reason: r.reason })}`;
     case 'outcome':
       return `ended ${(r.state ?? '?').replaceAll('_', ' ')}${reason}`;
     case 'cancel':
@@ -93,6 +95,28 @@ export function auditWhat(r: StoredAudit): string {
     case 'pruned':
       return `job record pruned${reason}`;
   }
+}
+
+/** `node07: failed (exit 3): no space left`: one host's part of an execution entry. */
+function hostRun(run: AuditHostRun): string {
+  const said = run.reason !== undefined && !(typeof run.exitCode === 'number' && run.reason === `exit code ${run.exitCode}`);
+  return `${visibleInline(run.host)}: ${run.status}${typeof run.exitCode === 'number' ? ` (exit ${run.exitCode})` : ''}${said ? `: ${visibleInline(run.reason ?? '')}` : ''}`;
+}
+
+/**
+ * An execution entry of many hosts in one line: the hosts folded, the count per status, and
+ * the hosts that did not end ok by name (the first five): `node[001-128] (128 hosts): 127 ok,
+ * 1 failed; node007: failed (exit 3)`.
+ */
+function ranOnMany(results: readonly AuditHostRun[]): string {
+  if (results.length === 0) return 'no hosts';
+  const counts = new Map<string, number>();
+  for (const run of results) counts.set(run.status, (counts.get(run.status) ?? 0) + 1);
+  const tally = [...counts].map(([status, n]) => `${n} ${status}`).join(', ');
+  const notOk = results.filter((run) => run.status !== 'ok');
+  const named = notOk.slice(0, 5).map(hostRun).join('; ');
+  const more = notOk.length > 5 ? `; +${notOk.length - 5} more` : '';
+  return `${visibleInline(foldNodeSet(results.map((run) => run.host)))} (${results.length} hosts): ${tally}${named !== '' ? `; ${named}${more}` : ''}`;
 }
 
 function hostList(hosts: readonly string[] | undefined): string {

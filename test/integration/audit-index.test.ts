@@ -29,6 +29,11 @@ function entry(i: number): AuditRecord {
   const gated = i % 4 === 0 ? { approvalsRequired: 1 } : {};
   const job = kind === 'refused' && i % 2 === 0 ? {} : { jobId: `jaud${String(i % 40).padStart(6, '0')}`, requester, ...gated };
   const base = { kind, subject: actor, displayName: actor.toUpperCase(), origin: i % 5 === 0 ? ('worker' as const) : (['cli', 'mcp', 'slack', 'dashboard'] as const)[i % 4]!, tool: TOOLS[i % TOOLS.length]!, ...job };
+  // As the runner writes them: an entry per write of a step, each host with its outcome; and
+  // single-host entries (as written before entries covered many hosts).
+  if (kind === 'execution' && i % 4 === 0) {
+    return { ...base, argv: ['uptime'], results: HOSTS.slice(i % 3, 2 + (i % 3)).map((host, n) => ({ host, status: (i + n) % 3 === 0 ? 'failed' : 'ok', exitCode: (i + n) % 3 === 0 ? 1 : 0 })) };
+  }
   if (kind === 'execution') return { ...base, host: HOSTS[i % HOSTS.length]!, argv: ['uptime'], status: i % 3 === 0 ? 'failed' : 'ok', exitCode: 0 };
   if (kind === 'decision') return { ...base, decision: i % 2 === 0 ? 'approve' : 'deny', hosts: HOSTS.slice(0, 1 + (i % 3)) };
   if (kind === 'outcome') return { ...base, state: i % 2 === 0 ? 'succeeded' : 'failed', hosts: HOSTS.slice(i % 3) };
@@ -38,11 +43,12 @@ function entry(i: number): AuditRecord {
 
 /** What a listing must return: every stream entry, filtered the slow way, newest first. */
 async function scan(query: AuditQuery, scope: AuditScope = { all: true }): Promise<StoredAudit[]> {
-  const all = await new AuditLog(redis, k, new Redactor([])).read({ count: 1_000_000 });
+  // The stream as stored (`read` gives an entry of many hosts once per host).
+  const all = (await redis.xrevrange(k.audit(), '+', '-')).map(([id, fields]) => ({ ...(JSON.parse(fields[1] ?? '{}') as StoredAudit), id }));
   const ms = (id: string): number => Number(id.split('-')[0]);
-  return all.reverse().filter((r) => {
-    const hosts = [...(r.host !== undefined ? [r.host] : []), ...(r.hosts ?? [])];
-    const outcome = r.kind === 'outcome' ? r.state : r.kind === 'execution' ? r.status : undefined;
+  return all.filter((r) => {
+    const hosts = [...(r.host !== undefined ? [r.host] : []), ...(r.hosts ?? []), ...(r.results ?? []).map((run) => run.host)];
+    const outcomes = [r.kind === 'outcome' ? r.state : r.kind === 'execution' ? r.status : undefined, ...(r.results ?? []).map((run) => run.status)];
     const visible = scope.all || r.subject === scope.subject || r.requester === scope.subject || (scope.gated && (r.approvalsRequired ?? 0) > 0);
     return (
       visible &&
@@ -52,7 +58,7 @@ async function scan(query: AuditQuery, scope: AuditScope = { all: true }): Promi
       (query.origin === undefined || r.origin === query.origin) &&
       (query.kind === undefined || r.kind === query.kind) &&
       (query.decision === undefined || r.decision === query.decision) &&
-      (query.outcome === undefined || outcome === query.outcome) &&
+      (query.outcome === undefined || outcomes.includes(query.outcome)) &&
       (query.jobId === undefined || r.jobId === query.jobId) &&
       (query.since === undefined || ms(r.id) >= query.since) &&
       (query.until === undefined || ms(r.id) <= query.until)
@@ -152,6 +158,31 @@ describe('audit listing from the indexes', () => {
     const walked = await walk(log, { kind: 'cancel' }, { all: true }, size);
     expect(walked.ids).toEqual(expected.map((e) => e.id));
     expect(walked.pages).toBe(expected.length / size);
+  });
+
+  it('an execution entry of many hosts is found by each host and status, shows the hosts asked for, and reads as one entry per host', async () => {
+    const one = new AuditLog(redis, keys('audmany'), new Redactor([]));
+    const results = [
+      { host: 'node01', status: 'ok', exitCode: 0, durationMs: 4 },
+      { host: 'node02', status: 'failed', exitCode: 3, durationMs: 5, reason: 'exit code 3' },
+      { host: 'node03', status: 'ok', exitCode: 0, durationMs: 6 },
+    ];
+    const { ids } = await one.appendMany([{ kind: 'execution', jobId: 'jmany', subject: 'oscar', origin: 'worker', tool: 'exec', step: 'run', argv: ['uptime'], results }]);
+    const byHost = await one.page({ host: 'node02' }, { all: true });
+    expect(byHost.entries.map((e) => [e.id, e.results?.map((r) => r.host)])).toEqual([[ids[0], ['node02']]]);
+    const failed = await one.page({ outcome: 'failed' }, { all: true });
+    expect(failed.entries.map((e) => e.results?.map((r) => `${r.host}:${r.status}`))).toEqual([['node02:failed']]);
+    expect((await one.page({ outcome: 'ok' }, { all: true })).entries[0]?.results?.map((r) => r.host)).toEqual(['node01', 'node03']);
+    expect((await one.page({ outcome: 'timed_out' }, { all: true })).total).toBe(0);
+    expect((await one.page({ host: 'node04' }, { all: true })).total).toBe(0);
+    // Unfiltered: the whole entry, once.
+    const all = await one.page({}, { all: true });
+    expect(all.total).toBe(1);
+    expect(all.entries[0]?.results).toHaveLength(3);
+    // A job's trail host by host, as single-host entries read.
+    const trail = await one.read({ jobId: 'jmany' });
+    expect(trail.map((e) => `${e.host}:${e.status}:${e.exitCode}`)).toEqual(['node01:ok:0', 'node02:failed:3', 'node03:ok:0']);
+    expect(trail.every((e) => e.id === ids[0] && e.results === undefined && e.argv?.[0] === 'uptime')).toBe(true);
   });
 
   it('a cursor that is not an entry id is refused by name', async () => {

@@ -86,8 +86,9 @@ describe('approvals', () => {
     expect(executions[0]).toMatchObject({ argv: ['touch', file], status: 'ok', exitCode: 0 });
     expect(audit.at(-1)).toMatchObject({ kind: 'outcome', state: 'succeeded', subject: 'oscar' });
     // The file copy of the audit trail has the same records, mode 0600.
-    const fileAudit = (await readFile(path.join(c.dir, 'audit.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { jobId?: string });
-    expect(fileAudit.filter((r) => r.jobId === job.id)).toHaveLength(audit.length);
+    // (an execution entry covers the hosts of a write: `read` gives it once per host).
+    const fileAudit = (await readFile(path.join(c.dir, 'audit.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { jobId?: string; results?: unknown[] });
+    expect(fileAudit.filter((r) => r.jobId === job.id).flatMap((r) => r.results ?? [r])).toHaveLength(audit.length);
     expect((await import('node:fs')).statSync(path.join(c.dir, 'audit.jsonl')).mode & 0o777).toBe(0o600);
   });
 
