@@ -99,30 +99,46 @@ export function auditWhat(r: StoredAudit): string {
 
 /** `node07: failed (exit 3): no space left`: one host's part of an execution entry. */
 function hostRun(run: AuditHostRun): string {
+  return `${visibleInline(run.host)}: ${runOutcome(run)}`;
+}
+
+/** `failed (exit 3): no space left`: a plain non-zero exit said once. */
+function runOutcome(run: Omit<AuditHostRun, 'host'>): string {
   const said = run.reason !== undefined && !(typeof run.exitCode === 'number' && run.reason === `exit code ${run.exitCode}`);
-  return `${visibleInline(run.host)}: ${run.status}${typeof run.exitCode === 'number' ? ` (exit ${run.exitCode})` : ''}${said ? `: ${visibleInline(run.reason ?? '')}` : ''}`;
+  return `${run.status}${typeof run.exitCode === 'number' ? ` (exit ${run.exitCode})` : ''}${said ? `: ${visibleInline(run.reason ?? '')}` : ''}`;
 }
 
 /**
  * An execution entry of many hosts in one line: the hosts folded, the count per status, and
- * the hosts that did not end ok by name (the first five): `node[001-128] (128 hosts): 127 ok,
- * 1 failed; node007: failed (exit 3)`.
+ * the hosts that did not end ok, those that ended alike folded together (five outcomes at
+ * most): `node[001-128] (128 hosts): 126 ok, 2 failed; node[007,019]: failed (exit 3)`.
  */
 function ranOnMany(results: readonly AuditHostRun[]): string {
   if (results.length === 0) return 'no hosts';
   const counts = new Map<string, number>();
-  for (const run of results) counts.set(run.status, (counts.get(run.status) ?? 0) + 1);
+  const alike = new Map<string, string[]>();
+  for (const run of results) {
+    counts.set(run.status, (counts.get(run.status) ?? 0) + 1);
+    if (run.status === 'ok') continue;
+    const outcome = runOutcome(run);
+    const hosts = alike.get(outcome);
+    if (hosts) hosts.push(run.host);
+    else alike.set(outcome, [run.host]);
+  }
   const tally = [...counts].map(([status, n]) => `${n} ${status}`).join(', ');
-  const notOk = results.filter((run) => run.status !== 'ok');
-  const named = notOk.slice(0, 5).map(hostRun).join('; ');
-  const more = notOk.length > 5 ? `; +${notOk.length - 5} more` : '';
-  return `${visibleInline(foldNodeSet(results.map((run) => run.host)))} (${results.length} hosts): ${tally}${named !== '' ? `; ${named}${more}` : ''}`;
+  const named = [...alike].slice(0, 5).map(([outcome, hosts]) => `${visibleInline(foldNodeSet(hosts))}: ${outcome}`).join('; ');
+  const more = alike.size > 5 ? `; +${alike.size - 5} other outcomes` : '';
+  return `${hostSet(results.map((run) => run.host))}: ${tally}${named !== '' ? `; ${named}${more}` : ''}`;
+}
+
+/** `node[01-06] (6 hosts)`; one host by its name. */
+function hostSet(hosts: readonly string[]): string {
+  return hosts.length === 1 ? visibleInline(hosts[0] ?? '') : `${visibleInline(foldNodeSet(hosts))} (${hosts.length} hosts)`;
 }
 
 function hostList(hosts: readonly string[] | undefined): string {
   if (hosts === undefined || hosts.length === 0) return 'no hosts';
-  const shown = hosts.slice(0, 5).map(visibleInline).join(', ');
-  return hosts.length > 5 ? `${shown} (+${hosts.length - 5} more)` : shown;
+  return hostSet(hosts);
 }
 
 /** One line of the trail for a terminal or an AI client: time, kind, who (origin), tool · job, what. */

@@ -164,7 +164,7 @@ describe('MCP audit_list', () => {
     const oscar = await h.mcp('oscar', undefined, 'claude-code');
     const his = (await oscar.callTool({ name: 'audit_list', arguments: { job: gatedJob } })) as CallToolResult;
     expect(textOf(his)).toMatch(new RegExp(`denied: ${canaryDeny}`));
-    expect(textOf(his)).toMatch(new RegExp(`requested echo ${canaryGated} on node01, node02, waiting for approval`));
+    expect(textOf(his)).toMatch(new RegExp(`requested echo ${canaryGated} on node\\[01-02\\] \\(2 hosts\\), waiting for approval`));
     const paged = (await oscar.callTool({ name: 'audit_list', arguments: { limit: 1 } })) as CallToolResult;
     expect(textOf(paged)).toMatch(/call audit_list with cursor \d+-\d+ for more/);
   });

@@ -19,9 +19,10 @@ describe('auditWhat', () => {
   it('an entry of many hosts: folded, counted by status, and the hosts that did not end ok by name', () => {
     const results = Array.from({ length: 12 }, (_x, i) => ({ host: `node${String(i + 1).padStart(2, '0')}`, status: 'ok', exitCode: 0 }));
     results[6] = { host: 'node07', status: 'failed', exitCode: 3 };
+    results[10] = { host: 'node11', status: 'failed', exitCode: 3, reason: 'exit code 3' } as never;
     results[8] = { host: 'node09\u001b[2J', status: 'timed_out', exitCode: null, reason: 'command timeout after 1500 ms' } as never;
     const many = execution({ host: undefined, status: undefined, argv: ['uptime'], results });
-    expect(auditWhat(many)).toBe("ran uptime on node09\\x1b[2J,node[01-08,10-12] (12 hosts): 10 ok, 1 failed, 1 timed_out; node07: failed (exit 3); node09\\x1b[2J: timed_out: command timeout after 1500 ms");
+    expect(auditWhat(many)).toBe("ran uptime on node09\\x1b[2J,node[01-08,10-12] (12 hosts): 9 ok, 2 failed, 1 timed_out; node[07,11]: failed (exit 3); node09\\x1b[2J: timed_out: command timeout after 1500 ms");
     // One host (a listing narrowed to it): as a single-host entry reads.
     expect(auditWhat(execution({ host: undefined, status: undefined, results: [{ host: 'node07', status: 'failed', exitCode: 3, reason: 'exit code 3' }] }))).toBe("ran sh -c 'exit 3' on node07: failed (exit 3)");
   });
