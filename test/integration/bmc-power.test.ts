@@ -166,8 +166,10 @@ describe('bmc_power against ipmi_sim with the real ipmitool', () => {
     expect(await bmc.power()).toBe('off');
 
     // It ran on node03, as the audit says, with -f /dev/stdin: the password in no argv and no environment there.
-    const audit = readFileSync(path.join(c.dir, 'audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; jobId?: string; host?: string; argv?: string[]; status?: string });
-    const ran = audit.filter((a) => a.kind === 'execution' && a.jobId === cycled.id);
+    // (the file holds an execution entry per command run, each host of it in `results`).
+    type Run = { host?: string; status?: string };
+    const audit = readFileSync(path.join(c.dir, 'audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; jobId?: string; argv?: string[]; results?: Run[] } & Run);
+    const ran = audit.filter((a) => a.kind === 'execution' && a.jobId === cycled.id).flatMap((a) => (a.results ?? [a]).map((run) => ({ ...a, ...run })));
     expect(ran.map((a) => [a.host, a.status, a.argv?.slice(-3).join(' ')])).toEqual([
       ['node03', 'ok', 'chassis power cycle'],
       ['node03', 'ok', 'chassis power status'],
