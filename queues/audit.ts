@@ -51,7 +51,7 @@ export interface AuditRecord {
    * An execution entry of many hosts: one step's outcome on each host the entry covers, the
    * command being the entry's `argv` (a batch of the step whose hosts ran the same argv). Each
    * host is indexed (a listing by host finds the entry), and each status (by outcome). One
-   * entry of 128 hosts instead of 128 entries: Redis indexed every entry ~9 times, ~30 ms of
+   * entry of 64 hosts instead of 64 entries: Redis indexed every entry ~9 times, ~30 ms of
    * its time per 1000-host fan-out. `read` gives one entry per host, as single-host entries are.
    */
   readonly results?: readonly AuditHostRun[] | undefined;

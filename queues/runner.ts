@@ -472,8 +472,12 @@ function sameHosts(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((h, i) => h === b[i]);
 }
 
-/** Hosts recorded (ledger finish and audit) per write while a fan-out still runs. */
-const EARLY_BATCH = 128;
+/**
+ * Hosts recorded (ledger finish and audit entry) per write while a fan-out still runs. 64, not
+ * 128, since the audit wrote one entry per write instead of per host: −3 to −5 % client CPU at
+ * 1000 hosts in interleaved runs (bench/README.md, session 9); 512 was +11 %.
+ */
+const EARLY_BATCH = 64;
 
 /** Output a resumable plan keeps per step and host in the ledger (what its report reads back). */
 const LEDGER_OUTPUT_CHARS = 1024;

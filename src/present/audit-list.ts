@@ -111,7 +111,7 @@ function runOutcome(run: Omit<AuditHostRun, 'host'>): string {
 /**
  * An execution entry of many hosts in one line: the hosts folded, the count per status, and
  * the hosts that did not end ok, those that ended alike folded together (five outcomes at
- * most): `node[001-128] (128 hosts): 126 ok, 2 failed; node[007,019]: failed (exit 3)`.
+ * most): `node[001-064] (64 hosts): 62 ok, 2 failed; node[007,019]: failed (exit 3)`.
  */
 function ranOnMany(results: readonly AuditHostRun[]): string {
   if (results.length === 0) return 'no hosts';

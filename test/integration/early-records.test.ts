@@ -1,5 +1,5 @@
 // An exec step wide enough to be recorded while its fan-out still runs (queues/runner.ts
-// EARLY_BATCH, 128 hosts a write): every host still gets exactly one ledger finish and one
+// EARLY_BATCH, 64 hosts a write): every host still gets exactly one ledger finish and one
 // execution audit record with the exact command, whichever write carried it. Real parts: a
 // fake-node farm, a private Redis, the in-process worker of the benchmark's pipeline shape.
 import { mkdtemp, rm } from 'node:fs/promises';
