@@ -41,6 +41,7 @@ async function authorize(publicKey: string): Promise<void> {
 describe('Dropbear nodes', () => {
   let dir: string;
   let daemon: ChildProcess;
+  let daemonLog = '';
   let address: string;
   let port: number;
   let hostKey: string;
@@ -60,7 +61,10 @@ describe('Dropbear nodes', () => {
   async function startDropbear(keyFile: string): Promise<void> {
     // -F foreground (a child of this test), -E log to stderr, -s no passwords, -R off: only our key.
     daemon = spawn('dropbear', ['-F', '-E', '-s', '-r', keyFile, '-p', `${address}:${port}`, '-P', path.join(dir, 'dropbear.pid')], { stdio: ['ignore', 'ignore', 'pipe'] });
-    daemon.stderr?.resume();
+    // Its log (-E) is kept, the last 8 KB: a connection it drops says why in a failure message.
+    daemon.stderr?.on('data', (chunk: Buffer) => {
+      daemonLog = (daemonLog + chunk.toString()).slice(-8192);
+    });
     await waitForSshBanner(address, port, 10_000);
   }
 
@@ -113,7 +117,7 @@ describe('Dropbear nodes', () => {
       // each is retried, so every command runs, once.
       const tally = path.join(dir, 'tally', `many-${nodeHelper}`);
       const runs = await Promise.all(Array.from({ length: 24 }, (_, i) => ssh.exec(target(), { argv: ['sh', '-c', `sleep 0.2; echo ${i} >> "$0"; echo ${i}`, tally], runId: `many-${nodeHelper}-${i}` })));
-      expect(runs.filter((r) => r.status !== 'ok').map((r) => `${r.status}: ${r.error} / ${r.stderr}`)).toEqual([]);
+      expect(runs.filter((r) => r.status !== 'ok').map((r) => `${r.status}: ${r.error} / ${r.stderr}`), `dropbear's log:\n${daemonLog}`).toEqual([]);
       expect(runs.map((r) => r.stdout)).toEqual(Array.from({ length: 24 }, (_, i) => `${i}\n`));
       const ran = (await readFile(tally, 'utf8')).split('\n').filter(Boolean).map(Number);
       expect(ran.sort((x, y) => x - y)).toEqual(Array.from({ length: 24 }, (_, i) => i));
