@@ -103,7 +103,13 @@ export class Redactor {
     return out;
   }
 
-  /** Deep copy with secret values scrubbed from strings and secret-named fields censored. */
+  /**
+   * The value with secret values scrubbed from its strings and secret-named fields censored.
+   * Copy on write: an object or array none of whose parts changed is returned as it is (the
+   * common case: a 1000-host fan-out scrubs ~2000 events and audit results with nothing to
+   * hide, and copying each was ~1.4 MB of garbage per fan-out). Callers treat the result as
+   * read-only, as they do its input.
+   */
   scrubDeep<T>(value: T): T {
     return this.walk(value) as T;
   }
@@ -113,15 +119,34 @@ export class Redactor {
     // Numbers, booleans, null, undefined: nothing to scrub, checked first (most fields of an
     // audit record or event are these or short strings).
     if (value === null || typeof value !== 'object') return value;
-    if (Array.isArray(value)) return value.map((v) => this.walk(v));
-    if (value instanceof Map) return new Map([...value].map(([k, v]) => [k, this.walk(v)]));
-    if (value instanceof Date || Buffer.isBuffer(value)) return value;
-    const out: Record<string, unknown> = {};
-    for (const k of Object.keys(value)) {
-      const v = (value as Record<string, unknown>)[k];
-      out[k] = v !== undefined && v !== null && v !== '' && isSecretField(k) ? REDACTED : this.walk(v);
+    if (Array.isArray(value)) {
+      let copy: unknown[] | undefined;
+      for (let i = 0; i < value.length; i++) {
+        const v: unknown = value[i];
+        const clean = this.walk(v);
+        if (clean !== v && copy === undefined) copy = value.slice(0, i);
+        copy?.push(clean);
+      }
+      return copy ?? value;
     }
-    return out;
+    if (value instanceof Map) {
+      const entries = [...value].map(([k, v]): [unknown, unknown] => [k, this.walk(v)]);
+      return entries.every(([k, v]) => v === value.get(k)) ? value : new Map(entries);
+    }
+    if (value instanceof Date || Buffer.isBuffer(value)) return value;
+    const keys = Object.keys(value);
+    let out: Record<string, unknown> | undefined;
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!;
+      const v = (value as Record<string, unknown>)[k];
+      const clean = v !== undefined && v !== null && v !== '' && isSecretField(k) ? REDACTED : this.walk(v);
+      if (clean !== v && out === undefined) {
+        out = {};
+        for (let j = 0; j < i; j++) out[keys[j]!] = (value as Record<string, unknown>)[keys[j]!];
+      }
+      if (out !== undefined) out[k] = clean;
+    }
+    return out ?? value;
   }
 }
 

@@ -4,7 +4,7 @@
 // replica that never saw the script).
 import type { Redis } from 'ioredis';
 
-export const SCRIPT_NAMES = ['castellanTransition', 'castellanVote', 'castellanLockAcquire', 'castellanLockRelease', 'castellanLedgerClaim', 'castellanGuardedHset', 'castellanSubmit', 'castellanRateTake', 'castellanIndexQuery', 'castellanAuditAppend', 'castellanSetPreview', 'castellanConfirm', 'castellanReconcile', 'castellanForget', 'castellanRetainAccount', 'castellanRetainPrune', 'castellanDurable', 'castellanEventsAppend', 'castellanRecordIfFinal', 'castellanRunningDone'] as const;
+export const SCRIPT_NAMES = ['castellanTransition', 'castellanVote', 'castellanLockAcquire', 'castellanLockRelease', 'castellanLedgerClaim', 'castellanGuardedHset', 'castellanSubmit', 'castellanRateTake', 'castellanIndexQuery', 'castellanAuditAppend', 'castellanSetPreview', 'castellanConfirm', 'castellanReconcile', 'castellanForget', 'castellanRetainAccount', 'castellanRetainPrune', 'castellanDurable', 'castellanEventsAppend', 'castellanRecordIfFinal', 'castellanRecordLive', 'castellanRunningDone'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 type ScriptCall = (numberOfKeys: number, ...keysAndArgs: Array<string | number>) => Promise<unknown>;

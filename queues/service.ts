@@ -30,7 +30,7 @@ import { accessOf, eventsFor, recordFor } from './visibility.js';
 import { activeJobsKey, capReadPlan, DEFAULT_LIMITS, takeTokens, type LimitSettings } from './limits.js';
 import { isPersonOrigin } from '../auth/types.js';
 import { checkEventId } from './events.js';
-import { JOB_ID_PATTERN, newJobId, recordFields, recordFromFields, type JobDoc, type JobQuery, type JobRecord, type QueuedJob, type ReplyAddress, type Vote } from './records.js';
+import { JOB_ID_PATTERN, newJobId, recordFields, type JobDoc, type JobQuery, type JobRecord, type QueuedJob, type ReplyAddress, type Vote } from './records.js';
 import { isFinal, type JobState } from './states.js';
 
 export interface SubmitRequest {
@@ -239,7 +239,7 @@ export class JobService {
     if (needsApproval) await this.startPreview(tool, input, doc, inventory);
     // Confirmed as written (the usual case, with no preview attached since): the record is
     // what was written, not read back. Cancelled or denied meanwhile: the caller sees that.
-    const job = confirmedAs === initial && !needsApproval ? recordFromFields(fields) : await this.ctx.store.get(jobId);
+    const job = confirmedAs === initial && !needsApproval ? this.ctx.store.fromFields(fields) : await this.ctx.store.get(jobId);
     if (!job) throw new CastellanError('internal', `job ${jobId} vanished right after it was recorded`);
     return { job, duplicate: false };
   }

@@ -42,4 +42,19 @@ describe('Redactor.scrubDeep', () => {
     const out = new Redactor([]).scrubDeep({ headers: { Authorization: 'Bearer x', accept: 'json' } });
     expect(out.headers).toEqual({ Authorization: REDACTED, accept: 'json' });
   });
+
+  it('copies only what it changes: clean parts are returned as they are, the input is never written', () => {
+    const r = new Redactor([SECRET]);
+    const clean = { host: 'node01', results: [{ host: 'node01', status: 'ok', exitCode: 0 }], hosts: ['node01', 'node02'] };
+    expect(r.scrubDeep(clean)).toBe(clean);
+    const mixed = { step: 's1', ok: { host: 'node01', stdout: 'fine' }, bad: { host: 'node02', stdout: `leak ${SECRET}` }, list: ['a', SECRET, 'c'] };
+    const out = r.scrubDeep(mixed);
+    expect(out).not.toBe(mixed);
+    expect(out.ok).toBe(mixed.ok);
+    expect(out.bad).toEqual({ host: 'node02', stdout: `leak ${REDACTED}` });
+    expect(out.list).toEqual(['a', REDACTED, 'c']);
+    expect(Object.keys(out)).toEqual(['step', 'ok', 'bad', 'list']);
+    expect(mixed.bad.stdout).toContain(SECRET);
+    expect(mixed.list[1]).toBe(SECRET);
+  });
 });
