@@ -28,12 +28,17 @@ use POSIX ();
 use IO::Select;
 use Fcntl qw(F_GETFL F_SETFL O_NONBLOCK);
 $0 = 'castellan-helper';
-$SIG{PIPE} = 'IGNORE';
+# A handler, not IGNORE: a write to a closed pipe still fails with EPIPE here, and a command
+# starts with SIGPIPE at its default (exec resets caught signals) without a write in the child.
+$SIG{PIPE} = sub { };
 my $MAXBUF = 1 << 20;
 my ($wake_r, $wake_w);
 pipe($wake_r, $wake_w) or die "castellan-helper: pipe: $!\n";
 nb($wake_r); nb($wake_w);
 $SIG{CHLD} = sub { syswrite($wake_w, 'c') };
+# Made once: between fork and exec the child writes as little as it can (see start_run).
+my $NOSIGS = POSIX::SigSet->new();
+open(my $DEVNULL, '<', '/dev/null') or die "castellan-helper: /dev/null: $!\n";
 binmode STDIN; binmode STDOUT;
 nb(\*STDIN); nb(\*STDOUT);
 my (%runs, %fh);
@@ -51,24 +56,30 @@ sub start_run {
   my ($runid, $stdin, @argv) = @s;
   my ($or, $ow, $er, $ew, $ir, $iw);
   unless (pipe($or, $ow) && pipe($er, $ew) && (!length $stdin || pipe($ir, $iw))) { frame('F', $id, "pipe: $!"); return }
-  my $pid = fork;
-  unless (defined $pid) { frame('F', $id, "fork: $!"); return }
-  if ($pid == 0) {
-    $SIG{PIPE} = 'DEFAULT'; $SIG{CHLD} = 'DEFAULT';
-    # Commands start with no signal blocked, whatever the helper's mask was at the fork (perl
-    # blocks them all around fork): one that cannot receive TERM cannot be stopped politely.
-    POSIX::sigprocmask(POSIX::SIG_SETMASK(), POSIX::SigSet->new());
-    POSIX::setsid();
-    open(my $null, '<', '/dev/null');
-    POSIX::dup2(fileno($ir // $null), 0);
-    POSIX::dup2(fileno $ow, 1);
-    POSIX::dup2(fileno $ew, 2);
-    $ENV{CASTELLAN_RUN} = $runid;
-    { no warnings; exec { $argv[0] } @argv }
-    my $enoent = $!{ENOENT};
-    syswrite(STDERR, "castellan-helper: $argv[0]: " . ($enoent ? 'not found' : "$!") . "\n");
-    POSIX::_exit($enoent ? 127 : 126);
+  # Every page the child writes before its exec is a copy-on-write fault, and on some machines
+  # (small boards, some VMs) each costs tens of microseconds: the child only sets its signal
+  # mask, its session and its descriptors. The run's tag is set before the fork and inherited;
+  # the child never leaves this block (exec, or _exit), so it never sees the tag taken back.
+  my $pid;
+  {
+    local $ENV{CASTELLAN_RUN} = $runid;
+    $pid = fork;
+    if (defined $pid && $pid == 0) {
+      # Commands start with no signal blocked, whatever the helper's mask was at the fork (perl
+      # blocks them all around fork): one that cannot receive TERM cannot be stopped politely.
+      # Caught signals (PIPE, CHLD) are reset to their defaults by the exec itself.
+      POSIX::sigprocmask(POSIX::SIG_SETMASK(), $NOSIGS);
+      POSIX::setsid();
+      POSIX::dup2(fileno($ir // $DEVNULL), 0);
+      POSIX::dup2(fileno $ow, 1);
+      POSIX::dup2(fileno $ew, 2);
+      { no warnings; exec { $argv[0] } @argv }
+      my $enoent = $!{ENOENT};
+      syswrite(STDERR, "castellan-helper: $argv[0]: " . ($enoent ? 'not found' : "$!") . "\n");
+      POSIX::_exit($enoent ? 127 : 126);
+    }
   }
+  unless (defined $pid) { frame('F', $id, "fork: $!"); return }
   close $ow; close $ew;
   my $r = { id => $id, pid => $pid, runid => $runid, grace => $gr / 1000, deadline => now() + $dl / 1000, open => 2 };
   if ($ir) { close $ir; nb($iw); $r->{in} = $iw; $r->{inbuf} = $stdin; $fh{fileno $iw} = [$r, 'I', $iw] }
@@ -239,7 +250,14 @@ for (;;) {
   }
 }`;
 
+/**
+ * The script as sent: without its whole-line comments, which are for the reader. Dropbear takes
+ * at most 9000 bytes of command line (server-limits.ts) and the helper travels as one; the
+ * script has no heredoc or multi-line string a `#` line could belong to.
+ */
+const SENT = SCRIPT.replace(/^[ \t]*#.*\n/gm, '');
+
 /** The exec command line that starts the helper (sshd hands it to the login shell). */
 export function helperCommand(): string {
-  return quoteArgv(['perl', '-e', SCRIPT, HELPER_NAME]);
+  return quoteArgv(['perl', '-e', SENT, HELPER_NAME]);
 }
